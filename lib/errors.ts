@@ -1,0 +1,71 @@
+/**
+ * The catalogue of errors a client can see. Each code is stable: clients branch on it, the README documents
+ * it (a test keeps the two in step), and the message is safe to show.
+ */
+export const ERROR_CATALOGUE = {
+  malformed_json: { status: 400, description: 'The body is not valid UTF-8 JSON.' },
+  invalid_body: { status: 400, description: 'The JSON is neither an event object nor `{"events": [...]}`.' },
+  unauthorized: { status: 401, description: 'The API key is missing, unknown or revoked.' },
+  forbidden: { status: 403, description: 'The API key may not use this endpoint.' },
+  not_found: { status: 404, description: 'No such route.' },
+  method_not_allowed: { status: 405, description: 'The route exists but not with this method (see `Allow`).' },
+  payload_too_large: { status: 413, description: 'The body exceeds `MAX_BODY_BYTES`, or `MAX_DECOMPRESSED_BYTES` once decompressed.' },
+  batch_too_large: { status: 413, description: 'The batch holds more than `MAX_BATCH_EVENTS` events.' },
+  unsupported_media_type: { status: 415, description: 'The `Content-Type` is not `application/json`.' },
+  unsupported_encoding: { status: 415, description: 'The `Content-Encoding` is not `gzip` or `identity`, or the gzip stream is corrupt.' },
+  invalid_event: { status: 422, description: 'Every event of the request failed validation; `details` lists why, per event.' },
+  empty_batch: { status: 422, description: 'The batch holds no events.' },
+  dependency_unavailable: { status: 503, description: 'Redis (or another dependency) could not take the write; retry after `Retry-After` seconds.' },
+  not_ready: { status: 503, description: 'From `/readyz`: a dependency is unreachable or migrations are not applied.' },
+  internal_error: { status: 500, description: 'An unexpected failure; nothing internal is exposed. The request id finds it in the logs.' },
+} as const satisfies Record<string, { status: number; description: string }>;
+
+export type ErrorCode = keyof typeof ERROR_CATALOGUE;
+
+/** An error the API answers with its catalogue status and code; `message` is shown to the client. */
+export class ApiError extends Error {
+  readonly status: number;
+  constructor(
+    readonly code: ErrorCode,
+    message: string,
+    readonly details?: unknown,
+    readonly headers?: Readonly<Record<string, string>>,
+  ) {
+    super(message);
+    this.name = 'ApiError';
+    this.status = ERROR_CATALOGUE[code].status;
+  }
+}
+
+/** Builds an ApiError; the one way route code signals a client-visible failure. */
+export function apiError(code: ErrorCode, message: string, details?: unknown, headers?: Record<string, string>): ApiError {
+  return new ApiError(code, message, details, headers);
+}
+
+/** PostgreSQL SQLSTATEs the code reacts to (https://www.postgresql.org/docs/15/errcodes-appendix.html). */
+export const SQLSTATE = {
+  /** unique_violation */
+  uniqueViolation: '23505',
+  /** invalid_catalog_name: the database does not exist */
+  invalidCatalogName: '3D000',
+  /** undefined_table */
+  undefinedTable: '42P01',
+  /** duplicate_table: e.g. a partition created concurrently */
+  duplicateTable: '42P07',
+  /** serialization_failure */
+  serializationFailure: '40001',
+  /** deadlock_detected */
+  deadlockDetected: '40P01',
+  /** admin_shutdown, crash_shutdown, cannot_connect_now */
+  adminShutdown: '57P01',
+  crashShutdown: '57P02',
+  cannotConnectNow: '57P03',
+} as const;
+
+/** Redis error reply prefixes the code reacts to. */
+export const REDIS_REPLY = {
+  /** XGROUP CREATE on a group that exists */
+  busyGroup: 'BUSYGROUP',
+  /** XREADGROUP/XAUTOCLAIM on a stream or group that does not exist (e.g. after FLUSHDB) */
+  noGroup: 'NOGROUP',
+} as const;

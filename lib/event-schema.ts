@@ -1,0 +1,173 @@
+import { Ajv2020, type ErrorObject } from 'ajv/dist/2020.js';
+import * as addFormatsModule from 'ajv-formats';
+import { uuidv7 } from './uuid7.js';
+
+// ajv-formats is CommonJS with `exports.default`; under NodeNext the default import is the module object.
+type AddFormats = (ajv: Ajv2020, formats: string[]) => Ajv2020;
+const addFormats = (addFormatsModule as unknown as { default: AddFormats }).default;
+
+export const PRIORITIES = ['critical', 'normal', 'low'] as const;
+export type Priority = (typeof PRIORITIES)[number];
+
+/** Checks a header or key default against the three priority classes. */
+export function isPriority(value: unknown): value is Priority {
+  return value === 'critical' || value === 'normal' || value === 'low';
+}
+
+/** JSON Schema (2020-12) of one event: compiled for validation and served in the OpenAPI document. */
+export const EVENT_SCHEMA = {
+  $id: 'https://floodgate.dev/schemas/event.json',
+  title: 'Event',
+  type: 'object',
+  additionalProperties: false,
+  required: ['type'],
+  properties: {
+    type: { type: 'string', minLength: 1, maxLength: 128, pattern: '^[A-Za-z0-9_.:-]+$', description: 'What happened, e.g. `checkout.completed`.' },
+    timestamp: {
+      type: 'string',
+      format: 'date-time',
+      maxLength: 64,
+      description: 'RFC 3339 time the event occurred; defaults to the time received. At most 24 h ahead and no older than the retention.',
+    },
+    source: { type: 'string', minLength: 1, maxLength: 255, description: 'Free-form origin, e.g. `web` or a service name.' },
+    idempotency_key: {
+      type: 'string',
+      minLength: 1,
+      maxLength: 255,
+      description: 'Events of one tenant with the same key are stored once within the dedup window.',
+    },
+    value: { type: 'number', description: 'A finite number attached to the event.' },
+    data: { type: 'object', description: 'Arbitrary JSON object, at most MAX_EVENT_DATA_BYTES serialised.' },
+  },
+} as const;
+
+/** Schema of a batch request body; events are validated one by one so that valid ones are accepted. */
+export const BATCH_SCHEMA = {
+  $id: 'https://floodgate.dev/schemas/batch.json',
+  title: 'Batch',
+  type: 'object',
+  additionalProperties: false,
+  required: ['events'],
+  properties: { events: { type: 'array', minItems: 1, items: { $ref: 'event.json' } } },
+} as const;
+
+/** An event that passed validation, with its server-assigned id. */
+export interface ValidEvent {
+  readonly id: string;
+  readonly type: string;
+  readonly occurredAt: number;
+  readonly source: string | null;
+  readonly idempotencyKey: string | null;
+  readonly value: number | null;
+  /** `data` serialised once here, reused when the stream entry is built. */
+  readonly dataJson: string | null;
+}
+
+export interface FieldError {
+  readonly path: string;
+  readonly message: string;
+}
+
+export type EventCheck = { ok: true; event: ValidEvent } | { ok: false; errors: FieldError[] };
+
+export interface ValidationLimits {
+  readonly retentionDays: number;
+  readonly maxEventDataBytes: number;
+}
+
+const MAX_FUTURE_MS = 24 * 3600 * 1000;
+const MAX_DATA_DEPTH = 32;
+// NUL cannot be stored in Postgres text or jsonb, and a lone surrogate is not Unicode; either would make the
+// row unwritable later, so both are refused at the edge. JSON.stringify escapes exactly these (and only
+// these) as \u0000 / \udXXX, so one search of the serialised data finds them.
+const UNSTORABLE_IN_JSON = /(?<!\\)(?:\\\\)*\\u(?:0000|d[89a-f][0-9a-f]{2})/;
+const UNSTORABLE_IN_TEXT = /\u0000|[\ud800-\udbff](?![\udc00-\udfff])|(?<![\ud800-\udbff])[\udc00-\udfff]/;
+
+function compileEventValidator() {
+  const ajv = new Ajv2020({ allErrors: true, strict: true, messages: true });
+  addFormats(ajv, ['date-time']);
+  return ajv.compile(EVENT_SCHEMA);
+}
+
+const validateShape = compileEventValidator();
+
+function toFieldErrors(errors: ErrorObject[] | null | undefined): FieldError[] {
+  return (errors ?? []).map((e) => {
+    if (e.keyword === 'additionalProperties') {
+      const field = (e.params as { additionalProperty: string }).additionalProperty;
+      return { path: `/${field}`, message: 'unknown field' };
+    }
+    if (e.keyword === 'required') {
+      return { path: `/${(e.params as { missingProperty: string }).missingProperty}`, message: 'is required' };
+    }
+    return { path: e.instancePath || '/', message: e.message ?? 'is invalid' };
+  });
+}
+
+/** Deepest nesting of arrays/objects in a JSON text (strings skipped). */
+function jsonDepth(json: string): number {
+  let depth = 0;
+  let max = 0;
+  let inString = false;
+  for (let i = 0; i < json.length; i++) {
+    const c = json.charCodeAt(i);
+    if (inString) {
+      if (c === 92 /* \ */) i++;
+      else if (c === 34 /* " */) inString = false;
+    } else if (c === 34) inString = true;
+    else if (c === 123 /* { */ || c === 91 /* [ */) {
+      if (++depth > max) max = depth;
+    } else if (c === 125 || c === 93) depth--;
+  }
+  return max;
+}
+
+/** Validates one raw event and assigns its id; `headerKey` is the request's Idempotency-Key for single events. */
+export function checkEvent(raw: unknown, receivedAt: number, limits: ValidationLimits, headerKey?: string): EventCheck {
+  if (!validateShape(raw)) return { ok: false, errors: toFieldErrors(validateShape.errors) };
+  const e = raw as { type: string; timestamp?: string; source?: string; idempotency_key?: string; value?: number; data?: object };
+  const errors: FieldError[] = [];
+
+  let occurredAt = receivedAt;
+  if (e.timestamp !== undefined) {
+    occurredAt = Date.parse(e.timestamp);
+    if (Number.isNaN(occurredAt)) errors.push({ path: '/timestamp', message: 'is not a valid RFC 3339 time' });
+    else if (occurredAt > receivedAt + MAX_FUTURE_MS) errors.push({ path: '/timestamp', message: 'is more than 24 h in the future' });
+    else if (occurredAt < receivedAt - limits.retentionDays * 86_400_000) {
+      errors.push({ path: '/timestamp', message: `is older than the ${limits.retentionDays}-day retention` });
+    }
+  }
+  if (e.value !== undefined && !Number.isFinite(e.value)) errors.push({ path: '/value', message: 'must be a finite number' });
+  if (e.source !== undefined && UNSTORABLE_IN_TEXT.test(e.source)) {
+    errors.push({ path: '/source', message: 'must not contain NUL or unpaired surrogates' });
+  }
+  const key = e.idempotency_key ?? headerKey ?? null;
+  if (key !== null && (key.length > 255 || UNSTORABLE_IN_TEXT.test(key))) {
+    errors.push({ path: '/idempotency_key', message: 'must be 1-255 characters without NUL or unpaired surrogates' });
+  }
+
+  let dataJson: string | null = null;
+  if (e.data !== undefined) {
+    dataJson = JSON.stringify(e.data);
+    if (Buffer.byteLength(dataJson) > limits.maxEventDataBytes) {
+      errors.push({ path: '/data', message: `must be at most ${limits.maxEventDataBytes} bytes as JSON` });
+    } else if (UNSTORABLE_IN_JSON.test(dataJson)) {
+      errors.push({ path: '/data', message: 'must not contain NUL characters or unpaired surrogates' });
+    } else if (jsonDepth(dataJson) > MAX_DATA_DEPTH) {
+      errors.push({ path: '/data', message: `must not nest deeper than ${MAX_DATA_DEPTH} levels` });
+    }
+  }
+  if (errors.length > 0) return { ok: false, errors };
+  return {
+    ok: true,
+    event: {
+      id: uuidv7(receivedAt),
+      type: e.type,
+      occurredAt,
+      source: e.source ?? null,
+      idempotencyKey: key,
+      value: e.value ?? null,
+      dataJson,
+    },
+  };
+}

@@ -1,0 +1,36 @@
+import type { Pool } from './db.js';
+
+const DAY_MS = 86_400_000;
+
+function utcDay(ms: number): string {
+  return new Date(ms).toISOString().slice(0, 10);
+}
+
+export interface PartitionPolicy {
+  readonly retentionDays: number;
+  readonly partitionsAheadDays: number;
+}
+
+/**
+ * Creates every daily partition an accepted event can fall in: from the oldest accepted timestamp (one day
+ * of slack beyond retention) to `partitionsAheadDays` ahead. Returns the partitions it created.
+ */
+export async function ensurePartitions(pool: Pool, policy: PartitionPolicy, now: number = Date.now()): Promise<string[]> {
+  const from = utcDay(now - (policy.retentionDays + 1) * DAY_MS);
+  const to = utcDay(now + policy.partitionsAheadDays * DAY_MS);
+  const { rows } = await pool.query<{ name: string }>('SELECT floodgate_create_partitions($1::date, $2::date) AS name', [from, to]);
+  return rows.map((r) => r.name);
+}
+
+/** Drops partitions wholly older than retention plus one day of slack. Returns the partitions it dropped. */
+export async function dropExpiredPartitions(pool: Pool, policy: PartitionPolicy, now: number = Date.now()): Promise<string[]> {
+  const before = utcDay(now - (policy.retentionDays + 1) * DAY_MS);
+  const { rows } = await pool.query<{ name: string }>('SELECT floodgate_drop_partitions($1::date) AS name', [before]);
+  return rows.map((r) => r.name);
+}
+
+/** Forgets idempotency keys older than the dedup window; returns how many were removed. */
+export async function pruneIdempotencyKeys(pool: Pool, windowHours: number): Promise<number> {
+  const result = await pool.query("DELETE FROM idempotency_keys WHERE created_at < now() - make_interval(hours => $1)", [windowHours]);
+  return result.rowCount ?? 0;
+}

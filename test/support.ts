@@ -1,0 +1,67 @@
+import { randomUUID } from 'node:crypto';
+import pg from 'pg';
+import { loadConfig, type Config } from '../lib/config.js';
+import { createPool, type Pool } from '../lib/db.js';
+import { migrate } from '../lib/migrate.js';
+import { ensurePartitions } from '../lib/partitions.js';
+import { createRedis, type Redis } from '../lib/redis.js';
+
+/** Server URLs the tests use; CI starts both (see .ci/run). */
+export const TEST_PG_ADMIN_URL = 'postgres://postgres@127.0.0.1:5432/postgres';
+export const TEST_REDIS_URL = 'redis://127.0.0.1:6379/0';
+
+/** A private, migrated database and private stream keys for one test file, and how to remove them. */
+export interface TestEnv {
+  readonly config: Config;
+  readonly pool: Pool;
+  readonly redis: Redis;
+  readonly databaseUrl: string;
+  /** Drops the database and deletes the test's Redis keys. */
+  cleanup(): Promise<void>;
+}
+
+/** Creates a fresh database (migrated, partitions ready) and unique stream keys; fails loudly if a service is down. */
+export async function createTestEnv(env: Record<string, string> = {}): Promise<TestEnv> {
+  const id = randomUUID().replace(/-/g, '').slice(0, 12);
+  const dbName = `floodgate_test_${id}`;
+  const admin = new pg.Client({ connectionString: TEST_PG_ADMIN_URL });
+  await admin.connect();
+  await admin.query(`CREATE DATABASE ${dbName}`);
+  await admin.end();
+  const databaseUrl = `postgres://postgres@127.0.0.1:5432/${dbName}`;
+  const config = loadConfig({
+    DATABASE_URL: databaseUrl,
+    REDIS_URL: TEST_REDIS_URL,
+    STREAM_KEY: `test:${id}:events`,
+    DEAD_LETTER_STREAM_KEY: `test:${id}:dead-letter`,
+    CONSUMER_GROUP: `test-${id}`,
+    LOG_LEVEL: 'silent',
+    API_PROCESSES: '1',
+    PORT: '0',
+    HOST: '127.0.0.1',
+    ...env,
+  });
+  const pool = createPool(databaseUrl, { max: 5, applicationName: 'floodgate-test' });
+  await migrate(pool);
+  await ensurePartitions(pool, config);
+  const redis = createRedis(TEST_REDIS_URL);
+  let cleaned: Promise<void> | undefined;
+  return {
+    config,
+    pool,
+    redis,
+    databaseUrl,
+    cleanup() {
+      cleaned ??= (async () => {
+        await redis.del(config.streamKey, config.deadLetterStreamKey).catch(() => {});
+        redis.disconnect();
+        await pool.end();
+        const a = new pg.Client({ connectionString: TEST_PG_ADMIN_URL });
+        await a.connect();
+        await a.query(`DROP DATABASE IF EXISTS ${dbName} WITH (FORCE)`);
+        await a.end();
+      })();
+      return cleaned;
+    },
+  };
+}
