@@ -65,3 +65,37 @@ export async function createTestEnv(env: Record<string, string> = {}): Promise<T
     },
   };
 }
+
+/** A live API on an ephemeral port over a TestEnv, with one tenant key. */
+export interface TestApi {
+  readonly url: string;
+  readonly key: string;
+  readonly adminKey: string;
+  post(body: unknown, headers?: Record<string, string>): Promise<Response>;
+  close(): Promise<void>;
+}
+
+/** Starts the real HTTP server (createApp + node:http) against the env's database and stream. */
+export async function startTestApi(env: TestEnv, overrides: Partial<Config> = {}): Promise<TestApi> {
+  const { runApi } = await import('../app/run.js');
+  const { createApiKey } = await import('../lib/api-keys.js');
+  const { createLogger } = await import('../lib/logger.js');
+  const config = Object.freeze({ ...env.config, ...overrides });
+  const api = await runApi(config, createLogger('silent', 'api-test'));
+  const { key } = await createApiKey(env.pool, { tenant: 'acme' });
+  const { key: adminKey } = await createApiKey(env.pool, { tenant: 'ops', isAdmin: true });
+  const url = `http://127.0.0.1:${api.port}`;
+  return {
+    url,
+    key,
+    adminKey,
+    post(body, headers = {}) {
+      return fetch(`${url}/v1/events`, {
+        method: 'POST',
+        headers: { 'content-type': 'application/json', authorization: `Bearer ${key}`, ...headers },
+        body: typeof body === 'string' || body instanceof Uint8Array ? body : JSON.stringify(body),
+      });
+    },
+    close: () => api.close(),
+  };
+}

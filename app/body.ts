@@ -1,0 +1,68 @@
+import type { IncomingMessage } from 'node:http';
+import { isUtf8 } from 'node:buffer';
+import { gunzip } from 'node:zlib';
+import { promisify } from 'node:util';
+import { apiError } from '../lib/errors.js';
+
+const gunzipAsync = promisify(gunzip);
+
+export interface BodyLimits {
+  readonly maxBodyBytes: number;
+  readonly maxDecompressedBytes: number;
+}
+
+const JSON_CONTENT_TYPE = /^application\/json\s*(;|$)/i;
+
+/** Rejects a request before its body is read when its headers already say it cannot be accepted. */
+export function checkBodyHeaders(req: IncomingMessage, limits: BodyLimits): 'gzip' | 'identity' {
+  const type = req.headers['content-type'] ?? '';
+  if (!JSON_CONTENT_TYPE.test(type)) {
+    throw apiError('unsupported_media_type', `Content-Type must be application/json, got "${type.slice(0, 100)}"`);
+  }
+  const encoding = (req.headers['content-encoding'] ?? 'identity').trim().toLowerCase();
+  if (encoding !== 'gzip' && encoding !== 'identity') {
+    throw apiError('unsupported_encoding', `Content-Encoding must be gzip or identity, got "${encoding.slice(0, 100)}"`);
+  }
+  const declared = Number(req.headers['content-length'] ?? 0);
+  if (declared > limits.maxBodyBytes) throw tooLarge(limits.maxBodyBytes);
+  return encoding;
+}
+
+function tooLarge(limit: number) {
+  // The rest of the body is not read: closing the connection keeps a huge upload from being drained for nothing.
+  return apiError('payload_too_large', `request body exceeds ${limit} bytes`, undefined, { Connection: 'close' });
+}
+
+/** Reads the body within the limits, gunzipping with a cap on the output, and checks it is UTF-8. */
+export async function readBody(req: IncomingMessage, encoding: 'gzip' | 'identity', limits: BodyLimits): Promise<Buffer> {
+  const chunks: Buffer[] = [];
+  let size = 0;
+  for await (const chunk of req as AsyncIterable<Buffer>) {
+    size += chunk.length;
+    if (size > limits.maxBodyBytes) throw tooLarge(limits.maxBodyBytes);
+    chunks.push(chunk);
+  }
+  let body = chunks.length === 1 ? chunks[0]! : Buffer.concat(chunks, size);
+  if (encoding === 'gzip') {
+    try {
+      body = await gunzipAsync(body, { maxOutputLength: limits.maxDecompressedBytes });
+    } catch (err) {
+      if ((err as { code?: string }).code === 'ERR_BUFFER_TOO_LARGE') {
+        throw apiError('payload_too_large', `decompressed body exceeds ${limits.maxDecompressedBytes} bytes`);
+      }
+      throw apiError('unsupported_encoding', 'the body is not a valid gzip stream');
+    }
+  }
+  if (!isUtf8(body)) throw apiError('malformed_json', 'the body is not valid UTF-8');
+  return body;
+}
+
+/** Parses JSON, turning syntax errors into a 400 that says where. */
+export function parseJson(body: Buffer): unknown {
+  if (body.length === 0) throw apiError('malformed_json', 'the body is empty');
+  try {
+    return JSON.parse(body.toString('utf8'));
+  } catch (err) {
+    throw apiError('malformed_json', `the body is not valid JSON: ${(err as Error).message.slice(0, 200)}`);
+  }
+}

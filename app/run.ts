@@ -1,0 +1,56 @@
+import { createServer, type Server } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import type { Config } from '../lib/config.js';
+import { createPool } from '../lib/db.js';
+import type { Logger } from '../lib/logger.js';
+import { readMigrations } from '../lib/migrate.js';
+import { createRedis } from '../lib/redis.js';
+import { createApp } from './server.js';
+
+/** A running API server process and how to stop it gracefully. */
+export interface RunningApi {
+  readonly port: number;
+  readonly server: Server;
+  close(): Promise<void>;
+}
+
+/**
+ * Starts one API server on config.host:config.port. close(): stop accepting, let in-flight requests finish
+ * (up to shutdownTimeoutMs, then cut), then close Redis and Postgres; idempotent.
+ */
+export async function runApi(config: Config, logger: Logger): Promise<RunningApi> {
+  const pool = createPool(config.databaseUrl, { max: config.dbPoolSize, applicationName: 'floodgate-api' });
+  const redis = createRedis(config.redisUrl, { commandTimeout: config.redisWriteTimeoutMs });
+  const migrations = await readMigrations();
+  const latestMigration = migrations.at(-1)?.version ?? 0;
+  const app = createApp({ config, pool, redis, logger, latestMigration });
+
+  const server = createServer(app.callback());
+  // Longer than typical load balancer idle timeouts so the proxy, not us, closes idle keep-alive sockets.
+  server.keepAliveTimeout = 65_000;
+  server.headersTimeout = 66_000;
+  server.requestTimeout = 30_000;
+  await new Promise<void>((resolve, reject) => {
+    server.once('error', reject);
+    server.listen(config.port, config.host, () => resolve());
+  });
+  const port = (server.address() as AddressInfo).port;
+  logger.info({ port, host: config.host }, 'api listening');
+
+  let closing: Promise<void> | undefined;
+  const close = () => {
+    closing ??= (async () => {
+      const errors: unknown[] = [];
+      const closed = new Promise<void>((resolve) => server.close(() => resolve()));
+      server.closeIdleConnections();
+      const deadline = setTimeout(() => server.closeAllConnections(), config.shutdownTimeoutMs);
+      await closed;
+      clearTimeout(deadline);
+      await redis.quit().catch((err: unknown) => errors.push(err));
+      await pool.end().catch((err: unknown) => errors.push(err));
+      if (errors.length > 0) logger.error({ errors }, 'errors while closing the api');
+    })();
+    return closing;
+  };
+  return { port, server, close };
+}

@@ -1,0 +1,48 @@
+import Koa from 'koa';
+import { Router } from '@koa/router';
+import type { Config } from '../lib/config.js';
+import type { Pool } from '../lib/db.js';
+import type { Logger } from '../lib/logger.js';
+import type { Redis } from '../lib/redis.js';
+import { authenticate, createKeyResolver, type KeyResolver } from './middleware/auth.js';
+import { errorHandler } from './middleware/errors.js';
+import { requestId } from './middleware/request-id.js';
+import { openApiDocument } from './openapi.js';
+import { ingestEvents } from './routes/events.js';
+import { healthz, readyz } from './routes/health.js';
+
+export interface AppDeps {
+  readonly config: Config;
+  readonly pool: Pool;
+  readonly redis: Redis;
+  readonly logger: Logger;
+  /** The latest migration version this build ships (readiness requires it applied). */
+  readonly latestMigration: number;
+  readonly keys?: KeyResolver;
+}
+
+/** Builds the Koa application; it owns no connections (the caller passes and closes them). */
+export function createApp(deps: AppDeps): Koa {
+  const { config, pool, redis, logger } = deps;
+  const keys = deps.keys ?? createKeyResolver(pool, config.authCacheTtlMs);
+  const app = new Koa();
+  app.proxy = false;
+  // Errors are rendered by errorHandler; Koa's own printer would log them a second time.
+  app.silent = true;
+
+  const openapi = JSON.stringify(openApiDocument(config));
+  const router = new Router();
+  router.post('/v1/events', authenticate(keys), ingestEvents(config, redis));
+  router.get('/healthz', healthz());
+  router.get('/readyz', readyz(pool, redis, deps.latestMigration));
+  router.get('/openapi.json', (ctx) => {
+    ctx.type = 'application/json';
+    ctx.body = openapi;
+  });
+
+  app.use(requestId());
+  app.use(errorHandler(logger));
+  app.use(router.routes());
+  app.use(router.allowedMethods());
+  return app;
+}
