@@ -2,7 +2,7 @@ import assert from 'node:assert/strict';
 import { gzipSync } from 'node:zlib';
 import { after, before, describe, it } from 'node:test';
 import { decodeEntry } from '../lib/stream-entry.js';
-import { createTestEnv, startTestApi, type TestApi, type TestEnv } from './support.js';
+import { createTestEnv, json, startTestApi, type TestApi, type TestEnv } from './support.js';
 
 const UUIDV7 = /^[0-9a-f]{8}-[0-9a-f]{4}-7[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$/;
 
@@ -27,7 +27,7 @@ describe('POST /v1/events', () => {
     const before = (await streamEntries(env)).length;
     const res = await api.post({ type: 'page.view', source: 'web', value: 3.5, data: { path: '/' } }, { 'x-priority': 'critical' });
     assert.equal(res.status, 202);
-    const body = await res.json();
+    const body = await json(res);
     assert.equal(body.accepted, 1);
     assert.match(body.ids[0], UUIDV7);
     assert.deepEqual(body.rejected, []);
@@ -50,7 +50,7 @@ describe('POST /v1/events', () => {
   it('accepts the valid events of a batch, in order, and reports the invalid ones by index', async () => {
     const res = await api.post({ events: [{ type: 'a' }, { type: 'bad type!' }, { type: 'c', timestamp: '2026-11-24T10:00:00.000Z' }] });
     assert.equal(res.status, 202);
-    const body = await res.json();
+    const body = await json(res);
     assert.equal(body.accepted, 2);
     assert.equal(body.ids.length, 2);
     assert.ok(body.ids[0] < body.ids[1], 'ids are time-ordered in request order');
@@ -70,7 +70,7 @@ describe('POST /v1/events', () => {
   it('accepts a gzip body', async () => {
     const res = await api.post(gzipSync(JSON.stringify({ events: [{ type: 'zipped' }] })), { 'content-encoding': 'gzip' });
     assert.equal(res.status, 202);
-    assert.equal((await res.json()).accepted, 1);
+    assert.equal((await json(res)).accepted, 1);
   });
 
   it('echoes X-Request-Id, or generates one', async () => {
@@ -99,7 +99,7 @@ describe('POST /v1/events', () => {
     it(`answers ${status} ${code} to ${what}`, async () => {
       const res = await send();
       assert.equal(res.status, status);
-      const body = await res.json();
+      const body = await json(res);
       assert.equal(body.error, code);
       assert.equal(typeof body.message, 'string');
       assert.equal(body.request_id, res.headers.get('x-request-id'));
@@ -115,7 +115,7 @@ describe('POST /v1/events', () => {
   it('lists every problem of a rejected single event', async () => {
     const res = await api.post({ type: 'a b', extra: true, value: 'x' });
     assert.equal(res.status, 422);
-    const body = await res.json();
+    const body = await json(res);
     const paths = body.details.rejected[0].errors.map((e: { path: string }) => e.path).sort();
     assert.deepEqual(paths, ['/extra', '/type', '/value']);
   });
@@ -123,7 +123,7 @@ describe('POST /v1/events', () => {
   it('serves the OpenAPI document with the event schema', async () => {
     const res = await fetch(`${api.url}/openapi.json`);
     assert.equal(res.status, 200);
-    const doc = await res.json();
+    const doc = await json(res);
     assert.equal(doc.openapi, '3.1.0');
     assert.deepEqual(doc.components.schemas.Event.required, ['type']);
     assert.ok(doc.paths['/v1/events'].post.responses['413']);
@@ -133,7 +133,7 @@ describe('POST /v1/events', () => {
     assert.equal((await fetch(`${api.url}/healthz`)).status, 200);
     const ready = await fetch(`${api.url}/readyz`);
     assert.equal(ready.status, 200);
-    assert.deepEqual((await ready.json()).checks, { postgres: 'ok', migrations: 'ok', redis: 'ok' });
+    assert.deepEqual((await json(ready)).checks, { postgres: 'ok', migrations: 'ok', redis: 'ok' });
   });
 });
 
@@ -153,11 +153,11 @@ describe('when Redis cannot take the write', () => {
   it('answers 503 dependency_unavailable with Retry-After, and /readyz 503 not_ready', async () => {
     const res = await api.post({ type: 'a' });
     assert.equal(res.status, 503);
-    assert.equal((await res.json()).error, 'dependency_unavailable');
+    assert.equal((await json(res)).error, 'dependency_unavailable');
     assert.match(res.headers.get('retry-after') ?? '', /^\d+$/);
     const ready = await fetch(`${api.url}/readyz`);
     assert.equal(ready.status, 503);
-    const body = await ready.json();
+    const body = await json(ready);
     assert.equal(body.error, 'not_ready');
     assert.match(body.details.redis, /unreachable/);
   });
