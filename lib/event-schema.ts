@@ -122,6 +122,16 @@ function jsonDepth(json: string): number {
   return max;
 }
 
+/** JSON.stringify, or null when the value nests so deep that serialising it overflows the stack. */
+function stringifyBounded(value: object): string | null {
+  try {
+    return JSON.stringify(value);
+  } catch (err) {
+    if (err instanceof RangeError) return null;
+    throw err;
+  }
+}
+
 /** Validates one raw event and assigns its id; `headerKey` is the request's Idempotency-Key for single events. */
 export function checkEvent(raw: unknown, receivedAt: number, limits: ValidationLimits, headerKey?: string): EventCheck {
   if (!validateShape(raw)) return { ok: false, errors: toFieldErrors(validateShape.errors) };
@@ -148,8 +158,10 @@ export function checkEvent(raw: unknown, receivedAt: number, limits: ValidationL
 
   let dataJson: string | null = null;
   if (e.data !== undefined) {
-    dataJson = JSON.stringify(e.data);
-    if (Buffer.byteLength(dataJson) > limits.maxEventDataBytes) {
+    dataJson = stringifyBounded(e.data);
+    if (dataJson === null) {
+      errors.push({ path: '/data', message: `must not nest deeper than ${MAX_DATA_DEPTH} levels` });
+    } else if (Buffer.byteLength(dataJson) > limits.maxEventDataBytes) {
       errors.push({ path: '/data', message: `must be at most ${limits.maxEventDataBytes} bytes as JSON` });
     } else if (UNSTORABLE_IN_JSON.test(dataJson)) {
       errors.push({ path: '/data', message: 'must not contain NUL characters or unpaired surrogates' });
