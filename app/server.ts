@@ -1,4 +1,5 @@
 import Koa from 'koa';
+import { Registry } from 'prom-client';
 import { Router } from '@koa/router';
 import type { Config } from '../lib/config.js';
 import type { Pool } from '../lib/db.js';
@@ -6,6 +7,8 @@ import type { Logger } from '../lib/logger.js';
 import type { Redis } from '../lib/redis.js';
 import { authenticate, createKeyResolver, type KeyResolver } from './middleware/auth.js';
 import { errorHandler } from './middleware/errors.js';
+import { measureRequests } from './middleware/metrics.js';
+import { createApiMetrics, type ApiMetrics } from './metrics.js';
 import { requestId } from './middleware/request-id.js';
 import { openApiDocument } from './openapi.js';
 import { ingestEvents } from './routes/events.js';
@@ -19,11 +22,14 @@ export interface AppDeps {
   /** The latest migration version this build ships (readiness requires it applied). */
   readonly latestMigration: number;
   readonly keys?: KeyResolver;
+  /** Where the API's metrics go; a private registry when omitted. */
+  readonly registry?: Registry;
 }
 
 /** Builds the Koa application; it owns no connections (the caller passes and closes them). */
-export function createApp(deps: AppDeps): Koa {
+export function createApp(deps: AppDeps): Koa & { metrics: ApiMetrics } {
   const { config, pool, redis, logger } = deps;
+  const metrics = createApiMetrics(deps.registry ?? new Registry());
   const keys = deps.keys ?? createKeyResolver(pool, config.authCacheTtlMs);
   const app = new Koa();
   app.proxy = false;
@@ -32,7 +38,7 @@ export function createApp(deps: AppDeps): Koa {
 
   const openapi = JSON.stringify(openApiDocument(config));
   const router = new Router();
-  router.post('/v1/events', authenticate(keys), ingestEvents(config, redis));
+  router.post('/v1/events', authenticate(keys), ingestEvents(config, redis, metrics));
   router.get('/healthz', healthz());
   router.get('/readyz', readyz(pool, redis, deps.latestMigration));
   router.get('/openapi.json', (ctx) => {
@@ -41,8 +47,9 @@ export function createApp(deps: AppDeps): Koa {
   });
 
   app.use(requestId());
+  app.use(measureRequests(metrics));
   app.use(errorHandler(logger));
   app.use(router.routes());
   app.use(router.allowedMethods());
-  return app;
+  return Object.assign(app, { metrics });
 }

@@ -15,7 +15,10 @@ function render(ctx: ParameterizedContext, err: ApiError): void {
   for (const [name, value] of Object.entries(err.headers ?? {})) ctx.set(name, value);
   const body: ErrorBody = { error: err.code, message: err.message, request_id: String(ctx.state.requestId ?? '') };
   if (err.details !== undefined) body.details = err.details;
-  ctx.body = body;
+  // Serialised here rather than by Koa so that measuring the response size does not stringify it again.
+  ctx.state.errorCode = err.code;
+  ctx.type = 'application/json';
+  ctx.body = JSON.stringify(body);
 }
 
 /**

@@ -6,6 +6,7 @@ import { checkEvent, isPriority, type FieldError, type Priority, type ValidEvent
 import type { Redis } from '../../lib/redis.js';
 import { ENTRY_FIELD, encodeEntry } from '../../lib/stream-entry.js';
 import { checkBodyHeaders, parseJson, readBody } from '../body.js';
+import type { ApiMetrics } from '../metrics.js';
 
 /** Per-event rejection in a 202 or 422 answer. */
 export interface Rejection {
@@ -52,7 +53,7 @@ function rawEvents(body: unknown, maxBatchEvents: number): { events: unknown[]; 
 }
 
 /** POST /v1/events: validate at the edge, put one stream entry per request, answer 202 once Redis has it. */
-export function ingestEvents(config: Config, redis: Redis): Middleware {
+export function ingestEvents(config: Config, redis: Redis, metrics: ApiMetrics): Middleware {
   const limits = { retentionDays: config.retentionDays, maxEventDataBytes: config.maxEventDataBytes };
   return async (ctx) => {
     const grant = ctx.state.grant as KeyGrant;
@@ -71,19 +72,25 @@ export function ingestEvents(config: Config, redis: Redis): Middleware {
       if (check.ok) valid.push(check.event);
       else rejected.push({ index: i, errors: check.errors });
     }
+    if (rejected.length > 0) metrics.eventsRejected.inc({ reason: 'invalid_event' }, rejected.length);
     if (valid.length === 0) {
       throw apiError('invalid_event', batch ? 'every event of the batch is invalid' : 'the event is invalid', { rejected });
     }
 
+    const writeStarted = performance.now();
     try {
       await redis.xadd(config.streamKey, '*', ENTRY_FIELD, encodeEntry(grant.tenant, priority, receivedAt, valid));
+      metrics.redisWriteDuration.observe({ outcome: 'ok' }, (performance.now() - writeStarted) / 1000);
     } catch {
+      metrics.redisWriteDuration.observe({ outcome: 'error' }, (performance.now() - writeStarted) / 1000);
       throw apiError('dependency_unavailable', 'the queue cannot take the events right now; nothing was accepted', undefined, {
         'Retry-After': retryAfterSeconds(),
       });
     }
-    ctx.state.acceptedEvents = valid.length;
+    metrics.eventsAccepted.inc({ priority }, valid.length);
+    metrics.batchSize.observe(valid.length);
     ctx.status = 202;
-    ctx.body = { accepted: valid.length, ids: valid.map((e) => e.id), rejected } satisfies IngestResult;
+    ctx.type = 'application/json';
+    ctx.body = JSON.stringify({ accepted: valid.length, ids: valid.map((e) => e.id), rejected } satisfies IngestResult);
   };
 }

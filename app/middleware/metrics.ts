@@ -1,0 +1,29 @@
+import type { Middleware } from 'koa';
+import type { ApiMetrics } from '../metrics.js';
+
+/**
+ * Times every request (histogram by route/method/status, in-flight gauge, bytes) and feeds the sliding
+ * window. Runs outermost so that error answers are measured too.
+ */
+export function measureRequests(metrics: ApiMetrics): Middleware {
+  return async (ctx, next) => {
+    const started = performance.now();
+    metrics.requestsInFlight.inc();
+    try {
+      await next();
+    } finally {
+      const seconds = (performance.now() - started) / 1000;
+      metrics.requestsInFlight.dec();
+      const route = (ctx as { _matchedRoute?: string })._matchedRoute ?? 'unmatched';
+      metrics.requestDuration.observe({ route, method: ctx.method, status: String(ctx.status) }, seconds);
+      metrics.latency.record(seconds * 1000);
+      const received = Number(ctx.get('content-length'));
+      if (received > 0) metrics.requestBytes.inc({ route }, received);
+      // Bodies are strings or buffers by now (routes serialise their own JSON), so this does not re-serialise.
+      const sent = typeof ctx.body === 'string' || Buffer.isBuffer(ctx.body) ? ctx.response.length : undefined;
+      if (sent) metrics.responseBytes.inc({ route }, sent);
+      const code = ctx.state.errorCode as string | undefined;
+      if (code) metrics.errors.inc({ route, code });
+    }
+  };
+}
