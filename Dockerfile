@@ -1,0 +1,30 @@
+# syntax=docker/dockerfile:1
+# Build stage: install everything, compile TypeScript, then drop dev dependencies.
+FROM node:20-bookworm-slim AS build
+WORKDIR /app
+COPY package.json package-lock.json ./
+RUN npm ci --no-audit --no-fund
+COPY tsconfig.json ./
+COPY bin ./bin
+COPY app ./app
+COPY workers ./workers
+COPY lib ./lib
+COPY cli ./cli
+COPY loadtest ./loadtest
+COPY test ./test
+COPY db ./db
+RUN npm run build && npm prune --omit=dev
+
+# Runtime stage: compiled output only, running as the unprivileged `node` user.
+FROM node:20-bookworm-slim
+ENV NODE_ENV=production
+WORKDIR /app
+COPY --from=build --chown=node:node /app/package.json ./
+COPY --from=build --chown=node:node /app/node_modules ./node_modules
+COPY --from=build --chown=node:node /app/dist ./dist
+COPY --from=build --chown=node:node /app/bin ./bin
+COPY --from=build --chown=node:node /app/db ./db
+USER node
+EXPOSE 8080 9464 9465
+ENTRYPOINT ["node", "bin/floodgate.js"]
+CMD ["start"]
