@@ -1,0 +1,118 @@
+import assert from 'node:assert/strict';
+import { describe, it } from 'node:test';
+import { createShedController, DEFAULT_CONTROLLER_PARAMS, type ShedController } from '../app/shedding/controller.js';
+import type { Priority } from '../lib/event-schema.js';
+
+/**
+ * A deterministic plant: a server with capacity C requests/s and a queue. Offered load arrives in a fixed
+ * mix of classes; admitted load beyond capacity queues up, and the p99 the controller sees is the base
+ * latency plus the queueing delay. Event-loop delay rises with utilisation.
+ */
+const CAPACITY = 1000;
+const BASE_P99_MS = 10;
+const MIX: Record<Priority, number> = { critical: 0.2, normal: 0.3, low: 0.5 };
+const DT = 0.1;
+
+interface Step {
+  t: number;
+  offered: number;
+  admitted: number;
+  admittedByClass: Record<Priority, number>;
+  shedByClass: Record<Priority, number>;
+  p99: number;
+  level: number;
+}
+
+function simulate(controller: ShedController, offeredAt: (t: number) => number, seconds: number, backlogAt: (t: number) => number = () => 0): Step[] {
+  let queue = 0;
+  const steps: Step[] = [];
+  for (let t = 0; t < seconds; t += DT) {
+    const offered = offeredAt(t);
+    const admittedByClass = { critical: 0, normal: 0, low: 0 };
+    const shedByClass = { critical: 0, normal: 0, low: 0 };
+    for (const c of ['critical', 'normal', 'low'] as const) {
+      const p = controller.probability(c);
+      admittedByClass[c] = offered * MIX[c] * (1 - p);
+      shedByClass[c] = offered * MIX[c] * p;
+    }
+    const admitted = admittedByClass.critical + admittedByClass.normal + admittedByClass.low;
+    queue = Math.max(0, queue + (admitted - CAPACITY) * DT);
+    const utilisation = Math.min(admitted / CAPACITY, 1);
+    const p99 = BASE_P99_MS / Math.max(1 - 0.8 * utilisation, 0.2) + (queue / CAPACITY) * 1000;
+    const eventLoopDelay = 2 + 30 * utilisation ** 4 + (queue > 0 ? 20 : 0);
+    const state = controller.tick({ p99Ms: p99, samples: admitted, eventLoopDelayP99Ms: eventLoopDelay, backlogEvents: backlogAt(t) }, DT);
+    steps.push({ t, offered, admitted, admittedByClass, shedByClass, p99, level: state.level });
+  }
+  return steps;
+}
+
+const between = (steps: Step[], from: number, to: number) => steps.filter((s) => s.t >= from && s.t < to);
+const mean = (xs: number[]) => xs.reduce((a, b) => a + b, 0) / xs.length;
+
+describe('shedding controller (deterministic simulation)', () => {
+  it('admits everything while the load fits', () => {
+    const steps = simulate(createShedController(), () => 0.7 * CAPACITY, 30);
+    assert.ok(steps.every((s) => s.level === 0 && s.admitted === s.offered));
+  });
+
+  it('converges under a step to 2× capacity: goodput near capacity, latency near target, critical untouched', () => {
+    const steps = simulate(createShedController(), (t) => (t < 5 ? 0.7 : 2) * CAPACITY, 60);
+    const settled = between(steps, 20, 60);
+    const goodput = mean(settled.map((s) => s.admitted));
+    assert.ok(goodput >= 0.85 * CAPACITY && goodput <= 1.05 * CAPACITY, `goodput ${goodput}`);
+    assert.ok(mean(settled.map((s) => s.p99)) <= 2 * DEFAULT_CONTROLLER_PARAMS.targetP99Ms, 'p99 held near the target');
+    assert.ok(settled.every((s) => s.shedByClass.critical === 0), 'critical never shed');
+    const shedLow = settled.reduce((a, s) => a + s.shedByClass.low, 0);
+    const shedNormal = settled.reduce((a, s) => a + s.shedByClass.normal, 0);
+    assert.ok(shedLow > 0.95 * (shedLow + shedNormal), 'at 2× the lowest class absorbs the shedding');
+  });
+
+  it('does not oscillate in steady overload', () => {
+    const steps = simulate(createShedController(), () => 2 * CAPACITY, 90);
+    const levels = between(steps, 30, 90).map((s) => s.level);
+    const m = mean(levels);
+    const sd = Math.sqrt(mean(levels.map((l) => (l - m) ** 2)));
+    assert.ok(sd < 0.05, `level std-dev ${sd}`);
+    // No on/off flapping: the low class is never fully re-admitted once the controller has settled.
+    assert.ok(levels.every((l) => l > 0.2), 'no return to zero while overloaded');
+  });
+
+  it('sheds low before normal on a ramp, and normal only once low is fully shed', () => {
+    const steps = simulate(createShedController(), (t) => CAPACITY * (0.5 + t / 20), 80);
+    for (const s of steps) {
+      if (s.shedByClass.normal > 0) assert.equal(s.shedByClass.low, s.offered * MIX.low, `t=${s.t}: normal shed while low was not all shed`);
+      assert.equal(s.shedByClass.critical, 0);
+    }
+    assert.ok(steps.some((s) => s.shedByClass.normal > 0), 'at 4.5× even normal is shed');
+  });
+
+  it('rides out a 4× spike and recovers within 5 s after it ends', () => {
+    const spikeEnd = 25;
+    const steps = simulate(createShedController(), (t) => (t >= 20 && t < spikeEnd ? 4 : 0.6) * CAPACITY, 45);
+    const spike = between(steps, 20, spikeEnd);
+    assert.ok(spike.every((s) => s.shedByClass.critical === 0));
+    const recovered = between(steps, spikeEnd + 5, 45);
+    assert.ok(recovered.every((s) => s.level === 0), 'all traffic admitted again 5 s after the spike');
+  });
+
+  it('sheds non-critical traffic as the stream backlog passes its watermarks, whatever the latency', () => {
+    const { backlogLowWatermark: low, backlogHighWatermark: high } = DEFAULT_CONTROLLER_PARAMS;
+    const controller = createShedController();
+    simulate(controller, () => 0.5 * CAPACITY, 5, () => low + (high - low) / 4);
+    assert.ok(Math.abs(controller.probability('low') - 0.5) < 1e-9, 'halfway to the low class being shed');
+    assert.equal(controller.probability('normal'), 0);
+    simulate(controller, () => 0.5 * CAPACITY, 5, () => high);
+    assert.equal(controller.probability('low'), 1);
+    assert.equal(controller.probability('normal'), 1);
+    assert.equal(controller.probability('critical'), 0);
+    simulate(controller, () => 0.5 * CAPACITY, 1, () => 0);
+    assert.equal(controller.probability('low'), 0, 'the floor lifts as soon as the backlog drains');
+  });
+
+  it('refuses critical only past the hard limits', () => {
+    const controller = createShedController();
+    assert.equal(controller.overHardLimit(100, 20), false);
+    assert.equal(controller.overHardLimit(DEFAULT_CONTROLLER_PARAMS.hardMaxInFlight, 20), true);
+    assert.equal(controller.overHardLimit(10, DEFAULT_CONTROLLER_PARAMS.hardEventLoopDelayMs), true);
+  });
+});
