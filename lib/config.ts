@@ -68,6 +68,18 @@ export const CONFIG_VARIABLES = {
     defaultValue: 'redis://127.0.0.1:6379/0',
     parse: url('redis:', 'rediss:'),
   },
+  metricsPort: {
+    name: 'METRICS_PORT',
+    doc: 'Port of the API\'s Prometheus endpoint (`/metrics`), aggregated across all API processes; 0 turns it off.',
+    defaultValue: '9464',
+    parse: integer(0, 65535),
+  },
+  workerMetricsPort: {
+    name: 'WORKER_METRICS_PORT',
+    doc: 'Port of the flush worker\'s Prometheus endpoint (`/metrics`); 0 turns it off.',
+    defaultValue: '9465',
+    parse: integer(0, 65535),
+  },
   apiProcesses: {
     name: 'API_PROCESSES',
     doc: 'API processes (node:cluster) started by `floodgate start` and `floodgate api`.',

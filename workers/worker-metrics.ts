@@ -1,0 +1,68 @@
+import { Counter, Gauge, Histogram, type Registry } from 'prom-client';
+import { LATENCY_BUCKETS } from '../lib/metrics.js';
+
+/** What the flush worker measures; one instance per worker process. */
+export interface WorkerMetrics {
+  readonly flushDuration: Histogram<'outcome'>;
+  readonly batchEvents: Histogram;
+  readonly rowsWritten: Counter;
+  readonly duplicatesDropped: Counter;
+  readonly entriesRead: Counter;
+  readonly entriesReclaimed: Counter;
+  readonly flushErrors: Counter<'kind'>;
+  readonly deadLettered: Counter<'reason'>;
+  readonly bufferedEvents: Gauge;
+  /** Receive time at the API → commit in Postgres, per event: the figure that matters most. */
+  readonly timeToDurable: Histogram;
+}
+
+/** Creates the worker's metrics in `registry`. */
+export function createWorkerMetrics(registry: Registry): WorkerMetrics {
+  const registers = [registry];
+  return {
+    flushDuration: new Histogram({
+      name: 'floodgate_worker_flush_duration_seconds',
+      help: 'Time to write one batch (COPY, insert, commit), by outcome.',
+      labelNames: ['outcome'],
+      buckets: LATENCY_BUCKETS,
+      registers,
+    }),
+    batchEvents: new Histogram({
+      name: 'floodgate_worker_batch_events',
+      help: 'Events per flushed batch.',
+      buckets: [1, 10, 50, 100, 250, 500, 1000, 2500, 5000, 10000, 25000],
+      registers,
+    }),
+    rowsWritten: new Counter({ name: 'floodgate_worker_rows_written_total', help: 'Event rows inserted into Postgres.', registers }),
+    duplicatesDropped: new Counter({
+      name: 'floodgate_worker_duplicates_dropped_total',
+      help: 'Events not inserted because their idempotency key or id was already stored.',
+      registers,
+    }),
+    entriesRead: new Counter({ name: 'floodgate_worker_entries_read_total', help: 'Stream entries read (new and reclaimed).', registers }),
+    entriesReclaimed: new Counter({
+      name: 'floodgate_worker_entries_reclaimed_total',
+      help: 'Stream entries taken over from a dead or stuck consumer (XAUTOCLAIM).',
+      registers,
+    }),
+    flushErrors: new Counter({
+      name: 'floodgate_worker_flush_errors_total',
+      help: 'Failed batch writes, by kind (transient: retried as a whole; permanent: split per entry).',
+      labelNames: ['kind'],
+      registers,
+    }),
+    deadLettered: new Counter({
+      name: 'floodgate_worker_dead_lettered_total',
+      help: 'Stream entries moved to the dead-letter stream, by reason.',
+      labelNames: ['reason'],
+      registers,
+    }),
+    bufferedEvents: new Gauge({ name: 'floodgate_worker_buffered_events', help: 'Events held in memory awaiting a flush.', registers }),
+    timeToDurable: new Histogram({
+      name: 'floodgate_time_to_durable_seconds',
+      help: 'Per event: time from receipt at the API to commit in Postgres.',
+      buckets: [0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2, 5, 10, 30, 60, 300],
+      registers,
+    }),
+  };
+}
