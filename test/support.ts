@@ -105,3 +105,40 @@ export async function startTestApi(env: TestEnv, overrides: Partial<Config> = {}
 export async function json(res: Response): Promise<any> {
   return res.json();
 }
+
+/** Puts one stream entry on the env's stream exactly as the API does; returns the event ids. */
+export async function enqueue(
+  env: TestEnv,
+  events: Record<string, unknown>[],
+  options: { tenant?: string; priority?: 'critical' | 'normal' | 'low'; receivedAt?: number } = {},
+): Promise<string[]> {
+  const { checkEvent } = await import('../lib/event-schema.js');
+  const { encodeEntry, ENTRY_FIELD } = await import('../lib/stream-entry.js');
+  const receivedAt = options.receivedAt ?? Date.now();
+  const valid = events.map((e) => {
+    const check = checkEvent(e, receivedAt, env.config);
+    if (!check.ok) throw new Error(`test event invalid: ${JSON.stringify(check.errors)}`);
+    return check.event;
+  });
+  await env.redis.xadd(env.config.streamKey, '*', ENTRY_FIELD, encodeEntry(options.tenant ?? 'acme', options.priority ?? 'normal', receivedAt, valid));
+  return valid.map((e) => e.id);
+}
+
+/** Polls `probe` until it returns true, failing with `what` after `timeoutMs`. */
+export async function eventually(probe: () => Promise<boolean>, what: string, timeoutMs = 20_000): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  while (Date.now() < deadline) {
+    if (await probe()) return;
+    await new Promise((r) => setTimeout(r, 50));
+  }
+  throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}`);
+}
+
+/** Rows in `events` (optionally for one tenant). */
+export async function countEvents(env: TestEnv, tenant?: string): Promise<number> {
+  const { rows } = await env.pool.query<{ n: string }>(
+    tenant ? 'SELECT count(*) AS n FROM events WHERE tenant = $1' : 'SELECT count(*) AS n FROM events',
+    tenant ? [tenant] : [],
+  );
+  return Number(rows[0]!.n);
+}

@@ -1,0 +1,123 @@
+import { pipeline } from 'node:stream/promises';
+import { Readable } from 'node:stream';
+import { from as copyFrom } from 'pg-copy-streams';
+import type { Pool, PoolClient } from './db.js';
+import { copyTextRow, EVENT_COLUMNS } from './copy-text.js';
+import type { StreamEntry } from './stream-entry.js';
+
+/** What one write stored. */
+export interface WriteResult {
+  /** Rows inserted into `events`. */
+  readonly inserted: number;
+  /** Events not inserted because their id or (tenant, idempotency key) was already stored. */
+  readonly duplicates: number;
+}
+
+const STAGING = 'floodgate_staging';
+const COLUMN_LIST = EVENT_COLUMNS.join(', ');
+
+// Created once per connection; ON COMMIT DELETE ROWS empties it at every commit without a TRUNCATE.
+const CREATE_STAGING = `CREATE TEMP TABLE IF NOT EXISTS ${STAGING} (
+  id uuid NOT NULL, tenant text NOT NULL, type text NOT NULL, occurred_at timestamptz NOT NULL,
+  received_at timestamptz NOT NULL, source text, idempotency_key text, priority text NOT NULL,
+  value double precision, data jsonb
+) ON COMMIT DELETE ROWS`;
+
+// One statement decides what is new. The first idempotency key of a (tenant, key) claims it in
+// idempotency_keys (ORDER BY id: the earliest UUIDv7 wins within a batch); an event is inserted when it has no
+// key or its key was claimed just now by this very event. ON CONFLICT on the events primary key (occurred_at,
+// id) turns a redelivered stream entry into a no-op.
+const MERGE_STAGING = `
+WITH claimed AS (
+  INSERT INTO idempotency_keys (tenant, key, event_id, created_at)
+  SELECT tenant, idempotency_key, id, received_at
+  FROM ${STAGING}
+  WHERE idempotency_key IS NOT NULL
+  ORDER BY id
+  ON CONFLICT (tenant, key) DO NOTHING
+  RETURNING event_id
+)
+INSERT INTO events (${COLUMN_LIST})
+SELECT ${COLUMN_LIST}
+FROM ${STAGING} s
+WHERE s.idempotency_key IS NULL OR s.id IN (SELECT event_id FROM claimed)
+ON CONFLICT DO NOTHING`;
+
+function copyText(entries: readonly StreamEntry[]): string[] {
+  const lines: string[] = [];
+  for (const entry of entries) {
+    for (const e of entry.events) {
+      lines.push(
+        copyTextRow(entry.tenant, entry.priority, entry.receivedAt, {
+          id: e.id,
+          type: e.type,
+          occurredAt: e.occurredAt,
+          source: e.source,
+          idempotencyKey: e.idempotencyKey,
+          value: e.value,
+          dataJson: e.data === null ? null : JSON.stringify(e.data),
+        }),
+      );
+    }
+  }
+  return lines;
+}
+
+async function copyIntoStaging(client: PoolClient, lines: string[]): Promise<void> {
+  // Chunks of ~64 KiB keep the number of writes small without building one huge string.
+  const chunks: string[] = [];
+  let chunk = '';
+  for (const line of lines) {
+    chunk += line;
+    if (chunk.length >= 65_536) {
+      chunks.push(chunk);
+      chunk = '';
+    }
+  }
+  if (chunk) chunks.push(chunk);
+  const stream = client.query(copyFrom(`COPY ${STAGING} (${COLUMN_LIST}) FROM STDIN`));
+  await pipeline(Readable.from(chunks), stream);
+}
+
+/**
+ * Stores the events of `entries` in one transaction: COPY into a temporary staging table, then one
+ * INSERT … ON CONFLICT DO NOTHING that keeps each event and each (tenant, idempotency key) once.
+ */
+export async function writeEntries(pool: Pool, entries: readonly StreamEntry[]): Promise<WriteResult> {
+  const lines = copyText(entries);
+  if (lines.length === 0) return { inserted: 0, duplicates: 0 };
+  const client = await pool.connect();
+  let broken = false;
+  try {
+    await client.query('BEGIN');
+    await client.query(CREATE_STAGING);
+    await copyIntoStaging(client, lines);
+    const result = await client.query(MERGE_STAGING);
+    await client.query('COMMIT');
+    const inserted = result.rowCount ?? 0;
+    return { inserted, duplicates: lines.length - inserted };
+  } catch (err) {
+    // A failed COPY can leave the connection mid-protocol; do not hand it back to the pool.
+    broken = true;
+    await client.query('ROLLBACK').catch(() => {});
+    throw err;
+  } finally {
+    client.release(broken);
+  }
+}
+
+const TRANSIENT_CODES = new Set(['40001', '40P01', '53300', '57P01', '57P02', '57P03', '55P03']);
+const TRANSIENT_NETWORK = new Set(['ECONNREFUSED', 'ECONNRESET', 'ETIMEDOUT', 'EPIPE', 'ENOTFOUND', 'EHOSTUNREACH']);
+
+/**
+ * Whether a write failed for a reason that retrying the same rows later can cure (connection loss, server
+ * shutting down, too many connections, deadlock, serialization failure) rather than because of the rows.
+ */
+export function isTransientDbError(err: unknown): boolean {
+  const e = err as { code?: string; message?: string };
+  if (typeof e?.code === 'string') {
+    if (TRANSIENT_CODES.has(e.code) || e.code.startsWith('08') || TRANSIENT_NETWORK.has(e.code)) return true;
+  }
+  const message = e?.message ?? '';
+  return /Connection terminated|timeout exceeded when trying to connect|Client has encountered a connection error|Connection ended/i.test(message);
+}

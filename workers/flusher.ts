@@ -1,0 +1,336 @@
+import type { Config } from '../lib/config.js';
+import type { Pool } from '../lib/db.js';
+import { REDIS_REPLY } from '../lib/errors.js';
+import { isTransientDbError, writeEntries } from '../lib/event-writer.js';
+import type { Logger } from '../lib/logger.js';
+import type { Redis } from '../lib/redis.js';
+import { ENTRY_FIELD, decodeEntry, type StreamEntry } from '../lib/stream-entry.js';
+import type { WorkerMetrics } from './worker-metrics.js';
+
+export interface FlusherDeps {
+  readonly config: Config;
+  readonly pool: Pool;
+  /** For acks and dead letters; the flusher duplicates it for its blocking reads. */
+  readonly redis: Redis;
+  readonly logger: Logger;
+  /** Unique per process: pending entries are owned by consumer name. */
+  readonly consumerName: string;
+  readonly metrics?: WorkerMetrics;
+}
+
+/** Counters a caller (or a test) can read. */
+export interface FlusherStats {
+  entriesRead: number;
+  entriesReclaimed: number;
+  eventsWritten: number;
+  duplicatesDropped: number;
+  flushes: number;
+  flushErrors: number;
+  deadLettered: number;
+}
+
+export interface Flusher {
+  start(): Promise<void>;
+  /** Stops reading, writes and acknowledges what it holds (within shutdownTimeoutMs), closes its connection. */
+  close(): Promise<void>;
+  readonly stats: Readonly<FlusherStats>;
+  /** Events held in memory, not yet written. */
+  buffered(): number;
+}
+
+interface Held {
+  readonly id: string;
+  readonly payload: string;
+  readonly entry: StreamEntry;
+  /** Deliveries before this one (from the consumer group's pending list when reclaimed). */
+  priorDeliveries: number;
+  attempts: number;
+}
+
+type RawEntry = [id: string, fields: string[]];
+
+const IDLE_BLOCK_MS = 500;
+const MAX_ENTRIES_PER_READ = 500;
+const MAX_BACKOFF_MS = 5000;
+
+const sleep = (ms: number) => new Promise<void>((resolve) => setTimeout(resolve, ms));
+
+/**
+ * The flush worker's core: reads the stream with a consumer group, buffers by count and age, writes batches
+ * with COPY, then XACKs and XDELs them (so the stream stays bounded and never loses an unwritten entry).
+ * Transient database errors keep the batch and retry with backoff, reading nothing new meanwhile; an entry
+ * that fails on its own is retried, then moved to the dead-letter stream while the rest of its batch lands.
+ */
+export function createFlusher(deps: FlusherDeps): Flusher {
+  const { config, pool, redis, logger, consumerName, metrics } = deps;
+  const log = logger.child({ stream: config.streamKey, consumer: consumerName });
+  const key = config.streamKey;
+  const group = config.consumerGroup;
+  const reader = redis.duplicate();
+  reader.on('error', () => {});
+  const stats: FlusherStats = { entriesRead: 0, entriesReclaimed: 0, eventsWritten: 0, duplicatesDropped: 0, flushes: 0, flushErrors: 0, deadLettered: 0 };
+
+  let buffer: Held[] = [];
+  let bufferedEvents = 0;
+  let oldestAt = 0;
+  let stopping = false;
+  let loop: Promise<void> | undefined;
+  let closing: Promise<void> | undefined;
+  let nextReclaimAt = 0;
+  let backoffMs = 0;
+
+  const reclaimEveryMs = Math.max(100, Math.min(config.claimIdleMs / 2, 10_000));
+
+  async function ensureGroup(): Promise<void> {
+    try {
+      await redis.xgroup('CREATE', key, group, '0', 'MKSTREAM');
+    } catch (err) {
+      if (!String((err as Error).message).startsWith(REDIS_REPLY.busyGroup)) throw err;
+    }
+  }
+
+  function setBuffered(): void {
+    metrics?.bufferedEvents.set(bufferedEvents);
+  }
+
+  function hold(raw: RawEntry[], priorDeliveries: (id: string) => number, reclaimed: boolean): Promise<void> {
+    const bad: { id: string; payload: string; reason: string }[] = [];
+    for (const [id, fields] of raw) {
+      const at = fields.indexOf(ENTRY_FIELD);
+      const payload = at >= 0 && at % 2 === 0 ? (fields[at + 1] ?? '') : '';
+      let entry: StreamEntry;
+      try {
+        entry = decodeEntry(payload);
+      } catch (err) {
+        bad.push({ id, payload, reason: `undecodable entry: ${(err as Error).message}` });
+        continue;
+      }
+      if (buffer.length === 0) oldestAt = Date.now();
+      buffer.push({ id, payload, entry, priorDeliveries: priorDeliveries(id), attempts: 0 });
+      bufferedEvents += entry.events.length;
+    }
+    stats.entriesRead += raw.length;
+    metrics?.entriesRead.inc(raw.length);
+    if (reclaimed) {
+      stats.entriesReclaimed += raw.length;
+      metrics?.entriesReclaimed.inc(raw.length);
+    }
+    setBuffered();
+    return bad.length > 0 ? deadLetter(bad) : Promise.resolve();
+  }
+
+  async function deadLetter(items: { id: string; payload: string; reason: string }[]): Promise<void> {
+    const tx = redis.multi();
+    for (const { id, payload, reason } of items) {
+      tx.xadd(config.deadLetterStreamKey, '*', 'entry_id', id, 'reason', reason.slice(0, 1000), 'failed_at', new Date().toISOString(), 'payload', payload);
+    }
+    const ids = items.map((i) => i.id);
+    tx.xack(key, group, ...ids);
+    tx.xdel(key, ...ids);
+    await tx.exec();
+    stats.deadLettered += items.length;
+    for (const { id, reason } of items) {
+      metrics?.deadLettered.inc({ reason: reason.startsWith('undecodable') ? 'undecodable' : reason.startsWith('delivered') ? 'redelivered' : 'write_failed' });
+      log.error({ entryId: id, reason }, 'entry moved to the dead-letter stream');
+    }
+  }
+
+  async function acknowledge(ids: string[]): Promise<void> {
+    try {
+      await redis.multi().xack(key, group, ...ids).xdel(key, ...ids).exec();
+    } catch (err) {
+      // Rows are committed; the entries stay pending and a later delivery is a no-op thanks to the keys.
+      log.error({ err, entries: ids.length }, 'could not acknowledge written entries');
+    }
+  }
+
+  function observeDurable(batch: Held[], committedAt: number): void {
+    if (!metrics) return;
+    for (const held of batch) {
+      const seconds = Math.max(0, committedAt - held.entry.receivedAt) / 1000;
+      for (let i = 0; i < held.entry.events.length; i++) metrics.timeToDurable.observe(seconds);
+    }
+  }
+
+  async function write(batch: Held[]): Promise<void> {
+    const started = performance.now();
+    const events = batch.reduce((n, h) => n + h.entry.events.length, 0);
+    const result = await writeEntries(
+      pool,
+      batch.map((h) => h.entry),
+    );
+    const committedAt = Date.now();
+    metrics?.flushDuration.observe({ outcome: 'ok' }, (performance.now() - started) / 1000);
+    metrics?.batchEvents.observe(events);
+    metrics?.rowsWritten.inc(result.inserted);
+    metrics?.duplicatesDropped.inc(result.duplicates);
+    stats.flushes++;
+    stats.eventsWritten += result.inserted;
+    stats.duplicatesDropped += result.duplicates;
+    observeDurable(batch, committedAt);
+    await acknowledge(batch.map((h) => h.id));
+  }
+
+  /** Writes everything held; on a transient failure keeps it all and arms the backoff. */
+  async function flush(): Promise<void> {
+    if (buffer.length === 0) return;
+    const batch = buffer;
+    buffer = [];
+    bufferedEvents = 0;
+    try {
+      await write(batch);
+      backoffMs = 0;
+    } catch (err) {
+      stats.flushErrors++;
+      if (isTransientDbError(err)) {
+        metrics?.flushErrors.inc({ kind: 'transient' });
+        keep(batch);
+        backoffMs = Math.min(MAX_BACKOFF_MS, Math.max(100, backoffMs * 2));
+        log.error({ err, entries: batch.length, retryInMs: backoffMs }, 'batch write failed; retrying');
+        return;
+      }
+      metrics?.flushErrors.inc({ kind: 'permanent' });
+      log.error({ err, entries: batch.length }, 'batch write failed; writing its entries one by one');
+      await writeOneByOne(batch);
+    } finally {
+      setBuffered();
+    }
+  }
+
+  function keep(entries: Held[]): void {
+    if (entries.length === 0) return;
+    buffer = entries.concat(buffer);
+    bufferedEvents = buffer.reduce((n, h) => n + h.entry.events.length, 0);
+    oldestAt = Math.min(oldestAt || Date.now(), Date.now());
+  }
+
+  async function writeOneByOne(batch: Held[]): Promise<void> {
+    const retry: Held[] = [];
+    const doomed: { id: string; payload: string; reason: string }[] = [];
+    for (let i = 0; i < batch.length; i++) {
+      const held = batch[i]!;
+      try {
+        await write([held]);
+      } catch (err) {
+        if (isTransientDbError(err)) {
+          keep([...retry, ...batch.slice(i)]);
+          backoffMs = Math.min(MAX_BACKOFF_MS, Math.max(100, backoffMs * 2));
+          if (doomed.length > 0) await deadLetter(doomed);
+          return;
+        }
+        held.attempts++;
+        if (held.attempts + held.priorDeliveries >= config.maxDeliveryAttempts) {
+          doomed.push({ id: held.id, payload: held.payload, reason: `write failed ${held.attempts + held.priorDeliveries} times: ${(err as Error).message}` });
+        } else {
+          retry.push(held);
+        }
+      }
+    }
+    if (doomed.length > 0) await deadLetter(doomed);
+    keep(retry);
+  }
+
+  /** Takes over entries another consumer left pending longer than claimIdleMs (e.g. it crashed mid-flush). */
+  async function reclaim(): Promise<void> {
+    const pending = (await redis.xpending(key, group, 'IDLE', config.claimIdleMs, '-', '+', MAX_ENTRIES_PER_READ)) as [string, string, number, number][];
+    const candidates = pending.filter(([, owner]) => owner !== consumerName);
+    if (candidates.length === 0) return;
+    const deliveries = new Map(candidates.map(([id, , , count]) => [id, count]));
+    const tooMany = candidates.filter(([, , , count]) => count >= config.maxDeliveryAttempts).map(([id]) => id);
+    const [, claimed, deleted] = (await redis.xautoclaim(key, group, consumerName, config.claimIdleMs, candidates[0]![0], 'COUNT', candidates.length)) as [
+      string,
+      RawEntry[],
+      string[]?,
+    ];
+    if (deleted && deleted.length > 0) await redis.xack(key, group, ...deleted);
+    const live = claimed.filter((e): e is RawEntry => Array.isArray(e) && Array.isArray(e[1]));
+    const poisoned = live.filter(([id]) => tooMany.includes(id));
+    if (poisoned.length > 0) {
+      await deadLetter(
+        poisoned.map(([id, fields]) => ({
+          id,
+          payload: fields[fields.indexOf(ENTRY_FIELD) + 1] ?? '',
+          reason: `delivered ${deliveries.get(id)} times without being written (a worker died while holding it)`,
+        })),
+      );
+    }
+    const rest = live.filter(([id]) => !tooMany.includes(id));
+    if (rest.length > 0) {
+      log.warn({ entries: rest.length }, 'reclaimed entries left pending by another consumer');
+      await hold(rest, (id) => deliveries.get(id) ?? 0, true);
+    }
+  }
+
+  async function readNew(): Promise<void> {
+    const need = Math.max(1, Math.min(MAX_ENTRIES_PER_READ, config.flushBatchEvents - bufferedEvents));
+    const block = buffer.length === 0 ? IDLE_BLOCK_MS : Math.max(1, config.flushIntervalMs - (Date.now() - oldestAt));
+    let reply: [string, RawEntry[]][] | null;
+    try {
+      reply = (await reader.xreadgroup('GROUP', group, consumerName, 'COUNT', need, 'BLOCK', block, 'STREAMS', key, '>')) as
+        | [string, RawEntry[]][]
+        | null;
+    } catch (err) {
+      if (String((err as Error).message).startsWith(REDIS_REPLY.noGroup)) {
+        log.warn('consumer group missing (stream deleted?); recreating it');
+        await ensureGroup();
+        return;
+      }
+      throw err;
+    }
+    if (reply && reply[0]) await hold(reply[0][1], () => 0, false);
+  }
+
+  async function run(): Promise<void> {
+    while (!stopping) {
+      try {
+        if (backoffMs > 0) {
+          await sleep(backoffMs);
+          await flush();
+          continue;
+        }
+        if (Date.now() >= nextReclaimAt) {
+          nextReclaimAt = Date.now() + reclaimEveryMs;
+          await reclaim();
+        }
+        await readNew();
+        if (bufferedEvents >= config.flushBatchEvents || (buffer.length > 0 && Date.now() - oldestAt >= config.flushIntervalMs)) {
+          await flush();
+        }
+      } catch (err) {
+        log.error({ err }, 'flush loop error; retrying');
+        await sleep(Math.min(MAX_BACKOFF_MS, Math.max(200, backoffMs)));
+      }
+    }
+  }
+
+  async function drain(): Promise<void> {
+    const deadline = Date.now() + config.shutdownTimeoutMs;
+    while (buffer.length > 0 && Date.now() < deadline) {
+      await flush();
+      if (buffer.length > 0) await sleep(Math.min(backoffMs || 100, Math.max(0, deadline - Date.now())));
+    }
+    if (buffer.length > 0) {
+      // Not lost: the entries stay pending in the group and another worker reclaims them.
+      log.error({ entries: buffer.length, events: bufferedEvents }, 'shutting down with unwritten entries; they stay pending in Redis');
+    }
+  }
+
+  return {
+    stats,
+    buffered: () => bufferedEvents,
+    async start() {
+      await ensureGroup();
+      loop = run();
+      log.info({ group }, 'flush worker started');
+    },
+    close() {
+      closing ??= (async () => {
+        stopping = true;
+        await loop?.catch(() => {});
+        await drain();
+        await reader.quit().catch(() => reader.disconnect());
+      })();
+      return closing;
+    },
+  };
+}

@@ -1,0 +1,54 @@
+import { hostname } from 'node:os';
+import type { Config } from '../lib/config.js';
+import { createPool } from '../lib/db.js';
+import type { Logger } from '../lib/logger.js';
+import { createRegistry } from '../lib/metrics.js';
+import { startMetricsServer } from '../lib/metrics-server.js';
+import { createRedis } from '../lib/redis.js';
+import { createFlusher } from './flusher.js';
+import { createMaintenance } from './maintenance.js';
+import { createWorkerMetrics } from './worker-metrics.js';
+
+/** A running worker process's parts. */
+export interface RunningWorker {
+  close(): Promise<void>;
+}
+
+/**
+ * Starts one flush worker with its maintenance loop and metrics endpoint. close(): stop reading, flush and
+ * acknowledge what is held, then close the metrics server, Redis and Postgres — each step attempted even if
+ * one before it failed.
+ */
+export async function runWorker(config: Config, logger: Logger): Promise<RunningWorker> {
+  const pool = createPool(config.databaseUrl, { max: config.dbPoolSize, applicationName: 'floodgate-worker' });
+  const redis = createRedis(config.redisUrl, { maxRetriesPerRequest: 3 });
+  const registry = createRegistry('worker');
+  const metrics = createWorkerMetrics(registry);
+  const flusher = createFlusher({ config, pool, redis, logger, consumerName: `${hostname()}-${process.pid}`, metrics });
+  const maintenance = createMaintenance({ config, pool, logger });
+  await maintenance.start();
+  await flusher.start();
+  const metricsServer =
+    config.workerMetricsPort > 0
+      ? await startMetricsServer(config.workerMetricsPort, config.host, async () => ({ contentType: registry.contentType, body: await registry.metrics() }))
+      : undefined;
+
+  let closing: Promise<void> | undefined;
+  return {
+    close() {
+      closing ??= (async () => {
+        const steps: [string, () => Promise<unknown>][] = [
+          ['flusher', () => flusher.close()],
+          ['maintenance', () => maintenance.close()],
+          ['metrics server', async () => metricsServer?.close()],
+          ['redis', () => redis.quit()],
+          ['postgres', () => pool.end()],
+        ];
+        for (const [name, step] of steps) {
+          await step().catch((err: unknown) => logger.error({ err, step: name }, 'error while closing the worker'));
+        }
+      })();
+      return closing;
+    },
+  };
+}
