@@ -3,7 +3,9 @@ import type { AddressInfo } from 'node:net';
 import type { Config } from '../lib/config.js';
 import { createPool } from '../lib/db.js';
 import type { Logger } from '../lib/logger.js';
+import { createRegistry } from '../lib/metrics.js';
 import { readMigrations } from '../lib/migrate.js';
+import type { Registry } from 'prom-client';
 import { createRedis } from '../lib/redis.js';
 import { createApp } from './server.js';
 
@@ -11,6 +13,8 @@ import { createApp } from './server.js';
 export interface RunningApi {
   readonly port: number;
   readonly server: Server;
+  /** This process's metrics (the cluster primary aggregates them across processes). */
+  readonly registry: Registry;
   close(): Promise<void>;
 }
 
@@ -23,7 +27,8 @@ export async function runApi(config: Config, logger: Logger): Promise<RunningApi
   const redis = createRedis(config.redisUrl, { commandTimeout: config.redisWriteTimeoutMs });
   const migrations = await readMigrations();
   const latestMigration = migrations.at(-1)?.version ?? 0;
-  const app = createApp({ config, pool, redis, logger, latestMigration });
+  const registry = createRegistry('api');
+  const app = createApp({ config, pool, redis, logger, latestMigration, registry });
 
   const server = createServer(app.callback());
   // Longer than typical load balancer idle timeouts so the proxy, not us, closes idle keep-alive sockets.
@@ -52,5 +57,5 @@ export async function runApi(config: Config, logger: Logger): Promise<RunningApi
     })();
     return closing;
   };
-  return { port, server, close };
+  return { port, server, registry, close };
 }
