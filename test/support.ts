@@ -142,3 +142,51 @@ export async function countEvents(env: TestEnv, tenant?: string): Promise<number
   );
   return Number(rows[0]!.n);
 }
+
+/** Environment variables that point a child process at a TestEnv. */
+export function envVars(env: TestEnv, extra: Record<string, string> = {}): Record<string, string> {
+  const c = env.config;
+  return {
+    DATABASE_URL: env.databaseUrl,
+    REDIS_URL: c.redisUrl,
+    STREAM_KEY: c.streamKey,
+    DEAD_LETTER_STREAM_KEY: c.deadLetterStreamKey,
+    CONSUMER_GROUP: c.consumerGroup,
+    LOG_LEVEL: 'warn',
+    METRICS_PORT: '0',
+    WORKER_METRICS_PORT: '0',
+    ...extra,
+  };
+}
+
+/** A `floodgate` child process with its output collected. */
+export interface FloodgateProcess {
+  readonly child: import('node:child_process').ChildProcess;
+  /** Resolves when it exits, with its exit code and everything it printed. */
+  readonly exited: Promise<{ code: number | null; signal: NodeJS.Signals | null; stdout: string; stderr: string }>;
+}
+
+/** Runs `node bin/floodgate.js ...args` with only the given environment on top of PATH/HOME. */
+export async function spawnFloodgate(args: string[], vars: Record<string, string>): Promise<FloodgateProcess> {
+  const { spawn } = await import('node:child_process');
+  const { fileURLToPath } = await import('node:url');
+  const bin = fileURLToPath(new URL('../bin/floodgate.js', import.meta.url));
+  const child = spawn(process.execPath, [bin, ...args], {
+    env: { PATH: process.env.PATH ?? '', HOME: process.env.HOME ?? '', ...vars },
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
+  let stdout = '';
+  let stderr = '';
+  child.stdout.on('data', (d: Buffer) => (stdout += d.toString()));
+  child.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
+  const exited = new Promise<{ code: number | null; signal: NodeJS.Signals | null; stdout: string; stderr: string }>((resolve) =>
+    child.once('exit', (code, signal) => resolve({ code, signal, stdout, stderr })),
+  );
+  return { child, exited };
+}
+
+/** A free TCP port on 127.0.0.1. */
+export async function freePort(): Promise<number> {
+  const { freePort: find } = await import('../loadtest/processes.js');
+  return find();
+}

@@ -1,0 +1,60 @@
+import assert from 'node:assert/strict';
+import { after, before, describe, it } from 'node:test';
+import { createApiKey } from '../lib/api-keys.js';
+import { countEvents, createTestEnv, envVars, eventually, freePort, json, spawnFloodgate, type FloodgateProcess, type TestEnv } from './support.js';
+
+describe('end to end: HTTP → cluster API → Redis → worker → Postgres', () => {
+  let env: TestEnv;
+  let api: FloodgateProcess;
+  let worker: FloodgateProcess;
+  let url: string;
+  let metricsUrl: string;
+  let key: string;
+  before(async () => {
+    env = await createTestEnv();
+    const [port, metricsPort] = [await freePort(), await freePort()];
+    url = `http://127.0.0.1:${port}`;
+    metricsUrl = `http://127.0.0.1:${metricsPort}/metrics`;
+    api = await spawnFloodgate(['api'], envVars(env, { PORT: String(port), HOST: '127.0.0.1', API_PROCESSES: '2', METRICS_PORT: String(metricsPort) }));
+    worker = await spawnFloodgate(['worker'], envVars(env, { FLUSH_INTERVAL_MS: '50' }));
+    key = (await createApiKey(env.pool, { tenant: 'e2e' })).key;
+    await eventually(async () => (await fetch(`${url}/readyz`).catch(() => null))?.status === 200, 'api ready', 30_000);
+  });
+  after(async () => {
+    for (const p of [api, worker]) p?.child.kill('SIGTERM');
+    await Promise.all([api?.exited, worker?.exited]);
+    await env?.cleanup();
+  });
+
+  it('stores N accepted events as exactly N rows, duplicates by key once, with the ids it answered', async () => {
+    const ids: string[] = [];
+    const sends = Array.from({ length: 40 }, async (_, i) => {
+      const body = { events: Array.from({ length: 25 }, (_, j) => ({ type: 'e2e', idempotency_key: `k-${i}-${j % 20}`, data: { i, j } })) };
+      const res = await fetch(`${url}/v1/events`, { method: 'POST', headers: { 'content-type': 'application/json', authorization: `Bearer ${key}` }, body: JSON.stringify(body) });
+      assert.equal(res.status, 202);
+      ids.push(...(await json(res)).ids);
+    });
+    await Promise.all(sends);
+    // A client retry of a whole request: every key is already stored.
+    const retry = await fetch(`${url}/v1/events`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json', 'x-api-key': key },
+      body: JSON.stringify({ events: Array.from({ length: 20 }, (_, j) => ({ type: 'e2e', idempotency_key: `k-0-${j}` })) }),
+    });
+    assert.equal(retry.status, 202);
+    assert.equal(ids.length, 1000);
+    await eventually(async () => (await countEvents(env, 'e2e')) === 800 && (await env.redis.xlen(env.config.streamKey)) === 0, '800 distinct keys stored');
+    await new Promise((r) => setTimeout(r, 300));
+    assert.equal(await countEvents(env, 'e2e'), 800, 'duplicates never arrive late');
+    const { rows } = await env.pool.query<{ id: string }>("SELECT id FROM events WHERE tenant = 'e2e'");
+    const answered = new Set(ids);
+    assert.ok(rows.every((r) => answered.has(r.id)), 'every stored id was answered to the client');
+  });
+
+  it('answers one scrape with the whole cluster\'s numbers', async () => {
+    const text = await (await fetch(metricsUrl)).text();
+    const accepted = /^floodgate_events_accepted_total\{priority="normal",role="api"\} (\d+)/m.exec(text);
+    assert.ok(accepted, 'accepted counter present');
+    assert.equal(Number(accepted[1]), 1020, 'summed over both API processes');
+  });
+});
