@@ -1,8 +1,8 @@
 import { execFile, spawn, type ChildProcess } from 'node:child_process';
 import { existsSync, readdirSync } from 'node:fs';
-import { mkdir, writeFile } from 'node:fs/promises';
+import { chmod, mkdir, writeFile } from 'node:fs/promises';
 import { connect } from 'node:net';
-import { join, resolve } from 'node:path';
+import { dirname, join, resolve } from 'node:path';
 import { promisify } from 'node:util';
 
 const run = promisify(execFile);
@@ -42,6 +42,8 @@ function findPostgresBin(name: string): string {
 async function asPostgresUser(dir: string): Promise<{ wrap: (cmd: string[]) => string[] }> {
   if (process.getuid?.() !== 0) return { wrap: (cmd) => cmd };
   await run('chown', ['-R', 'postgres:postgres', dir]);
+  // The postgres user must be able to reach its directory through our data root.
+  await chmod(dirname(dir), 0o755);
   return { wrap: (cmd) => ['runuser', '-u', 'postgres', '--', ...cmd] };
 }
 
