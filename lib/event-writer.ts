@@ -2,7 +2,7 @@ import { pipeline } from 'node:stream/promises';
 import { Readable } from 'node:stream';
 import { from as copyFrom } from 'pg-copy-streams';
 import type { Pool, PoolClient } from './db.js';
-import { copyTextRow, EVENT_COLUMNS } from './copy-text.js';
+import { COPY_COLUMNS } from './copy-text.js';
 import type { StreamEntry } from './stream-entry.js';
 
 /** What one write stored. */
@@ -13,69 +13,54 @@ export interface WriteResult {
   readonly duplicates: number;
 }
 
-const STAGING = 'floodgate_staging';
-const COLUMN_LIST = EVENT_COLUMNS.join(', ');
+/** Name of the per-connection temporary staging table. */
+export const STAGING = 'floodgate_staging';
+const EVENT_COLUMNS = 'id, tenant, type, occurred_at, received_at, source, idempotency_key, priority, value, data';
 
 // Created once per connection; ON COMMIT DELETE ROWS empties it at every commit without a TRUNCATE.
-const CREATE_STAGING = `CREATE TEMP TABLE IF NOT EXISTS ${STAGING} (
-  id uuid NOT NULL, tenant text NOT NULL, type text NOT NULL, occurred_at timestamptz NOT NULL,
-  received_at timestamptz NOT NULL, source text, idempotency_key text, priority text NOT NULL,
-  value double precision, data jsonb
+export const CREATE_STAGING = `CREATE TEMP TABLE IF NOT EXISTS ${STAGING} (
+  id uuid NOT NULL, tenant text NOT NULL, type text NOT NULL, occurred_ms bigint NOT NULL, received_ms bigint NOT NULL,
+  source text, idempotency_key text, priority text NOT NULL, value double precision, data jsonb
 ) ON COMMIT DELETE ROWS`;
+
+const OCCURRED_AT = 'to_timestamp(occurred_ms::float8 / 1000)';
+const RECEIVED_AT = 'to_timestamp(received_ms::float8 / 1000)';
 
 // One statement decides what is new. The first idempotency key of a (tenant, key) claims it in
 // idempotency_keys (ORDER BY id: the earliest UUIDv7 wins within a batch); an event is inserted when it has no
 // key or its key was claimed just now by this very event. ON CONFLICT on the events primary key (occurred_at,
 // id) turns a redelivered stream entry into a no-op.
-const MERGE_STAGING = `
+export const MERGE_STAGING = `
 WITH claimed AS (
   INSERT INTO idempotency_keys (tenant, key, event_id, created_at)
-  SELECT tenant, idempotency_key, id, received_at
+  SELECT tenant, idempotency_key, id, ${RECEIVED_AT}
   FROM ${STAGING}
   WHERE idempotency_key IS NOT NULL
   ORDER BY id
   ON CONFLICT (tenant, key) DO NOTHING
   RETURNING event_id
 )
-INSERT INTO events (${COLUMN_LIST})
-SELECT ${COLUMN_LIST}
+INSERT INTO events (${EVENT_COLUMNS})
+SELECT id, tenant, type, ${OCCURRED_AT}, ${RECEIVED_AT}, source, idempotency_key, priority, value, data
 FROM ${STAGING} s
 WHERE s.idempotency_key IS NULL OR s.id IN (SELECT event_id FROM claimed)
 ON CONFLICT DO NOTHING`;
 
-function copyText(entries: readonly StreamEntry[]): string[] {
-  const lines: string[] = [];
-  for (const entry of entries) {
-    for (const e of entry.events) {
-      lines.push(
-        copyTextRow(entry.tenant, entry.priority, entry.receivedAt, {
-          id: e.id,
-          type: e.type,
-          occurredAt: e.occurredAt,
-          source: e.source,
-          idempotencyKey: e.idempotencyKey,
-          value: e.value,
-          dataJson: e.data === null ? null : JSON.stringify(e.data),
-        }),
-      );
-    }
-  }
-  return lines;
-}
+const COPY_CHUNK_CHARS = 256 * 1024;
 
-async function copyIntoStaging(client: PoolClient, lines: string[]): Promise<void> {
-  // Chunks of ~64 KiB keep the number of writes small without building one huge string.
+async function copyIntoStaging(client: PoolClient, entries: readonly StreamEntry[]): Promise<void> {
+  // Entries are already COPY text; grouping them into ~256 KiB chunks keeps the number of writes small.
   const chunks: string[] = [];
   let chunk = '';
-  for (const line of lines) {
-    chunk += line;
-    if (chunk.length >= 65_536) {
+  for (const entry of entries) {
+    chunk += entry.rows;
+    if (chunk.length >= COPY_CHUNK_CHARS) {
       chunks.push(chunk);
       chunk = '';
     }
   }
   if (chunk) chunks.push(chunk);
-  const stream = client.query(copyFrom(`COPY ${STAGING} (${COLUMN_LIST}) FROM STDIN`));
+  const stream = client.query(copyFrom(`COPY ${STAGING} (${COPY_COLUMNS.join(', ')}) FROM STDIN`));
   await pipeline(Readable.from(chunks), stream);
 }
 
@@ -84,18 +69,18 @@ async function copyIntoStaging(client: PoolClient, lines: string[]): Promise<voi
  * INSERT … ON CONFLICT DO NOTHING that keeps each event and each (tenant, idempotency key) once.
  */
 export async function writeEntries(pool: Pool, entries: readonly StreamEntry[]): Promise<WriteResult> {
-  const lines = copyText(entries);
-  if (lines.length === 0) return { inserted: 0, duplicates: 0 };
+  const events = entries.reduce((n, e) => n + e.count, 0);
+  if (events === 0) return { inserted: 0, duplicates: 0 };
   const client = await pool.connect();
   let broken = false;
   try {
     await client.query('BEGIN');
     await client.query(CREATE_STAGING);
-    await copyIntoStaging(client, lines);
+    await copyIntoStaging(client, entries);
     const result = await client.query(MERGE_STAGING);
     await client.query('COMMIT');
     const inserted = result.rowCount ?? 0;
-    return { inserted, duplicates: lines.length - inserted };
+    return { inserted, duplicates: events - inserted };
   } catch (err) {
     // A failed COPY can leave the connection mid-protocol; do not hand it back to the pool.
     broken = true;

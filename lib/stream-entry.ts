@@ -1,51 +1,50 @@
+import { copyText, copyTextRow } from './copy-text.js';
 import type { Priority, ValidEvent } from './event-schema.js';
 
 /** Field name of the payload inside a stream entry. */
 export const ENTRY_FIELD = 'e';
-const FORMAT_VERSION = 1;
+const FORMAT_VERSION = 2;
 
-/** One accepted request as it travels through the stream to the worker. */
+/**
+ * One accepted request as it travels through the stream: a JSON header line, then its events as ready-made
+ * COPY text rows. The API encodes each event once, while its `data` is already serialised; the worker only
+ * concatenates rows into its COPY stream, so the per-event cost of the flush path is Postgres's alone.
+ */
 export interface StreamEntry {
   readonly tenant: string;
   readonly priority: Priority;
   readonly receivedAt: number;
-  readonly events: readonly StreamEvent[];
+  /** Number of events (rows). */
+  readonly count: number;
+  /** COPY text rows, each ending in a newline. */
+  readonly rows: string;
 }
 
-/** An event as the worker sees it; `data` is parsed JSON (an object) or null. */
-export interface StreamEvent {
-  readonly id: string;
-  readonly type: string;
-  readonly occurredAt: number;
-  readonly source: string | null;
-  readonly idempotencyKey: string | null;
-  readonly value: number | null;
-  readonly data: Record<string, unknown> | null;
-}
-
-/** Serialises an accepted request; `data` is spliced in from the JSON made during validation. */
+/** Serialises an accepted request's events for the stream. */
 export function encodeEntry(tenant: string, priority: Priority, receivedAt: number, events: readonly ValidEvent[]): string {
-  let out = `{"v":${FORMAT_VERSION},"t":${JSON.stringify(tenant)},"p":"${priority}","r":${receivedAt},"e":[`;
-  for (let i = 0; i < events.length; i++) {
-    const e = events[i]!;
-    if (i > 0) out += ',';
-    out += `["${e.id}",${JSON.stringify(e.type)},${e.occurredAt},${JSON.stringify(e.source)},${JSON.stringify(e.idempotencyKey)},${e.value === null ? 'null' : e.value},${e.dataJson ?? 'null'}]`;
-  }
-  return out + ']}';
+  let out = `{"v":${FORMAT_VERSION},"t":${JSON.stringify(tenant)},"p":"${priority}","r":${receivedAt},"n":${events.length}}\n`;
+  const t = copyText(tenant);
+  for (let i = 0; i < events.length; i++) out += copyTextRow(t, priority, receivedAt, events[i]!);
+  return out;
 }
 
-type WireEvent = [string, string, number, string | null, string | null, number | null, Record<string, unknown> | null];
+function countLines(text: string): number {
+  let n = 0;
+  for (let i = text.indexOf('\n'); i !== -1; i = text.indexOf('\n', i + 1)) n++;
+  return n;
+}
 
 /** Parses a stream entry's payload; throws on anything that is not a well-formed entry. */
 export function decodeEntry(payload: string): StreamEntry {
-  const raw = JSON.parse(payload) as { v: number; t: string; p: Priority; r: number; e: WireEvent[] };
-  if (raw.v !== FORMAT_VERSION || typeof raw.t !== 'string' || !Array.isArray(raw.e)) {
-    throw new Error(`unsupported stream entry (version ${String(raw.v)})`);
+  const headerEnd = payload.indexOf('\n');
+  if (headerEnd < 0) throw new Error('no header line');
+  const header = JSON.parse(payload.slice(0, headerEnd)) as { v: unknown; t: unknown; p: unknown; r: unknown; n: unknown };
+  if (header.v !== FORMAT_VERSION) throw new Error(`unsupported stream entry version ${String(header.v)}`);
+  if (typeof header.t !== 'string' || typeof header.r !== 'number' || typeof header.n !== 'number' || typeof header.p !== 'string') {
+    throw new Error('malformed header');
   }
-  return {
-    tenant: raw.t,
-    priority: raw.p,
-    receivedAt: raw.r,
-    events: raw.e.map(([id, type, occurredAt, source, idempotencyKey, value, data]) => ({ id, type, occurredAt, source, idempotencyKey, value, data })),
-  };
+  const rows = payload.slice(headerEnd + 1);
+  // A truncated or padded entry must not reach COPY, where it would fail the whole batch.
+  if (!rows.endsWith('\n') || countLines(rows) !== header.n) throw new Error(`expected ${header.n} rows`);
+  return { tenant: header.t, priority: header.p as Priority, receivedAt: header.r, count: header.n, rows };
 }

@@ -9,8 +9,9 @@ import type { Config } from '../lib/config.js';
 import type { Pool } from '../lib/db.js';
 import { checkEvent, type ValidEvent } from '../lib/event-schema.js';
 import type { Redis } from '../lib/redis.js';
-import { ENTRY_FIELD, encodeEntry } from '../lib/stream-entry.js';
-import { copyTextRow } from '../lib/copy-text.js';
+import { COPY_COLUMNS } from '../lib/copy-text.js';
+import { CREATE_STAGING, MERGE_STAGING, STAGING } from '../lib/event-writer.js';
+import { ENTRY_FIELD, decodeEntry, encodeEntry } from '../lib/stream-entry.js';
 import { FLOODGATE_BIN, startNode } from './processes.js';
 import { generateEvent, seededRandom } from './events.js';
 
@@ -51,11 +52,11 @@ export async function measureWorker(options: {
   await pool.query('TRUNCATE events, idempotency_keys');
   await redis.del(config.streamKey);
   await redis.xgroup('CREATE', config.streamKey, config.consumerGroup, '0', 'MKSTREAM');
-  for (let i = 0; i < all.length; i += EVENTS_PER_ENTRY * 100) {
+  const payloads: string[] = [];
+  for (let j = 0; j < all.length; j += EVENTS_PER_ENTRY) payloads.push(encodeEntry('bench', 'normal', receivedAt, all.slice(j, j + EVENTS_PER_ENTRY)));
+  for (let i = 0; i < payloads.length; i += 100) {
     const pipeline = redis.pipeline();
-    for (let j = i; j < Math.min(i + EVENTS_PER_ENTRY * 100, all.length); j += EVENTS_PER_ENTRY) {
-      pipeline.xadd(config.streamKey, '*', ENTRY_FIELD, encodeEntry('bench', 'normal', receivedAt, all.slice(j, j + EVENTS_PER_ENTRY)));
-    }
+    for (const payload of payloads.slice(i, i + 100)) pipeline.xadd(config.streamKey, '*', ENTRY_FIELD, payload);
     await pipeline.exec();
   }
 
@@ -88,14 +89,15 @@ export async function measureWorker(options: {
   await pool.query('TRUNCATE events, idempotency_keys');
   const dir = await mkdtemp(join(tmpdir(), 'floodgate-bench-'));
   try {
-    await writeFile(join(dir, 'rows.tsv'), all.map((e) => copyTextRow('bench', 'normal', receivedAt, e)).join(''));
+    // The same rows, staging table and merge statement as the worker: only the worker's machinery differs.
+    await writeFile(join(dir, 'rows.tsv'), payloads.map((p) => decodeEntry(p).rows).join(''));
     await writeFile(
       join(dir, 'load.sql'),
       [
         'BEGIN;',
-        'CREATE TEMP TABLE staging (LIKE events) ON COMMIT DROP;',
-        `\\copy staging FROM '${join(dir, 'rows.tsv')}'`,
-        'INSERT INTO events SELECT * FROM staging ON CONFLICT DO NOTHING;',
+        `${CREATE_STAGING};`,
+        `\\copy ${STAGING} (${COPY_COLUMNS.join(', ')}) FROM '${join(dir, 'rows.tsv')}'`,
+        `${MERGE_STAGING};`,
         'COMMIT;',
       ].join('\n'),
     );

@@ -1,6 +1,7 @@
 import assert from 'node:assert/strict';
 import { gzipSync } from 'node:zlib';
 import { after, before, describe, it } from 'node:test';
+import { parseCopyRows } from '../lib/copy-text.js';
 import { decodeEntry } from '../lib/stream-entry.js';
 import { createTestEnv, json, startTestApi, type TestApi, type TestEnv } from './support.js';
 
@@ -36,12 +37,16 @@ describe('POST /v1/events', () => {
     const entry = entries.at(-1)!;
     assert.equal(entry.tenant, 'acme');
     assert.equal(entry.priority, 'critical');
-    assert.deepEqual(entry.events[0], {
+    assert.equal(entry.count, 1);
+    assert.deepEqual(parseCopyRows(entry.rows)[0], {
       id: body.ids[0],
+      tenant: 'acme',
       type: 'page.view',
       occurredAt: entry.receivedAt,
+      receivedAt: entry.receivedAt,
       source: 'web',
       idempotencyKey: null,
+      priority: 'critical',
       value: 3.5,
       data: { path: '/' },
     });
@@ -63,7 +68,7 @@ describe('POST /v1/events', () => {
     const res = await api.post({ type: 'order.paid' }, { 'idempotency-key': 'order-42' });
     assert.equal(res.status, 202);
     const entry = (await streamEntries(env)).at(-1)!;
-    assert.equal(entry.events[0]!.idempotencyKey, 'order-42');
+    assert.equal(parseCopyRows(entry.rows)[0]!.idempotencyKey, 'order-42');
     assert.equal(entry.priority, 'normal');
   });
 

@@ -107,7 +107,7 @@ export function createFlusher(deps: FlusherDeps): Flusher {
       }
       if (buffer.length === 0) oldestAt = Date.now();
       buffer.push({ id, payload, entry, priorDeliveries: priorDeliveries(id), attempts: 0 });
-      bufferedEvents += entry.events.length;
+      bufferedEvents += entry.count;
     }
     stats.entriesRead += raw.length;
     metrics?.entriesRead.inc(raw.length);
@@ -148,13 +148,13 @@ export function createFlusher(deps: FlusherDeps): Flusher {
     if (!metrics) return;
     for (const held of batch) {
       const seconds = Math.max(0, committedAt - held.entry.receivedAt) / 1000;
-      for (let i = 0; i < held.entry.events.length; i++) metrics.timeToDurable.observe(seconds);
+      for (let i = 0; i < held.entry.count; i++) metrics.timeToDurable.observe(seconds);
     }
   }
 
   async function write(batch: Held[]): Promise<void> {
     const started = performance.now();
-    const events = batch.reduce((n, h) => n + h.entry.events.length, 0);
+    const events = batch.reduce((n, h) => n + h.entry.count, 0);
     const result = await writeEntries(
       pool,
       batch.map((h) => h.entry),
@@ -200,7 +200,7 @@ export function createFlusher(deps: FlusherDeps): Flusher {
   function keep(entries: Held[]): void {
     if (entries.length === 0) return;
     buffer = entries.concat(buffer);
-    bufferedEvents = buffer.reduce((n, h) => n + h.entry.events.length, 0);
+    bufferedEvents = buffer.reduce((n, h) => n + h.entry.count, 0);
     oldestAt = Math.min(oldestAt || Date.now(), Date.now());
   }
 
