@@ -78,6 +78,8 @@ export function createFlusher(deps: FlusherDeps): Flusher {
   let closing: Promise<void> | undefined;
   let nextReclaimAt = 0;
   let backoffMs = 0;
+  // One write may run while the next batch is being read: Postgres and this process then work in parallel.
+  let writing: Promise<void> = Promise.resolve();
 
   const reclaimEveryMs = Math.max(100, Math.min(config.claimIdleMs / 2, 10_000));
 
@@ -284,6 +286,7 @@ export function createFlusher(deps: FlusherDeps): Flusher {
     while (!stopping) {
       try {
         if (backoffMs > 0) {
+          await writing;
           await sleep(backoffMs);
           await flush();
           continue;
@@ -294,7 +297,8 @@ export function createFlusher(deps: FlusherDeps): Flusher {
         }
         await readNew();
         if (bufferedEvents >= config.flushBatchEvents || (buffer.length > 0 && Date.now() - oldestAt >= config.flushIntervalMs)) {
-          await flush();
+          await writing;
+          writing = flush().catch((err: unknown) => log.error({ err }, 'flush failed'));
         }
       } catch (err) {
         log.error({ err }, 'flush loop error; retrying');
@@ -304,6 +308,7 @@ export function createFlusher(deps: FlusherDeps): Flusher {
   }
 
   async function drain(): Promise<void> {
+    await writing;
     const deadline = Date.now() + config.shutdownTimeoutMs;
     while (buffer.length > 0 && Date.now() < deadline) {
       await flush();
