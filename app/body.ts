@@ -35,14 +35,7 @@ function tooLarge(limit: number) {
 
 /** Reads the body within the limits, gunzipping with a cap on the output, and checks it is UTF-8. */
 export async function readBody(req: IncomingMessage, encoding: 'gzip' | 'identity', limits: BodyLimits): Promise<Buffer> {
-  const chunks: Buffer[] = [];
-  let size = 0;
-  for await (const chunk of req as AsyncIterable<Buffer>) {
-    size += chunk.length;
-    if (size > limits.maxBodyBytes) throw tooLarge(limits.maxBodyBytes);
-    chunks.push(chunk);
-  }
-  let body = chunks.length === 1 ? chunks[0]! : Buffer.concat(chunks, size);
+  let body = await collect(req, limits.maxBodyBytes);
   if (encoding === 'gzip') {
     try {
       body = await gunzipAsync(body, { maxOutputLength: limits.maxDecompressedBytes });
@@ -55,6 +48,40 @@ export async function readBody(req: IncomingMessage, encoding: 'gzip' | 'identit
   }
   if (!isUtf8(body)) throw apiError('malformed_json', 'the body is not valid UTF-8');
   return body;
+}
+
+/** Collects the raw body with plain listeners (cheaper than an async iterator on the hot path). */
+function collect(req: IncomingMessage, limit: number): Promise<Buffer> {
+  return new Promise((resolve, reject) => {
+    const chunks: Buffer[] = [];
+    let size = 0;
+    const onData = (chunk: Buffer) => {
+      size += chunk.length;
+      if (size > limit) {
+        cleanup();
+        req.resume();
+        reject(tooLarge(limit));
+        return;
+      }
+      chunks.push(chunk);
+    };
+    const onEnd = () => {
+      cleanup();
+      resolve(chunks.length === 1 ? chunks[0]! : Buffer.concat(chunks, size));
+    };
+    const onError = (err: Error) => {
+      cleanup();
+      reject(err);
+    };
+    const cleanup = () => {
+      req.off('data', onData);
+      req.off('end', onEnd);
+      req.off('error', onError);
+    };
+    req.on('data', onData);
+    req.on('end', onEnd);
+    req.on('error', onError);
+  });
 }
 
 /** Parses JSON, turning syntax errors into a 400 that says where. */

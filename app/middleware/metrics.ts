@@ -6,6 +6,18 @@ import type { ApiMetrics } from '../metrics.js';
  * window. Runs outermost so that error answers are measured too.
  */
 export function measureRequests(metrics: ApiMetrics): Middleware {
+  // Label children cached by (route, method, status): resolving labels on every request costs a hash each time.
+  const children = new Map<string, ReturnType<ApiMetrics['requestDuration']['labels']>>();
+  const durationFor = (route: string, method: string, status: number) => {
+    const key = `${route} ${method} ${status}`;
+    let child = children.get(key);
+    if (!child) {
+      child = metrics.requestDuration.labels({ route, method, status: String(status) });
+      // Routes and methods are bounded by the router; statuses by HTTP. The cap guards against surprises.
+      if (children.size < 1000) children.set(key, child);
+    }
+    return child;
+  };
   return async (ctx, next) => {
     const started = performance.now();
     metrics.requestsInFlight.inc();
@@ -15,7 +27,7 @@ export function measureRequests(metrics: ApiMetrics): Middleware {
       const seconds = (performance.now() - started) / 1000;
       metrics.requestsInFlight.dec();
       const route = (ctx as { _matchedRoute?: string })._matchedRoute ?? 'unmatched';
-      metrics.requestDuration.observe({ route, method: ctx.method, status: String(ctx.status) }, seconds);
+      durationFor(route, ctx.method, ctx.status).observe(seconds);
       metrics.latency.record(seconds * 1000);
       const received = Number(ctx.get('content-length'));
       if (received > 0) metrics.requestBytes.inc({ route }, received);
