@@ -2,6 +2,7 @@ import assert from 'node:assert/strict';
 import { gzipSync } from 'node:zlib';
 import { after, before, describe, it } from 'node:test';
 import { parseCopyRows } from '../lib/copy-text.js';
+import { createRedis } from '../lib/redis.js';
 import { decodeEntry } from '../lib/stream-entry.js';
 import { createTestEnv, json, startTestApi, type TestApi, type TestEnv } from './support.js';
 
@@ -165,5 +166,32 @@ describe('when Redis cannot take the write', () => {
     const body = await json(ready);
     assert.equal(body.error, 'not_ready');
     assert.match(body.details.redis, /unreachable/);
+  });
+});
+
+describe('REDIS_URL with a database index', () => {
+  let env: TestEnv;
+  let api: TestApi;
+  before(async () => {
+    env = await createTestEnv();
+    api = await startTestApi(env, { redisUrl: 'redis://127.0.0.1:6379/7' });
+  });
+  after(async () => {
+    const db7 = createRedis('redis://127.0.0.1:6379/7');
+    await db7.del(env.config.streamKey);
+    db7.disconnect();
+    await api?.close();
+    await env?.cleanup();
+  });
+
+  it('writes to database N of a /N URL, not database 0', async () => {
+    assert.equal((await api.post({ type: 'a' })).status, 202);
+    const db7 = createRedis('redis://127.0.0.1:6379/7');
+    try {
+      assert.equal(await db7.xlen(env.config.streamKey), 1);
+      assert.equal(await env.redis.xlen(env.config.streamKey), 0, 'database 0 untouched');
+    } finally {
+      db7.disconnect();
+    }
   });
 });
