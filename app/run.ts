@@ -8,6 +8,8 @@ import { readMigrations } from '../lib/migrate.js';
 import type { Registry } from 'prom-client';
 import { createRedis } from '../lib/redis.js';
 import { createApp } from './server.js';
+import { createApiMetrics } from './metrics.js';
+import { createShedder } from './shedding/shedder.js';
 
 /** A running API server process and how to stop it gracefully. */
 export interface RunningApi {
@@ -28,7 +30,9 @@ export async function runApi(config: Config, logger: Logger): Promise<RunningApi
   const migrations = await readMigrations();
   const latestMigration = migrations.at(-1)?.version ?? 0;
   const registry = createRegistry('api');
-  const app = createApp({ config, pool, redis, logger, latestMigration, registry });
+  const metrics = createApiMetrics(registry);
+  const shedder = createShedder({ config, latency: metrics.latency, redis, registry, logger });
+  const app = createApp({ config, pool, redis, logger, latestMigration, metrics, shedder });
 
   const server = createServer(app.callback());
   // Longer than typical load balancer idle timeouts so the proxy, not us, closes idle keep-alive sockets.
@@ -51,7 +55,10 @@ export async function runApi(config: Config, logger: Logger): Promise<RunningApi
       const deadline = setTimeout(() => server.closeAllConnections(), config.shutdownTimeoutMs);
       await closed;
       clearTimeout(deadline);
-      await redis.quit().catch((err: unknown) => errors.push(err));
+      await shedder.close();
+      // quit() waits for a reply that a disconnected client never gets; disconnect() then is immediate.
+      if (redis.status === 'ready') await redis.quit().catch((err: unknown) => errors.push(err));
+      else redis.disconnect();
       await pool.end().catch((err: unknown) => errors.push(err));
       if (errors.length > 0) logger.error({ errors }, 'errors while closing the api');
     })();

@@ -11,7 +11,8 @@ import { measureRequests } from './middleware/metrics.js';
 import { createApiMetrics, type ApiMetrics } from './metrics.js';
 import { requestId } from './middleware/request-id.js';
 import { openApiDocument } from './openapi.js';
-import { ingestEvents } from './routes/events.js';
+import { ingestEvents, resolvePriority } from './routes/events.js';
+import type { Shedder } from './shedding/shedder.js';
 import { healthz, readyz } from './routes/health.js';
 
 export interface AppDeps {
@@ -22,14 +23,16 @@ export interface AppDeps {
   /** The latest migration version this build ships (readiness requires it applied). */
   readonly latestMigration: number;
   readonly keys?: KeyResolver;
-  /** Where the API's metrics go; a private registry when omitted. */
-  readonly registry?: Registry;
+  /** The API's metrics; created in a private registry when omitted. */
+  readonly metrics?: ApiMetrics;
+  /** Admission control; without one every request is admitted. */
+  readonly shedder?: Shedder;
 }
 
 /** Builds the Koa application; it owns no connections (the caller passes and closes them). */
 export function createApp(deps: AppDeps): Koa & { metrics: ApiMetrics } {
   const { config, pool, redis, logger } = deps;
-  const metrics = createApiMetrics(deps.registry ?? new Registry());
+  const metrics = deps.metrics ?? createApiMetrics(new Registry());
   const keys = deps.keys ?? createKeyResolver(pool, config.authCacheTtlMs);
   const app = new Koa();
   app.proxy = false;
@@ -38,7 +41,12 @@ export function createApp(deps: AppDeps): Koa & { metrics: ApiMetrics } {
 
   const openapi = JSON.stringify(openApiDocument(config));
   const router = new Router();
-  router.post('/v1/events', authenticate(keys), ingestEvents(config, redis, metrics));
+  const admit = deps.shedder?.middleware() ?? ((_ctx, next) => next());
+  router.post('/v1/events', authenticate(keys), resolvePriority(), admit, ingestEvents(config, redis, metrics));
+  router.get('/v1/admin/load', authenticate(keys, { admin: true }), (ctx) => {
+    ctx.type = 'application/json';
+    ctx.body = JSON.stringify(deps.shedder?.snapshot() ?? { mode: 'off' });
+  });
   router.get('/healthz', healthz());
   router.get('/readyz', readyz(pool, redis, deps.latestMigration));
   router.get('/openapi.json', (ctx) => {

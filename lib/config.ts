@@ -146,6 +146,43 @@ export const CONFIG_VARIABLES = {
     defaultValue: '10000',
     parse: integer(0, 600_000),
   },
+  shedMode: {
+    name: 'SHED_MODE',
+    doc: 'Load shedding: `off`, `shadow` (decide, count and log, admit everything) or `enforce`.',
+    defaultValue: 'enforce',
+    parse: oneOf('off', 'shadow', 'enforce'),
+  },
+  shedTargetP99Ms: { name: 'SHED_TARGET_P99_MS', doc: 'Latency SLO the shedder holds: p99 of admitted requests, in ms.', defaultValue: '50', parse: integer(1, 60_000) },
+  shedTargetEventLoopDelayMs: {
+    name: 'SHED_TARGET_EVENT_LOOP_DELAY_MS',
+    doc: 'Event-loop delay p99 the shedder holds, in ms.',
+    defaultValue: '40',
+    parse: integer(1, 60_000),
+  },
+  shedBacklogLowEntries: {
+    name: 'SHED_BACKLOG_LOW_ENTRIES',
+    doc: 'Stream backlog (entries not yet written) where shedding of non-critical traffic starts…',
+    defaultValue: '200000',
+    parse: integer(1, 1_000_000_000),
+  },
+  shedBacklogHighEntries: {
+    name: 'SHED_BACKLOG_HIGH_ENTRIES',
+    doc: '…and where all non-critical traffic is shed (Redis memory stays bounded while Postgres is down).',
+    defaultValue: '1000000',
+    parse: integer(2, 1_000_000_000),
+  },
+  shedHardMaxInFlight: {
+    name: 'SHED_HARD_MAX_IN_FLIGHT',
+    doc: 'Hard safety limit per API process: past this many requests in flight even critical requests are refused.',
+    defaultValue: '2000',
+    parse: integer(1, 1_000_000),
+  },
+  shedHardEventLoopDelayMs: {
+    name: 'SHED_HARD_EVENT_LOOP_DELAY_MS',
+    doc: 'Hard safety limit: past this event-loop delay even critical requests are refused.',
+    defaultValue: '1000',
+    parse: integer(10, 600_000),
+  },
 } as const satisfies Record<string, ConfigVariable<unknown>>;
 
 type Variables = typeof CONFIG_VARIABLES;
@@ -187,6 +224,9 @@ export function loadConfig(env: Readonly<Record<string, string | undefined>>, ov
     const c = out as Config;
     if (c.maxDecompressedBytes < c.maxBodyBytes) {
       problems.push('MAX_DECOMPRESSED_BYTES must be at least MAX_BODY_BYTES');
+    }
+    if (c.shedBacklogHighEntries <= c.shedBacklogLowEntries) {
+      problems.push('SHED_BACKLOG_HIGH_ENTRIES must be above SHED_BACKLOG_LOW_ENTRIES');
     }
   }
   if (problems.length > 0) throw new ConfigError(problems);

@@ -16,6 +16,7 @@ export const ERROR_CATALOGUE = {
   unsupported_encoding: { status: 415, description: 'The `Content-Encoding` is not `gzip` or `identity`, or the gzip stream is corrupt.' },
   invalid_event: { status: 422, description: 'Every event of the request failed validation; `details` lists why, per event.' },
   empty_batch: { status: 422, description: 'The batch holds no events.' },
+  overloaded: { status: 503, description: 'Shed by the load shedder to protect higher-priority traffic; retry after `Retry-After` seconds.' },
   dependency_unavailable: { status: 503, description: 'Redis (or another dependency) could not take the write; retry after `Retry-After` seconds.' },
   not_ready: { status: 503, description: 'From `/readyz`: a dependency is unreachable or migrations are not applied.' },
   internal_error: { status: 500, description: 'An unexpected failure; nothing internal is exposed. The request id finds it in the logs.' },
@@ -61,6 +62,8 @@ export const SQLSTATE = {
   adminShutdown: '57P01',
   crashShutdown: '57P02',
   cannotConnectNow: '57P03',
+  /** object_not_in_prerequisite_state: e.g. pg_stat_statements created but not in shared_preload_libraries */
+  objectNotInPrerequisiteState: '55000',
 } as const;
 
 /** Redis error reply prefixes the code reacts to. */
@@ -69,4 +72,6 @@ export const REDIS_REPLY = {
   busyGroup: 'BUSYGROUP',
   /** XREADGROUP/XAUTOCLAIM on a stream or group that does not exist (e.g. after FLUSHDB) */
   noGroup: 'NOGROUP',
+  /** XINFO GROUPS/CONSUMERS on a stream that does not exist */
+  noSuchKey: 'ERR no such key',
 } as const;

@@ -40,7 +40,7 @@ function simulate(controller: ShedController, offeredAt: (t: number) => number, 
     const utilisation = Math.min(admitted / CAPACITY, 1);
     const p99 = BASE_P99_MS / Math.max(1 - 0.8 * utilisation, 0.2) + (queue / CAPACITY) * 1000;
     const eventLoopDelay = 2 + 30 * utilisation ** 4 + (queue > 0 ? 20 : 0);
-    const state = controller.tick({ p99Ms: p99, samples: admitted, eventLoopDelayP99Ms: eventLoopDelay, backlogEvents: backlogAt(t) }, DT);
+    const state = controller.tick({ p99Ms: p99, samples: admitted, eventLoopDelayP99Ms: eventLoopDelay, backlog: backlogAt(t) }, DT);
     steps.push({ t, offered, admitted, admittedByClass, shedByClass, p99, level: state.level });
   }
   return steps;

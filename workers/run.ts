@@ -7,6 +7,8 @@ import { startMetricsServer } from '../lib/metrics-server.js';
 import { createRedis } from '../lib/redis.js';
 import { createFlusher } from './flusher.js';
 import { createMaintenance } from './maintenance.js';
+import { registerPgStats } from './pg-stats.js';
+import { registerRedisStats } from './redis-stats.js';
 import { createWorkerMetrics } from './worker-metrics.js';
 
 /** A running worker process's parts. */
@@ -24,6 +26,17 @@ export async function runWorker(config: Config, logger: Logger): Promise<Running
   const redis = createRedis(config.redisUrl, { maxRetriesPerRequest: 3 });
   const registry = createRegistry('worker');
   const metrics = createWorkerMetrics(registry);
+  // Scrape-time pg_stat queries get their own small pool so a slow scrape never takes the flusher's connections.
+  const statsPool = createPool(config.databaseUrl, { max: 3, applicationName: 'floodgate-pg-stats' });
+  registerPgStats({ registry, pool: statsPool, logger });
+  registerRedisStats({
+    registry,
+    redis,
+    streamKey: config.streamKey,
+    deadLetterStreamKey: config.deadLetterStreamKey,
+    consumerGroup: config.consumerGroup,
+    logger,
+  });
   const flusher = createFlusher({ config, pool, redis, logger, consumerName: `${hostname()}-${process.pid}`, metrics });
   const maintenance = createMaintenance({ config, pool, logger });
   await maintenance.start();
@@ -43,6 +56,7 @@ export async function runWorker(config: Config, logger: Logger): Promise<Running
           ['metrics server', async () => metricsServer?.close()],
           ['redis', () => redis.quit()],
           ['postgres', () => pool.end()],
+          ['postgres (stats)', () => statsPool.end()],
         ];
         for (const [name, step] of steps) {
           await step().catch((err: unknown) => logger.error({ err, step: name }, 'error while closing the worker'));

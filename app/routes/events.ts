@@ -26,11 +26,19 @@ export function retryAfterSeconds(base = 1, spread = 2): string {
   return String(base + Math.floor(Math.random() * (spread + 1)));
 }
 
-function requestPriority(header: string, grant: KeyGrant): Priority {
-  if (!header) return grant.defaultPriority;
-  const value = header.trim().toLowerCase();
-  if (!isPriority(value)) throw apiError('invalid_header', `X-Priority must be critical, normal or low, got "${header.slice(0, 50)}"`);
-  return value;
+/** Sets `ctx.state.priority` from `X-Priority`, else the key's default; runs before shedding needs it. */
+export function resolvePriority(): Middleware {
+  return async (ctx, next) => {
+    const header = ctx.get('x-priority');
+    const grant = ctx.state.grant as KeyGrant;
+    if (!header) ctx.state.priority = grant.defaultPriority;
+    else {
+      const value = header.trim().toLowerCase();
+      if (!isPriority(value)) throw apiError('invalid_header', `X-Priority must be critical, normal or low, got "${header.slice(0, 50)}"`);
+      ctx.state.priority = value;
+    }
+    await next();
+  };
 }
 
 function isPlainObject(value: unknown): value is Record<string, unknown> {
@@ -57,7 +65,7 @@ export function ingestEvents(config: Config, redis: Redis, metrics: ApiMetrics):
   const limits = { retentionDays: config.retentionDays, maxEventDataBytes: config.maxEventDataBytes };
   return async (ctx) => {
     const grant = ctx.state.grant as KeyGrant;
-    const priority = requestPriority(ctx.get('x-priority'), grant);
+    const priority = ctx.state.priority as Priority;
     const headerKey = ctx.get('idempotency-key');
     if (headerKey.length > 255) throw apiError('invalid_header', 'Idempotency-Key must be at most 255 characters');
 

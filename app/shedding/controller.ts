@@ -25,7 +25,7 @@ export interface ControllerParams {
   readonly gainDown: number;
   /** Relative error below target within which the level holds still. */
   readonly deadband: number;
-  /** Stream backlog (events) where non-critical shedding starts… */
+  /** Stream backlog (entries) where non-critical shedding starts… */
   readonly backlogLowWatermark: number;
   /** …and where every non-critical request is shed. */
   readonly backlogHighWatermark: number;
@@ -40,7 +40,7 @@ export interface Signals {
   /** Admitted requests in the latency window; too few samples mean the p99 is not trusted. */
   readonly samples: number;
   readonly eventLoopDelayP99Ms: number;
-  readonly backlogEvents: number;
+  readonly backlog: number;
 }
 
 export interface ControllerState {
@@ -56,8 +56,8 @@ export const DEFAULT_CONTROLLER_PARAMS: ControllerParams = {
   gainUp: 1,
   gainDown: 1.5,
   deadband: 0.1,
-  backlogLowWatermark: 500_000,
-  backlogHighWatermark: 2_000_000,
+  backlogLowWatermark: 200_000,
+  backlogHighWatermark: 1_000_000,
   hardMaxInFlight: 2000,
   hardEventLoopDelayMs: 1000,
 };
@@ -105,7 +105,7 @@ export function createShedController(params: ControllerParams = DEFAULT_CONTROLL
       level = clamp(level + clamp(step, -MAX_STEP, MAX_STEP), 0, MAX_LEVEL);
 
       const span = params.backlogHighWatermark - params.backlogLowWatermark;
-      backlogFloor = clamp(((signals.backlogEvents - params.backlogLowWatermark) / span) * MAX_LEVEL, 0, MAX_LEVEL);
+      backlogFloor = clamp(((signals.backlog - params.backlogLowWatermark) / span) * MAX_LEVEL, 0, MAX_LEVEL);
 
       const effective = Math.max(level, backlogFloor);
       pLow = clamp(effective, 0, 1);

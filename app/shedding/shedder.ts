@@ -1,0 +1,207 @@
+import { monitorEventLoopDelay, type IntervalHistogram } from 'node:perf_hooks';
+import type { Middleware } from 'koa';
+import { Counter, Gauge, Histogram, type Registry } from 'prom-client';
+import type { Config } from '../../lib/config.js';
+import { apiError } from '../../lib/errors.js';
+import { PRIORITIES, type Priority } from '../../lib/event-schema.js';
+import type { LatencyWindow } from '../../lib/latency-window.js';
+import type { Logger } from '../../lib/logger.js';
+import type { Redis } from '../../lib/redis.js';
+import { createShedController, type ControllerState, type ShedController } from './controller.js';
+
+export type ShedMode = Config['shedMode'];
+export type ShedReason = 'controller' | 'hard_limit';
+
+const TICK_MS = 250;
+const BACKLOG_POLL_MS = 1000;
+/** The latency window the controller reads: short enough to react within a second or two. */
+const WINDOW_SECONDS = 2;
+/** Decision latency is observed for one decision in this many, so measuring costs nothing noticeable. */
+const DECISION_SAMPLE = 16;
+
+/** What GET /v1/admin/load shows. */
+export interface LoadSnapshot {
+  readonly mode: ShedMode;
+  readonly controller: ControllerState;
+  readonly signals: { p99Ms: number; samples: number; eventLoopDelayP99Ms: number; backlogEntries: number; inFlight: number };
+  readonly targets: { p99Ms: number; eventLoopDelayMs: number; backlogLowEntries: number; backlogHighEntries: number; hardMaxInFlight: number; hardEventLoopDelayMs: number };
+}
+
+export interface Shedder {
+  /** Admission control for ingest: runs after authentication, before the body is read. */
+  middleware(): Middleware;
+  snapshot(): LoadSnapshot;
+  /** One controller step now (the timer calls it every 250 ms; tests call it directly). */
+  tick(): void;
+  close(): Promise<void>;
+}
+
+export interface ShedderDeps {
+  readonly config: Config;
+  readonly latency: LatencyWindow;
+  readonly redis: Redis;
+  readonly registry: Registry;
+  readonly logger: Logger;
+  readonly controller?: ShedController;
+  /** Injected for tests; Math.random otherwise. */
+  readonly random?: () => number;
+}
+
+function shedMetrics(registry: Registry, config: Config) {
+  const registers = [registry];
+  const metrics = {
+    shed: new Counter({
+      name: 'floodgate_shed_requests_total',
+      help: 'Requests refused (or, in shadow mode, that would have been) by priority and reason.',
+      labelNames: ['priority', 'reason'],
+      registers,
+    }),
+    level: new Gauge({ name: 'floodgate_shed_level', help: 'Controller shed level, 0 (admit all) to 2 (shed all non-critical).', registers, aggregator: 'average' }),
+    pressure: new Gauge({ name: 'floodgate_shed_pressure', help: 'Controller pressure: the worst of latency and event-loop delay relative to target (1 = at target).', registers, aggregator: 'max' }),
+    probability: new Gauge({ name: 'floodgate_shed_probability', help: 'Probability that a request of this class is shed now.', labelNames: ['priority'], registers, aggregator: 'average' }),
+    targetP99: new Gauge({ name: 'floodgate_shed_target_p99_seconds', help: 'The latency SLO the controller holds.', registers, aggregator: 'max' }),
+    windowP99: new Gauge({ name: 'floodgate_shed_window_p99_seconds', help: 'Sliding-window p99 of admitted requests, as the controller sees it.', registers, aggregator: 'max' }),
+    eventLoopDelay: new Gauge({ name: 'floodgate_shed_event_loop_delay_p99_seconds', help: 'Event-loop delay p99 over the last controller tick.', registers, aggregator: 'max' }),
+    backlog: new Gauge({ name: 'floodgate_shed_backlog_entries', help: 'Stream entries not yet written, as last polled by the API.', registers, aggregator: 'max' }),
+    mode: new Gauge({ name: 'floodgate_shed_mode', help: 'The active shedding mode (1 for the active one).', labelNames: ['mode'], registers, aggregator: 'max' }),
+    decision: new Histogram({
+      name: 'floodgate_shed_decision_duration_seconds',
+      help: 'Time to decide admission for one request (sampled 1 in 16).',
+      buckets: [0.000001, 0.0000025, 0.000005, 0.00001, 0.000025, 0.00005, 0.0001, 0.001],
+      registers,
+    }),
+  };
+  metrics.targetP99.set(config.shedTargetP99Ms / 1000);
+  for (const mode of ['off', 'shadow', 'enforce'] as const) metrics.mode.set({ mode }, mode === config.shedMode ? 1 : 0);
+  for (const p of PRIORITIES) metrics.shed.inc({ priority: p, reason: 'controller' }, 0);
+  return metrics;
+}
+
+/**
+ * Adaptive admission control. A timer feeds the controller (latency window, event-loop delay, stream backlog
+ * polled once a second); each request then costs one random draw against its class's probability, O(1)
+ * and before its body is read, so a shed request is far cheaper than an admitted one.
+ */
+export function createShedder(deps: ShedderDeps): Shedder {
+  const { config, latency, redis, logger } = deps;
+  const log = logger.child({ scope: 'shedder' });
+  const random = deps.random ?? Math.random;
+  const controller =
+    deps.controller ??
+    createShedController({
+      targetP99Ms: config.shedTargetP99Ms,
+      targetEventLoopDelayMs: config.shedTargetEventLoopDelayMs,
+      gainUp: 1,
+      gainDown: 1.5,
+      deadband: 0.1,
+      backlogLowWatermark: config.shedBacklogLowEntries,
+      backlogHighWatermark: config.shedBacklogHighEntries,
+      hardMaxInFlight: config.shedHardMaxInFlight,
+      hardEventLoopDelayMs: config.shedHardEventLoopDelayMs,
+    });
+  const metrics = shedMetrics(deps.registry, config);
+  const loopDelay: IntervalHistogram = monitorEventLoopDelay({ resolution: 10 });
+  loopDelay.enable();
+
+  let inFlight = 0;
+  let backlog = 0;
+  let eventLoopDelayMs = 0;
+  let lastSignals = { p99Ms: 0, samples: 0 };
+  let lastTick = performance.now();
+  let decisions = 0;
+  let lastLogged = 0;
+
+  function tick(): void {
+    const now = performance.now();
+    const dt = Math.min((now - lastTick) / 1000, 1);
+    lastTick = now;
+    const window = latency.snapshot(WINDOW_SECONDS);
+    // max rather than p99: with 10 ms resolution a 250 ms tick holds few samples, and one stall is the signal.
+    eventLoopDelayMs = Number.isFinite(loopDelay.max) ? loopDelay.max / 1e6 : 0;
+    loopDelay.reset();
+    lastSignals = { p99Ms: window.p99, samples: window.count };
+    const state = controller.tick({ p99Ms: window.p99, samples: window.count, eventLoopDelayP99Ms: eventLoopDelayMs, backlog }, dt);
+    metrics.level.set(state.level);
+    metrics.pressure.set(state.pressure);
+    metrics.windowP99.set(window.p99 / 1000);
+    metrics.eventLoopDelay.set(eventLoopDelayMs / 1000);
+    for (const p of PRIORITIES) metrics.probability.set({ priority: p }, state.shedProbability[p]);
+    if (state.level > 0 && Date.now() - lastLogged > 10_000) {
+      lastLogged = Date.now();
+      log.warn({ mode: config.shedMode, level: state.level, pressure: state.pressure, backlog, p99Ms: window.p99 }, 'shedding non-critical traffic');
+    }
+  }
+
+  async function pollBacklog(): Promise<void> {
+    // Never queue polls on a disconnected client: they would pile up in its offline queue.
+    if (redis.status !== 'ready') return;
+    try {
+      backlog = await redis.xlen(config.streamKey);
+      metrics.backlog.set(backlog);
+    } catch {
+      // Redis unreachable: keep the last value; the write path reports the outage itself.
+    }
+  }
+
+  const ticker = setInterval(tick, TICK_MS);
+  ticker.unref();
+  const poller = setInterval(() => void pollBacklog(), BACKLOG_POLL_MS);
+  poller.unref();
+  void pollBacklog();
+
+  function decide(priority: Priority): ShedReason | null {
+    if (controller.overHardLimit(inFlight, eventLoopDelayMs)) return 'hard_limit';
+    const p = controller.probability(priority);
+    return p > 0 && random() < p ? 'controller' : null;
+  }
+
+  return {
+    tick,
+    middleware() {
+      return async (ctx, next) => {
+        if (config.shedMode !== 'off') {
+          const sampled = ++decisions % DECISION_SAMPLE === 0;
+          const started = sampled ? performance.now() : 0;
+          const priority = ctx.state.priority as Priority;
+          const reason = decide(priority);
+          if (sampled) metrics.decision.observe((performance.now() - started) / 1000);
+          if (reason) {
+            metrics.shed.inc({ priority, reason });
+            if (config.shedMode === 'enforce') {
+              // Refused before the body is read or parsed: a shed request costs a fraction of an admitted one.
+              throw apiError('overloaded', `shedding ${priority} traffic; retry later`, undefined, {
+                'Retry-After': String(1 + Math.floor(random() * 5)),
+              });
+            }
+          }
+        }
+        inFlight++;
+        try {
+          await next();
+        } finally {
+          inFlight--;
+        }
+      };
+    },
+    snapshot() {
+      return {
+        mode: config.shedMode,
+        controller: controller.state(),
+        signals: { ...lastSignals, eventLoopDelayP99Ms: eventLoopDelayMs, backlogEntries: backlog, inFlight },
+        targets: {
+          p99Ms: config.shedTargetP99Ms,
+          eventLoopDelayMs: config.shedTargetEventLoopDelayMs,
+          backlogLowEntries: config.shedBacklogLowEntries,
+          backlogHighEntries: config.shedBacklogHighEntries,
+          hardMaxInFlight: config.shedHardMaxInFlight,
+          hardEventLoopDelayMs: config.shedHardEventLoopDelayMs,
+        },
+      };
+    },
+    async close() {
+      clearInterval(ticker);
+      clearInterval(poller);
+      loopDelay.disable();
+    },
+  };
+}

@@ -1,0 +1,88 @@
+import assert from 'node:assert/strict';
+import { after, before, describe, it } from 'node:test';
+import type { Priority } from '../lib/event-schema.js';
+import { createTestEnv, json, startTestApi, type TestApi, type TestEnv } from './support.js';
+
+/** Offers `connections` concurrent closed-loop senders for `ms`, each class in its share; returns statuses per class. */
+async function offer(api: TestApi, ms: number, connections: number) {
+  const mix: Priority[] = ['critical', 'critical', 'normal', 'normal', 'normal', 'low', 'low', 'low', 'low', 'low'];
+  const counts: Record<Priority, Record<number, number>> = { critical: {}, normal: {}, low: {} };
+  const retryAfter: string[] = [];
+  const deadline = Date.now() + ms;
+  await Promise.all(
+    Array.from({ length: connections }, async (_, i) => {
+      const priority = mix[i % mix.length]!;
+      while (Date.now() < deadline) {
+        const res = await api.post({ type: 'load', data: { i } }, { 'x-priority': priority });
+        counts[priority][res.status] = (counts[priority][res.status] ?? 0) + 1;
+        if (res.status === 503) {
+          const body = await json(res);
+          assert.equal(body.error, 'overloaded');
+          retryAfter.push(res.headers.get('retry-after') ?? '');
+        } else await res.arrayBuffer();
+      }
+    }),
+  );
+  return { counts, retryAfter };
+}
+
+describe('load shedding on a real listening server', () => {
+  describe('enforce, with a target the load is sure to exceed', () => {
+    let env: TestEnv;
+    let api: TestApi;
+    before(async () => {
+      // A 1 ms p99 target turns ordinary concurrency into overload as far as the controller is concerned.
+      env = await createTestEnv({ SHED_MODE: 'enforce', SHED_TARGET_P99_MS: '1', SHED_TARGET_EVENT_LOOP_DELAY_MS: '1000' });
+      api = await startTestApi(env);
+    });
+    after(async () => {
+      await api?.close();
+      await env?.cleanup();
+    });
+
+    it('sheds low before normal, answers every critical request, and says when to retry', async () => {
+      const { counts, retryAfter } = await offer(api, 6000, 60);
+      const shed = (p: Priority) => counts[p][503] ?? 0;
+      const sent = (p: Priority) => Object.values(counts[p]).reduce((a, b) => a + b, 0);
+      assert.equal(shed('critical'), 0, 'critical is never shed below the hard limit');
+      assert.equal(counts.critical[202], sent('critical'));
+      assert.ok(shed('low') > 0, 'low is shed');
+      assert.ok(shed('low') / sent('low') > shed('normal') / sent('normal'), `low shed ratio above normal's: ${JSON.stringify(counts)}`);
+      assert.ok(retryAfter.every((r) => /^[1-5]$/.test(r)), 'a jittered Retry-After of 1-5 s');
+    });
+
+    it('shows the controller state to admin keys only', async () => {
+      const admin = await fetch(`${api.url}/v1/admin/load`, { headers: { authorization: `Bearer ${api.adminKey}` } });
+      assert.equal(admin.status, 200);
+      const load = await json(admin);
+      assert.equal(load.mode, 'enforce');
+      assert.equal(load.targets.p99Ms, 1);
+      assert.ok(load.controller.level > 0, 'still shedding right after the load');
+      assert.equal(load.controller.shedProbability.critical, 0);
+      const tenant = await fetch(`${api.url}/v1/admin/load`, { headers: { authorization: `Bearer ${api.key}` } });
+      assert.equal(tenant.status, 403);
+      assert.equal((await json(tenant)).error, 'forbidden');
+    });
+  });
+
+  describe('shadow', () => {
+    let env: TestEnv;
+    let api: TestApi;
+    before(async () => {
+      env = await createTestEnv({ SHED_MODE: 'shadow', SHED_TARGET_P99_MS: '1', SHED_TARGET_EVENT_LOOP_DELAY_MS: '1000' });
+      api = await startTestApi(env);
+    });
+    after(async () => {
+      await api?.close();
+      await env?.cleanup();
+    });
+
+    it('decides and counts, but admits everything', async () => {
+      const { counts } = await offer(api, 4000, 40);
+      for (const p of ['critical', 'normal', 'low'] as const) assert.deepEqual(Object.keys(counts[p]), ['202']);
+      const load = await json(await fetch(`${api.url}/v1/admin/load`, { headers: { 'x-api-key': api.adminKey } }));
+      assert.equal(load.mode, 'shadow');
+      assert.ok(load.controller.shedProbability.low > 0, 'the controller would shed low');
+    });
+  });
+});
