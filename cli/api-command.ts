@@ -4,7 +4,10 @@ import { runApi } from '../app/run.js';
 import type { Config } from '../lib/config.js';
 import type { Logger } from '../lib/logger.js';
 import { startMetricsServer } from '../lib/metrics-server.js';
-import { exitOnSignal, restartBackoff } from './lifecycle.js';
+import { onShutdown, restartBackoff } from './lifecycle.js';
+
+// Beyond SHUTDOWN_TIMEOUT_MS (the in-flight grace inside each process): time to close Redis and Postgres.
+const CLOSE_MARGIN_MS = 2000;
 
 /** `floodgate api`: API_PROCESSES server processes under node:cluster, one aggregated /metrics endpoint. */
 export async function apiCommand(config: Config, logger: Logger): Promise<void> {
@@ -19,9 +22,11 @@ async function runSingleProcess(config: Config, logger: Logger): Promise<void> {
     config.metricsPort > 0
       ? await startMetricsServer(config.metricsPort, config.host, async () => ({ contentType: api.registry.contentType, body: await api.registry.metrics() }))
       : undefined;
-  exitOnSignal(logger, async () => {
-    await metrics?.close();
-    await api.close();
+  onShutdown(logger, {
+    async shutdown() {
+      await api.close();
+      await metrics?.close();
+    },
   });
 }
 
@@ -30,8 +35,7 @@ async function runClusterWorker(config: Config, logger: Logger): Promise<void> {
   // Answer the primary's metric requests from this process's registry (not prom-client's global one).
   AggregatorRegistry.setRegistries([api.registry]);
   new AggregatorRegistry();
-  // Ctrl-C reaches every process of the group; the primary also forwards SIGTERM. Either way: drain, then exit.
-  exitOnSignal(logger, () => api.close());
+  onShutdown(logger, { shutdown: () => api.close() });
 }
 
 async function runPrimary(config: Config, logger: Logger): Promise<void> {
@@ -39,16 +43,16 @@ async function runPrimary(config: Config, logger: Logger): Promise<void> {
   const aggregator = new AggregatorRegistry();
   let stopping = false;
   const backoff = restartBackoff();
-  const startedAt = new Map<Worker, number>();
+  const live = new Set<Worker>();
 
   const fork = () => {
     const worker = cluster.fork();
-    startedAt.set(worker, Date.now());
-    worker.on('exit', (code, signal) => {
-      const uptime = Date.now() - (startedAt.get(worker) ?? Date.now());
-      startedAt.delete(worker);
+    const startedAt = Date.now();
+    live.add(worker);
+    worker.once('exit', (code, signal) => {
+      live.delete(worker);
       if (stopping) return;
-      const delay = backoff.next(uptime);
+      const delay = backoff.next(Date.now() - startedAt);
       log.error({ pid: worker.process.pid, code, signal, restartInMs: delay }, 'api process died; restarting');
       setTimeout(() => !stopping && fork(), delay);
     });
@@ -59,19 +63,29 @@ async function runPrimary(config: Config, logger: Logger): Promise<void> {
     config.metricsPort > 0
       ? await startMetricsServer(config.metricsPort, config.host, async () => ({ contentType: aggregator.contentType, body: await aggregator.clusterMetrics() }))
       : undefined;
-  log.info({ processes: config.apiProcesses, metricsPort: metrics?.port }, 'api cluster started');
+  log.info({ processes: config.apiProcesses, port: config.port, metricsPort: metrics?.port }, 'api cluster started');
 
-  exitOnSignal(log, async () => {
-    stopping = true;
-    const workers = Object.values(cluster.workers ?? {}).filter((w): w is Worker => w !== undefined);
-    const exited = workers.map((w) => new Promise<void>((resolve) => (w.isDead() ? resolve() : w.once('exit', () => resolve()))));
-    for (const w of workers) w.process.kill('SIGTERM');
-    const timeout = setTimeout(() => {
-      log.error('api processes did not stop in time; killing them');
-      for (const w of workers) w.process.kill('SIGKILL');
-    }, config.shutdownTimeoutMs + 2000);
-    await Promise.all(exited);
-    clearTimeout(timeout);
-    await metrics?.close();
+  const killAll = () => {
+    for (const w of live) w.process.kill('SIGKILL');
+  };
+  onShutdown(log, {
+    async shutdown() {
+      stopping = true;
+      const workers = [...live];
+      const exited = workers.map((w) => new Promise<void>((resolve) => (w.isDead() ? resolve() : w.once('exit', () => resolve()))));
+      // Each process stops accepting, finishes its in-flight requests, then closes Redis and Postgres.
+      for (const w of workers) w.process.kill('SIGTERM');
+      let killed = false;
+      const deadline = setTimeout(() => {
+        killed = true;
+        log.error({ pids: workers.map((w) => w.process.pid) }, 'api processes did not stop within SHUTDOWN_TIMEOUT_MS; killing them');
+        killAll();
+      }, config.shutdownTimeoutMs + CLOSE_MARGIN_MS);
+      await Promise.all(exited);
+      clearTimeout(deadline);
+      await metrics?.close();
+      if (killed) throw new Error('api processes had to be killed');
+    },
+    force: killAll,
   });
 }

@@ -1,71 +1,118 @@
 import { spawn, type ChildProcess } from 'node:child_process';
-import { fileURLToPath } from 'node:url';
-import { CONFIG_VARIABLES, type Config } from '../lib/config.js';
-import { ensureServices } from '../lib/local-services.js';
+import type { Config } from '../lib/config.js';
+import { ensureServices, stopServices, type LocalService } from '../lib/local-services.js';
 import type { Logger } from '../lib/logger.js';
-import { exitOnSignal, restartBackoff } from './lifecycle.js';
-import { migrateCommand } from './migrate-command.js';
+import { onShutdown, restartBackoff } from './lifecycle.js';
+import { applySchema, isDefaultUrl, sayOnStderr } from './migrate-command.js';
+import { localDataDir } from './paths.js';
 
-const BIN = fileURLToPath(new URL('../bin/floodgate.js', import.meta.url));
-const DATA_DIR = fileURLToPath(new URL('../.data', import.meta.url));
+// Beyond SHUTDOWN_TIMEOUT_MS: the API primary's own margin for its processes, or the worker's last XACKs.
+const CHILD_STOP_MARGIN_MS = 5000;
 
+type Role = 'api' | 'worker';
+
+/** One supervised child role: the current process, and whether we are still restarting it. */
 interface Supervised {
-  readonly role: string;
+  readonly role: Role;
   child: ChildProcess | undefined;
+  restartTimer: NodeJS.Timeout | undefined;
   stopping: boolean;
 }
 
-/** `floodgate start`: local services if needed, migrations, then the API and one worker, restarted if they crash. */
+/**
+ * `floodgate start`: private PostgreSQL/Redis when the defaults do not answer, migrations, then `floodgate api`
+ * and `floodgate worker` as child processes, each restarted with backoff if it dies. On SIGTERM/SIGINT the API
+ * stops first (no new events), then the worker (its final flush holds everything accepted), then the private
+ * servers.
+ */
 export async function startCommand(config: Config, logger: Logger): Promise<void> {
   const log = logger.child({ scope: 'supervisor' });
-  const services = await ensureServices({
-    databaseUrl: config.databaseUrl,
-    redisUrl: config.redisUrl,
-    databaseUrlIsDefault: config.databaseUrl === CONFIG_VARIABLES.databaseUrl.defaultValue,
-    redisUrlIsDefault: config.redisUrl === CONFIG_VARIABLES.redisUrl.defaultValue,
-    dataDir: DATA_DIR,
-    say: (line) => process.stderr.write(`floodgate: ${line}\n`),
-  });
-  await migrateCommand(config, (line) => log.info(line));
+  // Children run exactly what this process runs (bin/floodgate.js, or dist/ through it), with the same node flags.
+  const entry = process.argv[1]!;
+  const supervised: Supervised[] = [];
+  let services: LocalService[] = [];
+  let stopping = false;
 
-  const supervise = (role: string): Supervised => {
-    const s: Supervised = { role, child: undefined, stopping: false };
-    const backoff = restartBackoff();
-    const launch = () => {
-      const startedAt = Date.now();
-      const child = spawn(process.execPath, [BIN, role], { stdio: 'inherit', env: process.env });
-      s.child = child;
-      child.once('exit', (code, signal) => {
-        if (s.stopping) return;
-        const delay = backoff.next(Date.now() - startedAt);
-        log.error({ role, code, signal, restartInMs: delay }, 'child exited; restarting');
-        setTimeout(() => !s.stopping && launch(), delay);
-      });
+  const launch = (s: Supervised, backoff: ReturnType<typeof restartBackoff>) => {
+    const startedAt = Date.now();
+    // Same environment (inherited) and stdio; the IPC channel marks the child as supervised: it leaves Ctrl-C
+    // to us and stops if we vanish.
+    const child = spawn(process.execPath, [...process.execArgv, entry, s.role], { stdio: ['inherit', 'inherit', 'inherit', 'ipc'] });
+    s.child = child;
+    let ended = false;
+    const onEnd = (code: number | null, signal: NodeJS.Signals | null, err?: Error) => {
+      if (ended) return;
+      ended = true;
+      if (s.stopping) return;
+      const delay = backoff.next(Date.now() - startedAt);
+      log.error({ role: s.role, pid: child.pid, code, signal, err, restartInMs: delay }, `${s.role} exited unexpectedly; restarting`);
+      s.restartTimer = setTimeout(() => !s.stopping && launch(s, backoff), delay);
     };
-    launch();
-    return s;
+    child.once('exit', (code, signal) => onEnd(code, signal));
+    child.once('error', (err) => onEnd(null, null, err));
   };
-  const stop = (s: Supervised) =>
-    new Promise<void>((resolve) => {
+  const supervise = (role: Role) => {
+    const s: Supervised = { role, child: undefined, restartTimer: undefined, stopping: false };
+    supervised.push(s);
+    launch(s, restartBackoff());
+  };
+  /** Resolves true when the child stopped by itself, false when it had to be killed. */
+  const stopChild = (s: Supervised) =>
+    new Promise<boolean>((resolve) => {
       s.stopping = true;
+      clearTimeout(s.restartTimer);
       const child = s.child;
-      if (!child || child.exitCode !== null || child.signalCode !== null) return resolve();
-      const kill = setTimeout(() => child.kill('SIGKILL'), config.shutdownTimeoutMs + 5000);
+      if (!child || child.exitCode !== null || child.signalCode !== null || child.pid === undefined) return resolve(true);
+      let killed = false;
+      const deadline = setTimeout(() => {
+        killed = true;
+        log.error({ role: s.role, pid: child.pid }, `${s.role} did not stop in time; killing it`);
+        child.kill('SIGKILL');
+      }, config.shutdownTimeoutMs + CHILD_STOP_MARGIN_MS);
       child.once('exit', () => {
-        clearTimeout(kill);
-        resolve();
+        clearTimeout(deadline);
+        resolve(!killed);
       });
       child.kill('SIGTERM');
     });
 
-  const worker = supervise('worker');
-  const api = supervise('api');
-  log.info({ port: config.port, metricsPort: config.metricsPort, workerMetricsPort: config.workerMetricsPort }, 'floodgate started');
+  const startup = (async () => {
+    services = await ensureServices(
+      { postgres: { url: config.databaseUrl, isDefault: isDefaultUrl(config, 'databaseUrl') }, redis: { url: config.redisUrl, isDefault: isDefaultUrl(config, 'redisUrl') } },
+      { dataDir: localDataDir(), say: sayOnStderr },
+    );
+    if (stopping) return;
+    await applySchema(config, (line) => log.info(line));
+    if (stopping) return;
+    supervise('worker');
+    supervise('api');
+    log.info({ port: config.port, apiProcesses: config.apiProcesses, metricsPort: config.metricsPort, workerMetricsPort: config.workerMetricsPort }, 'floodgate started');
+  })();
 
-  // Order matters: stop taking requests first, then let the worker flush what is queued, then the servers.
-  exitOnSignal(log, async () => {
-    await stop(api);
-    await stop(worker);
-    for (const s of services) await s.stop();
+  onShutdown(log, {
+    async shutdown() {
+      stopping = true;
+      // A signal during startup: let it finish so we know which servers we started, then undo it.
+      await startup.catch(() => {});
+      let clean = true;
+      for (const role of ['api', 'worker'] as const) {
+        for (const s of supervised.filter((x) => x.role === role)) clean = (await stopChild(s)) && clean;
+      }
+      await stopServices(services);
+      for (const s of [...services].reverse()) sayOnStderr(`stopped the private ${s.name}`);
+      if (!clean) throw new Error('a child process had to be killed');
+    },
+    force() {
+      for (const s of supervised) s.child?.kill('SIGKILL');
+      if (services.length > 0) sayOnStderr(`left running: ${services.map((s) => s.name).join('; ')} (the next start uses them)`);
+    },
   });
+
+  try {
+    await startup;
+  } catch (err) {
+    stopping = true;
+    await stopServices(services);
+    throw err;
+  }
 }

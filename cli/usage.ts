@@ -3,15 +3,25 @@ export class UsageError extends Error {
   override readonly name = 'UsageError';
 }
 
+/** Throws UsageError when a command that takes no arguments was given some. */
+export function noArguments(command: string, args: readonly string[]): void {
+  if (args.length > 0) throw new UsageError(`${command} takes no arguments, got "${args.join(' ')}"`);
+}
+
+/** The help text: every subcommand and the exit statuses scripts can rely on. */
 export const USAGE = `usage: floodgate <command>
 
-  start                       migrate, then run the API and a flush worker together
+  start                       migrate, then run the API and one flush worker, supervised together
+                              (starts a private PostgreSQL/Redis under .data/ when the default URLs do not answer)
   api                         run the API (API_PROCESSES processes, node:cluster)
   worker                      run one flush worker
   migrate                     create the database if needed, apply migrations, create partitions
   keys create --tenant NAME [--priority critical|normal|low] [--admin]
-  keys list
-  keys revoke <id|prefix>
+                              create an API key; the key is the last line of output, shown once
+  keys list                   list keys (never the secret)
+  keys revoke <id|prefix>     revoke a key
+  loadtest                    not yet available (npm run bench runs the benchmarks)
   help                        this text
 
-Configuration comes from environment variables; see the README.`;
+Configuration comes from environment variables (see the README's configuration table).
+Exit status: 0 done, 1 failure or invalid configuration, 2 wrong usage.`;

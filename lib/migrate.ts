@@ -41,8 +41,10 @@ export async function ensureDatabase(databaseUrl: string): Promise<boolean> {
   try {
     await admin.query(`CREATE DATABASE "${name.replace(/"/g, '""')}"`);
   } catch (err) {
-    // Another starter created it between our probe and now.
-    if ((err as { code?: string }).code !== '42P04') throw err;
+    // Another starter created it between our probe and now: 42P04 duplicate_database, or 23505 when both
+    // inserts into pg_database race.
+    const code = (err as { code?: string }).code;
+    if (code !== '42P04' && code !== SQLSTATE.uniqueViolation) throw err;
   } finally {
     await admin.end();
   }

@@ -1,57 +1,249 @@
 import assert from 'node:assert/strict';
+import { execFile, spawn, type ChildProcess } from 'node:child_process';
+import { randomUUID } from 'node:crypto';
+import { connect } from 'node:net';
+import { fileURLToPath } from 'node:url';
+import { promisify } from 'node:util';
 import { after, before, describe, it } from 'node:test';
-import { findApiKey } from '../lib/api-keys.js';
-import { createTestEnv, envVars, spawnFloodgate, type TestEnv } from './support.js';
+import pg from 'pg';
+import { createApiKey, findApiKey } from '../lib/api-keys.js';
+import { readMigrations } from '../lib/migrate.js';
+import { countEvents, createTestEnv, envVars, eventually, freePort, spawnFloodgate, TEST_PG_ADMIN_URL, type TestEnv } from './support.js';
+
+const BIN = fileURLToPath(new URL('../bin/floodgate.js', import.meta.url));
+
+/** Direct children of `pid`, then theirs: the process tree a supervisor owns. */
+async function descendants(pid: number): Promise<number[]> {
+  const { stdout } = await promisify(execFile)('ps', ['-eo', 'pid=,ppid=']);
+  const pairs = stdout
+    .trim()
+    .split('\n')
+    .map((l) => l.trim().split(/\s+/).map(Number) as [number, number]);
+  const out: number[] = [];
+  const walk = (p: number) => {
+    for (const [child, parent] of pairs) if (parent === p) (out.push(child), walk(child));
+  };
+  walk(pid);
+  return out;
+}
+
+const alive = (pid: number) => {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch {
+    return false;
+  }
+};
+
+/**
+ * `floodgate …` as the leader of its own process group, so a test can do what Ctrl-C in a terminal does:
+ * signal the whole group at once.
+ */
+function spawnGroup(args: string[], vars: Record<string, string>) {
+  const child: ChildProcess = spawn(process.execPath, [BIN, ...args], {
+    env: { PATH: process.env.PATH ?? '', HOME: process.env.HOME ?? '', ...vars },
+    stdio: ['ignore', 'pipe', 'pipe'],
+    detached: true,
+  });
+  let output = '';
+  child.stdout!.on('data', (d: Buffer) => (output += d.toString()));
+  child.stderr!.on('data', (d: Buffer) => (output += d.toString()));
+  const exited = new Promise<{ code: number | null; signal: NodeJS.Signals | null }>((resolve) => child.once('exit', (code, signal) => resolve({ code, signal })));
+  return {
+    child,
+    exited,
+    output: () => output,
+    ctrlC: () => process.kill(-child.pid!, 'SIGINT'),
+    /** Test cleanup: whatever is left of the group, gone. */
+    kill: () => {
+      try {
+        process.kill(-child.pid!, 'SIGKILL');
+      } catch {
+        // already gone
+      }
+    },
+  };
+}
 
 describe('floodgate CLI', () => {
   let env: TestEnv;
+  const groups: ReturnType<typeof spawnGroup>[] = [];
+  const extraDatabases: string[] = [];
   before(async () => {
     env = await createTestEnv();
   });
-  after(() => env?.cleanup());
+  after(async () => {
+    for (const g of groups) g.kill();
+    const admin = new pg.Client({ connectionString: TEST_PG_ADMIN_URL });
+    await admin.connect();
+    for (const db of extraDatabases) await admin.query(`DROP DATABASE IF EXISTS ${db} WITH (FORCE)`);
+    await admin.end();
+    await env?.cleanup();
+  });
 
   const run = async (args: string[], vars: Record<string, string> = envVars(env)) => (await spawnFloodgate(args, vars)).exited;
 
-  it('lists every configuration problem and exits 1', async () => {
-    const result = await run(['migrate'], { ...envVars(env), PORT: 'abc', API_PROCESSES: '0', REDIS_URL: 'http://nope' });
+  it('lists every configuration problem at once and exits 1', async () => {
+    const result = await run(['migrate'], { ...envVars(env), PORT: 'abc', API_PROCESSES: '0' });
     assert.equal(result.code, 1);
-    for (const name of ['PORT', 'API_PROCESSES', 'REDIS_URL']) assert.match(result.stderr, new RegExp(name));
+    assert.match(result.stderr, /PORT must be a whole number, got "abc"/);
+    assert.match(result.stderr, /API_PROCESSES must be between 1 and 256, got 0/);
+    assert.equal(result.stdout, '');
   });
 
-  it('exits 2 with the usage on an unknown command or bad usage', async () => {
-    const unknown = await run(['frobnicate']);
-    assert.equal(unknown.code, 2);
-    assert.match(unknown.stderr, /usage: floodgate/);
-    const noTenant = await run(['keys', 'create']);
-    assert.equal(noTenant.code, 2);
-    assert.match(noTenant.stderr, /--tenant/);
+  it('exits 2 with the usage on an unknown command, a missing command or bad arguments, before reading config', async () => {
+    const brokenConfig = { PORT: 'abc' };
+    for (const args of [['frobnicate'], [], ['keys', 'create'], ['keys', 'create', '--tenant', 'acme', '--priority', 'urgent'], ['keys', 'create', '--tenant', 'acme', '--bogus'], ['keys'], ['keys', 'revoke'], ['migrate', 'now']]) {
+      const result = await run(args, brokenConfig);
+      assert.equal(result.code, 2, `floodgate ${args.join(' ')}: ${result.stderr}`);
+      assert.match(result.stderr, /usage: floodgate/);
+    }
+    const loadtest = await run(['loadtest'], brokenConfig);
+    assert.equal(loadtest.code, 2);
+    assert.match(loadtest.stderr, /loadtest is not yet available/);
   });
 
-  it('migrates safely when two starters run at once', async () => {
-    const [a, b] = await Promise.all([run(['migrate']), run(['migrate'])]);
+  it('prints the usage on help and --help and exits 0', async () => {
+    for (const args of [['help'], ['--help']]) {
+      const result = await run(args, {});
+      assert.equal(result.code, 0);
+      assert.match(result.stdout, /usage: floodgate <command>/);
+      for (const command of ['start', 'api', 'worker', 'migrate', 'keys create', 'keys list', 'keys revoke']) assert.ok(result.stdout.includes(command), command);
+    }
+  });
+
+  it('creates the database and migrates it when two starters run at once: each migration recorded once', async () => {
+    const dbName = `floodgate_test_${randomUUID().replace(/-/g, '').slice(0, 12)}`;
+    extraDatabases.push(dbName);
+    const vars = { ...envVars(env), DATABASE_URL: `postgres://postgres@127.0.0.1:5432/${dbName}` };
+    const [a, b] = await Promise.all([run(['migrate'], vars), run(['migrate'], vars)]);
     assert.equal(a.code, 0, a.stderr);
     assert.equal(b.code, 0, b.stderr);
-    const { rows } = await env.pool.query<{ version: number; n: string }>('SELECT version, count(*) AS n FROM schema_migrations GROUP BY version');
-    assert.ok(rows.length >= 1);
-    assert.ok(rows.every((r) => Number(r.n) === 1));
+    const files = await readMigrations();
+    assert.match(a.stdout + b.stdout, new RegExp(`applied migration ${files[0]!.name}`));
+
+    const client = new pg.Client({ connectionString: vars.DATABASE_URL });
+    await client.connect();
+    try {
+      const { rows } = await client.query<{ version: number; n: string }>('SELECT version, count(*) AS n FROM schema_migrations GROUP BY version ORDER BY version');
+      assert.deepEqual(
+        rows.map((r) => [r.version, Number(r.n)]),
+        files.map((m) => [m.version, 1]),
+      );
+      const today = `events_p${new Date().toISOString().slice(0, 10).replace(/-/g, '')}`;
+      assert.equal((await client.query('SELECT to_regclass($1) IS NOT NULL AS ok', [today])).rows[0].ok, true, "today's partition exists");
+    } finally {
+      await client.end();
+    }
+    const again = await run(['migrate'], vars);
+    assert.equal(again.code, 0, again.stderr);
+    assert.match(again.stdout, /migrations up to date/);
   });
 
-  it('creates a key printed once as the last line, lists it without the secret, and revokes it', async () => {
+  it('creates a key printed as the last line, lists it without the secret, and revokes it by prefix', async () => {
     const created = await run(['keys', 'create', '--tenant', 'acme', '--priority', 'critical']);
     assert.equal(created.code, 0, created.stderr);
     const key = created.stdout.trim().split('\n').at(-1)!;
-    assert.match(key, /^fgk_[A-Za-z0-9_-]{43}$/);
     const grant = await findApiKey(env.pool, key);
     assert.equal(grant?.tenant, 'acme');
     assert.equal(grant?.defaultPriority, 'critical');
+    assert.equal(grant?.isAdmin, false);
 
     const listed = await run(['keys', 'list']);
-    assert.equal(listed.code, 0);
-    assert.match(listed.stdout, /acme/);
+    assert.equal(listed.code, 0, listed.stderr);
+    const [header, ...rows] = listed.stdout.trim().split('\n');
+    assert.deepEqual(header!.split(/\s+/), ['id', 'tenant', 'prefix', 'priority', 'admin', 'created', 'revoked']);
+    const row = rows.map((r) => r.split(/\s+/)).find((cells) => cells[0] === String(grant!.keyId));
+    assert.ok(row, listed.stdout);
+    assert.deepEqual([row[1], row[3], row[4], row[6]], ['acme', 'critical', 'no', '-']);
+    assert.ok(key.startsWith(row[2]!), 'the prefix is the start of the key');
     assert.ok(!listed.stdout.includes(key), 'the secret is never listed');
 
-    const revoked = await run(['keys', 'revoke', String(grant!.keyId)]);
+    const revoked = await run(['keys', 'revoke', row[2]!]);
     assert.equal(revoked.code, 0, revoked.stderr);
     assert.equal(await findApiKey(env.pool, key), null);
+    const relisted = await run(['keys', 'list']);
+    assert.match(relisted.stdout.split('\n').find((l) => l.startsWith(`${grant!.keyId} `))!, /\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ$/);
+
+    const twice = await run(['keys', 'revoke', String(grant!.keyId)]);
+    assert.equal(twice.code, 1);
+    assert.match(twice.stderr, /no active key/);
+
+    const admin = await run(['keys', 'create', '--tenant', 'ops', '--admin']);
+    assert.equal((await findApiKey(env.pool, admin.stdout.trim().split('\n').at(-1)!))?.isAdmin, true);
+  });
+
+  it('api: Ctrl-C lets in-flight requests finish, then every process exits 0; a crashed process is restarted', async () => {
+    const port = await freePort();
+    const url = `http://127.0.0.1:${port}`;
+    const { key } = await createApiKey(env.pool, { tenant: 'cluster' });
+    const api = spawnGroup(['api'], envVars(env, { PORT: String(port), HOST: '127.0.0.1', API_PROCESSES: '2', LOG_LEVEL: 'info' }));
+    groups.push(api);
+    await eventually(async () => (await fetch(`${url}/readyz`).catch(() => null))?.status === 200, 'api ready', 30_000);
+    await eventually(async () => (await descendants(api.child.pid!)).length === 2, 'two api processes');
+
+    const [victim] = await descendants(api.child.pid!);
+    process.kill(victim!, 'SIGKILL');
+    await eventually(async () => {
+      const now = await descendants(api.child.pid!);
+      return now.length === 2 && !now.includes(victim!);
+    }, 'the killed api process replaced');
+
+    // A request whose body is still arriving when Ctrl-C comes.
+    const body = JSON.stringify({ type: 'slow', data: { n: 1 } });
+    const socket = connect(port, '127.0.0.1');
+    let response = '';
+    socket.on('data', (d: Buffer) => (response += d.toString()));
+    await new Promise<void>((r) => socket.once('connect', () => r()));
+    socket.write(`POST /v1/events HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer ${key}\r\nContent-Type: application/json\r\nContent-Length: ${body.length}\r\nConnection: close\r\n\r\n${body.slice(0, 5)}`);
+    await new Promise((r) => setTimeout(r, 300));
+    const tree = await descendants(api.child.pid!);
+    api.ctrlC();
+    await new Promise((r) => setTimeout(r, 500));
+    socket.write(body.slice(5));
+    await new Promise<void>((r) => socket.once('close', () => r()));
+    assert.match(response, /^HTTP\/1\.1 202/, `the in-flight request was answered, got: ${response.slice(0, 200)}`);
+
+    const { code } = await api.exited;
+    assert.equal(code, 0, api.output());
+    assert.doesNotMatch(api.output(), /exiting now/);
+    for (const pid of tree) assert.equal(alive(pid), false, `api process ${pid} exited`);
+  });
+
+  it('start: runs api and worker, restarts a crashed worker, and on Ctrl-C stops the API, then flushes, then exits 0', async () => {
+    const port = await freePort();
+    const url = `http://127.0.0.1:${port}`;
+    const { key } = await createApiKey(env.pool, { tenant: 'started' });
+    // The worker holds events for 5 s, so they are still in its hands when Ctrl-C comes right after they are
+    // accepted. (Not longer: its blocking read lasts up to FLUSH_INTERVAL_MS, and stopping waits for it.)
+    const start = spawnGroup(['start'], envVars(env, { PORT: String(port), HOST: '127.0.0.1', API_PROCESSES: '2', FLUSH_INTERVAL_MS: '5000', FLUSH_BATCH_EVENTS: '100000', LOG_LEVEL: 'info' }));
+    groups.push(start);
+    await eventually(async () => (await fetch(`${url}/readyz`).catch(() => null))?.status === 200, 'api ready', 40_000);
+    const children = async () => {
+      const { stdout } = await promisify(execFile)('ps', ['-o', 'pid=,args=', '--ppid', String(start.child.pid)]);
+      return stdout.trim().split('\n').map((l) => ({ pid: Number(l.trim().split(/\s+/)[0]), role: l.trim().split(/\s+/).at(-1) }));
+    };
+    await eventually(async () => (await children()).length === 2, 'api and worker children');
+    const worker = (await children()).find((c) => c.role === 'worker')!;
+    process.kill(worker.pid, 'SIGKILL');
+    await eventually(async () => (await children()).some((c) => c.role === 'worker' && c.pid !== worker.pid), 'the worker restarted');
+    await new Promise((r) => setTimeout(r, 2000)); // the new worker joins the group before events arrive
+
+    const res = await fetch(`${url}/v1/events`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json', authorization: `Bearer ${key}` },
+      body: JSON.stringify({ events: [{ type: 'a' }, { type: 'b' }, { type: 'c' }] }),
+    });
+    assert.equal(res.status, 202);
+    assert.equal(await countEvents(env, 'started'), 0, 'held by the worker, not yet written');
+
+    const tree = await descendants(start.child.pid!);
+    start.ctrlC();
+    const { code } = await start.exited;
+    assert.equal(code, 0, start.output());
+    assert.equal(await countEvents(env, 'started'), 3, "the worker's final flush wrote what it held");
+    for (const pid of tree) assert.equal(alive(pid), false, `child ${pid} exited`);
+    assert.doesNotMatch(start.output(), /exiting now|killing/);
   });
 });
