@@ -1,4 +1,4 @@
-import type { Priority } from './event-schema.js';
+import type { Priority, ValidEvent } from './event-schema.js';
 
 /**
  * Columns of one COPY row, as the API writes them into stream entries and the worker copies them into the
@@ -7,16 +7,8 @@ import type { Priority } from './event-schema.js';
  */
 export const COPY_COLUMNS = ['id', 'tenant', 'type', 'occurred_ms', 'received_ms', 'source', 'idempotency_key', 'priority', 'value', 'data'] as const;
 
-/** What one COPY row needs of an event; `dataJson` is the serialised `data` object or null. */
-export interface CopyEvent {
-  readonly id: string;
-  readonly type: string;
-  readonly occurredAt: number;
-  readonly source: string | null;
-  readonly idempotencyKey: string | null;
-  readonly value: number | null;
-  readonly dataJson: string | null;
-}
+/** What one COPY row needs of an event: a validated event with its serialised `data`. */
+export type CopyEvent = ValidEvent;
 
 const NEEDS_ESCAPE = /[\\\t\n\r]/;
 const ESCAPE = /[\\\t\n\r]/g;
