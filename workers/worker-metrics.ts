@@ -19,7 +19,7 @@ export interface WorkerMetrics {
 /** Creates the worker's metrics in `registry`. */
 export function createWorkerMetrics(registry: Registry): WorkerMetrics {
   const registers = [registry];
-  return {
+  const metrics: WorkerMetrics = {
     flushDuration: new Histogram({
       name: 'floodgate_worker_flush_duration_seconds',
       help: 'Time to write one batch (COPY, insert, commit), by outcome.',
@@ -65,4 +65,9 @@ export function createWorkerMetrics(registry: Registry): WorkerMetrics {
       registers,
     }),
   };
+  // Series exist from the start, so the first failure after a restart is visible to increase() and rate().
+  for (const kind of ['transient', 'permanent']) metrics.flushErrors.inc({ kind }, 0);
+  for (const reason of ['undecodable', 'redelivered', 'write_failed']) metrics.deadLettered.inc({ reason }, 0);
+  metrics.flushDuration.zero({ outcome: 'ok' });
+  return metrics;
 }
