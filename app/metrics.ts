@@ -4,7 +4,7 @@ import { createLatencyWindow, type LatencyWindow } from '../lib/latency-window.j
 
 /** Everything the API measures; one instance per process, registered in the registry it is given. */
 export interface ApiMetrics {
-  readonly requestDuration: Histogram<'route' | 'method' | 'status'>;
+  readonly requestDuration: Histogram<'route' | 'method' | 'status' | 'priority'>;
   readonly requestsInFlight: Gauge;
   readonly requestBytes: Counter<'route'>;
   readonly responseBytes: Counter<'route'>;
@@ -17,14 +17,45 @@ export interface ApiMetrics {
   readonly latency: LatencyWindow;
 }
 
+/** Stands in for every instrument when metrics are off: each call does nothing, `labels()` returns itself. */
+const NOOP_INSTRUMENT = {
+  inc() {},
+  dec() {},
+  set() {},
+  observe() {},
+  labels() {
+    return NOOP_INSTRUMENT;
+  },
+};
+
+/**
+ * ApiMetrics whose instruments do nothing (METRICS_ENABLED=false), keeping the latency window the shedder
+ * reads. Only the methods the API calls exist, so the cast is confined to this one place.
+ */
+export function createUninstrumentedApiMetrics(): ApiMetrics {
+  const noop = NOOP_INSTRUMENT as unknown as Counter & Gauge & Histogram;
+  return {
+    requestDuration: noop,
+    requestsInFlight: noop,
+    requestBytes: noop,
+    responseBytes: noop,
+    eventsAccepted: noop,
+    eventsRejected: noop,
+    errors: noop,
+    batchSize: noop,
+    redisWriteDuration: noop,
+    latency: createLatencyWindow(60),
+  };
+}
+
 /** Creates the API's metrics in `registry`. */
 export function createApiMetrics(registry: Registry): ApiMetrics {
   const registers = [registry];
   return {
     requestDuration: new Histogram({
       name: 'floodgate_http_request_duration_seconds',
-      help: 'HTTP request duration by route, method and status.',
-      labelNames: ['route', 'method', 'status'],
+      help: 'HTTP request duration by route, method, status and priority class (none where a route has no priority).',
+      labelNames: ['route', 'method', 'status', 'priority'],
       buckets: LATENCY_BUCKETS,
       registers,
     }),

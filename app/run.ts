@@ -5,10 +5,10 @@ import { createPool } from '../lib/db.js';
 import type { Logger } from '../lib/logger.js';
 import { createRegistry } from '../lib/metrics.js';
 import { readMigrations } from '../lib/migrate.js';
-import type { Registry } from 'prom-client';
+import { Registry } from 'prom-client';
 import { createRedis } from '../lib/redis.js';
 import { createApp } from './server.js';
-import { createApiMetrics } from './metrics.js';
+import { createApiMetrics, createUninstrumentedApiMetrics } from './metrics.js';
 import { createShedder } from './shedding/shedder.js';
 
 /** A running API server process and how to stop it gracefully. */
@@ -29,8 +29,9 @@ export async function runApi(config: Config, logger: Logger): Promise<RunningApi
   const redis = createRedis(config.redisUrl, { commandTimeout: config.redisWriteTimeoutMs });
   const migrations = await readMigrations();
   const latestMigration = migrations.at(-1)?.version ?? 0;
-  const registry = createRegistry('api');
-  const metrics = createApiMetrics(registry);
+  // With metrics off the registry stays empty (no default collectors, no GC observer) and instruments do nothing.
+  const registry = config.metricsEnabled ? createRegistry('api') : new Registry();
+  const metrics = config.metricsEnabled ? createApiMetrics(registry) : createUninstrumentedApiMetrics();
   const shedder = createShedder({ config, latency: metrics.latency, redis, registry, logger });
   const app = createApp({ config, pool, redis, logger, latestMigration, metrics, shedder });
 

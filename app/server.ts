@@ -7,7 +7,7 @@ import type { Logger } from '../lib/logger.js';
 import type { Redis } from '../lib/redis.js';
 import { authenticate, createKeyResolver, type KeyResolver } from './middleware/auth.js';
 import { errorHandler } from './middleware/errors.js';
-import { measureRequests } from './middleware/metrics.js';
+import { measureRequests, recordLatency } from './middleware/metrics.js';
 import { createApiMetrics, type ApiMetrics } from './metrics.js';
 import { requestId } from './middleware/request-id.js';
 import { openApiDocument } from './openapi.js';
@@ -55,7 +55,7 @@ export function createApp(deps: AppDeps): Koa & { metrics: ApiMetrics } {
   });
 
   app.use(requestId());
-  app.use(measureRequests(metrics));
+  app.use(config.metricsEnabled ? measureRequests(metrics) : recordLatency(metrics.latency));
   app.use(errorHandler(logger));
   app.use(router.routes());
   app.use(router.allowedMethods());

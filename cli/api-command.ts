@@ -19,7 +19,7 @@ export async function apiCommand(config: Config, logger: Logger): Promise<void> 
 async function runSingleProcess(config: Config, logger: Logger): Promise<void> {
   const api = await runApi(config, logger);
   const metrics =
-    config.metricsPort > 0
+    config.metricsEnabled && config.metricsPort > 0
       ? await startMetricsServer(config.metricsPort, config.host, async () => ({ contentType: api.registry.contentType, body: await api.registry.metrics() }))
       : undefined;
   onShutdown(logger, {
@@ -60,7 +60,7 @@ async function runPrimary(config: Config, logger: Logger): Promise<void> {
   for (let i = 0; i < config.apiProcesses; i++) fork();
 
   const metrics =
-    config.metricsPort > 0
+    config.metricsEnabled && config.metricsPort > 0
       ? await startMetricsServer(config.metricsPort, config.host, async () => ({ contentType: aggregator.contentType, body: await aggregator.clusterMetrics() }))
       : undefined;
   log.info({ processes: config.apiProcesses, port: config.port, metricsPort: metrics?.port }, 'api cluster started');

@@ -349,9 +349,16 @@ const ingestOverview: DashboardSpec = {
           min: 0,
           stack: true,
           queries: [q('priority:floodgate_events_accepted:rate1m', '{{priority}}')],
+          description: 'Events accepted (202) per second by priority class, stacked. Under load shedding low goes first, then normal; critical should stay flat.',
+        },
+        {
+          title: 'Ingest answers by priority and status',
+          unit: 'reqps',
+          min: 0,
+          queries: [q('priority_status:floodgate_http_requests:rate1m', '{{priority}} {{status}}')],
           description:
-            'Events accepted (202) per second by priority class, stacked. Under load shedding low goes first, then normal; critical should stay flat. ' +
-            'Request-level metrics carry no priority label: this and the shed counters are the per-priority view.',
+            'POST /v1/events answers per second by the class of the request (X-Priority or the key default) and HTTP status. ' +
+            'critical 202 should stay flat through an incident; low 503 rising first, then normal 503, is the shedder doing its job; critical 503 means a hard limit or an outage.',
         },
         {
           title: 'Rejected events per second by reason',
@@ -420,6 +427,19 @@ const ingestOverview: DashboardSpec = {
           description:
             'Request duration percentiles per route over 1 minute, from the histogram (all statuses, shed requests included). ' +
             'The dashed line is the 50 ms latency SLO; the p99 of /v1/events above it for long spends the latency budget.',
+        },
+        {
+          title: 'Ingest latency p50 and p99 by priority',
+          unit: 's',
+          min: 0,
+          queries: [
+            q('priority:floodgate_http_request_duration_seconds:p50_1m', 'p50 {{priority}}'),
+            q('priority:floodgate_http_request_duration_seconds:p99_1m', 'p99 {{priority}}'),
+          ],
+          thresholds: steps(0.05),
+          description:
+            'POST /v1/events duration percentiles by class over 1 minute, shed answers included (they are fast, so heavy shedding pulls low and normal down). ' +
+            'Critical above the 50 ms line while low and normal are being shed means the pressure is not from traffic volume: look at Redis write latency.',
         },
         {
           title: 'Requests in flight',

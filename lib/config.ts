@@ -44,6 +44,13 @@ const url =
     }
   };
 
+const boolean = (raw: string): boolean | ParseFailure => {
+  const value = raw.trim().toLowerCase();
+  if (value === 'true' || value === '1') return true;
+  if (value === 'false' || value === '0') return false;
+  return fail(`must be true or false, got "${raw}"`);
+};
+
 const nonEmpty = (raw: string): string | ParseFailure => (raw.trim() === '' ? fail('must not be empty') : raw);
 
 const redisKey = (raw: string): string | ParseFailure =>
@@ -79,6 +86,12 @@ export const CONFIG_VARIABLES = {
     doc: 'Port of the flush worker\'s Prometheus endpoint (`/metrics`); 0 turns it off.',
     defaultValue: '9465',
     parse: integer(0, 65535),
+  },
+  metricsEnabled: {
+    name: 'METRICS_ENABLED',
+    doc: '`false` turns Prometheus instrumentation off: no request metrics on the API\'s hot path, no default process metrics and no `/metrics` endpoints (the shedder keeps its own latency window). Exists to measure what the metrics cost.',
+    defaultValue: 'true',
+    parse: boolean,
   },
   apiProcesses: {
     name: 'API_PROCESSES',

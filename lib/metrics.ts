@@ -17,6 +17,8 @@ export function createRegistry(role: string): Registry {
     name: 'nodejs_eventloop_utilization_ratio',
     help: 'Share of time the event loop was busy since the previous scrape.',
     registers: [registry],
+    // Across cluster processes the mean is the meaningful figure (a sum of ratios is not a ratio).
+    aggregator: 'average',
     collect() {
       const now = performance.eventLoopUtilization();
       this.set(performance.eventLoopUtilization(now, last).utilization);

@@ -42,7 +42,7 @@ export async function runWorker(config: Config, logger: Logger): Promise<Running
   await maintenance.start();
   await flusher.start();
   const metricsServer =
-    config.workerMetricsPort > 0
+    config.metricsEnabled && config.workerMetricsPort > 0
       ? await startMetricsServer(config.workerMetricsPort, config.host, async () => ({ contentType: registry.contentType, body: await registry.metrics() }))
       : undefined;
 

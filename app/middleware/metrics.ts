@@ -1,4 +1,5 @@
 import type { Middleware } from 'koa';
+import type { LatencyWindow } from '../../lib/latency-window.js';
 import type { ApiMetrics } from '../metrics.js';
 
 /**
@@ -6,13 +7,13 @@ import type { ApiMetrics } from '../metrics.js';
  * window. Runs outermost so that error answers are measured too.
  */
 export function measureRequests(metrics: ApiMetrics): Middleware {
-  // Label children cached by (route, method, status): resolving labels on every request costs a hash each time.
+  // Label children cached by (route, method, status, priority): resolving labels on every request costs a hash each time.
   const children = new Map<string, ReturnType<ApiMetrics['requestDuration']['labels']>>();
-  const durationFor = (route: string, method: string, status: number) => {
-    const key = `${route} ${method} ${status}`;
+  const durationFor = (route: string, method: string, status: number, priority: string) => {
+    const key = `${route} ${method} ${status} ${priority}`;
     let child = children.get(key);
     if (!child) {
-      child = metrics.requestDuration.labels({ route, method, status: String(status) });
+      child = metrics.requestDuration.labels({ route, method, status: String(status), priority });
       // Routes and methods are bounded by the router; statuses by HTTP. The cap guards against surprises.
       if (children.size < 1000) children.set(key, child);
     }
@@ -27,7 +28,9 @@ export function measureRequests(metrics: ApiMetrics): Middleware {
       const seconds = (performance.now() - started) / 1000;
       metrics.requestsInFlight.dec();
       const route = (ctx as { _matchedRoute?: string })._matchedRoute ?? 'unmatched';
-      durationFor(route, ctx.method, ctx.status).observe(seconds);
+      // Set by resolvePriority on ingest (shed requests included); other routes have no class.
+      const priority = (ctx.state.priority as string | undefined) ?? 'none';
+      durationFor(route, ctx.method, ctx.status, priority).observe(seconds);
       metrics.latency.record(seconds * 1000);
       const received = Number(ctx.get('content-length'));
       if (received > 0) metrics.requestBytes.inc({ route }, received);
@@ -36,6 +39,18 @@ export function measureRequests(metrics: ApiMetrics): Middleware {
       if (sent) metrics.responseBytes.inc({ route }, sent);
       const code = ctx.state.errorCode as string | undefined;
       if (code) metrics.errors.inc({ route, code });
+    }
+  };
+}
+
+/** With metrics off: only feeds the sliding window that the shedder and /v1/admin/load read. */
+export function recordLatency(latency: LatencyWindow): Middleware {
+  return async (_ctx, next) => {
+    const started = performance.now();
+    try {
+      await next();
+    } finally {
+      latency.record(performance.now() - started);
     }
   };
 }
