@@ -1,18 +1,19 @@
-import { Counter, Gauge, Histogram, type Registry } from 'prom-client';
+import { Gauge, type Registry } from 'prom-client';
+import { FastCounter, FastHistogram } from '../lib/fast-metrics.js';
 import { LATENCY_BUCKETS } from '../lib/metrics.js';
 import { createLatencyWindow, type LatencyWindow } from '../lib/latency-window.js';
 
 /** Everything the API measures; one instance per process, registered in the registry it is given. */
 export interface ApiMetrics {
-  readonly requestDuration: Histogram<'route' | 'method' | 'status' | 'priority'>;
+  readonly requestDuration: FastHistogram<'route' | 'method' | 'status' | 'priority'>;
   readonly requestsInFlight: Gauge;
-  readonly requestBytes: Counter<'route'>;
-  readonly responseBytes: Counter<'route'>;
-  readonly eventsAccepted: Counter<'priority'>;
-  readonly eventsRejected: Counter<'reason'>;
-  readonly errors: Counter<'route' | 'code'>;
-  readonly batchSize: Histogram;
-  readonly redisWriteDuration: Histogram<'outcome'>;
+  readonly requestBytes: FastCounter<'route'>;
+  readonly responseBytes: FastCounter<'route'>;
+  readonly eventsAccepted: FastCounter<'priority'>;
+  readonly eventsRejected: FastCounter<'reason'>;
+  readonly errors: FastCounter<'route' | 'code'>;
+  readonly batchSize: FastHistogram;
+  readonly redisWriteDuration: FastHistogram<'outcome'>;
   /** In-process sliding-window percentiles of admitted requests, read by the shedder and /v1/admin/load. */
   readonly latency: LatencyWindow;
 }
@@ -23,7 +24,7 @@ const NOOP_INSTRUMENT = {
   dec() {},
   set() {},
   observe() {},
-  labels() {
+  child() {
     return NOOP_INSTRUMENT;
   },
 };
@@ -33,7 +34,7 @@ const NOOP_INSTRUMENT = {
  * reads. Only the methods the API calls exist, so the cast is confined to this one place.
  */
 export function createUninstrumentedApiMetrics(): ApiMetrics {
-  const noop = NOOP_INSTRUMENT as unknown as Counter & Gauge & Histogram;
+  const noop = NOOP_INSTRUMENT as unknown as FastCounter & FastHistogram & Gauge;
   return {
     requestDuration: noop,
     requestsInFlight: noop,
@@ -52,7 +53,7 @@ export function createUninstrumentedApiMetrics(): ApiMetrics {
 export function createApiMetrics(registry: Registry): ApiMetrics {
   const registers = [registry];
   return {
-    requestDuration: new Histogram({
+    requestDuration: new FastHistogram({
       name: 'floodgate_http_request_duration_seconds',
       help: 'HTTP request duration by route, method, status and priority class (none where a route has no priority).',
       labelNames: ['route', 'method', 'status', 'priority'],
@@ -60,28 +61,28 @@ export function createApiMetrics(registry: Registry): ApiMetrics {
       registers,
     }),
     requestsInFlight: new Gauge({ name: 'floodgate_http_requests_in_flight', help: 'HTTP requests being served.', registers }),
-    requestBytes: new Counter({ name: 'floodgate_http_request_bytes_total', help: 'Request body bytes received (as sent, before decompression).', labelNames: ['route'], registers }),
-    responseBytes: new Counter({ name: 'floodgate_http_response_bytes_total', help: 'Response body bytes sent.', labelNames: ['route'], registers }),
-    eventsAccepted: new Counter({ name: 'floodgate_events_accepted_total', help: 'Events accepted (202) by priority.', labelNames: ['priority'], registers }),
-    eventsRejected: new Counter({
+    requestBytes: new FastCounter({ name: 'floodgate_http_request_bytes_total', help: 'Request body bytes received (as sent, before decompression).', labelNames: ['route'], registers }),
+    responseBytes: new FastCounter({ name: 'floodgate_http_response_bytes_total', help: 'Response body bytes sent.', labelNames: ['route'], registers }),
+    eventsAccepted: new FastCounter({ name: 'floodgate_events_accepted_total', help: 'Events accepted (202) by priority.', labelNames: ['priority'], registers }),
+    eventsRejected: new FastCounter({
       name: 'floodgate_events_rejected_total',
       help: 'Events of well-formed requests refused by validation, by reason.',
       labelNames: ['reason'],
       registers,
     }),
-    errors: new Counter({
+    errors: new FastCounter({
       name: 'floodgate_http_errors_total',
       help: 'Error answers by route and stable error code.',
       labelNames: ['route', 'code'],
       registers,
     }),
-    batchSize: new Histogram({
+    batchSize: new FastHistogram({
       name: 'floodgate_request_events',
       help: 'Events per accepted request.',
       buckets: [1, 2, 5, 10, 25, 50, 100, 250, 500, 1000],
       registers,
     }),
-    redisWriteDuration: new Histogram({
+    redisWriteDuration: new FastHistogram({
       name: 'floodgate_redis_write_duration_seconds',
       help: 'XADD latency as seen by the API, by outcome (ok or error).',
       labelNames: ['outcome'],

@@ -137,7 +137,7 @@ async function metricsDefinedInCode(): Promise<Set<string>> {
   for (const file of files) {
     const source = await read(file);
     let kind = '';
-    for (const m of source.matchAll(/\bnew\s+(Counter|Gauge|Histogram|Summary)\b|\bname:\s*['"]([a-z_:][a-z0-9_:]*)['"]/g)) {
+    for (const m of source.matchAll(/\bnew\s+(?:Fast)?(Counter|Gauge|Histogram|Summary)\b|\bname:\s*['"]([a-z_:][a-z0-9_:]*)['"]/g)) {
       if (m[1]) {
         kind = m[1];
         continue;

@@ -8,12 +8,12 @@ import type { ApiMetrics } from '../metrics.js';
  */
 export function measureRequests(metrics: ApiMetrics): Middleware {
   // Label children cached by (route, method, status, priority): resolving labels on every request costs a hash each time.
-  const children = new Map<string, ReturnType<ApiMetrics['requestDuration']['labels']>>();
+  const children = new Map<string, ReturnType<ApiMetrics['requestDuration']['child']>>();
   const durationFor = (route: string, method: string, status: number, priority: string) => {
     const key = `${route} ${method} ${status} ${priority}`;
     let child = children.get(key);
     if (!child) {
-      child = metrics.requestDuration.labels({ route, method, status: String(status), priority });
+      child = metrics.requestDuration.child({ route, method, status: String(status), priority });
       // Routes and methods are bounded by the router; statuses by HTTP. The cap guards against surprises.
       if (children.size < 1000) children.set(key, child);
     }

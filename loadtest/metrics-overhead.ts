@@ -1,0 +1,128 @@
+// `npm run bench:metrics`: what the Prometheus instrumentation costs, measured in one run.
+// Two API processes of the same build run side by side, one with METRICS_ENABLED=true (its /metrics scraped
+// every second, 15x more often than prometheus.yml does) and one with METRICS_ENABLED=false. They are hammered
+// in alternating rounds (on, off, on, off, …) with the same single-event body, so machine drift hits both
+// alike; the figure is the median over rounds of (req/s with metrics) / (req/s without). Aim: ≥ 0.95.
+import { mkdir, writeFile } from 'node:fs/promises';
+import { cpus, totalmem } from 'node:os';
+import { parseArgs } from 'node:util';
+import autocannon from 'autocannon';
+import { createApiKey } from '../lib/api-keys.js';
+import { loadConfig } from '../lib/config.js';
+import { createPool } from '../lib/db.js';
+import { ensureDatabase, migrate } from '../lib/migrate.js';
+import { ensurePartitions } from '../lib/partitions.js';
+import { createRedis } from '../lib/redis.js';
+import { generateEvent, seededRandom } from './events.js';
+import { FLOODGATE_BIN, REPO_ROOT, freePort, startNode, waitForOk, type Child } from './processes.js';
+
+const { values: args } = parseArgs({
+  options: {
+    duration: { type: 'string', default: '8' },
+    connections: { type: 'string', default: '50' },
+    rounds: { type: 'string', default: '3' },
+    out: { type: 'string', default: `${REPO_ROOT}loadtest/reports` },
+  },
+});
+const duration = Number(args.duration);
+const connections = Number(args.connections);
+const rounds = Number(args.rounds);
+
+interface Sample {
+  readonly round: number;
+  readonly metrics: 'on' | 'off';
+  readonly requestsPerSec: number;
+  readonly p50: number;
+  readonly p99: number;
+  readonly non2xx: number;
+}
+
+const runId = Date.now().toString(36);
+const databaseUrl = process.env.BENCH_DATABASE_URL ?? 'postgres://postgres@127.0.0.1:5432/floodgate_bench';
+const base = loadConfig({});
+const env = {
+  DATABASE_URL: databaseUrl,
+  REDIS_URL: base.redisUrl,
+  STREAM_KEY: `bench:${runId}:events`,
+  DEAD_LETTER_STREAM_KEY: `bench:${runId}:dead-letter`,
+  CONSUMER_GROUP: `bench-${runId}`,
+  LOG_LEVEL: 'warn',
+  API_PROCESSES: '1',
+  HOST: '127.0.0.1',
+  // Shedding stays on (enforce, the default) in both: it is part of the build being measured, not of metrics.
+};
+const config = loadConfig(env);
+
+await ensureDatabase(databaseUrl);
+const pool = createPool(databaseUrl, { applicationName: 'floodgate-bench' });
+await migrate(pool);
+await ensurePartitions(pool, config);
+const { key } = await createApiKey(pool, { tenant: 'bench-metrics' });
+const redis = createRedis(config.redisUrl);
+const body = JSON.stringify(generateEvent(seededRandom(1), 0));
+const headers = { 'content-type': 'application/json', authorization: `Bearer ${key}` };
+
+console.log(`floodgate metrics overhead — ${cpus().length} × ${cpus()[0]?.model ?? 'cpu'}, ${(totalmem() / 2 ** 30).toFixed(0)} GiB, node ${process.version}`);
+console.log(`${connections} connections, ${duration} s per run, ${rounds} rounds of metrics on / off, single-event POSTs\n`);
+
+const [onPort, offPort, metricsPort] = [await freePort(), await freePort(), await freePort()];
+const apis: Child[] = [
+  startNode([FLOODGATE_BIN, 'api'], { ...env, PORT: String(onPort), METRICS_PORT: String(metricsPort), METRICS_ENABLED: 'true' }),
+  startNode([FLOODGATE_BIN, 'api'], { ...env, PORT: String(offPort), METRICS_PORT: '0', METRICS_ENABLED: 'false' }),
+];
+const samples: Sample[] = [];
+let scrapes = 0;
+const scraper = setInterval(() => {
+  fetch(`http://127.0.0.1:${metricsPort}/metrics`)
+    .then((res) => res.text())
+    .then(() => scrapes++)
+    .catch(() => {});
+}, 1000);
+
+async function hammer(port: number, warmUp: boolean): Promise<autocannon.Result> {
+  const url = `http://127.0.0.1:${port}/v1/events`;
+  if (warmUp) await autocannon({ url, method: 'POST', body, headers, connections, duration: 2 });
+  return autocannon({ url, method: 'POST', body, headers, connections, duration });
+}
+
+try {
+  await waitForOk(`http://127.0.0.1:${onPort}/readyz`);
+  await waitForOk(`http://127.0.0.1:${offPort}/readyz`);
+  for (let round = 1; round <= rounds; round++) {
+    // Alternate which goes first so neither always runs on a warmer (or more tired) machine.
+    const order: ('on' | 'off')[] = round % 2 === 1 ? ['on', 'off'] : ['off', 'on'];
+    for (const mode of order) {
+      const result = await hammer(mode === 'on' ? onPort : offPort, round === 1);
+      const sample: Sample = { round, metrics: mode, requestsPerSec: result.requests.average, p50: result.latency.p50, p99: result.latency.p99, non2xx: result.non2xx };
+      samples.push(sample);
+      console.log(`round ${round} metrics ${mode.padEnd(3)} ${sample.requestsPerSec.toFixed(0).padStart(7)} req/s  p50 ${sample.p50} ms  p99 ${sample.p99} ms  non-2xx ${sample.non2xx}`);
+      await redis.del(config.streamKey);
+    }
+  }
+} finally {
+  clearInterval(scraper);
+  await Promise.all(apis.map((a) => a.stop()));
+  await redis.del(config.streamKey, config.deadLetterStreamKey);
+  redis.disconnect();
+  await pool.end();
+}
+
+const ratios = Array.from({ length: rounds }, (_, i) => {
+  const on = samples.find((s) => s.round === i + 1 && s.metrics === 'on')!;
+  const off = samples.find((s) => s.round === i + 1 && s.metrics === 'off')!;
+  return on.requestsPerSec / off.requestsPerSec;
+}).sort((a, b) => a - b);
+const median = ratios[Math.floor(ratios.length / 2)]!;
+console.log(
+  `\nthroughput with metrics / without: median ${(median * 100).toFixed(1)} % (rounds: ${ratios.map((r) => `${(r * 100).toFixed(1)} %`).join(', ')}); ` +
+    `cost ${((1 - median) * 100).toFixed(1)} % — aim ≤ 5 %; ${scrapes} scrapes of /metrics during the run`,
+);
+
+await mkdir(args.out, { recursive: true });
+const file = `${args.out}/metrics-overhead-${new Date().toISOString().replace(/[:.]/g, '-')}.json`;
+await writeFile(
+  file,
+  JSON.stringify({ machine: { cpus: cpus().length, model: cpus()[0]?.model, memGiB: totalmem() / 2 ** 30, node: process.version }, connections, duration, rounds, samples, ratios, median, scrapes }, null, 2),
+);
+console.log(`report: ${file}`);
+process.exit(0);
