@@ -121,9 +121,9 @@ const shellQuote = (s: string) => `'${s.replace(/'/g, `'\\''`)}'`;
 /**
  * Starts a private PostgreSQL (trust auth, superuser `postgres`) from the installed binaries: cluster in
  * `<dataDir>/postgres`, unix socket in `<dataDir>/run`, log in `<dataDir>/postgres.log`, TCP on the URL's host
- * and port. Re-uses the cluster when it was initialised before.
+ * and port. Re-uses the cluster when it was initialised before. `settings` are extra `name=value` server settings.
  */
-export async function startLocalPostgres(url: string, dataDir: string): Promise<LocalService> {
+export async function startLocalPostgres(url: string, dataDir: string, settings: readonly string[] = []): Promise<LocalService> {
   const bin = findPostgresBinDir();
   if (!bin) throw new Error('no PostgreSQL server binaries (initdb, pg_ctl) on PATH or in /usr/lib/postgresql/*/bin: install PostgreSQL or set DATABASE_URL');
   const parsed = new URL(url);
@@ -155,8 +155,8 @@ export async function startLocalPostgres(url: string, dataDir: string): Promise<
   }
   const pgCtl = join(bin, 'pg_ctl');
   // pg_ctl hands -o to a shell, so each setting is quoted.
-  const settings = [`port=${port}`, `listen_addresses=${host}`, `unix_socket_directories=${socketDir}`].map((s) => `-c ${shellQuote(s)}`).join(' ');
-  await runAs(identity, pgCtl, ['-D', pgdata, '-o', settings, '-l', logFile, '-w', '-t', '60', 'start'], root).catch((err: Error) => {
+  const options = [`port=${port}`, `listen_addresses=${host}`, `unix_socket_directories=${socketDir}`, ...settings].map((s) => `-c ${shellQuote(s)}`).join(' ');
+  await runAs(identity, pgCtl, ['-D', pgdata, '-o', options, '-l', logFile, '-w', '-t', '60', 'start'], root).catch((err: Error) => {
     throw new Error(`PostgreSQL did not start on ${host}:${port} (${err.message.split('\n')[0]}); see ${logFile}`);
   });
   const pid = Number((await readFile(join(pgdata, 'postmaster.pid'), 'utf8')).split('\n')[0]);

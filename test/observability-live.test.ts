@@ -6,6 +6,7 @@ import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { after, before, describe, it } from 'node:test';
 import { createApiKey } from '../lib/api-keys.js';
+import { startLocalPostgres, type LocalService } from '../lib/local-services.js';
 import { allDashboardQueries } from '../grafana/generate.js';
 import { createTestEnv, envVars, eventually, freePort, spawnFloodgate, type FloodgateProcess, type TestEnv } from './support.js';
 
@@ -17,7 +18,6 @@ const RULES_DIR = fileURLToPath(new URL('../prometheus/rules/', import.meta.url)
  */
 const CANNOT_HAVE_DATA: Record<string, string> = {
   floodgate_breaker_: 'circuit breakers arrive with issue #4',
-  floodgate_pg_statement_: 'pg_stat_statements needs shared_preload_libraries, which the test server does not set',
 };
 
 function expectedEmpty(expr: string): string | undefined {
@@ -48,9 +48,16 @@ describe('dashboards and recording rules against a real Prometheus scraping a lo
   let prometheus: ChildProcess;
   let promUrl: string;
   let dir: string;
+  let pgDir: string;
+  let postgres: LocalService;
 
   before(async () => {
-    env = await createTestEnv();
+    // A private PostgreSQL with pg_stat_statements preloaded, so the statement panels have data too.
+    pgDir = await mkdtemp(join(tmpdir(), 'floodgate-pg-'));
+    const pgAdminUrl = `postgres://postgres@127.0.0.1:${await freePort()}/postgres`;
+    postgres = await startLocalPostgres(pgAdminUrl, pgDir, ['shared_preload_libraries=pg_stat_statements']);
+    env = await createTestEnv({}, pgAdminUrl);
+    await env.pool.query('CREATE EXTENSION pg_stat_statements');
     const [port, metricsPort, workerMetricsPort, promPort] = [await freePort(), await freePort(), await freePort(), await freePort()];
     api = await spawnFloodgate(['api'], envVars(env, { PORT: String(port), HOST: '127.0.0.1', API_PROCESSES: '2', METRICS_PORT: String(metricsPort) }));
     worker = await spawnFloodgate(['worker'], envVars(env, { HOST: '127.0.0.1', WORKER_METRICS_PORT: String(workerMetricsPort) }));
@@ -103,6 +110,8 @@ describe('dashboards and recording rules against a real Prometheus scraping a lo
     await Promise.all([api?.exited, worker?.exited, prometheus ? new Promise((r) => (prometheus.exitCode !== null ? r(null) : prometheus.once('exit', r))) : null]);
     if (dir) await rm(dir, { recursive: true, force: true });
     await env?.cleanup();
+    await postgres?.stop();
+    if (pgDir) await rm(pgDir, { recursive: true, force: true });
   });
 
   async function query(expr: string): Promise<{ status: string; error?: string; data?: { result: unknown[] } }> {

@@ -20,15 +20,18 @@ export interface TestEnv {
   cleanup(): Promise<void>;
 }
 
-/** Creates a fresh database (migrated, partitions ready) and unique stream keys; fails loudly if a service is down. */
-export async function createTestEnv(env: Record<string, string> = {}): Promise<TestEnv> {
+/**
+ * Creates a fresh database (migrated, partitions ready) and unique stream keys; fails loudly if a service is down.
+ * `pgAdminUrl` points at another PostgreSQL server (a private one a test started) instead of the shared one.
+ */
+export async function createTestEnv(env: Record<string, string> = {}, pgAdminUrl = TEST_PG_ADMIN_URL): Promise<TestEnv> {
   const id = randomUUID().replace(/-/g, '').slice(0, 12);
   const dbName = `floodgate_test_${id}`;
-  const admin = new pg.Client({ connectionString: TEST_PG_ADMIN_URL });
+  const admin = new pg.Client({ connectionString: pgAdminUrl });
   await admin.connect();
   await admin.query(`CREATE DATABASE ${dbName}`);
   await admin.end();
-  const databaseUrl = `postgres://postgres@127.0.0.1:5432/${dbName}`;
+  const databaseUrl = Object.assign(new URL(pgAdminUrl), { pathname: `/${dbName}` }).href;
   const config = loadConfig({
     DATABASE_URL: databaseUrl,
     REDIS_URL: TEST_REDIS_URL,
@@ -56,7 +59,7 @@ export async function createTestEnv(env: Record<string, string> = {}): Promise<T
         await redis.del(config.streamKey, config.deadLetterStreamKey).catch(() => {});
         redis.disconnect();
         await pool.end();
-        const a = new pg.Client({ connectionString: TEST_PG_ADMIN_URL });
+        const a = new pg.Client({ connectionString: pgAdminUrl });
         await a.connect();
         await a.query(`DROP DATABASE IF EXISTS ${dbName} WITH (FORCE)`);
         await a.end();
