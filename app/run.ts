@@ -9,6 +9,7 @@ import type { Registry } from 'prom-client';
 import { createRedis } from '../lib/redis.js';
 import { createApp } from './server.js';
 import { createApiMetrics } from './metrics.js';
+import { createRedisWriteBreaker } from './redis-breaker.js';
 import { createShedder } from './shedding/shedder.js';
 
 /** A running API server process and how to stop it gracefully. */
@@ -31,8 +32,9 @@ export async function runApi(config: Config, logger: Logger): Promise<RunningApi
   const latestMigration = migrations.at(-1)?.version ?? 0;
   const registry = createRegistry('api');
   const metrics = createApiMetrics(registry);
-  const shedder = createShedder({ config, latency: metrics.latency, redis, registry, logger });
-  const app = createApp({ config, pool, redis, logger, latestMigration, metrics, shedder });
+  const redisBreaker = createRedisWriteBreaker(config, registry, logger);
+  const shedder = createShedder({ config, latency: metrics.latency, redis, registry, logger, dependencies: [redisBreaker] });
+  const app = createApp({ config, pool, redis, logger, latestMigration, metrics, shedder, redisBreaker });
 
   const server = createServer(app.callback());
   // Longer than typical load balancer idle timeouts so the proxy, not us, closes idle keep-alive sockets.
@@ -56,6 +58,7 @@ export async function runApi(config: Config, logger: Logger): Promise<RunningApi
       await closed;
       clearTimeout(deadline);
       await shedder.close();
+      redisBreaker.shutdown();
       // quit() waits for a reply that a disconnected client never gets; disconnect() then is immediate.
       if (redis.status === 'ready') await redis.quit().catch((err: unknown) => errors.push(err));
       else redis.disconnect();

@@ -62,6 +62,8 @@ export const SQLSTATE = {
   adminShutdown: '57P01',
   crashShutdown: '57P02',
   cannotConnectNow: '57P03',
+  /** query_canceled: statement_timeout fired, or pg_cancel_backend() */
+  queryCanceled: '57014',
   /** object_not_in_prerequisite_state: e.g. pg_stat_statements created but not in shared_preload_libraries */
   objectNotInPrerequisiteState: '55000',
 } as const;
