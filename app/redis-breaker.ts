@@ -1,5 +1,5 @@
 import type { Registry } from 'prom-client';
-import { createBreaker, dependencyBreakerOptions, type Breaker } from '../lib/breaker.js';
+import { createDependencyBreaker, type Breaker } from '../lib/breaker.js';
 import type { Config } from '../lib/config.js';
 import type { Logger } from '../lib/logger.js';
 
@@ -8,12 +8,5 @@ import type { Logger } from '../lib/logger.js';
  * hard in-flight limit, so it never turns away a write the shedder admitted.
  */
 export function createRedisWriteBreaker(config: Config, registry: Registry, logger: Logger): Breaker {
-  return createBreaker({
-    name: 'redis_write',
-    registry,
-    logger,
-    timeoutMs: config.redisWriteTimeoutMs,
-    capacity: config.shedHardMaxInFlight,
-    ...dependencyBreakerOptions(config),
-  });
+  return createDependencyBreaker(config, { name: 'redis_write', registry, logger, timeoutMs: config.redisWriteTimeoutMs, capacity: config.shedHardMaxInFlight });
 }

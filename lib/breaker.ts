@@ -45,7 +45,7 @@ export interface BreakerOptions {
   readonly timeoutMs: number;
   /** Open → half-open after this long. */
   readonly resetTimeoutMs: number;
-  /** Failure percentage in the rolling window that opens it (never reached: only `open()` opens it). */
+  /** Failure percentage in the rolling window that opens it. */
   readonly errorThresholdPercent?: number;
   /** Calls the window must hold before failures can open it. */
   readonly volumeThreshold?: number;
@@ -71,14 +71,22 @@ export interface Breaker {
   shutdown(): void;
 }
 
-/** The options of a dependency breaker (Redis write, Postgres write) from the configuration. */
-export function dependencyBreakerOptions(config: Config): Pick<BreakerOptions, 'resetTimeoutMs' | 'errorThresholdPercent' | 'volumeThreshold' | 'windowMs'> {
-  return {
+/**
+ * A breaker around a dependency (the API's Redis write, the worker's Postgres write): it opens on the
+ * configured share of failures (BREAKER_ERROR_THRESHOLD_PERCENT of at least BREAKER_VOLUME_THRESHOLD calls
+ * in BREAKER_WINDOW_MS) and probes again after BREAKER_RESET_TIMEOUT_MS.
+ */
+export function createDependencyBreaker(
+  config: Config,
+  options: Omit<BreakerOptions, 'resetTimeoutMs' | 'errorThresholdPercent' | 'volumeThreshold' | 'windowMs'>,
+): Breaker {
+  return createBreaker({
     resetTimeoutMs: config.breakerResetTimeoutMs,
     errorThresholdPercent: config.breakerErrorThresholdPercent,
     volumeThreshold: config.breakerVolumeThreshold,
     windowMs: config.breakerWindowMs,
-  };
+    ...options,
+  });
 }
 
 interface BreakerMetrics {
