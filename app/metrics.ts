@@ -1,4 +1,5 @@
 import { Counter, Gauge, Histogram, type Registry } from 'prom-client';
+import { PRIORITIES } from '../lib/event-schema.js';
 import { LATENCY_BUCKETS } from '../lib/metrics.js';
 import { createLatencyWindow, type LatencyWindow } from '../lib/latency-window.js';
 
@@ -13,6 +14,7 @@ export interface ApiMetrics {
   readonly errors: Counter<'route' | 'code'>;
   readonly batchSize: Histogram;
   readonly redisWriteDuration: Histogram<'outcome'>;
+  readonly rateLimited: Counter<'priority'>;
   /** In-process sliding-window percentiles of admitted requests, read by the shedder and /v1/admin/load. */
   readonly latency: LatencyWindow;
 }
@@ -20,7 +22,15 @@ export interface ApiMetrics {
 /** Creates the API's metrics in `registry`. */
 export function createApiMetrics(registry: Registry): ApiMetrics {
   const registers = [registry];
+  const rateLimited = new Counter({
+    name: 'floodgate_rate_limited_requests_total',
+    help: 'Requests refused with 429 rate_limited (the key\'s token bucket was empty), by priority.',
+    labelNames: ['priority'],
+    registers,
+  });
+  for (const priority of PRIORITIES) rateLimited.inc({ priority }, 0);
   return {
+    rateLimited,
     requestDuration: new Histogram({
       name: 'floodgate_http_request_duration_seconds',
       help: 'HTTP request duration by route, method and status.',

@@ -9,6 +9,7 @@ import type { Redis } from '../lib/redis.js';
 import { authenticate, createKeyResolver, type KeyResolver } from './middleware/auth.js';
 import { errorHandler } from './middleware/errors.js';
 import { measureRequests } from './middleware/metrics.js';
+import { rateLimit } from './middleware/rate-limit.js';
 import { createApiMetrics, type ApiMetrics } from './metrics.js';
 import { requestId } from './middleware/request-id.js';
 import { openApiDocument } from './openapi.js';
@@ -47,7 +48,7 @@ export function createApp(deps: AppDeps): Koa & { metrics: ApiMetrics } {
   const openapi = JSON.stringify(openApiDocument(config));
   const router = new Router();
   const admit = deps.shedder?.middleware() ?? ((_ctx, next) => next());
-  router.post('/v1/events', authenticate(keys), resolvePriority(), admit, ingestEvents({ config, redis, pool, metrics, redisBreaker, logger }));
+  router.post('/v1/events', authenticate(keys), resolvePriority(), rateLimit(config, metrics), admit, ingestEvents({ config, redis, pool, metrics, redisBreaker, logger }));
   router.get('/v1/admin/load', authenticate(keys, { admin: true }), (ctx) => {
     ctx.type = 'application/json';
     ctx.body = JSON.stringify(deps.shedder?.snapshot() ?? { mode: 'off' });
