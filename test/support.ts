@@ -72,6 +72,8 @@ export interface TestApi {
   readonly key: string;
   readonly adminKey: string;
   post(body: unknown, headers?: Record<string, string>): Promise<Response>;
+  /** The server's Prometheus exposition, as its metrics endpoint would serve it. */
+  metrics(): Promise<string>;
   close(): Promise<void>;
 }
 
@@ -96,6 +98,7 @@ export async function startTestApi(env: TestEnv, overrides: Partial<Config> = {}
         body: typeof body === 'string' || body instanceof Uint8Array ? body : JSON.stringify(body),
       });
     },
+    metrics: () => api.registry.metrics(),
     close: () => api.close(),
   };
 }

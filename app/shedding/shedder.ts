@@ -11,7 +11,8 @@ import type { Redis } from '../../lib/redis.js';
 import { createShedController, type ControllerState, type ShedController } from './controller.js';
 
 export type ShedMode = Config['shedMode'];
-export type ShedReason = 'controller' | 'hard_limit' | 'breaker';
+/** Why a request was shed: latency pressure, the stream backlog past its watermarks, a hard limit, an open class gate. */
+export type ShedReason = 'controller' | 'backlog' | 'hard_limit' | 'breaker';
 
 /** The classes that have a gate: critical is never gated. */
 const GATED = ['normal', 'low'] as const satisfies readonly Priority[];
@@ -181,6 +182,8 @@ export function createShedder(deps: ShedderDeps): Shedder {
   let lastSignals = { p99Ms: 0, samples: 0 };
   let lastTick = performance.now();
   let decisions = 0;
+  // What currently sets the shed level: the backlog floor when it is at least the latency-driven level.
+  let drawReason: ShedReason = 'controller';
   let lastLogged = 0;
 
   function tick(): void {
@@ -198,6 +201,7 @@ export function createShedder(deps: ShedderDeps): Shedder {
     metrics.windowP99.set(window.p99 / 1000);
     metrics.eventLoopDelay.set(eventLoopDelayMs / 1000);
     for (const p of PRIORITIES) metrics.probability.set({ priority: p }, state.shedProbability[p]);
+    drawReason = state.backlogFloor > 0 && state.backlogFloor >= state.level ? 'backlog' : 'controller';
     updateGates(state);
     if (state.level > 0 && Date.now() - lastLogged > 10_000) {
       lastLogged = Date.now();
@@ -224,7 +228,7 @@ export function createShedder(deps: ShedderDeps): Shedder {
 
   function draw(priority: Priority): ShedReason | null {
     const p = controller.probability(priority);
-    return p > 0 && random() < p ? 'controller' : null;
+    return p > 0 && random() < p ? drawReason : null;
   }
 
   /** Hard limits, then the class gate, then the controller's draw; a promise only for a gate's trial. */
