@@ -1,6 +1,8 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
-import { createApiKey } from '../lib/api-keys.js';
+import { processLimit } from '../app/middleware/rate-limit.js';
+import { createApiKey, type KeyGrant } from '../lib/api-keys.js';
+import { loadConfig } from '../lib/config.js';
 import { createTestEnv, eventually, json, startTestApi, type TestApi, type TestEnv } from './support.js';
 
 describe('per-key rate limits (token bucket) on a real listening server', () => {
@@ -65,5 +67,29 @@ describe('per-key rate limits (token bucket) on a real listening server', () => 
     const retryAfter = Number(res.headers.get('retry-after'));
     assert.ok(retryAfter > 90 && retryAfter <= 100, `about the 100 s until the next token at 0.01 per second, got ${retryAfter}`);
     await res.arrayBuffer();
+  });
+});
+
+describe('the share of a rate limit each API process enforces', () => {
+  const grant = (perSecond: number | null, burst: number | null): KeyGrant => ({
+    keyId: 1,
+    tenant: 'acme',
+    defaultPriority: 'normal',
+    isAdmin: false,
+    rateLimit: { perSecond, burst },
+  });
+
+  it('splits rate and burst across API_PROCESSES so a key never exceeds its limit in total', () => {
+    const config = loadConfig({ API_PROCESSES: '4', RATE_LIMIT_PER_SECOND: '0' });
+    assert.deepEqual(processLimit(grant(100, 200), config), { rate: 25, burst: 50 });
+    assert.deepEqual(processLimit(grant(2, 2), config), { rate: 0.5, burst: 1 }, 'at least one token per process');
+    assert.equal(processLimit(grant(null, null), config), null, 'no default: unlimited');
+    assert.equal(processLimit(grant(0, 10), loadConfig({ API_PROCESSES: '1', RATE_LIMIT_PER_SECOND: '5' })), null, '0 exempts a key from the default');
+  });
+
+  it('defaults the burst to one second of the rate', () => {
+    const config = loadConfig({ API_PROCESSES: '1', RATE_LIMIT_PER_SECOND: '30', RATE_LIMIT_BURST: '0' });
+    assert.deepEqual(processLimit(grant(null, null), config), { rate: 30, burst: 30 });
+    assert.deepEqual(processLimit(grant(null, 5), config), { rate: 30, burst: 5 });
   });
 });
