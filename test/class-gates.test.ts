@@ -9,6 +9,9 @@ describe('class gates: breakers the controller opens for a class it sheds entire
     // No worker: entries put on the stream stay there, so the backlog is whatever the test makes it.
     env = await createTestEnv({
       SHED_MODE: 'enforce',
+      // Only the backlog drives shedding here, however slow a busy test machine makes requests.
+      SHED_TARGET_P99_MS: '60000',
+      SHED_TARGET_EVENT_LOOP_DELAY_MS: '60000',
       SHED_BACKLOG_LOW_ENTRIES: '1',
       SHED_BACKLOG_HIGH_ENTRIES: '2',
       GATE_OPEN_AFTER_MS: '500',

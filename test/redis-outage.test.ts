@@ -10,6 +10,8 @@ describe('Redis down: the redis_write breaker and the critical fallback to Postg
     redis = await startPrivateRedis();
     env = await createTestEnv({
       REDIS_URL: redis.url,
+      // Only the breaker answers here: slow writes to a dead Redis must not make the controller shed instead.
+      SHED_MODE: 'off',
       REDIS_WRITE_TIMEOUT_MS: '300',
       BREAKER_VOLUME_THRESHOLD: '2',
       BREAKER_RESET_TIMEOUT_MS: '300',
