@@ -1,4 +1,5 @@
 import { Gauge, type Registry } from 'prom-client';
+import { PRIORITIES } from '../lib/event-schema.js';
 import { FastCounter, FastHistogram } from '../lib/fast-metrics.js';
 import { LATENCY_BUCKETS } from '../lib/metrics.js';
 import { createLatencyWindow, type LatencyWindow } from '../lib/latency-window.js';
@@ -14,6 +15,7 @@ export interface ApiMetrics {
   readonly errors: FastCounter<'route' | 'code'>;
   readonly batchSize: FastHistogram;
   readonly redisWriteDuration: FastHistogram<'outcome'>;
+  readonly rateLimited: FastCounter<'priority'>;
   /** In-process sliding-window percentiles of admitted requests, read by the shedder and /v1/admin/load. */
   readonly latency: LatencyWindow;
 }
@@ -45,6 +47,7 @@ export function createUninstrumentedApiMetrics(): ApiMetrics {
     errors: noop,
     batchSize: noop,
     redisWriteDuration: noop,
+    rateLimited: noop,
     latency: createLatencyWindow(60),
   };
 }
@@ -52,7 +55,15 @@ export function createUninstrumentedApiMetrics(): ApiMetrics {
 /** Creates the API's metrics in `registry`. */
 export function createApiMetrics(registry: Registry): ApiMetrics {
   const registers = [registry];
+  const rateLimited = new FastCounter({
+    name: 'floodgate_rate_limited_requests_total',
+    help: 'Requests refused with 429 rate_limited (the key\'s token bucket was empty), by priority.',
+    labelNames: ['priority'],
+    registers,
+  });
+  for (const priority of PRIORITIES) rateLimited.inc({ priority }, 0);
   return {
+    rateLimited,
     requestDuration: new FastHistogram({
       name: 'floodgate_http_request_duration_seconds',
       help: 'HTTP request duration by route, method, status and priority class (none where a route has no priority).',

@@ -75,6 +75,10 @@ export function openApiDocument(config: Pick<Config, 'maxBatchEvents'>): Record<
             },
           },
           responses: {
+            '201': {
+              description: 'Critical events stored directly in Postgres because Redis could not take them (same body)',
+              content: { 'application/json': { schema: { $ref: '#/components/schemas/Accepted' } } },
+            },
             '202': { description: 'Accepted and durable in the queue', content: { 'application/json': { schema: { $ref: '#/components/schemas/Accepted' } } } },
             ...Object.fromEntries(
               Object.entries(ERROR_CATALOGUE)

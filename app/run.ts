@@ -9,6 +9,7 @@ import { Registry } from 'prom-client';
 import { createRedis } from '../lib/redis.js';
 import { createApp } from './server.js';
 import { createApiMetrics, createUninstrumentedApiMetrics } from './metrics.js';
+import { createRedisWriteBreaker } from './redis-breaker.js';
 import { createShedder } from './shedding/shedder.js';
 
 /** A running API server process and how to stop it gracefully. */
@@ -32,8 +33,9 @@ export async function runApi(config: Config, logger: Logger): Promise<RunningApi
   // With metrics off the registry stays empty (no default collectors, no GC observer) and instruments do nothing.
   const registry = config.metricsEnabled ? createRegistry('api') : new Registry();
   const metrics = config.metricsEnabled ? createApiMetrics(registry) : createUninstrumentedApiMetrics();
-  const shedder = createShedder({ config, latency: metrics.latency, redis, registry, logger });
-  const app = createApp({ config, pool, redis, logger, latestMigration, metrics, shedder });
+  const redisBreaker = createRedisWriteBreaker(config, registry, logger);
+  const shedder = createShedder({ config, latency: metrics.latency, redis, registry, logger, dependencies: [redisBreaker] });
+  const app = createApp({ config, pool, redis, logger, latestMigration, metrics, shedder, redisBreaker });
 
   const server = createServer(app.callback());
   // Longer than typical load balancer idle timeouts so the proxy, not us, closes idle keep-alive sockets.
@@ -57,6 +59,7 @@ export async function runApi(config: Config, logger: Logger): Promise<RunningApi
       await closed;
       clearTimeout(deadline);
       await shedder.close();
+      redisBreaker.shutdown();
       // quit() waits for a reply that a disconnected client never gets; disconnect() then is immediate.
       if (redis.status === 'ready') await redis.quit().catch((err: unknown) => errors.push(err));
       else redis.disconnect();

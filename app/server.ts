@@ -1,6 +1,7 @@
 import Koa from 'koa';
 import { Registry } from 'prom-client';
 import { Router } from '@koa/router';
+import type { Breaker } from '../lib/breaker.js';
 import type { Config } from '../lib/config.js';
 import type { Pool } from '../lib/db.js';
 import type { Logger } from '../lib/logger.js';
@@ -8,9 +9,11 @@ import type { Redis } from '../lib/redis.js';
 import { authenticate, createKeyResolver, type KeyResolver } from './middleware/auth.js';
 import { errorHandler } from './middleware/errors.js';
 import { measureRequests, recordLatency } from './middleware/metrics.js';
+import { rateLimit } from './middleware/rate-limit.js';
 import { createApiMetrics, type ApiMetrics } from './metrics.js';
 import { requestId } from './middleware/request-id.js';
 import { openApiDocument } from './openapi.js';
+import { createRedisWriteBreaker } from './redis-breaker.js';
 import { ingestEvents, resolvePriority } from './routes/events.js';
 import type { Shedder } from './shedding/shedder.js';
 import { healthz, readyz } from './routes/health.js';
@@ -27,6 +30,8 @@ export interface AppDeps {
   readonly metrics?: ApiMetrics;
   /** Admission control; without one every request is admitted. */
   readonly shedder?: Shedder;
+  /** The breaker around the XADD; one with a private registry when omitted. */
+  readonly redisBreaker?: Breaker;
 }
 
 /** Builds the Koa application; it owns no connections (the caller passes and closes them). */
@@ -34,6 +39,7 @@ export function createApp(deps: AppDeps): Koa & { metrics: ApiMetrics } {
   const { config, pool, redis, logger } = deps;
   const metrics = deps.metrics ?? createApiMetrics(new Registry());
   const keys = deps.keys ?? createKeyResolver(pool, config.authCacheTtlMs);
+  const redisBreaker = deps.redisBreaker ?? createRedisWriteBreaker(config, new Registry(), logger);
   const app = new Koa();
   app.proxy = false;
   // Errors are rendered by errorHandler; Koa's own printer would log them a second time.
@@ -42,7 +48,7 @@ export function createApp(deps: AppDeps): Koa & { metrics: ApiMetrics } {
   const openapi = JSON.stringify(openApiDocument(config));
   const router = new Router();
   const admit = deps.shedder?.middleware() ?? ((_ctx, next) => next());
-  router.post('/v1/events', authenticate(keys), resolvePriority(), admit, ingestEvents(config, redis, metrics));
+  router.post('/v1/events', authenticate(keys), resolvePriority(), rateLimit(config, metrics), admit, ingestEvents({ config, redis, pool, metrics, redisBreaker, logger }));
   router.get('/v1/admin/load', authenticate(keys, { admin: true }), (ctx) => {
     ctx.type = 'application/json';
     ctx.body = JSON.stringify(deps.shedder?.snapshot() ?? { mode: 'off' });

@@ -1,5 +1,5 @@
 import { parseArgs } from 'node:util';
-import { createApiKey, listApiKeys, revokeApiKey } from '../lib/api-keys.js';
+import { createApiKey, listApiKeys, revokeApiKey, type KeyRateLimit } from '../lib/api-keys.js';
 import type { Config } from '../lib/config.js';
 import { createPool, type Pool } from '../lib/db.js';
 import { SQLSTATE } from '../lib/errors.js';
@@ -10,7 +10,7 @@ const TENANT = /^[A-Za-z0-9_.-]{1,64}$/;
 
 /** A parsed `keys` invocation. */
 export type KeysAction =
-  | { readonly action: 'create'; readonly tenant: string; readonly priority: Priority; readonly admin: boolean }
+  | { readonly action: 'create'; readonly tenant: string; readonly priority: Priority; readonly admin: boolean; readonly rateLimit: KeyRateLimit }
   | { readonly action: 'list' }
   | { readonly action: 'revoke'; readonly target: string };
 
@@ -21,14 +21,24 @@ export function parseKeysArgs(args: readonly string[]): KeysAction {
     const { values } = asUsage(() =>
       parseArgs({
         args: rest,
-        options: { tenant: { type: 'string' }, priority: { type: 'string', default: 'normal' }, admin: { type: 'boolean', default: false } },
+        options: {
+          tenant: { type: 'string' },
+          priority: { type: 'string', default: 'normal' },
+          admin: { type: 'boolean', default: false },
+          'rate-limit': { type: 'string' },
+          burst: { type: 'string' },
+        },
         strict: true,
       }),
     );
     const { tenant, priority } = values;
     if (!tenant || !TENANT.test(tenant)) throw new UsageError('keys create needs --tenant NAME (1-64 characters of A-Z a-z 0-9 _ . -)');
     if (!isPriority(priority)) throw new UsageError(`--priority must be critical, normal or low, got "${priority}"`);
-    return { action, tenant, priority, admin: values.admin };
+    const rateLimit = {
+      perSecond: optionalNumber('--rate-limit', values['rate-limit'], /^\d+(\.\d+)?$/, 0, MAX_RATE),
+      burst: optionalNumber('--burst', values.burst, /^\d+$/, 1, MAX_RATE),
+    };
+    return { action, tenant, priority, admin: values.admin, rateLimit };
   }
   if (action === 'list') {
     asUsage(() => parseArgs({ args: rest, strict: true }));
@@ -40,6 +50,15 @@ export function parseKeysArgs(args: readonly string[]): KeysAction {
     return { action, target: positionals[0]! };
   }
   throw new UsageError(action ? `unknown keys action "${action}": use create, list or revoke` : 'keys needs create, list or revoke');
+}
+
+const MAX_RATE = 10_000_000;
+
+function optionalNumber(option: string, raw: string | undefined, shape: RegExp, min: number, max: number): number | null {
+  if (raw === undefined) return null;
+  const value = Number(raw);
+  if (!shape.test(raw) || value < min || value > max) throw new UsageError(`${option} must be a number from ${min} to ${max}, got "${raw}"`);
+  return value;
 }
 
 function asUsage<T>(parse: () => T): T {
@@ -67,9 +86,11 @@ export async function keysCommand(config: Config, parsed: KeysAction): Promise<v
 async function runKeys(pool: Pool, parsed: KeysAction): Promise<void> {
   switch (parsed.action) {
     case 'create': {
-      const created = await createApiKey(pool, { tenant: parsed.tenant, defaultPriority: parsed.priority, isAdmin: parsed.admin });
+      const created = await createApiKey(pool, { tenant: parsed.tenant, defaultPriority: parsed.priority, isAdmin: parsed.admin, rateLimit: parsed.rateLimit });
       const kind = parsed.admin ? 'admin key' : 'key';
-      console.log(`created ${kind} ${created.id} (${created.prefix}) for tenant ${parsed.tenant}, default priority ${parsed.priority}.`);
+      console.log(
+        `created ${kind} ${created.id} (${created.prefix}) for tenant ${parsed.tenant}, default priority ${parsed.priority}, rate limit ${rateLimitText(parsed.rateLimit)}.`,
+      );
       console.log('It is shown only this once; store it now:');
       console.log(created.key);
       return;
@@ -84,8 +105,9 @@ async function runKeys(pool: Pool, parsed: KeysAction): Promise<void> {
         k.isAdmin ? 'yes' : 'no',
         isoSeconds(k.createdAt),
         k.revokedAt ? isoSeconds(k.revokedAt) : '-',
+        rateLimitText(k.rateLimit),
       ]);
-      console.log(table(['id', 'tenant', 'prefix', 'priority', 'admin', 'created', 'revoked'], rows));
+      console.log(table(['id', 'tenant', 'prefix', 'priority', 'admin', 'created', 'revoked', 'rate_limit'], rows));
       return;
     }
     case 'revoke': {
@@ -99,6 +121,13 @@ async function runKeys(pool: Pool, parsed: KeysAction): Promise<void> {
 }
 
 const isoSeconds = (d: Date) => d.toISOString().replace(/\.\d{3}Z$/, 'Z');
+
+/** `100/s,burst=200`; `default` for what follows RATE_LIMIT_PER_SECOND / RATE_LIMIT_BURST (one word: `keys list` is split on spaces). */
+function rateLimitText(limit: KeyRateLimit): string {
+  if (limit.perSecond === 0) return 'unlimited';
+  const rate = limit.perSecond === null ? 'default' : `${limit.perSecond}/s`;
+  return limit.burst === null ? rate : `${rate},burst=${limit.burst}`;
+}
 
 function table(header: string[], rows: string[][]): string {
   const widths = header.map((h, i) => Math.max(h.length, ...rows.map((r) => r[i]!.length)));

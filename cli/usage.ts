@@ -16,8 +16,9 @@ export const USAGE = `usage: floodgate <command>
   api                         run the API (API_PROCESSES processes, node:cluster)
   worker                      run one flush worker
   migrate                     create the database if needed, apply migrations, create partitions
-  keys create --tenant NAME [--priority critical|normal|low] [--admin]
+  keys create --tenant NAME [--priority critical|normal|low] [--admin] [--rate-limit PER_SECOND] [--burst N]
                               create an API key; the key is the last line of output, shown once
+                              (rate limit: requests per second, 0 unlimited; default RATE_LIMIT_PER_SECOND)
   keys list                   list keys (never the secret)
   keys revoke <id|prefix>     revoke a key
   loadtest                    not yet available (npm run bench runs the benchmarks)

@@ -951,7 +951,7 @@ const loadShedding: DashboardSpec = {
           queries: [q('sum by (reason) (priority_reason:floodgate_shed_requests:rate1m)', '{{reason}}')],
           description:
             'Why requests were refused: controller (latency above target), backlog (stream backlog past its watermarks), hard_limit (in-flight or event-loop delay ' +
-            'past the safety limits), breaker (a circuit breaker is open), rate_limited.',
+            'past the safety limits), breaker (the class gate is open). Per-key rate limits (429) are counted apart, in floodgate_rate_limited_requests_total.',
         },
         {
           title: 'Share of ingest requests shed',
@@ -990,7 +990,8 @@ const loadShedding: DashboardSpec = {
             { value: 2, text: 'open', color: RED },
           ],
           description:
-            'Per breaker (redis, postgres, and per class), worst state across API processes: closed (calls flow), half-open (a few probes let through), ' +
+            'Per breaker (redis_write in the API, postgres_write in the worker, gate_normal and gate_low for the classes), worst state across processes: ' +
+            'closed (calls flow), half-open (one trial let through), ' +
             'open (failing fast). Open for 2 minutes raises FloodgateCircuitBreakerOpen.',
         },
         {

@@ -196,6 +196,49 @@ export const CONFIG_VARIABLES = {
     defaultValue: '1000',
     parse: integer(10, 600_000),
   },
+  breakerErrorThresholdPercent: {
+    name: 'BREAKER_ERROR_THRESHOLD_PERCENT',
+    doc: 'A dependency breaker (Redis write in the API, Postgres write in the worker) opens when this share of its calls in the window fail…',
+    defaultValue: '50',
+    parse: integer(1, 100),
+  },
+  breakerVolumeThreshold: {
+    name: 'BREAKER_VOLUME_THRESHOLD',
+    doc: '…once the window holds at least this many calls (a single failure in a quiet minute does not open it).',
+    defaultValue: '10',
+    parse: integer(1, 1_000_000),
+  },
+  breakerWindowMs: { name: 'BREAKER_WINDOW_MS', doc: 'Rolling window over which a breaker counts failures.', defaultValue: '10000', parse: integer(100, 3_600_000) },
+  breakerResetTimeoutMs: {
+    name: 'BREAKER_RESET_TIMEOUT_MS',
+    doc: 'How long a breaker (dependency or class gate) stays open before it lets one trial call through (half-open).',
+    defaultValue: '5000',
+    parse: integer(10, 3_600_000),
+  },
+  gateOpenAfterMs: {
+    name: 'GATE_OPEN_AFTER_MS',
+    doc: 'A non-critical class\'s gate opens once the controller has shed that class entirely for this long.',
+    defaultValue: '5000',
+    parse: integer(0, 3_600_000),
+  },
+  dbWriteTimeoutMs: {
+    name: 'DB_WRITE_TIMEOUT_MS',
+    doc: 'Longest a batch write to Postgres (the worker\'s flush, the API\'s direct write of critical events) may take, lock waits included; past it the statement is cancelled and counts as a failure.',
+    defaultValue: '10000',
+    parse: integer(10, 600_000),
+  },
+  rateLimitPerSecond: {
+    name: 'RATE_LIMIT_PER_SECOND',
+    doc: 'Default request rate per API key (token bucket, requests per second); 0 means unlimited. A key\'s own limit (`keys create --rate-limit`) overrides it.',
+    defaultValue: '0',
+    parse: integer(0, 10_000_000),
+  },
+  rateLimitBurst: {
+    name: 'RATE_LIMIT_BURST',
+    doc: 'Default bucket size: requests a key may send at once after being idle; 0 means one second\'s worth of its rate.',
+    defaultValue: '0',
+    parse: integer(0, 10_000_000),
+  },
 } as const satisfies Record<string, ConfigVariable<unknown>>;
 
 type Variables = typeof CONFIG_VARIABLES;

@@ -16,8 +16,9 @@ export const ERROR_CATALOGUE = {
   unsupported_encoding: { status: 415, description: 'The `Content-Encoding` is not `gzip` or `identity`, or the gzip stream is corrupt.' },
   invalid_event: { status: 422, description: 'Every event of the request failed validation; `details` lists why, per event.' },
   empty_batch: { status: 422, description: 'The batch holds no events.' },
-  overloaded: { status: 503, description: 'Shed by the load shedder to protect higher-priority traffic; retry after `Retry-After` seconds.' },
-  dependency_unavailable: { status: 503, description: 'Redis (or another dependency) could not take the write; retry after `Retry-After` seconds.' },
+  rate_limited: { status: 429, description: "The API key exceeded its rate limit (token bucket); retry after `Retry-After` seconds, when a token is available." },
+  overloaded: { status: 503, description: 'Shed by the load shedder (the controller, an open class gate or a hard limit) to protect higher-priority traffic; retry after `Retry-After` seconds.' },
+  dependency_unavailable: { status: 503, description: 'Redis could not take the write or its breaker is open, and the request is not critical (critical events then go to Postgres: 201); or neither could take it. Nothing was accepted; retry after `Retry-After` seconds.' },
   not_ready: { status: 503, description: 'From `/readyz`: a dependency is unreachable or migrations are not applied.' },
   internal_error: { status: 500, description: 'An unexpected failure; nothing internal is exposed. The request id finds it in the logs.' },
 } as const satisfies Record<string, { status: number; description: string }>;
@@ -62,6 +63,8 @@ export const SQLSTATE = {
   adminShutdown: '57P01',
   crashShutdown: '57P02',
   cannotConnectNow: '57P03',
+  /** query_canceled: statement_timeout fired, or pg_cancel_backend() */
+  queryCanceled: '57014',
   /** object_not_in_prerequisite_state: e.g. pg_stat_statements created but not in shared_preload_libraries */
   objectNotInPrerequisiteState: '55000',
 } as const;

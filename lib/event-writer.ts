@@ -3,6 +3,7 @@ import { Readable } from 'node:stream';
 import { from as copyFrom } from 'pg-copy-streams';
 import type { Pool, PoolClient } from './db.js';
 import { COPY_COLUMNS } from './copy-text.js';
+import { SQLSTATE } from './errors.js';
 import type { StreamEntry } from './stream-entry.js';
 
 /** What one write stored. */
@@ -64,19 +65,36 @@ async function copyIntoStaging(client: PoolClient, entries: readonly StreamEntry
   await pipeline(Readable.from(chunks), stream);
 }
 
+/** How long one write may take, and how its caller abandons it. */
+export interface WriteOptions {
+  /**
+   * Postgres cancels any statement of the write that runs longer (lock waits included), so a stalled
+   * database frees the connection rather than holding it for as long as the stall lasts.
+   */
+  readonly statementTimeoutMs?: number;
+  /** An aborted signal stops the write before its next statement and throws the abort reason. */
+  readonly signal?: AbortSignal;
+}
+
 /**
  * Stores the events of `entries` in one transaction: COPY into a temporary staging table, then one
  * INSERT … ON CONFLICT DO NOTHING that keeps each event and each (tenant, idempotency key) once.
  */
-export async function writeEntries(pool: Pool, entries: readonly StreamEntry[]): Promise<WriteResult> {
+export async function writeEntries(pool: Pool, entries: readonly StreamEntry[], options: WriteOptions = {}): Promise<WriteResult> {
   const events = entries.reduce((n, e) => n + e.count, 0);
   if (events === 0) return { inserted: 0, duplicates: 0 };
+  const { signal, statementTimeoutMs } = options;
+  signal?.throwIfAborted();
   const client = await pool.connect();
   let broken = false;
   try {
+    signal?.throwIfAborted();
     await client.query('BEGIN');
+    // SET LOCAL takes no bind parameters; the value is an integer from our own configuration.
+    if (statementTimeoutMs) await client.query(`SET LOCAL statement_timeout = ${Math.max(1, Math.floor(statementTimeoutMs))}`);
     await client.query(CREATE_STAGING);
     await copyIntoStaging(client, entries);
+    signal?.throwIfAborted();
     const result = await client.query(MERGE_STAGING);
     await client.query('COMMIT');
     const inserted = result.rowCount ?? 0;
@@ -91,7 +109,9 @@ export async function writeEntries(pool: Pool, entries: readonly StreamEntry[]):
   }
 }
 
-const TRANSIENT_CODES = new Set(['40001', '40P01', '53300', '57P01', '57P02', '57P03', '55P03']);
+// 57014 query_canceled: our statement_timeout fired (a stalled database) or an operator cancelled the query;
+// the same rows written later can succeed.
+const TRANSIENT_CODES = new Set(['40001', '40P01', '53300', '57P01', '57P02', '57P03', '55P03', SQLSTATE.queryCanceled]);
 const TRANSIENT_NETWORK = new Set(['ECONNREFUSED', 'ECONNRESET', 'ETIMEDOUT', 'EPIPE', 'ENOTFOUND', 'EHOSTUNREACH']);
 
 /**

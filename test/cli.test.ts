@@ -94,7 +94,7 @@ describe('floodgate CLI', () => {
 
   it('exits 2 with the usage on an unknown command, a missing command or bad arguments, before reading config', async () => {
     const brokenConfig = { PORT: 'abc' };
-    for (const args of [['frobnicate'], [], ['keys', 'create'], ['keys', 'create', '--tenant', 'acme', '--priority', 'urgent'], ['keys', 'create', '--tenant', 'acme', '--bogus'], ['keys'], ['keys', 'revoke'], ['migrate', 'now']]) {
+    for (const args of [['frobnicate'], [], ['keys', 'create'], ['keys', 'create', '--tenant', 'acme', '--priority', 'urgent'], ['keys', 'create', '--tenant', 'acme', '--bogus'], ['keys', 'create', '--tenant', 'acme', '--rate-limit', 'fast'], ['keys', 'create', '--tenant', 'acme', '--burst', '0'], ['keys'], ['keys', 'revoke'], ['migrate', 'now']]) {
       const result = await run(args, brokenConfig);
       assert.equal(result.code, 2, `floodgate ${args.join(' ')}: ${result.stderr}`);
       assert.match(result.stderr, /usage: floodgate/);
@@ -153,10 +153,10 @@ describe('floodgate CLI', () => {
     const listed = await run(['keys', 'list']);
     assert.equal(listed.code, 0, listed.stderr);
     const [header, ...rows] = listed.stdout.trim().split('\n');
-    assert.deepEqual(header!.split(/\s+/), ['id', 'tenant', 'prefix', 'priority', 'admin', 'created', 'revoked']);
+    assert.deepEqual(header!.split(/\s+/), ['id', 'tenant', 'prefix', 'priority', 'admin', 'created', 'revoked', 'rate_limit']);
     const row = rows.map((r) => r.split(/\s+/)).find((cells) => cells[0] === String(grant!.keyId));
     assert.ok(row, listed.stdout);
-    assert.deepEqual([row[1], row[3], row[4], row[6]], ['acme', 'critical', 'no', '-']);
+    assert.deepEqual([row[1], row[3], row[4], row[6], row[7]], ['acme', 'critical', 'no', '-', 'default']);
     assert.ok(key.startsWith(row[2]!), 'the prefix is the start of the key');
     assert.ok(!listed.stdout.includes(key), 'the secret is never listed');
 
@@ -164,7 +164,7 @@ describe('floodgate CLI', () => {
     assert.equal(revoked.code, 0, revoked.stderr);
     assert.equal(await findApiKey(env.pool, key), null);
     const relisted = await run(['keys', 'list']);
-    assert.match(relisted.stdout.split('\n').find((l) => l.startsWith(`${grant!.keyId} `))!, /\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ$/);
+    assert.match(relisted.stdout.split('\n').find((l) => l.startsWith(`${grant!.keyId} `))!, /\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ\s+default$/);
 
     const twice = await run(['keys', 'revoke', String(grant!.keyId)]);
     assert.equal(twice.code, 1);
@@ -172,6 +172,11 @@ describe('floodgate CLI', () => {
 
     const admin = await run(['keys', 'create', '--tenant', 'ops', '--admin']);
     assert.equal((await findApiKey(env.pool, admin.stdout.trim().split('\n').at(-1)!))?.isAdmin, true);
+
+    const limited = await run(['keys', 'create', '--tenant', 'metered', '--rate-limit', '2.5', '--burst', '10']);
+    assert.equal(limited.code, 0, limited.stderr);
+    assert.deepEqual((await findApiKey(env.pool, limited.stdout.trim().split('\n').at(-1)!))?.rateLimit, { perSecond: 2.5, burst: 10 });
+    assert.match((await run(['keys', 'list'])).stdout, /metered .* 2\.5\/s,burst=10$/m);
   });
 
   it('api: Ctrl-C lets in-flight requests finish, then every process exits 0; a crashed process is restarted', async () => {

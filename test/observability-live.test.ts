@@ -12,18 +12,6 @@ import { createTestEnv, envVars, eventually, freePort, spawnFloodgate, type Floo
 
 const RULES_DIR = fileURLToPath(new URL('../prometheus/rules/', import.meta.url));
 
-/**
- * Queries whose metrics cannot have data on this test's system, each with why. The list must only name what
- * truly cannot appear: the test fails if one of them does return data, so the entry has to go.
- */
-const CANNOT_HAVE_DATA: Record<string, string> = {
-  floodgate_breaker_: 'circuit breakers arrive with issue #4',
-};
-
-function expectedEmpty(expr: string): string | undefined {
-  return Object.entries(CANNOT_HAVE_DATA).find(([prefix]) => expr.includes(prefix))?.[1];
-}
-
 async function recordingRules(): Promise<{ record: string; expr: string }[]> {
   const text = await readFile(join(RULES_DIR, 'recording.yml'), 'utf8');
   const rules: { record: string; expr: string }[] = [];
@@ -129,9 +117,8 @@ describe('dashboards and recording rules against a real Prometheus scraping a lo
         const answer = await query(q.expr);
         assert.equal(answer.status, 'success', `${q.dashboard} / ${q.panel}: ${q.expr}: ${answer.error}`);
         const hasData = (answer.data?.result.length ?? 0) > 0;
-        const excuse = expectedEmpty(q.expr);
-        if (excuse) assert.ok(!hasData, `${q.panel} now has data: drop "${excuse}" from CANNOT_HAVE_DATA`);
-        else if (!hasData) empty.push(`${q.dashboard} / ${q.panel}: ${q.expr}`);
+        // No excuses: a panel without data on a loaded system is a bug.
+        if (!hasData) empty.push(`${q.dashboard} / ${q.panel}: ${q.expr}`);
       }
       return empty.length === 0;
     }, 'every panel to show data', 60_000).catch(() => assert.fail(`panels with no data:\n${empty.join('\n')}`));
@@ -146,7 +133,7 @@ describe('dashboards and recording rules against a real Prometheus scraping a lo
       for (const rule of rules) {
         const answer = await query(rule.record);
         assert.equal(answer.status, 'success');
-        if (!expectedEmpty(rule.expr) && (answer.data?.result.length ?? 0) === 0) empty.push(`${rule.record}: ${rule.expr}`);
+        if ((answer.data?.result.length ?? 0) === 0) empty.push(`${rule.record}: ${rule.expr}`);
       }
       return empty.length === 0;
     }, 'every recording rule to have data', 60_000).catch(() => assert.fail(`recording rules with no data:\n${empty.join('\n')}`));

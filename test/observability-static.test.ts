@@ -15,12 +15,6 @@ import { allDashboardQueries, renderDashboards } from '../grafana/generate.js';
 const ROOT = new URL('../', import.meta.url);
 const ROOT_PATH = fileURLToPath(ROOT);
 
-/**
- * Circuit-breaker metrics: issue #4 defines them (this is its contract) and the dashboards and alerts already
- * read them; until the breakers land, no code registers them, so they are allowed by name here.
- */
-const BREAKER_CONTRACT_METRICS = ['floodgate_breaker_state', 'floodgate_breaker_transitions_total'];
-
 /** Prometheus's own per-target series. */
 const PROMETHEUS_SERIES = ['up'];
 
@@ -272,8 +266,8 @@ describe('dashboards', () => {
 });
 
 describe('metric names in rules and dashboards', () => {
-  it('are defined by the code, prom-client defaults, the breaker contract (issue #4), Prometheus, or a recording rule', async () => {
-    const known = new Set([...(await metricsDefinedInCode()), ...(await defaultMetricNames()), ...PROMETHEUS_SERIES, ...BREAKER_CONTRACT_METRICS]);
+  it('are defined by the code, prom-client defaults, Prometheus, or a recording rule', async () => {
+    const known = new Set([...(await metricsDefinedInCode()), ...(await defaultMetricNames()), ...PROMETHEUS_SERIES]);
 
     const uses = [
       ...rules.map((r) => ({ where: `${r.kind} ${r.name}`, expr: r.expr })),

@@ -196,3 +196,61 @@ export async function freePort(): Promise<number> {
   const { freePort: find } = await import('../loadtest/processes.js');
   return find();
 }
+
+/** A redis-server owned by one test, which may pause, stop or restart it without disturbing anything else. */
+export interface PrivateRedis {
+  readonly url: string;
+  readonly port: number;
+  /** Kills it (SIGTERM) and waits for it to exit; it keeps no data. */
+  stop(): Promise<void>;
+  /** Starts it again, empty, on the same port. */
+  restart(): Promise<void>;
+}
+
+/** Starts a private redis-server on a free port (no persistence) and waits until it answers. */
+export async function startPrivateRedis(): Promise<PrivateRedis> {
+  const { spawn } = await import('node:child_process');
+  const { mkdtemp, rm } = await import('node:fs/promises');
+  const { tmpdir } = await import('node:os');
+  const { join } = await import('node:path');
+  const { Redis } = await import('ioredis');
+  const port = await freePort();
+  const url = `redis://127.0.0.1:${port}/0`;
+  let child: import('node:child_process').ChildProcess | undefined;
+  let dir: string | undefined;
+
+  async function start(): Promise<void> {
+    dir = await mkdtemp(join(tmpdir(), 'floodgate-redis-'));
+    child = spawn('redis-server', ['--port', String(port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no', '--dir', dir], { stdio: 'ignore' });
+    const probe = new Redis(url, { lazyConnect: true, maxRetriesPerRequest: 0, retryStrategy: () => 50 });
+    probe.on('error', () => {});
+    try {
+      await eventually(async () => (await probe.ping().catch(() => '')) === 'PONG', 'private redis-server up', 10_000);
+    } finally {
+      probe.disconnect();
+    }
+  }
+
+  async function stop(): Promise<void> {
+    const running = child;
+    child = undefined;
+    if (running && running.exitCode === null && running.signalCode === null) {
+      const exited = new Promise((r) => running.once('exit', r));
+      running.kill('SIGTERM');
+      await exited;
+    }
+    if (dir) await rm(dir, { recursive: true, force: true });
+    dir = undefined;
+  }
+
+  await start();
+  return {
+    url,
+    port,
+    stop,
+    async restart() {
+      await stop();
+      await start();
+    },
+  };
+}

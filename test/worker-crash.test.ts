@@ -1,33 +1,8 @@
 import assert from 'node:assert/strict';
-import { spawn, type ChildProcess } from 'node:child_process';
-import { mkdtemp, rm } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { Redis } from 'ioredis';
 import { createRedis } from '../lib/redis.js';
-import { countEvents, createTestEnv, enqueue, envVars, eventually, freePort, spawnFloodgate, type TestEnv } from './support.js';
-
-/** A private redis-server this test may pause without disturbing anything else. */
-async function startPrivateRedis(): Promise<{ url: string; stop(): Promise<void> }> {
-  const port = await freePort();
-  const dir = await mkdtemp(join(tmpdir(), 'floodgate-redis-'));
-  const child: ChildProcess = spawn('redis-server', ['--port', String(port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no', '--dir', dir], { stdio: 'ignore' });
-  const url = `redis://127.0.0.1:${port}/0`;
-  const probe = new Redis(url, { lazyConnect: true, maxRetriesPerRequest: 0, retryStrategy: () => 50 });
-  probe.on('error', () => {});
-  await eventually(async () => (await probe.ping().catch(() => '')) === 'PONG', 'private redis-server up', 10_000);
-  probe.disconnect();
-  return {
-    url,
-    async stop() {
-      const exited = new Promise((r) => child.once('exit', r));
-      child.kill('SIGTERM');
-      await exited;
-      await rm(dir, { recursive: true, force: true });
-    },
-  };
-}
+import { countEvents, createTestEnv, enqueue, envVars, eventually, spawnFloodgate, startPrivateRedis, type TestEnv } from './support.js';
 
 /** True once the worker's flush statement (not its start-up maintenance) waits on the test's lock. */
 async function flushWaitingOnLock(env: TestEnv): Promise<boolean> {

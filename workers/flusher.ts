@@ -1,3 +1,5 @@
+import { Registry } from 'prom-client';
+import { BREAKER_CODE, createDependencyBreaker, isBreakerRejection, type Breaker } from '../lib/breaker.js';
 import type { Config } from '../lib/config.js';
 import type { Pool } from '../lib/db.js';
 import { REDIS_REPLY } from '../lib/errors.js';
@@ -16,6 +18,8 @@ export interface FlusherDeps {
   /** Unique per process: pending entries are owned by consumer name. */
   readonly consumerName: string;
   readonly metrics?: WorkerMetrics;
+  /** Guards the batch write (see createPostgresWriteBreaker); one with a private registry when omitted. */
+  readonly breaker?: Breaker;
 }
 
 /** Counters a caller (or a test) can read. */
@@ -56,13 +60,41 @@ const MAX_BACKOFF_MS = 5000;
 const sleep = (ms: number) => new Promise<void>((resolve) => setTimeout(resolve, ms));
 
 /**
+ * The breaker around the worker's batch write (`postgres_write`): a stalled or unreachable Postgres opens it,
+ * so the worker stops trying (and acknowledging) until a half-open trial write succeeds. Rows Postgres refuses
+ * on their own merits are the batch's fault, not the database's, and do not count.
+ */
+export function createPostgresWriteBreaker(config: Config, registry: Registry, logger: Logger): Breaker {
+  return createDependencyBreaker(config, {
+    name: 'postgres_write',
+    registry,
+    logger,
+    timeoutMs: config.dbWriteTimeoutMs,
+    isCallerError: (err) => !isTransientDbError(err),
+  });
+}
+
+/** A write worth retrying later with the same rows: the database (or its breaker) failed, not the rows. */
+function retryLater(err: unknown): boolean {
+  return isTransientDbError(err) || isBreakerRejection(err);
+}
+
+/** The breaker refused the write without trying it (open, or half-open with its trial running). */
+function refused(err: unknown): boolean {
+  return (err as { code?: string })?.code === BREAKER_CODE.open;
+}
+
+/**
  * The flush worker's core: reads the stream with a consumer group, buffers by count and age, writes batches
  * with COPY, then XACKs and XDELs them (so the stream stays bounded and never loses an unwritten entry).
  * Transient database errors keep the batch and retry with backoff, reading nothing new meanwhile; an entry
  * that fails on its own is retried, then moved to the dead-letter stream while the rest of its batch lands.
+ * Every write goes through the postgres_write breaker: while it is open the retries cost nothing (no
+ * connection is tried), entries stay pending in Redis, and its half-open trial is the next retry.
  */
 export function createFlusher(deps: FlusherDeps): Flusher {
   const { config, pool, redis, logger, consumerName, metrics } = deps;
+  const breaker = deps.breaker ?? createPostgresWriteBreaker(config, new Registry(), logger);
   const log = logger.child({ stream: config.streamKey, consumer: consumerName });
   const key = config.streamKey;
   const group = config.consumerGroup;
@@ -157,10 +189,8 @@ export function createFlusher(deps: FlusherDeps): Flusher {
   async function write(batch: Held[]): Promise<void> {
     const started = performance.now();
     const events = batch.reduce((n, h) => n + h.entry.count, 0);
-    const result = await writeEntries(
-      pool,
-      batch.map((h) => h.entry),
-    );
+    const entries = batch.map((h) => h.entry);
+    const result = await breaker.fire((signal) => writeEntries(pool, entries, { signal, statementTimeoutMs: config.dbWriteTimeoutMs }));
     const committedAt = Date.now();
     metrics?.flushDuration.observe({ outcome: 'ok' }, (performance.now() - started) / 1000);
     metrics?.batchEvents.observe(events);
@@ -183,14 +213,17 @@ export function createFlusher(deps: FlusherDeps): Flusher {
       await write(batch);
       backoffMs = 0;
     } catch (err) {
-      stats.flushErrors++;
-      if (isTransientDbError(err)) {
-        metrics?.flushErrors.inc({ kind: 'transient' });
+      if (retryLater(err)) {
         keep(batch);
         backoffMs = Math.min(MAX_BACKOFF_MS, Math.max(100, backoffMs * 2));
+        // While the breaker is open nothing was tried: it logged the opening once, each refusal is not news.
+        if (refused(err)) return;
+        stats.flushErrors++;
+        metrics?.flushErrors.inc({ kind: 'transient' });
         log.error({ err, entries: batch.length, retryInMs: backoffMs }, 'batch write failed; retrying');
         return;
       }
+      stats.flushErrors++;
       metrics?.flushErrors.inc({ kind: 'permanent' });
       log.error({ err, entries: batch.length }, 'batch write failed; writing its entries one by one');
       await writeOneByOne(batch);
@@ -214,7 +247,7 @@ export function createFlusher(deps: FlusherDeps): Flusher {
       try {
         await write([held]);
       } catch (err) {
-        if (isTransientDbError(err)) {
+        if (retryLater(err)) {
           keep([...retry, ...batch.slice(i)]);
           backoffMs = Math.min(MAX_BACKOFF_MS, Math.max(100, backoffMs * 2));
           if (doomed.length > 0) await deadLetter(doomed);
@@ -334,6 +367,7 @@ export function createFlusher(deps: FlusherDeps): Flusher {
         await loop?.catch(() => {});
         await drain();
         await reader.quit().catch(() => reader.disconnect());
+        if (!deps.breaker) breaker.shutdown();
       })();
       return closing;
     },

@@ -5,7 +5,7 @@ import type { Logger } from '../lib/logger.js';
 import { createRegistry } from '../lib/metrics.js';
 import { startMetricsServer } from '../lib/metrics-server.js';
 import { createRedis } from '../lib/redis.js';
-import { createFlusher } from './flusher.js';
+import { createFlusher, createPostgresWriteBreaker } from './flusher.js';
 import { createMaintenance } from './maintenance.js';
 import { registerPgStats } from './pg-stats.js';
 import { registerRedisStats } from './redis-stats.js';
@@ -37,7 +37,8 @@ export async function runWorker(config: Config, logger: Logger): Promise<Running
     consumerGroup: config.consumerGroup,
     logger,
   });
-  const flusher = createFlusher({ config, pool, redis, logger, consumerName: `${hostname()}-${process.pid}`, metrics });
+  const breaker = createPostgresWriteBreaker(config, registry, logger);
+  const flusher = createFlusher({ config, pool, redis, logger, consumerName: `${hostname()}-${process.pid}`, metrics, breaker });
   const maintenance = createMaintenance({ config, pool, logger });
   await maintenance.start();
   await flusher.start();
@@ -52,6 +53,7 @@ export async function runWorker(config: Config, logger: Logger): Promise<Running
       closing ??= (async () => {
         const steps: [string, () => Promise<unknown>][] = [
           ['flusher', () => flusher.close()],
+          ['breaker', async () => breaker.shutdown()],
           ['maintenance', () => maintenance.close()],
           ['metrics server', async () => metricsServer?.close()],
           ['redis', () => redis.quit()],

@@ -1,10 +1,14 @@
 import type { Middleware } from 'koa';
 import type { KeyGrant } from '../../lib/api-keys.js';
+import { BREAKER_CODE, isBreakerRejection, type Breaker } from '../../lib/breaker.js';
 import type { Config } from '../../lib/config.js';
-import { apiError } from '../../lib/errors.js';
+import type { Pool } from '../../lib/db.js';
+import { apiError, type ApiError } from '../../lib/errors.js';
+import { writeEntries } from '../../lib/event-writer.js';
 import { checkEvent, isPriority, type FieldError, type Priority, type ValidEvent } from '../../lib/event-schema.js';
+import type { Logger } from '../../lib/logger.js';
 import type { Redis } from '../../lib/redis.js';
-import { ENTRY_FIELD, encodeEntry } from '../../lib/stream-entry.js';
+import { ENTRY_FIELD, decodeEntry, encodeEntry } from '../../lib/stream-entry.js';
 import { checkBodyHeaders, parseJson, readBody } from '../body.js';
 import type { ApiMetrics } from '../metrics.js';
 
@@ -14,7 +18,7 @@ export interface Rejection {
   errors: FieldError[];
 }
 
-/** The 202 answer: ids in the order of the accepted events. */
+/** The 202 (queued) or 201 (stored) answer: ids in the order of the accepted events. */
 export interface IngestResult {
   accepted: number;
   ids: string[];
@@ -60,12 +64,55 @@ function rawEvents(body: unknown, maxBatchEvents: number): { events: unknown[]; 
   return { events, batch: true };
 }
 
-/** POST /v1/events: validate at the edge, put one stream entry per request, answer 202 once Redis has it. */
-export function ingestEvents(config: Config, redis: Redis, metrics: ApiMetrics): Middleware {
+/** What the ingest route writes to. */
+export interface IngestDeps {
+  readonly config: Config;
+  readonly redis: Redis;
+  /** For critical events while Redis cannot take them. */
+  readonly pool: Pool;
+  readonly metrics: ApiMetrics;
+  /** Guards the XADD: open, it answers non-critical requests 503 before their body is read. */
+  readonly redisBreaker: Breaker;
+  readonly logger: Logger;
+}
+
+function queueUnavailable(): ApiError {
+  return apiError('dependency_unavailable', 'the queue cannot take the events right now; nothing was accepted', undefined, {
+    'Retry-After': retryAfterSeconds(),
+  });
+}
+
+/**
+ * POST /v1/events: validate at the edge, put one stream entry per request, answer 202 once Redis has it.
+ * When the XADD fails, times out or its breaker is open, critical events are written straight to Postgres
+ * through the worker's own exactly-once path (same ids, same idempotency-key claim) and answered 201;
+ * everything else gets 503 dependency_unavailable.
+ */
+export function ingestEvents(deps: IngestDeps): Middleware {
+  const { config, redis, pool, metrics, redisBreaker } = deps;
+  const log = deps.logger.child({ scope: 'ingest' });
   const limits = { retentionDays: config.retentionDays, maxEventDataBytes: config.maxEventDataBytes };
+  let lastFallbackLog = 0;
+
+  /** Stores a critical request's entry in Postgres; the ids the client gets are the ones stored. */
+  async function storeDirectly(payload: string, cause: unknown): Promise<void> {
+    try {
+      await writeEntries(pool, [decodeEntry(payload)], { statementTimeoutMs: config.dbWriteTimeoutMs });
+    } catch (err) {
+      log.error({ err, cause }, 'critical events could not be written to Redis nor to Postgres');
+      throw queueUnavailable();
+    }
+    if (Date.now() - lastFallbackLog > 10_000) {
+      lastFallbackLog = Date.now();
+      log.warn({ cause }, 'redis write unavailable: writing critical events straight to Postgres');
+    }
+  }
+
   return async (ctx) => {
     const grant = ctx.state.grant as KeyGrant;
     const priority = ctx.state.priority as Priority;
+    // Redis is known to be down and there is no fallback for this class: refuse before reading the body.
+    if (priority !== 'critical' && redisBreaker.state() === 'open') throw queueUnavailable();
     const headerKey = ctx.get('idempotency-key');
     if (headerKey.length > 255) throw apiError('invalid_header', 'Idempotency-Key must be at most 255 characters');
 
@@ -85,19 +132,24 @@ export function ingestEvents(config: Config, redis: Redis, metrics: ApiMetrics):
       throw apiError('invalid_event', batch ? 'every event of the batch is invalid' : 'the event is invalid', { rejected });
     }
 
+    const payload = encodeEntry(grant.tenant, priority, receivedAt, valid);
     const writeStarted = performance.now();
+    let status = 202;
     try {
-      await redis.xadd(config.streamKey, '*', ENTRY_FIELD, encodeEntry(grant.tenant, priority, receivedAt, valid));
+      await redisBreaker.fire(() => redis.xadd(config.streamKey, '*', ENTRY_FIELD, payload));
       metrics.redisWriteDuration.observe({ outcome: 'ok' }, (performance.now() - writeStarted) / 1000);
-    } catch {
-      metrics.redisWriteDuration.observe({ outcome: 'error' }, (performance.now() - writeStarted) / 1000);
-      throw apiError('dependency_unavailable', 'the queue cannot take the events right now; nothing was accepted', undefined, {
-        'Retry-After': retryAfterSeconds(),
-      });
+    } catch (err) {
+      // A call the open breaker refused never reached Redis: it has no write latency to report.
+      const tried = !isBreakerRejection(err) || (err as { code?: string }).code === BREAKER_CODE.timeout;
+      if (tried) metrics.redisWriteDuration.observe({ outcome: 'error' }, (performance.now() - writeStarted) / 1000);
+      if (priority !== 'critical') throw queueUnavailable();
+      // Should the XADD still land after its timeout, the worker's copy is a no-op: same event ids.
+      await storeDirectly(payload, err);
+      status = 201;
     }
     metrics.eventsAccepted.inc({ priority }, valid.length);
     metrics.batchSize.observe(valid.length);
-    ctx.status = 202;
+    ctx.status = status;
     ctx.type = 'application/json';
     ctx.body = JSON.stringify({ accepted: valid.length, ids: valid.map((e) => e.id), rejected } satisfies IngestResult);
   };

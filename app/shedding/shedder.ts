@@ -1,6 +1,7 @@
 import { monitorEventLoopDelay, type IntervalHistogram } from 'node:perf_hooks';
 import type { Middleware } from 'koa';
 import { Counter, Gauge, Histogram, type Registry } from 'prom-client';
+import { createBreaker, type Breaker, type BreakerState } from '../../lib/breaker.js';
 import type { Config } from '../../lib/config.js';
 import { apiError } from '../../lib/errors.js';
 import { PRIORITIES, type Priority } from '../../lib/event-schema.js';
@@ -10,7 +11,12 @@ import type { Redis } from '../../lib/redis.js';
 import { createShedController, type ControllerState, type ShedController } from './controller.js';
 
 export type ShedMode = Config['shedMode'];
-export type ShedReason = 'controller' | 'hard_limit';
+/** Why a request was shed: latency pressure, the stream backlog past its watermarks, a hard limit, an open class gate. */
+export type ShedReason = 'controller' | 'backlog' | 'hard_limit' | 'breaker';
+
+/** The classes that have a gate: critical is never gated. */
+const GATED = ['normal', 'low'] as const satisfies readonly Priority[];
+type Gated = (typeof GATED)[number];
 
 const TICK_MS = 250;
 const BACKLOG_POLL_MS = 1000;
@@ -25,6 +31,9 @@ export interface LoadSnapshot {
   readonly controller: ControllerState;
   readonly signals: { p99Ms: number; samples: number; eventLoopDelayP99Ms: number; backlogEntries: number; inFlight: number };
   readonly targets: { p99Ms: number; eventLoopDelayMs: number; backlogLowEntries: number; backlogHighEntries: number; hardMaxInFlight: number; hardEventLoopDelayMs: number };
+  /** Every breaker this process has: the dependency breakers passed in and the class gates. */
+  readonly breakers: Record<string, BreakerState>;
+  readonly gates: { openAfterMs: number; resetTimeoutMs: number };
 }
 
 export interface Shedder {
@@ -43,6 +52,8 @@ export interface ShedderDeps {
   readonly registry: Registry;
   readonly logger: Logger;
   readonly controller?: ShedController;
+  /** Dependency breakers (the Redis write) shown in the snapshot. */
+  readonly dependencies?: readonly Breaker[];
   /** Injected for tests; Math.random otherwise. */
   readonly random?: () => number;
 }
@@ -74,13 +85,28 @@ function shedMetrics(registry: Registry, config: Config) {
   metrics.targetP99.set(config.shedTargetP99Ms / 1000);
   for (const mode of ['off', 'shadow', 'enforce'] as const) metrics.mode.set({ mode }, mode === config.shedMode ? 1 : 0);
   for (const p of PRIORITIES) metrics.shed.inc({ priority: p, reason: 'controller' }, 0);
+  for (const p of GATED) metrics.shed.inc({ priority: p, reason: 'breaker' }, 0);
   return metrics;
+}
+
+/** The half-open trial of a class gate failed: the controller still sheds that class entirely. */
+class GateTrialError extends Error {
+  constructor(priority: Gated) {
+    super(`${priority} traffic is still shed entirely`);
+    this.name = 'GateTrialError';
+  }
 }
 
 /**
  * Adaptive admission control. A timer feeds the controller (latency window, event-loop delay, stream backlog
  * polled once a second); each request then costs one random draw against its class's probability, O(1)
  * and before its body is read, so a shed request is far cheaper than an admitted one.
+ *
+ * Each non-critical class also has a gate, an opossum breaker the controller opens once it has shed that
+ * class entirely for GATE_OPEN_AFTER_MS. An open gate refuses the class outright (reason `breaker`) for
+ * BREAKER_RESET_TIMEOUT_MS whatever the controller does meanwhile; then, half-open, the next request of the
+ * class is the trial: if the controller no longer sheds the class entirely the gate closes and that request
+ * takes the ordinary probabilistic decision, otherwise the gate opens again.
  */
 export function createShedder(deps: ShedderDeps): Shedder {
   const { config, latency, redis, logger } = deps;
@@ -100,6 +126,53 @@ export function createShedder(deps: ShedderDeps): Shedder {
       hardEventLoopDelayMs: config.shedHardEventLoopDelayMs,
     });
   const metrics = shedMetrics(deps.registry, config);
+  const gates: Record<Gated, Breaker> = {
+    normal: createGate('normal'),
+    low: createGate('low'),
+  };
+  const fullySince: Record<Gated, number | undefined> = { normal: undefined, low: undefined };
+
+  function createGate(priority: Gated): Breaker {
+    return createBreaker({
+      name: `gate_${priority}`,
+      registry: deps.registry,
+      logger,
+      timeoutMs: 0,
+      resetTimeoutMs: config.breakerResetTimeoutMs,
+      enabled: config.shedMode !== 'off',
+    });
+  }
+
+  /** Opens a class's gate once the controller has shed that class entirely for GATE_OPEN_AFTER_MS. */
+  function updateGates(state: ControllerState): void {
+    if (config.shedMode === 'off') return;
+    const now = Date.now();
+    for (const priority of GATED) {
+      if (state.shedProbability[priority] < 1) {
+        fullySince[priority] = undefined;
+        continue;
+      }
+      const since = (fullySince[priority] ??= now);
+      if (now - since >= config.gateOpenAfterMs && gates[priority].state() === 'closed') gates[priority].open();
+    }
+  }
+
+  /** Whether the class's gate refuses this request; a promise only when half-open (the trial). */
+  function gateRefuses(priority: Priority): boolean | Promise<boolean> {
+    if (priority === 'critical') return false;
+    const gate = gates[priority];
+    const state = gate.state();
+    if (state === 'closed') return false;
+    if (state === 'open') return true;
+    return gate
+      .fire(async () => {
+        if (controller.probability(priority) >= 1) throw new GateTrialError(priority);
+      })
+      .then(
+        () => false,
+        () => true,
+      );
+  }
   const loopDelay: IntervalHistogram = monitorEventLoopDelay({ resolution: 10 });
   loopDelay.enable();
 
@@ -109,6 +182,8 @@ export function createShedder(deps: ShedderDeps): Shedder {
   let lastSignals = { p99Ms: 0, samples: 0 };
   let lastTick = performance.now();
   let decisions = 0;
+  // What currently sets the shed level: the backlog floor when it is at least the latency-driven level.
+  let drawReason: ShedReason = 'controller';
   let lastLogged = 0;
 
   function tick(): void {
@@ -126,6 +201,8 @@ export function createShedder(deps: ShedderDeps): Shedder {
     metrics.windowP99.set(window.p99 / 1000);
     metrics.eventLoopDelay.set(eventLoopDelayMs / 1000);
     for (const p of PRIORITIES) metrics.probability.set({ priority: p }, state.shedProbability[p]);
+    drawReason = state.backlogFloor > 0 && state.backlogFloor >= state.level ? 'backlog' : 'controller';
+    updateGates(state);
     if (state.level > 0 && Date.now() - lastLogged > 10_000) {
       lastLogged = Date.now();
       log.warn({ mode: config.shedMode, level: state.level, pressure: state.pressure, backlog, p99Ms: window.p99 }, 'shedding non-critical traffic');
@@ -149,10 +226,18 @@ export function createShedder(deps: ShedderDeps): Shedder {
   poller.unref();
   void pollBacklog();
 
-  function decide(priority: Priority): ShedReason | null {
-    if (controller.overHardLimit(inFlight, eventLoopDelayMs)) return 'hard_limit';
+  function draw(priority: Priority): ShedReason | null {
     const p = controller.probability(priority);
-    return p > 0 && random() < p ? 'controller' : null;
+    return p > 0 && random() < p ? drawReason : null;
+  }
+
+  /** Hard limits, then the class gate, then the controller's draw; a promise only for a gate's trial. */
+  function decide(priority: Priority): ShedReason | null | Promise<ShedReason | null> {
+    if (controller.overHardLimit(inFlight, eventLoopDelayMs)) return 'hard_limit';
+    const gated = gateRefuses(priority);
+    if (gated === false) return draw(priority);
+    if (gated === true) return 'breaker';
+    return gated.then((refused) => (refused ? 'breaker' : draw(priority)));
   }
 
   return {
@@ -163,7 +248,8 @@ export function createShedder(deps: ShedderDeps): Shedder {
           const sampled = ++decisions % DECISION_SAMPLE === 0;
           const started = sampled ? performance.now() : 0;
           const priority = ctx.state.priority as Priority;
-          const reason = decide(priority);
+          const decided = decide(priority);
+          const reason = decided instanceof Promise ? await decided : decided;
           if (sampled) metrics.decision.observe((performance.now() - started) / 1000);
           if (reason) {
             metrics.shed.inc({ priority, reason });
@@ -196,12 +282,15 @@ export function createShedder(deps: ShedderDeps): Shedder {
           hardMaxInFlight: config.shedHardMaxInFlight,
           hardEventLoopDelayMs: config.shedHardEventLoopDelayMs,
         },
+        breakers: Object.fromEntries([...(deps.dependencies ?? []), ...Object.values(gates)].map((b) => [b.name, b.state()])),
+        gates: { openAfterMs: config.gateOpenAfterMs, resetTimeoutMs: config.breakerResetTimeoutMs },
       };
     },
     async close() {
       clearInterval(ticker);
       clearInterval(poller);
       loopDelay.disable();
+      for (const gate of Object.values(gates)) gate.shutdown();
     },
   };
 }
