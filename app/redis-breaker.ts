@@ -4,9 +4,11 @@ import type { Config } from '../lib/config.js';
 import type { Logger } from '../lib/logger.js';
 
 /**
- * The breaker around the API's XADD (`redis_write`). Its timeout is the Redis write timeout; its capacity the
- * hard in-flight limit, so it never turns away a write the shedder admitted.
+ * The breaker around the API's XADD (`redis_write`). It sets no timeout of its own: the API's Redis client
+ * already rejects every command after REDIS_WRITE_TIMEOUT_MS (ioredis `commandTimeout`, queued commands
+ * included), and that rejection counts as a failure. Its capacity is the hard in-flight limit, so it never
+ * turns away a write the shedder admitted.
  */
 export function createRedisWriteBreaker(config: Config, registry: Registry, logger: Logger): Breaker {
-  return createDependencyBreaker(config, { name: 'redis_write', registry, logger, timeoutMs: config.redisWriteTimeoutMs, capacity: config.shedHardMaxInFlight });
+  return createDependencyBreaker(config, { name: 'redis_write', registry, logger, timeoutMs: 0, capacity: config.shedHardMaxInFlight });
 }
