@@ -3,7 +3,10 @@
 // every second, 15x more often than prometheus.yml does) and one with METRICS_ENABLED=false. They are hammered
 // in alternating rounds (on, off, on, off, …) with the same single-event body, so machine drift hits both
 // alike; the figure is the median over rounds of (req/s with metrics) / (req/s without). Aim: ≥ 0.95.
-import { mkdir, writeFile } from 'node:fs/promises';
+// On a shared 2-core machine throughput swings ±20 % between runs, so each run also reports the API process's
+// own CPU time per request (from /proc/<pid>/stat), which the load generator's share of the machine moves far less.
+import { execFileSync } from 'node:child_process';
+import { mkdir, readFile, writeFile } from 'node:fs/promises';
 import { cpus, totalmem } from 'node:os';
 import { parseArgs } from 'node:util';
 import autocannon from 'autocannon';
@@ -35,6 +38,17 @@ interface Sample {
   readonly p50: number;
   readonly p99: number;
   readonly non2xx: number;
+  /** CPU time (user + system) the API process spent per request answered, in µs. */
+  readonly cpuMicrosPerRequest: number;
+}
+
+const CLOCK_TICKS_PER_SECOND = Number(execFileSync('getconf', ['CLK_TCK'], { encoding: 'utf8' }).trim()) || 100;
+
+/** utime + stime of a process, in clock ticks (fields 14 and 15 of /proc/<pid>/stat, after the command name). */
+async function cpuTicks(pid: number): Promise<number> {
+  const stat = await readFile(`/proc/${pid}/stat`, 'utf8');
+  const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+  return Number(fields[11]) + Number(fields[12]);
 }
 
 const runId = Date.now().toString(36);
@@ -79,10 +93,14 @@ const scraper = setInterval(() => {
     .catch(() => {});
 }, 1000);
 
-async function hammer(port: number, warmUp: boolean): Promise<autocannon.Result> {
+async function hammer(api: Child, port: number, warmUp: boolean): Promise<{ result: autocannon.Result; cpuMicrosPerRequest: number }> {
   const url = `http://127.0.0.1:${port}/v1/events`;
   if (warmUp) await autocannon({ url, method: 'POST', body, headers, connections, duration: 2 });
-  return autocannon({ url, method: 'POST', body, headers, connections, duration });
+  const pid = api.process.pid!;
+  const before = await cpuTicks(pid);
+  const result = await autocannon({ url, method: 'POST', body, headers, connections, duration });
+  const ticks = (await cpuTicks(pid)) - before;
+  return { result, cpuMicrosPerRequest: (ticks * 1e6) / CLOCK_TICKS_PER_SECOND / Math.max(1, result.requests.total) };
 }
 
 try {
@@ -92,10 +110,20 @@ try {
     // Alternate which goes first so neither always runs on a warmer (or more tired) machine.
     const order: ('on' | 'off')[] = round % 2 === 1 ? ['on', 'off'] : ['off', 'on'];
     for (const mode of order) {
-      const result = await hammer(mode === 'on' ? onPort : offPort, round === 1);
-      const sample: Sample = { round, metrics: mode, requestsPerSec: result.requests.average, p50: result.latency.p50, p99: result.latency.p99, non2xx: result.non2xx };
+      const { result, cpuMicrosPerRequest } = await hammer(mode === 'on' ? apis[0]! : apis[1]!, mode === 'on' ? onPort : offPort, round === 1);
+      const sample: Sample = {
+        round,
+        metrics: mode,
+        requestsPerSec: result.requests.average,
+        p50: result.latency.p50,
+        p99: result.latency.p99,
+        non2xx: result.non2xx,
+        cpuMicrosPerRequest,
+      };
       samples.push(sample);
-      console.log(`round ${round} metrics ${mode.padEnd(3)} ${sample.requestsPerSec.toFixed(0).padStart(7)} req/s  p50 ${sample.p50} ms  p99 ${sample.p99} ms  non-2xx ${sample.non2xx}`);
+      console.log(
+        `round ${round} metrics ${mode.padEnd(3)} ${sample.requestsPerSec.toFixed(0).padStart(7)} req/s  ${cpuMicrosPerRequest.toFixed(1).padStart(6)} µs CPU/request  p50 ${sample.p50} ms  p99 ${sample.p99} ms  non-2xx ${sample.non2xx}`,
+      );
       await redis.del(config.streamKey);
     }
   }
@@ -107,22 +135,30 @@ try {
   await pool.end();
 }
 
-const ratios = Array.from({ length: rounds }, (_, i) => {
-  const on = samples.find((s) => s.round === i + 1 && s.metrics === 'on')!;
-  const off = samples.find((s) => s.round === i + 1 && s.metrics === 'off')!;
-  return on.requestsPerSec / off.requestsPerSec;
-}).sort((a, b) => a - b);
-const median = ratios[Math.floor(ratios.length / 2)]!;
+/** Per round, f(on) / f(off), sorted, and their median. */
+function roundRatios(f: (s: Sample) => number): { ratios: number[]; median: number } {
+  const ratios = Array.from({ length: rounds }, (_, i) => {
+    const on = samples.find((s) => s.round === i + 1 && s.metrics === 'on')!;
+    const off = samples.find((s) => s.round === i + 1 && s.metrics === 'off')!;
+    return f(on) / f(off);
+  }).sort((a, b) => a - b);
+  return { ratios, median: ratios[Math.floor(ratios.length / 2)]! };
+}
+const pct = (r: number) => `${(r * 100).toFixed(1)} %`;
+const throughput = roundRatios((s) => s.requestsPerSec);
+// Throughput a core can give is inversely proportional to CPU per request: off/on is the comparable ratio.
+const cpu = roundRatios((s) => 1 / s.cpuMicrosPerRequest);
 console.log(
-  `\nthroughput with metrics / without: median ${(median * 100).toFixed(1)} % (rounds: ${ratios.map((r) => `${(r * 100).toFixed(1)} %`).join(', ')}); ` +
-    `cost ${((1 - median) * 100).toFixed(1)} % — aim ≤ 5 %; ${scrapes} scrapes of /metrics during the run`,
+  `\nthroughput with metrics / without: median ${pct(throughput.median)} (rounds: ${throughput.ratios.map(pct).join(', ')})\n` +
+    `CPU-bound throughput (CPU per request without / with): median ${pct(cpu.median)} (rounds: ${cpu.ratios.map(pct).join(', ')})\n` +
+    `cost by CPU ${((1 - cpu.median) * 100).toFixed(1)} % — aim ≤ 5 %; ${scrapes} scrapes of /metrics during the run`,
 );
 
 await mkdir(args.out, { recursive: true });
 const file = `${args.out}/metrics-overhead-${new Date().toISOString().replace(/[:.]/g, '-')}.json`;
 await writeFile(
   file,
-  JSON.stringify({ machine: { cpus: cpus().length, model: cpus()[0]?.model, memGiB: totalmem() / 2 ** 30, node: process.version }, connections, duration, rounds, samples, ratios, median, scrapes }, null, 2),
+  JSON.stringify({ machine: { cpus: cpus().length, model: cpus()[0]?.model, memGiB: totalmem() / 2 ** 30, node: process.version }, connections, duration, rounds, samples, throughput, cpu, scrapes }, null, 2),
 );
 console.log(`report: ${file}`);
 process.exit(0);

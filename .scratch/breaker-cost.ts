@@ -1,0 +1,16 @@
+import { Registry } from 'prom-client';
+import { loadConfig } from '../lib/config.js';
+import { createLogger } from '../lib/logger.js';
+import { createRedisWriteBreaker } from '../app/redis-breaker.js';
+const config = loadConfig({});
+const b = createRedisWriteBreaker(config, new Registry(), createLogger('silent', 'x'));
+const N = 300_000;
+const op = () => Promise.resolve('1-0');
+for (let i = 0; i < 50_000; i++) await b.fire(op);
+let t = performance.now();
+for (let i = 0; i < N; i++) await b.fire(op);
+console.log('breaker fire', ((performance.now() - t) * 1e6 / N).toFixed(0), 'ns');
+t = performance.now();
+for (let i = 0; i < N; i++) await op();
+console.log('bare await', ((performance.now() - t) * 1e6 / N).toFixed(0), 'ns');
+process.exit(0);
