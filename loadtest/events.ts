@@ -100,3 +100,15 @@ export function createEventSource(options: EventSourceOptions): EventSource {
     },
   };
 }
+
+/** `n` bodies of `source`, sent in turn: for benchmarks, where generating every body would load the client more than the target. */
+export function cyclingSource(source: EventSource, n: number): EventSource {
+  const bodies = Array.from({ length: n }, () => source.next());
+  let i = 0;
+  return {
+    get events() {
+      return source.events;
+    },
+    next: () => bodies[i++ % n]!,
+  };
+}

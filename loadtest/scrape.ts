@@ -10,7 +10,7 @@ export function gauge(text: string, name: string): number | null {
 /** Cumulative bucket counts of histogram `name`, by upper bound (+Inf as Infinity). */
 export function histogramBuckets(text: string, name: string): Map<number, number> {
   const buckets = new Map<number, number>();
-  const re = new RegExp(`^${name}_bucket\\{[^}]*le="([^"]+)"[^}]*\\} (\\S+)$`, 'gm');
+  const re = new RegExp(`^${name}_bucket\\{(?:[^}]*,)?le="([^"]+)"[^}]*\\} (\\S+)$`, 'gm');
   for (let m = re.exec(text); m; m = re.exec(text)) buckets.set(m[1] === '+Inf' ? Infinity : Number(m[1]), Number(m[2]));
   return buckets;
 }
