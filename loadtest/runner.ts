@@ -33,8 +33,8 @@ export interface Segment {
 /** Hard bounds on one run, whatever the scenario asks for. */
 export const HARD_LIMITS = { maxSeconds: 3600, maxRequests: 10_000_000, maxRate: 200_000, maxConnections: 10_000 } as const;
 
-/** What one class (or all) did in one second or one segment. */
-export interface Tally {
+/** Counts of what one class (or all) got in one second or one segment. */
+export interface Counts {
   requests: number;
   /** 2xx answers. */
   ok: number;
@@ -47,6 +47,10 @@ export interface Tally {
   errors: number;
   timeouts: number;
   status: Record<string, number>;
+}
+
+/** Counts plus latency histograms, while a run goes. */
+export interface Tally extends Counts {
   /** Latency of every answer. */
   readonly latency: Histogram;
   /** Latency of 2xx answers only. */
@@ -54,15 +58,7 @@ export interface Tally {
 }
 
 /** A tally rendered for reports: counts, rates over `seconds`, percentiles in ms. */
-export interface TallySummary {
-  requests: number;
-  ok: number;
-  events: number;
-  shed: number;
-  rateLimited: number;
-  errors: number;
-  timeouts: number;
-  status: Record<string, number>;
+export interface TallySummary extends Counts {
   requestsPerSec: number;
   okPerSec: number;
   eventsPerSec: number;
