@@ -40,6 +40,8 @@ const SLACK_MS = 60_000;
 
 const COUNT_SQL = `SELECT count(*) AS n FROM events WHERE occurred_at >= $1 AND occurred_at < $2 AND data->>'run' = $3`;
 
+// One full join of stored events against acknowledged ones (a hash or merge join): a NOT EXISTS against a CTE
+// can become a nested loop, quadratic in the run's size.
 const CHECK_SQL = `
 WITH stored AS (
   SELECT (data->>'seq')::bigint AS seq, count(*) AS n
@@ -48,14 +50,17 @@ WITH stored AS (
   GROUP BY 1
 ), acked AS (
   SELECT DISTINCT unnest($4::bigint[]) AS seq
+), joined AS (
+  SELECT s.seq AS stored_seq, s.n, a.seq AS acked_seq FROM stored s FULL JOIN acked a ON a.seq = s.seq
 )
 SELECT
-  (SELECT coalesce(sum(n), 0) FROM stored) AS stored_rows,
-  (SELECT count(*) FROM acked a WHERE NOT EXISTS (SELECT 1 FROM stored s WHERE s.seq = a.seq)) AS missing,
-  (SELECT coalesce(sum(n - 1), 0) FROM stored WHERE n > 1) AS duplicated,
-  (SELECT count(*) FROM stored s WHERE NOT EXISTS (SELECT 1 FROM acked a WHERE a.seq = s.seq)) AS unacknowledged,
-  (SELECT array(SELECT a.seq FROM acked a WHERE NOT EXISTS (SELECT 1 FROM stored s WHERE s.seq = a.seq) ORDER BY 1 LIMIT 10)) AS missing_sample,
-  (SELECT array(SELECT seq FROM stored WHERE n > 1 ORDER BY 1 LIMIT 10)) AS duplicated_sample`;
+  coalesce(sum(n), 0) AS stored_rows,
+  count(*) FILTER (WHERE stored_seq IS NULL) AS missing,
+  coalesce(sum(n - 1) FILTER (WHERE n > 1), 0) AS duplicated,
+  count(*) FILTER (WHERE acked_seq IS NULL) AS unacknowledged,
+  coalesce((array_agg(acked_seq ORDER BY acked_seq) FILTER (WHERE stored_seq IS NULL))[1:10], '{}') AS missing_sample,
+  coalesce((array_agg(stored_seq ORDER BY stored_seq) FILTER (WHERE n > 1))[1:10], '{}') AS duplicated_sample
+FROM joined`;
 
 /** Waits (bounded) for the worker to store what was acknowledged, then counts missing and duplicated events. */
 export async function checkIntegrity(pool: Pool, options: IntegrityOptions): Promise<IntegrityResult> {
