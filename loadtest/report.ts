@@ -110,7 +110,7 @@ function findingLines(r: Report): string[] {
     out.push(
       r.capacity.capacity === null
         ? `capacity: not found — the first step (${r.capacity.steps[0]?.offered}/s) already broke the SLO (p99 ≤ ${r.capacity.sloP99Ms} ms, < 1 % failures)`
-        : `capacity C ≈ ${r.capacity.capacity} req/s (last step within p99 ≤ ${r.capacity.sloP99Ms} ms and < 1 % failures; broke at ${r.capacity.brokeAt ?? 'no step'}/s)`,
+        : `capacity C ≈ ${r.capacity.capacity} req/s (last step within p99 ≤ ${r.capacity.sloP99Ms} ms and < 1 % failures; ${r.capacity.brokeAt === null ? 'no step broke it: C is at least this' : `broke at ${r.capacity.brokeAt}/s`})`,
     );
   }
   if (r.overload) {
