@@ -12,7 +12,7 @@ export const SCENARIO_QUESTIONS: Record<ScenarioName, string> = {
   steady: 'what latency at the rate I expect? (--rate, default 500 req/s, 60 s)',
   ramp: 'what is the capacity C: the highest rate with p99 within --slo-p99 and < 1 % failures?',
   spike: 'does a 5× burst hurt, and how fast is it back to normal? (--rate is the base)',
-  overload: 'at 2× and 4× C with 20/30/50 critical/normal/low, who is served and who is shed?',
+  overload: 'at 2× and 4× C with 20/30/50 critical/normal/low, who is served and who is shed? (after a ½C warm-up and an unloaded ½C reference)',
   soak: 'does it drift over time: latency, errors, backlog? (default 600 s)',
   batch: 'how many events/s in batches of --batch-size (default 100)?',
   duplicates: 'in a retry storm (half the requests resend earlier events with the same idempotency keys), is each event stored once?',
@@ -108,7 +108,10 @@ export function fixedPlan(name: Exclude<ScenarioName, 'ramp'>, knobs: ScenarioKn
     case 'overload': {
       if (!capacity) throw new Error('overload needs a capacity');
       const calm = Math.max(1, Math.round(duration / 2));
+      const half = Math.max(1, Math.round(capacity / 2));
       return [
+        // Opening hundreds of connections at once and a cold JIT make the first seconds slow: not "unloaded".
+        seg('warm-up ½C', Math.min(3, calm), half),
         seg('unloaded ½C', calm, Math.max(1, Math.round(capacity / 2))),
         seg('2×C', duration, Math.round(2 * capacity)),
         seg('4×C', duration, Math.round(4 * capacity)),
