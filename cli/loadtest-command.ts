@@ -1,7 +1,7 @@
 import { parseArgs } from 'node:util';
 import type { Config } from '../lib/config.js';
 import type { MixShare } from '../loadtest/runner.js';
-import { SCENARIOS, type ScenarioName } from '../loadtest/scenarios.js';
+import { SCENARIO_QUESTIONS, SCENARIOS, type ScenarioName } from '../loadtest/scenarios.js';
 import { UsageError } from './usage.js';
 
 /** A parsed `loadtest` invocation: a scenario run, or a comparison of two reports. */
@@ -66,7 +66,8 @@ export function parseLoadtestArgs(args: readonly string[]): LoadtestAction {
     return { action: 'compare', a: positionals[0]!, b: positionals[1]!, thresholdPct };
   }
   if (first === undefined || !(SCENARIOS as readonly string[]).includes(first)) {
-    throw new UsageError(`loadtest needs a scenario (${SCENARIOS.join(', ')}) or compare${first ? `, got "${first}"` : ''}`);
+    const questions = SCENARIOS.map((s) => `  ${s.padEnd(10)} ${SCENARIO_QUESTIONS[s]}`).join('\n');
+    throw new UsageError(`loadtest needs a scenario (${SCENARIOS.join(', ')}) or compare${first ? `, got "${first}"` : ''}\n${questions}`);
   }
   const { values: v } = asUsage(() =>
     parseArgs({
