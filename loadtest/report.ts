@@ -117,7 +117,7 @@ function findingLines(r: Report): string[] {
     out.push(`overload at C = ${r.overload.capacity} req/s; unloaded p99 ${ms(r.overload.unloadedP99Ms)} ms; back to normal ${r.overload.recoverySeconds === null ? 'not within the recovery segment' : `${r.overload.recoverySeconds} s after the overload ended`}`);
     for (const l of r.overload.levels) {
       out.push(
-        `  ${l.level}: goodput ${l.goodputPerSec}/s = ${l.goodputOverC}×C, critical success ${l.criticalSuccessPct} %, accepted p99 ${ms(l.acceptedP99Ms)} ms, shed ${l.shedPct} % (${l.shedFromLowestPct ?? '-'} % of them low), timeouts ${l.timeouts}`,
+        `  ${l.level}: sent ${l.sentPerSec}/s of ${l.offered}/s offered, goodput ${l.goodputPerSec}/s = ${l.goodputOverC}×C, critical success ${l.criticalSuccessPct} %, accepted p99 ${ms(l.acceptedP99Ms)} ms, shed ${l.shedPct} % (${l.shedFromLowestPct ?? '-'} % of them low), timeouts ${l.timeouts}`,
       );
     }
   }

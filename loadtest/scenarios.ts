@@ -142,6 +142,8 @@ export function recoverySeconds(samples: readonly Sample[], segment: string, p99
 export interface OverloadFigures {
   level: string;
   offered: number | null;
+  /** Requests actually sent per second: below `offered` when every connection waits for an answer (closed loop). */
+  sentPerSec: number;
   /** 2xx per second (within the client timeout: timeouts are failures) over C. */
   goodputOverC: number;
   goodputPerSec: number;
@@ -165,6 +167,7 @@ export function overloadFigures(seg: SegmentResult, capacity: number): OverloadF
   return {
     level: seg.label,
     offered: seg.offeredRate,
+    sentPerSec: seg.total.requestsPerSec,
     goodputPerSec: seg.total.okPerSec,
     goodputOverC: Math.round((seg.total.okPerSec / capacity) * 100) / 100,
     criticalSuccessPct: critical && critical.requests > 0 ? Math.round((10000 * critical.ok) / critical.requests) / 100 : 100,

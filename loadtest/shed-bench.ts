@@ -87,7 +87,8 @@ const rows = results.flatMap(({ mode, report, resources }) => {
     [
       mode,
       `${l.level} (${l.offered}/s)`,
-      `${l.goodputPerSec}/s = ${l.goodputOverC}×C`,
+      `${Math.round(l.sentPerSec)}/s`,
+      `${Math.round(l.goodputPerSec)}/s = ${l.goodputOverC}×C`,
       pct(l.criticalSuccessPct),
       `${l.acceptedP99Ms.toFixed(1)} ms (${o.unloadedP99Ms ? (l.acceptedP99Ms / o.unloadedP99Ms).toFixed(1) : '-'}× ${o.unloadedP99Ms.toFixed(1)} ms)`,
       pct(l.shedPct),
@@ -101,14 +102,15 @@ const rows = results.flatMap(({ mode, report, resources }) => {
   );
 });
 const m = machine();
-const markdown = `| Mode | Offered | Goodput (2xx within ${args.timeout} s) | Critical success | Accepted p99 (× unloaded) | Shed | Shed from low | Timeouts | Back to normal | API RSS max | Event-loop delay p99 max | Integrity |
-| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |
+const markdown = `| Mode | Offered | Sent | Goodput (2xx within ${args.timeout} s) | Critical success | Accepted p99 (× unloaded) | Shed | Shed from low | Timeouts | Back to normal | API RSS max | Event-loop delay p99 max | Integrity |
+| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |
 ${rows.map((r) => `| ${r} |`).join('\n')}
 
 C = ${results[0]!.capacity} req/s (highest ramp step with p99 ≤ ${sloP99Ms} ms and < 1 % failures, shedding off), 20/30/50 critical/normal/low,
 ${args.connections} connections, client timeout ${args.timeout} s, ${args.duration} s per level, API_PROCESSES=${args['api-processes']};
 ${m.cpus} × ${m.model}, ${m.memGiB} GiB, node ${m.node}. "Back to normal": seconds after the overload ends until every
-following second has p99 ≤ ${sloP99Ms} ms and ≥ 99 % 2xx.
+following second has p99 ≤ ${sloP99Ms} ms and ≥ 99 % 2xx. "Sent" is below "Offered" when all connections wait for answers
+(autocannon is closed-loop per connection). The load generator runs on the same cores as Floodgate.
 Aims with enforce: goodput ≥ 0.9 C, critical success ≥ 99.9 %, accepted p99 ≤ 2× unloaded, > 95 % of shed from low, back to normal ≤ 5 s.
 `;
 console.log(`\n${markdown}`);
