@@ -13,6 +13,8 @@ import type { EventSource } from './events.js';
 import { createHistogram, type Histogram, type Percentiles } from './histogram.js';
 
 const PHASES = 10;
+/** Seconds of nothing but connection errors after which a run stops. */
+const DEAD_TARGET_SECONDS = 5;
 
 /** A class's share of the offered traffic. */
 export interface MixShare {
@@ -269,6 +271,7 @@ export async function runLoad(options: RunOptions): Promise<RunResult> {
   let current: Segment | undefined;
   let sent = 0;
   let loadSeconds = 0;
+  let deadSeconds = 0;
   let retries = 0;
   let stoppedEarly: string | null = null;
   const running = new Set<autocannon.Instance>();
@@ -281,6 +284,9 @@ export async function runLoad(options: RunOptions): Promise<RunResult> {
   const takeSample = () => {
     const t = Math.round((performance.now() - started) / 1000);
     const sample: Sample = { t, segment: current?.label ?? '', offeredRate: current?.rate ?? null, ...summariseClasses(second, 1) };
+    // A target that refuses connections makes autocannon reconnect in a tight loop: stop rather than hammer it.
+    deadSeconds = second.total.errors > 0 && second.total.errors === second.total.requests ? deadSeconds + 1 : 0;
+    if (deadSeconds >= DEAD_TARGET_SECONDS) stopAll(`the target answered nothing for ${DEAD_TARGET_SECONDS} s (connection errors only)`);
     second = createClassTallies();
     samples.push(sample);
     options.onSample?.(sample);
@@ -375,6 +381,7 @@ export async function runLoad(options: RunOptions): Promise<RunResult> {
       check(seg);
       current = seg;
       const segTally = createClassTallies();
+      const segStart = performance.now();
       const launches: Promise<void>[] = [];
       const totalShare = seg.mix.reduce((s, m) => s + m.share, 0);
       for (const { priority, share } of seg.mix) {
@@ -396,9 +403,11 @@ export async function runLoad(options: RunOptions): Promise<RunResult> {
       const guard = setTimeout(() => stopAll(`segment ${seg.label} overran its ${seg.seconds} s`), (seg.seconds + options.timeoutSeconds + 10) * 1000);
       await Promise.all(launches);
       clearTimeout(guard);
-      // Rates are per planned second: the last answers of a segment arrive a little after its end.
-      loadSeconds += seg.seconds;
-      segments.push({ label: seg.label, offeredRate: seg.rate, seconds: seg.seconds, connections: seg.connections, ...summariseClasses(segTally, seg.seconds) });
+      // Rates are per planned second (the last answers of a segment arrive a little after its end), unless the
+      // segment was cut short.
+      const seconds = stoppedEarly ? Math.min(seg.seconds, round((performance.now() - segStart) / 1000, 2)) : seg.seconds;
+      loadSeconds += seconds;
+      segments.push({ label: seg.label, offeredRate: seg.rate, seconds, connections: seg.connections, ...summariseClasses(segTally, seconds) });
       addTally(all.total, segTally.total);
       for (const [p, t] of segTally.classes) addTally(classTally(all, p), t);
     }
