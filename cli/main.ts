@@ -2,6 +2,7 @@ import { ConfigError, loadConfig, type Config } from '../lib/config.js';
 import { createLogger, type Logger } from '../lib/logger.js';
 import { apiCommand } from './api-command.js';
 import { keysCommand, parseKeysArgs } from './keys-command.js';
+import { loadtestCommand, parseLoadtestArgs } from './loadtest-command.js';
 import { migrateCommand } from './migrate-command.js';
 import { startCommand } from './start-command.js';
 import { noArguments, USAGE, UsageError } from './usage.js';
@@ -30,10 +31,10 @@ const COMMANDS: Record<string, Command> = {
       return (config) => keysCommand(config, parsed);
     },
   },
-  // Slot for the load test runner (loadtest/). Until it lands, say so instead of pretending.
   loadtest: {
-    parse() {
-      throw new UsageError('loadtest is not yet available; `npm run bench` runs the benchmarks');
+    parse(args) {
+      const parsed = parseLoadtestArgs(args);
+      return (config) => loadtestCommand(config, parsed);
     },
   },
 };

@@ -21,7 +21,13 @@ export const USAGE = `usage: floodgate <command>
                               (rate limit: requests per second, 0 unlimited; default RATE_LIMIT_PER_SECOND)
   keys list                   list keys (never the secret)
   keys revoke <id|prefix>     revoke a key
-  loadtest                    not yet available (npm run bench runs the benchmarks)
+  loadtest <scenario> [--url URL] [--key KEY] [--duration S] [--connections N] [--rate R] [--seed N]
+           [--batch-size N] [--mix C/N/L] [--capacity C] [--slo-p99 MS] [--timeout S] [--out DIR]
+           [--database-url URL | --no-integrity] [--max-requests N] [--drain-timeout S] [--quiet]
+                              load-test the API at --url (default 127.0.0.1:PORT); scenarios: smoke, steady,
+                              ramp, spike, overload, soak, batch, duplicates (see the README's "Load testing")
+  loadtest compare A.json B.json [--threshold 10%]
+                              compare two reports; exit 1 when B is worse than A beyond the threshold
   help                        this text
 
 Configuration comes from environment variables (see the README's configuration table).

@@ -9,9 +9,11 @@ const SUB_BUCKET_BITS = 4;
 const SUB_BUCKETS = 1 << SUB_BUCKET_BITS;
 /** Values are whole microseconds up to 2^36 µs (~19 hours); larger values land in the last bucket. */
 const MAX_EXPONENT = 36;
-const BUCKETS = (MAX_EXPONENT - SUB_BUCKET_BITS + 1) * SUB_BUCKETS + SUB_BUCKETS;
+/** Number of buckets of one log-linear histogram. */
+export const BUCKETS = (MAX_EXPONENT - SUB_BUCKET_BITS + 1) * SUB_BUCKETS + SUB_BUCKETS;
 
-function bucketOf(micros: number): number {
+/** The bucket of a value in whole microseconds. */
+export function bucketOf(micros: number): number {
   const v = micros < 1 ? 0 : Math.min(Math.floor(micros), 2 ** MAX_EXPONENT - 1);
   if (v < SUB_BUCKETS) return v;
   const exponent = v < 2 ** 31 ? 31 - Math.clz32(v) : Math.floor(Math.log2(v));
@@ -37,6 +39,23 @@ export interface WindowSnapshot {
   readonly p99: number;
   readonly p999: number;
   readonly max: number;
+}
+
+/** p50/p90/p99/p99.9/max in milliseconds of a histogram's bucket counts (upper bounds, so conservative). */
+export function percentilesOf(counts: ArrayLike<number>, count: number): WindowSnapshot {
+  if (count === 0) return { count: 0, p50: 0, p90: 0, p99: 0, p999: 0, max: 0 };
+  const targets = [0.5, 0.9, 0.99, 0.999].map((q) => Math.max(1, Math.ceil(q * count)));
+  const found: number[] = [];
+  let seen = 0;
+  let max = 0;
+  for (let b = 0; b < BUCKETS; b++) {
+    const c = counts[b]!;
+    if (c === 0) continue;
+    seen += c;
+    max = b;
+    while (found.length < targets.length && seen >= targets[found.length]!) found.push(bucketUpperBound(b) / 1000);
+  }
+  return { count, p50: found[0]!, p90: found[1]!, p99: found[2]!, p999: found[3]!, max: bucketUpperBound(max) / 1000 };
 }
 
 export interface LatencyWindow {
@@ -80,19 +99,7 @@ export function createLatencyWindow(slots = 60, now: () => number = Date.now): L
         for (let b = 0; b < BUCKETS; b++) merged[b]! += slot[b]!;
         count += totals[i]!;
       }
-      if (count === 0) return { count: 0, p50: 0, p90: 0, p99: 0, p999: 0, max: 0 };
-      const targets = [0.5, 0.9, 0.99, 0.999].map((q) => Math.max(1, Math.ceil(q * count)));
-      const found: number[] = [];
-      let seen = 0;
-      let max = 0;
-      for (let b = 0; b < BUCKETS; b++) {
-        const c = merged[b]!;
-        if (c === 0) continue;
-        seen += c;
-        max = b;
-        while (found.length < targets.length && seen >= targets[found.length]!) found.push(bucketUpperBound(b) / 1000);
-      }
-      return { count, p50: found[0]!, p90: found[1]!, p99: found[2]!, p999: found[3]!, max: bucketUpperBound(max) / 1000 };
+      return percentilesOf(merged, count);
     },
   };
 }

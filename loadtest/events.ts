@@ -36,3 +36,79 @@ export function generateEvent(random: () => number, sequence: number, keyPrefix?
   if (keyPrefix) event.idempotency_key = `${keyPrefix}-${sequence}`;
   return event;
 }
+
+/** One request body and the run-wide sequence numbers of the events it carries. */
+export interface RequestBody {
+  readonly body: string;
+  readonly seqs: readonly number[];
+  /** True when this body was sent before (a retry in the duplicates scenario). */
+  readonly retry: boolean;
+}
+
+export interface EventSourceOptions {
+  readonly seed: number;
+  /** Stamped in every event's `data.run`, so the integrity check finds this run's rows. */
+  readonly runId: string;
+  /** Events per request: 1 sends a single event object, more a `{"events": [...]}` batch. */
+  readonly batchSize: number;
+  /** Give every event an idempotency key `<runId>-<seq>`. */
+  readonly idempotencyKeys?: boolean;
+  /** Share of requests that re-send a recent body unchanged (same keys): a client retry storm. */
+  readonly retryShare?: number;
+}
+
+/** Bodies for one run; `data.seq` is unique per event in the run, and the content of event `seq` depends only on the seed. */
+export interface EventSource {
+  next(): RequestBody;
+  /** Events generated so far (retries not counted). */
+  readonly events: number;
+}
+
+const RECENT = 1000;
+
+/** A reproducible stream of request bodies: event `seq` of a seed is always the same event, whatever the interleaving. */
+export function createEventSource(options: EventSourceOptions): EventSource {
+  const retries = seededRandom(options.seed ^ 0x5eed);
+  const recent: RequestBody[] = [];
+  let seq = 0;
+  const makeEvent = (n: number) => {
+    const random = seededRandom(Math.imul(options.seed, 1_000_003) + n);
+    const event = generateEvent(random, n, options.idempotencyKeys ? options.runId : undefined);
+    // One event in fifty carries a larger payload (a cart of line items, ~1-8 KB), as real traffic does.
+    if (random() < 0.02) event.data.items = Array.from({ length: 10 + Math.floor(random() * 90) }, (_, i) => ({ sku: `sku-${i}-${Math.floor(random() * 1e6)}`, qty: 1 + Math.floor(random() * 3) }));
+    event.data.run = options.runId;
+    return event;
+  };
+  return {
+    get events() {
+      return seq;
+    },
+    next() {
+      if (options.retryShare && recent.length > 0 && retries() < options.retryShare) {
+        const again = recent[Math.floor(retries() * recent.length)]!;
+        return { ...again, retry: true };
+      }
+      const seqs = Array.from({ length: options.batchSize }, () => seq++);
+      const events = seqs.map(makeEvent);
+      const body = JSON.stringify(options.batchSize === 1 ? events[0] : { events });
+      const made = { body, seqs, retry: false };
+      if (options.retryShare) {
+        if (recent.length < RECENT) recent.push(made);
+        else recent[seqs[0]! % RECENT] = made;
+      }
+      return made;
+    },
+  };
+}
+
+/** `n` bodies of `source`, sent in turn: for benchmarks, where generating every body would load the client more than the target. */
+export function cyclingSource(source: EventSource, n: number): EventSource {
+  const bodies = Array.from({ length: n }, () => source.next());
+  let i = 0;
+  return {
+    get events() {
+      return source.events;
+    },
+    next: () => bodies[i++ % n]!,
+  };
+}

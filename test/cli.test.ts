@@ -99,9 +99,11 @@ describe('floodgate CLI', () => {
       assert.equal(result.code, 2, `floodgate ${args.join(' ')}: ${result.stderr}`);
       assert.match(result.stderr, /usage: floodgate/);
     }
-    const loadtest = await run(['loadtest'], brokenConfig);
-    assert.equal(loadtest.code, 2);
-    assert.match(loadtest.stderr, /loadtest is not yet available/);
+    for (const args of [['loadtest'], ['loadtest', 'smoke', '--rate', 'fast'], ['loadtest', 'compare', 'a.json']]) {
+      const result = await run(args, brokenConfig);
+      assert.equal(result.code, 2, `floodgate ${args.join(' ')}: ${result.stderr}`);
+      assert.match(result.stderr, /usage: floodgate/);
+    }
   });
 
   it('prints the usage on help and --help and exits 0', async () => {
@@ -109,7 +111,7 @@ describe('floodgate CLI', () => {
       const result = await run(args, {});
       assert.equal(result.code, 0);
       assert.match(result.stdout, /usage: floodgate <command>/);
-      for (const command of ['start', 'api', 'worker', 'migrate', 'keys create', 'keys list', 'keys revoke']) assert.ok(result.stdout.includes(command), command);
+      for (const command of ['start', 'api', 'worker', 'migrate', 'keys create', 'keys list', 'keys revoke', 'loadtest <scenario>', 'loadtest compare']) assert.ok(result.stdout.includes(command), command);
     }
   });
 
