@@ -1,4 +1,5 @@
 import { createServer, type Server } from 'node:http';
+import { createEarlyShed } from './early-shed.js';
 import type { AddressInfo } from 'node:net';
 import type { Config } from '../lib/config.js';
 import { createPool } from '../lib/db.js';
@@ -37,7 +38,11 @@ export async function runApi(config: Config, logger: Logger): Promise<RunningApi
   const shedder = createShedder({ config, latency: metrics.latency, redis, registry, logger, dependencies: [redisBreaker] });
   const app = createApp({ config, pool, redis, logger, latestMigration, metrics, shedder, redisBreaker });
 
-  const server = createServer(app.callback());
+  const handle = app.callback();
+  const shedEarly = createEarlyShed(shedder, metrics);
+  const server = createServer((req, res) => {
+    if (!shedEarly(req, res)) void handle(req, res);
+  });
   // Longer than typical load balancer idle timeouts so the proxy, not us, closes idle keep-alive sockets.
   server.keepAliveTimeout = 65_000;
   server.headersTimeout = 66_000;

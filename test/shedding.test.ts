@@ -51,6 +51,29 @@ describe('load shedding on a real listening server', () => {
       assert.ok(retryAfter.every((r) => /^[1-5]$/.test(r)), 'a jittered Retry-After of 1-5 s');
     });
 
+    it('refuses a request that names its class before reading anything else, the same way and counted the same way', async () => {
+      // Still shedding from the previous test's load: level > 0 sheds low with some probability; try until one is.
+      let res: Response | undefined;
+      for (let i = 0; i < 200 && res?.status !== 503; i++) {
+        await res?.arrayBuffer();
+        res = await fetch(`${api.url}/v1/events`, {
+          method: 'POST',
+          headers: { 'content-type': 'application/json', authorization: 'Bearer not-a-key', 'x-priority': 'low', 'x-request-id': 'early-1' },
+          body: '{"type":',
+        });
+      }
+      assert.equal(res!.status, 503, 'a low request was shed');
+      assert.match(res!.headers.get('retry-after') ?? '', /^[1-5]$/);
+      assert.equal(res!.headers.get('x-request-id'), 'early-1');
+      assert.deepEqual(await json(res!), { error: 'overloaded', message: 'shedding low traffic; retry later', request_id: 'early-1' });
+      const metrics = await api.metrics();
+      assert.match(metrics, /floodgate_http_errors_total\{[^}]*route="\/v1\/events",code="overloaded"[^}]*\} [1-9]/);
+      assert.match(metrics, /floodgate_http_request_duration_seconds_count\{[^}]*route="\/v1\/events",method="POST",status="503",priority="low"[^}]*\} [1-9]/);
+      // Without X-Priority the class comes from the key, so the request goes through authentication as before.
+      const anonymous = await fetch(`${api.url}/v1/events`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: '{}' });
+      assert.equal(anonymous.status, 401);
+    });
+
     it('shows the controller state to admin keys only', async () => {
       const admin = await fetch(`${api.url}/v1/admin/load`, { headers: { authorization: `Bearer ${api.adminKey}` } });
       assert.equal(admin.status, 200);

@@ -36,9 +36,19 @@ export interface LoadSnapshot {
   readonly gates: { openAfterMs: number; resetTimeoutMs: number };
 }
 
+/** Marks a request whose admission was already decided before Koa saw it (see `decideEarly`). */
+export const DECIDED_EARLY = Symbol('floodgate.decidedEarly');
+
 export interface Shedder {
   /** Admission control for ingest: runs after authentication, before the body is read. */
   middleware(): Middleware;
+  /**
+   * The same decision for a request whose class is known from its X-Priority header, taken before Koa, routing
+   * and authentication, so that refusing costs as little as possible. Counts the shed; returns the reason to
+   * refuse (enforce mode only), null to admit, or undefined when it cannot decide synchronously (a class gate's
+   * half-open trial) or is not enforcing, in which case the middleware decides as usual.
+   */
+  decideEarly(priority: Priority): ShedReason | null | undefined;
   snapshot(): LoadSnapshot;
   /** One controller step now (the timer calls it every 250 ms; tests call it directly). */
   tick(): void;
@@ -242,9 +252,19 @@ export function createShedder(deps: ShedderDeps): Shedder {
 
   return {
     tick,
+    decideEarly(priority) {
+      if (config.shedMode !== 'enforce') return undefined;
+      // A gate's half-open trial answers asynchronously: leave it to the middleware, before firing it here.
+      if (priority !== 'critical' && gates[priority].state() === 'half_open') return undefined;
+      const decided = decide(priority) as ShedReason | null;
+      if (decided) metrics.shed.inc({ priority, reason: decided });
+      return decided;
+    },
     middleware() {
       return async (ctx, next) => {
-        if (config.shedMode !== 'off') {
+        // Admitted by decideEarly: one decision per request, or the effective shed probability would compound.
+        const early = (ctx.req as { [DECIDED_EARLY]?: boolean })[DECIDED_EARLY] === true;
+        if (config.shedMode !== 'off' && !early) {
           const sampled = ++decisions % DECISION_SAMPLE === 0;
           const started = sampled ? performance.now() : 0;
           const priority = ctx.state.priority as Priority;
