@@ -211,8 +211,14 @@ export const CONFIG_VARIABLES = {
   breakerWindowMs: { name: 'BREAKER_WINDOW_MS', doc: 'Rolling window over which a breaker counts failures.', defaultValue: '10000', parse: integer(100, 3_600_000) },
   breakerResetTimeoutMs: {
     name: 'BREAKER_RESET_TIMEOUT_MS',
-    doc: 'How long a breaker (dependency or class gate) stays open before it lets one trial call through (half-open).',
+    doc: 'How long a dependency breaker stays open before it lets one trial call through (half-open).',
     defaultValue: '5000',
+    parse: integer(10, 3_600_000),
+  },
+  gateResetTimeoutMs: {
+    name: 'GATE_RESET_TIMEOUT_MS',
+    doc: 'How long a class gate stays open before the next request of its class tests whether the controller still sheds the class entirely. Short: the test costs nothing, and traffic should return within seconds.',
+    defaultValue: '1000',
     parse: integer(10, 3_600_000),
   },
   gateOpenAfterMs: {

@@ -15,7 +15,7 @@ describe('class gates: breakers the controller opens for a class it sheds entire
       SHED_BACKLOG_LOW_ENTRIES: '1',
       SHED_BACKLOG_HIGH_ENTRIES: '2',
       GATE_OPEN_AFTER_MS: '500',
-      BREAKER_RESET_TIMEOUT_MS: '500',
+      GATE_RESET_TIMEOUT_MS: '500',
     });
     api = await startTestApi(env);
   });

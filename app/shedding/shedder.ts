@@ -148,7 +148,7 @@ export function createShedder(deps: ShedderDeps): Shedder {
       registry: deps.registry,
       logger,
       timeoutMs: 0,
-      resetTimeoutMs: config.breakerResetTimeoutMs,
+      resetTimeoutMs: config.gateResetTimeoutMs,
       enabled: config.shedMode !== 'off',
     });
   }
@@ -303,7 +303,7 @@ export function createShedder(deps: ShedderDeps): Shedder {
           hardEventLoopDelayMs: config.shedHardEventLoopDelayMs,
         },
         breakers: Object.fromEntries([...(deps.dependencies ?? []), ...Object.values(gates)].map((b) => [b.name, b.state()])),
-        gates: { openAfterMs: config.gateOpenAfterMs, resetTimeoutMs: config.breakerResetTimeoutMs },
+        gates: { openAfterMs: config.gateOpenAfterMs, resetTimeoutMs: config.gateResetTimeoutMs },
       };
     },
     async close() {
