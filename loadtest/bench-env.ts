@@ -59,6 +59,8 @@ export interface StartedFloodgate {
   readonly url: string;
   readonly metricsUrl: string;
   readonly workerMetricsUrl: string | null;
+  /** The API process's pid (with API_PROCESSES=1, the process that serves). */
+  readonly apiPid: number;
   /** Stops the API first, then the worker (which flushes what it holds). */
   stop(): Promise<void>;
 }
@@ -83,6 +85,7 @@ export async function startFloodgate(bench: BenchEnv, options: { env?: Record<st
     url: `http://127.0.0.1:${port}`,
     metricsUrl: `http://127.0.0.1:${metricsPort}/metrics`,
     workerMetricsUrl: options.worker !== false ? `http://127.0.0.1:${workerMetricsPort}/metrics` : null,
+    apiPid: children[0]!.process.pid!,
     stop,
   };
 }

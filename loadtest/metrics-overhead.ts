@@ -11,13 +11,9 @@ import { cpus, totalmem } from 'node:os';
 import { parseArgs } from 'node:util';
 import autocannon from 'autocannon';
 import { createApiKey } from '../lib/api-keys.js';
-import { loadConfig } from '../lib/config.js';
-import { createPool } from '../lib/db.js';
-import { ensureDatabase, migrate } from '../lib/migrate.js';
-import { ensurePartitions } from '../lib/partitions.js';
-import { createRedis } from '../lib/redis.js';
+import { createBenchEnv, startFloodgate, type StartedFloodgate } from './bench-env.js';
 import { generateEvent, seededRandom } from './events.js';
-import { FLOODGATE_BIN, REPO_ROOT, freePort, startNode, waitForOk, type Child } from './processes.js';
+import { REPO_ROOT } from './processes.js';
 
 const { values: args } = parseArgs({
   options: {
@@ -51,52 +47,31 @@ async function cpuTicks(pid: number): Promise<number> {
   return Number(fields[11]) + Number(fields[12]);
 }
 
-const runId = Date.now().toString(36);
-const databaseUrl = process.env.BENCH_DATABASE_URL ?? 'postgres://postgres@127.0.0.1:5432/floodgate_bench';
-const base = loadConfig({});
-const env = {
-  DATABASE_URL: databaseUrl,
-  REDIS_URL: base.redisUrl,
-  STREAM_KEY: `bench:${runId}:events`,
-  DEAD_LETTER_STREAM_KEY: `bench:${runId}:dead-letter`,
-  CONSUMER_GROUP: `bench-${runId}`,
-  LOG_LEVEL: 'warn',
-  API_PROCESSES: '1',
-  HOST: '127.0.0.1',
-  // Shedding stays on (enforce, the default) in both: it is part of the build being measured, not of metrics.
-};
-const config = loadConfig(env);
-
-await ensureDatabase(databaseUrl);
-const pool = createPool(databaseUrl, { applicationName: 'floodgate-bench' });
-await migrate(pool);
-await ensurePartitions(pool, config);
-const { key } = await createApiKey(pool, { tenant: 'bench-metrics' });
-const redis = createRedis(config.redisUrl);
+// Shedding stays on (enforce, the default) in both: it is part of the build being measured, not of metrics.
+const bench = await createBenchEnv('bench-metrics', process.env.BENCH_DATABASE_URL ?? 'postgres://postgres@127.0.0.1:5432/floodgate_bench', { API_PROCESSES: '1' });
+const { key } = await createApiKey(bench.pool, { tenant: 'bench-metrics' });
 const body = JSON.stringify(generateEvent(seededRandom(1), 0));
 const headers = { 'content-type': 'application/json', authorization: `Bearer ${key}` };
 
 console.log(`floodgate metrics overhead — ${cpus().length} × ${cpus()[0]?.model ?? 'cpu'}, ${(totalmem() / 2 ** 30).toFixed(0)} GiB, node ${process.version}`);
 console.log(`${connections} connections, ${duration} s per run, ${rounds} rounds of metrics on / off, single-event POSTs\n`);
 
-const [onPort, offPort, metricsPort] = [await freePort(), await freePort(), await freePort()];
-const apis: Child[] = [
-  startNode([FLOODGATE_BIN, 'api'], { ...env, PORT: String(onPort), METRICS_PORT: String(metricsPort), METRICS_ENABLED: 'true' }),
-  startNode([FLOODGATE_BIN, 'api'], { ...env, PORT: String(offPort), METRICS_PORT: '0', METRICS_ENABLED: 'false' }),
-];
+// No worker: the stream is emptied between runs, and the worker's work is not what is measured.
+const on = await startFloodgate(bench, { worker: false, env: { METRICS_ENABLED: 'true' } });
+const off = await startFloodgate(bench, { worker: false, env: { METRICS_ENABLED: 'false' } });
 const samples: Sample[] = [];
 let scrapes = 0;
 const scraper = setInterval(() => {
-  fetch(`http://127.0.0.1:${metricsPort}/metrics`)
+  fetch(on.metricsUrl)
     .then((res) => res.text())
     .then(() => scrapes++)
     .catch(() => {});
 }, 1000);
 
-async function hammer(api: Child, port: number, warmUp: boolean): Promise<{ result: autocannon.Result; cpuMicrosPerRequest: number }> {
-  const url = `http://127.0.0.1:${port}/v1/events`;
+async function hammer(api: StartedFloodgate, warmUp: boolean): Promise<{ result: autocannon.Result; cpuMicrosPerRequest: number }> {
+  const url = `${api.url}/v1/events`;
   if (warmUp) await autocannon({ url, method: 'POST', body, headers, connections, duration: 2 });
-  const pid = api.process.pid!;
+  const pid = api.apiPid;
   const before = await cpuTicks(pid);
   const result = await autocannon({ url, method: 'POST', body, headers, connections, duration });
   const ticks = (await cpuTicks(pid)) - before;
@@ -104,13 +79,11 @@ async function hammer(api: Child, port: number, warmUp: boolean): Promise<{ resu
 }
 
 try {
-  await waitForOk(`http://127.0.0.1:${onPort}/readyz`);
-  await waitForOk(`http://127.0.0.1:${offPort}/readyz`);
   for (let round = 1; round <= rounds; round++) {
     // Alternate which goes first so neither always runs on a warmer (or more tired) machine.
     const order: ('on' | 'off')[] = round % 2 === 1 ? ['on', 'off'] : ['off', 'on'];
     for (const mode of order) {
-      const { result, cpuMicrosPerRequest } = await hammer(mode === 'on' ? apis[0]! : apis[1]!, mode === 'on' ? onPort : offPort, round === 1);
+      const { result, cpuMicrosPerRequest } = await hammer(mode === 'on' ? on : off, round === 1);
       const sample: Sample = {
         round,
         metrics: mode,
@@ -124,15 +97,13 @@ try {
       console.log(
         `round ${round} metrics ${mode.padEnd(3)} ${sample.requestsPerSec.toFixed(0).padStart(7)} req/s  ${cpuMicrosPerRequest.toFixed(1).padStart(6)} µs CPU/request  p50 ${sample.p50} ms  p99 ${sample.p99} ms  non-2xx ${sample.non2xx}`,
       );
-      await redis.del(config.streamKey);
+      await bench.redis.del(bench.config.streamKey);
     }
   }
 } finally {
   clearInterval(scraper);
-  await Promise.all(apis.map((a) => a.stop()));
-  await redis.del(config.streamKey, config.deadLetterStreamKey);
-  redis.disconnect();
-  await pool.end();
+  await Promise.all([on.stop(), off.stop()]);
+  await bench.close();
 }
 
 /** Per round, f(on) / f(off), sorted, and their median. */

@@ -6,7 +6,7 @@ import type { Priority } from '../../lib/event-schema.js';
  *   pressure  = max(p99 / targetP99, eventLoopDelayP99 / targetEventLoopDelay)   (1.0 = exactly at target)
  *   error     = pressure − 1
  *   L        += gainUp · error · dt        when error > 0          (climbs fast under overload)
- *   L        −= gainDown · |error| · dt    when error < −deadband  (releases more slowly: hysteresis)
+ *   L        −= gainDown · |error| · dt    when error < −deadband  (the deadband is the hysteresis)
  *   L         = max(L, backlogFloor)       backlogFloor rises from 0 to 2 between the backlog watermarks
  *
  * L maps to smooth per-class shed probabilities: low sheds with probability clamp(L, 0, 1), normal with
@@ -54,7 +54,7 @@ export const DEFAULT_CONTROLLER_PARAMS: ControllerParams = {
   targetP99Ms: 50,
   targetEventLoopDelayMs: 40,
   gainUp: 1,
-  gainDown: 1.5,
+  gainDown: 2,
   deadband: 0.1,
   backlogLowWatermark: 200_000,
   backlogHighWatermark: 1_000_000,
@@ -64,8 +64,11 @@ export const DEFAULT_CONTROLLER_PARAMS: ControllerParams = {
 
 const MAX_LEVEL = 2;
 const MIN_SAMPLES = 20;
-// One tick may move the level by at most this much, so a single outlier window cannot slam the gates.
-const MAX_STEP = 0.1;
+// One tick may raise the level by at most this much, so a single outlier window cannot slam the gates; it may
+// lower it faster, so that traffic is back within a couple of seconds once the pressure is gone (the deadband,
+// not a slow release, is what keeps the level from oscillating).
+const MAX_RISE = 0.1;
+const MAX_FALL = 0.3;
 
 const clamp = (v: number, lo: number, hi: number) => (v < lo ? lo : v > hi ? hi : v);
 
@@ -102,7 +105,7 @@ export function createShedController(params: ControllerParams = DEFAULT_CONTROLL
       let step = 0;
       if (error > 0) step = params.gainUp * Math.min(error, 4) * dt;
       else if (error < -params.deadband) step = params.gainDown * error * dt;
-      level = clamp(level + clamp(step, -MAX_STEP, MAX_STEP), 0, MAX_LEVEL);
+      level = clamp(level + clamp(step, -MAX_FALL, MAX_RISE), 0, MAX_LEVEL);
 
       const span = params.backlogHighWatermark - params.backlogLowWatermark;
       backlogFloor = clamp(((signals.backlog - params.backlogLowWatermark) / span) * MAX_LEVEL, 0, MAX_LEVEL);

@@ -128,7 +128,7 @@ export function createShedder(deps: ShedderDeps): Shedder {
       targetP99Ms: config.shedTargetP99Ms,
       targetEventLoopDelayMs: config.shedTargetEventLoopDelayMs,
       gainUp: 1,
-      gainDown: 1.5,
+      gainDown: 2,
       deadband: 0.1,
       backlogLowWatermark: config.shedBacklogLowEntries,
       backlogHighWatermark: config.shedBacklogHighEntries,
