@@ -968,6 +968,16 @@ const loadShedding: DashboardSpec = {
           queries: [q('priority:floodgate_events_accepted:rate1m', '{{priority}}')],
           description: 'What still gets through, by class. While shedding, critical should stay at its usual rate.',
         },
+        {
+          title: 'Rate-limited requests by class',
+          unit: 'reqps',
+          min: 0,
+          stack: true,
+          queries: [q('priority:floodgate_rate_limited_requests:rate1m', '{{priority}}')],
+          description:
+            'Requests refused with 429 rate_limited because their key\'s token bucket was empty, by class. This is a client over its own limit, ' +
+            'not the service protecting itself: a rise here with no shedding means one tenant is sending faster than its key allows (keys list shows the limits).',
+        },
       ],
     },
     {
