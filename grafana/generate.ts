@@ -477,9 +477,9 @@ const ingestOverview: DashboardSpec = {
           unit: 's',
           min: 0,
           queries: [q('max by (role) (nodejs_eventloop_lag_p99_seconds)', '{{role}}')],
-          thresholds: steps(0.04),
+          thresholds: steps(0.1),
           description:
-            'How late timers fire: the time a ready callback waits for the event loop. Above ~40 ms (dashed, the shedder\'s target) every request waits that long. ' +
+            'How late timers fire: the time a ready callback waits for the event loop. Every request waits that long; above 100 ms (dashed, the shedder\'s backstop target) the shedder acts on it. ' +
             'For the API the cluster endpoint averages its processes, so one stuck process shows diluted.',
         },
         {
