@@ -2,8 +2,9 @@ import { randomUUID } from 'node:crypto';
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { isPriority } from '../lib/event-schema.js';
 import type { ApiMetrics } from './metrics.js';
+import { recordAnswer } from './middleware/metrics.js';
 import { SAFE_REQUEST_ID } from './middleware/request-id.js';
-import { DECIDED_EARLY, type Shedder } from './shedding/shedder.js';
+import { DECIDED_EARLY, overloadedAnswer, type Shedder } from './shedding/shedder.js';
 
 const INGEST_ROUTE = '/v1/events';
 
@@ -16,15 +17,6 @@ const INGEST_ROUTE = '/v1/events';
  * Returns true when it answered; otherwise the request goes on to Koa, marked if it was admitted here.
  */
 export function createEarlyShed(shedder: Shedder, metrics: ApiMetrics, random: () => number = Math.random): (req: IncomingMessage, res: ServerResponse) => boolean {
-  const bodies = new Map<string, Buffer>();
-  const bodyFor = (priority: string) => {
-    let body = bodies.get(priority);
-    if (!body) {
-      body = Buffer.from(`{"error":"overloaded","message":"shedding ${priority} traffic; retry later","request_id":"`);
-      bodies.set(priority, body);
-    }
-    return body;
-  };
   return (req, res) => {
     if (req.method !== 'POST') return false;
     const url = req.url ?? '';
@@ -42,18 +34,20 @@ export function createEarlyShed(shedder: Shedder, metrics: ApiMetrics, random: (
     }
     const given = req.headers['x-request-id'];
     const requestId = typeof given === 'string' && SAFE_REQUEST_ID.test(given) ? given : randomUUID();
-    const body = Buffer.concat([bodyFor(priority), Buffer.from(`${requestId}"}`)]);
+    const answer = overloadedAnswer(priority, random);
+    // The request id is [A-Za-z0-9._:-] and the message fixed text: nothing here needs JSON escaping.
+    const body = `{"error":"overloaded","message":"${answer.message}","request_id":"${requestId}"}`;
+    const sentBytes = Buffer.byteLength(body);
     res.writeHead(503, {
       'Content-Type': 'application/json; charset=utf-8',
-      'Content-Length': body.length,
-      'Retry-After': String(1 + Math.floor(random() * 5)),
+      'Content-Length': sentBytes,
+      'Retry-After': answer.retryAfter,
       'X-Request-Id': requestId,
     });
     res.end(body);
     // The same series a refusal through Koa feeds; it is not an admitted request, so not in the latency window.
-    metrics.requestDuration.observe({ route: INGEST_ROUTE, method: 'POST', status: '503', priority }, (performance.now() - started) / 1000);
-    metrics.errors.inc({ route: INGEST_ROUTE, code: 'overloaded' });
-    metrics.responseBytes.inc({ route: INGEST_ROUTE }, body.length);
+    const seconds = (performance.now() - started) / 1000;
+    recordAnswer(metrics, { route: INGEST_ROUTE, method: 'POST', status: 503, priority, seconds, sentBytes, errorCode: 'overloaded' });
     return true;
   };
 }

@@ -20,15 +20,12 @@ export interface ApiMetrics {
   readonly latency: LatencyWindow;
 }
 
-/** Stands in for every instrument when metrics are off: each call does nothing, `labels()` returns itself. */
+/** Stands in for every instrument when metrics are off: each call does nothing. */
 const NOOP_INSTRUMENT = {
   inc() {},
   dec() {},
   set() {},
   observe() {},
-  child() {
-    return NOOP_INSTRUMENT;
-  },
 };
 
 /**

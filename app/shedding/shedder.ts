@@ -36,6 +36,11 @@ export interface LoadSnapshot {
   readonly gates: { openAfterMs: number; resetTimeoutMs: number };
 }
 
+/** The message and jittered Retry-After (1–5 s) of a 503 overloaded, the same wherever a request is refused. */
+export function overloadedAnswer(priority: Priority, random: () => number = Math.random): { message: string; retryAfter: string } {
+  return { message: `shedding ${priority} traffic; retry later`, retryAfter: String(1 + Math.floor(random() * 5)) };
+}
+
 /** Marks a request whose admission was already decided before Koa saw it (see `decideEarly`). */
 export const DECIDED_EARLY = Symbol('floodgate.decidedEarly');
 
@@ -114,7 +119,7 @@ class GateTrialError extends Error {
  *
  * Each non-critical class also has a gate, an opossum breaker the controller opens once it has shed that
  * class entirely for GATE_OPEN_AFTER_MS. An open gate refuses the class outright (reason `breaker`) for
- * BREAKER_RESET_TIMEOUT_MS whatever the controller does meanwhile; then, half-open, the next request of the
+ * GATE_RESET_TIMEOUT_MS whatever the controller does meanwhile; then, half-open, the next request of the
  * class is the trial: if the controller no longer sheds the class entirely the gate closes and that request
  * takes the ordinary probabilistic decision, otherwise the gate opens again.
  */
@@ -275,9 +280,8 @@ export function createShedder(deps: ShedderDeps): Shedder {
             metrics.shed.inc({ priority, reason });
             if (config.shedMode === 'enforce') {
               // Refused before the body is read or parsed: a shed request costs a fraction of an admitted one.
-              throw apiError('overloaded', `shedding ${priority} traffic; retry later`, undefined, {
-                'Retry-After': String(1 + Math.floor(random() * 5)),
-              });
+              const answer = overloadedAnswer(priority, random);
+              throw apiError('overloaded', answer.message, undefined, { 'Retry-After': answer.retryAfter });
             }
           }
         }
