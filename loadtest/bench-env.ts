@@ -61,6 +61,8 @@ export interface StartedFloodgate {
   readonly workerMetricsUrl: string | null;
   /** The API process's pid (with API_PROCESSES=1, the process that serves). */
   readonly apiPid: number;
+  /** The worker's pid, when one was started. */
+  readonly workerPid: number | null;
   /** Stops the API first, then the worker (which flushes what it holds). */
   stop(): Promise<void>;
 }
@@ -86,6 +88,7 @@ export async function startFloodgate(bench: BenchEnv, options: { env?: Record<st
     metricsUrl: `http://127.0.0.1:${metricsPort}/metrics`,
     workerMetricsUrl: options.worker !== false ? `http://127.0.0.1:${workerMetricsPort}/metrics` : null,
     apiPid: children[0]!.process.pid!,
+    workerPid: children[1]?.process.pid ?? null,
     stop,
   };
 }

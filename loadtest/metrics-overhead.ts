@@ -5,13 +5,13 @@
 // alike; the figure is the median over rounds of (req/s with metrics) / (req/s without). Aim: ≥ 0.95.
 // On a shared 2-core machine throughput swings ±20 % between runs, so each run also reports the API process's
 // own CPU time per request (from /proc/<pid>/stat), which the load generator's share of the machine moves far less.
-import { execFileSync } from 'node:child_process';
-import { mkdir, readFile, writeFile } from 'node:fs/promises';
+import { mkdir, writeFile } from 'node:fs/promises';
 import { cpus, totalmem } from 'node:os';
 import { parseArgs } from 'node:util';
 import autocannon from 'autocannon';
 import { createApiKey } from '../lib/api-keys.js';
 import { createBenchEnv, startFloodgate, type StartedFloodgate } from './bench-env.js';
+import { processCpuMicros } from './cpu.js';
 import { generateEvent, seededRandom } from './events.js';
 import { REPO_ROOT } from './processes.js';
 
@@ -36,15 +36,6 @@ interface Sample {
   readonly non2xx: number;
   /** CPU time (user + system) the API process spent per request answered, in µs. */
   readonly cpuMicrosPerRequest: number;
-}
-
-const CLOCK_TICKS_PER_SECOND = Number(execFileSync('getconf', ['CLK_TCK'], { encoding: 'utf8' }).trim()) || 100;
-
-/** utime + stime of a process, in clock ticks (fields 14 and 15 of /proc/<pid>/stat, after the command name). */
-async function cpuTicks(pid: number): Promise<number> {
-  const stat = await readFile(`/proc/${pid}/stat`, 'utf8');
-  const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
-  return Number(fields[11]) + Number(fields[12]);
 }
 
 // Shedding stays on (enforce, the default) in both: it is part of the build being measured, not of metrics.
@@ -72,10 +63,10 @@ async function hammer(api: StartedFloodgate, warmUp: boolean): Promise<{ result:
   const url = `${api.url}/v1/events`;
   if (warmUp) await autocannon({ url, method: 'POST', body, headers, connections, duration: 2 });
   const pid = api.apiPid;
-  const before = await cpuTicks(pid);
+  const before = processCpuMicros(pid) ?? 0;
   const result = await autocannon({ url, method: 'POST', body, headers, connections, duration });
-  const ticks = (await cpuTicks(pid)) - before;
-  return { result, cpuMicrosPerRequest: (ticks * 1e6) / CLOCK_TICKS_PER_SECOND / Math.max(1, result.requests.total) };
+  const spent = (processCpuMicros(pid) ?? 0) - before;
+  return { result, cpuMicrosPerRequest: spent / Math.max(1, result.requests.total) };
 }
 
 try {

@@ -37,7 +37,15 @@ export interface Report {
   acknowledgedIds: number;
   retries: number;
   capacity?: ReturnType<typeof capacityOf> & { sloP99Ms: number };
-  overload?: { capacity: number; unloadedP99Ms: number; levels: OverloadFigures[]; recoverySeconds: number | null };
+  overload?: {
+    capacity: number;
+    unloadedP99Ms: number;
+    levels: OverloadFigures[];
+    /** Seconds after the overload until every second has ≥ 99 % 2xx and p99 within the SLO. */
+    recoverySeconds: number | null;
+    /** Seconds after the overload until every second has ≥ 99 % 2xx (shedding has stopped), whatever its latency. */
+    servingAgainSeconds: number | null;
+  };
   spike?: { recoverySeconds: number | null; baselineP99Ms: number };
   drift?: ReturnType<typeof driftOf>;
   integrity: IntegrityResult | { skipped: string };
@@ -114,7 +122,7 @@ function findingLines(r: Report): string[] {
     );
   }
   if (r.overload) {
-    out.push(`overload at C = ${r.overload.capacity} req/s; unloaded p99 ${ms(r.overload.unloadedP99Ms)} ms; back to normal ${r.overload.recoverySeconds === null ? 'not within the recovery segment' : `${r.overload.recoverySeconds} s after the overload ended`}`);
+    out.push(`overload at C = ${r.overload.capacity} req/s; unloaded p99 ${ms(r.overload.unloadedP99Ms)} ms; back to normal ${r.overload.recoverySeconds === null ? 'not within the recovery segment' : `${r.overload.recoverySeconds} s after the overload ended`} (shedding stopped ${r.overload.servingAgainSeconds === null ? 'not within it' : `after ${r.overload.servingAgainSeconds} s`})`);
     for (const l of r.overload.levels) {
       out.push(
         `  ${l.level}: sent ${l.sentPerSec}/s of ${l.offered}/s offered, goodput ${l.goodputPerSec}/s = ${l.goodputOverC}×C, critical success ${l.criticalSuccessPct} %, accepted p99 ${ms(l.acceptedP99Ms)} ms, shed ${l.shedPct} % (${l.shedFromLowestPct ?? '-'} % of them low), timeouts ${l.timeouts}`,

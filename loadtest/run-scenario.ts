@@ -6,7 +6,7 @@ import { createPool, type Pool } from '../lib/db.js';
 import { createEventSource } from './events.js';
 import { checkIntegrity } from './integrity.js';
 import { machine, progressLine, writeReports, type Report } from './report.js';
-import { ingestUrl, runLoad, type Segment, type SegmentResult } from './runner.js';
+import { ingestUrl, runLoad, type Sample, type Segment, type SegmentResult } from './runner.js';
 import {
   capacityOf,
   driftOf,
@@ -15,6 +15,7 @@ import {
   rampPlan,
   recoverySeconds,
   SCENARIO_DEFAULTS,
+  servingAgainSeconds,
   type ScenarioKnobs,
   type ScenarioName,
 } from './scenarios.js';
@@ -38,6 +39,8 @@ export interface LoadtestOptions extends ScenarioKnobs {
   readonly retryShare?: number;
   /** Print a progress line per second on stderr. */
   readonly progress: boolean;
+  /** Called once a second with the sample just taken (benchmarks read the machine alongside). */
+  readonly onSample?: (sample: Sample) => void;
   /** Runs after the load, before the integrity check (tests tamper with rows here). */
   readonly beforeIntegrity?: (runId: string) => Promise<void>;
 }
@@ -112,7 +115,10 @@ export async function runScenario(options: LoadtestOptions): Promise<LoadtestOut
       source,
       timeoutSeconds: options.timeoutSeconds,
       maxRequests: options.maxRequests,
-      onSample: options.progress ? (s) => process.stderr.write(`${progressLine(s)}\n`) : undefined,
+      onSample: (s) => {
+        if (options.progress) process.stderr.write(`${progressLine(s)}\n`);
+        options.onSample?.(s);
+      },
     });
     if (options.scenario === 'ramp') rampSteps = result.segments;
 
@@ -173,6 +179,7 @@ export async function runScenario(options: LoadtestOptions): Promise<LoadtestOut
         unloadedP99Ms,
         levels: ['2×C', '4×C'].flatMap((l) => (bySegment(l) ? [overloadFigures(bySegment(l)!, capacity!)] : [])),
         recoverySeconds: recoverySeconds(result.samples, 'recovery ½C', options.sloP99Ms),
+        servingAgainSeconds: servingAgainSeconds(result.samples, 'recovery ½C'),
       };
     }
     if (options.scenario === 'spike') {

@@ -123,19 +123,30 @@ export function fixedPlan(name: Exclude<ScenarioName, 'ramp'>, knobs: ScenarioKn
   }
 }
 
-/** Seconds from a segment's start until every later second of it had p99 within `p99Ms` and ≥ 99 % 2xx (null: never). */
-export function recoverySeconds(samples: readonly Sample[], segment: string, p99Ms: number): number | null {
+/** Seconds from a segment's start until every later second of it was `steady` (null: never, or only in its last second). */
+function secondsUntilSteady(samples: readonly Sample[], segment: string, steady: (s: Sample) => boolean): number | null {
   const seconds = samples.filter((s) => s.segment === segment);
   if (seconds.length === 0) return null;
-  const normal = (s: Sample) => s.total.requests > 0 && s.total.ok / s.total.requests >= 0.99 && s.total.latency.p99 <= p99Ms;
   let firstOfRun = -1;
   for (let i = seconds.length - 1; i >= 0; i--) {
-    if (!normal(seconds[i]!)) break;
+    if (!steady(seconds[i]!)) break;
     firstOfRun = i;
   }
-  // The run of normal seconds must include the segment's last second; a recovery seen only in its last second is too thin to trust.
+  // The run of steady seconds must include the segment's last second; a recovery seen only in its last second is too thin to trust.
   if (firstOfRun < 0 || firstOfRun === seconds.length - 1) return null;
   return firstOfRun;
+}
+
+const served = (s: Sample) => s.total.requests > 0 && s.total.ok / s.total.requests >= 0.99;
+
+/** Seconds from a segment's start until every later second of it had p99 within `p99Ms` and ≥ 99 % 2xx (null: never). */
+export function recoverySeconds(samples: readonly Sample[], segment: string, p99Ms: number): number | null {
+  return secondsUntilSteady(samples, segment, (s) => served(s) && s.total.latency.p99 <= p99Ms);
+}
+
+/** Seconds from a segment's start until every later second had ≥ 99 % 2xx, whatever its latency: shedding has stopped. */
+export function servingAgainSeconds(samples: readonly Sample[], segment: string): number | null {
+  return secondsUntilSteady(samples, segment, served);
 }
 
 /** What overload looked like at one level, for the shedding benchmark's table. */

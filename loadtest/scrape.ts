@@ -7,6 +7,12 @@ export function gauge(text: string, name: string): number | null {
   return match ? Number(match[1]) : null;
 }
 
+/** The value of the series of `name` whose labels include `label="value"`, or null. */
+export function labelledGauge(text: string, name: string, label: string, value: string): number | null {
+  const match = new RegExp(`^${name}\\{(?:[^}]*,)?${label}="${value}"[^}]*\\} (\\S+)$`, 'm').exec(text);
+  return match ? Number(match[1]) : null;
+}
+
 /** Cumulative bucket counts of histogram `name`, by upper bound (+Inf as Infinity). */
 export function histogramBuckets(text: string, name: string): Map<number, number> {
   const buckets = new Map<number, number>();
@@ -41,16 +47,25 @@ export async function scrape(url: string): Promise<string> {
   return res.text();
 }
 
+/** What the shedding controller showed at the last scrape. */
+export interface ControllerReading {
+  readonly level: number | null;
+  readonly normalShedProbability: number | null;
+}
+
 /** The API process's resource figures while a run goes: highest RSS and event-loop delay p99 seen. */
 export interface ProcessWatch {
+  /** The controller's level and normal shed probability at the latest scrape. */
+  controller(): ControllerReading;
   stop(): Promise<{ maxRssMiB: number | null; maxEventLoopDelayP99Ms: number | null; samples: number }>;
 }
 
-/** Scrapes `metricsUrl` once a second for process_resident_memory_bytes and nodejs_eventloop_lag_p99_seconds. */
+/** Scrapes `metricsUrl` once a second for process_resident_memory_bytes, nodejs_eventloop_lag_p99_seconds and the shed level. */
 export function watchProcess(metricsUrl: string): ProcessWatch {
   let maxRss: number | null = null;
   let maxLag: number | null = null;
   let samples = 0;
+  let controller: ControllerReading = { level: null, normalShedProbability: null };
   let pending: Promise<void> = Promise.resolve();
   const poll = () => {
     pending = scrape(metricsUrl).then(
@@ -59,6 +74,7 @@ export function watchProcess(metricsUrl: string): ProcessWatch {
         const lag = gauge(text, 'nodejs_eventloop_lag_p99_seconds');
         if (rss !== null) maxRss = Math.max(maxRss ?? 0, rss);
         if (lag !== null) maxLag = Math.max(maxLag ?? 0, lag);
+        controller = { level: gauge(text, 'floodgate_shed_level'), normalShedProbability: labelledGauge(text, 'floodgate_shed_probability', 'priority', 'normal') };
         samples++;
       },
       () => {
@@ -69,6 +85,7 @@ export function watchProcess(metricsUrl: string): ProcessWatch {
   const timer = setInterval(poll, 1000);
   poll();
   return {
+    controller: () => controller,
     async stop() {
       clearInterval(timer);
       await pending;

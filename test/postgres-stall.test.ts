@@ -77,7 +77,9 @@ describe('Postgres stalled: the worker holds off, the backlog sheds non-critical
     assert.equal(shed?.status, 503);
     assert.equal(shed?.error, 'overloaded');
     assert.match(shed?.retryAfter ?? '', /^[1-9]\d*$/);
-    assert.ok((await env.redis.xlen(env.config.streamKey)) >= 15, 'the backlog grew in Redis');
+    // Normal traffic is shed with a probability that rises from 0 halfway between the watermarks (10 entries) to 1
+    // at the high one (15): the first refusal comes somewhere past 10.
+    assert.ok((await env.redis.xlen(env.config.streamKey)) > 10, 'the backlog grew in Redis past the point where normal is shed');
 
     const low = await send('low');
     assert.equal(low.status, 503);

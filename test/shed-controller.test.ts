@@ -21,6 +21,7 @@ interface Step {
   shedByClass: Record<Priority, number>;
   p99: number;
   level: number;
+  heldOff: number;
 }
 
 function simulate(controller: ShedController, offeredAt: (t: number) => number, seconds: number, backlogAt: (t: number) => number = () => 0): Step[] {
@@ -41,12 +42,62 @@ function simulate(controller: ShedController, offeredAt: (t: number) => number, 
     const p99 = BASE_P99_MS / Math.max(1 - 0.8 * utilisation, 0.2) + (queue / CAPACITY) * 1000;
     const eventLoopDelay = 2 + 30 * utilisation ** 4 + (queue > 0 ? 20 : 0);
     const state = controller.tick({ p99Ms: p99, samples: admitted, eventLoopDelayP99Ms: eventLoopDelay, backlog: backlogAt(t) }, DT);
-    steps.push({ t, offered, admitted, admittedByClass, shedByClass, p99, level: state.level });
+    steps.push({ t, offered, admitted, admittedByClass, shedByClass, p99, level: state.level, heldOff: state.normalHeldOffSeconds });
   }
   return steps;
 }
 
-const between = (steps: Step[], from: number, to: number) => steps.filter((s) => s.t >= from && s.t < to);
+/**
+ * A second plant, closer to a Node process under a closed-loop load generator: each class has a number of
+ * connections that send their next request as soon as the last is answered (up to a per-second quota), the
+ * server has one core, an admitted request costs ADMIT_MS of it and a refusal REFUSE_MS. Saturated, the
+ * response time is what makes the work fit the core (Little's law), whatever is shed.
+ */
+const CONNECTIONS: Record<Priority, number> = { critical: 100, normal: 150, low: 250 };
+const ADMIT_MS = 0.8;
+const REFUSE_MS = 0.5;
+const BASE_S = 0.01;
+
+interface ClosedLoopStep {
+  t: number;
+  admitted: number;
+  shedByClass: Record<Priority, number>;
+  p99: number;
+  level: number;
+  heldOff: number;
+}
+
+function closedLoop(controller: ShedController, quotaPerConnection: number, seconds: number): ClosedLoopStep[] {
+  const steps: ClosedLoopStep[] = [];
+  for (let t = 0; t < seconds; t += DT) {
+    const p = { critical: controller.probability('critical'), normal: controller.probability('normal'), low: controller.probability('low') };
+    const rates = (latency: number) => PRIORITIES_IN_PLANT.map((c) => ({ c, rate: Math.min(CONNECTIONS[c] * quotaPerConnection, CONNECTIONS[c] / latency) }));
+    const work = (latency: number) => rates(latency).reduce((w, { c, rate }) => w + (rate * (p[c] * REFUSE_MS + (1 - p[c]) * ADMIT_MS)) / 1000, 0);
+    let latency = BASE_S / Math.max(1 - 0.8 * work(BASE_S), 0.2);
+    if (work(BASE_S) > 1) {
+      let [lo, hi] = [BASE_S, 10];
+      for (let i = 0; i < 60; i++) {
+        const mid = (lo + hi) / 2;
+        if (work(mid) > 1) lo = mid;
+        else hi = mid;
+      }
+      latency = hi;
+    }
+    const shedByClass = { critical: 0, normal: 0, low: 0 };
+    let admitted = 0;
+    for (const { c, rate } of rates(latency)) {
+      shedByClass[c] = rate * p[c];
+      admitted += rate * (1 - p[c]);
+    }
+    const p99 = 1500 * latency;
+    const state = controller.tick({ p99Ms: p99, samples: admitted, eventLoopDelayP99Ms: 500 * latency, backlog: 0 }, DT);
+    steps.push({ t, admitted, shedByClass, p99, level: state.level, heldOff: state.normalHeldOffSeconds });
+  }
+  return steps;
+}
+const PRIORITIES_IN_PLANT = ['critical', 'normal', 'low'] as const;
+
+const between = <T extends { t: number }>(steps: T[], from: number, to: number) => steps.filter((s) => s.t >= from && s.t < to);
 const mean = (xs: number[]) => xs.reduce((a, b) => a + b, 0) / xs.length;
 
 describe('shedding controller (deterministic simulation)', () => {
@@ -107,6 +158,36 @@ describe('shedding controller (deterministic simulation)', () => {
     assert.equal(controller.probability('critical'), 0);
     simulate(controller, () => 0.5 * CAPACITY, 1, () => 0);
     assert.equal(controller.probability('low'), 0, 'the floor lifts as soon as the backlog drains');
+  });
+
+  it('holds normal traffic off when shedding it does not relieve the pressure (refusals cost CPU, clients come straight back)', () => {
+    // Quota 4/s per connection: 2000 requests/s offered, where the core fits about 1250 admitted ones.
+    const guarded = closedLoop(createShedController(), 4, 60);
+    const unguarded = closedLoop(createShedController({ ...DEFAULT_CONTROLLER_PARAMS, normalMinRelief: -Infinity }), 4, 60);
+    assert.ok(guarded.some((s) => s.heldOff > 0), 'a probe found shedding normal futile');
+    assert.ok(unguarded.every((s) => s.heldOff === 0), 'without the relief test nothing is held off');
+    const probes = guarded.filter((s, i) => s.heldOff > 0 && (guarded[i - 1]?.heldOff ?? 0) === 0).length;
+    assert.ok(probes <= 2, `futile probes back off (${probes} in 60 s)`);
+    const settled = (steps: ClosedLoopStep[]) => between(steps, 10, 60);
+    const goodput = (steps: ClosedLoopStep[]) => mean(settled(steps).map((s) => s.admitted));
+    assert.ok(goodput(guarded) > 1.5 * goodput(unguarded), `goodput ${goodput(guarded)} vs ${goodput(unguarded)} without the hold-off`);
+    const lowShare = (steps: ClosedLoopStep[]) => {
+      const low = settled(steps).reduce((a, s) => a + s.shedByClass.low, 0);
+      return low / settled(steps).reduce((a, s) => a + s.shedByClass.low + s.shedByClass.normal, 0);
+    };
+    assert.ok(lowShare(guarded) > 0.9, `shed from low ${lowShare(guarded)}`);
+    assert.ok(guarded.every((s) => s.shedByClass.critical === 0), 'critical never shed');
+    const worst = (steps: ClosedLoopStep[]) => Math.max(...settled(steps).map((s) => s.p99));
+    assert.ok(worst(guarded) <= 1.5 * worst(unguarded), 'and latency no worse to speak of: shedding normal was not buying any');
+  });
+
+  it('keeps shedding normal traffic where that relieves the pressure', () => {
+    const controller = createShedController();
+    const steps = simulate(controller, (t) => (t < 5 ? 0.7 : 4) * CAPACITY, 60);
+    assert.ok(between(steps, 20, 60).every((s) => s.shedByClass.normal > 0), 'normal is shed at 4×');
+    // The queue built in the first second drains only slowly, and each probe still sees the pressure falling.
+    assert.ok(steps.every((s) => s.heldOff === 0), 'never held off');
+    assert.ok(mean(between(steps, 20, 60).map((s) => s.admitted)) >= 0.85 * CAPACITY);
   });
 
   it('refuses critical only past the hard limits', () => {

@@ -13,6 +13,18 @@ import type { Priority } from '../../lib/event-schema.js';
  * clamp(L − 1, 0, 1): low is always shed entirely before normal starts. Critical is never shed by the
  * controller, only by the hard safety limits (in-flight requests or event-loop delay far past any target).
  * The deadband around the target keeps L still when pressure hovers near it (no on/off oscillation).
+ *
+ * Anti-windup for the normal class: shedding normal traffic must buy latency. While L is at its maximum (every
+ * non-critical request refused), the pressure is watched in windows of `normalProbeSeconds`: its trend over a
+ * window (a least-squares slope, robust to second-to-second noise) must bring it down by at least
+ * `normalMinRelief` of its mean per window, unless it is already at target. If it does not fall, refusals are not what limits latency —
+ * a refusal costs a Node process a sizeable fraction of an admission, and clients that come straight back turn
+ * each shed normal request into another refusal — so shedding normal only throws goodput away: L is held at 1
+ * (low shed, normal admitted) for `normalHoldOffSeconds`, doubling after each futile probe up to
+ * `normalMaxHoldOffSeconds`. Should the pressure climb past HOLD_OFF_ABORT_FACTOR × its value when the hold-off
+ * began (smoothed over PRESSURE_SMOOTHING_SECONDS), shedding normal was helping after all: the hold-off ends and none is tried again until the pressure has
+ * stayed under target for RESET_AFTER_CALM_SECONDS (which also resets the backoff). The backlog floor is never
+ * held: a stalled Postgres still sheds normal traffic at the watermarks.
  */
 export interface ControllerParams {
   /** Latency target for admitted requests' p99, in ms. */
@@ -32,6 +44,14 @@ export interface ControllerParams {
   /** Critical requests are refused only past these hard limits. */
   readonly hardMaxInFlight: number;
   readonly hardEventLoopDelayMs: number;
+  /** Seconds at the maximum level after which shedding normal traffic must have relieved the pressure. */
+  readonly normalProbeSeconds: number;
+  /** Relative fall of the smoothed pressure that counts as relief. */
+  readonly normalMinRelief: number;
+  /** How long L is held at 1 after a futile probe, the first time… */
+  readonly normalHoldOffSeconds: number;
+  /** …doubling each time up to this. */
+  readonly normalMaxHoldOffSeconds: number;
 }
 
 /** What the controller reads on each tick. */
@@ -47,6 +67,8 @@ export interface ControllerState {
   readonly level: number;
   readonly pressure: number;
   readonly backlogFloor: number;
+  /** Seconds left during which the controller does not shed normal traffic (a probe found it futile); 0 otherwise. */
+  readonly normalHeldOffSeconds: number;
   readonly shedProbability: Readonly<Record<Priority, number>>;
 }
 
@@ -60,6 +82,10 @@ export const DEFAULT_CONTROLLER_PARAMS: ControllerParams = {
   backlogHighWatermark: 1_000_000,
   hardMaxInFlight: 2000,
   hardEventLoopDelayMs: 1000,
+  normalProbeSeconds: 3,
+  normalMinRelief: 0.05,
+  normalHoldOffSeconds: 20,
+  normalMaxHoldOffSeconds: 160,
 };
 
 const MAX_LEVEL = 2;
@@ -69,6 +95,14 @@ const MIN_SAMPLES = 20;
 // not a slow release, is what keeps the level from oscillating).
 const MAX_RISE = 0.1;
 const MAX_FALL = 0.3;
+/** Time constant of the smoothed pressure a hold-off is measured against (the latency window itself is 2 s). */
+const PRESSURE_SMOOTHING_SECONDS = 1;
+/** The level counts as at its maximum from here (the last rise may stop a hair short). */
+const AT_MAX = MAX_LEVEL - 0.01;
+/** Pressure under target this long means the overload is over: the next futile probe holds off the shortest time again. */
+const RESET_AFTER_CALM_SECONDS = 10;
+/** A hold-off ends early when the pressure climbs past this multiple of its value when the hold-off began. */
+const HOLD_OFF_ABORT_FACTOR = 1.5;
 
 const clamp = (v: number, lo: number, hi: number) => (v < lo ? lo : v > hi ? hi : v);
 
@@ -86,26 +120,79 @@ export interface ShedController {
 export function createShedController(params: ControllerParams = DEFAULT_CONTROLLER_PARAMS): ShedController {
   let level = 0;
   let pressure = 0;
+  let smoothedPressure = 0;
   let backlogFloor = 0;
   let pLow = 0;
   let pNormal = 0;
+  // The probe of the normal class: least-squares sums of (time, pressure) over the current window at the maximum
+  // level; then the hold-off, its next length, and the smoothed pressure when it began.
+  let window = { n: 0, seconds: 0, t: 0, p: 0, tt: 0, tp: 0 };
+  let heldOffSeconds = 0;
+  let nextHoldOff = params.normalHoldOffSeconds;
+  let pressureAtHoldOff = 0;
+  // Set when a hold-off made things worse: shedding normal helps in this overload, so it is not held off again.
+  let normalProvenUseful = false;
+  let calmSeconds = 0;
 
   const snapshot = (): ControllerState => ({
     level: Math.max(level, backlogFloor),
     pressure,
     backlogFloor,
+    normalHeldOffSeconds: Math.round(heldOffSeconds * 10) / 10,
     shedProbability: { critical: 0, normal: pNormal, low: pLow },
   });
+
+  /** While at the maximum level: hold normal traffic off when a probe window ends without the pressure falling. */
+  function judgeProbe(dt: number): void {
+    if (level < AT_MAX || normalProvenUseful) {
+      window = { n: 0, seconds: 0, t: 0, p: 0, tt: 0, tp: 0 };
+      return;
+    }
+    const t = window.seconds;
+    window = { n: window.n + 1, seconds: t + dt, t: window.t + t, p: window.p + pressure, tt: window.tt + t * t, tp: window.tp + t * pressure };
+    if (window.seconds < params.normalProbeSeconds) return;
+    const { n } = window;
+    const mean = window.p / n;
+    const spread = window.tt - (window.t * window.t) / n;
+    const slope = spread > 0 ? (window.tp - (window.t * window.p) / n) / spread : 0;
+    const relieved = mean <= 1 || slope * window.seconds <= -params.normalMinRelief * mean;
+    window = { n: 0, seconds: 0, t: 0, p: 0, tt: 0, tp: 0 };
+    if (relieved) return;
+    heldOffSeconds = nextHoldOff;
+    pressureAtHoldOff = smoothedPressure;
+    nextHoldOff = Math.min(nextHoldOff * 2, params.normalMaxHoldOffSeconds);
+  }
+
+  /** Counts the hold-off down; ends it (for the rest of this overload) if admitting normal made things worse. */
+  function holdOff(dt: number): void {
+    if (heldOffSeconds <= 0) return;
+    heldOffSeconds = Math.max(0, heldOffSeconds - dt);
+    if (smoothedPressure > HOLD_OFF_ABORT_FACTOR * pressureAtHoldOff) {
+      heldOffSeconds = 0;
+      normalProvenUseful = true;
+    }
+  }
 
   return {
     tick(signals, dt) {
       const latencyRatio = signals.samples >= MIN_SAMPLES ? signals.p99Ms / params.targetP99Ms : 0;
       pressure = Math.max(latencyRatio, signals.eventLoopDelayP99Ms / params.targetEventLoopDelayMs);
+      smoothedPressure += (pressure - smoothedPressure) * (1 - Math.exp(-dt / PRESSURE_SMOOTHING_SECONDS));
+      calmSeconds = pressure <= 1 ? calmSeconds + dt : 0;
+      if (calmSeconds >= RESET_AFTER_CALM_SECONDS) {
+        nextHoldOff = params.normalHoldOffSeconds;
+        normalProvenUseful = false;
+      }
+      holdOff(dt);
+
       const error = pressure - 1;
       let step = 0;
       if (error > 0) step = params.gainUp * Math.min(error, 4) * dt;
       else if (error < -params.deadband) step = params.gainDown * error * dt;
       level = clamp(level + clamp(step, -MAX_FALL, MAX_RISE), 0, MAX_LEVEL);
+      // Held off: back down to 1 at the ordinary release rate, and no further (no windup while held).
+      if (heldOffSeconds > 0 && level > 1) level = Math.max(1, level - MAX_FALL);
+      judgeProbe(dt);
 
       const span = params.backlogHighWatermark - params.backlogLowWatermark;
       backlogFloor = clamp(((signals.backlog - params.backlogLowWatermark) / span) * MAX_LEVEL, 0, MAX_LEVEL);

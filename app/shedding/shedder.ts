@@ -8,7 +8,7 @@ import { PRIORITIES, type Priority } from '../../lib/event-schema.js';
 import type { LatencyWindow } from '../../lib/latency-window.js';
 import type { Logger } from '../../lib/logger.js';
 import type { Redis } from '../../lib/redis.js';
-import { createShedController, type ControllerState, type ShedController } from './controller.js';
+import { createShedController, DEFAULT_CONTROLLER_PARAMS, type ControllerState, type ShedController } from './controller.js';
 
 export type ShedMode = Config['shedMode'];
 /** Why a request was shed: latency pressure, the stream backlog past its watermarks, a hard limit, an open class gate. */
@@ -130,6 +130,7 @@ export function createShedder(deps: ShedderDeps): Shedder {
   const controller =
     deps.controller ??
     createShedController({
+      ...DEFAULT_CONTROLLER_PARAMS,
       targetP99Ms: config.shedTargetP99Ms,
       targetEventLoopDelayMs: config.shedTargetEventLoopDelayMs,
       gainUp: 1,
@@ -200,6 +201,7 @@ export function createShedder(deps: ShedderDeps): Shedder {
   // What currently sets the shed level: the backlog floor when it is at least the latency-driven level.
   let drawReason: ShedReason = 'controller';
   let lastLogged = 0;
+  let heldOffBefore = 0;
 
   function tick(): void {
     const now = performance.now();
@@ -218,6 +220,10 @@ export function createShedder(deps: ShedderDeps): Shedder {
     for (const p of PRIORITIES) metrics.probability.set({ priority: p }, state.shedProbability[p]);
     drawReason = state.backlogFloor > 0 && state.backlogFloor >= state.level ? 'backlog' : 'controller';
     updateGates(state);
+    if (state.normalHeldOffSeconds > heldOffBefore) {
+      log.warn({ mode: config.shedMode, holdOffSeconds: state.normalHeldOffSeconds, pressure: state.pressure }, 'shedding normal traffic did not relieve the pressure: admitting it again, low traffic stays shed');
+    }
+    heldOffBefore = state.normalHeldOffSeconds;
     if (state.level > 0 && Date.now() - lastLogged > 10_000) {
       lastLogged = Date.now();
       log.warn({ mode: config.shedMode, level: state.level, pressure: state.pressure, backlog, p99Ms: window.p99 }, 'shedding non-critical traffic');
