@@ -84,6 +84,7 @@ describe('load shedding on a real listening server', () => {
       assert.equal(load.targets.p99Ms, 1);
       assert.ok(load.controller.level > 0, 'still shedding right after the load');
       assert.equal(load.controller.shedProbability.critical, 0);
+      assert.equal(typeof load.controller.normalHeldOffSeconds, 'number', 'and whether normal traffic is held off');
       const tenant = await fetch(`${api.url}/v1/admin/load`, { headers: { authorization: `Bearer ${api.key}` } });
       assert.equal(tenant.status, 403);
       assert.equal((await json(tenant)).error, 'forbidden');
