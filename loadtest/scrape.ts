@@ -1,15 +1,13 @@
 // Reading Floodgate's Prometheus endpoints from the outside, as a benchmark does: gauges (RSS, event-loop
 // delay) watched once a second, and a histogram's quantiles over an interval (time to durable).
 
-/** The value of the first series of `name` in a text exposition (labels ignored), or null. */
-export function gauge(text: string, name: string): number | null {
-  const match = new RegExp(`^${name}(?:\\{[^}]*\\})? (\\S+)$`, 'm').exec(text);
-  return match ? Number(match[1]) : null;
-}
-
-/** The value of the series of `name` whose labels include `label="value"`, or null. */
-export function labelledGauge(text: string, name: string, label: string, value: string): number | null {
-  const match = new RegExp(`^${name}\\{(?:[^}]*,)?${label}="${value}"[^}]*\\} (\\S+)$`, 'm').exec(text);
+/**
+ * The value of the first series of `name` in a text exposition, or null: any series, or with `label` the one
+ * whose labels include label[0]="label[1]".
+ */
+export function gauge(text: string, name: string, label?: readonly [string, string]): number | null {
+  const labels = label ? `\\{(?:[^}]*,)?${label[0]}="${label[1]}"[^}]*\\}` : '(?:\\{[^}]*\\})?';
+  const match = new RegExp(`^${name}${labels} (\\S+)$`, 'm').exec(text);
   return match ? Number(match[1]) : null;
 }
 
@@ -74,7 +72,7 @@ export function watchProcess(metricsUrl: string): ProcessWatch {
         const lag = gauge(text, 'nodejs_eventloop_lag_p99_seconds');
         if (rss !== null) maxRss = Math.max(maxRss ?? 0, rss);
         if (lag !== null) maxLag = Math.max(maxLag ?? 0, lag);
-        controller = { level: gauge(text, 'floodgate_shed_level'), normalShedProbability: labelledGauge(text, 'floodgate_shed_probability', 'priority', 'normal') };
+        controller = { level: gauge(text, 'floodgate_shed_level'), normalShedProbability: gauge(text, 'floodgate_shed_probability', ['priority', 'normal']) };
         samples++;
       },
       () => {

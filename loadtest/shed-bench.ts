@@ -41,10 +41,8 @@ interface ModeResult {
   capacity: number;
   report: Report;
   resources: Awaited<ReturnType<ReturnType<typeof watchProcess>['stop']>>;
-  /** Each second of the overload run with the CPU every role spent. */
-  cpu: CpuSecond[];
-  /** The controller's level and normal shed probability each second (scraped from the API). */
-  controller: Array<{ segment: string } & ControllerReading>;
+  /** Each second of the overload run: the CPU every role spent and the controller as last scraped from the API. */
+  seconds: Array<CpuSecond & { controller: ControllerReading }>;
 }
 
 /** The pid of the Redis server the bench writes to (it may be the machine's shared one). */
@@ -81,8 +79,7 @@ async function runMode(mode: 'off' | 'enforce', knownCapacity: number | undefine
     }
     const watch = watchProcess(floodgate.metricsUrl);
     const meter = createCpuMeter({ api: floodgate.apiPid, worker: floodgate.workerPid ?? undefined, redis: await redisPid(), postgresComm: 'postgres' });
-    const cpu: CpuSecond[] = [];
-    const controller: ModeResult['controller'] = [];
+    const seconds: ModeResult['seconds'] = [];
     const { report } = await runScenario({
       ...common,
       scenario: 'overload',
@@ -93,11 +90,10 @@ async function runMode(mode: 'off' | 'enforce', knownCapacity: number | undefine
       onSample: (s) => {
         const admitted = s.total.ok;
         const refused = s.total.requests - s.total.ok;
-        cpu.push({ segment: s.segment, admitted, refused, ...meter.tick() });
-        controller.push({ segment: s.segment, ...watch.controller() });
+        seconds.push({ segment: s.segment, admitted, refused, ...meter.tick(), controller: watch.controller() });
       },
     });
-    return { mode, capacity, report, resources: await watch.stop(), cpu, controller };
+    return { mode, capacity, report, resources: await watch.stop(), seconds };
   } finally {
     await floodgate.stop();
   }
@@ -120,11 +116,11 @@ try {
 
 const pct = (v: number | null) => (v === null ? '-' : `${v} %`);
 /** Mean of the normal class's shed probability over a level's seconds. */
-const meanNormalShed = (controller: ModeResult['controller'], level: string) => {
-  const values = controller.filter((c) => c.segment === level && c.normalShedProbability !== null).map((c) => c.normalShedProbability!);
+const meanNormalShed = (seconds: ModeResult['seconds'], level: string) => {
+  const values = seconds.flatMap((s) => (s.segment === level && s.controller.normalShedProbability !== null ? [s.controller.normalShedProbability] : []));
   return values.length === 0 ? '-' : (values.reduce((a, b) => a + b, 0) / values.length).toFixed(2);
 };
-const rows = results.flatMap(({ mode, report, resources, controller }) => {
+const rows = results.flatMap(({ mode, report, resources, seconds }) => {
   const o = report.overload!;
   const integrity = 'ok' in report.integrity ? `${report.integrity.ok ? 'OK' : 'FAILED'}: ${report.integrity.acknowledged} acked, ${report.integrity.missing} missing, ${report.integrity.duplicated} duplicated` : 'skipped';
   return o.levels.map((l) =>
@@ -137,7 +133,7 @@ const rows = results.flatMap(({ mode, report, resources, controller }) => {
       `${l.acceptedP99Ms.toFixed(1)} ms (${o.unloadedP99Ms ? (l.acceptedP99Ms / o.unloadedP99Ms).toFixed(1) : '-'}× ${o.unloadedP99Ms.toFixed(1)} ms)`,
       pct(l.shedPct),
       pct(l.shedFromLowestPct),
-      mode === 'off' ? '-' : meanNormalShed(controller, l.level),
+      mode === 'off' ? '-' : meanNormalShed(seconds, l.level),
       `${l.timeouts}`,
       `${o.recoverySeconds === null ? 'not within recovery' : `${o.recoverySeconds} s`} (${o.servingAgainSeconds === null ? '-' : `${o.servingAgainSeconds} s`})`,
       `${resources.maxRssMiB ?? '-'} MiB`,
@@ -147,9 +143,9 @@ const rows = results.flatMap(({ mode, report, resources, controller }) => {
   );
 });
 const share = (v: number) => `${Math.round(v * 100)} %`;
-const cpuRows = results.flatMap(({ mode, report, cpu }) =>
+const cpuRows = results.flatMap(({ mode, report, seconds }) =>
   ['unloaded ½C', '2×C', '4×C'].map((segment) => {
-    const c = cpuShares(cpu, segment);
+    const c = cpuShares(seconds, segment);
     const seg = report.segments.find((x) => x.label === segment);
     const answered = seg ? seg.total.requestsPerSec : 0;
     const apiPerAnswer = answered > 0 ? `${Math.round((c.api * 1e6) / answered)} µs` : '-';
@@ -158,14 +154,12 @@ const cpuRows = results.flatMap(({ mode, report, cpu }) =>
 );
 // Fitted over the overloaded seconds of every mode: off gives admitted-only seconds, enforce mixed ones.
 const OVERLOADED = new Set(['2×C', '4×C']);
-const costs = fitApiCosts(results.flatMap((r) => r.cpu.filter((s) => OVERLOADED.has(s.segment))));
+const costs = fitApiCosts(results.flatMap((r) => r.seconds.filter((s) => OVERLOADED.has(s.segment))));
 const capacityC = results[0]!.capacity;
-/** The enforce run's overload levels (the ceilings are about what enforce could do). */
-function enforceLevels() {
-  return results.find((r) => r.mode === 'enforce')?.report.overload?.levels;
-}
+// The ceilings are about what enforce could do at its levels.
+const enforceLevels = results.find((r) => r.mode === 'enforce')?.report.overload?.levels ?? [];
 const ceilings = costs
-  ? (enforceLevels() ?? []).map((l) => {
+  ? enforceLevels.map((l) => {
       const atOffered = goodputCeiling(costs, l.offered ?? 0);
       const atSent = goodputCeiling(costs, l.sentPerSec);
       return `${l.level}: ${(atOffered / capacityC).toFixed(2)}×C at the offered ${l.offered}/s, ${(atSent / capacityC).toFixed(2)}×C at the ${Math.round(l.sentPerSec)}/s this run's generator sent`;
@@ -203,6 +197,6 @@ console.log(`\n${markdown}`);
 await mkdir(args.out, { recursive: true });
 const file = join(args.out, `shedding-${new Date().toISOString().replace(/[:.]/g, '-')}`);
 await writeFile(`${file}.md`, markdown);
-await writeFile(`${file}.json`, JSON.stringify({ machine: m, args, costs, results: results.map((r) => ({ mode: r.mode, capacity: r.capacity, resources: r.resources, overload: r.report.overload, integrity: r.report.integrity, runId: r.report.runId, cpu: r.cpu, controller: r.controller })) }, null, 2));
+await writeFile(`${file}.json`, JSON.stringify({ machine: m, args, costs, results: results.map((r) => ({ mode: r.mode, capacity: r.capacity, resources: r.resources, overload: r.report.overload, integrity: r.report.integrity, runId: r.report.runId, seconds: r.seconds })) }, null, 2));
 console.log(`report: ${file}.md`);
 process.exit(0);

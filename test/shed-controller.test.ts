@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import { createShedController, DEFAULT_CONTROLLER_PARAMS, type ShedController } from '../app/shedding/controller.js';
-import type { Priority } from '../lib/event-schema.js';
+import { PRIORITIES, type Priority } from '../lib/event-schema.js';
 
 /**
  * A deterministic plant: a server with capacity C requests/s and a queue. Offered load arrives in a fixed
@@ -71,7 +71,7 @@ function closedLoop(controller: ShedController, quotaPerConnection: number, seco
   const steps: ClosedLoopStep[] = [];
   for (let t = 0; t < seconds; t += DT) {
     const p = { critical: controller.probability('critical'), normal: controller.probability('normal'), low: controller.probability('low') };
-    const rates = (latency: number) => PRIORITIES_IN_PLANT.map((c) => ({ c, rate: Math.min(CONNECTIONS[c] * quotaPerConnection, CONNECTIONS[c] / latency) }));
+    const rates = (latency: number) => PRIORITIES.map((c) => ({ c, rate: Math.min(CONNECTIONS[c] * quotaPerConnection, CONNECTIONS[c] / latency) }));
     const work = (latency: number) => rates(latency).reduce((w, { c, rate }) => w + (rate * (p[c] * REFUSE_MS + (1 - p[c]) * ADMIT_MS)) / 1000, 0);
     let latency = BASE_S / Math.max(1 - 0.8 * work(BASE_S), 0.2);
     if (work(BASE_S) > 1) {
@@ -95,7 +95,6 @@ function closedLoop(controller: ShedController, quotaPerConnection: number, seco
   }
   return steps;
 }
-const PRIORITIES_IN_PLANT = ['critical', 'normal', 'low'] as const;
 
 const between = <T extends { t: number }>(steps: T[], from: number, to: number) => steps.filter((s) => s.t >= from && s.t < to);
 const mean = (xs: number[]) => xs.reduce((a, b) => a + b, 0) / xs.length;

@@ -17,14 +17,15 @@ import type { Priority } from '../../lib/event-schema.js';
  * Anti-windup for the normal class: shedding normal traffic must buy latency. While L is at its maximum (every
  * non-critical request refused), the pressure is watched in windows of `normalProbeSeconds`: its trend over a
  * window (a least-squares slope, robust to second-to-second noise) must bring it down by at least
- * `normalMinRelief` of its mean per window, unless it is already at target. If it does not fall, refusals are not what limits latency —
- * a refusal costs a Node process a sizeable fraction of an admission, and clients that come straight back turn
- * each shed normal request into another refusal — so shedding normal only throws goodput away: L is held at 1
- * (low shed, normal admitted) for `normalHoldOffSeconds`, doubling after each futile probe up to
- * `normalMaxHoldOffSeconds`. Should the pressure climb past HOLD_OFF_ABORT_FACTOR × its value when the hold-off
- * began (smoothed over PRESSURE_SMOOTHING_SECONDS), shedding normal was helping after all: the hold-off ends and none is tried again until the pressure has
- * stayed under target for RESET_AFTER_CALM_SECONDS (which also resets the backoff). The backlog floor is never
- * held: a stalled Postgres still sheds normal traffic at the watermarks.
+ * `normalMinRelief` of its mean per window, unless it is already at target. If it does not fall, refusals are
+ * not what limits latency — a refusal costs a Node process a sizeable fraction of an admission, and clients that
+ * come straight back turn each shed normal request into another refusal — so shedding normal only throws goodput
+ * away: L is held at 1 (low shed, normal admitted) for `normalHoldOffSeconds`, doubling after each futile probe
+ * up to `normalMaxHoldOffSeconds`. Should the pressure (smoothed over PRESSURE_SMOOTHING_SECONDS) climb past
+ * HOLD_OFF_ABORT_FACTOR × its value when the hold-off began, shedding normal was helping after all: the hold-off
+ * ends and none is tried again until the pressure has stayed under target for RESET_AFTER_CALM_SECONDS (which
+ * also resets the backoff). The backlog floor is never held: a stalled Postgres still sheds normal traffic at the
+ * watermarks.
  */
 export interface ControllerParams {
   /** Latency target for admitted requests' p99, in ms. */
@@ -46,7 +47,7 @@ export interface ControllerParams {
   readonly hardEventLoopDelayMs: number;
   /** Seconds at the maximum level after which shedding normal traffic must have relieved the pressure. */
   readonly normalProbeSeconds: number;
-  /** Relative fall of the smoothed pressure that counts as relief. */
+  /** Fall of the pressure over a probe window, relative to its mean there, that counts as relief. */
   readonly normalMinRelief: number;
   /** How long L is held at 1 after a futile probe, the first time… */
   readonly normalHoldOffSeconds: number;
@@ -104,6 +105,9 @@ const RESET_AFTER_CALM_SECONDS = 10;
 /** A hold-off ends early when the pressure climbs past this multiple of its value when the hold-off began. */
 const HOLD_OFF_ABORT_FACTOR = 1.5;
 
+/** Least-squares sums of (seconds into the window, pressure) over one probe window. */
+const EMPTY_WINDOW = { n: 0, seconds: 0, t: 0, p: 0, tt: 0, tp: 0 } as const;
+
 const clamp = (v: number, lo: number, hi: number) => (v < lo ? lo : v > hi ? hi : v);
 
 /** A controller instance: `tick` on a timer with fresh signals, `probability` on every request (O(1)). */
@@ -126,7 +130,7 @@ export function createShedController(params: ControllerParams = DEFAULT_CONTROLL
   let pNormal = 0;
   // The probe of the normal class: least-squares sums of (time, pressure) over the current window at the maximum
   // level; then the hold-off, its next length, and the smoothed pressure when it began.
-  let window = { n: 0, seconds: 0, t: 0, p: 0, tt: 0, tp: 0 };
+  let window: { readonly [K in keyof typeof EMPTY_WINDOW]: number } = EMPTY_WINDOW;
   let heldOffSeconds = 0;
   let nextHoldOff = params.normalHoldOffSeconds;
   let pressureAtHoldOff = 0;
@@ -145,7 +149,7 @@ export function createShedController(params: ControllerParams = DEFAULT_CONTROLL
   /** While at the maximum level: hold normal traffic off when a probe window ends without the pressure falling. */
   function judgeProbe(dt: number): void {
     if (level < AT_MAX || normalProvenUseful) {
-      window = { n: 0, seconds: 0, t: 0, p: 0, tt: 0, tp: 0 };
+      window = EMPTY_WINDOW;
       return;
     }
     const t = window.seconds;
@@ -156,7 +160,7 @@ export function createShedController(params: ControllerParams = DEFAULT_CONTROLL
     const spread = window.tt - (window.t * window.t) / n;
     const slope = spread > 0 ? (window.tp - (window.t * window.p) / n) / spread : 0;
     const relieved = mean <= 1 || slope * window.seconds <= -params.normalMinRelief * mean;
-    window = { n: 0, seconds: 0, t: 0, p: 0, tt: 0, tp: 0 };
+    window = EMPTY_WINDOW;
     if (relieved) return;
     heldOffSeconds = nextHoldOff;
     pressureAtHoldOff = smoothedPressure;
