@@ -1,7 +1,7 @@
 import { CONFIG_VARIABLES, type Config } from '../lib/config.js';
 import { createPool, type Pool } from '../lib/db.js';
 import { SQLSTATE } from '../lib/errors.js';
-import { ensurePostgres } from '../lib/local-services.js';
+import { ensurePostgres } from './local-services.js';
 import { ensureDatabase, migrate, readMigrations } from '../lib/migrate.js';
 import { ensurePartitions } from '../lib/partitions.js';
 import { localDataDir } from './paths.js';

@@ -1,6 +1,6 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import type { Config } from '../lib/config.js';
-import { ensureServices, stopServices, type LocalService } from '../lib/local-services.js';
+import { ensureServices, stopServices, type LocalService } from './local-services.js';
 import type { Logger } from '../lib/logger.js';
 import { onShutdown, restartBackoff } from './lifecycle.js';
 import { applySchema, isDefaultUrl, sayOnStderr } from './migrate-command.js';

@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
-import { cpuShares, createCpuMeter, fitApiCosts, goodputCeiling, leastSquares, processCpuMicros, type CpuSecond } from '../loadtest/cpu.js';
+import { cpuShares, createCpuMeter, fitApiCosts, goodputCeiling, leastSquares, processCpuMicros, type CpuSecond } from '../bench/cpu.js';
 
 const second = (segment: string, admitted: number, refused: number, apiMicros: number): CpuSecond => ({
   segment,

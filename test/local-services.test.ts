@@ -6,7 +6,7 @@ import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { after, describe, it } from 'node:test';
 import pg from 'pg';
-import { ensurePostgres, ensureRedis, ensureServices, isReachable, stopServices, type LocalService } from '../lib/local-services.js';
+import { ensurePostgres, ensureRedis, ensureServices, isReachable, stopServices, type LocalService } from '../cli/local-services.js';
 import { createRedis } from '../lib/redis.js';
 import { freePort, TEST_PG_ADMIN_URL, TEST_REDIS_URL } from './support.js';
 

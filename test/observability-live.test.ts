@@ -6,7 +6,7 @@ import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { after, before, describe, it } from 'node:test';
 import { createApiKey } from '../lib/api-keys.js';
-import { startLocalPostgres, type LocalService } from '../lib/local-services.js';
+import { startLocalPostgres, type LocalService } from '../cli/local-services.js';
 import { allDashboardQueries } from '../grafana/generate.js';
 import { createTestEnv, envVars, eventually, freePort, spawnFloodgate, type FloodgateProcess, type TestEnv } from './support.js';
 

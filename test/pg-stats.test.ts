@@ -3,7 +3,7 @@ import { after, before, describe, it } from 'node:test';
 import pg from 'pg';
 import { Registry } from 'prom-client';
 import { createPool } from '../lib/db.js';
-import { registerPgStats } from '../workers/pg-stats.js';
+import { registerPgStats } from '../workers/stats/pg-stats.js';
 import { metricTypes, parseExposition, select, value } from './exposition.js';
 import { createTestEnv, freePort, type TestEnv } from './support.js';
 

@@ -3,7 +3,7 @@ import { createServer, type Socket } from 'node:net';
 import { after, before, describe, it } from 'node:test';
 import { Registry } from 'prom-client';
 import { createRedis } from '../lib/redis.js';
-import { registerRedisStats } from '../workers/redis-stats.js';
+import { registerRedisStats } from '../workers/stats/redis-stats.js';
 import { metricTypes, parseExposition, select, value } from './exposition.js';
 import { createTestEnv, freePort, type TestEnv } from './support.js';
 

@@ -193,7 +193,7 @@ export async function spawnFloodgate(args: string[], vars: Record<string, string
 
 /** A free TCP port on 127.0.0.1. */
 export async function freePort(): Promise<number> {
-  const { freePort: find } = await import('../loadtest/processes.js');
+  const { freePort: find } = await import('../bench/processes.js');
   return find();
 }
 

@@ -3,7 +3,7 @@ import { BREAKER_CODE, createDependencyBreaker, isBreakerRejection, type Breaker
 import type { Config } from '../lib/config.js';
 import type { Pool } from '../lib/db.js';
 import { REDIS_REPLY } from '../lib/errors.js';
-import { isTransientDbError, writeEntries } from '../lib/event-writer.js';
+import { isTransientDbError, writeEntries } from '../lib/pg-batch-write.js';
 import type { Logger } from '../lib/logger.js';
 import type { Redis } from '../lib/redis.js';
 import { ENTRY_FIELD, decodeEntry, type StreamEntry } from '../lib/stream-entry.js';

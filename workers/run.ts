@@ -7,8 +7,8 @@ import { startMetricsServer } from '../lib/metrics-server.js';
 import { createRedis } from '../lib/redis.js';
 import { createFlusher, createPostgresWriteBreaker } from './flusher.js';
 import { createMaintenance } from './maintenance.js';
-import { registerPgStats } from './pg-stats.js';
-import { registerRedisStats } from './redis-stats.js';
+import { registerPgStats } from './stats/pg-stats.js';
+import { registerRedisStats } from './stats/redis-stats.js';
 import { createWorkerMetrics } from './worker-metrics.js';
 
 /** A running worker process's parts. */

@@ -4,7 +4,7 @@ import { BREAKER_CODE, isBreakerRejection, type Breaker } from '../../lib/breake
 import type { Config } from '../../lib/config.js';
 import type { Pool } from '../../lib/db.js';
 import { apiError, type ApiError } from '../../lib/errors.js';
-import { writeEntries } from '../../lib/event-writer.js';
+import { writeEntries } from '../../lib/pg-batch-write.js';
 import { checkEvent, isPriority, type FieldError, type Priority, type ValidEvent } from '../../lib/event-schema.js';
 import type { Logger } from '../../lib/logger.js';
 import type { Redis } from '../../lib/redis.js';

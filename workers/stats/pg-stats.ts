@@ -1,7 +1,7 @@
 import type { Registry } from 'prom-client';
-import { quoteIdent, withTransaction, type Pool, type PoolClient } from '../lib/db.js';
-import { SQLSTATE } from '../lib/errors.js';
-import type { Logger } from '../lib/logger.js';
+import { quoteIdent, withTransaction, type Pool, type PoolClient } from '../../lib/db.js';
+import { SQLSTATE } from '../../lib/errors.js';
+import type { Logger } from '../../lib/logger.js';
 import { createStatsScrape, num } from './stats-scrape.js';
 
 /** Options of registerPgStats. */

@@ -11,11 +11,11 @@ import { parseArgs } from 'node:util';
 import { createApiKey } from '../lib/api-keys.js';
 import { measureWorker } from './bench-worker.js';
 import { createBenchEnv, startFloodgate } from './bench-env.js';
-import { createEventSource, cyclingSource } from './events.js';
+import { createEventSource, cyclingSource } from '../loadtest/events.js';
 import { REPO_ROOT, freePort, startNode, waitForOk } from './processes.js';
-import { machine } from './report.js';
-import { runScenario } from './run-scenario.js';
-import { runLoad } from './runner.js';
+import { machine } from '../loadtest/report.js';
+import { runScenario } from '../loadtest/run-scenario.js';
+import { runLoad } from '../loadtest/runner.js';
 import { histogramBuckets, quantileBetween, scrape } from './scrape.js';
 
 const { values: args } = parseArgs({
@@ -26,7 +26,7 @@ const { values: args } = parseArgs({
     'worker-events': { type: 'string', default: '200000' },
     'slo-p99': { type: 'string', default: '50' },
     'database-url': { type: 'string', default: 'postgres://postgres@127.0.0.1:5432/floodgate_bench' },
-    out: { type: 'string', default: `${REPO_ROOT}loadtest/reports` },
+    out: { type: 'string', default: `${REPO_ROOT}bench/reports` },
   },
 });
 const duration = Number(args.duration);
@@ -78,7 +78,7 @@ let capacity: number | null = null;
 let timeToDurable: { rate: number; p50Ms: number | null; p99Ms: number | null; events: number; integrity: unknown } | null = null;
 let worker: Awaited<ReturnType<typeof measureWorker>> | undefined;
 const barePort = await freePort();
-const bare = startNode(['--import', 'tsx', 'loadtest/bare-server.ts', String(barePort)], {});
+const bare = startNode(['--import', 'tsx', 'bench/bare-server.ts', String(barePort)], {});
 try {
   // 1 and 2: the API alone (no worker: the stream only grows, and is deleted afterwards).
   const api = await startFloodgate(bench, { worker: false });

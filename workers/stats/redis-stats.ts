@@ -1,7 +1,7 @@
 import type { Registry } from 'prom-client';
-import { REDIS_REPLY } from '../lib/errors.js';
-import type { Logger } from '../lib/logger.js';
-import type { Redis } from '../lib/redis.js';
+import { REDIS_REPLY } from '../../lib/errors.js';
+import type { Logger } from '../../lib/logger.js';
+import type { Redis } from '../../lib/redis.js';
 import { createStatsScrape, num } from './stats-scrape.js';
 
 /** Options of registerRedisStats. */

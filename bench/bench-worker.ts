@@ -10,10 +10,10 @@ import type { Pool } from '../lib/db.js';
 import { checkEvent, type ValidEvent } from '../lib/event-schema.js';
 import type { Redis } from '../lib/redis.js';
 import { COPY_COLUMNS } from '../lib/copy-text.js';
-import { CREATE_STAGING, MERGE_STAGING, STAGING } from '../lib/event-writer.js';
+import { CREATE_STAGING, MERGE_STAGING, STAGING } from '../lib/pg-batch-write.js';
 import { ENTRY_FIELD, decodeEntry, encodeEntry } from '../lib/stream-entry.js';
 import { FLOODGATE_BIN, startNode } from './processes.js';
-import { generateEvent, seededRandom } from './events.js';
+import { generateEvent, seededRandom } from '../loadtest/events.js';
 
 const run = promisify(execFile);
 const EVENTS_PER_ENTRY = 100;

@@ -15,8 +15,8 @@ import { createApiKey } from '../lib/api-keys.js';
 import { createBenchEnv, startFloodgate } from './bench-env.js';
 import { cpuShares, createCpuMeter, fitApiCosts, goodputCeiling, type CpuSecond } from './cpu.js';
 import { REPO_ROOT } from './processes.js';
-import { machine, type Report } from './report.js';
-import { runScenario, type LoadtestOptions } from './run-scenario.js';
+import { machine, type Report } from '../loadtest/report.js';
+import { runScenario, type LoadtestOptions } from '../loadtest/run-scenario.js';
 import { watchProcess, type ControllerReading } from './scrape.js';
 
 const { values: args } = parseArgs({
@@ -31,7 +31,7 @@ const { values: args } = parseArgs({
     // `enforce` alone (with --capacity) is for trying a change quickly; the benchmark's table needs both.
     modes: { type: 'string', default: 'off,enforce' },
     'database-url': { type: 'string', default: 'postgres://postgres@127.0.0.1:5432/floodgate_shedbench' },
-    out: { type: 'string', default: `${REPO_ROOT}loadtest/reports` },
+    out: { type: 'string', default: `${REPO_ROOT}bench/reports` },
   },
 });
 const sloP99Ms = Number(args['slo-p99']);

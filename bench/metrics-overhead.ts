@@ -12,7 +12,7 @@ import autocannon from 'autocannon';
 import { createApiKey } from '../lib/api-keys.js';
 import { createBenchEnv, startFloodgate, type StartedFloodgate } from './bench-env.js';
 import { processCpuMicros } from './cpu.js';
-import { generateEvent, seededRandom } from './events.js';
+import { generateEvent, seededRandom } from '../loadtest/events.js';
 import { REPO_ROOT } from './processes.js';
 
 const { values: args } = parseArgs({
@@ -20,7 +20,7 @@ const { values: args } = parseArgs({
     duration: { type: 'string', default: '8' },
     connections: { type: 'string', default: '50' },
     rounds: { type: 'string', default: '3' },
-    out: { type: 'string', default: `${REPO_ROOT}loadtest/reports` },
+    out: { type: 'string', default: `${REPO_ROOT}bench/reports` },
   },
 });
 const duration = Number(args.duration);
