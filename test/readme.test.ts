@@ -5,22 +5,24 @@ import { CONFIG_VARIABLES } from '../lib/config.js';
 import { ERROR_CATALOGUE } from '../lib/errors.js';
 
 const readme = await readFile(new URL('../README.md', import.meta.url), 'utf8');
-const rows = readme.split('\n').filter((line) => line.startsWith('|'));
+const tableRows = (text: string) => text.split('\n').filter((line) => line.startsWith('|'));
+const errorRows = tableRows(await readFile(new URL('../docs/api.md', import.meta.url), 'utf8'));
+const configRows = tableRows(await readFile(new URL('../docs/configuration.md', import.meta.url), 'utf8'));
 
-describe('README', () => {
-  it('documents every error code of the catalogue with its status', () => {
+describe('README and docs', () => {
+  it('docs/api.md documents every error code of the catalogue with its status', () => {
     for (const [code, { status }] of Object.entries(ERROR_CATALOGUE)) {
       assert.ok(
-        rows.some((row) => row.includes(`\`${code}\``) && row.includes(`| ${status} |`)),
-        `README error table lacks ${status} ${code}`,
+        errorRows.some((row) => row.includes(`\`${code}\``) && row.includes(`| ${status} |`)),
+        `docs/api.md error table lacks ${status} ${code}`,
       );
     }
   });
 
-  it('documents every configuration variable with its default', () => {
+  it('docs/configuration.md documents every configuration variable with its default', () => {
     for (const variable of Object.values(CONFIG_VARIABLES)) {
-      const row = rows.find((r) => r.startsWith(`| \`${variable.name}\` |`));
-      assert.ok(row, `README configuration table lacks ${variable.name}`);
+      const row = configRows.find((r) => r.startsWith(`| \`${variable.name}\` |`));
+      assert.ok(row, `docs/configuration.md table lacks ${variable.name}`);
       if (variable.defaultValue !== undefined) assert.ok(row.includes(`\`${variable.defaultValue}\``), `${variable.name}: default not shown`);
     }
   });
