@@ -16,10 +16,12 @@ export const USAGE = `usage: floodgate <command>
   api                         run the API (API_PROCESSES processes, node:cluster)
   worker                      run one flush worker
   migrate                     create the database if needed, apply migrations, create partitions
-  keys create --tenant NAME [--priority critical|normal|low] [--admin] [--rate-limit PER_SECOND] [--burst N]
+  keys create --tenant NAME [--scopes ingest,read,admin] [--priority critical|normal|low]
+              [--max-priority critical|normal|low] [--expires-in 30d] [--rate-limit PER_SECOND] [--burst N]
                               create an API key; the key is the last line of output, shown once
-                              (rate limit: requests per second, 0 unlimited; default RATE_LIMIT_PER_SECOND)
-  keys list                   list keys (never the secret)
+                              (scopes default ingest; --admin adds admin; --max-priority is the highest class
+                              the key may send; rate limit: requests per second, 0 unlimited)
+  keys list                   list keys with scopes, priority ceiling and expiry (never the secret)
   keys revoke <id|prefix>     revoke a key
   loadtest <scenario> [--url URL] [--key KEY] [--duration S] [--connections N] [--rate R] [--seed N]
            [--batch-size N] [--mix C/N/L] [--capacity C] [--slo-p99 MS] [--timeout S] [--out DIR]
