@@ -212,15 +212,15 @@ describe('alerts', () => {
       assert.match(field(alert.text, 'severity') ?? '', /^(critical|warning)$/, `${alert.name}: severity`);
       assert.ok(field(alert.text, 'summary'), `${alert.name}: summary`);
       assert.match(field(alert.text, 'description') ?? '', /\{\{ \$value/, `${alert.name}: description must show {{ $value }}`);
-      assert.match(field(alert.text, 'runbook_url') ?? '', /^docs\/runbooks\.md#[a-z0-9-]+$/, `${alert.name}: runbook_url`);
+      assert.match(field(alert.text, 'runbook_url') ?? '', /^docs\/operations\.md#[a-z0-9-]+$/, `${alert.name}: runbook_url`);
     }
   });
 
-  it("each runbook link points at an existing section of docs/runbooks.md", async () => {
-    const sections = anchors(await read('docs/runbooks.md'));
+  it("each runbook link points at an existing section of docs/operations.md", async () => {
+    const sections = anchors(await read('docs/operations.md'));
     for (const alert of alerts) {
       const anchor = field(alert.text, 'runbook_url')!.split('#')[1]!;
-      assert.ok(sections.has(anchor), `${alert.name}: docs/runbooks.md has no section #${anchor}`);
+      assert.ok(sections.has(anchor), `${alert.name}: docs/operations.md has no section #${anchor}`);
       assert.equal(anchor, alert.name.toLowerCase(), `${alert.name}: the runbook section is named after the alert`);
     }
   });
