@@ -5,6 +5,7 @@ import { describe, it } from 'node:test';
 import { fileURLToPath } from 'node:url';
 import { Registry, collectDefaultMetrics } from 'prom-client';
 import { allDashboardQueries, renderDashboards } from '../grafana/generate.js';
+import { anchors } from './markdown.js';
 
 /**
  * Static checks of the observability assets: Prometheus config, recording and alerting rules with their
@@ -156,15 +157,6 @@ async function defaultMetricNames(): Promise<Set<string>> {
   }
   registry.clear();
   return names;
-}
-
-/** GitHub's heading anchors: lower case, punctuation dropped, spaces to hyphens. */
-function anchors(markdown: string): Set<string> {
-  const set = new Set<string>();
-  for (const m of markdown.matchAll(/^#{1,6}\s+(.+?)\s*#*\s*$/gm)) {
-    set.add(m[1]!.toLowerCase().replace(/[^\p{L}\p{N}\s_-]/gu, '').trim().replace(/\s/g, '-'));
-  }
-  return set;
 }
 
 const ruleFiles = await yamlFiles('prometheus/rules/');

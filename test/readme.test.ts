@@ -5,6 +5,7 @@ import { describe, it } from 'node:test';
 import { fileURLToPath } from 'node:url';
 import { CONFIG_VARIABLES } from '../lib/config.js';
 import { ERROR_CATALOGUE } from '../lib/errors.js';
+import { anchors, prose } from './markdown.js';
 
 const ROOT = fileURLToPath(new URL('../', import.meta.url));
 const read = (path: string) => readFile(join(ROOT, path), 'utf8');
@@ -27,18 +28,6 @@ for (const file of (await readdir(join(ROOT, 'docs'))).filter((f) => f.endsWith(
  * once they have all landed.
  */
 const DOCS_IN_PROGRESS = new Set(['docs/security.md', 'docs/fairness.md', 'docs/analytics.md', 'docs/live.md', 'docs/sdk.md', 'docs/development.md']);
-
-/** Text outside fenced code blocks (links and paths inside examples are not navigation). */
-const prose = (markdown: string) => markdown.replace(/^```[\s\S]*?^```/gm, '');
-
-/** GitHub's heading anchors: lower case, punctuation dropped, spaces to hyphens. */
-function anchors(markdown: string): Set<string> {
-  const set = new Set<string>();
-  for (const m of prose(markdown).matchAll(/^#{1,6}\s+(.+?)\s*#*\s*$/gm)) {
-    set.add(m[1]!.toLowerCase().replace(/[^\p{L}\p{N}\s_-]/gu, '').trim().replace(/\s/g, '-'));
-  }
-  return set;
-}
 
 /** Relative Markdown links of a document: `[text](target)` with no scheme. */
 function relativeLinks(markdown: string): string[] {
