@@ -392,7 +392,7 @@ const ingestOverview: DashboardSpec = {
           min: 0,
           queries: [q('route_code:floodgate_http_errors:rate1m', '{{route}} {{code}}')],
           description:
-            'Error answers per second by stable error code (README error table). internal_error and dependency_unavailable spend the availability budget; ' +
+            'Error answers per second by stable error code (error table in docs/api.md). internal_error and dependency_unavailable spend the availability budget; ' +
             'overloaded is deliberate shedding; 4xx codes are client mistakes.',
         },
         {

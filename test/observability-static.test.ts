@@ -5,6 +5,7 @@ import { describe, it } from 'node:test';
 import { fileURLToPath } from 'node:url';
 import { Registry, collectDefaultMetrics } from 'prom-client';
 import { allDashboardQueries, renderDashboards } from '../grafana/generate.js';
+import { anchors } from './markdown.js';
 
 /**
  * Static checks of the observability assets: Prometheus config, recording and alerting rules with their
@@ -158,15 +159,6 @@ async function defaultMetricNames(): Promise<Set<string>> {
   return names;
 }
 
-/** GitHub's heading anchors: lower case, punctuation dropped, spaces to hyphens. */
-function anchors(markdown: string): Set<string> {
-  const set = new Set<string>();
-  for (const m of markdown.matchAll(/^#{1,6}\s+(.+?)\s*#*\s*$/gm)) {
-    set.add(m[1]!.toLowerCase().replace(/[^\p{L}\p{N}\s_-]/gu, '').trim().replace(/\s/g, '-'));
-  }
-  return set;
-}
-
 const ruleFiles = await yamlFiles('prometheus/rules/');
 const testFiles = await yamlFiles('prometheus/tests/');
 const rules = (await Promise.all(ruleFiles.map(read))).flatMap(parseRules);
@@ -212,15 +204,15 @@ describe('alerts', () => {
       assert.match(field(alert.text, 'severity') ?? '', /^(critical|warning)$/, `${alert.name}: severity`);
       assert.ok(field(alert.text, 'summary'), `${alert.name}: summary`);
       assert.match(field(alert.text, 'description') ?? '', /\{\{ \$value/, `${alert.name}: description must show {{ $value }}`);
-      assert.match(field(alert.text, 'runbook_url') ?? '', /^docs\/runbooks\.md#[a-z0-9-]+$/, `${alert.name}: runbook_url`);
+      assert.match(field(alert.text, 'runbook_url') ?? '', /^docs\/operations\.md#[a-z0-9-]+$/, `${alert.name}: runbook_url`);
     }
   });
 
-  it("each runbook link points at an existing section of docs/runbooks.md", async () => {
-    const sections = anchors(await read('docs/runbooks.md'));
+  it("each runbook link points at an existing section of docs/operations.md", async () => {
+    const sections = anchors(await read('docs/operations.md'));
     for (const alert of alerts) {
       const anchor = field(alert.text, 'runbook_url')!.split('#')[1]!;
-      assert.ok(sections.has(anchor), `${alert.name}: docs/runbooks.md has no section #${anchor}`);
+      assert.ok(sections.has(anchor), `${alert.name}: docs/operations.md has no section #${anchor}`);
       assert.equal(anchor, alert.name.toLowerCase(), `${alert.name}: the runbook section is named after the alert`);
     }
   });
