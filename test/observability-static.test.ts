@@ -207,7 +207,7 @@ describe('alerts', () => {
       assert.match(field(alert.text, 'severity') ?? '', /^(critical|warning)$/, `${alert.name}: severity`);
       assert.ok(field(alert.text, 'summary'), `${alert.name}: summary`);
       assert.match(field(alert.text, 'description') ?? '', /\{\{ \$value/, `${alert.name}: description must show {{ $value }}`);
-      assert.match(field(alert.text, 'runbook_url') ?? '', /^https?:\/\/[^\s#]+\/runbooks\.md#[a-z0-9-]+$/, `${alert.name}: runbook_url (absolute)`);
+      assert.match(field(alert.text, 'runbook_url') ?? '', /^https?:\/\/[^\s#]+\/operations\.md#[a-z0-9-]+$/, `${alert.name}: runbook_url (absolute)`);
     }
   });
 
@@ -222,7 +222,7 @@ describe('alerts', () => {
       assert.equal(run.status, 0, run.stderr);
       const rewritten = (await readFile(join(copy, 'rules/alerts.yml'), 'utf8')).split('\n').filter((l) => l.includes('runbook_url:'));
       assert.equal(rewritten.length, alerts.length);
-      for (const line of rewritten) assert.match(line, /runbook_url: https:\/\/wiki\.example\.org\/ops\/floodgate\/runbooks\.md#floodgate[a-z]+$/);
+      for (const line of rewritten) assert.match(line, /runbook_url: https:\/\/wiki\.example\.org\/ops\/floodgate\/operations\.md#floodgate[a-z]+$/);
       const tests = (await readdir(join(copy, 'tests'))).map((f) => join(copy, 'tests', f));
       const promtoolRun = spawnSync('promtool', ['test', 'rules', ...tests], { cwd: copy, encoding: 'utf8' });
       assert.equal(promtoolRun.status, 0, `${promtoolRun.stdout}${promtoolRun.stderr}`);
