@@ -1,5 +1,6 @@
 import { Ajv2020, type ErrorObject } from 'ajv/dist/2020.js';
 import * as addFormatsModule from 'ajv-formats';
+import { DAY_MS } from './partitions.js';
 import { uuidv7 } from './uuid7.js';
 
 // ajv-formats is CommonJS with `exports.default`; under NodeNext the default import is the module object.
@@ -75,7 +76,7 @@ export interface ValidationLimits {
   readonly maxEventDataBytes: number;
 }
 
-const MAX_FUTURE_MS = 24 * 3600 * 1000;
+const MAX_FUTURE_MS = DAY_MS;
 const MAX_DATA_DEPTH = 32;
 // NUL cannot be stored in Postgres text or jsonb, and a lone surrogate is not Unicode; either would make the
 // row unwritable later, so both are refused at the edge. JSON.stringify escapes exactly these (and only
@@ -143,7 +144,7 @@ export function checkEvent(raw: unknown, receivedAt: number, limits: ValidationL
     occurredAt = Date.parse(e.timestamp);
     if (Number.isNaN(occurredAt)) errors.push({ path: '/timestamp', message: 'is not a valid RFC 3339 time' });
     else if (occurredAt > receivedAt + MAX_FUTURE_MS) errors.push({ path: '/timestamp', message: 'is more than 24 h in the future' });
-    else if (occurredAt < receivedAt - limits.retentionDays * 86_400_000) {
+    else if (occurredAt < receivedAt - limits.retentionDays * DAY_MS) {
       errors.push({ path: '/timestamp', message: `is older than the ${limits.retentionDays}-day retention` });
     }
   }

@@ -1,9 +1,21 @@
 import type { Pool } from './db.js';
 
-const DAY_MS = 86_400_000;
+/** Milliseconds in a day: events are partitioned by UTC day of `occurred_at`. */
+export const DAY_MS = 86_400_000;
+
+/** What every daily partition's name starts with; the date follows as YYYYMMDD. */
+export const PARTITION_PREFIX = 'events_p';
 
 function utcDay(ms: number): string {
   return new Date(ms).toISOString().slice(0, 10);
+}
+
+/**
+ * The partition holding events of the UTC day of `ms`, e.g. `events_p20261124`. The SQL function
+ * floodgate_create_partitions (db/migrations) names them the same way; a test keeps the two in step.
+ */
+export function partitionName(ms: number): string {
+  return PARTITION_PREFIX + utcDay(ms).replace(/-/g, '');
 }
 
 export interface PartitionPolicy {
