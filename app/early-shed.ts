@@ -1,9 +1,8 @@
-import { randomUUID } from 'node:crypto';
 import type { IncomingMessage, ServerResponse } from 'node:http';
-import { isPriority } from '../lib/event-schema.js';
 import type { ApiMetrics } from './metrics.js';
 import { recordAnswer } from './middleware/metrics.js';
-import { SAFE_REQUEST_ID } from './middleware/request-id.js';
+import { requestIdFrom } from './middleware/request-id.js';
+import { parsePriority, PRIORITY_HEADER } from './priority.js';
 import { DECIDED_EARLY, overloadedAnswer, type Shedder } from './shedding/shedder.js';
 
 const INGEST_ROUTE = '/v1/events';
@@ -21,10 +20,11 @@ export function createEarlyShed(shedder: Shedder, metrics: ApiMetrics, random: (
     if (req.method !== 'POST') return false;
     const url = req.url ?? '';
     if (url !== INGEST_ROUTE && !url.startsWith(`${INGEST_ROUTE}?`)) return false;
-    const header = req.headers['x-priority'];
+    const header = req.headers[PRIORITY_HEADER];
     if (typeof header !== 'string') return false;
-    const priority = header.trim().toLowerCase();
-    if (!isPriority(priority)) return false;
+    // A missing class (the key's default applies) or an invalid one (a 400) needs Koa and authentication.
+    const priority = parsePriority(header);
+    if (priority === undefined) return false;
     const started = performance.now();
     const reason = shedder.decideEarly(priority);
     if (reason === undefined) return false;
@@ -32,8 +32,7 @@ export function createEarlyShed(shedder: Shedder, metrics: ApiMetrics, random: (
       (req as { [DECIDED_EARLY]?: boolean })[DECIDED_EARLY] = true;
       return false;
     }
-    const given = req.headers['x-request-id'];
-    const requestId = typeof given === 'string' && SAFE_REQUEST_ID.test(given) ? given : randomUUID();
+    const requestId = requestIdFrom(req.headers['x-request-id']);
     const answer = overloadedAnswer(priority, random);
     // The request id is [A-Za-z0-9._:-] and the message fixed text: nothing here needs JSON escaping.
     const body = `{"error":"overloaded","message":"${answer.message}","request_id":"${requestId}"}`;

@@ -14,7 +14,8 @@ import { createApiMetrics, type ApiMetrics } from './metrics.js';
 import { requestId } from './middleware/request-id.js';
 import { openApiDocument } from './openapi.js';
 import { createRedisWriteBreaker } from './redis-breaker.js';
-import { ingestEvents, resolvePriority } from './routes/events.js';
+import { ingestEvents } from './routes/events.js';
+import { resolvePriority } from './priority.js';
 import type { Shedder } from './shedding/shedder.js';
 import { healthz, readyz } from './routes/health.js';
 

@@ -2,13 +2,20 @@ import { randomUUID } from 'node:crypto';
 import type { Middleware } from 'koa';
 
 /** The X-Request-Id values echoed back; anything else is replaced by a fresh id. */
-export const SAFE_REQUEST_ID = /^[A-Za-z0-9._:-]{1,128}$/;
+const SAFE_REQUEST_ID = /^[A-Za-z0-9._:-]{1,128}$/;
+
+/**
+ * The id of a request: its `X-Request-Id` when well formed (so it needs no escaping in JSON, logs or headers),
+ * else a fresh UUID. The one rule both the early refusal (before Koa) and the Koa middleware apply.
+ */
+export function requestIdFrom(given: string | string[] | undefined): string {
+  return typeof given === 'string' && SAFE_REQUEST_ID.test(given) ? given : randomUUID();
+}
 
 /** Echoes a well-formed `X-Request-Id` or generates one, on every response; kept in `ctx.state.requestId`. */
 export function requestId(): Middleware {
   return async (ctx, next) => {
-    const given = ctx.get('x-request-id');
-    const id = given && SAFE_REQUEST_ID.test(given) ? given : randomUUID();
+    const id = requestIdFrom(ctx.req.headers['x-request-id']);
     ctx.state.requestId = id;
     ctx.set('X-Request-Id', id);
     await next();

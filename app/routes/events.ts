@@ -5,7 +5,7 @@ import type { Config } from '../../lib/config.js';
 import type { Pool } from '../../lib/db.js';
 import { apiError, type ApiError } from '../../lib/errors.js';
 import { writeEntries } from '../../lib/pg-batch-write.js';
-import { checkEvent, isPriority, type FieldError, type Priority, type ValidEvent } from '../../lib/event-schema.js';
+import { checkEvent, type FieldError, type Priority, type ValidEvent } from '../../lib/event-schema.js';
 import type { Logger } from '../../lib/logger.js';
 import type { Redis } from '../../lib/redis.js';
 import { ENTRY_FIELD, decodeEntry, encodeEntry } from '../../lib/stream-entry.js';
@@ -28,21 +28,6 @@ export interface IngestResult {
 /** Seconds a client should wait before retrying a 503, jittered so that retries do not arrive in lockstep. */
 export function retryAfterSeconds(base = 1, spread = 2): string {
   return String(base + Math.floor(Math.random() * (spread + 1)));
-}
-
-/** Sets `ctx.state.priority` from `X-Priority`, else the key's default; runs before shedding needs it. */
-export function resolvePriority(): Middleware {
-  return async (ctx, next) => {
-    const header = ctx.get('x-priority');
-    const grant = ctx.state.grant as KeyGrant;
-    if (!header) ctx.state.priority = grant.defaultPriority;
-    else {
-      const value = header.trim().toLowerCase();
-      if (!isPriority(value)) throw apiError('invalid_header', `X-Priority must be critical, normal or low, got "${header.slice(0, 50)}"`);
-      ctx.state.priority = value;
-    }
-    await next();
-  };
 }
 
 function isPlainObject(value: unknown): value is Record<string, unknown> {
