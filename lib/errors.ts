@@ -25,8 +25,36 @@ export const ERROR_CATALOGUE = {
 
 export type ErrorCode = keyof typeof ERROR_CATALOGUE;
 
+/** What an error answer carries: thrown through Koa as an ApiError, or rendered before Koa by the early refusal. */
+export interface ErrorAnswer {
+  readonly code: ErrorCode;
+  /** Shown to the client. */
+  readonly message: string;
+  readonly details?: unknown;
+  /** Response headers that come with it (`Retry-After`, `Allow`, `WWW-Authenticate`…). */
+  readonly headers?: Readonly<Record<string, string>>;
+}
+
+/** The JSON body of every error answer. */
+export interface ErrorBody {
+  error: ErrorCode;
+  message: string;
+  request_id: string;
+  details?: unknown;
+}
+
+/** The Content-Type of every error answer. */
+export const ERROR_CONTENT_TYPE = 'application/json; charset=utf-8';
+
+/** Serialises an error answer's body: the one rendering for the Koa error middleware and the early refusal alike. */
+export function errorBody(answer: ErrorAnswer, requestId: string): string {
+  const body: ErrorBody = { error: answer.code, message: answer.message, request_id: requestId };
+  if (answer.details !== undefined) body.details = answer.details;
+  return JSON.stringify(body);
+}
+
 /** An error the API answers with its catalogue status and code; `message` is shown to the client. */
-export class ApiError extends Error {
+export class ApiError extends Error implements ErrorAnswer {
   readonly status: number;
   constructor(
     readonly code: ErrorCode,

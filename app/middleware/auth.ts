@@ -2,6 +2,7 @@ import type { Middleware } from 'koa';
 import { findApiKey, type KeyGrant } from '../../lib/api-keys.js';
 import type { Pool } from '../../lib/db.js';
 import { apiError } from '../../lib/errors.js';
+import { jitteredRetryAfter } from '../retry-after.js';
 
 const MAX_CACHED_KEYS = 10_000;
 // Unknown keys are cached too (so a client hammering with a bad key costs no database round trip), but briefly,
@@ -62,7 +63,7 @@ export function authenticate(keys: KeyResolver, options: { admin?: boolean } = {
     try {
       grant = await keys.resolve(key);
     } catch {
-      throw apiError('dependency_unavailable', 'cannot verify the API key right now', undefined, { 'Retry-After': '1' });
+      throw apiError('dependency_unavailable', 'cannot verify the API key right now', undefined, { 'Retry-After': jitteredRetryAfter() });
     }
     if (!grant) throw apiError('unauthorized', 'unknown or revoked API key', undefined, { 'WWW-Authenticate': 'Bearer' });
     if (options.admin && !grant.isAdmin) throw apiError('forbidden', 'this endpoint needs an admin key');

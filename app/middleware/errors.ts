@@ -1,24 +1,14 @@
 import type { Middleware, ParameterizedContext } from 'koa';
-import { ApiError, apiError, type ErrorCode } from '../../lib/errors.js';
+import { ApiError, apiError, ERROR_CONTENT_TYPE, errorBody } from '../../lib/errors.js';
 import type { Logger } from '../../lib/logger.js';
-
-/** The JSON body of every error answer. */
-export interface ErrorBody {
-  error: ErrorCode;
-  message: string;
-  request_id: string;
-  details?: unknown;
-}
 
 function render(ctx: ParameterizedContext, err: ApiError): void {
   ctx.status = err.status;
   for (const [name, value] of Object.entries(err.headers ?? {})) ctx.set(name, value);
-  const body: ErrorBody = { error: err.code, message: err.message, request_id: String(ctx.state.requestId ?? '') };
-  if (err.details !== undefined) body.details = err.details;
-  // Serialised here rather than by Koa so that measuring the response size does not stringify it again.
   ctx.state.errorCode = err.code;
-  ctx.type = 'application/json';
-  ctx.body = JSON.stringify(body);
+  ctx.type = ERROR_CONTENT_TYPE;
+  // Serialised here rather than by Koa so that measuring the response size does not stringify it again.
+  ctx.body = errorBody(err, String(ctx.state.requestId ?? ''));
 }
 
 /**

@@ -4,6 +4,7 @@ import type { Config } from '../../lib/config.js';
 import { apiError } from '../../lib/errors.js';
 import type { Priority } from '../../lib/event-schema.js';
 import type { ApiMetrics } from '../metrics.js';
+import { tokenRetryAfter } from '../retry-after.js';
 
 // One bucket per key that sent a request; keys are few, but a bound keeps a pathological key churn from growing it.
 const MAX_BUCKETS = 100_000;
@@ -50,9 +51,8 @@ export function rateLimit(config: Config, metrics: ApiMetrics, now: () => number
       if (bucket.tokens < 1) {
         const priority = ctx.state.priority as Priority;
         metrics.rateLimited.inc({ priority });
-        const seconds = Math.max(1, Math.ceil((1 - bucket.tokens) / bucket.rate));
         throw apiError('rate_limited', `this API key is limited to ${limit.rate * config.apiProcesses} requests per second`, undefined, {
-          'Retry-After': String(seconds),
+          'Retry-After': tokenRetryAfter(bucket.tokens, bucket.rate),
         });
       }
       bucket.tokens -= 1;

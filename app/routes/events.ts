@@ -11,6 +11,7 @@ import type { Redis } from '../../lib/redis.js';
 import { ENTRY_FIELD, decodeEntry, encodeEntry } from '../../lib/stream-entry.js';
 import { checkBodyHeaders, parseJson, readBody } from '../body.js';
 import type { ApiMetrics } from '../metrics.js';
+import { jitteredRetryAfter } from '../retry-after.js';
 
 /** Per-event rejection in a 202 or 422 answer. */
 export interface Rejection {
@@ -23,11 +24,6 @@ export interface IngestResult {
   accepted: number;
   ids: string[];
   rejected: Rejection[];
-}
-
-/** Seconds a client should wait before retrying a 503, jittered so that retries do not arrive in lockstep. */
-export function retryAfterSeconds(base = 1, spread = 2): string {
-  return String(base + Math.floor(Math.random() * (spread + 1)));
 }
 
 function isPlainObject(value: unknown): value is Record<string, unknown> {
@@ -63,7 +59,7 @@ export interface IngestDeps {
 
 function queueUnavailable(): ApiError {
   return apiError('dependency_unavailable', 'the queue cannot take the events right now; nothing was accepted', undefined, {
-    'Retry-After': retryAfterSeconds(),
+    'Retry-After': jitteredRetryAfter(),
   });
 }
 

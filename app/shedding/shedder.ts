@@ -3,11 +3,12 @@ import type { Middleware } from 'koa';
 import { Counter, Gauge, Histogram, type Registry } from 'prom-client';
 import { createBreaker, type Breaker, type BreakerState } from '../../lib/breaker.js';
 import type { Config } from '../../lib/config.js';
-import { apiError } from '../../lib/errors.js';
+import { apiError, type ErrorAnswer } from '../../lib/errors.js';
 import { PRIORITIES, type Priority } from '../../lib/event-schema.js';
 import type { LatencyWindow } from '../../lib/latency-window.js';
 import type { Logger } from '../../lib/logger.js';
 import type { Redis } from '../../lib/redis.js';
+import { jitteredRetryAfter } from '../retry-after.js';
 import { createShedController, DEFAULT_CONTROLLER_PARAMS, type ControllerState, type ShedController } from './controller.js';
 
 export type ShedMode = Config['shedMode'];
@@ -36,9 +37,9 @@ export interface LoadSnapshot {
   readonly gates: { openAfterMs: number; resetTimeoutMs: number };
 }
 
-/** The message and jittered Retry-After (1–5 s) of a 503 overloaded, the same wherever a request is refused. */
-export function overloadedAnswer(priority: Priority, random: () => number = Math.random): { message: string; retryAfter: string } {
-  return { message: `shedding ${priority} traffic; retry later`, retryAfter: String(1 + Math.floor(random() * 5)) };
+/** The 503 overloaded answer (message and jittered Retry-After), the same wherever a request is refused. */
+export function overloadedAnswer(priority: Priority, random: () => number = Math.random): ErrorAnswer {
+  return { code: 'overloaded', message: `shedding ${priority} traffic; retry later`, headers: { 'Retry-After': jitteredRetryAfter(random) } };
 }
 
 /** Marks a request whose admission was already decided before Koa saw it (see `decideEarly`). */
@@ -284,7 +285,7 @@ export function createShedder(deps: ShedderDeps): Shedder {
             if (config.shedMode === 'enforce') {
               // Refused before the body is read or parsed: a shed request costs a fraction of an admitted one.
               const answer = overloadedAnswer(priority, random);
-              throw apiError('overloaded', answer.message, undefined, { 'Retry-After': answer.retryAfter });
+              throw apiError(answer.code, answer.message, undefined, answer.headers);
             }
           }
         }

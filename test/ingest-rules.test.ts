@@ -1,0 +1,82 @@
+import assert from 'node:assert/strict';
+import { createServer, type Server } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import { after, before, describe, it } from 'node:test';
+import Koa from 'koa';
+import { Registry } from 'prom-client';
+import { createEarlyShed } from '../app/early-shed.js';
+import { createApiMetrics } from '../app/metrics.js';
+import { errorHandler } from '../app/middleware/errors.js';
+import { requestId, requestIdFrom } from '../app/middleware/request-id.js';
+import { parsePriority } from '../app/priority.js';
+import { jitteredRetryAfter, tokenRetryAfter } from '../app/retry-after.js';
+import { overloadedAnswer, type Shedder } from '../app/shedding/shedder.js';
+import { apiError } from '../lib/errors.js';
+import { createLogger } from '../lib/logger.js';
+
+// The early refusal (before Koa) and the Koa middleware both apply these rules; a request must be read, and
+// refused, the same way on either path.
+describe('request header rules', () => {
+  it('X-Priority names a class whatever its case and surrounding blanks, and nothing else', () => {
+    assert.equal(parsePriority('critical'), 'critical');
+    assert.equal(parsePriority('  LOW '), 'low');
+    assert.equal(parsePriority('Normal'), 'normal');
+    for (const other of ['', 'urgent', 'low, low', 'lo w']) assert.equal(parsePriority(other), undefined, other);
+  });
+
+  it('X-Request-Id is echoed when well formed, replaced by a fresh UUID otherwise', () => {
+    assert.equal(requestIdFrom('req-1.2:3_A'), 'req-1.2:3_A');
+    const uuid = /^[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$/;
+    for (const bad of [undefined, '', 'a b', '"quoted"', 'x'.repeat(129), ['a', 'b']]) assert.match(requestIdFrom(bad), uuid, String(bad));
+  });
+});
+
+describe('Retry-After policy', () => {
+  it('a refusal to come back shortly waits 1 to 5 whole seconds, jittered', () => {
+    const seen = new Set([0, 0.19, 0.2, 0.5, 0.79, 0.8, 0.999999].map((r) => jitteredRetryAfter(() => r)));
+    assert.deepEqual([...seen].sort(), ['1', '2', '3', '4', '5']);
+  });
+
+  it('a rate limit waits until its bucket holds a token again, at least a second', () => {
+    assert.equal(tokenRetryAfter(0.5, 0.1), '5');
+    assert.equal(tokenRetryAfter(0.99, 1000), '1');
+    assert.equal(tokenRetryAfter(-1, 1), '2', 'a bucket in debt waits for the debt too');
+  });
+});
+
+describe('the early refusal', () => {
+  const servers: Server[] = [];
+  const listen = async (handler: Parameters<typeof createServer>[1]) => {
+    const server = createServer(handler);
+    servers.push(server);
+    await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+    return `http://127.0.0.1:${(server.address() as AddressInfo).port}/v1/events`;
+  };
+  let early: string;
+  let koa: string;
+  before(async () => {
+    const refuse = { decideEarly: () => 'controller' } as unknown as Shedder;
+    const shed = createEarlyShed(refuse, createApiMetrics(new Registry()), () => 0.5);
+    early = await listen((req, res) => void shed(req, res));
+    const app = new Koa();
+    app.use(requestId());
+    app.use(errorHandler(createLogger('silent', 'test')));
+    app.use(() => {
+      const answer = overloadedAnswer('low', () => 0.5);
+      throw apiError(answer.code, answer.message, answer.details, answer.headers);
+    });
+    koa = await listen(app.callback());
+  });
+  after(() => {
+    for (const server of servers) server.close();
+  });
+
+  it('answers exactly as a refusal through Koa: status, headers and body from the error catalogue', async () => {
+    const send = (url: string) => fetch(url, { method: 'POST', headers: { 'x-priority': 'low', 'x-request-id': 'same-id' }, body: '{}' });
+    const [a, b] = await Promise.all([send(early), send(koa)]);
+    assert.equal(a.status, 503);
+    assert.equal(a.status, b.status);
+    for (const header of ['content-type', 'retry-after', 'x-request-id', 'content-length']) assert.equal(a.headers.get(header), b.headers.get(header), header);
+    assert.equal(await a.text(), await b.text());
+  });
+});
