@@ -1,5 +1,5 @@
 import { ERROR_CATALOGUE } from '../lib/errors.js';
-import { EVENT_SCHEMA } from '../lib/event-schema.js';
+import { batchSchema, EVENT_SCHEMA } from '../lib/event-schema.js';
 import type { Config } from '../lib/config.js';
 
 const errorResponse = (description: string) => ({
@@ -20,12 +20,7 @@ export function openApiDocument(config: Pick<Config, 'maxBatchEvents'>): Record<
       },
       schemas: {
         Event: event,
-        Batch: {
-          type: 'object',
-          additionalProperties: false,
-          required: ['events'],
-          properties: { events: { type: 'array', minItems: 1, maxItems: config.maxBatchEvents, items: { $ref: '#/components/schemas/Event' } } },
-        },
+        Batch: batchSchema(config.maxBatchEvents, '#/components/schemas/Event'),
         Accepted: {
           type: 'object',
           required: ['accepted', 'ids', 'rejected'],

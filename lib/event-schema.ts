@@ -42,15 +42,20 @@ export const EVENT_SCHEMA = {
   },
 } as const;
 
-/** Schema of a batch request body; events are validated one by one so that valid ones are accepted. */
-export const BATCH_SCHEMA = {
-  $id: 'https://floodgate.dev/schemas/batch.json',
-  title: 'Batch',
-  type: 'object',
-  additionalProperties: false,
-  required: ['events'],
-  properties: { events: { type: 'array', minItems: 1, items: { $ref: 'event.json' } } },
-} as const;
+/**
+ * JSON Schema of a batch request body, served in the OpenAPI document with `eventRef` pointing at the Event
+ * schema. The API does not validate a batch against it as a whole: it checks this shape, then each event on its
+ * own, so that the valid events of a batch are accepted.
+ */
+export function batchSchema(maxBatchEvents: number, eventRef: string) {
+  return {
+    title: 'Batch',
+    type: 'object',
+    additionalProperties: false,
+    required: ['events'],
+    properties: { events: { type: 'array', minItems: 1, maxItems: maxBatchEvents, items: { $ref: eventRef } } },
+  } as const;
+}
 
 /** An event that passed validation, with its server-assigned id. */
 export interface ValidEvent {

@@ -2,6 +2,7 @@ import assert from 'node:assert/strict';
 import { gzipSync } from 'node:zlib';
 import { after, before, describe, it } from 'node:test';
 import { parseCopyRows } from '../lib/copy-text.js';
+import { batchSchema } from '../lib/event-schema.js';
 import { createRedis } from '../lib/redis.js';
 import { decodeEntry } from '../lib/stream-entry.js';
 import { createTestEnv, json, startTestApi, type TestApi, type TestEnv } from './support.js';
@@ -132,6 +133,7 @@ describe('POST /v1/events', () => {
     const doc = await json(res);
     assert.equal(doc.openapi, '3.1.0');
     assert.deepEqual(doc.components.schemas.Event.required, ['type']);
+    assert.deepEqual(doc.components.schemas.Batch, batchSchema(env.config.maxBatchEvents, '#/components/schemas/Event'), 'the batch shape defined once');
     assert.ok(doc.paths['/v1/events'].post.responses['413']);
   });
 

@@ -30,7 +30,7 @@ function isPlainObject(value: unknown): value is Record<string, unknown> {
   return typeof value === 'object' && value !== null && !Array.isArray(value);
 }
 
-/** Splits a parsed body into the raw events it carries, enforcing the batch rules. */
+/** Splits a parsed body into the raw events it carries, enforcing the batch shape (lib/event-schema.ts batchSchema). */
 function rawEvents(body: unknown, maxBatchEvents: number): { events: unknown[]; batch: boolean } {
   if (!isPlainObject(body)) throw apiError('invalid_body', 'the body must be an event object or {"events": [...]}');
   if (!Object.hasOwn(body, 'events')) return { events: [body], batch: false };
