@@ -268,6 +268,11 @@ export function defaultFor(variable: ConfigVariable<unknown>): string {
   throw new Error(`no default for ${variable.name}`);
 }
 
+/** The configuration with every variable at its default: the one source of default values. */
+export function defaultConfig(): Config {
+  return loadConfig({});
+}
+
 /** Parses and validates the environment once; throws a ConfigError listing every problem. */
 export function loadConfig(env: Readonly<Record<string, string | undefined>>, overrides: Partial<Config> = {}): Config {
   const problems: string[] = [];

@@ -1,6 +1,7 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import { createShedController, DEFAULT_CONTROLLER_PARAMS, type ShedController } from '../app/shedding/controller.js';
+import { defaultConfig } from '../lib/config.js';
 import { PRIORITIES, type Priority } from '../lib/event-schema.js';
 
 /**
@@ -187,6 +188,28 @@ describe('shedding controller (deterministic simulation)', () => {
     // The queue built in the first second drains only slowly, and each probe still sees the pressure falling.
     assert.ok(steps.every((s) => s.heldOff === 0), 'never held off');
     assert.ok(mean(between(steps, 20, 60).map((s) => s.admitted)) >= 0.85 * CAPACITY);
+  });
+
+  it('takes its targets, watermarks and hard limits from the configuration defaults, not defaults of its own', () => {
+    const config = defaultConfig();
+    assert.deepEqual(
+      {
+        targetP99Ms: DEFAULT_CONTROLLER_PARAMS.targetP99Ms,
+        targetEventLoopDelayMs: DEFAULT_CONTROLLER_PARAMS.targetEventLoopDelayMs,
+        backlogLowWatermark: DEFAULT_CONTROLLER_PARAMS.backlogLowWatermark,
+        backlogHighWatermark: DEFAULT_CONTROLLER_PARAMS.backlogHighWatermark,
+        hardMaxInFlight: DEFAULT_CONTROLLER_PARAMS.hardMaxInFlight,
+        hardEventLoopDelayMs: DEFAULT_CONTROLLER_PARAMS.hardEventLoopDelayMs,
+      },
+      {
+        targetP99Ms: config.shedTargetP99Ms,
+        targetEventLoopDelayMs: config.shedTargetEventLoopDelayMs,
+        backlogLowWatermark: config.shedBacklogLowEntries,
+        backlogHighWatermark: config.shedBacklogHighEntries,
+        hardMaxInFlight: config.shedHardMaxInFlight,
+        hardEventLoopDelayMs: config.shedHardEventLoopDelayMs,
+      },
+    );
   });
 
   it('refuses critical only past the hard limits', () => {

@@ -9,7 +9,7 @@ import type { LatencyWindow } from '../../lib/latency-window.js';
 import type { Logger } from '../../lib/logger.js';
 import type { Redis } from '../../lib/redis.js';
 import { jitteredRetryAfter } from '../retry-after.js';
-import { createShedController, DEFAULT_CONTROLLER_PARAMS, type ControllerState, type ShedController } from './controller.js';
+import { controllerParams, createShedController, type ControllerState, type ShedController } from './controller.js';
 
 export type ShedMode = Config['shedMode'];
 /** Why a request was shed: latency pressure, the stream backlog past its watermarks, a hard limit, an open class gate. */
@@ -128,17 +128,7 @@ export function createShedder(deps: ShedderDeps): Shedder {
   const { config, latency, redis, logger } = deps;
   const log = logger.child({ scope: 'shedder' });
   const random = deps.random ?? Math.random;
-  const controller =
-    deps.controller ??
-    createShedController({
-      ...DEFAULT_CONTROLLER_PARAMS,
-      targetP99Ms: config.shedTargetP99Ms,
-      targetEventLoopDelayMs: config.shedTargetEventLoopDelayMs,
-      backlogLowWatermark: config.shedBacklogLowEntries,
-      backlogHighWatermark: config.shedBacklogHighEntries,
-      hardMaxInFlight: config.shedHardMaxInFlight,
-      hardEventLoopDelayMs: config.shedHardEventLoopDelayMs,
-    });
+  const controller = deps.controller ?? createShedController(controllerParams(config));
   const metrics = shedMetrics(deps.registry, config);
   const gates: Record<Gated, Breaker> = {
     normal: createGate('normal'),
