@@ -4,7 +4,8 @@ import type { ApiMetrics } from './metrics.js';
 import { recordAnswer } from './middleware/metrics.js';
 import { requestIdFrom } from './middleware/request-id.js';
 import { parsePriority, PRIORITY_HEADER } from './priority.js';
-import { DECIDED_EARLY, overloadedAnswer, type Shedder } from './shedding/shedder.js';
+import { overloadedAnswer, type Shedder } from './shedding/shedder.js';
+import { admittedEarly } from './state.js';
 
 const INGEST_ROUTE = '/v1/events';
 
@@ -31,7 +32,7 @@ export function createEarlyShed(shedder: Shedder, metrics: ApiMetrics, random: (
     const reason = shedder.decideEarly(priority);
     if (reason === undefined) return false;
     if (reason === null) {
-      (req as { [DECIDED_EARLY]?: boolean })[DECIDED_EARLY] = true;
+      admittedEarly.add(req);
       return false;
     }
     const requestId = requestIdFrom(req.headers['x-request-id']);

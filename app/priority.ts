@@ -1,7 +1,7 @@
 import type { Middleware } from 'koa';
-import type { KeyGrant } from '../lib/api-keys.js';
 import { apiError } from '../lib/errors.js';
 import { isPriority, type Priority } from '../lib/event-schema.js';
+import type { AuthenticatedState } from './state.js';
 
 /** The request header that names a request's class; without it the API key's default class applies. */
 export const PRIORITY_HEADER = 'x-priority';
@@ -16,11 +16,10 @@ export function parsePriority(value: string): Priority | undefined {
 }
 
 /** Sets `ctx.state.priority` from `X-Priority`, else the key's default; runs before shedding needs it. */
-export function resolvePriority(): Middleware {
+export function resolvePriority(): Middleware<AuthenticatedState> {
   return async (ctx, next) => {
     const header = ctx.get(PRIORITY_HEADER);
-    const grant = ctx.state.grant as KeyGrant;
-    if (!header) ctx.state.priority = grant.defaultPriority;
+    if (!header) ctx.state.priority = ctx.state.grant.defaultPriority;
     else {
       const priority = parsePriority(header);
       if (priority === undefined) throw apiError('invalid_header', `X-Priority must be critical, normal or low, got "${header.slice(0, 50)}"`);

@@ -1,5 +1,6 @@
 import assert from 'node:assert/strict';
-import { createServer, type Server } from 'node:http';
+import { readdir, readFile } from 'node:fs/promises';
+import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { after, before, describe, it } from 'node:test';
 import Koa from 'koa';
@@ -11,6 +12,7 @@ import { requestId, requestIdFrom } from '../app/middleware/request-id.js';
 import { parsePriority } from '../app/priority.js';
 import { jitteredRetryAfter, tokenRetryAfter } from '../app/retry-after.js';
 import { overloadedAnswer, type Shedder } from '../app/shedding/shedder.js';
+import { admittedEarly } from '../app/state.js';
 import { apiError } from '../lib/errors.js';
 import { createLogger } from '../lib/logger.js';
 
@@ -78,5 +80,25 @@ describe('the early refusal', () => {
     assert.equal(a.status, b.status);
     for (const header of ['content-type', 'retry-after', 'x-request-id', 'content-length']) assert.equal(a.headers.get(header), b.headers.get(header), header);
     assert.equal(await a.text(), await b.text());
+  });
+});
+
+describe('request state', () => {
+  it('marks a request the early path admitted, so the shedder does not decide it again', () => {
+    const admit = { decideEarly: () => null } as unknown as Shedder;
+    const shed = createEarlyShed(admit, createApiMetrics(new Registry()));
+    const req = { method: 'POST', url: '/v1/events', headers: { 'x-priority': 'normal' } } as unknown as IncomingMessage;
+    assert.equal(shed(req, {} as ServerResponse), false, 'handed on to Koa');
+    assert.equal(admittedEarly.has(req), true);
+  });
+
+  it('is typed: nothing in app/ casts ctx.state or marks the raw request', async () => {
+    const dir = new URL('../app/', import.meta.url);
+    const files = (await readdir(dir, { recursive: true })).filter((f) => f.endsWith('.ts'));
+    for (const file of files) {
+      const text = await readFile(new URL(file, dir), 'utf8');
+      assert.doesNotMatch(text, /ctx\.state(\.\w+)*\s+as\s/, `${file} casts ctx.state`);
+      assert.doesNotMatch(text, /\(\s*(ctx\.)?req\s+as\s/, `${file} casts the request to mark it`);
+    }
   });
 });

@@ -3,6 +3,7 @@ import { findApiKey, type KeyGrant } from '../../lib/api-keys.js';
 import type { Pool } from '../../lib/db.js';
 import { apiError } from '../../lib/errors.js';
 import { jitteredRetryAfter } from '../retry-after.js';
+import type { State } from '../state.js';
 
 const MAX_CACHED_KEYS = 10_000;
 // Unknown keys are cached too (so a client hammering with a bad key costs no database round trip), but briefly,
@@ -51,7 +52,7 @@ function presentedKey(authorization: string, apiKeyHeader: string): string | nul
 }
 
 /** Requires `Authorization: Bearer <key>` or `X-Api-Key`; puts the grant in `ctx.state.grant`. */
-export function authenticate(keys: KeyResolver, options: { admin?: boolean } = {}): Middleware {
+export function authenticate(keys: KeyResolver, options: { admin?: boolean } = {}): Middleware<State> {
   return async (ctx, next) => {
     const key = presentedKey(ctx.get('authorization'), ctx.get('x-api-key'));
     if (!key || key.length > 256) {

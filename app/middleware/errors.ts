@@ -1,21 +1,22 @@
 import type { Middleware, ParameterizedContext } from 'koa';
 import { ApiError, apiError, ERROR_CONTENT_TYPE, errorBody } from '../../lib/errors.js';
 import type { Logger } from '../../lib/logger.js';
+import type { State } from '../state.js';
 
-function render(ctx: ParameterizedContext, err: ApiError): void {
+function render(ctx: ParameterizedContext<State>, err: ApiError): void {
   ctx.status = err.status;
   for (const [name, value] of Object.entries(err.headers ?? {})) ctx.set(name, value);
   ctx.state.errorCode = err.code;
   ctx.type = ERROR_CONTENT_TYPE;
   // Serialised here rather than by Koa so that measuring the response size does not stringify it again.
-  ctx.body = errorBody(err, String(ctx.state.requestId ?? ''));
+  ctx.body = errorBody(err, ctx.state.requestId);
 }
 
 /**
  * Turns every failure into `{error, message, request_id, details?}`: ApiErrors with their catalogue status,
  * router 404/405/501 into not_found/method_not_allowed, and anything else into a 500 that leaks nothing.
  */
-export function errorHandler(logger: Logger): Middleware {
+export function errorHandler(logger: Logger): Middleware<State> {
   return async (ctx, next) => {
     try {
       await next();

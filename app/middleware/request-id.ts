@@ -1,5 +1,6 @@
 import { randomUUID } from 'node:crypto';
 import type { Middleware } from 'koa';
+import type { State } from '../state.js';
 
 /** The X-Request-Id values echoed back; anything else is replaced by a fresh id. */
 const SAFE_REQUEST_ID = /^[A-Za-z0-9._:-]{1,128}$/;
@@ -13,7 +14,7 @@ export function requestIdFrom(given: string | string[] | undefined): string {
 }
 
 /** Echoes a well-formed `X-Request-Id` or generates one, on every response; kept in `ctx.state.requestId`. */
-export function requestId(): Middleware {
+export function requestId(): Middleware<State> {
   return async (ctx, next) => {
     const id = requestIdFrom(ctx.req.headers['x-request-id']);
     ctx.state.requestId = id;

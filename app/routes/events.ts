@@ -1,17 +1,17 @@
 import type { Middleware } from 'koa';
-import type { KeyGrant } from '../../lib/api-keys.js';
 import { BREAKER_CODE, isBreakerRejection, type Breaker } from '../../lib/breaker.js';
 import type { Config } from '../../lib/config.js';
 import type { Pool } from '../../lib/db.js';
 import { apiError, type ApiError } from '../../lib/errors.js';
 import { writeEntries } from '../../lib/pg-batch-write.js';
-import { checkEvent, type FieldError, type Priority, type ValidEvent } from '../../lib/event-schema.js';
+import { checkEvent, type FieldError, type ValidEvent } from '../../lib/event-schema.js';
 import type { Logger } from '../../lib/logger.js';
 import type { Redis } from '../../lib/redis.js';
 import { ENTRY_FIELD, decodeEntry, encodeEntry } from '../../lib/stream-entry.js';
 import { checkBodyHeaders, parseJson, readBody } from '../body.js';
 import type { ApiMetrics } from '../metrics.js';
 import { jitteredRetryAfter } from '../retry-after.js';
+import type { IngestState } from '../state.js';
 
 /** Per-event rejection in a 202 or 422 answer. */
 export interface Rejection {
@@ -69,7 +69,7 @@ function queueUnavailable(): ApiError {
  * through the worker's own exactly-once path (same ids, same idempotency-key claim) and answered 201;
  * everything else gets 503 dependency_unavailable.
  */
-export function ingestEvents(deps: IngestDeps): Middleware {
+export function ingestEvents(deps: IngestDeps): Middleware<IngestState> {
   const { config, redis, pool, metrics, redisBreaker } = deps;
   const log = deps.logger.child({ scope: 'ingest' });
   const limits = { retentionDays: config.retentionDays, maxEventDataBytes: config.maxEventDataBytes };
@@ -90,8 +90,7 @@ export function ingestEvents(deps: IngestDeps): Middleware {
   }
 
   return async (ctx) => {
-    const grant = ctx.state.grant as KeyGrant;
-    const priority = ctx.state.priority as Priority;
+    const { grant, priority } = ctx.state;
     // Redis is known to be down and there is no fallback for this class: refuse before reading the body.
     if (priority !== 'critical' && redisBreaker.state() === 'open') throw queueUnavailable();
     const headerKey = ctx.get('idempotency-key');

@@ -9,6 +9,7 @@ import type { LatencyWindow } from '../../lib/latency-window.js';
 import type { Logger } from '../../lib/logger.js';
 import type { Redis } from '../../lib/redis.js';
 import { jitteredRetryAfter } from '../retry-after.js';
+import { admittedEarly, type IngestState } from '../state.js';
 import { controllerParams, createShedController, type ControllerState, type ShedController } from './controller.js';
 
 export type ShedMode = Config['shedMode'];
@@ -42,12 +43,9 @@ export function overloadedAnswer(priority: Priority, random: () => number = Math
   return { code: 'overloaded', message: `shedding ${priority} traffic; retry later`, headers: { 'Retry-After': jitteredRetryAfter(random) } };
 }
 
-/** Marks a request whose admission was already decided before Koa saw it (see `decideEarly`). */
-export const DECIDED_EARLY = Symbol('floodgate.decidedEarly');
-
 export interface Shedder {
   /** Admission control for ingest: runs after authentication, before the body is read. */
-  middleware(): Middleware;
+  middleware(): Middleware<IngestState>;
   /**
    * The same decision for a request whose class is known from its X-Priority header, taken before Koa, routing
    * and authentication, so that refusing costs as little as possible. Counts the shed; returns the reason to
@@ -262,11 +260,11 @@ export function createShedder(deps: ShedderDeps): Shedder {
     middleware() {
       return async (ctx, next) => {
         // Admitted by decideEarly: one decision per request, or the effective shed probability would compound.
-        const early = (ctx.req as { [DECIDED_EARLY]?: boolean })[DECIDED_EARLY] === true;
+        const early = admittedEarly.has(ctx.req);
         if (config.shedMode !== 'off' && !early) {
           const sampled = ++decisions % DECISION_SAMPLE === 0;
           const started = sampled ? performance.now() : 0;
-          const priority = ctx.state.priority as Priority;
+          const { priority } = ctx.state;
           const decided = decide(priority);
           const reason = decided instanceof Promise ? await decided : decided;
           if (sampled) metrics.decision.observe((performance.now() - started) / 1000);
