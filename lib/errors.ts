@@ -6,6 +6,7 @@ export const ERROR_CATALOGUE = {
   malformed_json: { status: 400, description: 'The body is not valid UTF-8 JSON.' },
   invalid_body: { status: 400, description: 'The JSON is neither an event object nor `{"events": [...]}`.' },
   invalid_header: { status: 400, description: 'A header has an invalid value (`X-Priority`, `Idempotency-Key`).' },
+  idempotency_key_on_batch: { status: 400, description: 'The `Idempotency-Key` header was sent with a batch; each event of a batch carries its own `idempotency_key`.' },
   unauthorized: { status: 401, description: 'The API key is missing, unknown or revoked.' },
   forbidden: { status: 403, description: 'The API key may not use this endpoint.' },
   not_found: { status: 404, description: 'No such route.' },

@@ -91,6 +91,7 @@ describe('POST /v1/events', () => {
     ['malformed JSON', () => api.post('{"type":'), 400, 'malformed_json'],
     ['a JSON array body', () => api.post('[{"type":"a"}]'), 400, 'invalid_body'],
     ['an invalid X-Priority', () => api.post({ type: 'a' }, { 'x-priority': 'urgent' }), 400, 'invalid_header'],
+    ['an Idempotency-Key header on a batch', () => api.post({ events: [{ type: 'a' }] }, { 'idempotency-key': 'k-1' }), 400, 'idempotency_key_on_batch'],
     ['no API key', () => fetch(`${api.url}/v1/events`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: '{"type":"a"}' }), 401, 'unauthorized'],
     ['an unknown API key', () => api.post({ type: 'a' }, { authorization: 'Bearer fgk_nope' }), 401, 'unauthorized'],
     ['an unknown route', () => fetch(`${api.url}/v1/nope`), 404, 'not_found'],

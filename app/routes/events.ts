@@ -98,12 +98,16 @@ export function ingestEvents(deps: IngestDeps): Middleware<IngestState> {
 
     const encoding = checkBodyHeaders(ctx.req, config);
     const { events, batch } = rawEvents(parseJson(await readBody(ctx.req, encoding, config)), config.maxBatchEvents);
+    // One key for many events cannot say which of them it identifies: each event of a batch carries its own.
+    if (batch && headerKey) {
+      throw apiError('idempotency_key_on_batch', 'the Idempotency-Key header applies to a single event; give each event of a batch its own "idempotency_key"');
+    }
 
     const receivedAt = Date.now();
     const valid: ValidEvent[] = [];
     const rejected: Rejection[] = [];
     for (let i = 0; i < events.length; i++) {
-      const check = checkEvent(events[i], receivedAt, limits, batch ? undefined : headerKey || undefined);
+      const check = checkEvent(events[i], receivedAt, limits, headerKey || undefined);
       if (check.ok) valid.push(check.event);
       else rejected.push({ index: i, errors: check.errors });
     }
