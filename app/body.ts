@@ -12,12 +12,20 @@ export interface BodyLimits {
 }
 
 const JSON_CONTENT_TYPE = /^application\/json\s*(;|$)/i;
+const CHARSET_PARAMETER = /;\s*charset\s*=\s*("?)([^";\s]*)\1/i;
+// JSON is UTF-8 (RFC 8259 §8.1); `utf8` is the spelling many clients send for it.
+const UTF8_NAMES = new Set(['utf-8', 'utf8']);
 
 /** Rejects a request before its body is read when its headers already say it cannot be accepted. */
 export function checkBodyHeaders(req: IncomingMessage, limits: BodyLimits): 'gzip' | 'identity' {
   const type = req.headers['content-type'] ?? '';
   if (!JSON_CONTENT_TYPE.test(type)) {
     throw apiError('unsupported_media_type', `Content-Type must be application/json, got "${type.slice(0, 100)}"`);
+  }
+  // A body declared in another charset would be read as UTF-8 and stored wrong (or refused as malformed).
+  const charset = CHARSET_PARAMETER.exec(type)?.[2];
+  if (charset !== undefined && !UTF8_NAMES.has(charset.toLowerCase())) {
+    throw apiError('unsupported_media_type', `the body must be UTF-8 JSON, got charset "${charset.slice(0, 40)}"`);
   }
   const encoding = (req.headers['content-encoding'] ?? 'identity').trim().toLowerCase();
   if (encoding !== 'gzip' && encoding !== 'identity') {

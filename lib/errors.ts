@@ -13,7 +13,7 @@ export const ERROR_CATALOGUE = {
   method_not_allowed: { status: 405, description: 'The route exists but not with this method (see `Allow`).' },
   payload_too_large: { status: 413, description: 'The body exceeds `MAX_BODY_BYTES`, or `MAX_DECOMPRESSED_BYTES` once decompressed.' },
   batch_too_large: { status: 413, description: 'The batch holds more than `MAX_BATCH_EVENTS` events.' },
-  unsupported_media_type: { status: 415, description: 'The `Content-Type` is not `application/json`.' },
+  unsupported_media_type: { status: 415, description: 'The `Content-Type` is not `application/json`, or it names a charset other than UTF-8.' },
   unsupported_encoding: { status: 415, description: 'The `Content-Encoding` is not `gzip` or `identity`, or the gzip stream is corrupt.' },
   invalid_event: { status: 422, description: 'Every event of the request failed validation; `details` lists why, per event.' },
   empty_batch: { status: 422, description: 'The batch holds no events.' },

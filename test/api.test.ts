@@ -74,6 +74,14 @@ describe('POST /v1/events', () => {
     assert.equal(entry.priority, 'normal');
   });
 
+  it('accepts UTF-8 however the charset parameter spells it', async () => {
+    for (const type of ['application/json; charset=utf-8', 'application/json;charset="UTF-8"', 'Application/JSON; CHARSET=utf8', 'application/json; foo=bar']) {
+      const res = await api.post({ type: 'charset' }, { 'content-type': type });
+      assert.equal(res.status, 202, type);
+      await res.arrayBuffer();
+    }
+  });
+
   it('accepts a gzip body', async () => {
     const res = await api.post(gzipSync(JSON.stringify({ events: [{ type: 'zipped' }] })), { 'content-encoding': 'gzip' });
     assert.equal(res.status, 202);
@@ -99,6 +107,8 @@ describe('POST /v1/events', () => {
     ['a body over the limit', () => api.post({ type: 'a', data: { s: 'x'.repeat(1024 * 1024) } }), 413, 'payload_too_large'],
     ['a batch over the limit', () => api.post({ events: Array.from({ length: 1001 }, () => ({ type: 'a' })) }), 413, 'batch_too_large'],
     ['a wrong content type', () => api.post('type=a', { 'content-type': 'application/x-www-form-urlencoded' }), 415, 'unsupported_media_type'],
+    ['a charset other than UTF-8', () => api.post('{"type":"a"}', { 'content-type': 'application/json; charset=iso-8859-1' }), 415, 'unsupported_media_type'],
+    ['a UTF-16 charset', () => api.post('{"type":"a"}', { 'content-type': 'application/json;charset="UTF-16"' }), 415, 'unsupported_media_type'],
     ['a wrong content encoding', () => api.post('{"type":"a"}', { 'content-encoding': 'br' }), 415, 'unsupported_encoding'],
     ['every event invalid', () => api.post({ events: [{ type: '' }, { nope: 1 }] }), 422, 'invalid_event'],
     ['an empty batch', () => api.post({ events: [] }), 422, 'empty_batch'],
