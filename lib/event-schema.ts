@@ -28,7 +28,8 @@ export const EVENT_SCHEMA = {
       type: 'string',
       format: 'date-time',
       maxLength: 64,
-      description: 'RFC 3339 time the event occurred; defaults to the time received. At most 24 h ahead and no older than the retention.',
+      description:
+        'RFC 3339 time the event occurred; defaults to the time received. At most 24 h ahead and no older than the retention. A leap second (`23:59:60Z`) is stored as the following second.',
     },
     source: { type: 'string', minLength: 1, maxLength: 255, description: 'Free-form origin, e.g. `web` or a service name.' },
     idempotency_key: {
@@ -138,6 +139,17 @@ function stringifyBounded(value: object): string | null {
   }
 }
 
+/**
+ * Epoch milliseconds of an RFC 3339 date-time the schema's `date-time` format already accepted, or NaN.
+ * A leap second (`23:59:60`, at the end of a UTC day, which RFC 3339 allows) is stored as the second that
+ * follows it, as POSIX time does: epoch milliseconds have no 61st second, and Date.parse refuses it.
+ */
+export function parseTimestamp(text: string): number {
+  // Validated shape: YYYY-MM-DDTHH:MM:SS…, so the seconds sit at offsets 17-18.
+  if (text.slice(17, 19) !== '60') return Date.parse(text);
+  return Date.parse(`${text.slice(0, 17)}59${text.slice(19)}`) + 1000;
+}
+
 /** Validates one raw event and assigns its id; `headerKey` is the request's Idempotency-Key for single events. */
 export function checkEvent(raw: unknown, receivedAt: number, limits: ValidationLimits, headerKey?: string): EventCheck {
   if (!validateShape(raw)) return { ok: false, errors: toFieldErrors(validateShape.errors) };
@@ -146,7 +158,7 @@ export function checkEvent(raw: unknown, receivedAt: number, limits: ValidationL
 
   let occurredAt = receivedAt;
   if (e.timestamp !== undefined) {
-    occurredAt = Date.parse(e.timestamp);
+    occurredAt = parseTimestamp(e.timestamp);
     if (Number.isNaN(occurredAt)) errors.push({ path: '/timestamp', message: 'is not a valid RFC 3339 time' });
     else if (occurredAt > receivedAt + MAX_FUTURE_MS) errors.push({ path: '/timestamp', message: 'is more than 24 h in the future' });
     else if (occurredAt < receivedAt - limits.retentionDays * DAY_MS) {

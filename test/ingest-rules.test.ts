@@ -14,6 +14,7 @@ import { jitteredRetryAfter, tokenRetryAfter } from '../app/retry-after.js';
 import { overloadedAnswer, type Shedder } from '../app/shedding/shedder.js';
 import { admittedEarly } from '../app/state.js';
 import { apiError } from '../lib/errors.js';
+import { checkEvent } from '../lib/event-schema.js';
 import { createLogger } from '../lib/logger.js';
 
 // The early refusal (before Koa) and the Koa middleware both apply these rules; a request must be read, and
@@ -100,5 +101,27 @@ describe('request state', () => {
       assert.doesNotMatch(text, /ctx\.state(\.\w+)*\s+as\s/, `${file} casts ctx.state`);
       assert.doesNotMatch(text, /\(\s*(ctx\.)?req\s+as\s/, `${file} casts the request to mark it`);
     }
+  });
+});
+
+describe('event timestamps', () => {
+  const newYear2017 = Date.parse('2017-01-01T00:00:00Z');
+  const check = (timestamp: string) => checkEvent({ type: 'a', timestamp }, newYear2017, { retentionDays: 3650, maxEventDataBytes: 1024 });
+  const occurredAt = (timestamp: string) => {
+    const result = check(timestamp);
+    assert.ok(result.ok, `${timestamp}: ${JSON.stringify(result)}`);
+    return result.event.occurredAt;
+  };
+
+  it('accepts a leap second, as RFC 3339 allows, and stores it as the following second', () => {
+    assert.equal(occurredAt('2016-12-31T23:59:60Z'), newYear2017);
+    assert.equal(occurredAt('2016-12-31T23:59:60.250Z'), newYear2017 + 250);
+    assert.equal(occurredAt('2016-12-31T18:59:60-05:00'), newYear2017, 'at the end of the UTC day, whatever the offset');
+    assert.equal(occurredAt('2016-12-31T23:59:59Z'), newYear2017 - 1000);
+  });
+
+  it('refuses a 60th second anywhere but at the end of a UTC day', () => {
+    assert.equal(check('2016-12-31T23:58:60Z').ok, false);
+    assert.equal(check('2016-12-31T23:59:61Z').ok, false);
   });
 });
