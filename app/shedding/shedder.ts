@@ -212,7 +212,8 @@ export function createShedder(deps: ShedderDeps): Shedder {
     heldOffBefore = state.normalHeldOffSeconds;
     if (state.level > 0 && Date.now() - lastLogged > 10_000) {
       lastLogged = Date.now();
-      log.warn({ mode: config.shedMode, level: state.level, pressure: state.pressure, backlog, p99Ms: window.p99 }, 'shedding non-critical traffic');
+      // shedLevel, not level: pino's own `level` field carries the log level, and a second one would shadow it.
+      log.warn({ mode: config.shedMode, shedLevel: state.level, pressure: state.pressure, backlog, p99Ms: window.p99 }, 'shedding non-critical traffic');
     }
   }
 
