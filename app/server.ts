@@ -56,7 +56,7 @@ export function createApp(deps: AppDeps): Koa<State> & { metrics: ApiMetrics } {
     ctx.body = JSON.stringify(deps.shedder?.snapshot() ?? { mode: 'off' });
   });
   router.get('/healthz', healthz());
-  router.get('/readyz', readyz(pool, redis, deps.latestMigration));
+  router.get('/readyz', readyz(pool, redis, deps.latestMigration, logger));
   router.get('/openapi.json', (ctx) => {
     ctx.type = 'application/json';
     ctx.body = openapi;

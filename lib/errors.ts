@@ -20,7 +20,7 @@ export const ERROR_CATALOGUE = {
   rate_limited: { status: 429, description: "The API key exceeded its rate limit (token bucket); retry after `Retry-After` seconds, when a token is available." },
   overloaded: { status: 503, description: 'Shed by the load shedder (the controller, an open class gate or a hard limit) to protect higher-priority traffic; retry after `Retry-After` seconds.' },
   dependency_unavailable: { status: 503, description: 'Redis could not take the write or its breaker is open, and the request is not critical (critical events then go to Postgres: 201); or neither could take it. Nothing was accepted; retry after `Retry-After` seconds.' },
-  not_ready: { status: 503, description: 'From `/readyz`: a dependency is unreachable or migrations are not applied.' },
+  not_ready: { status: 503, description: 'From `/readyz`: a dependency is unreachable or too slow, or migrations are not applied; `details` names each check (`ok`, `unreachable`, `timeout`, `pending`, `unknown`).' },
   internal_error: { status: 500, description: 'An unexpected failure; nothing internal is exposed. The request id finds it in the logs.' },
 } as const satisfies Record<string, { status: number; description: string }>;
 

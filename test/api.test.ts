@@ -178,7 +178,30 @@ describe('when Redis cannot take the write', () => {
     assert.equal(ready.status, 503);
     const body = await json(ready);
     assert.equal(body.error, 'not_ready');
-    assert.match(body.details.redis, /unreachable/);
+    assert.deepEqual(body.details, { postgres: 'ok', migrations: 'ok', redis: 'unreachable' });
+    assert.match(body.message, /redis/);
+  });
+});
+
+describe('/readyz when a dependency is down', () => {
+  let env: TestEnv;
+  let api: TestApi;
+  before(async () => {
+    env = await createTestEnv();
+    // Nothing listens on port 1 of either: the answers must say which check failed, not where it tried.
+    api = await startTestApi(env, { databaseUrl: 'postgres://floodgate_user@127.0.0.1:1/secret_db', redisUrl: 'redis://127.0.0.1:1/0', redisWriteTimeoutMs: 500 });
+  });
+  after(async () => {
+    await api?.close();
+    await env?.cleanup();
+  });
+
+  it('names the failed checks without addresses, users or error messages', async () => {
+    const ready = await fetch(`${api.url}/readyz`);
+    assert.equal(ready.status, 503);
+    const text = await ready.text();
+    assert.deepEqual(JSON.parse(text).details, { postgres: 'unreachable', migrations: 'unknown', redis: 'unreachable' });
+    for (const leak of ['127.0.0.1', ':1', 'ECONNREFUSED', 'floodgate_user', 'secret_db', 'connect']) assert.ok(!text.includes(leak), `${leak} in ${text}`);
   });
 });
 
