@@ -58,6 +58,20 @@ export async function readBody(req: IncomingMessage, encoding: 'gzip' | 'identit
   return body;
 }
 
+/** Status that request metrics give a request whose client went away before it was answered (nginx's 499). */
+export const CLIENT_CLOSED_STATUS = 499;
+
+/**
+ * The client closed the connection before its body was read: nobody is left to answer, and nothing went wrong on
+ * our side, so it is counted as client-closed rather than as an internal error.
+ */
+export class ClientClosedRequest extends Error {
+  constructor(cause: unknown) {
+    super('the client closed the connection before sending the whole body', { cause });
+    this.name = 'ClientClosedRequest';
+  }
+}
+
 /** Collects the raw body with plain listeners (cheaper than an async iterator on the hot path). */
 function collect(req: IncomingMessage, limit: number): Promise<Buffer> {
   return new Promise((resolve, reject) => {
@@ -77,9 +91,10 @@ function collect(req: IncomingMessage, limit: number): Promise<Buffer> {
       cleanup();
       resolve(chunks.length === 1 ? chunks[0]! : Buffer.concat(chunks, size));
     };
+    // A request stream fails only when its connection does (Node: 'aborted', ECONNRESET) mid-body.
     const onError = (err: Error) => {
       cleanup();
-      reject(err);
+      reject(new ClientClosedRequest(err));
     };
     const cleanup = () => {
       req.off('data', onData);

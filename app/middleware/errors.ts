@@ -1,6 +1,7 @@
 import type { Middleware, ParameterizedContext } from 'koa';
 import { ApiError, apiError, ERROR_CONTENT_TYPE, errorBody } from '../../lib/errors.js';
 import type { Logger } from '../../lib/logger.js';
+import { CLIENT_CLOSED_STATUS, ClientClosedRequest } from '../body.js';
 import type { State } from '../state.js';
 
 function render(ctx: ParameterizedContext<State>, err: ApiError): void {
@@ -14,7 +15,8 @@ function render(ctx: ParameterizedContext<State>, err: ApiError): void {
 
 /**
  * Turns every failure into `{error, message, request_id, details?}`: ApiErrors with their catalogue status,
- * router 404/405/501 into not_found/method_not_allowed, and anything else into a 500 that leaks nothing.
+ * router 404/405/501 into not_found/method_not_allowed, and anything else into a 500 that leaks nothing. A
+ * client that went away mid-body gets no answer and is measured as 499.
  */
 export function errorHandler(logger: Logger): Middleware<State> {
   return async (ctx, next) => {
@@ -30,6 +32,12 @@ export function errorHandler(logger: Logger): Middleware<State> {
     } catch (err) {
       if (err instanceof ApiError) {
         render(ctx, err);
+        return;
+      }
+      if (err instanceof ClientClosedRequest) {
+        // No one to answer: the status is for the request metrics, and there is nothing to log but at debug.
+        ctx.status = CLIENT_CLOSED_STATUS;
+        logger.debug({ reqId: ctx.state.requestId, method: ctx.method, path: ctx.path }, 'client closed the request');
         return;
       }
       logger.error({ err, reqId: ctx.state.requestId, method: ctx.method, path: ctx.path }, 'unhandled error');
