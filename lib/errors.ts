@@ -106,4 +106,6 @@ export const REDIS_REPLY = {
   noGroup: 'NOGROUP',
   /** XINFO GROUPS/CONSUMERS on a stream that does not exist */
   noSuchKey: 'ERR no such key',
+  /** EVALSHA of a script the server does not hold (restarted, or SCRIPT FLUSH): send it with EVAL */
+  noScript: 'NOSCRIPT',
 } as const;

@@ -40,9 +40,3 @@ export async function dropExpiredPartitions(pool: Pool, policy: PartitionPolicy,
   const { rows } = await pool.query<{ name: string }>('SELECT floodgate_drop_partitions($1::date) AS name', [before]);
   return rows.map((r) => r.name);
 }
-
-/** Forgets idempotency keys older than the dedup window; returns how many were removed. */
-export async function pruneIdempotencyKeys(pool: Pool, windowHours: number): Promise<number> {
-  const result = await pool.query("DELETE FROM idempotency_keys WHERE created_at < now() - make_interval(hours => $1)", [windowHours]);
-  return result.rowCount ?? 0;
-}

@@ -1,5 +1,5 @@
 import type { Middleware } from 'koa';
-import { BREAKER_CODE, isBreakerRejection, type Breaker } from '../../lib/breaker.js';
+import type { Breaker } from '../../lib/breaker.js';
 import type { Config } from '../../lib/config.js';
 import type { Pool } from '../../lib/db.js';
 import { apiError, type ApiError } from '../../lib/errors.js';
@@ -7,8 +7,9 @@ import { writeEntries } from '../../lib/pg-batch-write.js';
 import { checkEvent, type FieldError, type ValidEvent } from '../../lib/event-schema.js';
 import type { Logger } from '../../lib/logger.js';
 import type { Redis } from '../../lib/redis.js';
-import { ENTRY_FIELD, decodeEntry, encodeEntry } from '../../lib/stream-entry.js';
+import { entryRows, type StreamEntry } from '../../lib/stream-entry.js';
 import { checkBodyHeaders, parseJson, readBody } from '../body.js';
+import { createEnqueuer } from '../enqueue.js';
 import type { ApiMetrics } from '../metrics.js';
 import { jitteredRetryAfter } from '../retry-after.js';
 import type { IngestState } from '../state.js';
@@ -64,21 +65,23 @@ function queueUnavailable(): ApiError {
 }
 
 /**
- * POST /v1/events: validate at the edge, put one stream entry per request, answer 202 once Redis has it.
- * When the XADD fails, times out or its breaker is open, critical events are written straight to Postgres
- * through the worker's own exactly-once path (same ids, same idempotency-key claim) and answered 201;
- * everything else gets 503 dependency_unavailable.
+ * POST /v1/events: validate at the edge, put one stream entry per request, answer 202 once Redis has it, with
+ * the id of each event (for a repeated idempotency key, the id answered first: see app/enqueue.ts).
+ * When the write fails, times out or its breaker is open, critical events are written straight to Postgres
+ * through the worker's own exactly-once path (same ids, same idempotency-key claim) and answered 201 with the
+ * ids stored; everything else gets 503 dependency_unavailable.
  */
 export function ingestEvents(deps: IngestDeps): Middleware<IngestState> {
-  const { config, redis, pool, metrics, redisBreaker } = deps;
+  const { config, pool, metrics, redisBreaker } = deps;
   const log = deps.logger.child({ scope: 'ingest' });
   const limits = { retentionDays: config.retentionDays, maxEventDataBytes: config.maxEventDataBytes };
+  const enqueuer = createEnqueuer(deps);
   let lastFallbackLog = 0;
 
-  /** Stores a critical request's entry in Postgres; the ids the client gets are the ones stored. */
-  async function storeDirectly(payload: string, cause: unknown): Promise<void> {
+  /** Stores a critical request's events in Postgres; resolves with the ids stored, which the client gets. */
+  async function storeDirectly(entry: StreamEntry, events: readonly ValidEvent[], cause: unknown): Promise<string[]> {
     try {
-      await writeEntries(pool, [decodeEntry(payload)], { statementTimeoutMs: config.dbWriteTimeoutMs });
+      await writeEntries(pool, [entry], { statementTimeoutMs: config.dbWriteTimeoutMs });
     } catch (err) {
       log.error({ err, cause }, 'critical events could not be written to Redis nor to Postgres');
       throw queueUnavailable();
@@ -87,6 +90,7 @@ export function ingestEvents(deps: IngestDeps): Middleware<IngestState> {
       lastFallbackLog = Date.now();
       log.warn({ cause }, 'redis write unavailable: writing critical events straight to Postgres');
     }
+    return enqueuer.afterDirectWrite(entry.tenant, events);
   }
 
   return async (ctx) => {
@@ -116,25 +120,21 @@ export function ingestEvents(deps: IngestDeps): Middleware<IngestState> {
       throw apiError('invalid_event', batch ? 'every event of the batch is invalid' : 'the event is invalid', { rejected });
     }
 
-    const payload = encodeEntry(grant.tenant, priority, receivedAt, valid);
-    const writeStarted = performance.now();
+    let ids: string[];
     let status = 202;
     try {
-      await redisBreaker.fire(() => redis.xadd(config.streamKey, '*', ENTRY_FIELD, payload));
-      metrics.redisWriteDuration.observe({ outcome: 'ok' }, (performance.now() - writeStarted) / 1000);
+      ids = await enqueuer.enqueue(grant.tenant, priority, receivedAt, valid);
     } catch (err) {
-      // A call the open breaker refused never reached Redis: it has no write latency to report.
-      const tried = !isBreakerRejection(err) || (err as { code?: string }).code === BREAKER_CODE.timeout;
-      if (tried) metrics.redisWriteDuration.observe({ outcome: 'error' }, (performance.now() - writeStarted) / 1000);
       if (priority !== 'critical') throw queueUnavailable();
-      // Should the XADD still land after its timeout, the worker's copy is a no-op: same event ids.
-      await storeDirectly(payload, err);
+      // Should the write still land after its timeout, the worker's copy is a no-op: same event ids.
+      const rows = entryRows(grant.tenant, priority, receivedAt, valid).join('');
+      ids = await storeDirectly({ tenant: grant.tenant, priority, receivedAt, count: valid.length, rows }, valid, err);
       status = 201;
     }
     metrics.eventsAccepted.inc({ priority }, valid.length);
     metrics.batchSize.observe(valid.length);
     ctx.status = status;
     ctx.type = 'application/json';
-    ctx.body = JSON.stringify({ accepted: valid.length, ids: valid.map((e) => e.id), rejected } satisfies IngestResult);
+    ctx.body = JSON.stringify({ accepted: valid.length, ids, rejected } satisfies IngestResult);
   };
 }
