@@ -2,12 +2,11 @@ import type { IncomingMessage, ServerResponse } from 'node:http';
 import { ERROR_CATALOGUE, ERROR_CONTENT_TYPE, errorBody } from '../lib/errors.js';
 import type { ApiMetrics } from './metrics.js';
 import { recordAnswer } from './middleware/metrics.js';
-import { requestIdFrom } from './middleware/request-id.js';
+import { REQUEST_ID_HEADER, requestIdFrom } from './middleware/request-id.js';
 import { parsePriority, PRIORITY_HEADER } from './priority.js';
+import { INGEST_ROUTE } from './routes/events.js';
 import { overloadedAnswer, type Shedder } from './shedding/shedder.js';
 import { admittedEarly } from './state.js';
-
-const INGEST_ROUTE = '/v1/events';
 
 /**
  * Sheds ingest requests that name their class in X-Priority before Koa sees them: no context, no routing, no
@@ -35,7 +34,7 @@ export function createEarlyShed(shedder: Shedder, metrics: ApiMetrics, random: (
       admittedEarly.add(req);
       return false;
     }
-    const requestId = requestIdFrom(req.headers['x-request-id']);
+    const requestId = requestIdFrom(req.headers[REQUEST_ID_HEADER.toLowerCase()]);
     // The same answer, rendered the same way, as a refusal through Koa's error middleware.
     const answer = overloadedAnswer(priority, random);
     const status = ERROR_CATALOGUE[answer.code].status;
@@ -45,7 +44,7 @@ export function createEarlyShed(shedder: Shedder, metrics: ApiMetrics, random: (
       ...answer.headers,
       'Content-Type': ERROR_CONTENT_TYPE,
       'Content-Length': sentBytes,
-      'X-Request-Id': requestId,
+      [REQUEST_ID_HEADER]: requestId,
     });
     res.end(body);
     // The same series a refusal through Koa feeds; it is not an admitted request, so not in the latency window.

@@ -14,7 +14,7 @@ import { createApiMetrics, type ApiMetrics } from './metrics.js';
 import { requestId } from './middleware/request-id.js';
 import { openApiDocument } from './openapi.js';
 import { createRedisWriteBreaker } from './redis-breaker.js';
-import { ingestEvents } from './routes/events.js';
+import { INGEST_ROUTE, ingestEvents } from './routes/events.js';
 import { resolvePriority } from './priority.js';
 import type { Shedder } from './shedding/shedder.js';
 import type { IngestState, State } from './state.js';
@@ -50,7 +50,7 @@ export function createApp(deps: AppDeps): Koa<State> & { metrics: ApiMetrics } {
   const openapi = JSON.stringify(openApiDocument(config));
   const router = new Router<State>();
   const admit: Middleware<IngestState> = deps.shedder?.middleware() ?? ((_ctx, next) => next());
-  router.post<IngestState>('/v1/events', authenticate(keys), resolvePriority(), rateLimit(config, metrics), admit, ingestEvents({ config, redis, pool, metrics, redisBreaker, logger }));
+  router.post<IngestState>(INGEST_ROUTE, authenticate(keys), resolvePriority(), rateLimit(config, metrics), admit, ingestEvents({ config, redis, pool, metrics, redisBreaker, logger }));
   router.get('/v1/admin/load', authenticate(keys, { admin: true }), (ctx) => {
     ctx.type = 'application/json';
     ctx.body = JSON.stringify(deps.shedder?.snapshot() ?? { mode: 'off' });

@@ -2,6 +2,9 @@ import { randomUUID } from 'node:crypto';
 import type { Middleware } from 'koa';
 import type { State } from '../state.js';
 
+/** The header a request id comes in and goes back out in. */
+export const REQUEST_ID_HEADER = 'X-Request-Id';
+
 /** The X-Request-Id values echoed back; anything else is replaced by a fresh id. */
 const SAFE_REQUEST_ID = /^[A-Za-z0-9._:-]{1,128}$/;
 
@@ -16,9 +19,9 @@ export function requestIdFrom(given: string | string[] | undefined): string {
 /** Echoes a well-formed `X-Request-Id` or generates one, on every response; kept in `ctx.state.requestId`. */
 export function requestId(): Middleware<State> {
   return async (ctx, next) => {
-    const id = requestIdFrom(ctx.req.headers['x-request-id']);
+    const id = requestIdFrom(ctx.get(REQUEST_ID_HEADER) || undefined);
     ctx.state.requestId = id;
-    ctx.set('X-Request-Id', id);
+    ctx.set(REQUEST_ID_HEADER, id);
     await next();
   };
 }

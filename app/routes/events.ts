@@ -14,6 +14,9 @@ import type { ApiMetrics } from '../metrics.js';
 import { jitteredRetryAfter } from '../retry-after.js';
 import type { IngestState } from '../state.js';
 
+/** The path events are sent to. */
+export const INGEST_ROUTE = '/v1/events';
+
 /** Per-event rejection in a 202 or 422 answer. */
 export interface Rejection {
   index: number;
