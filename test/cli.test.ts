@@ -8,6 +8,7 @@ import { after, before, describe, it } from 'node:test';
 import pg from 'pg';
 import { createApiKey, findApiKey } from '../lib/api-keys.js';
 import { readMigrations } from '../lib/migrate.js';
+import { partitionName } from '../lib/partitions.js';
 import { countEvents, createTestEnv, envVars, eventually, FLOODGATE_COMMAND, freePort, spawnFloodgate, TEST_PG_ADMIN_URL, type TestEnv } from './support.js';
 
 
@@ -132,7 +133,7 @@ describe('floodgate CLI', () => {
         rows.map((r) => [r.version, Number(r.n)]),
         files.map((m) => [m.version, 1]),
       );
-      const today = `events_p${new Date().toISOString().slice(0, 10).replace(/-/g, '')}`;
+      const today = partitionName(Date.now());
       assert.equal((await client.query('SELECT to_regclass($1) IS NOT NULL AS ok', [today])).rows[0].ok, true, "today's partition exists");
     } finally {
       await client.end();

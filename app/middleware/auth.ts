@@ -2,6 +2,8 @@ import type { Middleware } from 'koa';
 import { findApiKey, type KeyGrant, type Scope } from '../../lib/api-keys.js';
 import type { Pool } from '../../lib/db.js';
 import { apiError } from '../../lib/errors.js';
+import { jitteredRetryAfter } from '../retry-after.js';
+import type { State } from '../state.js';
 
 const MAX_CACHED_KEYS = 10_000;
 // Unknown keys are cached too (so a client hammering with a bad key costs no database round trip), but briefly,
@@ -50,7 +52,7 @@ function presentedKey(authorization: string, apiKeyHeader: string): string | nul
 }
 
 /** Requires `Authorization: Bearer <key>` or `X-Api-Key` holding `options.scope`; puts the grant in `ctx.state.grant`. */
-export function authenticate(keys: KeyResolver, options: { scope: Scope }): Middleware {
+export function authenticate(keys: KeyResolver, options: { scope: Scope }): Middleware<State> {
   return async (ctx, next) => {
     const key = presentedKey(ctx.get('authorization'), ctx.get('x-api-key'));
     if (!key || key.length > 256) {
@@ -62,7 +64,7 @@ export function authenticate(keys: KeyResolver, options: { scope: Scope }): Midd
     try {
       grant = await keys.resolve(key);
     } catch {
-      throw apiError('dependency_unavailable', 'cannot verify the API key right now', undefined, { 'Retry-After': '1' });
+      throw apiError('dependency_unavailable', 'cannot verify the API key right now', undefined, { 'Retry-After': jitteredRetryAfter() });
     }
     if (!grant) throw apiError('unauthorized', 'unknown or revoked API key', undefined, { 'WWW-Authenticate': 'Bearer' });
     if (!grant.scopes.includes(options.scope)) throw apiError('forbidden', `this endpoint needs a key with the "${options.scope}" scope`);
