@@ -1,5 +1,5 @@
 import type { Middleware } from 'koa';
-import type { KeyGrant } from '../../lib/api-keys.js';
+import { withinCeiling, type KeyGrant } from '../../lib/api-keys.js';
 import { BREAKER_CODE, isBreakerRejection, type Breaker } from '../../lib/breaker.js';
 import type { Config } from '../../lib/config.js';
 import type { Pool } from '../../lib/db.js';
@@ -30,7 +30,7 @@ export function retryAfterSeconds(base = 1, spread = 2): string {
   return String(base + Math.floor(Math.random() * (spread + 1)));
 }
 
-/** Sets `ctx.state.priority` from `X-Priority`, else the key's default; runs before shedding needs it. */
+/** Sets `ctx.state.priority` from `X-Priority` (403 above the key's ceiling), else the key's default; runs before shedding needs it. */
 export function resolvePriority(): Middleware {
   return async (ctx, next) => {
     const header = ctx.get('x-priority');
@@ -39,6 +39,9 @@ export function resolvePriority(): Middleware {
     else {
       const value = header.trim().toLowerCase();
       if (!isPriority(value)) throw apiError('invalid_header', `X-Priority must be critical, normal or low, got "${header.slice(0, 50)}"`);
+      if (!withinCeiling(value, grant.maxPriority)) {
+        throw apiError('priority_not_allowed', `this API key may send ${grant.maxPriority} traffic at most, not ${value}`, undefined, { Connection: 'close' });
+      }
       ctx.state.priority = value;
     }
     await next();
