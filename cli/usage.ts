@@ -30,10 +30,10 @@ export const USAGE = `usage: floodgate <command>
            [--batch-size N] [--mix C/N/L] [--capacity C] [--slo-p99 MS] [--timeout S] [--out DIR]
            [--database-url URL | --no-integrity] [--max-requests N] [--drain-timeout S] [--quiet]
                               load-test the API at --url (default 127.0.0.1:PORT); scenarios: smoke, steady,
-                              ramp, spike, overload, soak, batch, duplicates (see the README's "Load testing")
+                              ramp, spike, overload, soak, batch, duplicates (see docs/loadtesting.md)
   loadtest compare A.json B.json [--threshold 10%]
                               compare two reports; exit 1 when B is worse than A beyond the threshold
   help                        this text
 
-Configuration comes from environment variables (see the README's configuration table).
+Configuration comes from environment variables (see docs/configuration.md).
 Exit status: 0 done, 1 failure or invalid configuration, 2 wrong usage.`;

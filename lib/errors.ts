@@ -1,5 +1,5 @@
 /**
- * The catalogue of errors a client can see. Each code is stable: clients branch on it, the README documents
+ * The catalogue of errors a client can see. Each code is stable: clients branch on it, docs/api.md documents
  * it (a test keeps the two in step), and the message is safe to show.
  */
 export const ERROR_CATALOGUE = {

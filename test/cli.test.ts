@@ -8,9 +8,8 @@ import { after, before, describe, it } from 'node:test';
 import pg from 'pg';
 import { createApiKey, findApiKey } from '../lib/api-keys.js';
 import { readMigrations } from '../lib/migrate.js';
-import { countEvents, createTestEnv, envVars, eventually, freePort, spawnFloodgate, TEST_PG_ADMIN_URL, type TestEnv } from './support.js';
+import { countEvents, createTestEnv, envVars, eventually, FLOODGATE_COMMAND, freePort, spawnFloodgate, TEST_PG_ADMIN_URL, type TestEnv } from './support.js';
 
-const BIN = fileURLToPath(new URL('../bin/floodgate.js', import.meta.url));
 
 /** Direct children of `pid`, then theirs: the process tree a supervisor owns. */
 async function descendants(pid: number): Promise<number[]> {
@@ -41,7 +40,7 @@ const alive = (pid: number) => {
  * signal the whole group at once.
  */
 function spawnGroup(args: string[], vars: Record<string, string>) {
-  const child: ChildProcess = spawn(process.execPath, [BIN, ...args], {
+  const child: ChildProcess = spawn(process.execPath, [...FLOODGATE_COMMAND, ...args], {
     env: { PATH: process.env.PATH ?? '', HOME: process.env.HOME ?? '', ...vars },
     stdio: ['ignore', 'pipe', 'pipe'],
     detached: true,
