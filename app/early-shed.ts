@@ -16,6 +16,9 @@ import { admittedEarly } from './state.js';
  * Koa path renders it, with the same jittered Retry-After, measured under the same metrics; an unauthenticated
  * request may get it instead of a 401.
  * Returns true when it answered; otherwise the request goes on to Koa, marked if it was admitted here.
+ * The header is only a claim: admitting here grants nothing. Koa still authenticates the key and refuses a class
+ * above its ceiling (403 priority_not_allowed) before the body is read, so a claimed `critical` cannot reach
+ * the write path, nor its direct write to Postgres while Redis is down.
  */
 export function createEarlyShed(shedder: Shedder, metrics: ApiMetrics, random: () => number = Math.random): (req: IncomingMessage, res: ServerResponse) => boolean {
   return (req, res) => {

@@ -1,4 +1,5 @@
 import type { Middleware } from 'koa';
+import { withinCeiling } from '../lib/api-keys.js';
 import { apiError } from '../lib/errors.js';
 import { isPriority, type Priority } from '../lib/event-schema.js';
 import type { AuthenticatedState } from './state.js';
@@ -15,7 +16,7 @@ export function parsePriority(value: string): Priority | undefined {
   return isPriority(priority) ? priority : undefined;
 }
 
-/** Sets `ctx.state.priority` from `X-Priority`, else the key's default; runs before shedding needs it. */
+/** Sets `ctx.state.priority` from `X-Priority` (403 above the key's ceiling), else the key's default; runs before shedding needs it. */
 export function resolvePriority(): Middleware<AuthenticatedState> {
   return async (ctx, next) => {
     const header = ctx.get(PRIORITY_HEADER);
@@ -23,6 +24,11 @@ export function resolvePriority(): Middleware<AuthenticatedState> {
     else {
       const priority = parsePriority(header);
       if (priority === undefined) throw apiError('invalid_header', `X-Priority must be critical, normal or low, got "${header.slice(0, 50)}"`);
+      const ceiling = ctx.state.grant.maxPriority;
+      if (!withinCeiling(priority, ceiling)) {
+        // Connection: close, so a refused body is not read and discarded to keep the connection alive.
+        throw apiError('priority_not_allowed', `this API key may send ${ceiling} traffic at most, not ${priority}`, undefined, { Connection: 'close' });
+      }
       ctx.state.priority = priority;
     }
     await next();

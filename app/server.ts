@@ -6,7 +6,8 @@ import type { Config } from '../lib/config.js';
 import type { Pool } from '../lib/db.js';
 import type { Logger } from '../lib/logger.js';
 import type { Redis } from '../lib/redis.js';
-import { authenticate, createKeyResolver, type KeyResolver } from './middleware/auth.js';
+import { authenticate } from './middleware/auth.js';
+import { createKeyResolver, type KeyResolver } from './key-resolver.js';
 import { errorHandler } from './middleware/errors.js';
 import { measureRequests, recordLatency } from './middleware/metrics.js';
 import { rateLimit } from './middleware/rate-limit.js';
@@ -40,7 +41,7 @@ export interface AppDeps {
 export function createApp(deps: AppDeps): Koa<State> & { metrics: ApiMetrics } {
   const { config, pool, redis, logger } = deps;
   const metrics = deps.metrics ?? createApiMetrics(new Registry());
-  const keys = deps.keys ?? createKeyResolver(pool, config.authCacheTtlMs);
+  const keys = deps.keys ?? createKeyResolver({ pool, config });
   const redisBreaker = deps.redisBreaker ?? createRedisWriteBreaker(config, new Registry(), logger);
   const app = new Koa<State>();
   app.proxy = false;
