@@ -249,7 +249,9 @@ describe('floodgate CLI', () => {
     const worker = (await children()).find((c) => c.role === 'worker')!;
     process.kill(worker.pid, 'SIGKILL');
     await eventually(async () => (await children()).some((c) => c.role === 'worker' && c.pid !== worker.pid), 'the worker restarted');
-    await new Promise((r) => setTimeout(r, 2000)); // the new worker joins the group before events arrive
+    const restarted = (await children()).find((c) => c.role === 'worker' && c.pid !== worker.pid)!;
+    // The new worker has joined the consumer group (it logs so once its group exists) before events arrive.
+    await eventually(async () => start.output().includes(`"pid":${restarted.pid},`) && /"msg":"flush worker started"/.test(start.output().slice(start.output().indexOf(`"pid":${restarted.pid},`))), 'the restarted worker started', 60_000);
 
     const res = await fetch(`${url}/v1/events`, {
       method: 'POST',
