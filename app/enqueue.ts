@@ -98,15 +98,13 @@ return reply
 `;
 const ENQUEUE_SHA = createHash('sha1').update(ENQUEUE_SCRIPT).digest('hex');
 
-/** The Redis key remembering which event id a tenant's idempotency key was first answered with. */
+/**
+ * The Redis key remembering which event id a tenant's idempotency key was first answered with. Under the stream
+ * key, like the marker, so that one prefix finds everything a stream owns in Redis.
+ */
 export function dedupKey(streamKey: string, tenant: string, key: string): string {
   // Tenants are [A-Za-z0-9_.-]: the first ':' after the prefix ends the tenant.
-  return `${dedupKeyPrefix(streamKey)}${tenant}:${key}`;
-}
-
-/** What every dedup key of a stream starts with (tests delete them by this prefix). */
-export function dedupKeyPrefix(streamKey: string): string {
-  return `${streamKey}:idem:`;
+  return `${streamKey}:idem:${tenant}:${key}`;
 }
 
 /** The Redis key holding when Redis began remembering every key it was asked to claim (epoch ms). */
@@ -157,6 +155,7 @@ export function createEnqueuer(deps: EnqueueDeps): Enqueuer {
    * stored stays exactly-once either way, only the id answered to a repeat could then be one never stored.
    */
   async function lookUpStored(tenant: string, keys: string[]): Promise<Map<string, string>> {
+    if (keys.length === 0) return new Map();
     let timer: NodeJS.Timeout | undefined;
     const timeout = new Promise<never>((_, reject) => {
       timer = setTimeout(() => reject(new Error(`no answer within ${LOOKUP_TIMEOUT_MS} ms`)), LOOKUP_TIMEOUT_MS);
