@@ -12,7 +12,8 @@ import { createRedis } from '../lib/redis.js';
 import { createKeyResolver } from './key-resolver.js';
 import { createApp } from './server.js';
 import { createApiMetrics, createUninstrumentedApiMetrics } from './metrics.js';
-import { createRedisWriteBreaker } from './redis-breaker.js';
+import { createQueueWriteBreaker } from './redis-breaker.js';
+import { pgQueueDepth } from '../lib/pg-queue.js';
 import { createShedder } from './shedding/shedder.js';
 
 /** A running API server process and how to stop it gracefully. */
@@ -30,17 +31,22 @@ export interface RunningApi {
  */
 export async function runApi(config: Config, logger: Logger): Promise<RunningApi> {
   const pool = createPool(config.databaseUrl, { max: config.dbPoolSize, applicationName: 'floodgate-api' });
-  const redis = createRedis(config.redisUrl, { commandTimeout: config.redisWriteTimeoutMs });
+  // QUEUE=postgres: no Redis connection at all (key revocations then reach this process within a second, by
+  // revalidation; see docs/scaling.md).
+  const redis = config.queue === 'redis' ? createRedis(config.redisUrl, { commandTimeout: config.redisWriteTimeoutMs }) : undefined;
   const migrations = await readMigrations();
   const latestMigration = migrations.at(-1)?.version ?? 0;
   // With metrics off the registry stays empty (no default collectors, no GC observer) and instruments do nothing.
   const registry = config.metricsEnabled ? createRegistry('api') : new Registry();
   const metrics = config.metricsEnabled ? createApiMetrics(registry) : createUninstrumentedApiMetrics();
-  const redisBreaker = createRedisWriteBreaker(config, registry, logger);
-  const shedder = createShedder({ config, latency: metrics.latency, redis, registry, logger, dependencies: [redisBreaker] });
+  const redisBreaker = createQueueWriteBreaker(config, registry, logger);
+  const queueDepth = redis ? undefined : pgQueueDepth(pool);
+  const shedder = createShedder({ config, latency: metrics.latency, redis, queueDepth, registry, logger, dependencies: [redisBreaker] });
   const keys = createKeyResolver({ pool, config, registry });
   // Revocations and rotations announced by `floodgate keys` reach this process's key cache within moments.
-  const invalidations = startKeyInvalidationFeed({ redisUrl: config.redisUrl, channel: keyInvalidationChannel(config), listener: keys, logger });
+  const invalidations = redis
+    ? startKeyInvalidationFeed({ redisUrl: config.redisUrl, channel: keyInvalidationChannel(config), listener: keys, logger })
+    : undefined;
   const app = createApp({ config, pool, redis, logger, latestMigration, metrics, shedder, redisBreaker, keys });
 
   const handle = app.callback();
@@ -69,11 +75,11 @@ export async function runApi(config: Config, logger: Logger): Promise<RunningApi
       await closed;
       clearTimeout(deadline);
       await shedder.close();
-      await invalidations.close();
+      await invalidations?.close();
       redisBreaker.shutdown();
       // quit() waits for a reply that a disconnected client never gets; disconnect() then is immediate.
-      if (redis.status === 'ready') await redis.quit().catch((err: unknown) => errors.push(err));
-      else redis.disconnect();
+      if (redis?.status === 'ready') await redis.quit().catch((err: unknown) => errors.push(err));
+      else redis?.disconnect();
       await pool.end().catch((err: unknown) => errors.push(err));
       if (errors.length > 0) logger.error({ errors }, 'errors while closing the api');
     })();

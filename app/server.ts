@@ -14,7 +14,10 @@ import { rateLimit } from './middleware/rate-limit.js';
 import { createApiMetrics, type ApiMetrics } from './metrics.js';
 import { requestId } from './middleware/request-id.js';
 import { openApiDocument } from './openapi.js';
-import { createRedisWriteBreaker } from './redis-breaker.js';
+import { createQueueWriteBreaker } from './redis-breaker.js';
+import { createEnqueuer, type EnqueueDeps } from './enqueue.js';
+import { createPgEnqueuer } from './pg-enqueue.js';
+import type { Enqueuer } from '../lib/queue.js';
 import { INGEST_ROUTE, ingestEvents } from './routes/events.js';
 import { resolvePriority } from './priority.js';
 import type { Shedder } from './shedding/shedder.js';
@@ -24,7 +27,8 @@ import { healthz, readyz } from './routes/health.js';
 export interface AppDeps {
   readonly config: Config;
   readonly pool: Pool;
-  readonly redis: Redis;
+  /** The Redis the queue lives in; absent with QUEUE=postgres, where the API never connects to Redis. */
+  readonly redis?: Redis;
   readonly logger: Logger;
   /** The latest migration version this build ships (readiness requires it applied). */
   readonly latestMigration: number;
@@ -33,8 +37,16 @@ export interface AppDeps {
   readonly metrics?: ApiMetrics;
   /** Admission control; without one every request is admitted. */
   readonly shedder?: Shedder;
-  /** The breaker around the XADD; one with a private registry when omitted. */
+  /** The breaker around the queue write (XADD or insert); one with a private registry when omitted. */
   readonly redisBreaker?: Breaker;
+}
+
+/** The enqueuer of the configured queue (QUEUE): the Redis stream needs a Redis client, the Postgres table does not. */
+function createQueueEnqueuer(deps: Omit<EnqueueDeps, 'redis'> & { redis: Redis | undefined }): Enqueuer {
+  const { redis, redisBreaker, ...rest } = deps;
+  if (deps.config.queue === 'postgres') return createPgEnqueuer({ ...rest, breaker: redisBreaker });
+  if (!redis) throw new Error('QUEUE=redis needs a Redis client');
+  return createEnqueuer({ ...rest, redis, redisBreaker });
 }
 
 /** Builds the Koa application; it owns no connections (the caller passes and closes them). */
@@ -42,7 +54,8 @@ export function createApp(deps: AppDeps): Koa<State> & { metrics: ApiMetrics } {
   const { config, pool, redis, logger } = deps;
   const metrics = deps.metrics ?? createApiMetrics(new Registry());
   const keys = deps.keys ?? createKeyResolver({ pool, config });
-  const redisBreaker = deps.redisBreaker ?? createRedisWriteBreaker(config, new Registry(), logger);
+  const redisBreaker = deps.redisBreaker ?? createQueueWriteBreaker(config, new Registry(), logger);
+  const enqueuer = createQueueEnqueuer({ config, redis, pool, metrics, redisBreaker, logger });
   const app = new Koa<State>();
   app.proxy = false;
   // Errors are rendered by errorHandler; Koa's own printer would log them a second time.
@@ -51,7 +64,7 @@ export function createApp(deps: AppDeps): Koa<State> & { metrics: ApiMetrics } {
   const openapi = JSON.stringify(openApiDocument(config));
   const router = new Router<State>();
   const admit: Middleware<IngestState> = deps.shedder?.middleware() ?? ((_ctx, next) => next());
-  router.post<IngestState>(INGEST_ROUTE, authenticate(keys, { scope: 'ingest' }), resolvePriority(), rateLimit(config, metrics), admit, ingestEvents({ config, redis, pool, metrics, redisBreaker, logger }));
+  router.post<IngestState>(INGEST_ROUTE, authenticate(keys, { scope: 'ingest' }), resolvePriority(), rateLimit(config, metrics), admit, ingestEvents({ config, enqueuer, pool, metrics, redisBreaker, logger }));
   router.get('/v1/admin/load', authenticate(keys, { scope: 'admin' }), (ctx) => {
     ctx.type = 'application/json';
     ctx.body = JSON.stringify(deps.shedder?.snapshot() ?? { mode: 'off' });
