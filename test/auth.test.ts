@@ -170,9 +170,14 @@ describe('ambiguous credentials', () => {
       assert.equal((await json(res)).error, 'ambiguous_credentials');
     }
     assert.equal(await env.redis.xlen(env.config.streamKey), 0);
-    const same = await post(api.url, { authorization: `Bearer ${api.key}`, 'x-api-key': api.key });
-    assert.equal(same.status, 202, 'the same key twice is not ambiguous');
-    await same.arrayBuffer();
+    for (const [authorization, apiKey] of [
+      [`Bearer ${api.key}`, api.key],
+      [`Bearer ${api.key}`, ''],
+    ]) {
+      const res = await post(api.url, { authorization: authorization!, 'x-api-key': apiKey! });
+      assert.equal(res.status, 202, `the same key twice, or an empty header, is not ambiguous: "${apiKey}"`);
+      await res.arrayBuffer();
+    }
   });
 });
 
