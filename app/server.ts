@@ -1,4 +1,4 @@
-import Koa from 'koa';
+import Koa, { type Middleware } from 'koa';
 import { Registry } from 'prom-client';
 import { Router } from '@koa/router';
 import type { Breaker } from '../lib/breaker.js';
@@ -15,8 +15,10 @@ import { createApiMetrics, type ApiMetrics } from './metrics.js';
 import { requestId } from './middleware/request-id.js';
 import { openApiDocument } from './openapi.js';
 import { createRedisWriteBreaker } from './redis-breaker.js';
-import { ingestEvents, resolvePriority } from './routes/events.js';
+import { INGEST_ROUTE, ingestEvents } from './routes/events.js';
+import { resolvePriority } from './priority.js';
 import type { Shedder } from './shedding/shedder.js';
+import type { IngestState, State } from './state.js';
 import { healthz, readyz } from './routes/health.js';
 
 export interface AppDeps {
@@ -36,26 +38,26 @@ export interface AppDeps {
 }
 
 /** Builds the Koa application; it owns no connections (the caller passes and closes them). */
-export function createApp(deps: AppDeps): Koa & { metrics: ApiMetrics } {
+export function createApp(deps: AppDeps): Koa<State> & { metrics: ApiMetrics } {
   const { config, pool, redis, logger } = deps;
   const metrics = deps.metrics ?? createApiMetrics(new Registry());
   const keys = deps.keys ?? createKeyResolver({ pool, config });
   const redisBreaker = deps.redisBreaker ?? createRedisWriteBreaker(config, new Registry(), logger);
-  const app = new Koa();
+  const app = new Koa<State>();
   app.proxy = false;
   // Errors are rendered by errorHandler; Koa's own printer would log them a second time.
   app.silent = true;
 
   const openapi = JSON.stringify(openApiDocument(config));
-  const router = new Router();
-  const admit = deps.shedder?.middleware() ?? ((_ctx, next) => next());
-  router.post('/v1/events', authenticate(keys, { scope: 'ingest' }), resolvePriority(), rateLimit(config, metrics), admit, ingestEvents({ config, redis, pool, metrics, redisBreaker, logger }));
+  const router = new Router<State>();
+  const admit: Middleware<IngestState> = deps.shedder?.middleware() ?? ((_ctx, next) => next());
+  router.post<IngestState>(INGEST_ROUTE, authenticate(keys, { scope: 'ingest' }), resolvePriority(), rateLimit(config, metrics), admit, ingestEvents({ config, redis, pool, metrics, redisBreaker, logger }));
   router.get('/v1/admin/load', authenticate(keys, { scope: 'admin' }), (ctx) => {
     ctx.type = 'application/json';
     ctx.body = JSON.stringify(deps.shedder?.snapshot() ?? { mode: 'off' });
   });
   router.get('/healthz', healthz());
-  router.get('/readyz', readyz(pool, redis, deps.latestMigration));
+  router.get('/readyz', readyz(pool, redis, deps.latestMigration, logger));
   router.get('/openapi.json', (ctx) => {
     ctx.type = 'application/json';
     ctx.body = openapi;

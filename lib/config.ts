@@ -180,7 +180,12 @@ export const CONFIG_VARIABLES = {
   },
   retentionDays: { name: 'RETENTION_DAYS', doc: 'Days of events kept; older partitions are dropped and older timestamps rejected.', defaultValue: '30', parse: integer(1, 3650) },
   partitionsAheadDays: { name: 'PARTITIONS_AHEAD_DAYS', doc: 'Daily partitions created ahead of today.', defaultValue: '3', parse: integer(2, 365) },
-  dedupWindowHours: { name: 'DEDUP_WINDOW_HOURS', doc: 'How long an idempotency key is remembered.', defaultValue: '24', parse: integer(1, 24 * 365) },
+  dedupWindowHours: {
+    name: 'DEDUP_WINDOW_HOURS',
+    doc: 'How long an idempotency key is remembered: in Postgres (pruned by the worker every 10 minutes past it) and in Redis, where each key answered costs about 150 bytes for as long.',
+    defaultValue: '24',
+    parse: integer(1, 24 * 365),
+  },
   dbPoolSize: { name: 'DB_POOL_SIZE', doc: 'PostgreSQL connections per process.', defaultValue: '10', parse: integer(1, 1000) },
   shutdownTimeoutMs: {
     name: 'SHUTDOWN_TIMEOUT_MS',
@@ -295,6 +300,11 @@ export function defaultFor(variable: ConfigVariable<unknown>): string {
   if (variable.defaultValue !== undefined) return variable.defaultValue;
   if (variable.name === 'API_PROCESSES') return String(availableParallelism());
   throw new Error(`no default for ${variable.name}`);
+}
+
+/** The configuration with every variable at its default: the one source of default values. */
+export function defaultConfig(): Config {
+  return loadConfig({});
 }
 
 /** Parses and validates the environment once; throws a ConfigError listing every problem. */

@@ -8,6 +8,7 @@ import { after, before, describe, it } from 'node:test';
 import pg from 'pg';
 import { createApiKey, findApiKey } from '../lib/api-keys.js';
 import { readMigrations } from '../lib/migrate.js';
+import { partitionName } from '../lib/partitions.js';
 import { countEvents, createTestEnv, envVars, eventually, FLOODGATE_COMMAND, freePort, spawnFloodgate, TEST_PG_ADMIN_URL, type TestEnv } from './support.js';
 
 
@@ -132,7 +133,7 @@ describe('floodgate CLI', () => {
         rows.map((r) => [r.version, Number(r.n)]),
         files.map((m) => [m.version, 1]),
       );
-      const today = `events_p${new Date().toISOString().slice(0, 10).replace(/-/g, '')}`;
+      const today = partitionName(Date.now());
       assert.equal((await client.query('SELECT to_regclass($1) IS NOT NULL AS ok', [today])).rows[0].ok, true, "today's partition exists");
     } finally {
       await client.end();
@@ -248,7 +249,9 @@ describe('floodgate CLI', () => {
     const worker = (await children()).find((c) => c.role === 'worker')!;
     process.kill(worker.pid, 'SIGKILL');
     await eventually(async () => (await children()).some((c) => c.role === 'worker' && c.pid !== worker.pid), 'the worker restarted');
-    await new Promise((r) => setTimeout(r, 2000)); // the new worker joins the group before events arrive
+    const restarted = (await children()).find((c) => c.role === 'worker' && c.pid !== worker.pid)!;
+    // The new worker has joined the consumer group (it logs so once its group exists) before events arrive.
+    await eventually(async () => start.output().includes(`"pid":${restarted.pid},`) && /"msg":"flush worker started"/.test(start.output().slice(start.output().indexOf(`"pid":${restarted.pid},`))), 'the restarted worker started', 60_000);
 
     const res = await fetch(`${url}/v1/events`, {
       method: 'POST',

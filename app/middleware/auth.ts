@@ -3,6 +3,8 @@ import type { Middleware } from 'koa';
 import type { KeyGrant, Scope } from '../../lib/api-keys.js';
 import { apiError, type ApiError, type ErrorCode } from '../../lib/errors.js';
 import type { KeyResolver } from '../key-resolver.js';
+import { jitteredRetryAfter } from '../retry-after.js';
+import type { State } from '../state.js';
 
 const MAX_KEY_LENGTH = 256;
 const BEARER = /^Bearer\s+(\S+)\s*$/i;
@@ -59,7 +61,7 @@ const UNAUTHORIZED_HEADERS = { 'WWW-Authenticate': 'Bearer' };
  * `ctx.state.grant`. A client address past its budget of failed authentications is refused (429) before
  * its key costs a lookup, unless the key is one this process has already verified.
  */
-export function authenticate(keys: KeyResolver, options: { scope: Scope }): Middleware {
+export function authenticate(keys: KeyResolver, options: { scope: Scope }): Middleware<State> {
   return async (ctx, next) => {
     const req = ctx.req;
     const presented = presentedKey(req);
@@ -79,7 +81,7 @@ export function authenticate(keys: KeyResolver, options: { scope: Scope }): Midd
       try {
         grant = await keys.resolve(presented.key);
       } catch {
-        throw refusal(req, 'dependency_unavailable', 'cannot verify the API key right now', { 'Retry-After': '1' });
+        throw refusal(req, 'dependency_unavailable', 'cannot verify the API key right now', { 'Retry-After': jitteredRetryAfter() });
       }
     }
     if (!grant) {
