@@ -2,6 +2,7 @@ import { randomUUID } from 'node:crypto';
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { isPriority } from '../lib/event-schema.js';
 import type { ApiMetrics } from './metrics.js';
+import { presentedKey, type KeyResolver } from './middleware/auth.js';
 import { recordAnswer } from './middleware/metrics.js';
 import { SAFE_REQUEST_ID } from './middleware/request-id.js';
 import { DECIDED_EARLY, overloadedAnswer, type Shedder } from './shedding/shedder.js';
@@ -14,9 +15,11 @@ const INGEST_ROUTE = '/v1/events';
  * refusal costs decides how much of the CPU is left for the admitted ones (measured: a refusal through the
  * Koa stack cost about as much as an admitted event). The answer is the same 503 `overloaded` with a jittered
  * Retry-After, measured under the same metrics; an unauthenticated request may get it instead of a 401.
+ * Shedding is fair between tenants, so the tenant must be known: from the key cache, without a lookup; a key
+ * that is not cached (or is bad) goes on to Koa and authentication, which decide as usual.
  * Returns true when it answered; otherwise the request goes on to Koa, marked if it was admitted here.
  */
-export function createEarlyShed(shedder: Shedder, metrics: ApiMetrics, random: () => number = Math.random): (req: IncomingMessage, res: ServerResponse) => boolean {
+export function createEarlyShed(shedder: Shedder, metrics: ApiMetrics, keys: KeyResolver, random: () => number = Math.random): (req: IncomingMessage, res: ServerResponse) => boolean {
   return (req, res) => {
     if (req.method !== 'POST') return false;
     const url = req.url ?? '';
@@ -26,7 +29,11 @@ export function createEarlyShed(shedder: Shedder, metrics: ApiMetrics, random: (
     const priority = header.trim().toLowerCase();
     if (!isPriority(priority)) return false;
     const started = performance.now();
-    const reason = shedder.decideEarly(priority);
+    const apiKeyHeader = req.headers['x-api-key'];
+    const key = presentedKey(req.headers.authorization ?? '', typeof apiKeyHeader === 'string' ? apiKeyHeader : '');
+    const grant = key === null ? undefined : keys.cached(key);
+    if (!grant) return false;
+    const reason = shedder.decideEarly(priority, grant.tenant);
     if (reason === undefined) return false;
     if (reason === null) {
       (req as { [DECIDED_EARLY]?: boolean })[DECIDED_EARLY] = true;

@@ -8,6 +8,7 @@ import { createRegistry } from '../lib/metrics.js';
 import { readMigrations } from '../lib/migrate.js';
 import { Registry } from 'prom-client';
 import { createRedis } from '../lib/redis.js';
+import { createKeyResolver } from './middleware/auth.js';
 import { createApp } from './server.js';
 import { createApiMetrics, createUninstrumentedApiMetrics } from './metrics.js';
 import { createRedisWriteBreaker } from './redis-breaker.js';
@@ -36,10 +37,12 @@ export async function runApi(config: Config, logger: Logger): Promise<RunningApi
   const metrics = config.metricsEnabled ? createApiMetrics(registry) : createUninstrumentedApiMetrics();
   const redisBreaker = createRedisWriteBreaker(config, registry, logger);
   const shedder = createShedder({ config, latency: metrics.latency, redis, registry, logger, dependencies: [redisBreaker] });
-  const app = createApp({ config, pool, redis, logger, latestMigration, metrics, shedder, redisBreaker });
+  // One key cache for authentication and for the early refusal, which needs the tenant to shed fairly.
+  const keys = createKeyResolver(pool, config.authCacheTtlMs);
+  const app = createApp({ config, pool, redis, logger, latestMigration, metrics, shedder, redisBreaker, keys });
 
   const handle = app.callback();
-  const shedEarly = createEarlyShed(shedder, metrics);
+  const shedEarly = createEarlyShed(shedder, metrics, keys);
   const server = createServer((req, res) => {
     if (!shedEarly(req, res)) void handle(req, res);
   });

@@ -8,7 +8,8 @@ import type { Logger } from '../lib/logger.js';
 import type { Redis } from '../lib/redis.js';
 import { authenticate, createKeyResolver, type KeyResolver } from './middleware/auth.js';
 import { errorHandler } from './middleware/errors.js';
-import { measureRequests, recordLatency } from './middleware/metrics.js';
+import { keyLimits } from './middleware/key-limits.js';
+import { measureRequests } from './middleware/metrics.js';
 import { rateLimit } from './middleware/rate-limit.js';
 import { createApiMetrics, type ApiMetrics } from './metrics.js';
 import { requestId } from './middleware/request-id.js';
@@ -48,7 +49,7 @@ export function createApp(deps: AppDeps): Koa & { metrics: ApiMetrics } {
   const openapi = JSON.stringify(openApiDocument(config));
   const router = new Router();
   const admit = deps.shedder?.middleware() ?? ((_ctx, next) => next());
-  router.post('/v1/events', authenticate(keys), resolvePriority(), rateLimit(config, metrics), admit, ingestEvents({ config, redis, pool, metrics, redisBreaker, logger }));
+  router.post('/v1/events', authenticate(keys), keyLimits(config), resolvePriority(), rateLimit(config, metrics), admit, ingestEvents({ config, redis, pool, metrics, redisBreaker, logger }));
   router.get('/v1/admin/load', authenticate(keys, { admin: true }), (ctx) => {
     ctx.type = 'application/json';
     ctx.body = JSON.stringify(deps.shedder?.snapshot() ?? { mode: 'off' });
@@ -61,7 +62,7 @@ export function createApp(deps: AppDeps): Koa & { metrics: ApiMetrics } {
   });
 
   app.use(requestId());
-  app.use(config.metricsEnabled ? measureRequests(metrics) : recordLatency(metrics.latency));
+  if (config.metricsEnabled) app.use(measureRequests(metrics));
   app.use(errorHandler(logger));
   app.use(router.routes());
   app.use(router.allowedMethods());

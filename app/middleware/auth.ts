@@ -16,6 +16,8 @@ interface CacheEntry {
 /** Resolves presented API keys to grants, with a short in-process cache and one lookup per key at a time. */
 export interface KeyResolver {
   resolve(key: string): Promise<KeyGrant | null>;
+  /** The cached answer without a lookup: the grant, null for a key known to be bad, undefined when not cached. */
+  cached(key: string): KeyGrant | null | undefined;
 }
 
 /** A KeyResolver over Postgres with a TTL cache, so authentication costs no round trip per request. */
@@ -23,6 +25,10 @@ export function createKeyResolver(pool: Pool, ttlMs: number, now: () => number =
   const cache = new Map<string, CacheEntry>();
   const inFlight = new Map<string, Promise<KeyGrant | null>>();
   return {
+    cached(key) {
+      const hit = cache.get(key);
+      return hit && hit.expiresAt > now() ? hit.grant : undefined;
+    },
     resolve(key) {
       const hit = cache.get(key);
       if (hit && hit.expiresAt > now()) return Promise.resolve(hit.grant);
@@ -41,7 +47,8 @@ export function createKeyResolver(pool: Pool, ttlMs: number, now: () => number =
   };
 }
 
-function presentedKey(authorization: string, apiKeyHeader: string): string | null {
+/** The key a request presents in `Authorization: Bearer <key>` or `X-Api-Key`; null when neither holds one. */
+export function presentedKey(authorization: string, apiKeyHeader: string): string | null {
   if (authorization) {
     const match = /^Bearer\s+(\S+)\s*$/i.exec(authorization);
     return match ? match[1]! : null;
