@@ -14,6 +14,8 @@ import { rateLimit } from './middleware/rate-limit.js';
 import { createApiMetrics, type ApiMetrics } from './metrics.js';
 import { requestId } from './middleware/request-id.js';
 import { openApiDocument } from './openapi.js';
+import type { QuotaGuard } from './limits/quotas.js';
+import type { SharedBuckets } from './limits/shared-bucket.js';
 import { createRedisWriteBreaker } from './redis-breaker.js';
 import { ingestEvents, resolvePriority } from './routes/events.js';
 import type { Shedder } from './shedding/shedder.js';
@@ -33,6 +35,10 @@ export interface AppDeps {
   readonly shedder?: Shedder;
   /** The breaker around the XADD; one with a private registry when omitted. */
   readonly redisBreaker?: Breaker;
+  /** Rate-limit and quota buckets shared by every API process (see `limits/shared-bucket.ts`). */
+  readonly buckets: SharedBuckets;
+  /** Per-tenant quotas on accepted events. */
+  readonly quotas: QuotaGuard;
 }
 
 /** Builds the Koa application; it owns no connections (the caller passes and closes them). */
@@ -49,7 +55,8 @@ export function createApp(deps: AppDeps): Koa & { metrics: ApiMetrics } {
   const openapi = JSON.stringify(openApiDocument(config));
   const router = new Router();
   const admit = deps.shedder?.middleware() ?? ((_ctx, next) => next());
-  router.post('/v1/events', authenticate(keys), keyLimits(config), resolvePriority(), rateLimit(config, metrics), admit, ingestEvents({ config, redis, pool, metrics, redisBreaker, logger }));
+  const ingest = ingestEvents({ config, redis, pool, metrics, redisBreaker, logger, chargeEvents: (tenant, events) => deps.quotas.charge(tenant, events) });
+  router.post('/v1/events', authenticate(keys), keyLimits(config), resolvePriority(), rateLimit(config, metrics, deps.buckets), deps.quotas.precheck(), admit, ingest);
   router.get('/v1/admin/load', authenticate(keys, { admin: true }), (ctx) => {
     ctx.type = 'application/json';
     ctx.body = JSON.stringify(deps.shedder?.snapshot() ?? { mode: 'off' });

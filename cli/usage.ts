@@ -21,6 +21,11 @@ export const USAGE = `usage: floodgate <command>
                               (rate limit: requests per second, 0 unlimited; default RATE_LIMIT_PER_SECOND)
   keys list                   list keys (never the secret)
   keys revoke <id|prefix>     revoke a key
+  tenants set-quota TENANT [--events-per-second N|none] [--events-per-day N|none] [--weight W]
+                              a tenant's quotas on accepted events (429 quota_exceeded past them) and its
+                              weight in fair shedding (default 1); API processes apply it within QUOTA_REFRESH_MS
+  tenants clear-quota TENANT  remove a tenant's quotas and weight
+  tenants list                list tenants with a quota or weight
   loadtest <scenario> [--url URL] [--key KEY] [--duration S] [--connections N] [--rate R] [--seed N]
            [--batch-size N] [--mix C/N/L] [--capacity C] [--slo-p99 MS] [--timeout S] [--out DIR]
            [--database-url URL | --no-integrity] [--max-requests N] [--drain-timeout S] [--quiet]

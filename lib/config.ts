@@ -233,6 +233,18 @@ export const CONFIG_VARIABLES = {
     defaultValue: '10000',
     parse: integer(10, 600_000),
   },
+  rateLimitStore: {
+    name: 'RATE_LIMIT_STORE',
+    doc: 'Where rate-limit and quota buckets live: `redis` (one bucket per key or tenant shared by every API process and host, leased in slices; while Redis cannot be asked each process enforces its share) or `local` (each process enforces rate / `API_PROCESSES` alone).',
+    defaultValue: 'redis',
+    parse: oneOf('redis', 'local'),
+  },
+  quotaRefreshMs: {
+    name: 'QUOTA_REFRESH_MS',
+    doc: 'How often each API process reloads the tenants\' quotas and fair-share weights (`floodgate tenants set-quota`); a change applies within this long.',
+    defaultValue: '10000',
+    parse: integer(100, 3_600_000),
+  },
   bodyTimeoutMs: {
     name: 'BODY_TIMEOUT_MS',
     doc: 'Longest an admitted request may take to send its whole body, from the moment the API starts reading it; past it the answer is 408 `body_timeout` and the connection is closed. A slow or stalled upload holds a socket, never the server\'s in-flight capacity.',

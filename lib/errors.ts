@@ -18,6 +18,7 @@ export const ERROR_CATALOGUE = {
   invalid_event: { status: 422, description: 'Every event of the request failed validation; `details` lists why, per event.' },
   empty_batch: { status: 422, description: 'The batch holds no events.' },
   rate_limited: { status: 429, description: "The API key exceeded its rate limit (token bucket); retry after `Retry-After` seconds, when a token is available." },
+  quota_exceeded: { status: 429, description: "The tenant's quota of accepted events (per second or per UTC day, `floodgate tenants set-quota`) is spent; nothing of the request was accepted. Retry after `Retry-After` seconds." },
   too_many_in_flight: { status: 429, description: 'The API key already has `MAX_IN_FLIGHT_PER_KEY` requests open in this process (waiting for their body included); retry after `Retry-After` seconds.' },
   too_many_connections: { status: 429, description: 'The API key already holds `MAX_CONNECTIONS_PER_KEY` connections to this process; this connection is closed. Reuse the open ones.' },
   overloaded: { status: 503, description: 'Shed by the load shedder (the controller, an open class gate or a hard limit) to protect higher-priority traffic; retry after `Retry-After` seconds.' },
@@ -80,4 +81,6 @@ export const REDIS_REPLY = {
   noGroup: 'NOGROUP',
   /** XINFO GROUPS/CONSUMERS on a stream that does not exist */
   noSuchKey: 'ERR no such key',
+  /** EVALSHA of a script this Redis has not loaded (first call, SCRIPT FLUSH, a restart) */
+  noScript: 'NOSCRIPT',
 } as const;

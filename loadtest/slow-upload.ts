@@ -21,6 +21,8 @@ export interface SlowUploadOptions {
 export interface SlowUploadResult {
   readonly status: number;
   readonly code: string | null;
+  /** The error message, when the answer was an error. */
+  readonly message: string | null;
   readonly ms: number;
   readonly timedOut: boolean;
   /** Whether the server closed the connection after answering. */
@@ -30,15 +32,16 @@ export interface SlowUploadResult {
 const HEAD_END = '\r\n\r\n';
 
 /** Parses the status and the `error` field of a raw HTTP response (the first one on the socket). */
-function parseAnswer(raw: string): { status: number; code: string | null; complete: boolean } {
+function parseAnswer(raw: string): { status: number; code: string | null; message: string | null; complete: boolean } {
   const end = raw.indexOf(HEAD_END);
-  if (end < 0) return { status: 0, code: null, complete: false };
+  if (end < 0) return { status: 0, code: null, message: null, complete: false };
   const status = Number(raw.slice(9, 12));
   const length = /\r\ncontent-length: *(\d+)/i.exec(raw.slice(0, end));
   const body = raw.slice(end + HEAD_END.length);
   const complete = length ? body.length >= Number(length[1]) : false;
   const code = complete ? (/"error":"([a-z_]+)"/.exec(body)?.[1] ?? null) : null;
-  return { status, code, complete };
+  const message = complete ? (/"message":"((?:[^"\\]|\\.)*)"/.exec(body)?.[1] ?? null) : null;
+  return { status, code, message, complete };
 }
 
 /** Sends one request whose body trickles in; resolves once the server answers (or the socket closes, or the timeout). */
@@ -52,13 +55,13 @@ export function slowUpload(options: SlowUploadOptions): { result: Promise<SlowUp
   const timers: NodeJS.Timeout[] = [];
   const result = new Promise<SlowUploadResult>((resolve) => {
     let raw = '';
-    let answered: { status: number; code: string | null } | null = null;
+    let answered: { status: number; code: string | null; message: string | null } | null = null;
     let timedOut = false;
     const finish = (closed: boolean) => {
       for (const t of timers) clearTimeout(t);
       clearTimeout(deadline);
       socket.destroy();
-      resolve({ status: answered?.status ?? 0, code: answered?.code ?? null, ms: performance.now() - started, timedOut, closed });
+      resolve({ status: answered?.status ?? 0, code: answered?.code ?? null, message: answered?.message ?? null, ms: performance.now() - started, timedOut, closed });
     };
     const deadline = setTimeout(() => {
       timedOut = true;

@@ -41,9 +41,9 @@ describe('slow uploaders on a real listening server', () => {
   let env: TestEnv;
   let api: TestApi;
   before(async () => {
-    // The latency target sits far above what this server takes to handle one event, and far below the time a
-    // slow client takes to send one: only the client's upload time can push the window's p99 over it.
-    env = await createTestEnv({ SHED_MODE: 'enforce', SHED_TARGET_P99_MS: '200', SHED_TARGET_EVENT_LOOP_DELAY_MS: '1000' });
+    // The latency target sits far above what this server takes to handle one event (even on a busy test machine),
+    // and far below the time a slow client takes to send one: only the upload time could push the p99 over it.
+    env = await createTestEnv({ SHED_MODE: 'enforce', SHED_TARGET_P99_MS: '500', SHED_TARGET_EVENT_LOOP_DELAY_MS: '2000' });
     api = await startTestApi(env);
   });
   after(async () => {
@@ -54,17 +54,18 @@ describe('slow uploaders on a real listening server', () => {
   it('do not make the shedder refuse another tenant: the control signal is the server\'s work, not the upload', async () => {
     const { key: slowKey } = await createApiKey(env.pool, { tenant: 'slow-link' });
     // Critical, so that the shedder never refuses the slow requests themselves.
-    const uploads = slowUploads(api, slowKey, 20, 6000, 1000, 'critical');
+    const uploads = slowUploads(api, slowKey, 20, 7000, 2500, 'critical');
     // Let the slow requests fill the latency window first, then measure the other tenant.
-    await new Promise((r) => setTimeout(r, 2000));
+    await new Promise((r) => setTimeout(r, 3000));
     const counts = await steadyTraffic(api, 3500, 4, 40);
     const load = await json(await fetch(`${api.url}/v1/admin/load`, { headers: { authorization: `Bearer ${api.adminKey}` } }));
     const results = await uploads;
     for (const priority of ['low', 'normal']) {
       assert.deepEqual(Object.keys(counts[priority]!), ['202'], `${priority} traffic of the other tenant is not shed: ${JSON.stringify(counts)}`);
     }
-    assert.ok(results.every((r) => r.status === 202), `every slow upload is accepted: ${JSON.stringify(results.filter((r) => r.status !== 202).slice(0, 3))}`);
-    assert.ok(load.signals.p99Ms < 1000, `the window holds the server's time, not the 1 s uploads: p99 ${load.signals.p99Ms} ms`);
+    const failed = results.filter((r) => r.status !== 202);
+    assert.deepEqual(failed, [], 'every slow upload is accepted');
+    assert.ok(load.signals.p99Ms < 2500, `the window holds the server's time, not the 2.5 s uploads: p99 ${load.signals.p99Ms} ms`);
     assert.ok(load.signals.samples > 0, 'the slow requests are in the window');
   });
 });
