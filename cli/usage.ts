@@ -30,7 +30,8 @@ export const USAGE = `usage: floodgate <command>
            [--batch-size N] [--mix C/N/L] [--capacity C] [--slo-p99 MS] [--timeout S] [--out DIR]
            [--database-url URL | --no-integrity] [--max-requests N] [--drain-timeout S] [--quiet]
                               load-test the API at --url (default 127.0.0.1:PORT); scenarios: smoke, steady,
-                              ramp, spike, overload, soak, batch, duplicates (see the README's "Load testing")
+                              ramp, spike, overload, soak, batch, duplicates, and per tenant noisy-neighbour,
+                              slow-upload, unauthenticated-flood (see the README's "Load testing")
   loadtest compare A.json B.json [--threshold 10%]
                               compare two reports; exit 1 when B is worse than A beyond the threshold
   help                        this text
