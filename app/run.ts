@@ -7,11 +7,12 @@ import type { Logger } from '../lib/logger.js';
 import { createRegistry } from '../lib/metrics.js';
 import { readMigrations } from '../lib/migrate.js';
 import { Registry } from 'prom-client';
+import { keyInvalidationChannel, startKeyInvalidationFeed } from '../lib/key-invalidation.js';
 import { createRedis } from '../lib/redis.js';
 import { createQuotaGuard } from './limits/quotas.js';
 import { createSharedBuckets } from './limits/shared-bucket.js';
 import { createTenantPolicies } from './limits/tenant-policies.js';
-import { createKeyResolver } from './middleware/auth.js';
+import { createKeyResolver } from './key-resolver.js';
 import { createApp } from './server.js';
 import { createApiMetrics, createUninstrumentedApiMetrics } from './metrics.js';
 import { createRedisWriteBreaker } from './redis-breaker.js';
@@ -43,7 +44,9 @@ export async function runApi(config: Config, logger: Logger): Promise<RunningApi
   await policies.start();
   const shedder = createShedder({ config, latency: metrics.latency, redis, registry, logger, dependencies: [redisBreaker], weightOf: policies.weightOf });
   // One key cache for authentication and for the early refusal, which needs the tenant to shed fairly.
-  const keys = createKeyResolver(pool, config.authCacheTtlMs);
+  const keys = createKeyResolver({ pool, config, registry });
+  // Revocations and rotations announced by `floodgate keys` reach this process's key cache within moments.
+  const invalidations = startKeyInvalidationFeed({ redisUrl: config.redisUrl, channel: keyInvalidationChannel(config), listener: keys, logger });
   const buckets = createSharedBuckets({
     redis,
     keyPrefix: `${config.streamKey}:limits`,
@@ -81,6 +84,7 @@ export async function runApi(config: Config, logger: Logger): Promise<RunningApi
       await closed;
       clearTimeout(deadline);
       await shedder.close();
+      await invalidations.close();
       await policies.close();
       redisBreaker.shutdown();
       // quit() waits for a reply that a disconnected client never gets; disconnect() then is immediate.

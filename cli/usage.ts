@@ -16,11 +16,16 @@ export const USAGE = `usage: floodgate <command>
   api                         run the API (API_PROCESSES processes, node:cluster)
   worker                      run one flush worker
   migrate                     create the database if needed, apply migrations, create partitions
-  keys create --tenant NAME [--priority critical|normal|low] [--admin] [--rate-limit PER_SECOND] [--burst N]
+  keys create --tenant NAME [--scopes ingest,read,admin] [--priority critical|normal|low]
+              [--max-priority critical|normal|low] [--expires-in 30d] [--rate-limit PER_SECOND] [--burst N]
                               create an API key; the key is the last line of output, shown once
-                              (rate limit: requests per second, 0 unlimited; default RATE_LIMIT_PER_SECOND)
-  keys list                   list keys (never the secret)
-  keys revoke <id|prefix>     revoke a key
+                              (scopes default ingest; --admin adds admin; --max-priority is the highest class
+                              the key may send; rate limit: requests per second, 0 unlimited)
+  keys list                   list keys with scopes, priority ceiling and expiry (never the secret)
+  keys revoke <id|prefix>     revoke a key; running API processes refuse it within about a second
+  keys rotate <id|prefix> [--grace 24h]
+                              give a key a new secret (last line of output, shown once), same settings;
+                              the old secret keeps working for the grace period (0: not at all)
   tenants set-quota TENANT [--events-per-second N|none] [--events-per-day N|none] [--weight W]
                               a tenant's quotas on accepted events (429 quota_exceeded past them) and its
                               weight in fair shedding (default 1); API processes apply it within QUOTA_REFRESH_MS
@@ -31,10 +36,10 @@ export const USAGE = `usage: floodgate <command>
            [--database-url URL | --no-integrity] [--max-requests N] [--drain-timeout S] [--quiet]
                               load-test the API at --url (default 127.0.0.1:PORT); scenarios: smoke, steady,
                               ramp, spike, overload, soak, batch, duplicates, and per tenant noisy-neighbour,
-                              slow-upload, unauthenticated-flood (see the README's "Load testing")
+                              slow-upload, unauthenticated-flood (see docs/loadtesting.md)
   loadtest compare A.json B.json [--threshold 10%]
                               compare two reports; exit 1 when B is worse than A beyond the threshold
   help                        this text
 
-Configuration comes from environment variables (see the README's configuration table).
+Configuration comes from environment variables (see docs/configuration.md).
 Exit status: 0 done, 1 failure or invalid configuration, 2 wrong usage.`;

@@ -8,9 +8,9 @@ import { after, before, describe, it } from 'node:test';
 import pg from 'pg';
 import { createApiKey, findApiKey } from '../lib/api-keys.js';
 import { readMigrations } from '../lib/migrate.js';
-import { countEvents, createTestEnv, envVars, eventually, freePort, spawnFloodgate, TEST_PG_ADMIN_URL, type TestEnv } from './support.js';
+import { partitionName } from '../lib/partitions.js';
+import { countEvents, createTestEnv, envVars, eventually, FLOODGATE_COMMAND, freePort, spawnFloodgate, TEST_PG_ADMIN_URL, type TestEnv } from './support.js';
 
-const BIN = fileURLToPath(new URL('../bin/floodgate.js', import.meta.url));
 
 /** Direct children of `pid`, then theirs: the process tree a supervisor owns. */
 async function descendants(pid: number): Promise<number[]> {
@@ -41,7 +41,7 @@ const alive = (pid: number) => {
  * signal the whole group at once.
  */
 function spawnGroup(args: string[], vars: Record<string, string>) {
-  const child: ChildProcess = spawn(process.execPath, [BIN, ...args], {
+  const child: ChildProcess = spawn(process.execPath, [...FLOODGATE_COMMAND, ...args], {
     env: { PATH: process.env.PATH ?? '', HOME: process.env.HOME ?? '', ...vars },
     stdio: ['ignore', 'pipe', 'pipe'],
     detached: true,
@@ -94,7 +94,7 @@ describe('floodgate CLI', () => {
 
   it('exits 2 with the usage on an unknown command, a missing command or bad arguments, before reading config', async () => {
     const brokenConfig = { PORT: 'abc' };
-    for (const args of [['frobnicate'], [], ['keys', 'create'], ['keys', 'create', '--tenant', 'acme', '--priority', 'urgent'], ['keys', 'create', '--tenant', 'acme', '--bogus'], ['keys', 'create', '--tenant', 'acme', '--rate-limit', 'fast'], ['keys', 'create', '--tenant', 'acme', '--burst', '0'], ['keys'], ['keys', 'revoke'], ['migrate', 'now']]) {
+    for (const args of [['frobnicate'], [], ['keys', 'create'], ['keys', 'create', '--tenant', 'acme', '--priority', 'urgent'], ['keys', 'create', '--tenant', 'acme', '--bogus'], ['keys', 'create', '--tenant', 'acme', '--rate-limit', 'fast'], ['keys', 'create', '--tenant', 'acme', '--burst', '0'], ['keys', 'create', '--tenant', 'acme', '--scopes', 'ingest,root'], ['keys', 'create', '--tenant', 'acme', '--max-priority', 'low', '--priority', 'critical'], ['keys', 'create', '--tenant', 'acme', '--expires-in', '30 days'], ['keys'], ['keys', 'revoke'], ['keys', 'rotate'], ['keys', 'rotate', '1', '--grace', 'soon'], ['migrate', 'now']]) {
       const result = await run(args, brokenConfig);
       assert.equal(result.code, 2, `floodgate ${args.join(' ')}: ${result.stderr}`);
       assert.match(result.stderr, /usage: floodgate/);
@@ -111,7 +111,7 @@ describe('floodgate CLI', () => {
       const result = await run(args, {});
       assert.equal(result.code, 0);
       assert.match(result.stdout, /usage: floodgate <command>/);
-      for (const command of ['start', 'api', 'worker', 'migrate', 'keys create', 'keys list', 'keys revoke', 'loadtest <scenario>', 'loadtest compare']) assert.ok(result.stdout.includes(command), command);
+      for (const command of ['start', 'api', 'worker', 'migrate', 'keys create', 'keys list', 'keys revoke', 'keys rotate', 'loadtest <scenario>', 'loadtest compare']) assert.ok(result.stdout.includes(command), command);
     }
   });
 
@@ -133,7 +133,7 @@ describe('floodgate CLI', () => {
         rows.map((r) => [r.version, Number(r.n)]),
         files.map((m) => [m.version, 1]),
       );
-      const today = `events_p${new Date().toISOString().slice(0, 10).replace(/-/g, '')}`;
+      const today = partitionName(Date.now());
       assert.equal((await client.query('SELECT to_regclass($1) IS NOT NULL AS ok', [today])).rows[0].ok, true, "today's partition exists");
     } finally {
       await client.end();
@@ -150,15 +150,17 @@ describe('floodgate CLI', () => {
     const grant = await findApiKey(env.pool, key);
     assert.equal(grant?.tenant, 'acme');
     assert.equal(grant?.defaultPriority, 'critical');
-    assert.equal(grant?.isAdmin, false);
+    assert.deepEqual(grant?.scopes, ['ingest']);
+    assert.equal(grant?.maxPriority, 'critical');
+    assert.equal(grant?.expiresAt, null);
 
     const listed = await run(['keys', 'list']);
     assert.equal(listed.code, 0, listed.stderr);
     const [header, ...rows] = listed.stdout.trim().split('\n');
-    assert.deepEqual(header!.split(/\s+/), ['id', 'tenant', 'prefix', 'priority', 'admin', 'created', 'revoked', 'rate_limit']);
+    assert.deepEqual(header!.split(/\s+/), ['id', 'tenant', 'prefix', 'scopes', 'priority', 'max_priority', 'created', 'expires', 'revoked', 'old_secret_until', 'rate_limit']);
     const row = rows.map((r) => r.split(/\s+/)).find((cells) => cells[0] === String(grant!.keyId));
     assert.ok(row, listed.stdout);
-    assert.deepEqual([row[1], row[3], row[4], row[6], row[7]], ['acme', 'critical', 'no', '-', 'default']);
+    assert.deepEqual([row[1], row[3], row[4], row[5], row[7], row[8], row[9], row[10]], ['acme', 'ingest', 'critical', 'critical', '-', '-', '-', 'default']);
     assert.ok(key.startsWith(row[2]!), 'the prefix is the start of the key');
     assert.ok(!listed.stdout.includes(key), 'the secret is never listed');
 
@@ -166,14 +168,26 @@ describe('floodgate CLI', () => {
     assert.equal(revoked.code, 0, revoked.stderr);
     assert.equal(await findApiKey(env.pool, key), null);
     const relisted = await run(['keys', 'list']);
-    assert.match(relisted.stdout.split('\n').find((l) => l.startsWith(`${grant!.keyId} `))!, /\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ\s+default$/);
+    assert.match(relisted.stdout.split('\n').find((l) => l.startsWith(`${grant!.keyId} `))!, /\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ\s+-\s+default$/);
 
     const twice = await run(['keys', 'revoke', String(grant!.keyId)]);
     assert.equal(twice.code, 1);
     assert.match(twice.stderr, /no active key/);
 
     const admin = await run(['keys', 'create', '--tenant', 'ops', '--admin']);
-    assert.equal((await findApiKey(env.pool, admin.stdout.trim().split('\n').at(-1)!))?.isAdmin, true);
+    assert.deepEqual((await findApiKey(env.pool, admin.stdout.trim().split('\n').at(-1)!))?.scopes, ['ingest', 'admin']);
+
+    const scoped = await run(['keys', 'create', '--tenant', 'reader', '--scopes', 'read,admin', '--max-priority', 'low', '--expires-in', '30d']);
+    assert.equal(scoped.code, 0, scoped.stderr);
+    const scopedGrant = await findApiKey(env.pool, scoped.stdout.trim().split('\n').at(-1)!);
+    assert.deepEqual(scopedGrant?.scopes, ['read', 'admin']);
+    assert.equal(scopedGrant?.maxPriority, 'low');
+    assert.equal(scopedGrant?.defaultPriority, 'low', 'without --priority the default is lowered to the ceiling');
+    const days = (scopedGrant!.expiresAt!.getTime() - Date.now()) / 86_400_000;
+    assert.ok(days > 29.9 && days <= 30, `expires in 30 days, got ${days}`);
+    const scopedRow = (await run(['keys', 'list'])).stdout.split('\n').find((l) => l.startsWith(`${scopedGrant!.keyId} `))!.split(/\s+/);
+    assert.deepEqual([scopedRow[3], scopedRow[4], scopedRow[5]], ['read,admin', 'low', 'low']);
+    assert.equal(scopedRow[7], scopedGrant!.expiresAt!.toISOString().replace(/\.\d{3}Z$/, 'Z'));
 
     const limited = await run(['keys', 'create', '--tenant', 'metered', '--rate-limit', '2.5', '--burst', '10']);
     assert.equal(limited.code, 0, limited.stderr);
@@ -235,7 +249,9 @@ describe('floodgate CLI', () => {
     const worker = (await children()).find((c) => c.role === 'worker')!;
     process.kill(worker.pid, 'SIGKILL');
     await eventually(async () => (await children()).some((c) => c.role === 'worker' && c.pid !== worker.pid), 'the worker restarted');
-    await new Promise((r) => setTimeout(r, 2000)); // the new worker joins the group before events arrive
+    const restarted = (await children()).find((c) => c.role === 'worker' && c.pid !== worker.pid)!;
+    // The new worker has joined the consumer group (it logs so once its group exists) before events arrive.
+    await eventually(async () => start.output().includes(`"pid":${restarted.pid},`) && /"msg":"flush worker started"/.test(start.output().slice(start.output().indexOf(`"pid":${restarted.pid},`))), 'the restarted worker started', 60_000);
 
     const res = await fetch(`${url}/v1/events`, {
       method: 'POST',

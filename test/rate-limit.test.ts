@@ -76,7 +76,9 @@ describe('the share of a rate limit each API process enforces alone (RATE_LIMIT_
     keyId: 1,
     tenant: 'acme',
     defaultPriority: 'normal',
-    isAdmin: false,
+    scopes: ['ingest'],
+    maxPriority: 'critical',
+    expiresAt: null,
     rateLimit: { perSecond, burst },
   });
   const processLimit = (g: KeyGrant, config: ReturnType<typeof loadConfig>) => {

@@ -1,10 +1,17 @@
 import { randomUUID } from 'node:crypto';
+import { fileURLToPath } from 'node:url';
 import pg from 'pg';
 import { loadConfig, type Config } from '../lib/config.js';
 import { createPool, type Pool } from '../lib/db.js';
 import { migrate } from '../lib/migrate.js';
 import { ensurePartitions } from '../lib/partitions.js';
 import { createRedis, type Redis } from '../lib/redis.js';
+
+/**
+ * How tests run the `floodgate` command: `node --import tsx cli/main.ts`, the sources as they are now, never a
+ * dist/ that may predate them (bin/floodgate.js runs dist/). Children forked by the command inherit the flags.
+ */
+export const FLOODGATE_COMMAND: readonly string[] = ['--import', import.meta.resolve('tsx'), fileURLToPath(new URL('../cli/main.ts', import.meta.url))];
 
 /** Server URLs the tests use; CI starts both (see .ci/run). */
 export const TEST_PG_ADMIN_URL = 'postgres://postgres@127.0.0.1:5432/postgres';
@@ -57,6 +64,7 @@ export async function createTestEnv(env: Record<string, string> = {}, pgAdminUrl
     cleanup() {
       cleaned ??= (async () => {
         await redis.del(config.streamKey, config.deadLetterStreamKey).catch(() => {});
+        await deleteByPrefix(redis, `${config.streamKey}:`).catch(() => {});
         redis.disconnect();
         await pool.end();
         const a = new pg.Client({ connectionString: pgAdminUrl });
@@ -67,6 +75,18 @@ export async function createTestEnv(env: Record<string, string> = {}, pgAdminUrl
       return cleaned;
     },
   };
+}
+
+/** Deletes every key starting with `prefix` (a test's dedup keys and marker, under its stream key), by SCAN. */
+export async function deleteByPrefix(redis: Redis, prefix: string): Promise<void> {
+  // Glob characters in the prefix would widen the match; stream keys are [A-Za-z0-9:_.{}-], so escape none but these.
+  const pattern = `${prefix.replace(/[*?[\]\\]/g, '\\$&')}*`;
+  let cursor = '0';
+  do {
+    const [next, keys] = await redis.scan(cursor, 'MATCH', pattern, 'COUNT', 1000);
+    cursor = next;
+    if (keys.length > 0) await redis.del(...keys);
+  } while (cursor !== '0');
 }
 
 /** A live API on an ephemeral port over a TestEnv, with one tenant key. */
@@ -88,7 +108,7 @@ export async function startTestApi(env: TestEnv, overrides: Partial<Config> = {}
   const config = Object.freeze({ ...env.config, ...overrides });
   const api = await runApi(config, createLogger('silent', 'api-test'));
   const { key } = await createApiKey(env.pool, { tenant: 'acme' });
-  const { key: adminKey } = await createApiKey(env.pool, { tenant: 'ops', isAdmin: true });
+  const { key: adminKey } = await createApiKey(env.pool, { tenant: 'ops', scopes: ['ingest', 'admin'] });
   const url = `http://127.0.0.1:${api.port}`;
   return {
     url,
@@ -172,12 +192,10 @@ export interface FloodgateProcess {
   readonly exited: Promise<{ code: number | null; signal: NodeJS.Signals | null; stdout: string; stderr: string }>;
 }
 
-/** Runs `node bin/floodgate.js ...args` with only the given environment on top of PATH/HOME. */
+/** Runs `floodgate ...args` (see FLOODGATE_COMMAND) with only the given environment on top of PATH/HOME. */
 export async function spawnFloodgate(args: string[], vars: Record<string, string>): Promise<FloodgateProcess> {
   const { spawn } = await import('node:child_process');
-  const { fileURLToPath } = await import('node:url');
-  const bin = fileURLToPath(new URL('../bin/floodgate.js', import.meta.url));
-  const child = spawn(process.execPath, [bin, ...args], {
+  const child = spawn(process.execPath, [...FLOODGATE_COMMAND, ...args], {
     env: { PATH: process.env.PATH ?? '', HOME: process.env.HOME ?? '', ...vars },
     stdio: ['ignore', 'pipe', 'pipe'],
   });

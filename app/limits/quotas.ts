@@ -1,7 +1,7 @@
 import type { Middleware } from 'koa';
-import type { KeyGrant } from '../../lib/api-keys.js';
 import { apiError, type ApiError } from '../../lib/errors.js';
 import type { TenantPolicy } from '../../lib/tenant-quotas.js';
+import type { IngestState } from '../state.js';
 import type { BucketSpec, SharedBuckets, TakeResult } from './shared-bucket.js';
 import type { TenantPolicies } from './tenant-policies.js';
 
@@ -10,7 +10,7 @@ const DAY_SECONDS = 86_400;
 /** Per-tenant quotas on accepted events, per second and per UTC day, over every API process and host. */
 export interface QuotaGuard {
   /** Refuses, before the body is read, a request of a tenant whose quota is known to be spent. */
-  precheck(): Middleware;
+  precheck(): Middleware<IngestState>;
   /** Takes `events` from the tenant's quotas; throws 429 quota_exceeded (nothing accepted) when one is spent. */
   charge(tenant: string, events: number): void | Promise<void>;
 }
@@ -18,10 +18,10 @@ export interface QuotaGuard {
 const secondId = (tenant: string) => `tenant:${tenant}:second`;
 const dayId = (tenant: string) => `tenant:${tenant}:day`;
 
-function exceeded(policy: TenantPolicy, which: 'second' | 'day', retryAfterSeconds: number): ApiError {
+function exceeded(policy: TenantPolicy, which: 'second' | 'day', retryAfter: string | number): ApiError {
   const what = which === 'second' ? `${policy.eventsPerSecond} events per second` : `${policy.eventsPerDay} events per day (UTC)`;
   return apiError('quota_exceeded', `tenant ${policy.tenant} is over its quota of ${what}; nothing was accepted`, undefined, {
-    'Retry-After': String(retryAfterSeconds),
+    'Retry-After': String(retryAfter),
   });
 }
 
@@ -43,14 +43,14 @@ export function createQuotaGuard(buckets: SharedBuckets, policies: TenantPolicie
     return settle(buckets.take(dayId(policy.tenant), perDay(policy), events), (r: TakeResult) => {
       if (r.ok) return;
       if (tookSecond) buckets.giveBack(secondId(policy.tenant), events);
-      throw exceeded(policy, 'day', r.retryAfterSeconds);
+      throw exceeded(policy, 'day', r.retryAfter);
     });
   }
 
   return {
     precheck() {
       return async (ctx, next) => {
-        const policy = policies.get((ctx.state.grant as KeyGrant).tenant);
+        const policy = policies.get(ctx.state.grant.tenant);
         if (policy) {
           if (policy.eventsPerSecond !== null) {
             const wait = buckets.emptyFor(secondId(policy.tenant));
@@ -69,7 +69,7 @@ export function createQuotaGuard(buckets: SharedBuckets, policies: TenantPolicie
       if (!policy) return;
       if (policy.eventsPerSecond === null) return takeDay(policy, events, false);
       return settle(buckets.take(secondId(tenant), perSecond(policy), events), (r: TakeResult) => {
-        if (!r.ok) throw exceeded(policy, 'second', r.retryAfterSeconds);
+        if (!r.ok) throw exceeded(policy, 'second', r.retryAfter);
         return takeDay(policy, events, true);
       });
     },

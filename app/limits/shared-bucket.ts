@@ -3,6 +3,7 @@ import { Counter, type Registry } from 'prom-client';
 import { REDIS_REPLY } from '../../lib/errors.js';
 import type { Logger } from '../../lib/logger.js';
 import type { Redis } from '../../lib/redis.js';
+import { periodRetryAfter, tokenRetryAfter } from '../retry-after.js';
 
 /**
  * One bucket, in Redis, shared by every API process and host. Token bucket (`period` 0): `rate` tokens per second
@@ -57,7 +58,9 @@ export interface BucketSpec {
 }
 
 /** What a take answers: granted, or refused with the whole seconds until enough tokens are back. */
-export type TakeResult = { readonly ok: true } | { readonly ok: false; readonly retryAfterSeconds: number };
+export type TakeResult = { readonly ok: true } | Refused;
+/** Refused, with the Retry-After (whole seconds, from app/retry-after.ts) until enough tokens are back. */
+export type Refused = { readonly ok: false; readonly retryAfter: string };
 
 /** Shared buckets with a local lease each: `take` is synchronous while the lease covers it. */
 export interface SharedBuckets {
@@ -181,18 +184,15 @@ export function createSharedBuckets(deps: SharedBucketsDeps): SharedBuckets {
       local.at = t;
     }
     const core = Math.min(n, share.burst);
-    if (local.tokens < core) return { ok: false, retryAfterSeconds: retryAfter(s, core - local.tokens, share.rate) };
+    if (local.tokens < core) return { ok: false, retryAfter: retryAfter(s, local.tokens, core, share.rate) };
     local.tokens -= n;
     s.debt += n;
     return { ok: true };
   }
 
-  function retryAfter(s: BucketState, missing: number, rate: number): number {
-    if (s.spec.periodSeconds > 0) {
-      const period = s.spec.periodSeconds;
-      return Math.max(1, Math.ceil(period - ((Date.now() / 1000) % period)));
-    }
-    return Math.max(1, Math.ceil(missing / Math.max(rate, 1e-9)));
+  /** Until a bucket holding `tokens` has `need` again: the end of the period, or the refill at `rate`. */
+  function retryAfter(s: BucketState, tokens: number, need: number, rate: number): string {
+    return s.spec.periodSeconds > 0 ? periodRetryAfter(s.spec.periodSeconds) : tokenRetryAfter(tokens, Math.max(rate, 1e-9), need);
   }
 
   async function evalTake(key: string, args: number[]): Promise<[number, number]> {
@@ -248,10 +248,11 @@ export function createSharedBuckets(deps: SharedBucketsDeps): SharedBuckets {
       });
   }
 
-  function refused(s: BucketState, n: number): { ok: false; retryAfterSeconds: number } {
-    const waitMs = s.emptyUntil - now();
-    if (s.spec.periodSeconds > 0) return { ok: false, retryAfterSeconds: retryAfter(s, n, s.spec.rate) };
-    return { ok: false, retryAfterSeconds: Math.max(1, Math.ceil(waitMs / 1000), Math.ceil((n - s.tokens) / Math.max(s.spec.rate, 1e-9))) };
+  function refused(s: BucketState, n: number): Refused {
+    const own = retryAfter(s, s.tokens, n, s.spec.rate);
+    if (s.spec.periodSeconds > 0) return { ok: false, retryAfter: own };
+    // The shared bucket's wait (what Redis said) when it is longer than this process's own arithmetic.
+    return { ok: false, retryAfter: String(Math.max(Number(own), Math.ceil((s.emptyUntil - now()) / 1000))) };
   }
 
   async function acquire(id: string, s: BucketState, n: number): Promise<TakeResult> {
@@ -300,7 +301,7 @@ export function createSharedBuckets(deps: SharedBucketsDeps): SharedBuckets {
     emptyFor(id) {
       const s = buckets.get(id);
       if (!s || s.tokens >= 1 || s.emptyUntil <= now()) return 0;
-      return refused(s, 1).retryAfterSeconds;
+      return Number(refused(s, 1).retryAfter);
     },
   };
 }

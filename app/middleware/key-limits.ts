@@ -1,8 +1,8 @@
 import type { Socket } from 'node:net';
 import type { Middleware } from 'koa';
-import type { KeyGrant } from '../../lib/api-keys.js';
 import type { Config } from '../../lib/config.js';
 import { apiError } from '../../lib/errors.js';
+import type { AuthenticatedState } from '../state.js';
 
 /** What one key holds in this process: open requests and connections. */
 interface Held {
@@ -20,7 +20,7 @@ interface Held {
  * extra sockets instead of keeping them idle. Per request: one WeakMap lookup and two counter updates; a listener
  * is added once per connection.
  */
-export function keyLimits(config: Config): Middleware {
+export function keyLimits(config: Config): Middleware<AuthenticatedState> {
   const held = new Map<number, Held>();
   const owners = new WeakMap<Socket, { keyId: number }>();
   const maxRequests = config.maxInFlightPerKey;
@@ -62,7 +62,7 @@ export function keyLimits(config: Config): Middleware {
   }
 
   return async (ctx, next) => {
-    const { keyId } = ctx.state.grant as KeyGrant;
+    const { keyId } = ctx.state.grant;
     const h = of(keyId);
     if (!claim(ctx.req.socket, keyId, h)) {
       release(keyId, h);

@@ -1,5 +1,6 @@
 import type { Middleware } from 'koa';
 import type { ApiMetrics } from '../metrics.js';
+import type { State } from '../state.js';
 
 /** One answered request, as the request metrics count it. */
 export interface Answer {
@@ -26,7 +27,7 @@ export function recordAnswer(metrics: ApiMetrics, answer: Answer): void {
  * answers are measured too. The shedder's latency window is not fed here: it holds the server's own work, from
  * the body read to the answer (see the shedder), not the time a client takes to send its request.
  */
-export function measureRequests(metrics: ApiMetrics): Middleware {
+export function measureRequests(metrics: ApiMetrics): Middleware<State> {
   return async (ctx, next) => {
     const started = performance.now();
     metrics.requestsInFlight.inc();
@@ -43,11 +44,11 @@ export function measureRequests(metrics: ApiMetrics): Middleware {
         method: ctx.method,
         status: ctx.status,
         // Set by resolvePriority on ingest (shed requests included); other routes have no class.
-        priority: (ctx.state.priority as string | undefined) ?? 'none',
+        priority: ctx.state.priority ?? 'none',
         seconds,
         // Bodies are strings or buffers by now (routes serialise their own JSON), so this does not re-serialise.
         sentBytes: typeof ctx.body === 'string' || Buffer.isBuffer(ctx.body) ? ctx.response.length : 0,
-        errorCode: ctx.state.errorCode as string | undefined,
+        errorCode: ctx.state.errorCode,
       });
     }
   };

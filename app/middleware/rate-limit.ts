@@ -2,9 +2,9 @@ import type { Middleware } from 'koa';
 import type { KeyGrant } from '../../lib/api-keys.js';
 import type { Config } from '../../lib/config.js';
 import { apiError } from '../../lib/errors.js';
-import type { Priority } from '../../lib/event-schema.js';
 import type { BucketSpec, SharedBuckets } from '../limits/shared-bucket.js';
 import type { ApiMetrics } from '../metrics.js';
+import type { IngestState } from '../state.js';
 
 /** The limit of a key over every API process and host together, or null when the key is unlimited. */
 export function keyLimit(grant: KeyGrant, config: Config): BucketSpec | null {
@@ -20,17 +20,17 @@ export function keyLimit(grant: KeyGrant, config: Config): BucketSpec | null {
  * (see `shared-bucket.ts`: leased from Redis, or each process's share when Redis cannot be asked). Runs after
  * authentication and before the body is read; usually a map lookup and some arithmetic.
  */
-export function rateLimit(config: Config, metrics: ApiMetrics, buckets: SharedBuckets): Middleware {
+export function rateLimit(config: Config, metrics: ApiMetrics, buckets: SharedBuckets): Middleware<IngestState> {
   return async (ctx, next) => {
-    const grant = ctx.state.grant as KeyGrant;
+    const { grant } = ctx.state;
     const limit = keyLimit(grant, config);
     if (limit) {
       const taken = buckets.take(`key:${grant.keyId}`, limit, 1);
       const result = taken instanceof Promise ? await taken : taken;
       if (!result.ok) {
-        metrics.rateLimited.inc({ priority: ctx.state.priority as Priority });
+        metrics.rateLimited.inc({ priority: ctx.state.priority });
         throw apiError('rate_limited', `this API key is limited to ${limit.rate} requests per second`, undefined, {
-          'Retry-After': String(result.retryAfterSeconds),
+          'Retry-After': result.retryAfter,
         });
       }
     }

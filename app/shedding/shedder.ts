@@ -2,15 +2,16 @@ import type { IncomingMessage } from 'node:http';
 import { monitorEventLoopDelay, type IntervalHistogram } from 'node:perf_hooks';
 import type { Middleware } from 'koa';
 import { Counter, Gauge, Histogram, type Registry } from 'prom-client';
-import type { KeyGrant } from '../../lib/api-keys.js';
 import type { Breaker, BreakerState } from '../../lib/breaker.js';
 import type { Config } from '../../lib/config.js';
-import { apiError } from '../../lib/errors.js';
+import { apiError, type ErrorAnswer } from '../../lib/errors.js';
 import { PRIORITIES, type Priority } from '../../lib/event-schema.js';
 import type { LatencyWindow } from '../../lib/latency-window.js';
 import type { Logger } from '../../lib/logger.js';
 import type { Redis } from '../../lib/redis.js';
-import { createShedController, DEFAULT_CONTROLLER_PARAMS, type ControllerState, type ShedController } from './controller.js';
+import { jitteredRetryAfter } from '../retry-after.js';
+import { admittedEarly, type IngestState } from '../state.js';
+import { controllerParams, createShedController, type ControllerState, type ShedController } from './controller.js';
 import { CLASS_INDEX, createFairShare, type TenantLoad, type TenantView } from './fair-share.js';
 import { createClassGates, GATED } from './gates.js';
 
@@ -40,13 +41,10 @@ export interface LoadSnapshot {
   readonly gates: { openAfterMs: number; resetTimeoutMs: number };
 }
 
-/** The message and jittered Retry-After (1–5 s) of a 503 overloaded, the same wherever a request is refused. */
-export function overloadedAnswer(priority: Priority, random: () => number = Math.random): { message: string; retryAfter: string } {
-  return { message: `shedding ${priority} traffic; retry later`, retryAfter: String(1 + Math.floor(random() * 5)) };
+/** The 503 overloaded answer (message and jittered Retry-After), the same wherever a request is refused. */
+export function overloadedAnswer(priority: Priority, random: () => number = Math.random): ErrorAnswer {
+  return { code: 'overloaded', message: `shedding ${priority} traffic; retry later`, headers: { 'Retry-After': jitteredRetryAfter(random) } };
 }
-
-/** Marks a request whose admission was already decided before Koa saw it (see `decideEarly`). */
-export const DECIDED_EARLY = Symbol('floodgate.decidedEarly');
 
 export interface Shedder {
   /**
@@ -54,7 +52,7 @@ export interface Shedder {
    * flight, and its time in the latency window, only from the moment its body has been read: waiting for a
    * client's upload is the client's time, not the server's work.
    */
-  middleware(): Middleware;
+  middleware(): Middleware<IngestState>;
   /**
    * The same decision for a request whose class is known from its X-Priority header and whose tenant is known
    * from the key cache, taken before Koa, routing and authentication, so that refusing costs as little as
@@ -133,17 +131,7 @@ export function createShedder(deps: ShedderDeps): Shedder {
   const { config, latency, redis, logger } = deps;
   const log = logger.child({ scope: 'shedder' });
   const random = deps.random ?? Math.random;
-  const controller =
-    deps.controller ??
-    createShedController({
-      ...DEFAULT_CONTROLLER_PARAMS,
-      targetP99Ms: config.shedTargetP99Ms,
-      targetEventLoopDelayMs: config.shedTargetEventLoopDelayMs,
-      backlogLowWatermark: config.shedBacklogLowEntries,
-      backlogHighWatermark: config.shedBacklogHighEntries,
-      hardMaxInFlight: config.shedHardMaxInFlight,
-      hardEventLoopDelayMs: config.shedHardEventLoopDelayMs,
-    });
+  const controller = deps.controller ?? createShedController(controllerParams(config));
   const metrics = shedMetrics(deps.registry, config);
   const fair = createFairShare(deps.weightOf);
   const gates = createClassGates(config, deps.registry, logger, (priority) => fair.classFullyShed(priority));
@@ -188,7 +176,8 @@ export function createShedder(deps: ShedderDeps): Shedder {
     heldOffBefore = state.normalHeldOffSeconds;
     if (state.level > 0 && Date.now() - lastLogged > 10_000) {
       lastLogged = Date.now();
-      log.warn({ mode: config.shedMode, level: state.level, pressure: state.pressure, backlog, p99Ms: window.p99, tenantsShed: fair.counts().shed }, 'shedding non-critical traffic');
+      // shedLevel, not level: pino's own `level` field carries the log level, and a second one would shadow it.
+      log.warn({ mode: config.shedMode, shedLevel: state.level, pressure: state.pressure, backlog, p99Ms: window.p99, tenantsShed: fair.counts().shed }, 'shedding non-critical traffic');
     }
   }
 
@@ -267,13 +256,13 @@ export function createShedder(deps: ShedderDeps): Shedder {
     },
     middleware() {
       return async (ctx, next) => {
-        const load = fair.load((ctx.state.grant as KeyGrant).tenant);
+        const load = fair.load(ctx.state.grant.tenant);
         // Admitted by decideEarly: one decision per request, or the effective shed probability would compound.
-        const early = (ctx.req as { [DECIDED_EARLY]?: boolean })[DECIDED_EARLY] === true;
+        const early = admittedEarly.has(ctx.req);
         if (config.shedMode !== 'off' && !early) {
           const sampled = ++decisions % DECISION_SAMPLE === 0;
           const started = sampled ? performance.now() : 0;
-          const priority = ctx.state.priority as Priority;
+          const { priority } = ctx.state;
           const decided = decide(priority, load);
           const reason = decided instanceof Promise ? await decided : decided;
           if (sampled) metrics.decision.observe((performance.now() - started) / 1000);
@@ -282,7 +271,7 @@ export function createShedder(deps: ShedderDeps): Shedder {
             if (config.shedMode === 'enforce') {
               // Refused before the body is read or parsed: a shed request costs a fraction of an admitted one.
               const answer = overloadedAnswer(priority, random);
-              throw apiError('overloaded', answer.message, undefined, { 'Retry-After': answer.retryAfter });
+              throw apiError(answer.code, answer.message, undefined, answer.headers);
             }
           }
         }
