@@ -9,7 +9,8 @@ import type { Redis } from '../lib/redis.js';
 import { authenticate } from './middleware/auth.js';
 import { createKeyResolver, type KeyResolver } from './key-resolver.js';
 import { errorHandler } from './middleware/errors.js';
-import { measureRequests, recordLatency } from './middleware/metrics.js';
+import { keyLimits } from './middleware/key-limits.js';
+import { measureRequests } from './middleware/metrics.js';
 import { rateLimit } from './middleware/rate-limit.js';
 import { createApiMetrics, type ApiMetrics } from './metrics.js';
 import { requestId } from './middleware/request-id.js';
@@ -18,6 +19,8 @@ import { createQueueWriteBreaker } from './redis-breaker.js';
 import { createEnqueuer, type EnqueueDeps } from './enqueue.js';
 import { createPgEnqueuer } from './pg-enqueue.js';
 import type { Enqueuer } from '../lib/queue.js';
+import type { QuotaGuard } from './limits/quotas.js';
+import type { SharedBuckets } from './limits/shared-bucket.js';
 import { INGEST_ROUTE, ingestEvents } from './routes/events.js';
 import { resolvePriority } from './priority.js';
 import type { Shedder } from './shedding/shedder.js';
@@ -39,6 +42,10 @@ export interface AppDeps {
   readonly shedder?: Shedder;
   /** The breaker around the queue write (XADD or insert); one with a private registry when omitted. */
   readonly redisBreaker?: Breaker;
+  /** Rate-limit and quota buckets shared by every API process (see `limits/shared-bucket.ts`). */
+  readonly buckets: SharedBuckets;
+  /** Per-tenant quotas on accepted events. */
+  readonly quotas: QuotaGuard;
 }
 
 /** The enqueuer of the configured queue (QUEUE): the Redis stream needs a Redis client, the Postgres table does not. */
@@ -64,7 +71,8 @@ export function createApp(deps: AppDeps): Koa<State> & { metrics: ApiMetrics } {
   const openapi = JSON.stringify(openApiDocument(config));
   const router = new Router<State>();
   const admit: Middleware<IngestState> = deps.shedder?.middleware() ?? ((_ctx, next) => next());
-  router.post<IngestState>(INGEST_ROUTE, authenticate(keys, { scope: 'ingest' }), resolvePriority(), rateLimit(config, metrics), admit, ingestEvents({ config, enqueuer, pool, metrics, redisBreaker, logger }));
+  const ingest = ingestEvents({ config, enqueuer, pool, metrics, redisBreaker, logger, chargeEvents: (tenant, events) => deps.quotas.charge(tenant, events) });
+  router.post<IngestState>(INGEST_ROUTE, authenticate(keys, { scope: 'ingest' }), keyLimits(config), resolvePriority(), rateLimit(config, metrics, deps.buckets), deps.quotas.precheck(), admit, ingest);
   router.get('/v1/admin/load', authenticate(keys, { scope: 'admin' }), (ctx) => {
     ctx.type = 'application/json';
     ctx.body = JSON.stringify(deps.shedder?.snapshot() ?? { mode: 'off' });
@@ -77,7 +85,7 @@ export function createApp(deps: AppDeps): Koa<State> & { metrics: ApiMetrics } {
   });
 
   app.use(requestId());
-  app.use(config.metricsEnabled ? measureRequests(metrics) : recordLatency(metrics.latency));
+  if (config.metricsEnabled) app.use(measureRequests(metrics));
   app.use(errorHandler(logger));
   app.use(router.routes());
   app.use(router.allowedMethods());
