@@ -12,6 +12,8 @@ import { createApp } from './server.js';
 import { createApiMetrics, createUninstrumentedApiMetrics } from './metrics.js';
 import { createRedisWriteBreaker } from './redis-breaker.js';
 import { createShedder } from './shedding/shedder.js';
+import { createLiveHub } from './live/hub.js';
+import { routeUpgrades } from './live/upgrade.js';
 
 /** A running API server process and how to stop it gracefully. */
 export interface RunningApi {
@@ -23,8 +25,9 @@ export interface RunningApi {
 }
 
 /**
- * Starts one API server on config.host:config.port. close(): stop accepting, let in-flight requests finish
- * (up to shutdownTimeoutMs, then cut), then close Redis and Postgres; idempotent.
+ * Starts one API server on config.host:config.port. close(): stop accepting, end live connections (with a close
+ * message, at most a couple of seconds), let in-flight requests finish (up to shutdownTimeoutMs, then cut),
+ * then close Redis and Postgres; idempotent.
  */
 export async function runApi(config: Config, logger: Logger): Promise<RunningApi> {
   const pool = createPool(config.databaseUrl, { max: config.dbPoolSize, applicationName: 'floodgate-api' });
@@ -36,7 +39,8 @@ export async function runApi(config: Config, logger: Logger): Promise<RunningApi
   const metrics = config.metricsEnabled ? createApiMetrics(registry) : createUninstrumentedApiMetrics();
   const redisBreaker = createRedisWriteBreaker(config, registry, logger);
   const shedder = createShedder({ config, latency: metrics.latency, redis, registry, logger, dependencies: [redisBreaker] });
-  const app = createApp({ config, pool, redis, logger, latestMigration, metrics, shedder, redisBreaker });
+  const live = config.liveEnabled ? createLiveHub({ config, redis, logger, registry }) : undefined;
+  const app = createApp({ config, pool, redis, logger, latestMigration, metrics, shedder, redisBreaker, live });
 
   const handle = app.callback();
   const shedEarly = createEarlyShed(shedder, metrics);
@@ -47,6 +51,7 @@ export async function runApi(config: Config, logger: Logger): Promise<RunningApi
   server.keepAliveTimeout = 65_000;
   server.headersTimeout = 66_000;
   server.requestTimeout = 30_000;
+  if (live) routeUpgrades(server, handle);
   await new Promise<void>((resolve, reject) => {
     server.once('error', reject);
     server.listen(config.port, config.host, () => resolve());
@@ -61,6 +66,9 @@ export async function runApi(config: Config, logger: Logger): Promise<RunningApi
       const closed = new Promise<void>((resolve) => server.close(() => resolve()));
       server.closeIdleConnections();
       const deadline = setTimeout(() => server.closeAllConnections(), config.shutdownTimeoutMs);
+      // Live connections never finish by themselves: they are told to reconnect elsewhere and ended.
+      await live?.close().catch((err: unknown) => errors.push(err));
+      server.closeIdleConnections();
       await closed;
       clearTimeout(deadline);
       await shedder.close();

@@ -17,6 +17,9 @@ import { createRedisWriteBreaker } from './redis-breaker.js';
 import { ingestEvents, resolvePriority } from './routes/events.js';
 import type { Shedder } from './shedding/shedder.js';
 import { healthz, readyz } from './routes/health.js';
+import type { LiveHub } from './live/hub.js';
+import { LIVE_PATH } from './live/upgrade.js';
+import { liveEvents } from './live/route.js';
 
 export interface AppDeps {
   readonly config: Config;
@@ -32,6 +35,8 @@ export interface AppDeps {
   readonly shedder?: Shedder;
   /** The breaker around the XADD; one with a private registry when omitted. */
   readonly redisBreaker?: Breaker;
+  /** The live view's connections; without one there is no live route. */
+  readonly live?: LiveHub;
 }
 
 /** Builds the Koa application; it owns no connections (the caller passes and closes them). */
@@ -49,6 +54,7 @@ export function createApp(deps: AppDeps): Koa & { metrics: ApiMetrics } {
   const router = new Router();
   const admit = deps.shedder?.middleware() ?? ((_ctx, next) => next());
   router.post('/v1/events', authenticate(keys), resolvePriority(), rateLimit(config, metrics), admit, ingestEvents({ config, redis, pool, metrics, redisBreaker, logger }));
+  if (deps.live) router.get(LIVE_PATH, authenticate(keys), liveEvents(deps.live));
   router.get('/v1/admin/load', authenticate(keys, { admin: true }), (ctx) => {
     ctx.type = 'application/json';
     ctx.body = JSON.stringify(deps.shedder?.snapshot() ?? { mode: 'off' });

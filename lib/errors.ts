@@ -5,7 +5,8 @@
 export const ERROR_CATALOGUE = {
   malformed_json: { status: 400, description: 'The body is not valid UTF-8 JSON.' },
   invalid_body: { status: 400, description: 'The JSON is neither an event object nor `{"events": [...]}`.' },
-  invalid_header: { status: 400, description: 'A header has an invalid value (`X-Priority`, `Idempotency-Key`).' },
+  invalid_header: { status: 400, description: 'A header has an invalid value (`X-Priority`, `Idempotency-Key`, `Last-Event-ID`).' },
+  invalid_parameter: { status: 400, description: 'A query parameter has an invalid value (the live view\'s `type` filters or `last_event_id`).' },
   unauthorized: { status: 401, description: 'The API key is missing, unknown or revoked.' },
   forbidden: { status: 403, description: 'The API key may not use this endpoint.' },
   not_found: { status: 404, description: 'No such route.' },
@@ -77,4 +78,6 @@ export const REDIS_REPLY = {
   noGroup: 'NOGROUP',
   /** XINFO GROUPS/CONSUMERS on a stream that does not exist */
   noSuchKey: 'ERR no such key',
+  /** EVALSHA of a script this Redis has not loaded (first use, restart, SCRIPT FLUSH) */
+  noScript: 'NOSCRIPT',
 } as const;
