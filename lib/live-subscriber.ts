@@ -130,9 +130,12 @@ export function createLiveSubscriber(deps: LiveSubscriberDeps): LiveSubscriber {
     // ioredis re-subscribes on reconnect; what was published while we were away is in the logs.
     log.warn({ tenants: states.size }, 'live subscription restored; catching up from the resume logs');
     refreshMarkers().catch(() => {});
-    for (const [tenant, state] of states) {
-      catchUp(tenant, state).catch((err: unknown) => log.error({ err, tenant }, 'could not catch up a live channel'));
-    }
+    // ioredis re-sent SUBSCRIBE just before 'ready'; a PING answered on the same connection comes after it took
+    // effect, so no batch falls between the log read and the subscription.
+    sub
+      .ping()
+      .then(() => Promise.all([...states].map(([tenant, state]) => catchUp(tenant, state).catch((err: unknown) => log.error({ err, tenant }, 'could not catch up a live channel')))))
+      .catch((err: unknown) => log.error({ err }, 'could not catch up the live channels'));
   });
 
   const refresher = setInterval(() => {
