@@ -46,14 +46,26 @@ interface Outgoing {
   readonly id: string;
 }
 
-const iso = (ms: string) => new Date(Number(ms)).toISOString();
+/** ISO text of epoch-millisecond text; events of one batch mostly share their times, so the last few are kept. */
+function createIsoCache(): (ms: string) => string {
+  const cache = new Map<string, string>();
+  return (ms) => {
+    let text = cache.get(ms);
+    if (text === undefined) {
+      if (cache.size >= 64) cache.clear();
+      text = new Date(Number(ms)).toISOString();
+      cache.set(ms, text);
+    }
+    return text;
+  };
+}
 const jsonOrNull = (text: string | null) => (text === null ? 'null' : JSON.stringify(text));
 
 /**
  * One COPY row (lib/copy-text.ts columns) as a body line `<type>\t<event JSON>`. The JSON is assembled from the
  * row's text: `data` is already JSON and `value` a JavaScript number's text, so neither is parsed again.
  */
-function toLine(row: string): { line: string; id: string; key: string | null } {
+function toLine(row: string, iso: (ms: string) => string): { line: string; id: string; key: string | null } {
   const f = row.split('\t');
   const type = parseCopyText(f[2]!)!;
   const key = parseCopyText(f[6]!);
@@ -111,6 +123,11 @@ export function createLivePublisher(deps: LivePublisherDeps): LivePublisher {
   const log = deps.logger.child({ scope: 'live-publisher' });
   const registers = [deps.registry ?? new Registry()];
   const published = new Counter({ name: 'floodgate_live_published_events_total', help: 'Durable events published to the live view (tenants with listeners only).', registers });
+  const publishedBytes = new Counter({
+    name: 'floodgate_live_published_bytes_total',
+    help: 'Bytes of event text the worker sent Redis for the live view (each is stored in the resume log and published once).',
+    registers,
+  });
   const dropped = new Counter({
     name: 'floodgate_live_publish_dropped_events_total',
     help: 'Durable events of listened tenants not published to the live view, by reason (backlog: Redis too slow; redis_error; db_error).',
@@ -150,13 +167,14 @@ export function createLivePublisher(deps: LivePublisherDeps): LivePublisher {
 
   async function publishTenant(tenant: string, entries: readonly StreamEntry[], hadDuplicates: boolean): Promise<number> {
     let events: Outgoing[] = [];
+    const iso = createIsoCache();
     for (const entry of entries) {
       if (entry.tenant !== tenant) continue;
       let start = 0;
       const rows = entry.rows;
       while (start < rows.length) {
         const end = rows.indexOf('\n', start);
-        const { line, id, key } = toLine(rows.slice(start, end));
+        const { line, id, key } = toLine(rows.slice(start, end), iso);
         events.push({ line, id, key: hadDuplicates ? key : null });
         start = end + 1;
       }
@@ -173,6 +191,7 @@ export function createLivePublisher(deps: LivePublisherDeps): LivePublisher {
       events = events.filter((e) => e.key === null || owners.has(e.id));
     }
     const bodies = chunk(events.map((e) => e.line));
+    for (const body of bodies) publishedBytes.inc(Buffer.byteLength(body));
     // Sent back to back on one connection: Redis runs them, and subscribers see them, in this order.
     await Promise.all(bodies.map((body) => runScript(tenant, body)));
     return events.length;

@@ -94,6 +94,30 @@ describe('live view: GET /v1/events/live over SSE and WebSocket', () => {
     assert.notEqual(received[0]!.id, received[1]!.id, 'every event has its own resume id');
   });
 
+  it('forwards every field as stored, escapes and all', async () => {
+    await ensureWorker();
+    const sse = track(await openSse(api.url, api.key, '/v1/events/live?type=escape.test'));
+    const data = { s: 'line\nbreak\t"quoted" \\ back', u: 'é☃😀', n: [1.5, -0, 1e21, null, true], o: {} };
+    const sent = { type: 'escape.test', source: 'a\tb\\c\nd', idempotency_key: 'k\\1', value: -0.000123, data, timestamp: new Date(Math.floor(Date.now() / 1000) * 1000 - 3_600_000 + 678).toISOString() };
+    const [id] = await post([sent]);
+    const [received] = await sse.waitForEvents(1);
+    const { rows } = await env.pool.query('SELECT source, idempotency_key, value, data, occurred_at FROM events WHERE id = $1', [id]);
+    const stored = rows[0];
+    assert.deepEqual(received!.event, {
+      id,
+      type: 'escape.test',
+      timestamp: stored.occurred_at.toISOString(),
+      received_at: received!.event.received_at,
+      source: stored.source,
+      idempotency_key: stored.idempotency_key,
+      priority: 'normal',
+      value: stored.value,
+      data: stored.data,
+    });
+    assert.equal(received!.event.source, sent.source);
+    assert.deepEqual(received!.event.data, JSON.parse(JSON.stringify(data)));
+  });
+
   it('WebSocket delivers events only once they are committed', async () => {
     await worker?.close();
     worker = undefined;
