@@ -53,9 +53,9 @@ export function createApp(deps: AppDeps): Koa & { metrics: ApiMetrics } {
   const openapi = JSON.stringify(openApiDocument(config));
   const router = new Router();
   const admit = deps.shedder?.middleware() ?? ((_ctx, next) => next());
-  router.post('/v1/events', authenticate(keys), resolvePriority(), rateLimit(config, metrics), admit, ingestEvents({ config, redis, pool, metrics, redisBreaker, logger }));
-  if (deps.live) router.get(LIVE_PATH, authenticate(keys), liveEvents(deps.live));
-  router.get('/v1/admin/load', authenticate(keys, { admin: true }), (ctx) => {
+  router.post('/v1/events', authenticate(keys, { scope: 'ingest' }), resolvePriority(), rateLimit(config, metrics), admit, ingestEvents({ config, redis, pool, metrics, redisBreaker, logger }));
+  if (deps.live) router.get(LIVE_PATH, authenticate(keys, { scope: 'read' }), liveEvents(deps.live));
+  router.get('/v1/admin/load', authenticate(keys, { scope: 'admin' }), (ctx) => {
     ctx.type = 'application/json';
     ctx.body = JSON.stringify(deps.shedder?.snapshot() ?? { mode: 'off' });
   });

@@ -1,6 +1,7 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
 import { Registry } from 'prom-client';
+import { createApiKey } from '../lib/api-keys.js';
 import { checkEvent } from '../lib/event-schema.js';
 import { createLivePublisher, type LivePublisher } from '../lib/live-publisher.js';
 import { createLogger } from '../lib/logger.js';
@@ -52,8 +53,9 @@ describe('live view: a lost Redis subscription', () => {
   });
 
   it('is restored and catches up from the resume log: no event lost, none repeated', async () => {
-    const sse = await openSse(api.url, api.key);
-    const ws = await openWs(api.url, api.key);
+    const { key } = await createApiKey(env.pool, { tenant: 'acme', scopes: ['read'] });
+    const sse = await openSse(api.url, key);
+    const ws = await openWs(api.url, key);
     clients.push(sse, ws);
     const first = batch('acme', 3, 'before');
     publisher.onCommitted(first.entries, { inserted: 3, duplicates: 0 });

@@ -47,6 +47,8 @@ describe('live view: GET /v1/events/live over SSE and WebSocket', () => {
   let env: TestEnv;
   let api: TestApi;
   let worker: TestWorker | undefined;
+  /** acme's key for reading (api.key may only ingest). */
+  let readKey: string;
   let otherKey: string;
   const clients: LiveClient[] = [];
 
@@ -61,7 +63,8 @@ describe('live view: GET /v1/events/live over SSE and WebSocket', () => {
   before(async () => {
     env = await createTestEnv({ FLUSH_INTERVAL_MS: '20' });
     api = await startTestApi(env);
-    otherKey = (await createApiKey(env.pool, { tenant: 'globex' })).key;
+    readKey = (await createApiKey(env.pool, { tenant: 'acme', scopes: ['read'] })).key;
+    otherKey = (await createApiKey(env.pool, { tenant: 'globex', scopes: ['ingest', 'read'] })).key;
   });
   after(async () => {
     for (const c of clients) c.close();
@@ -75,7 +78,7 @@ describe('live view: GET /v1/events/live over SSE and WebSocket', () => {
   it('SSE delivers events only once they are committed, as stored', async () => {
     await worker?.close();
     worker = undefined;
-    const sse = track(await openSse(api.url, api.key));
+    const sse = track(await openSse(api.url, readKey));
     const ids = await post([{ type: 'order.created', value: 12.5, data: { n: 1 } }, { type: 'order.paid', source: 'web' }]);
     await sleep(400);
     assert.equal(sse.events.length, 0, 'accepted but not yet durable: nothing is streamed');
@@ -96,7 +99,7 @@ describe('live view: GET /v1/events/live over SSE and WebSocket', () => {
 
   it('forwards every field as stored, escapes and all', async () => {
     await ensureWorker();
-    const sse = track(await openSse(api.url, api.key, '/v1/events/live?type=escape.test'));
+    const sse = track(await openSse(api.url, readKey, '/v1/events/live?type=escape.test'));
     const data = { s: 'line\nbreak\t"quoted" \\ back', u: 'é☃😀', n: [1.5, -0, 1e21, null, true], o: {} };
     const sent = { type: 'escape.test', source: 'a\tb\\c\nd', idempotency_key: 'k\\1', value: -0.000123, data, timestamp: new Date(Math.floor(Date.now() / 1000) * 1000 - 3_600_000 + 678).toISOString() };
     const [id] = await post([sent]);
@@ -121,7 +124,7 @@ describe('live view: GET /v1/events/live over SSE and WebSocket', () => {
   it('WebSocket delivers events only once they are committed', async () => {
     await worker?.close();
     worker = undefined;
-    const ws = track(await openWs(api.url, api.key));
+    const ws = track(await openWs(api.url, readKey));
     const ids = await post([{ type: 'ws.one' }, { type: 'ws.two', data: { deep: { a: [1, 2] } } }]);
     await sleep(400);
     assert.equal(ws.events.length, 0, 'accepted but not yet durable: nothing is sent');
@@ -133,12 +136,12 @@ describe('live view: GET /v1/events/live over SSE and WebSocket', () => {
 
   it('filters by exact type and by prefix, on both protocols', async () => {
     await ensureWorker();
-    const sse = track(await openSse(api.url, api.key, '/v1/events/live?type=order.created&type=user.*'));
-    const ws = track(await openWs(api.url, api.key, '?type=order.created,user.*'));
+    const sse = track(await openSse(api.url, readKey, '/v1/events/live?type=order.created&type=user.*'));
+    const ws = track(await openWs(api.url, readKey, '?type=order.created,user.*'));
     await post([{ type: 'order.created' }, { type: 'order.paid' }, { type: 'user.signup' }, { type: 'user.login' }, { type: 'users' }, { type: 'order.created.v2' }]);
     await post([{ type: 'fence' }]);
     // The fence is filtered out too; wait until the unfiltered stream has seen it, then compare.
-    const all = track(await openSse(api.url, api.key));
+    const all = track(await openSse(api.url, readKey));
     await post([{ type: 'fence' }]);
     await all.waitForEvents(1);
     await sse.waitForEvents(3);
@@ -148,30 +151,33 @@ describe('live view: GET /v1/events/live over SSE and WebSocket', () => {
   });
 
   it('refuses malformed filters and resume ids with 400', async () => {
-    await assert.rejects(openSse(api.url, api.key, '/v1/events/live?type=bad%20type'), (err: LiveRefused) => {
+    await assert.rejects(openSse(api.url, readKey, '/v1/events/live?type=bad%20type'), (err: LiveRefused) => {
       assert.equal(err.status, 400);
       assert.equal(JSON.parse(err.body).error, 'invalid_parameter');
       return true;
     });
-    await assert.rejects(openSse(api.url, api.key, '/v1/events/live', { 'last-event-id': 'nope' }), (err: LiveRefused) => {
+    await assert.rejects(openSse(api.url, readKey, '/v1/events/live', { 'last-event-id': 'nope' }), (err: LiveRefused) => {
       assert.equal(JSON.parse(err.body).error, 'invalid_header');
       return true;
     });
-    await assert.rejects(openWs(api.url, api.key, '?last_event_id=nope'), (err: WsRefused) => {
+    await assert.rejects(openWs(api.url, readKey, '?last_event_id=nope'), (err: WsRefused) => {
       assert.equal(err.status, 400);
       assert.equal(JSON.parse(err.body).error, 'invalid_parameter');
       return true;
     });
   });
 
-  it('requires an API key on both protocols', async () => {
+  it('requires an API key with the read scope on both protocols', async () => {
     await assert.rejects(openSse(api.url, undefined), (err: LiveRefused) => err.status === 401 && JSON.parse(err.body).error === 'unauthorized');
     await assert.rejects(openWs(api.url, undefined), (err: WsRefused) => err.status === 401 && JSON.parse(err.body).error === 'unauthorized');
+    // The ingest-only key of the same tenant.
+    await assert.rejects(openSse(api.url, api.key), (err: LiveRefused) => err.status === 403 && JSON.parse(err.body).error === 'forbidden');
+    await assert.rejects(openWs(api.url, api.key), (err: WsRefused) => err.status === 403 && JSON.parse(err.body).error === 'forbidden');
   });
 
   it('never shows a tenant another tenant\'s events', async () => {
     await ensureWorker();
-    const acme = [track(await openSse(api.url, api.key)), track(await openWs(api.url, api.key))];
+    const acme = [track(await openSse(api.url, readKey)), track(await openWs(api.url, readKey))];
     const globex = [track(await openSse(api.url, otherKey)), track(await openWs(api.url, otherKey))];
     const acmeIds = await post([{ type: 'secret.acme' }, { type: 'secret.acme' }]);
     const globexIds = await post([{ type: 'secret.globex' }], otherKey);
@@ -189,7 +195,7 @@ describe('live view: GET /v1/events/live over SSE and WebSocket', () => {
   it('publishes a refused duplicate (same idempotency key) never', async () => {
     await worker?.close();
     worker = undefined;
-    const sse = track(await openSse(api.url, api.key, '/v1/events/live?type=dup.*'));
+    const sse = track(await openSse(api.url, readKey, '/v1/events/live?type=dup.*'));
     const [firstId] = await post([{ type: 'dup.once', idempotency_key: 'only-once' }]);
     await post([{ type: 'dup.once', idempotency_key: 'only-once' }]);
     await post([{ type: 'dup.fence' }]);
@@ -200,8 +206,8 @@ describe('live view: GET /v1/events/live over SSE and WebSocket', () => {
 
   it('resumes after Last-Event-ID (SSE) and last_event_id (WebSocket) without gaps or repeats', async () => {
     await ensureWorker();
-    const sse = track(await openSse(api.url, api.key, '/v1/events/live?type=resume.*'));
-    const ws = track(await openWs(api.url, api.key, '?type=resume.*'));
+    const sse = track(await openSse(api.url, readKey, '/v1/events/live?type=resume.*'));
+    const ws = track(await openWs(api.url, readKey, '?type=resume.*'));
     const before = await post([{ type: 'resume.a' }, { type: 'resume.b' }]);
     await sse.waitForEvents(2);
     await ws.waitForEvents(2);
@@ -214,12 +220,12 @@ describe('live view: GET /v1/events/live over SSE and WebSocket', () => {
     const missed = await post([{ type: 'resume.c' }, { type: 'resume.d' }]);
     await post([{ type: 'resume.e' }]).then((ids) => missed.push(...ids));
     // Wait until those are durable and published (seen by a third client).
-    const watcher = track(await openSse(api.url, api.key, '/v1/events/live?type=resume.*'));
+    const watcher = track(await openSse(api.url, readKey, '/v1/events/live?type=resume.*'));
     const live = await post([{ type: 'resume.f' }]);
     await watcher.waitForEvents(1);
 
-    const sse2 = track(await openSse(api.url, api.key, '/v1/events/live?type=resume.*', { 'last-event-id': sseCursor }));
-    const ws2 = track(await openWs(api.url, api.key, `?type=resume.*&last_event_id=${encodeURIComponent(wsCursor)}`));
+    const sse2 = track(await openSse(api.url, readKey, '/v1/events/live?type=resume.*', { 'last-event-id': sseCursor }));
+    const ws2 = track(await openWs(api.url, readKey, `?type=resume.*&last_event_id=${encodeURIComponent(wsCursor)}`));
     const after = await post([{ type: 'resume.g' }]);
     const expectSse = [before[1]!, ...missed, ...live, ...after];
     const expectWs = [...missed, ...live, ...after];
@@ -234,7 +240,7 @@ describe('live view: GET /v1/events/live over SSE and WebSocket', () => {
 
   it('says so when the Last-Event-ID is older than the resume log', async () => {
     await ensureWorker();
-    const sse = track(await openSse(api.url, api.key, '/v1/events/live?type=old.*', { 'last-event-id': '1000-0-0' }));
+    const sse = track(await openSse(api.url, readKey, '/v1/events/live?type=old.*', { 'last-event-id': '1000-0-0' }));
     await eventually(async () => sse.gaps.length === 1, 'a gap notice');
     const ids = await post([{ type: 'old.after' }]);
     assert.deepEqual((await sse.waitForEvents(1)).map((r) => r.event.id), ids, 'and goes on live');
@@ -242,7 +248,7 @@ describe('live view: GET /v1/events/live over SSE and WebSocket', () => {
 
   it('holds one Redis subscription per process, whatever the number of connections', async () => {
     await ensureWorker();
-    const many = await Promise.all(Array.from({ length: 40 }, (_, i) => (i % 2 ? openWs(api.url, api.key, '?type=none.*') : openSse(api.url, api.key, '/v1/events/live?type=none.*'))));
+    const many = await Promise.all(Array.from({ length: 40 }, (_, i) => (i % 2 ? openWs(api.url, readKey, '?type=none.*') : openSse(api.url, readKey, '/v1/events/live?type=none.*'))));
     many.forEach(track);
     const channel = liveKeys(env.config.streamKey).channel('acme');
     const [, subscribers] = (await env.redis.pubsub('NUMSUB', channel)) as [string, number];
@@ -269,8 +275,8 @@ describe('live view: GET /v1/events/live over SSE and WebSocket', () => {
 
   it('closes a slow consumer with a reason, holding at most its buffer limit', async () => {
     await ensureWorker();
-    const sse = track(await openSse(api.url, api.key, '/v1/events/live?type=bulk'));
-    const ws = track(await openWs(api.url, api.key, '?type=bulk'));
+    const sse = track(await openSse(api.url, readKey, '/v1/events/live?type=bulk'));
+    const ws = track(await openWs(api.url, readKey, '?type=bulk'));
     sse.pause();
     ws.pause();
     // 256 KiB of buffer per connection by default; send far more than the socket buffers can take.
@@ -315,8 +321,8 @@ describe('live view: GET /v1/events/live over SSE and WebSocket', () => {
   it('ends live connections on shutdown with a close message, without holding the shutdown', async () => {
     // With a shutdown deadline far beyond the test timeout: close() returns only if live connections let it.
     const own = await startTestApi(env, { shutdownTimeoutMs: 600_000 });
-    const sse = await openSse(own.url, api.key);
-    const ws = await openWs(own.url, api.key);
+    const sse = await openSse(own.url, readKey);
+    const ws = await openWs(own.url, readKey);
     await own.close();
     await Promise.all([sse.ended, ws.ended]);
     assert.equal(sse.closeReason, 'server_shutdown');
