@@ -4,6 +4,7 @@
  * variables that lets a test run every query against a real database, as Grafana would send it.
  */
 import type { Json } from './builder.js';
+import { datasourceVariable } from './variables.js';
 
 /** Grafana's core PostgreSQL data source plugin id (Grafana 10.4 and later; `postgres` before). */
 export const POSTGRES_PLUGIN = 'grafana-postgresql-datasource';
@@ -46,20 +47,7 @@ export function sqlTargetJson(query: SqlQuery, index: number): Json {
 /** The templating list of a SQL dashboard: the PostgreSQL data source, then its variables (multi, with All). */
 export function sqlVariablesJson(variables: readonly SqlVariable[]): Json[] {
   return [
-    {
-      name: 'datasource',
-      label: 'Data source',
-      description: 'The PostgreSQL database Floodgate writes to (its rollup tables).',
-      type: 'datasource',
-      query: POSTGRES_PLUGIN,
-      regex: '',
-      current: {},
-      options: [],
-      refresh: 1,
-      multi: false,
-      includeAll: false,
-      hide: 0,
-    },
+    datasourceVariable(POSTGRES_PLUGIN, 'The PostgreSQL database Floodgate writes to (its rollup tables).'),
     ...variables.map(
       (v): Json => ({
         name: v.name,

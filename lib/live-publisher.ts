@@ -113,9 +113,9 @@ async function keyOwners(pool: Pool, tenant: string, events: readonly Outgoing[]
  * appends the events to the tenant's resume log and publishes them on its channel (one script call per chunk).
  * Tenants nobody watches cost one small round trip per batch and nothing else.
  *
- * Events refused as duplicates of an idempotency key are not published. Delivery is at least once: a stream
- * entry written twice (redelivered after a crash between commit and acknowledgement) is published twice, with
- * the same event ids.
+ * Events refused as duplicates of an idempotency key are not published; a batch that stored nothing publishes
+ * nothing. Unkeyed events of a redelivered entry that shares a batch with new events cannot be told from new
+ * ones without another query per event, and are published again (same event ids).
  */
 export function createLivePublisher(deps: LivePublisherDeps): LivePublisher {
   const { redis, pool, resumeWindowMs } = deps;

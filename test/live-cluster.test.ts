@@ -2,12 +2,11 @@ import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
 import { createApiKey } from '../lib/api-keys.js';
 import { openSse, openWs, type LiveClient } from './live-clients.js';
-import { createTestEnv, envVars, eventually, freePort, json, spawnFloodgate, type FloodgateProcess, type TestEnv } from './support.js';
+import { createTestEnv, eventually, json, startCluster, type TestCluster, type TestEnv } from './support.js';
 
 describe('live view on `floodgate api` with two processes and `floodgate worker`', () => {
   let env: TestEnv;
-  let api: FloodgateProcess;
-  let worker: FloodgateProcess;
+  let cluster: TestCluster;
   let url: string;
   let metricsUrl: string;
   let key: string;
@@ -21,27 +20,25 @@ describe('live view on `floodgate api` with two processes and `floodgate worker`
 
   before(async () => {
     env = await createTestEnv();
-    const [port, metricsPort] = [await freePort(), await freePort()];
-    url = `http://127.0.0.1:${port}`;
-    metricsUrl = `http://127.0.0.1:${metricsPort}/metrics`;
-    api = await spawnFloodgate(['api'], envVars(env, { PORT: String(port), HOST: '127.0.0.1', API_PROCESSES: '2', METRICS_PORT: String(metricsPort) }));
-    worker = await spawnFloodgate(['worker'], envVars(env, { FLUSH_INTERVAL_MS: '50' }));
+    cluster = await startCluster(env);
+    ({ url, metricsUrl } = cluster);
     key = (await createApiKey(env.pool, { tenant: 'clustered', scopes: ['ingest', 'read'] })).key;
-    await eventually(async () => (await fetch(`${url}/readyz`).catch(() => null))?.status === 200, 'api ready', 30_000);
   });
   after(async () => {
     for (const c of clients) c.close();
-    for (const p of [api, worker]) p?.child.kill('SIGTERM');
-    await Promise.all([api?.exited, worker?.exited]);
+    await cluster?.stop();
     await env?.cleanup();
   });
 
   it('serves every connection from whichever process takes it, and resumes on any process', async () => {
-    // Connections spread over both processes (the cluster primary hands them out in turn).
+    // Connections spread over both processes: the cluster primary hands each to a process that is free, in turn
+    // (on a busy machine not necessarily evenly).
     for (let i = 0; i < 4; i++) clients.push(await openSse(url, key), await openWs(url, key));
-    const text = await (await fetch(metricsUrl)).text();
+    // The primary asks every process for its metrics; on a busy machine one answer may come too late: ask again.
+    let text = '';
+    await eventually(async () => !(text = await (await fetch(metricsUrl)).text()).startsWith('metrics collection failed'), 'a cluster scrape');
     assert.match(text, /^floodgate_live_connections\{protocol="sse",role="api"\} 4$/m, 'the cluster counts the connections of both processes');
-    assert.match(text, /^floodgate_live_subscribed_tenants\{role="api"\} 2$/m, 'each process holds its own subscription');
+    assert.match(text, /^floodgate_live_connections\{protocol="ws",role="api"\} 4$/m);
 
     const first = await post([{ type: 'c.one' }, { type: 'c.two' }]);
     for (const c of clients) assert.deepEqual((await c.waitForEvents(2)).map((r) => r.event.id), first);
@@ -67,8 +64,8 @@ describe('live view on `floodgate api` with two processes and `floodgate worker`
   it('ends live connections with server_shutdown when the API stops, and stops promptly', async () => {
     const sse = await openSse(url, key);
     const ws = await openWs(url, key);
-    api.child.kill('SIGTERM');
-    const { code } = await api.exited;
+    cluster.api.child.kill('SIGTERM');
+    const { code } = await cluster.api.exited;
     await Promise.all([sse.ended, ws.ended]);
     assert.equal(code, 0, 'a clean exit: the live connections did not make the primary kill its processes');
     assert.equal(sse.closeReason, 'server_shutdown');
