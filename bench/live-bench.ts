@@ -161,9 +161,11 @@ async function fanOut(bench: BenchEnv): Promise<Record<string, number>> {
       return { sent, refused, elapsed, apiCpu: api() / 1e6 / elapsed, workerCpu: worker() / 1e6 / elapsed, clientCpu: (used.user + used.system) / 1e6 / elapsed };
     };
     const quiet = await window('quiet');
+    const rssIdle = rssMiB(floodgate.apiPid);
     const audience = await openAudience(floodgate.url, key, CONNECTIONS);
     await sleep(1000);
     const rssBefore = rssMiB(floodgate.apiPid);
+    const heapBefore = await metric(floodgate.metricsUrl, 'nodejs_heap_size_used_bytes');
     const before = audience.delivered();
     const loud = await window('loud');
     const inWindow = audience.delivered() - before;
@@ -172,6 +174,7 @@ async function fanOut(bench: BenchEnv): Promise<Record<string, number>> {
     const deadline = Date.now() + 15_000;
     while (audience.delivered() - before < due && Date.now() < deadline) await sleep(200);
     const rssAfter = rssMiB(floodgate.apiPid);
+    const heapAfter = await metric(floodgate.metricsUrl, 'nodejs_heap_size_used_bytes');
     const latencies = audience.latenciesMs.sort((a, b) => a - b);
     const closes = await metric(floodgate.metricsUrl, 'floodgate_live_closes_total');
     audience.close();
@@ -190,8 +193,11 @@ async function fanOut(bench: BenchEnv): Promise<Record<string, number>> {
       deliveredPerSecond: inWindow / loud.elapsed,
       duePerSecond: (loud.sent * CONNECTIONS) / loud.elapsed,
       deliveredShare: (audience.delivered() - before) / due,
-      apiRssMiBBefore: rssBefore,
-      apiRssMiBAfter: rssAfter,
+      apiRssMiBWithoutConnections: rssIdle,
+      apiRssMiBConnectedIdle: rssBefore,
+      apiRssMiBAfterStreaming: rssAfter,
+      apiHeapUsedMiBConnectedIdle: heapBefore / 2 ** 20,
+      apiHeapUsedMiBAfterStreaming: heapAfter / 2 ** 20,
       latencyP50Ms: quantile(latencies, 0.5),
       latencyP99Ms: quantile(latencies, 0.99),
       serverCloses: closes,

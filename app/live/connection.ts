@@ -47,7 +47,7 @@ export interface ConnectionOptions {
   readonly maxBufferBytes: number;
   readonly metrics: LiveMetrics;
   /** Called once when the connection has ended (after its sink is gone, or when it never got one); closes are counted already. */
-  readonly onEnd: (connection: LiveConnection, reason: CloseReason, protocol: LiveProtocol | undefined) => void;
+  readonly onEnd: (connection: LiveConnection, protocol: LiveProtocol | undefined) => void;
 }
 
 const ROOM_POLL_MS = 20;
@@ -71,7 +71,7 @@ function sizeOf(events: readonly LiveEvent[]): number {
 export function createLiveConnection(options: ConnectionOptions): LiveConnection {
   const { tenant, filter, maxBufferBytes, metrics } = options;
   let sink: Sink | undefined;
-  let held: { id: string; events: LiveEvent[] }[] | null = [];
+  let held: { id: string; events: readonly LiveEvent[] }[] | null = [];
   let heldBytes = 0;
   /** The newest batch written: held batches at or before it were replayed already. */
   let lastId = '0-0';
@@ -96,7 +96,7 @@ export function createLiveConnection(options: ConnectionOptions): LiveConnection
     held = null;
     // A close the server decided was counted when it decided (its socket may take the grace period to go).
     if (sink && !closedReason) metrics.closes.inc({ protocol: sink.protocol, reason });
-    options.onEnd(connection, closedReason ?? reason, sink?.protocol);
+    options.onEnd(connection, sink?.protocol);
   }
 
   const roomLeft = () => !sink || sink.buffered() <= maxBufferBytes / 2;
@@ -119,7 +119,7 @@ export function createLiveConnection(options: ConnectionOptions): LiveConnection
       if (connection.closed) return;
       const events = select(batch.events);
       if (held) {
-        held.push({ id: batch.id, events: [...events] });
+        held.push({ id: batch.id, events });
         heldBytes += sizeOf(events);
         if (heldBytes > maxBufferBytes) connection.close('slow_consumer', `more than ${maxBufferBytes} bytes of events arrived while the connection was starting`);
         return;
@@ -131,7 +131,10 @@ export function createLiveConnection(options: ConnectionOptions): LiveConnection
       sink = s;
       s.onEnd(() => end('client_closed'));
       // Closed while the socket was being set up (shutdown, backlog): say so on the socket now.
-      if (closedReason) s.close(closedReason, 'the connection was closed while it started');
+      if (closedReason) {
+        metrics.closes.inc({ protocol: s.protocol, reason: closedReason });
+        s.close(closedReason, 'the connection was closed while it started');
+      }
     },
     async replay(batch, afterIndex) {
       if (connection.closed) return;

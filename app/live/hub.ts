@@ -7,7 +7,7 @@ import type { Redis } from '../../lib/redis.js';
 import { createLiveSubscriber, type LiveSubscriber } from '../../lib/live-subscriber.js';
 import { createLiveConnection, type LiveConnection, type Sink } from './connection.js';
 import type { TypeFilter } from './filter.js';
-import { createLiveMetrics, type CloseReason, type LiveMetrics, type LiveProtocol } from './metrics.js';
+import { createLiveMetrics, type LiveMetrics, type LiveProtocol } from './metrics.js';
 import { CLOSE_GRACE_MS } from './sse.js';
 
 /** What the live hub needs. */
@@ -62,7 +62,7 @@ export function createLiveHub(deps: LiveHubDeps): LiveHub {
   }, HEARTBEAT_MS);
   heartbeat.unref();
 
-  function onEnd(connection: LiveConnection, _reason: CloseReason, protocol: LiveProtocol | undefined): void {
+  function onEnd(connection: LiveConnection, protocol: LiveProtocol | undefined): void {
     connections.delete(connection);
     subscriber.leave(connection.tenant, connection.deliver);
     ended.get(connection)?.();
