@@ -1,5 +1,5 @@
 import { ERROR_CATALOGUE } from '../lib/errors.js';
-import { EVENT_SCHEMA } from '../lib/event-schema.js';
+import { batchSchema, EVENT_SCHEMA } from '../lib/event-schema.js';
 import type { Config } from '../lib/config.js';
 
 const errorResponse = (description: string) => ({
@@ -20,12 +20,7 @@ export function openApiDocument(config: Pick<Config, 'maxBatchEvents'>): Record<
       },
       schemas: {
         Event: event,
-        Batch: {
-          type: 'object',
-          additionalProperties: false,
-          required: ['events'],
-          properties: { events: { type: 'array', minItems: 1, maxItems: config.maxBatchEvents, items: { $ref: '#/components/schemas/Event' } } },
-        },
+        Batch: batchSchema(config.maxBatchEvents, '#/components/schemas/Event'),
         Accepted: {
           type: 'object',
           required: ['accepted', 'ids', 'rejected'],
@@ -63,7 +58,12 @@ export function openApiDocument(config: Pick<Config, 'maxBatchEvents'>): Record<
           summary: 'Send one event or a batch',
           parameters: [
             { name: 'X-Priority', in: 'header', schema: { type: 'string', enum: ['critical', 'normal', 'low'] } },
-            { name: 'Idempotency-Key', in: 'header', schema: { type: 'string', maxLength: 255 }, description: 'For a single event.' },
+            {
+              name: 'Idempotency-Key',
+              in: 'header',
+              schema: { type: 'string', maxLength: 255 },
+              description: 'The idempotency key of a single event; refused on a batch (400 idempotency_key_on_batch), whose events carry their own.',
+            },
             { name: 'Content-Encoding', in: 'header', schema: { type: 'string', enum: ['gzip', 'identity'] } },
           ],
           requestBody: {
@@ -79,7 +79,7 @@ export function openApiDocument(config: Pick<Config, 'maxBatchEvents'>): Record<
               description: 'Critical events stored directly in Postgres because Redis could not take them (same body)',
               content: { 'application/json': { schema: { $ref: '#/components/schemas/Accepted' } } },
             },
-            '202': { description: 'Accepted and durable in the queue', content: { 'application/json': { schema: { $ref: '#/components/schemas/Accepted' } } } },
+            '202': { description: 'Accepted and durable in the queue; a repeated idempotency key is answered with the id answered first', content: { 'application/json': { schema: { $ref: '#/components/schemas/Accepted' } } } },
             ...Object.fromEntries(
               Object.entries(ERROR_CATALOGUE)
                 .filter(([code]) => code !== 'not_ready')

@@ -7,7 +7,9 @@ import type { Logger } from '../lib/logger.js';
 import { createRegistry } from '../lib/metrics.js';
 import { readMigrations } from '../lib/migrate.js';
 import { Registry } from 'prom-client';
+import { keyInvalidationChannel, startKeyInvalidationFeed } from '../lib/key-invalidation.js';
 import { createRedis } from '../lib/redis.js';
+import { createKeyResolver } from './key-resolver.js';
 import { createApp } from './server.js';
 import { createApiMetrics, createUninstrumentedApiMetrics } from './metrics.js';
 import { createRedisWriteBreaker } from './redis-breaker.js';
@@ -39,8 +41,11 @@ export async function runApi(config: Config, logger: Logger): Promise<RunningApi
   const metrics = config.metricsEnabled ? createApiMetrics(registry) : createUninstrumentedApiMetrics();
   const redisBreaker = createRedisWriteBreaker(config, registry, logger);
   const shedder = createShedder({ config, latency: metrics.latency, redis, registry, logger, dependencies: [redisBreaker] });
+  const keys = createKeyResolver({ pool, config, registry });
+  // Revocations and rotations announced by `floodgate keys` reach this process's key cache within moments.
+  const invalidations = startKeyInvalidationFeed({ redisUrl: config.redisUrl, channel: keyInvalidationChannel(config), listener: keys, logger });
   const live = config.liveEnabled ? createLiveHub({ config, redis, logger, registry }) : undefined;
-  const app = createApp({ config, pool, redis, logger, latestMigration, metrics, shedder, redisBreaker, live });
+  const app = createApp({ config, pool, redis, logger, latestMigration, metrics, shedder, redisBreaker, keys, live });
 
   const handle = app.callback();
   const shedEarly = createEarlyShed(shedder, metrics);
@@ -72,6 +77,7 @@ export async function runApi(config: Config, logger: Logger): Promise<RunningApi
       await closed;
       clearTimeout(deadline);
       await shedder.close();
+      await invalidations.close();
       redisBreaker.shutdown();
       // quit() waits for a reply that a disconnected client never gets; disconnect() then is immediate.
       if (redis.status === 'ready') await redis.quit().catch((err: unknown) => errors.push(err));

@@ -1,4 +1,4 @@
-import Koa from 'koa';
+import Koa, { type Middleware } from 'koa';
 import { Registry } from 'prom-client';
 import { Router } from '@koa/router';
 import type { Breaker } from '../lib/breaker.js';
@@ -6,7 +6,8 @@ import type { Config } from '../lib/config.js';
 import type { Pool } from '../lib/db.js';
 import type { Logger } from '../lib/logger.js';
 import type { Redis } from '../lib/redis.js';
-import { authenticate, createKeyResolver, type KeyResolver } from './middleware/auth.js';
+import { authenticate } from './middleware/auth.js';
+import { createKeyResolver, type KeyResolver } from './key-resolver.js';
 import { errorHandler } from './middleware/errors.js';
 import { measureRequests, recordLatency } from './middleware/metrics.js';
 import { rateLimit } from './middleware/rate-limit.js';
@@ -14,8 +15,10 @@ import { createApiMetrics, type ApiMetrics } from './metrics.js';
 import { requestId } from './middleware/request-id.js';
 import { openApiDocument } from './openapi.js';
 import { createRedisWriteBreaker } from './redis-breaker.js';
-import { ingestEvents, resolvePriority } from './routes/events.js';
+import { INGEST_ROUTE, ingestEvents } from './routes/events.js';
+import { resolvePriority } from './priority.js';
 import type { Shedder } from './shedding/shedder.js';
+import type { AuthenticatedState, IngestState, State } from './state.js';
 import { healthz, readyz } from './routes/health.js';
 import type { LiveHub } from './live/hub.js';
 import { LIVE_PATH } from './live/upgrade.js';
@@ -40,27 +43,27 @@ export interface AppDeps {
 }
 
 /** Builds the Koa application; it owns no connections (the caller passes and closes them). */
-export function createApp(deps: AppDeps): Koa & { metrics: ApiMetrics } {
+export function createApp(deps: AppDeps): Koa<State> & { metrics: ApiMetrics } {
   const { config, pool, redis, logger } = deps;
   const metrics = deps.metrics ?? createApiMetrics(new Registry());
-  const keys = deps.keys ?? createKeyResolver(pool, config.authCacheTtlMs);
+  const keys = deps.keys ?? createKeyResolver({ pool, config });
   const redisBreaker = deps.redisBreaker ?? createRedisWriteBreaker(config, new Registry(), logger);
-  const app = new Koa();
+  const app = new Koa<State>();
   app.proxy = false;
   // Errors are rendered by errorHandler; Koa's own printer would log them a second time.
   app.silent = true;
 
   const openapi = JSON.stringify(openApiDocument(config));
-  const router = new Router();
-  const admit = deps.shedder?.middleware() ?? ((_ctx, next) => next());
-  router.post('/v1/events', authenticate(keys, { scope: 'ingest' }), resolvePriority(), rateLimit(config, metrics), admit, ingestEvents({ config, redis, pool, metrics, redisBreaker, logger }));
-  if (deps.live) router.get(LIVE_PATH, authenticate(keys, { scope: 'read' }), liveEvents(deps.live));
+  const router = new Router<State>();
+  const admit: Middleware<IngestState> = deps.shedder?.middleware() ?? ((_ctx, next) => next());
+  router.post<IngestState>(INGEST_ROUTE, authenticate(keys, { scope: 'ingest' }), resolvePriority(), rateLimit(config, metrics), admit, ingestEvents({ config, redis, pool, metrics, redisBreaker, logger }));
+  if (deps.live) router.get<AuthenticatedState>(LIVE_PATH, authenticate(keys, { scope: 'read' }), liveEvents(deps.live));
   router.get('/v1/admin/load', authenticate(keys, { scope: 'admin' }), (ctx) => {
     ctx.type = 'application/json';
     ctx.body = JSON.stringify(deps.shedder?.snapshot() ?? { mode: 'off' });
   });
   router.get('/healthz', healthz());
-  router.get('/readyz', readyz(pool, redis, deps.latestMigration));
+  router.get('/readyz', readyz(pool, redis, deps.latestMigration, logger));
   router.get('/openapi.json', (ctx) => {
     ctx.type = 'application/json';
     ctx.body = openapi;

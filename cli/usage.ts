@@ -22,7 +22,10 @@ export const USAGE = `usage: floodgate <command>
                               (scopes default ingest; --admin adds admin; --max-priority is the highest class
                               the key may send; rate limit: requests per second, 0 unlimited)
   keys list                   list keys with scopes, priority ceiling and expiry (never the secret)
-  keys revoke <id|prefix>     revoke a key
+  keys revoke <id|prefix>     revoke a key; running API processes refuse it within about a second
+  keys rotate <id|prefix> [--grace 24h]
+                              give a key a new secret (last line of output, shown once), same settings;
+                              the old secret keeps working for the grace period (0: not at all)
   loadtest <scenario> [--url URL] [--key KEY] [--duration S] [--connections N] [--rate R] [--seed N]
            [--batch-size N] [--mix C/N/L] [--capacity C] [--slo-p99 MS] [--timeout S] [--out DIR]
            [--database-url URL | --no-integrity] [--max-requests N] [--drain-timeout S] [--quiet]

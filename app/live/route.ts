@@ -1,7 +1,7 @@
 import type { Middleware } from 'koa';
-import type { KeyGrant } from '../../lib/api-keys.js';
 import { apiError } from '../../lib/errors.js';
 import { parseCursor, type Cursor } from '../../lib/live-channel.js';
+import type { AuthenticatedState } from '../state.js';
 import { parseTypeFilter } from './filter.js';
 import type { LiveHub } from './hub.js';
 import { createSseSink } from './sse.js';
@@ -27,10 +27,10 @@ function resumeCursor(header: string, query: unknown): Cursor | null {
  * `Last-Event-ID` / `last_event_id` resumes within the resume window. The subscription is in place before the
  * answer starts, so every event committed after the client sees the stream open reaches it.
  */
-export function liveEvents(hub: LiveHub): Middleware {
+export function liveEvents(hub: LiveHub): Middleware<AuthenticatedState> {
   const wss = createLiveWebSocketServer();
   return async (ctx) => {
-    const grant = ctx.state.grant as KeyGrant;
+    const { grant } = ctx.state;
     const filter = parseTypeFilter(ctx.query.type);
     const resumeAfter = resumeCursor(ctx.get('last-event-id'), ctx.query.last_event_id);
     const session = await hub.open(grant.tenant, filter, resumeAfter);

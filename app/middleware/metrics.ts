@@ -1,6 +1,7 @@
 import type { Middleware } from 'koa';
 import type { LatencyWindow } from '../../lib/latency-window.js';
 import type { ApiMetrics } from '../metrics.js';
+import type { State } from '../state.js';
 
 /** One answered request, as the request metrics count it. */
 export interface Answer {
@@ -26,7 +27,7 @@ export function recordAnswer(metrics: ApiMetrics, answer: Answer): void {
  * Times every request (histogram by route/method/status, in-flight gauge, bytes) and feeds the sliding
  * window. Runs outermost so that error answers are measured too.
  */
-export function measureRequests(metrics: ApiMetrics): Middleware {
+export function measureRequests(metrics: ApiMetrics): Middleware<State> {
   return async (ctx, next) => {
     const started = performance.now();
     metrics.requestsInFlight.inc();
@@ -44,11 +45,11 @@ export function measureRequests(metrics: ApiMetrics): Middleware {
         method: ctx.method,
         status: ctx.status,
         // Set by resolvePriority on ingest (shed requests included); other routes have no class.
-        priority: (ctx.state.priority as string | undefined) ?? 'none',
+        priority: ctx.state.priority ?? 'none',
         seconds,
         // Bodies are strings or buffers by now (routes serialise their own JSON), so this does not re-serialise.
         sentBytes: typeof ctx.body === 'string' || Buffer.isBuffer(ctx.body) ? ctx.response.length : 0,
-        errorCode: ctx.state.errorCode as string | undefined,
+        errorCode: ctx.state.errorCode,
       });
     }
   };

@@ -2,8 +2,9 @@ import type { Middleware } from 'koa';
 import type { KeyGrant } from '../../lib/api-keys.js';
 import type { Config } from '../../lib/config.js';
 import { apiError } from '../../lib/errors.js';
-import type { Priority } from '../../lib/event-schema.js';
 import type { ApiMetrics } from '../metrics.js';
+import { tokenRetryAfter } from '../retry-after.js';
+import type { IngestState } from '../state.js';
 
 // One bucket per key that sent a request; keys are few, but a bound keeps a pathological key churn from growing it.
 const MAX_BUCKETS = 100_000;
@@ -31,10 +32,10 @@ export function processLimit(grant: KeyGrant, config: Config): { rate: number; b
  * with `Retry-After` = whole seconds until the next token (at least 1). Runs after authentication and before the
  * body is read: a Map lookup and a little arithmetic.
  */
-export function rateLimit(config: Config, metrics: ApiMetrics, now: () => number = performance.now.bind(performance)): Middleware {
+export function rateLimit(config: Config, metrics: ApiMetrics, now: () => number = performance.now.bind(performance)): Middleware<IngestState> {
   const buckets = new Map<number, Bucket>();
   return async (ctx, next) => {
-    const grant = ctx.state.grant as KeyGrant;
+    const { grant } = ctx.state;
     const limit = processLimit(grant, config);
     if (limit) {
       const t = now();
@@ -48,11 +49,9 @@ export function rateLimit(config: Config, metrics: ApiMetrics, now: () => number
         bucket.at = t;
       }
       if (bucket.tokens < 1) {
-        const priority = ctx.state.priority as Priority;
-        metrics.rateLimited.inc({ priority });
-        const seconds = Math.max(1, Math.ceil((1 - bucket.tokens) / bucket.rate));
+        metrics.rateLimited.inc({ priority: ctx.state.priority });
         throw apiError('rate_limited', `this API key is limited to ${limit.rate * config.apiProcesses} requests per second`, undefined, {
-          'Retry-After': String(seconds),
+          'Retry-After': tokenRetryAfter(bucket.tokens, bucket.rate),
         });
       }
       bucket.tokens -= 1;

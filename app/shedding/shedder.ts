@@ -3,12 +3,14 @@ import type { Middleware } from 'koa';
 import { Counter, Gauge, Histogram, type Registry } from 'prom-client';
 import { createBreaker, type Breaker, type BreakerState } from '../../lib/breaker.js';
 import type { Config } from '../../lib/config.js';
-import { apiError } from '../../lib/errors.js';
+import { apiError, type ErrorAnswer } from '../../lib/errors.js';
 import { PRIORITIES, type Priority } from '../../lib/event-schema.js';
 import type { LatencyWindow } from '../../lib/latency-window.js';
 import type { Logger } from '../../lib/logger.js';
 import type { Redis } from '../../lib/redis.js';
-import { createShedController, DEFAULT_CONTROLLER_PARAMS, type ControllerState, type ShedController } from './controller.js';
+import { jitteredRetryAfter } from '../retry-after.js';
+import { admittedEarly, type IngestState } from '../state.js';
+import { controllerParams, createShedController, type ControllerState, type ShedController } from './controller.js';
 
 export type ShedMode = Config['shedMode'];
 /** Why a request was shed: latency pressure, the stream backlog past its watermarks, a hard limit, an open class gate. */
@@ -36,17 +38,14 @@ export interface LoadSnapshot {
   readonly gates: { openAfterMs: number; resetTimeoutMs: number };
 }
 
-/** The message and jittered Retry-After (1–5 s) of a 503 overloaded, the same wherever a request is refused. */
-export function overloadedAnswer(priority: Priority, random: () => number = Math.random): { message: string; retryAfter: string } {
-  return { message: `shedding ${priority} traffic; retry later`, retryAfter: String(1 + Math.floor(random() * 5)) };
+/** The 503 overloaded answer (message and jittered Retry-After), the same wherever a request is refused. */
+export function overloadedAnswer(priority: Priority, random: () => number = Math.random): ErrorAnswer {
+  return { code: 'overloaded', message: `shedding ${priority} traffic; retry later`, headers: { 'Retry-After': jitteredRetryAfter(random) } };
 }
-
-/** Marks a request whose admission was already decided before Koa saw it (see `decideEarly`). */
-export const DECIDED_EARLY = Symbol('floodgate.decidedEarly');
 
 export interface Shedder {
   /** Admission control for ingest: runs after authentication, before the body is read. */
-  middleware(): Middleware;
+  middleware(): Middleware<IngestState>;
   /**
    * The same decision for a request whose class is known from its X-Priority header, taken before Koa, routing
    * and authentication, so that refusing costs as little as possible. Counts the shed; returns the reason to
@@ -127,17 +126,7 @@ export function createShedder(deps: ShedderDeps): Shedder {
   const { config, latency, redis, logger } = deps;
   const log = logger.child({ scope: 'shedder' });
   const random = deps.random ?? Math.random;
-  const controller =
-    deps.controller ??
-    createShedController({
-      ...DEFAULT_CONTROLLER_PARAMS,
-      targetP99Ms: config.shedTargetP99Ms,
-      targetEventLoopDelayMs: config.shedTargetEventLoopDelayMs,
-      backlogLowWatermark: config.shedBacklogLowEntries,
-      backlogHighWatermark: config.shedBacklogHighEntries,
-      hardMaxInFlight: config.shedHardMaxInFlight,
-      hardEventLoopDelayMs: config.shedHardEventLoopDelayMs,
-    });
+  const controller = deps.controller ?? createShedController(controllerParams(config));
   const metrics = shedMetrics(deps.registry, config);
   const gates: Record<Gated, Breaker> = {
     normal: createGate('normal'),
@@ -223,7 +212,8 @@ export function createShedder(deps: ShedderDeps): Shedder {
     heldOffBefore = state.normalHeldOffSeconds;
     if (state.level > 0 && Date.now() - lastLogged > 10_000) {
       lastLogged = Date.now();
-      log.warn({ mode: config.shedMode, level: state.level, pressure: state.pressure, backlog, p99Ms: window.p99 }, 'shedding non-critical traffic');
+      // shedLevel, not level: pino's own `level` field carries the log level, and a second one would shadow it.
+      log.warn({ mode: config.shedMode, shedLevel: state.level, pressure: state.pressure, backlog, p99Ms: window.p99 }, 'shedding non-critical traffic');
     }
   }
 
@@ -271,11 +261,11 @@ export function createShedder(deps: ShedderDeps): Shedder {
     middleware() {
       return async (ctx, next) => {
         // Admitted by decideEarly: one decision per request, or the effective shed probability would compound.
-        const early = (ctx.req as { [DECIDED_EARLY]?: boolean })[DECIDED_EARLY] === true;
+        const early = admittedEarly.has(ctx.req);
         if (config.shedMode !== 'off' && !early) {
           const sampled = ++decisions % DECISION_SAMPLE === 0;
           const started = sampled ? performance.now() : 0;
-          const priority = ctx.state.priority as Priority;
+          const { priority } = ctx.state;
           const decided = decide(priority);
           const reason = decided instanceof Promise ? await decided : decided;
           if (sampled) metrics.decision.observe((performance.now() - started) / 1000);
@@ -284,7 +274,7 @@ export function createShedder(deps: ShedderDeps): Shedder {
             if (config.shedMode === 'enforce') {
               // Refused before the body is read or parsed: a shed request costs a fraction of an admitted one.
               const answer = overloadedAnswer(priority, random);
-              throw apiError('overloaded', answer.message, undefined, { 'Retry-After': answer.retryAfter });
+              throw apiError(answer.code, answer.message, undefined, answer.headers);
             }
           }
         }
