@@ -26,8 +26,6 @@ export interface LiveSubscriber {
   leave(tenant: string, listener: LiveListener): void;
   /** Up to `count` batches of a tenant's resume log from entry `startId` (exclusive unless `inclusive`). */
   readLog(tenant: string, startId: string, inclusive: boolean, count: number): Promise<LiveBatch[]>;
-  /** Tenants this process is subscribed to. */
-  tenants(): number;
   /** Drops every listener and the subscription connection; idempotent. */
   close(): Promise<void>;
 }
@@ -42,6 +40,9 @@ interface TenantState {
 }
 
 const CATCH_UP_PAGE = 64;
+
+/** The subscription's client name (CLIENT LIST): one per API process. */
+export const LIVE_CONNECTION_NAME = 'floodgate-live';
 
 type LogEntries = [id: string, fields: string[]][];
 
@@ -58,7 +59,7 @@ export function createLiveSubscriber(deps: LiveSubscriberDeps): LiveSubscriber {
   const keys = liveKeys(deps.streamKey);
   const log = deps.logger.child({ scope: 'live-subscriber' });
   // Subscriber mode takes the connection over; commands go on the shared client.
-  const sub = redis.duplicate({ enableAutoPipelining: false });
+  const sub = redis.duplicate({ enableAutoPipelining: false, connectionName: LIVE_CONNECTION_NAME });
   sub.on('error', () => {});
   const states = new Map<string, TenantState>();
   const byChannel = new Map<string, string>();
@@ -181,7 +182,6 @@ export function createLiveSubscriber(deps: LiveSubscriberDeps): LiveSubscriber {
       if (state.listeners.size === 0) forget(tenant, state);
     },
     readLog,
-    tenants: () => states.size,
     close() {
       closing ??= (async () => {
         clearInterval(refresher);

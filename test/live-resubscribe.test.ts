@@ -4,6 +4,7 @@ import { Registry } from 'prom-client';
 import { createApiKey } from '../lib/api-keys.js';
 import { checkEvent } from '../lib/event-schema.js';
 import { createLivePublisher, type LivePublisher } from '../lib/live-publisher.js';
+import { LIVE_CONNECTION_NAME } from '../lib/live-subscriber.js';
 import { createLogger } from '../lib/logger.js';
 import { createRedis, type Redis } from '../lib/redis.js';
 import { decodeEntry, encodeEntry, type StreamEntry } from '../lib/stream-entry.js';
@@ -64,10 +65,11 @@ describe('live view: a lost Redis subscription', () => {
 
     // Cut the API's subscription and keep it out (no room for a new client) while a batch is published.
     const subscribers = async () => Number(((await client.pubsub('NUMSUB', `${env.config.streamKey}:live:channel:acme`)) as [string, number])[1]);
-    const connected = String(await client.call('CLIENT', 'LIST')).trim().split('\n').length;
-    await client.config('SET', 'maxclients', String(connected - 1));
-    const killed = await client.call('CLIENT', 'KILL', 'TYPE', 'pubsub');
-    assert.equal(Number(killed), 1, 'one subscription connection for all the connections of the process');
+    const clientList = String(await client.call('CLIENT', 'LIST')).trim().split('\n');
+    const live = clientList.filter((line) => line.includes(` name=${LIVE_CONNECTION_NAME} `));
+    assert.equal(live.length, 1, 'one subscription connection for all the connections of the process');
+    await client.config('SET', 'maxclients', String(clientList.length - 1));
+    await client.call('CLIENT', 'KILL', 'ID', /\bid=(\d+)/.exec(live[0]!)![1]!);
     const during = batch('acme', 4, 'during');
     publisher.onCommitted(during.entries, { inserted: 4, duplicates: 0 });
     await eventually(async () => publisher.pending() === 0, 'published while the subscription is down');

@@ -7,7 +7,7 @@ import type { Redis } from '../../lib/redis.js';
 import { createLiveSubscriber, type LiveSubscriber } from '../../lib/live-subscriber.js';
 import { createLiveConnection, type LiveConnection, type Sink } from './connection.js';
 import type { TypeFilter } from './filter.js';
-import { createLiveMetrics, type LiveMetrics, type LiveProtocol } from './metrics.js';
+import { createLiveMetrics, type LiveProtocol } from './metrics.js';
 import { CLOSE_GRACE_MS } from './sse.js';
 
 /** What the live hub needs. */
@@ -30,9 +30,6 @@ export interface LiveSession {
 export interface LiveHub {
   /** Subscribes a new connection for `tenant`; throws overloaded at capacity, dependency_unavailable without Redis. */
   open(tenant: string, filter: TypeFilter, resumeAfter: Cursor | null): Promise<LiveSession>;
-  /** Open connections. */
-  size(): number;
-  readonly metrics: LiveMetrics;
   /** Ends every connection with a close message (server_shutdown), at most CLOSE_GRACE_MS later; idempotent. */
   close(): Promise<void>;
 }
@@ -95,8 +92,6 @@ export function createLiveHub(deps: LiveHubDeps): LiveHub {
   }
 
   return {
-    metrics,
-    size: () => connections.size,
     async open(tenant, filter, resumeAfter) {
       if (closing) throw apiError('not_ready', 'the server is shutting down', undefined, { 'Retry-After': '1' });
       if (connections.size >= config.liveMaxConnections) {
