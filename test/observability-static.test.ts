@@ -259,7 +259,7 @@ describe('alerts', () => {
 describe('dashboards', () => {
   it('committed JSON equals the generator output (run: npm run dashboards)', async () => {
     const rendered = renderDashboards();
-    assert.deepEqual([...rendered.keys()].sort(), ['business-events.json', 'ingest-overview.json', 'load-shedding.json', 'pipeline.json', 'postgres.json']);
+    assert.deepEqual([...rendered.keys()].sort(), ['business-events.json', 'ingest-overview.json', 'live-view.json', 'load-shedding.json', 'pipeline.json', 'postgres.json']);
     const committed = (await readdir(new URL('grafana/dashboards/', ROOT))).filter((f) => f.endsWith('.json')).sort();
     assert.deepEqual(committed, [...rendered.keys()].sort(), 'grafana/dashboards/ holds exactly the generated files');
     for (const [file, text] of rendered) {
