@@ -68,6 +68,8 @@ describe('Business events dashboard against PostgreSQL', () => {
           value_count bigint NOT NULL, value_sum double precision NOT NULL, value_min double precision, value_max double precision, PRIMARY KEY (tenant, bucket, type))`);
       }
     }
+    // Minute rollups may be partitioned by day like events: make the days the rows fall on.
+    await env.pool.query('SELECT floodgate_create_partitions(current_date - 4, current_date)');
     await insert('rollup_minute', MINUTE);
     await insert('rollup_hour', HOUR);
     await insert('rollup_day', DAY);
