@@ -3,7 +3,7 @@ import { connect } from 'node:net';
 import { after, before, describe, it } from 'node:test';
 import { Registry } from 'prom-client';
 import { createApiKey } from '../lib/api-keys.js';
-import { liveKeys } from '../lib/live-channel.js';
+import { CHUNK_MAX_CHARS, liveKeys } from '../lib/live-channel.js';
 import { createLivePublisher, type LivePublisher } from '../lib/live-publisher.js';
 import { createLogger } from '../lib/logger.js';
 import { createFlusher, type Flusher } from '../workers/flusher.js';
@@ -282,13 +282,21 @@ describe('live view: GET /v1/events/live over SSE and WebSocket', () => {
     // 256 KiB of buffer per connection by default; send far more than the socket buffers can take.
     const payload = 'x'.repeat(16 * 1024);
     for (let i = 0; i < 40; i++) await post(Array.from({ length: 50 }, () => ({ type: 'bulk', data: { payload } })));
-    // Each reads again once the server has decided to close it, as a slow but live client would.
-    const closed = async (protocol: string) => sample(await api.metrics(), 'floodgate_live_closes_total', `protocol="${protocol}",reason="slow_consumer"`) >= 1;
+    // Each reads again once the server has decided to close it, as a slow but live client would. Meanwhile what the
+    // process holds for them never passes the limit by more than one batch each.
+    let mostHeld = 0;
+    const closed = async (protocol: string) => {
+      const text = await api.metrics();
+      mostHeld = Math.max(mostHeld, sample(text, 'floodgate_live_buffered_bytes'));
+      return sample(text, 'floodgate_live_closes_total', `protocol="${protocol}",reason="slow_consumer"`) >= 1;
+    };
     await Promise.all([
       eventually(() => closed('sse'), 'the SSE slow consumer closed', 60_000).then(() => sse.resume()),
       eventually(() => closed('ws'), 'the WebSocket slow consumer closed', 60_000).then(() => ws.resume()),
     ]);
     await Promise.all([sse.ended, ws.ended]);
+    const oneBatch = 2 * CHUNK_MAX_CHARS;
+    assert.ok(mostHeld > 0 && mostHeld <= 2 * (env.config.liveMaxBufferBytes + oneBatch), `held ${mostHeld} bytes for two slow clients`);
     const total = 40 * 50;
     assert.ok(sse.events.length < total, `the SSE client got ${sse.events.length} of ${total}: the rest was never buffered for it`);
     assert.ok(ws.events.length < total, `the WebSocket client got ${ws.events.length} of ${total}`);

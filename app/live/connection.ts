@@ -37,6 +37,8 @@ export interface LiveConnection {
   heartbeat(): void;
   /** Drops the socket now, closed or not. */
   terminate(): void;
+  /** Bytes this connection holds for its client: written and unread, or held while it starts. */
+  buffered(): number;
 }
 
 /** What a connection is given. */
@@ -163,6 +165,7 @@ export function createLiveConnection(options: ConnectionOptions): LiveConnection
       metrics.closes.inc({ protocol: sink.protocol, reason });
       sink.close(reason, message);
     },
+    buffered: () => heldBytes + (sink?.buffered() ?? 0),
     terminate() {
       if (sink) sink.terminate();
       else end(closedReason ?? 'error');

@@ -1,4 +1,4 @@
-import type { Registry } from 'prom-client';
+import { Gauge, type Registry } from 'prom-client';
 import type { Config } from '../../lib/config.js';
 import { apiError } from '../../lib/errors.js';
 import { cursorEntryId, type Cursor } from '../../lib/live-channel.js';
@@ -53,6 +53,17 @@ export function createLiveHub(deps: LiveHubDeps): LiveHub {
   /** Ends of connections that had a socket, awaited on shutdown. */
   const ended = new Map<LiveConnection, () => void>();
   let closing: Promise<void> | undefined;
+
+  new Gauge({
+    name: 'floodgate_live_buffered_bytes',
+    help: 'Bytes the API process holds for its live clients (written and unread, or held while a connection starts): at most LIVE_MAX_BUFFER_BYTES and one batch per connection.',
+    registers: [deps.registry],
+    collect() {
+      let bytes = 0;
+      for (const connection of connections) bytes += connection.buffered();
+      this.set(bytes);
+    },
+  });
 
   const heartbeat = setInterval(() => {
     for (const connection of connections) connection.heartbeat();

@@ -40,6 +40,16 @@ export const dashboard: DashboardSpec = {
             'Tenant channels the API processes are subscribed to: each process holds one Redis subscription for all its connections, subscribed to the tenants they watch.',
         },
         {
+          title: 'Bytes held for live clients',
+          width: 12,
+          unit: 'bytes',
+          min: 0,
+          queries: [q('sum(floodgate_live_buffered_bytes)', 'held (all API processes)')],
+          description:
+            'What the API processes hold for their live clients: written and unread, or held while a connection replays. Bounded by LIVE_MAX_BUFFER_BYTES (and one batch) per connection: ' +
+            'a client that lags further is closed as a slow consumer.',
+        },
+        {
           title: 'Connections ended per second, by reason',
           width: 12,
           unit: 'ops',
@@ -51,7 +61,7 @@ export const dashboard: DashboardSpec = {
         },
         {
           title: 'Resumes per second, by outcome',
-          width: 12,
+          width: 24,
           unit: 'ops',
           min: 0,
           queries: [q('outcome:floodgate_live_resumes:rate5m', '{{outcome}}')],
