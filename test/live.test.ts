@@ -326,6 +326,16 @@ describe('live view: GET /v1/events/live over SSE and WebSocket', () => {
     assert.match(answer, /^HTTP\/1\.1 202 /);
   });
 
+  it('has no live route with LIVE_ENABLED=false', async () => {
+    const off = await startTestApi(env, { liveEnabled: false });
+    try {
+      await assert.rejects(openSse(off.url, readKey), (err: LiveRefused) => err.status === 404 && JSON.parse(err.body).error === 'not_found');
+      await assert.rejects(openWs(off.url, readKey), (err: WsRefused) => err.status === 404);
+    } finally {
+      await off.close();
+    }
+  });
+
   it('ends live connections on shutdown with a close message, without holding the shutdown', async () => {
     // With a shutdown deadline far beyond the test timeout: close() returns only if live connections let it.
     const own = await startTestApi(env, { shutdownTimeoutMs: 600_000 });
