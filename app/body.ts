@@ -9,6 +9,8 @@ const gunzipAsync = promisify(gunzip);
 export interface BodyLimits {
   readonly maxBodyBytes: number;
   readonly maxDecompressedBytes: number;
+  /** The whole body must arrive within this many ms of the start of reading (BODY_TIMEOUT_MS). */
+  readonly bodyTimeoutMs: number;
 }
 
 const JSON_CONTENT_TYPE = /^application\/json\s*(;|$)/i;
@@ -41,9 +43,14 @@ function tooLarge(limit: number) {
   return apiError('payload_too_large', `request body exceeds ${limit} bytes`, undefined, { Connection: 'close' });
 }
 
+function tooSlow(timeoutMs: number) {
+  // The connection is closed: the rest of a body that stalled may never come, and waiting for it holds the socket.
+  return apiError('body_timeout', `the request body did not arrive within ${timeoutMs} ms`, undefined, { Connection: 'close' });
+}
+
 /** Reads the body within the limits, gunzipping with a cap on the output, and checks it is UTF-8. */
 export async function readBody(req: IncomingMessage, encoding: 'gzip' | 'identity', limits: BodyLimits): Promise<Buffer> {
-  let body = await collect(req, limits.maxBodyBytes);
+  let body = await collect(req, limits.maxBodyBytes, limits.bodyTimeoutMs);
   if (encoding === 'gzip') {
     try {
       body = await gunzipAsync(body, { maxOutputLength: limits.maxDecompressedBytes });
@@ -72,11 +79,20 @@ export class ClientClosedRequest extends Error {
   }
 }
 
-/** Collects the raw body with plain listeners (cheaper than an async iterator on the hot path). */
-function collect(req: IncomingMessage, limit: number): Promise<Buffer> {
+/**
+ * Collects the raw body with plain listeners (cheaper than an async iterator on the hot path), within `limit`
+ * bytes and `timeoutMs`: without a deadline a client that stops sending holds its request until Node's own
+ * requestTimeout cuts the socket, with no answer it could act on.
+ */
+function collect(req: IncomingMessage, limit: number, timeoutMs: number): Promise<Buffer> {
   return new Promise((resolve, reject) => {
     const chunks: Buffer[] = [];
     let size = 0;
+    const deadline = setTimeout(() => {
+      cleanup();
+      req.pause();
+      reject(tooSlow(timeoutMs));
+    }, timeoutMs);
     const onData = (chunk: Buffer) => {
       size += chunk.length;
       if (size > limit) {
@@ -97,6 +113,7 @@ function collect(req: IncomingMessage, limit: number): Promise<Buffer> {
       reject(new ClientClosedRequest(err));
     };
     const cleanup = () => {
+      clearTimeout(deadline);
       req.off('data', onData);
       req.off('end', onEnd);
       req.off('error', onError);

@@ -1,6 +1,9 @@
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { ERROR_CATALOGUE, ERROR_CONTENT_TYPE, errorBody } from '../lib/errors.js';
+import { withinCeiling } from '../lib/api-keys.js';
+import type { KeyResolver } from './key-resolver.js';
 import type { ApiMetrics } from './metrics.js';
+import { presentedKey } from './middleware/auth.js';
 import { recordAnswer } from './middleware/metrics.js';
 import { REQUEST_ID_HEADER, requestIdFrom } from './middleware/request-id.js';
 import { parsePriority, PRIORITY_HEADER } from './priority.js';
@@ -13,14 +16,16 @@ import { admittedEarly } from './state.js';
  * authentication, no error object. Under overload most requests are refused, so what a refusal costs decides
  * how much of the CPU is left for the admitted ones (measured: a refusal through the Koa stack cost about as
  * much as an admitted event). The answer is the same 503 `overloaded`, rendered from the error catalogue as the
- * Koa path renders it, with the same jittered Retry-After, measured under the same metrics; an unauthenticated
- * request may get it instead of a 401.
+ * Koa path renders it, with the same jittered Retry-After, measured under the same metrics.
+ * Shedding is fair between tenants, so the tenant must be known: from the key cache, without a lookup. A key that
+ * is not cached (or is bad), or a class above the key's ceiling, goes on to Koa, which authenticates and decides
+ * as usual; such a request is never counted as its class's demand here.
  * Returns true when it answered; otherwise the request goes on to Koa, marked if it was admitted here.
  * The header is only a claim: admitting here grants nothing. Koa still authenticates the key and refuses a class
  * above its ceiling (403 priority_not_allowed) before the body is read, so a claimed `critical` cannot reach
  * the write path, nor its direct write to Postgres while Redis is down.
  */
-export function createEarlyShed(shedder: Shedder, metrics: ApiMetrics, random: () => number = Math.random): (req: IncomingMessage, res: ServerResponse) => boolean {
+export function createEarlyShed(shedder: Shedder, metrics: ApiMetrics, keys: KeyResolver, random: () => number = Math.random): (req: IncomingMessage, res: ServerResponse) => boolean {
   return (req, res) => {
     if (req.method !== 'POST') return false;
     const url = req.url ?? '';
@@ -31,7 +36,10 @@ export function createEarlyShed(shedder: Shedder, metrics: ApiMetrics, random: (
     const priority = parsePriority(header);
     if (priority === undefined) return false;
     const started = performance.now();
-    const reason = shedder.decideEarly(priority);
+    const presented = presentedKey(req);
+    const grant = 'key' in presented ? keys.peek(presented.key) : undefined;
+    if (!grant || !withinCeiling(priority, grant.maxPriority)) return false;
+    const reason = shedder.decideEarly(priority, grant.tenant);
     if (reason === undefined) return false;
     if (reason === null) {
       admittedEarly.add(req);

@@ -13,7 +13,12 @@ export function jitteredRetryAfter(random: () => number = Math.random): string {
   return String(min + Math.floor(random() * (max - min + 1)));
 }
 
-/** A rate limit's Retry-After: whole seconds until a bucket holding `tokens` refills to one token, at least 1. */
-export function tokenRetryAfter(tokens: number, ratePerSecond: number): string {
-  return String(Math.max(1, Math.ceil((1 - tokens) / ratePerSecond)));
+/** A rate limit's Retry-After: whole seconds until a bucket holding `tokens` refills to `need` tokens (one by default), at least 1. */
+export function tokenRetryAfter(tokens: number, ratePerSecond: number, need = 1): string {
+  return String(Math.max(1, Math.ceil((need - tokens) / ratePerSecond)));
+}
+
+/** A budget per period's Retry-After: whole seconds until the period that holds `nowSeconds` ends (a UTC day for 86400), at least 1. */
+export function periodRetryAfter(periodSeconds: number, nowSeconds: number = Date.now() / 1000): string {
+  return String(Math.max(1, Math.ceil(periodSeconds - (nowSeconds % periodSeconds))));
 }

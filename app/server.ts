@@ -9,11 +9,14 @@ import type { Redis } from '../lib/redis.js';
 import { authenticate } from './middleware/auth.js';
 import { createKeyResolver, type KeyResolver } from './key-resolver.js';
 import { errorHandler } from './middleware/errors.js';
-import { measureRequests, recordLatency } from './middleware/metrics.js';
+import { keyLimits } from './middleware/key-limits.js';
+import { measureRequests } from './middleware/metrics.js';
 import { rateLimit } from './middleware/rate-limit.js';
 import { createApiMetrics, type ApiMetrics } from './metrics.js';
 import { requestId } from './middleware/request-id.js';
 import { openApiDocument } from './openapi.js';
+import type { QuotaGuard } from './limits/quotas.js';
+import type { SharedBuckets } from './limits/shared-bucket.js';
 import { createRedisWriteBreaker } from './redis-breaker.js';
 import { INGEST_ROUTE, ingestEvents } from './routes/events.js';
 import { resolvePriority } from './priority.js';
@@ -38,6 +41,10 @@ export interface AppDeps {
   readonly shedder?: Shedder;
   /** The breaker around the XADD; one with a private registry when omitted. */
   readonly redisBreaker?: Breaker;
+  /** Rate-limit and quota buckets shared by every API process (see `limits/shared-bucket.ts`). */
+  readonly buckets: SharedBuckets;
+  /** Per-tenant quotas on accepted events. */
+  readonly quotas: QuotaGuard;
   /** The live view's connections; without one there is no live route. */
   readonly live?: LiveHub;
 }
@@ -56,7 +63,8 @@ export function createApp(deps: AppDeps): Koa<State> & { metrics: ApiMetrics } {
   const openapi = JSON.stringify(openApiDocument(config));
   const router = new Router<State>();
   const admit: Middleware<IngestState> = deps.shedder?.middleware() ?? ((_ctx, next) => next());
-  router.post<IngestState>(INGEST_ROUTE, authenticate(keys, { scope: 'ingest' }), resolvePriority(), rateLimit(config, metrics), admit, ingestEvents({ config, redis, pool, metrics, redisBreaker, logger }));
+  const ingest = ingestEvents({ config, redis, pool, metrics, redisBreaker, logger, chargeEvents: (tenant, events) => deps.quotas.charge(tenant, events) });
+  router.post<IngestState>(INGEST_ROUTE, authenticate(keys, { scope: 'ingest' }), keyLimits(config), resolvePriority(), rateLimit(config, metrics, deps.buckets), deps.quotas.precheck(), admit, ingest);
   if (deps.live) router.get<AuthenticatedState>(LIVE_PATH, authenticate(keys, { scope: 'read' }), liveEvents(deps.live));
   router.get('/v1/admin/load', authenticate(keys, { scope: 'admin' }), (ctx) => {
     ctx.type = 'application/json';
@@ -70,7 +78,7 @@ export function createApp(deps: AppDeps): Koa<State> & { metrics: ApiMetrics } {
   });
 
   app.use(requestId());
-  app.use(config.metricsEnabled ? measureRequests(metrics) : recordLatency(metrics.latency));
+  if (config.metricsEnabled) app.use(measureRequests(metrics));
   app.use(errorHandler(logger));
   app.use(router.routes());
   app.use(router.allowedMethods());

@@ -220,7 +220,7 @@ export const CONFIG_VARIABLES = {
   },
   shedHardMaxInFlight: {
     name: 'SHED_HARD_MAX_IN_FLIGHT',
-    doc: 'Hard safety limit per API process: past this many requests in flight even critical requests are refused.',
+    doc: 'Hard safety limit per API process: past this many requests in flight (body read, not yet answered) even critical requests are refused, except those of a tenant holding less than an equal share of them.',
     defaultValue: '2000',
     parse: integer(1, 1_000_000),
   },
@@ -266,6 +266,36 @@ export const CONFIG_VARIABLES = {
     doc: 'Longest a batch write to Postgres (the worker\'s flush, the API\'s direct write of critical events) may take, lock waits included; past it the statement is cancelled and counts as a failure.',
     defaultValue: '10000',
     parse: integer(10, 600_000),
+  },
+  rateLimitStore: {
+    name: 'RATE_LIMIT_STORE',
+    doc: 'Where rate-limit and quota buckets live: `redis` (one bucket per key or tenant shared by every API process and host, leased in slices; while Redis cannot be asked each process enforces its share) or `local` (each process enforces rate / `API_PROCESSES` alone).',
+    defaultValue: 'redis',
+    parse: oneOf('redis', 'local'),
+  },
+  quotaRefreshMs: {
+    name: 'QUOTA_REFRESH_MS',
+    doc: 'How often each API process reloads the tenants\' quotas and fair-share weights (`floodgate tenants set-quota`); a change applies within this long.',
+    defaultValue: '10000',
+    parse: integer(100, 3_600_000),
+  },
+  bodyTimeoutMs: {
+    name: 'BODY_TIMEOUT_MS',
+    doc: 'Longest an admitted request may take to send its whole body, from the moment the API starts reading it; past it the answer is 408 `body_timeout` and the connection is closed. A slow or stalled upload holds a socket, never the server\'s in-flight capacity.',
+    defaultValue: '10000',
+    parse: integer(100, 600_000),
+  },
+  maxInFlightPerKey: {
+    name: 'MAX_IN_FLIGHT_PER_KEY',
+    doc: 'Requests one API key may have open at once in each API process, waiting for their body included; past it 429 `too_many_in_flight`. 0: no cap.',
+    defaultValue: '1000',
+    parse: integer(0, 1_000_000),
+  },
+  maxConnectionsPerKey: {
+    name: 'MAX_CONNECTIONS_PER_KEY',
+    doc: 'Connections one API key may hold open in each API process (a connection belongs to the key of its latest request); past it 429 `too_many_connections` and the connection is closed. 0: no cap.',
+    defaultValue: '1000',
+    parse: integer(0, 1_000_000),
   },
   rateLimitPerSecond: {
     name: 'RATE_LIMIT_PER_SECOND',

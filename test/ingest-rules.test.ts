@@ -11,7 +11,9 @@ import { errorHandler } from '../app/middleware/errors.js';
 import { requestId, requestIdFrom } from '../app/middleware/request-id.js';
 import { parsePriority } from '../app/priority.js';
 import { jitteredRetryAfter, tokenRetryAfter } from '../app/retry-after.js';
+import type { KeyResolver } from '../app/key-resolver.js';
 import { overloadedAnswer, type Shedder } from '../app/shedding/shedder.js';
+import type { KeyGrant } from '../lib/api-keys.js';
 import { admittedEarly } from '../app/state.js';
 import { apiError } from '../lib/errors.js';
 import { checkEvent } from '../lib/event-schema.js';
@@ -47,6 +49,11 @@ describe('Retry-After policy', () => {
   });
 });
 
+/** A key cache that knows every key, as one tenant's: the early refusal decides only for cached keys. */
+const knownKeys = {
+  peek: () => ({ keyId: 1, tenant: 'acme', defaultPriority: 'normal', scopes: ['ingest'], maxPriority: 'critical', expiresAt: null, rateLimit: { perSecond: null, burst: null } }) satisfies KeyGrant,
+} as unknown as KeyResolver;
+
 describe('the early refusal', () => {
   const servers: Server[] = [];
   const listen = async (handler: Parameters<typeof createServer>[1]) => {
@@ -59,7 +66,7 @@ describe('the early refusal', () => {
   let koa: string;
   before(async () => {
     const refuse = { decideEarly: () => 'controller' } as unknown as Shedder;
-    const shed = createEarlyShed(refuse, createApiMetrics(new Registry()), () => 0.5);
+    const shed = createEarlyShed(refuse, createApiMetrics(new Registry()), knownKeys, () => 0.5);
     early = await listen((req, res) => void shed(req, res));
     const app = new Koa();
     app.use(requestId());
@@ -75,7 +82,7 @@ describe('the early refusal', () => {
   });
 
   it('answers exactly as a refusal through Koa: status, headers and body from the error catalogue', async () => {
-    const send = (url: string) => fetch(url, { method: 'POST', headers: { 'x-priority': 'low', 'x-request-id': 'same-id' }, body: '{}' });
+    const send = (url: string) => fetch(url, { method: 'POST', headers: { 'x-priority': 'low', 'x-request-id': 'same-id', authorization: 'Bearer k' }, body: '{}' });
     const [a, b] = await Promise.all([send(early), send(koa)]);
     assert.equal(a.status, 503);
     assert.equal(a.status, b.status);
@@ -87,8 +94,8 @@ describe('the early refusal', () => {
 describe('request state', () => {
   it('marks a request the early path admitted, so the shedder does not decide it again', () => {
     const admit = { decideEarly: () => null } as unknown as Shedder;
-    const shed = createEarlyShed(admit, createApiMetrics(new Registry()));
-    const req = { method: 'POST', url: '/v1/events', headers: { 'x-priority': 'normal' } } as unknown as IncomingMessage;
+    const shed = createEarlyShed(admit, createApiMetrics(new Registry()), knownKeys);
+    const req = { method: 'POST', url: '/v1/events', headers: { 'x-priority': 'normal' }, rawHeaders: ['X-Priority', 'normal', 'Authorization', 'Bearer k'] } as unknown as IncomingMessage;
     assert.equal(shed(req, {} as ServerResponse), false, 'handed on to Koa');
     assert.equal(admittedEarly.has(req), true);
   });

@@ -10,14 +10,15 @@ const MAX_KEY_LENGTH = 256;
 const BEARER = /^Bearer\s+(\S+)\s*$/i;
 const CREDENTIAL_HEADERS = new Set(['authorization', 'x-api-key']);
 
-type Presented = { readonly key: string } | { readonly problem: 'missing' | 'malformed' | 'ambiguous' };
+/** The key a request presents, or why it presents none that can be used. */
+export type Presented = { readonly key: string } | { readonly problem: 'missing' | 'malformed' | 'ambiguous' };
 
 /**
  * The key a request presents. Both headers may be sent only when they carry the same key: two different
  * credentials (or a header repeated with different values, which Node would silently reduce to one) leave it
  * unclear whose request this is, so neither is picked.
  */
-function presentedKey(req: IncomingMessage): Presented {
+export function presentedKey(req: IncomingMessage): Presented {
   const values = new Set<string>();
   let malformed = false;
   const raw = req.rawHeaders;

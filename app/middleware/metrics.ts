@@ -1,5 +1,4 @@
 import type { Middleware } from 'koa';
-import type { LatencyWindow } from '../../lib/latency-window.js';
 import type { ApiMetrics } from '../metrics.js';
 import type { State } from '../state.js';
 
@@ -24,8 +23,9 @@ export function recordAnswer(metrics: ApiMetrics, answer: Answer): void {
 }
 
 /**
- * Times every request (histogram by route/method/status, in-flight gauge, bytes) and feeds the sliding
- * window. Runs outermost so that error answers are measured too.
+ * Times every request (histogram by route/method/status, in-flight gauge, bytes). Runs outermost so that error
+ * answers are measured too. The shedder's latency window is not fed here: it holds the server's own work, from
+ * the body read to the answer (see the shedder), not the time a client takes to send its request.
  */
 export function measureRequests(metrics: ApiMetrics): Middleware<State> {
   return async (ctx, next) => {
@@ -37,7 +37,6 @@ export function measureRequests(metrics: ApiMetrics): Middleware<State> {
       const seconds = (performance.now() - started) / 1000;
       metrics.requestsInFlight.dec();
       const route = (ctx as { _matchedRoute?: string })._matchedRoute ?? 'unmatched';
-      metrics.latency.record(seconds * 1000);
       const received = Number(ctx.get('content-length'));
       if (received > 0) metrics.requestBytes.inc({ route }, received);
       recordAnswer(metrics, {
@@ -51,18 +50,6 @@ export function measureRequests(metrics: ApiMetrics): Middleware<State> {
         sentBytes: typeof ctx.body === 'string' || Buffer.isBuffer(ctx.body) ? ctx.response.length : 0,
         errorCode: ctx.state.errorCode,
       });
-    }
-  };
-}
-
-/** With metrics off: only feeds the sliding window that the shedder and /v1/admin/load read. */
-export function recordLatency(latency: LatencyWindow): Middleware {
-  return async (_ctx, next) => {
-    const started = performance.now();
-    try {
-      await next();
-    } finally {
-      latency.record(performance.now() - started);
     }
   };
 }

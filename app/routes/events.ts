@@ -59,6 +59,8 @@ export interface IngestDeps {
   /** Guards the XADD: open, it answers non-critical requests 503 before their body is read. */
   readonly redisBreaker: Breaker;
   readonly logger: Logger;
+  /** Takes a request's valid events from its tenant's quotas; throws 429 quota_exceeded when one is spent. */
+  readonly chargeEvents?: (tenant: string, events: number) => void | Promise<void>;
 }
 
 function queueUnavailable(): ApiError {
@@ -122,6 +124,10 @@ export function ingestEvents(deps: IngestDeps): Middleware<IngestState> {
     if (valid.length === 0) {
       throw apiError('invalid_event', batch ? 'every event of the batch is invalid' : 'the event is invalid', { rejected });
     }
+
+    // Quotas count accepted events, known only now: a spent quota refuses the whole request, nothing accepted.
+    const charged = deps.chargeEvents?.(grant.tenant, valid.length);
+    if (charged) await charged;
 
     let ids: string[];
     let status = 202;
