@@ -88,6 +88,23 @@ export function openApiDocument(config: Pick<Config, 'maxBatchEvents'>): Record<
           },
         },
       },
+      '/v1/events/live': {
+        get: {
+          summary: "The tenant's events as they become durable: Server-Sent Events, or a WebSocket on upgrade (see docs/live.md)",
+          parameters: [
+            { name: 'type', in: 'query', schema: { type: 'array', items: { type: 'string' } }, style: 'form', explode: true, description: 'Event types to keep: exact (`order.created`) or a prefix ending in `*` (`order.*`); repeated or comma-separated.' },
+            { name: 'Last-Event-ID', in: 'header', schema: { type: 'string' }, description: 'Resume after this id (the SSE `id:` of the last event seen).' },
+            { name: 'last_event_id', in: 'query', schema: { type: 'string' }, description: 'The same, for WebSocket clients.' },
+          ],
+          responses: {
+            '101': { description: 'WebSocket: one text message per delivered batch, `{"kind":"events","events":[{"id","event"}]}`' },
+            '200': { description: 'An event stream: `id:` and `data:` per event; `event: gap` and `event: close` as notices', content: { 'text/event-stream': {} } },
+            ...Object.fromEntries(
+              (['invalid_header', 'invalid_parameter', 'unauthorized', 'forbidden', 'overloaded'] as const).map((code) => [String(ERROR_CATALOGUE[code].status), errorResponse(code)]),
+            ),
+          },
+        },
+      },
       '/healthz': { get: { summary: 'Liveness', security: [], responses: { '200': { description: 'alive' } } } },
       '/readyz': {
         get: { summary: 'Readiness: Postgres, Redis, migrations', security: [], responses: { '200': { description: 'ready' }, '503': errorResponse('not_ready') } },

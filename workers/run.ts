@@ -5,6 +5,7 @@ import type { Logger } from '../lib/logger.js';
 import { createRegistry } from '../lib/metrics.js';
 import { startMetricsServer } from '../lib/metrics-server.js';
 import { createRedis } from '../lib/redis.js';
+import { createLivePublisher } from '../lib/live-publisher.js';
 import { createFlusher, createPostgresWriteBreaker } from './flusher.js';
 import { createMaintenance } from './maintenance.js';
 import { createPgFlusher } from './pg-flusher.js';
@@ -45,8 +46,13 @@ export async function runWorker(config: Config, logger: Logger): Promise<Running
     registerPgQueueStats({ registry, pool: statsPool, logger });
   }
   const breaker = createPostgresWriteBreaker(config, registry, logger);
+  // The live view publishes through Redis: with QUEUE=postgres it is off, as with LIVE_ENABLED=false.
+  const live =
+    config.liveEnabled && redis
+      ? createLivePublisher({ redis, pool, streamKey: config.streamKey, resumeWindowMs: config.liveResumeWindowMs, logger, registry })
+      : undefined;
   const flusher = redis
-    ? createFlusher({ config, pool, redis, logger, consumerName: `${hostname()}-${process.pid}`, metrics, breaker })
+    ? createFlusher({ config, pool, redis, logger, consumerName: `${hostname()}-${process.pid}`, metrics, breaker, onCommitted: live?.onCommitted })
     : createPgFlusher({ config, pool, logger, metrics, breaker });
   const maintenance = createMaintenance({ config, pool, logger });
   await maintenance.start();
@@ -62,6 +68,8 @@ export async function runWorker(config: Config, logger: Logger): Promise<Running
       closing ??= (async () => {
         const steps: [string, () => Promise<unknown>][] = [
           ['flusher', () => flusher.close()],
+          // After the final flush: what it committed is published before Redis closes.
+          ['live publisher', async () => live?.close()],
           ['breaker', async () => breaker.shutdown()],
           ['maintenance', () => maintenance.close()],
           ['metrics server', async () => metricsServer?.close()],
