@@ -1,6 +1,7 @@
 import assert from 'node:assert/strict';
 import { execFile, spawn, type ChildProcess } from 'node:child_process';
 import { randomUUID } from 'node:crypto';
+import { readFile } from 'node:fs/promises';
 import { connect } from 'node:net';
 import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
@@ -112,6 +113,49 @@ describe('floodgate CLI', () => {
       assert.match(result.stdout, /usage: floodgate <command>/);
       for (const command of ['start', 'api', 'worker', 'migrate', 'keys create', 'keys list', 'keys revoke', 'loadtest <scenario>', 'loadtest compare']) assert.ok(result.stdout.includes(command), command);
     }
+  });
+
+  it('--version prints the version from package.json and exits 0, without reading config', async () => {
+    const { version } = JSON.parse(await readFile(new URL('../package.json', import.meta.url), 'utf8')) as { version: string };
+    const result = await run(['--version'], { PORT: 'abc' });
+    assert.equal(result.code, 0, result.stderr);
+    assert.equal(result.stdout, `${version}\n`);
+  });
+
+  it('<command> --help prints that command\'s usage and exits 0 for every command, without reading config or connecting', async () => {
+    const brokenConfig = { PORT: 'abc', DATABASE_URL: 'postgres://nobody@127.0.0.1:1/none' };
+    const expected: [string[], RegExp[]][] = [
+      [['start', '--help'], [/^usage: floodgate start\n/, /private PostgreSQL and Redis/]],
+      [['api', '--help'], [/^usage: floodgate api\n/, /API_PROCESSES/]],
+      [['worker', '--help'], [/^usage: floodgate worker\n/, /WORKER_METRICS_PORT/]],
+      [['migrate', '-h'], [/^usage: floodgate migrate\n/, /advisory lock/]],
+      [['keys', '--help'], [/^usage: floodgate keys create\|list\|revoke/, /keys revoke <id\|prefix>/]],
+      [['keys', 'create', '--help'], [/^usage: floodgate keys create --tenant NAME/, /--rate-limit PER_SECOND/, /--burst N/, /--admin/, /--priority CLASS/]],
+      [['keys', 'create', '--tenant', 'acme', '--help'], [/^usage: floodgate keys create --tenant NAME/]],
+      [['keys', 'list', '--help'], [/^usage: floodgate keys list\n/]],
+      [['keys', 'revoke', '--help'], [/^usage: floodgate keys revoke <id\|prefix>/]],
+      [['loadtest', '--help'], [/^usage: floodgate loadtest <scenario>/, /^ {2}overload {3}/m, /--retry-share F/, /--no-integrity/]],
+      [['loadtest', 'smoke', '--help'], [/^usage: floodgate loadtest <scenario>/]],
+      [['loadtest', 'compare', '--help'], [/^usage: floodgate loadtest compare A\.json B\.json/, /--threshold/]],
+    ];
+    for (const [args, patterns] of expected) {
+      const result = await run(args, brokenConfig);
+      assert.equal(result.code, 0, `floodgate ${args.join(' ')}: ${result.stderr}`);
+      assert.equal(result.stderr, '', `floodgate ${args.join(' ')}`);
+      for (const pattern of patterns) assert.match(result.stdout, pattern, `floodgate ${args.join(' ')}`);
+      assert.match(result.stdout, /Exit status: 0 done, 1 failure or invalid configuration, 2 wrong usage\./);
+    }
+    const viaHelp = await run(['help', 'keys', 'create'], brokenConfig);
+    const viaFlag = await run(['keys', 'create', '--help'], brokenConfig);
+    assert.equal(viaHelp.stdout, viaFlag.stdout, 'floodgate help keys create = floodgate keys create --help');
+  });
+
+  it('a usage mistake in a subcommand prints that subcommand\'s usage', async () => {
+    const result = await run(['keys', 'create', '--tenant', 'acme', '--bogus'], { PORT: 'abc' });
+    assert.equal(result.code, 2);
+    assert.match(result.stderr, /^floodgate: Unknown option '--bogus'/);
+    assert.match(result.stderr, /usage: floodgate keys create --tenant NAME/);
+    assert.doesNotMatch(result.stderr, /loadtest compare/, 'not the whole overview');
   });
 
   it('creates the database and migrates it when two starters run at once: each migration recorded once', async () => {
@@ -248,7 +292,7 @@ describe('floodgate CLI', () => {
     start.ctrlC();
     const { code } = await start.exited;
     assert.equal(code, 0, start.output());
-    assert.equal(await countEvents(env, 'started'), 3, "the worker's final flush wrote what it held");
+    assert.equal(await countEvents(env, 'started'), 3, `the worker's final flush wrote what it held\n${start.output()}`);
     for (const pid of tree) assert.equal(alive(pid), false, `child ${pid} exited`);
     assert.doesNotMatch(start.output(), /exiting now|killing/);
   });
