@@ -19,7 +19,7 @@ interface CommandHelp {
   readonly overview?: boolean;
 }
 
-const CONFIG_NOTE = 'Configuration comes from environment variables (docs/configuration.md).';
+const CONFIG_NOTE = 'Configuration comes from environment variables (see docs/configuration.md).';
 const EXIT_NOTE = 'Exit status: 0 done, 1 failure or invalid configuration, 2 wrong usage.';
 const SCENARIO_LIST = SCENARIOS.map((name) => `  ${name.padEnd(11)}${SCENARIO_QUESTIONS[name]}`).join('\n');
 
@@ -68,21 +68,28 @@ daily partitions ahead. Refuses to run when an applied migration file was edited
   keys revoke <id|prefix>           revoke a key`,
   },
   'keys create': {
-    synopsis: ['keys create --tenant NAME [--priority critical|normal|low] [--admin] [--rate-limit PER_SECOND] [--burst N]'],
+    synopsis: [
+      'keys create --tenant NAME [--scopes ingest,read,admin] [--admin] [--priority critical|normal|low]',
+      '            [--max-priority critical|normal|low] [--expires-in 30d] [--rate-limit PER_SECOND] [--burst N]',
+    ],
     summary: 'create an API key; the key is the last line of output, shown once',
     details: `Options:
   --tenant NAME              whose events the key sends (1-64 of A-Z a-z 0-9 _ . -); required
-  --priority CLASS           default class of its requests when they send no X-Priority: critical, normal
-                             (default) or low
-  --admin                    the key may also call the admin routes
+  --scopes LIST              what the key may do, comma-separated: ingest (send events), read, admin
+                             (the admin routes); default ingest
+  --admin                    adds admin to --scopes (kept for older scripts)
+  --priority CLASS           class of its requests when they send no X-Priority: critical, normal or low;
+                             default normal, or --max-priority when that is lower
+  --max-priority CLASS       the highest class the key may send (default critical)
+  --expires-in DURATION      lifetime such as 90s, 15m, 24h or 30d; default never expires
   --rate-limit PER_SECOND    requests per second it may send; 0 = unlimited; default RATE_LIMIT_PER_SECOND
   --burst N                  requests it may send at once above the rate; default RATE_LIMIT_BURST
 The key is printed once, as the last line of stdout:  KEY=$(floodgate keys create --tenant acme | tail -n 1)`,
   },
   'keys list': {
     synopsis: ['keys list'],
-    summary: 'list keys (never the secret)',
-    details: 'Prints one line per key: id, tenant, prefix, priority, admin, created, revoked and rate limit.',
+    summary: 'list keys with scopes, priority ceiling and expiry (never the secret)',
+    details: 'Prints one line per key: id, tenant, prefix, scopes, priority, max_priority, created, expires, revoked and rate_limit.',
   },
   'keys revoke': {
     synopsis: ['keys revoke <id|prefix>'],
@@ -96,7 +103,7 @@ The key is printed once, as the last line of stdout:  KEY=$(floodgate keys creat
       '         [--database-url URL | --no-integrity] [--max-requests N] [--drain-timeout S] [--retry-share F] [--quiet]',
     ],
     summary: 'load-test a running API (scenarios and options: floodgate loadtest --help)',
-    details: `Scenarios, and the question each answers:
+    details: `Scenarios, and the question each answers (docs/loadtesting.md has more):
 ${SCENARIO_LIST}
 Options:
   --url URL             the API to drive (default http://127.0.0.1:PORT)

@@ -1,9 +1,9 @@
 #!/usr/bin/env bash
 # Points every alert's runbook_url at BASE_URL#<alert-anchor>, where BASE_URL is the address of the published
-# docs/runbooks.md (a wiki page, the repository's file view, an internal docs site). Rewrites the alert rules
+# docs/operations.md (a wiki page, the repository's file view, an internal docs site). Rewrites the alert rules
 # and the promtool tests that expect them, so `promtool test rules` keeps passing.
 #
-#   scripts/set-runbook-base-url.sh https://github.com/acme/floodgate/blob/main/docs/runbooks.md [DIR]
+#   scripts/set-runbook-base-url.sh https://github.com/acme/floodgate/blob/main/docs/operations.md [DIR]
 #
 # DIR defaults to prometheus/ next to this script; pass a copy of it to render rules for one deployment
 # without touching the checkout.

@@ -8,6 +8,7 @@ import { fileURLToPath } from 'node:url';
 import { Registry, collectDefaultMetrics } from 'prom-client';
 import { allDashboardQueries, renderDashboards } from '../grafana/generate.js';
 import { withDashboardFilters } from '../grafana/promql-filters.js';
+import { anchors } from './markdown.js';
 
 /**
  * Static checks of the observability assets: Prometheus config, recording and alerting rules with their
@@ -161,15 +162,6 @@ async function defaultMetricNames(): Promise<Set<string>> {
   return names;
 }
 
-/** GitHub's heading anchors: lower case, punctuation dropped, spaces to hyphens. */
-function anchors(markdown: string): Set<string> {
-  const set = new Set<string>();
-  for (const m of markdown.matchAll(/^#{1,6}\s+(.+?)\s*#*\s*$/gm)) {
-    set.add(m[1]!.toLowerCase().replace(/[^\p{L}\p{N}\s_-]/gu, '').trim().replace(/\s/g, '-'));
-  }
-  return set;
-}
-
 const ruleFiles = await yamlFiles('prometheus/rules/');
 const testFiles = await yamlFiles('prometheus/tests/');
 const rules = (await Promise.all(ruleFiles.map(read))).flatMap(parseRules);
@@ -215,7 +207,7 @@ describe('alerts', () => {
       assert.match(field(alert.text, 'severity') ?? '', /^(critical|warning)$/, `${alert.name}: severity`);
       assert.ok(field(alert.text, 'summary'), `${alert.name}: summary`);
       assert.match(field(alert.text, 'description') ?? '', /\{\{ \$value/, `${alert.name}: description must show {{ $value }}`);
-      assert.match(field(alert.text, 'runbook_url') ?? '', /^https?:\/\/[^\s#]+\/runbooks\.md#[a-z0-9-]+$/, `${alert.name}: runbook_url (absolute)`);
+      assert.match(field(alert.text, 'runbook_url') ?? '', /^https?:\/\/[^\s#]+\/operations\.md#[a-z0-9-]+$/, `${alert.name}: runbook_url (absolute)`);
     }
   });
 
@@ -225,12 +217,12 @@ describe('alerts', () => {
     const copy = await mkdtemp(join(tmpdir(), 'floodgate-runbooks-'));
     try {
       await cp(new URL('prometheus/', ROOT), copy, { recursive: true });
-      const base = 'https://wiki.example.org/ops/floodgate/runbooks.md';
+      const base = 'https://wiki.example.org/ops/floodgate/operations.md';
       const run = spawnSync('scripts/set-runbook-base-url.sh', [base, copy], { cwd: ROOT_PATH, encoding: 'utf8' });
       assert.equal(run.status, 0, run.stderr);
       const rewritten = (await readFile(join(copy, 'rules/alerts.yml'), 'utf8')).split('\n').filter((l) => l.includes('runbook_url:'));
       assert.equal(rewritten.length, alerts.length);
-      for (const line of rewritten) assert.match(line, /runbook_url: https:\/\/wiki\.example\.org\/ops\/floodgate\/runbooks\.md#floodgate[a-z]+$/);
+      for (const line of rewritten) assert.match(line, /runbook_url: https:\/\/wiki\.example\.org\/ops\/floodgate\/operations\.md#floodgate[a-z]+$/);
       const tests = (await readdir(join(copy, 'tests'))).map((f) => join(copy, 'tests', f));
       const promtoolRun = spawnSync('promtool', ['test', 'rules', ...tests], { cwd: copy, encoding: 'utf8' });
       assert.equal(promtoolRun.status, 0, `${promtoolRun.stdout}${promtoolRun.stderr}`);
@@ -242,11 +234,11 @@ describe('alerts', () => {
     }
   });
 
-  it("each runbook link points at an existing section of docs/runbooks.md", async () => {
-    const sections = anchors(await read('docs/runbooks.md'));
+  it("each runbook link points at an existing section of docs/operations.md", async () => {
+    const sections = anchors(await read('docs/operations.md'));
     for (const alert of alerts) {
       const anchor = field(alert.text, 'runbook_url')!.split('#')[1]!;
-      assert.ok(sections.has(anchor), `${alert.name}: docs/runbooks.md has no section #${anchor}`);
+      assert.ok(sections.has(anchor), `${alert.name}: docs/operations.md has no section #${anchor}`);
       assert.equal(anchor, alert.name.toLowerCase(), `${alert.name}: the runbook section is named after the alert`);
     }
   });

@@ -95,7 +95,7 @@ export async function startTestApi(env: TestEnv, overrides: Partial<Config> = {}
   const config = Object.freeze({ ...env.config, ...overrides });
   const api = await runApi(config, createLogger('silent', 'api-test'));
   const { key } = await createApiKey(env.pool, { tenant: 'acme' });
-  const { key: adminKey } = await createApiKey(env.pool, { tenant: 'ops', isAdmin: true });
+  const { key: adminKey } = await createApiKey(env.pool, { tenant: 'ops', scopes: ['ingest', 'admin'] });
   const url = `http://127.0.0.1:${api.port}`;
   return {
     url,
