@@ -292,7 +292,11 @@ describe('floodgate CLI', () => {
     const worker = (await children()).find((c) => c.role === 'worker')!;
     process.kill(worker.pid, 'SIGKILL');
     await eventually(async () => (await children()).some((c) => c.role === 'worker' && c.pid !== worker.pid), 'the worker restarted');
-    await new Promise((r) => setTimeout(r, 2000)); // the new worker joins the group before events arrive
+    const restarted = (await children()).find((c) => c.role === 'worker' && c.pid !== worker.pid)!;
+    // The new worker joins the group before events arrive: wait for it to say so (starting can take seconds on a
+    // busy machine, and a worker still loading has no signal handlers yet).
+    const ready = new RegExp(`"pid":${restarted.pid},[^\\n]*"msg":"flush worker started"`);
+    await eventually(async () => ready.test(start.output()), 'the restarted worker started', 60_000);
 
     const res = await fetch(`${url}/v1/events`, {
       method: 'POST',
