@@ -1,4 +1,5 @@
 import type { Middleware, ParameterizedContext } from 'koa';
+import type { KeyGrant } from '../../lib/api-keys.js';
 import { ApiError, apiError, type ErrorCode } from '../../lib/errors.js';
 import type { Logger } from '../../lib/logger.js';
 
@@ -41,7 +42,9 @@ export function errorHandler(logger: Logger): Middleware {
         render(ctx, err);
         return;
       }
-      logger.error({ err, reqId: ctx.state.requestId, method: ctx.method, path: ctx.path }, 'unhandled error');
+      // The tenant (once authenticated) and request id on the line, so one customer's failures can be found.
+      const tenant = (ctx.state.grant as KeyGrant | undefined)?.tenant;
+      logger.child({ reqId: ctx.state.requestId, ...(tenant === undefined ? {} : { tenant }) }).error({ err, method: ctx.method, path: ctx.path }, 'unhandled error');
       render(ctx, apiError('internal_error', 'internal error'));
     }
   };

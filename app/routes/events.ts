@@ -90,12 +90,12 @@ function queueUnavailable(): ApiError {
  */
 export function ingestEvents(deps: IngestDeps): Middleware {
   const { config, redis, pool, metrics, redisBreaker } = deps;
-  const log = deps.logger.child({ scope: 'ingest' });
+  const ingestLog = deps.logger.child({ scope: 'ingest' });
   const limits = { retentionDays: config.retentionDays, maxEventDataBytes: config.maxEventDataBytes };
   let lastFallbackLog = 0;
 
-  /** Stores a critical request's entry in Postgres; the ids the client gets are the ones stored. */
-  async function storeDirectly(payload: string, cause: unknown): Promise<void> {
+  /** Stores a critical request's entry in Postgres; the ids the client gets are the ones stored. `log` names the request. */
+  async function storeDirectly(log: Logger, payload: string, cause: unknown): Promise<void> {
     try {
       await writeEntries(pool, [decodeEntry(payload)], { statementTimeoutMs: config.dbWriteTimeoutMs });
     } catch (err) {
@@ -144,7 +144,8 @@ export function ingestEvents(deps: IngestDeps): Middleware {
       if (tried) metrics.redisWriteDuration.observe({ outcome: 'error' }, (performance.now() - writeStarted) / 1000);
       if (priority !== 'critical') throw queueUnavailable();
       // Should the XADD still land after its timeout, the worker's copy is a no-op: same event ids.
-      await storeDirectly(payload, err);
+      // A child logger so each line of this request says whose events they were and which request.
+      await storeDirectly(ingestLog.child({ tenant: grant.tenant, reqId: ctx.state.requestId }), payload, err);
       status = 201;
     }
     metrics.eventsAccepted.inc({ priority }, valid.length);
