@@ -8,6 +8,7 @@ import { fileURLToPath } from 'node:url';
 import { Registry, collectDefaultMetrics } from 'prom-client';
 import { allDashboardQueries, renderDashboards } from '../grafana/generate.js';
 import { withDashboardFilters } from '../grafana/promql-filters.js';
+import { CONFIG_VARIABLES } from '../lib/config.js';
 import { anchors } from './markdown.js';
 
 /**
@@ -383,5 +384,41 @@ describe('docker-compose.yml', () => {
     assert.match(blocks.get('grafana')!, /grafana\/provisioning/);
     assert.match(blocks.get('prometheus')!, /prometheus/);
     assert.match(blocks.get('api')!, /condition: service_completed_successfully/, 'the API waits for migrations');
+  });
+
+  /** Each service's block of the resolved configuration. */
+  function serviceBlocks(): Map<string, string> {
+    const resolved = `\n${dockerCompose(['config'])}`;
+    const body = resolved.slice(resolved.indexOf('\nservices:\n'));
+    return new Map([...body.matchAll(/^ {2}([a-z]+):\n((?: {4}.*\n|\n)*)/gm)].map((m) => [m[1]!, m[2]!]));
+  }
+
+  it("gives the API and the worker longer to stop than SHUTDOWN_TIMEOUT_MS, so Docker's SIGKILL never cuts the final flush", () => {
+    // The API's primary waits 2 s past the timeout for its processes; the worker acknowledges and closes after its flush.
+    const marginMs = 5000;
+    for (const [name, block] of serviceBlocks()) {
+      if (name !== 'api' && name !== 'worker') continue;
+      const grace = /^ {4}stop_grace_period: (\d+)s$/m.exec(block);
+      assert.ok(grace, `${name}: stop_grace_period in seconds`);
+      const shutdownMs = Number(/SHUTDOWN_TIMEOUT_MS: '?(\d+)'?/.exec(block)?.[1] ?? CONFIG_VARIABLES.shutdownTimeoutMs.defaultValue);
+      assert.ok(Number(grace[1]) * 1000 >= shutdownMs + marginMs, `${name}: stop_grace_period ${grace[1]}s vs SHUTDOWN_TIMEOUT_MS ${shutdownMs}`);
+    }
+  });
+
+  it('keeps Prometheus data on a volume and publishes no lifecycle or admin API; only the API listens beyond loopback', () => {
+    const blocks = serviceBlocks();
+    const prometheus = blocks.get('prometheus')!;
+    assert.match(prometheus, /- promdata:\/prometheus:rw/);
+    assert.match(prometheus, /--storage\.tsdb\.path=\/prometheus/);
+    assert.doesNotMatch(prometheus, /--web\.enable-(lifecycle|admin-api)/);
+    const published: string[] = [];
+    for (const [name, block] of blocks) {
+      for (const m of block.matchAll(/^ {4}- (\S+):(\d+)\/tcp$/gm)) {
+        published.push(name);
+        if (name === 'api') continue;
+        assert.match(m[1]!, /^127\.0\.0\.1:\d+$/, `${name} publishes ${m[0].trim()} on every interface`);
+      }
+    }
+    assert.deepEqual(published.sort(), ['api', 'grafana', 'prometheus']);
   });
 });
