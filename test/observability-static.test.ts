@@ -413,10 +413,12 @@ describe('docker-compose.yml', () => {
     assert.doesNotMatch(prometheus, /--web\.enable-(lifecycle|admin-api)/);
     const published: string[] = [];
     for (const [name, block] of blocks) {
-      for (const m of block.matchAll(/^ {4}- (\S+):(\d+)\/tcp$/gm)) {
+      const ports = /^ {4}ports:\n((?: {4}- .*\n(?: {6}.*\n)*)+)/m.exec(block)?.[1] ?? '';
+      // Items come short (`- 127.0.0.1:9090:9090/tcp`) or long (`- published: 8080` / `target: 8080` / `host_ip: …`).
+      for (const item of ports.split(/^ {4}- /m).filter(Boolean)) {
         published.push(name);
         if (name === 'api') continue;
-        assert.match(m[1]!, /^127\.0\.0\.1:\d+$/, `${name} publishes ${m[0].trim()} on every interface`);
+        assert.match(item, /^127\.0\.0\.1:|host_ip: 127\.0\.0\.1/m, `${name} publishes ${item.trim()} on every interface`);
       }
     }
     assert.deepEqual(published.sort(), ['api', 'grafana', 'prometheus']);
