@@ -267,6 +267,15 @@ describe('dashboards', () => {
     }
   });
 
+  it('panels that need pg_stat_statements say so when they are empty', () => {
+    for (const [file, text] of renderDashboards()) {
+      const model = JSON.parse(text) as { panels: { title: string; targets?: { expr: string }[]; fieldConfig?: { defaults: { noValue?: string } } }[] };
+      for (const panel of model.panels.filter((p) => (p.targets ?? []).some((t) => /floodgate_pg_statement_/.test(t.expr)))) {
+        assert.match(panel.fieldConfig?.defaults.noValue ?? '', /pg_stat_statements is not installed/, `${file} / ${panel.title}`);
+      }
+    }
+  });
+
   it('every panel has a description and at least one query', () => {
     for (const [file, text] of renderDashboards()) {
       const model = JSON.parse(text) as { panels: { type: string; title: string; description?: string; targets?: unknown[] }[] };
