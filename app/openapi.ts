@@ -148,7 +148,7 @@ export function openApiDocument(config: Pick<Config, 'maxBatchEvents'>): OpenApi
             details: { description: 'Code-specific, e.g. the rejected events of invalid_event.' },
           },
         },
-        ...Object.assign({}, ...routes.map((r) => r.schemas ?? {})),
+        ...Object.fromEntries(routes.flatMap((r) => Object.entries(r.schemas ?? {}))),
       },
     },
     security: [{ bearer: [] }, { apiKey: [] }],

@@ -88,7 +88,7 @@ function tableRows(total: TallySummary, classes: Partial<Record<Priority, TallyS
     String(t.errors),
     String(t.timeouts),
   ];
-  return [...PRIORITIES.flatMap((p) => (classes[p] ? [row(p, classes[p]!)] : [])), row('all', total)];
+  return [...PRIORITIES.flatMap((p) => (classes[p] ? [row(p, classes[p])] : [])), row('all', total)];
 }
 
 function markdownTable(header: string[], rows: string[][]): string {

@@ -105,7 +105,7 @@ export async function runScenario(options: LoadtestOptions): Promise<LoadtestOut
         return overload[done.length - rampSteps.length] ?? null;
       };
     } else {
-      segments = fixedPlan(options.scenario as Exclude<ScenarioName, 'ramp'>, options, capacity);
+      segments = fixedPlan(options.scenario, options, capacity);
     }
 
     const result = await runLoad({

@@ -3,7 +3,6 @@ import { execFile, spawn, type ChildProcess } from 'node:child_process';
 import { randomUUID } from 'node:crypto';
 import { readFile } from 'node:fs/promises';
 import { connect } from 'node:net';
-import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
 import { after, before, describe, it } from 'node:test';
 import pg from 'pg';
@@ -21,7 +20,11 @@ async function descendants(pid: number): Promise<number[]> {
     .map((l) => l.trim().split(/\s+/).map(Number) as [number, number]);
   const out: number[] = [];
   const walk = (p: number) => {
-    for (const [child, parent] of pairs) if (parent === p) (out.push(child), walk(child));
+    for (const [child, parent] of pairs) {
+      if (parent !== p) continue;
+      out.push(child);
+      walk(child);
+    }
   };
   walk(pid);
   return out;
@@ -201,7 +204,7 @@ describe('floodgate CLI', () => {
     assert.equal(listed.code, 0, listed.stderr);
     const [header, ...rows] = listed.stdout.trim().split('\n');
     assert.deepEqual(header!.split(/\s+/), ['id', 'tenant', 'prefix', 'scopes', 'priority', 'max_priority', 'created', 'expires', 'revoked', 'rate_limit']);
-    const row = rows.map((r) => r.split(/\s+/)).find((cells) => cells[0] === String(grant!.keyId));
+    const row = rows.map((r) => r.split(/\s+/)).find((cells) => cells[0] === String(grant.keyId));
     assert.ok(row, listed.stdout);
     assert.deepEqual([row[1], row[3], row[4], row[5], row[7], row[8], row[9]], ['acme', 'ingest', 'critical', 'critical', '-', '-', 'default']);
     assert.ok(key.startsWith(row[2]!), 'the prefix is the start of the key');
@@ -211,9 +214,9 @@ describe('floodgate CLI', () => {
     assert.equal(revoked.code, 0, revoked.stderr);
     assert.equal(await findApiKey(env.pool, key), null);
     const relisted = await run(['keys', 'list']);
-    assert.match(relisted.stdout.split('\n').find((l) => l.startsWith(`${grant!.keyId} `))!, /\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ\s+default$/);
+    assert.match(relisted.stdout.split('\n').find((l) => l.startsWith(`${grant.keyId} `))!, /\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ\s+default$/);
 
-    const twice = await run(['keys', 'revoke', String(grant!.keyId)]);
+    const twice = await run(['keys', 'revoke', String(grant.keyId)]);
     assert.equal(twice.code, 1);
     assert.match(twice.stderr, /no active key/);
 
@@ -226,11 +229,11 @@ describe('floodgate CLI', () => {
     assert.deepEqual(scopedGrant?.scopes, ['read', 'admin']);
     assert.equal(scopedGrant?.maxPriority, 'low');
     assert.equal(scopedGrant?.defaultPriority, 'low', 'without --priority the default is lowered to the ceiling');
-    const days = (scopedGrant!.expiresAt!.getTime() - Date.now()) / 86_400_000;
+    const days = (scopedGrant.expiresAt!.getTime() - Date.now()) / 86_400_000;
     assert.ok(days > 29.9 && days <= 30, `expires in 30 days, got ${days}`);
-    const scopedRow = (await run(['keys', 'list'])).stdout.split('\n').find((l) => l.startsWith(`${scopedGrant!.keyId} `))!.split(/\s+/);
+    const scopedRow = (await run(['keys', 'list'])).stdout.split('\n').find((l) => l.startsWith(`${scopedGrant.keyId} `))!.split(/\s+/);
     assert.deepEqual([scopedRow[3], scopedRow[4], scopedRow[5]], ['read,admin', 'low', 'low']);
-    assert.equal(scopedRow[7], scopedGrant!.expiresAt!.toISOString().replace(/\.\d{3}Z$/, 'Z'));
+    assert.equal(scopedRow[7], scopedGrant.expiresAt!.toISOString().replace(/\.\d{3}Z$/, 'Z'));
 
     const limited = await run(['keys', 'create', '--tenant', 'metered', '--rate-limit', '2.5', '--burst', '10']);
     assert.equal(limited.code, 0, limited.stderr);

@@ -44,7 +44,7 @@ export function errorHandler(logger: Logger): Middleware {
       }
       // The tenant (once authenticated) and request id on the line, so one customer's failures can be found.
       const tenant = (ctx.state.grant as KeyGrant | undefined)?.tenant;
-      logger.child({ reqId: ctx.state.requestId, ...(tenant === undefined ? {} : { tenant }) }).error({ err, method: ctx.method, path: ctx.path }, 'unhandled error');
+      logger.child({ reqId: String(ctx.state.requestId ?? ''), ...(tenant === undefined ? {} : { tenant }) }).error({ err, method: ctx.method, path: ctx.path }, 'unhandled error');
       render(ctx, apiError('internal_error', 'internal error'));
     }
   };

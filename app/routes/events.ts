@@ -145,7 +145,7 @@ export function ingestEvents(deps: IngestDeps): Middleware {
       if (priority !== 'critical') throw queueUnavailable();
       // Should the XADD still land after its timeout, the worker's copy is a no-op: same event ids.
       // A child logger so each line of this request says whose events they were and which request.
-      await storeDirectly(ingestLog.child({ tenant: grant.tenant, reqId: ctx.state.requestId }), payload, err);
+      await storeDirectly(ingestLog.child({ tenant: grant.tenant, reqId: String(ctx.state.requestId ?? '') }), payload, err);
       status = 201;
     }
     metrics.eventsAccepted.inc({ priority }, valid.length);
