@@ -1,5 +1,5 @@
 import type { Config } from '../lib/config.js';
-import { PRIORITIES } from '../lib/event-schema.js';
+import { batchSchema, PRIORITIES } from '../lib/event-schema.js';
 import type { RouteDoc } from './openapi.js';
 
 const ref = (name: string) => ({ $ref: `#/components/schemas/${name}` });
@@ -21,7 +21,12 @@ export function routeDocs(config: Pick<Config, 'maxBatchEvents'>): RouteDoc[] {
       scope: 'ingest',
       parameters: [
         { name: 'X-Priority', in: 'header', schema: { type: 'string', enum: [...PRIORITIES] }, description: "The request's class; default: the key's." },
-        { name: 'Idempotency-Key', in: 'header', schema: { type: 'string', maxLength: 255 }, description: 'For a single event.' },
+        {
+          name: 'Idempotency-Key',
+          in: 'header',
+          schema: { type: 'string', maxLength: 255 },
+          description: 'The idempotency key of a single event; refused on a batch (400 idempotency_key_on_batch), whose events carry their own.',
+        },
         { name: 'Content-Encoding', in: 'header', schema: { type: 'string', enum: ['gzip', 'identity'] } },
       ],
       requestBody: {
@@ -30,12 +35,15 @@ export function routeDocs(config: Pick<Config, 'maxBatchEvents'>): RouteDoc[] {
       },
       success: {
         '201': { description: 'Critical events stored directly in PostgreSQL because Redis could not take them (same body)', schema: ref('Accepted') },
-        '202': { description: 'Accepted and durable in the queue', schema: ref('Accepted') },
+        '202': { description: 'Accepted and durable in the queue; a repeated idempotency key is answered with the id answered first', schema: ref('Accepted') },
       },
       errors: [
         'malformed_json',
         'invalid_body',
         'invalid_header',
+        'idempotency_key_on_batch',
+        'priority_not_allowed',
+        'body_timeout',
         'payload_too_large',
         'batch_too_large',
         'unsupported_media_type',
@@ -43,16 +51,14 @@ export function routeDocs(config: Pick<Config, 'maxBatchEvents'>): RouteDoc[] {
         'invalid_event',
         'empty_batch',
         'rate_limited',
+        'quota_exceeded',
+        'too_many_in_flight',
+        'too_many_connections',
         'overloaded',
         'dependency_unavailable',
       ],
       schemas: {
-        Batch: {
-          type: 'object',
-          additionalProperties: false,
-          required: ['events'],
-          properties: { events: { type: 'array', minItems: 1, maxItems: config.maxBatchEvents, items: ref('Event') } },
-        },
+        Batch: batchSchema(config.maxBatchEvents, '#/components/schemas/Event'),
         Accepted: {
           type: 'object',
           required: ['accepted', 'ids', 'rejected'],

@@ -39,12 +39,23 @@ export interface RouteDoc {
 }
 
 /** Codes whose answers carry Retry-After: the client should wait that many seconds before trying again. */
-export const RETRY_AFTER_CODES: ReadonlySet<ErrorCode> = new Set<ErrorCode>(['rate_limited', 'overloaded', 'dependency_unavailable']);
+export const RETRY_AFTER_CODES: ReadonlySet<ErrorCode> = new Set<ErrorCode>([
+  'rate_limited',
+  'too_many_auth_failures',
+  'quota_exceeded',
+  'too_many_in_flight',
+  'too_many_connections',
+  'overloaded',
+  'dependency_unavailable',
+]);
 
 /** Answered by any route: an unexpected failure. */
 const EVERY_ROUTE: readonly ErrorCode[] = ['internal_error'];
-/** Answered by any route that needs a key: missing or unknown key, wrong scope, key store unreachable. */
-const AUTHENTICATED: readonly ErrorCode[] = ['unauthorized', 'forbidden', 'dependency_unavailable'];
+/**
+ * Answered by any route that needs a key: two different keys, missing or unknown key, wrong scope, too many failed
+ * attempts from the address, key store unreachable.
+ */
+const AUTHENTICATED: readonly ErrorCode[] = ['ambiguous_credentials', 'unauthorized', 'forbidden', 'too_many_auth_failures', 'dependency_unavailable'];
 /** Answered for requests no route matches, documented once under components.responses. */
 const UNROUTED: Readonly<Record<string, ErrorCode>> = { NotFound: 'not_found', MethodNotAllowed: 'method_not_allowed' };
 

@@ -7,7 +7,12 @@ import type { Logger } from '../lib/logger.js';
 import { createRegistry } from '../lib/metrics.js';
 import { readMigrations } from '../lib/migrate.js';
 import { Registry } from 'prom-client';
+import { keyInvalidationChannel, startKeyInvalidationFeed } from '../lib/key-invalidation.js';
 import { createRedis } from '../lib/redis.js';
+import { createQuotaGuard } from './limits/quotas.js';
+import { createSharedBuckets } from './limits/shared-bucket.js';
+import { createTenantPolicies } from './limits/tenant-policies.js';
+import { createKeyResolver } from './key-resolver.js';
 import { createApp } from './server.js';
 import { createApiMetrics, createUninstrumentedApiMetrics } from './metrics.js';
 import { createRedisWriteBreaker } from './redis-breaker.js';
@@ -35,11 +40,26 @@ export async function runApi(config: Config, logger: Logger): Promise<RunningApi
   const registry = config.metricsEnabled ? createRegistry('api') : new Registry();
   const metrics = config.metricsEnabled ? createApiMetrics(registry) : createUninstrumentedApiMetrics();
   const redisBreaker = createRedisWriteBreaker(config, registry, logger);
-  const shedder = createShedder({ config, latency: metrics.latency, redis, registry, logger, dependencies: [redisBreaker] });
-  const app = createApp({ config, pool, redis, logger, latestMigration, metrics, shedder, redisBreaker });
+  const policies = createTenantPolicies({ pool, refreshMs: config.quotaRefreshMs, logger });
+  await policies.start();
+  const shedder = createShedder({ config, latency: metrics.latency, redis, registry, logger, dependencies: [redisBreaker], weightOf: policies.weightOf });
+  // One key cache for authentication and for the early refusal, which needs the tenant to shed fairly.
+  const keys = createKeyResolver({ pool, config, registry });
+  // Revocations and rotations announced by `floodgate keys` reach this process's key cache within moments.
+  const invalidations = startKeyInvalidationFeed({ redisUrl: config.redisUrl, channel: keyInvalidationChannel(config), listener: keys, logger });
+  const buckets = createSharedBuckets({
+    redis,
+    keyPrefix: `${config.streamKey}:limits`,
+    processes: config.apiProcesses,
+    registry,
+    logger,
+    shared: config.rateLimitStore === 'redis',
+  });
+  const quotas = createQuotaGuard(buckets, policies);
+  const app = createApp({ config, pool, redis, logger, latestMigration, metrics, shedder, redisBreaker, keys, buckets, quotas });
 
   const handle = app.callback();
-  const shedEarly = createEarlyShed(shedder, metrics);
+  const shedEarly = createEarlyShed(shedder, metrics, keys);
   const server = createServer((req, res) => {
     if (!shedEarly(req, res)) void handle(req, res);
   });
@@ -64,6 +84,8 @@ export async function runApi(config: Config, logger: Logger): Promise<RunningApi
       await closed;
       clearTimeout(deadline);
       await shedder.close();
+      await invalidations.close();
+      await policies.close();
       redisBreaker.shutdown();
       // quit() waits for a reply that a disconnected client never gets; disconnect() then is immediate.
       if (redis.status === 'ready') await redis.quit().catch((err: unknown) => errors.push(err));

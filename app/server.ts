@@ -1,4 +1,4 @@
-import Koa from 'koa';
+import Koa, { type Middleware } from 'koa';
 import { Registry } from 'prom-client';
 import { Router } from '@koa/router';
 import type { Breaker } from '../lib/breaker.js';
@@ -6,16 +6,22 @@ import type { Config } from '../lib/config.js';
 import type { Pool } from '../lib/db.js';
 import type { Logger } from '../lib/logger.js';
 import type { Redis } from '../lib/redis.js';
-import { authenticate, createKeyResolver, type KeyResolver } from './middleware/auth.js';
+import { authenticate } from './middleware/auth.js';
+import { createKeyResolver, type KeyResolver } from './key-resolver.js';
 import { errorHandler } from './middleware/errors.js';
-import { measureRequests, recordLatency } from './middleware/metrics.js';
+import { keyLimits } from './middleware/key-limits.js';
+import { measureRequests } from './middleware/metrics.js';
 import { rateLimit } from './middleware/rate-limit.js';
 import { createApiMetrics, type ApiMetrics } from './metrics.js';
 import { requestId } from './middleware/request-id.js';
 import { openApiDocument } from './openapi.js';
+import type { QuotaGuard } from './limits/quotas.js';
+import type { SharedBuckets } from './limits/shared-bucket.js';
 import { createRedisWriteBreaker } from './redis-breaker.js';
-import { ingestEvents, resolvePriority } from './routes/events.js';
+import { INGEST_ROUTE, ingestEvents } from './routes/events.js';
+import { resolvePriority } from './priority.js';
 import type { Shedder } from './shedding/shedder.js';
+import type { IngestState, State } from './state.js';
 import { healthz, readyz } from './routes/health.js';
 
 export interface AppDeps {
@@ -32,36 +38,41 @@ export interface AppDeps {
   readonly shedder?: Shedder;
   /** The breaker around the XADD; one with a private registry when omitted. */
   readonly redisBreaker?: Breaker;
+  /** Rate-limit and quota buckets shared by every API process (see `limits/shared-bucket.ts`). */
+  readonly buckets: SharedBuckets;
+  /** Per-tenant quotas on accepted events. */
+  readonly quotas: QuotaGuard;
 }
 
 /** Builds the Koa application; it owns no connections (the caller passes and closes them). */
-export function createApp(deps: AppDeps): Koa & { metrics: ApiMetrics } {
+export function createApp(deps: AppDeps): Koa<State> & { metrics: ApiMetrics } {
   const { config, pool, redis, logger } = deps;
   const metrics = deps.metrics ?? createApiMetrics(new Registry());
-  const keys = deps.keys ?? createKeyResolver(pool, config.authCacheTtlMs);
+  const keys = deps.keys ?? createKeyResolver({ pool, config });
   const redisBreaker = deps.redisBreaker ?? createRedisWriteBreaker(config, new Registry(), logger);
-  const app = new Koa();
+  const app = new Koa<State>();
   app.proxy = false;
   // Errors are rendered by errorHandler; Koa's own printer would log them a second time.
   app.silent = true;
 
   const openapi = JSON.stringify(openApiDocument(config));
-  const router = new Router();
-  const admit = deps.shedder?.middleware() ?? ((_ctx, next) => next());
-  router.post('/v1/events', authenticate(keys, { scope: 'ingest' }), resolvePriority(), rateLimit(config, metrics), admit, ingestEvents({ config, redis, pool, metrics, redisBreaker, logger }));
+  const router = new Router<State>();
+  const admit: Middleware<IngestState> = deps.shedder?.middleware() ?? ((_ctx, next) => next());
+  const ingest = ingestEvents({ config, redis, pool, metrics, redisBreaker, logger, chargeEvents: (tenant, events) => deps.quotas.charge(tenant, events) });
+  router.post<IngestState>(INGEST_ROUTE, authenticate(keys, { scope: 'ingest' }), keyLimits(config), resolvePriority(), rateLimit(config, metrics, deps.buckets), deps.quotas.precheck(), admit, ingest);
   router.get('/v1/admin/load', authenticate(keys, { scope: 'admin' }), (ctx) => {
     ctx.type = 'application/json';
     ctx.body = JSON.stringify(deps.shedder?.snapshot() ?? { mode: 'off' });
   });
   router.get('/healthz', healthz());
-  router.get('/readyz', readyz(pool, redis, deps.latestMigration));
+  router.get('/readyz', readyz(pool, redis, deps.latestMigration, logger));
   router.get('/openapi.json', (ctx) => {
     ctx.type = 'application/json';
     ctx.body = openapi;
   });
 
   app.use(requestId());
-  app.use(config.metricsEnabled ? measureRequests(metrics) : recordLatency(metrics.latency));
+  if (config.metricsEnabled) app.use(measureRequests(metrics));
   app.use(errorHandler(logger));
   app.use(router.routes());
   app.use(router.allowedMethods());

@@ -8,6 +8,7 @@ import { startCommand } from './start-command.js';
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { packageRoot } from './paths.js';
+import { parseTenantsArgs, tenantsCommand } from './tenants-command.js';
 import { commandUsage, helpTopic, noArguments, USAGE, UsageError } from './usage.js';
 import { workerCommand } from './worker-command.js';
 
@@ -32,6 +33,12 @@ const COMMANDS: Record<string, Command> = {
     parse(args) {
       const parsed = parseKeysArgs(args);
       return (config) => keysCommand(config, parsed);
+    },
+  },
+  tenants: {
+    parse(args) {
+      const parsed = parseTenantsArgs(args);
+      return (config) => tenantsCommand(config, parsed);
     },
   },
   loadtest: {

@@ -59,13 +59,14 @@ applied (db/migrations, in order, under an advisory lock so concurrent starters 
 daily partitions ahead. Refuses to run when an applied migration file was edited since.`,
   },
   keys: {
-    synopsis: ['keys create|list|revoke …'],
+    synopsis: ['keys create|list|revoke|rotate …'],
     summary: 'manage API keys (floodgate keys <action> --help for each)',
     overview: false,
     details: `Actions:
   keys create --tenant NAME [...]   create a key (floodgate keys create --help)
   keys list                         list keys, never the secret
-  keys revoke <id|prefix>           revoke a key`,
+  keys revoke <id|prefix>           revoke a key
+  keys rotate <id|prefix>           give a key a new secret (floodgate keys rotate --help)`,
   },
   'keys create': {
     synopsis: [
@@ -93,8 +94,43 @@ The key is printed once, as the last line of stdout:  KEY=$(floodgate keys creat
   },
   'keys revoke': {
     synopsis: ['keys revoke <id|prefix>'],
-    summary: 'revoke a key',
-    details: 'Revokes the key with that id or key prefix (as shown by `floodgate keys list`); API processes stop accepting it within AUTH_CACHE_TTL_MS.',
+    summary: 'revoke a key; running API processes refuse it within about a second',
+    details: 'Revokes the key with that id or key prefix (as shown by `floodgate keys list`). Exits 1 when no active key matches.',
+  },
+  'keys rotate': {
+    synopsis: ['keys rotate <id|prefix> [--grace 24h]'],
+    summary: 'give a key a new secret (last line of output, shown once), same settings',
+    details: `Options:
+  --grace DURATION           how long the old secret keeps working, such as 15m, 24h or 7d (default 24h); 0: not at all
+The new secret is printed once, as the last line of stdout.`,
+  },
+  tenants: {
+    synopsis: ['tenants set-quota|clear-quota|list …'],
+    summary: "manage tenants' quotas and fair-shedding weights (floodgate tenants <action> --help for each)",
+    overview: false,
+    details: `Actions:
+  tenants set-quota TENANT [...]    set a tenant's quotas or weight (floodgate tenants set-quota --help)
+  tenants clear-quota TENANT        remove a tenant's quotas and weight
+  tenants list                      list tenants with a quota or weight`,
+  },
+  'tenants set-quota': {
+    synopsis: ['tenants set-quota TENANT [--events-per-second N|none] [--events-per-day N|none] [--weight W]'],
+    summary: "a tenant's quotas on accepted events (429 quota_exceeded past them) and its weight in fair shedding",
+    details: `Options (at least one):
+  --events-per-second N|none accepted events per second; none removes this quota
+  --events-per-day N|none    accepted events per UTC day; none removes this quota
+  --weight W                 the tenant's share in fair shedding (default 1)
+API processes apply a change within QUOTA_REFRESH_MS.`,
+  },
+  'tenants clear-quota': {
+    synopsis: ['tenants clear-quota TENANT'],
+    summary: "remove a tenant's quotas and weight",
+    details: 'The tenant is then limited only by its keys (rate limits) and shed with the default weight.',
+  },
+  'tenants list': {
+    synopsis: ['tenants list'],
+    summary: 'list tenants with a quota or weight',
+    details: 'Prints one line per tenant that has a quota or a weight.',
   },
   loadtest: {
     synopsis: [

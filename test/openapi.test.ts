@@ -3,7 +3,11 @@ import { after, before, describe, it } from 'node:test';
 import { Validator } from '@seriousme/openapi-schema-validator';
 import type Router from '@koa/router';
 import { Ajv2020 } from 'ajv/dist/2020.js';
+import { Registry } from 'prom-client';
 import { RETRY_AFTER_CODES, openApiDocument } from '../app/openapi.js';
+import { createQuotaGuard } from '../app/limits/quotas.js';
+import { createSharedBuckets } from '../app/limits/shared-bucket.js';
+import { createTenantPolicies } from '../app/limits/tenant-policies.js';
 import { createApp } from '../app/server.js';
 import { ERROR_CATALOGUE, type ErrorCode } from '../lib/errors.js';
 import { createLogger } from '../lib/logger.js';
@@ -44,7 +48,8 @@ describe('OpenAPI document', () => {
 
   it('lists every error code of a status in its response (no code hides another), with an example each', () => {
     const ingest = doc.paths['/v1/events']!.post!.responses;
-    assert.deepEqual(codesOf(ingest['400']!), ['malformed_json', 'invalid_body', 'invalid_header']);
+    assert.deepEqual(codesOf(ingest['400']!), ['malformed_json', 'invalid_body', 'invalid_header', 'idempotency_key_on_batch', 'ambiguous_credentials']);
+    assert.deepEqual(codesOf(ingest['429']!), ['rate_limited', 'too_many_auth_failures', 'quota_exceeded', 'too_many_in_flight', 'too_many_connections']);
     assert.deepEqual(codesOf(ingest['413']!), ['payload_too_large', 'batch_too_large']);
     assert.deepEqual(codesOf(ingest['415']!), ['unsupported_media_type', 'unsupported_encoding']);
     assert.deepEqual(codesOf(ingest['422']!), ['invalid_event', 'empty_batch']);
@@ -105,7 +110,10 @@ describe('OpenAPI document against the running API', () => {
   });
 
   it('documents every route the router serves, and no route it does not', () => {
-    const app = createApp({ config: env.config, pool: env.pool, redis: env.redis, logger: createLogger('silent', 'test'), latestMigration: 0 });
+    const logger = createLogger('silent', 'test');
+    const buckets = createSharedBuckets({ redis: env.redis, keyPrefix: `${env.config.streamKey}:limits`, processes: 1, registry: new Registry(), logger, shared: false });
+    const quotas = createQuotaGuard(buckets, createTenantPolicies({ pool: env.pool, refreshMs: 60_000, logger }));
+    const app = createApp({ config: env.config, pool: env.pool, redis: env.redis, logger, latestMigration: 0, buckets, quotas });
     const router = app.middleware.map((m) => (m as { router?: Router }).router).find((r) => r !== undefined);
     assert.ok(router, 'the app mounts a router');
     const served = router.stack.flatMap((layer) =>

@@ -64,6 +64,7 @@ export async function createTestEnv(env: Record<string, string> = {}, pgAdminUrl
     cleanup() {
       cleaned ??= (async () => {
         await redis.del(config.streamKey, config.deadLetterStreamKey).catch(() => {});
+        await deleteByPrefix(redis, `${config.streamKey}:`).catch(() => {});
         redis.disconnect();
         await pool.end();
         const a = new pg.Client({ connectionString: pgAdminUrl });
@@ -74,6 +75,18 @@ export async function createTestEnv(env: Record<string, string> = {}, pgAdminUrl
       return cleaned;
     },
   };
+}
+
+/** Deletes every key starting with `prefix` (a test's dedup keys and marker, under its stream key), by SCAN. */
+export async function deleteByPrefix(redis: Redis, prefix: string): Promise<void> {
+  // Glob characters in the prefix would widen the match; stream keys are [A-Za-z0-9:_.{}-], so escape none but these.
+  const pattern = `${prefix.replace(/[*?[\]\\]/g, '\\$&')}*`;
+  let cursor = '0';
+  do {
+    const [next, keys] = await redis.scan(cursor, 'MATCH', pattern, 'COUNT', 1000);
+    cursor = next;
+    if (keys.length > 0) await redis.del(...keys);
+  } while (cursor !== '0');
 }
 
 /** A live API on an ephemeral port over a TestEnv, with one tenant key. */

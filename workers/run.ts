@@ -44,7 +44,7 @@ export async function runWorker(config: Config, logger: Logger): Promise<Running
   await flusher.start();
   const metricsServer =
     config.metricsEnabled && config.workerMetricsPort > 0
-      ? await startMetricsServer(config.workerMetricsPort, config.host, async () => ({ contentType: registry.contentType, body: await registry.metrics() }))
+      ? await startMetricsServer(config.workerMetricsPort, config, async () => ({ contentType: registry.contentType, body: await registry.metrics() }))
       : undefined;
 
   let closing: Promise<void> | undefined;

@@ -1,8 +1,5 @@
+import { DAY_MS, partitionName } from '../../../lib/partitions.js';
 import type { PgSectionContext } from './section.js';
-
-const DAY_MS = 86_400_000;
-
-const partitionName = (ms: number) => `events_p${new Date(ms).toISOString().slice(0, 10).replace(/-/g, '')}`;
 
 /** Partition coverage: how many days ahead have an events partition (catalog only). */
 export function partitionsSection({ scrape, timed }: PgSectionContext): void {

@@ -1,3 +1,4 @@
+import { PARTITION_PREFIX } from '../../../lib/partitions.js';
 import { num } from '../stats-scrape.js';
 import type { PgSectionContext } from './section.js';
 
@@ -15,7 +16,7 @@ export function sizesSection({ scrape, timed }: PgSectionContext): void {
       const { rows } = await client.query<{ relname: string; bytes: string }>(
         `SELECT c.relname, pg_total_relation_size(c.oid) AS bytes
            FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid
-          WHERE i.inhparent = to_regclass('events') AND c.relname ~ '^events_p'
+          WHERE i.inhparent = to_regclass('events') AND c.relname ~ '^${PARTITION_PREFIX}'
           ORDER BY c.relname`,
       );
       return () => {

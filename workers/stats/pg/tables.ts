@@ -1,3 +1,4 @@
+import { PARTITION_PREFIX } from '../../../lib/partitions.js';
 import { num } from '../stats-scrape.js';
 import { type PgSectionContext, ageOrNever } from './section.js';
 
@@ -49,7 +50,7 @@ export function tablesSection({ scrape, timed }: PgSectionContext): void {
                   extract(epoch FROM clock_timestamp() - s.last_autoanalyze) AS autoanalyze_age,
                   s.relid IN (SELECT inhrelid FROM pg_inherits WHERE inhparent = to_regclass('events')) AS is_partition
              FROM pg_stat_user_tables s
-            WHERE (s.relname ~ '^events_p' AND s.relid IN (SELECT inhrelid FROM pg_inherits WHERE inhparent = to_regclass('events')))
+            WHERE (s.relname ~ '^${PARTITION_PREFIX}' AND s.relid IN (SELECT inhrelid FROM pg_inherits WHERE inhparent = to_regclass('events')))
                OR s.relid IN (SELECT to_regclass(t) FROM unnest($1::text[]) AS t)
             ORDER BY s.relname`,
           [WATCHED_TABLES],
