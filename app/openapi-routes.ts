@@ -81,6 +81,36 @@ export function routeDocs(config: Pick<Config, 'maxBatchEvents'>): RouteDoc[] {
     },
     {
       method: 'get',
+      path: '/v1/events/live',
+      operationId: 'liveEvents',
+      summary: "The tenant's events as they become durable: Server-Sent Events, or a WebSocket on upgrade (see docs/live.md)",
+      scope: 'read',
+      servedWhen: 'LIVE_ENABLED=true',
+      parameters: [
+        {
+          name: 'type',
+          in: 'query',
+          schema: { type: 'array', items: { type: 'string' } },
+          style: 'form',
+          explode: true,
+          description: 'Event types to keep: exact (`order.created`) or a prefix ending in `*` (`order.*`); repeated or comma-separated.',
+        },
+        { name: 'Last-Event-ID', in: 'header', schema: { type: 'string' }, description: 'Resume after this id (the SSE `id:` of the last event seen).' },
+        { name: 'last_event_id', in: 'query', schema: { type: 'string' }, description: 'The same, for WebSocket clients.' },
+      ],
+      success: {
+        '101': { description: 'WebSocket: one text message per delivered batch, `{"kind":"events","events":[{"id","event"}]}`' },
+        '200': {
+          description: 'An event stream: `id:` and `data:` per event; `event: gap` and `event: close` as notices',
+          mediaType: 'text/event-stream',
+          schema: { type: 'string' },
+        },
+      },
+      errors: ['invalid_header', 'invalid_parameter', 'overloaded', 'dependency_unavailable', 'not_ready'],
+      retryAfter: ['not_ready'],
+    },
+    {
+      method: 'get',
       path: '/v1/admin/load',
       operationId: 'getLoad',
       summary: "This API process's load shedder: mode, controller state, signals, targets and breakers",

@@ -36,6 +36,10 @@ export interface RouteDoc {
   readonly errors: readonly ErrorCode[];
   /** Component schemas the route's entries refer to, added under components.schemas. */
   readonly schemas?: Readonly<Record<string, OpenApiObject>>;
+  /** Codes that carry Retry-After on this route beyond RETRY_AFTER_CODES (e.g. not_ready while shutting down). */
+  readonly retryAfter?: readonly ErrorCode[];
+  /** The configuration under which the route is served at all, e.g. `LIVE_ENABLED=true`; said in the description. */
+  readonly servedWhen?: string;
 }
 
 /** Codes whose answers carry Retry-After: the client should wait that many seconds before trying again. */
@@ -68,9 +72,9 @@ function routeErrors(route: RouteDoc): ErrorCode[] {
 }
 
 /** One error response covering every code that shares its status: the codes listed, enumerated and exemplified. */
-function errorResponse(codes: readonly ErrorCode[]): OpenApiObject {
+function errorResponse(codes: readonly ErrorCode[], alsoRetryAfter: readonly ErrorCode[] = []): OpenApiObject {
   const headers: OpenApiObject = { 'X-Request-Id': { $ref: '#/components/headers/X-Request-Id' } };
-  const retrying = codes.filter((code) => RETRY_AFTER_CODES.has(code));
+  const retrying = codes.filter((code) => RETRY_AFTER_CODES.has(code) || alsoRetryAfter.includes(code));
   if (retrying.length > 0) {
     headers['Retry-After'] = {
       $ref: '#/components/headers/Retry-After',
@@ -106,11 +110,13 @@ function operation(route: RouteDoc): OpenApiObject {
     const status = ERROR_CATALOGUE[code].status;
     byStatus.set(status, [...(byStatus.get(status) ?? []), code]);
   }
-  for (const [status, codes] of [...byStatus].sort(([a], [b]) => a - b)) responses[String(status)] = errorResponse(codes);
+  for (const [status, codes] of [...byStatus].sort(([a], [b]) => a - b)) responses[String(status)] = errorResponse(codes, route.retryAfter);
+  const description = [route.description, route.servedWhen && `Served only with ${route.servedWhen}.`].filter(Boolean).join(' ');
   return {
     operationId: route.operationId,
     summary: route.summary,
-    ...(route.description ? { description: route.description } : {}),
+    ...(description ? { description } : {}),
+    ...(route.servedWhen ? { 'x-served-when': route.servedWhen } : {}),
     ...(route.scope === null ? { security: [] } : { 'x-required-scope': route.scope }),
     ...(route.parameters ? { parameters: route.parameters } : {}),
     ...(route.requestBody ? { requestBody: route.requestBody } : {}),

@@ -17,6 +17,8 @@ import { createApp } from './server.js';
 import { createApiMetrics, createUninstrumentedApiMetrics } from './metrics.js';
 import { createRedisWriteBreaker } from './redis-breaker.js';
 import { createShedder } from './shedding/shedder.js';
+import { createLiveHub } from './live/hub.js';
+import { routeUpgrades } from './live/upgrade.js';
 
 /** A running API server process and how to stop it gracefully. */
 export interface RunningApi {
@@ -28,8 +30,9 @@ export interface RunningApi {
 }
 
 /**
- * Starts one API server on config.host:config.port. close(): stop accepting, let in-flight requests finish
- * (up to shutdownTimeoutMs, then cut), then close Redis and Postgres; idempotent.
+ * Starts one API server on config.host:config.port. close(): stop accepting, end live connections (with a close
+ * message, at most a couple of seconds), let in-flight requests finish (up to shutdownTimeoutMs, then cut),
+ * then close Redis and Postgres; idempotent.
  */
 export async function runApi(config: Config, logger: Logger): Promise<RunningApi> {
   const pool = createPool(config.databaseUrl, { max: config.dbPoolSize, applicationName: 'floodgate-api' });
@@ -47,6 +50,7 @@ export async function runApi(config: Config, logger: Logger): Promise<RunningApi
   const keys = createKeyResolver({ pool, config, registry });
   // Revocations and rotations announced by `floodgate keys` reach this process's key cache within moments.
   const invalidations = startKeyInvalidationFeed({ redisUrl: config.redisUrl, channel: keyInvalidationChannel(config), listener: keys, logger });
+  const live = config.liveEnabled ? createLiveHub({ config, redis, logger, registry }) : undefined;
   const buckets = createSharedBuckets({
     redis,
     keyPrefix: `${config.streamKey}:limits`,
@@ -56,7 +60,7 @@ export async function runApi(config: Config, logger: Logger): Promise<RunningApi
     shared: config.rateLimitStore === 'redis',
   });
   const quotas = createQuotaGuard(buckets, policies);
-  const app = createApp({ config, pool, redis, logger, latestMigration, metrics, shedder, redisBreaker, keys, buckets, quotas });
+  const app = createApp({ config, pool, redis, logger, latestMigration, metrics, shedder, redisBreaker, keys, buckets, quotas, live });
 
   const handle = app.callback();
   const shedEarly = createEarlyShed(shedder, metrics, keys);
@@ -67,6 +71,7 @@ export async function runApi(config: Config, logger: Logger): Promise<RunningApi
   server.keepAliveTimeout = 65_000;
   server.headersTimeout = 66_000;
   server.requestTimeout = 30_000;
+  if (live) routeUpgrades(server, handle);
   await new Promise<void>((resolve, reject) => {
     server.once('error', reject);
     server.listen(config.port, config.host, () => resolve());
@@ -81,6 +86,9 @@ export async function runApi(config: Config, logger: Logger): Promise<RunningApi
       const closed = new Promise<void>((resolve) => server.close(() => resolve()));
       server.closeIdleConnections();
       const deadline = setTimeout(() => server.closeAllConnections(), config.shutdownTimeoutMs);
+      // Live connections never finish by themselves: they are told to reconnect elsewhere and ended.
+      await live?.close().catch((err: unknown) => errors.push(err));
+      server.closeIdleConnections();
       await closed;
       clearTimeout(deadline);
       await shedder.close();

@@ -21,8 +21,11 @@ import { createRedisWriteBreaker } from './redis-breaker.js';
 import { INGEST_ROUTE, ingestEvents } from './routes/events.js';
 import { resolvePriority } from './priority.js';
 import type { Shedder } from './shedding/shedder.js';
-import type { IngestState, State } from './state.js';
+import type { AuthenticatedState, IngestState, State } from './state.js';
 import { healthz, readyz } from './routes/health.js';
+import type { LiveHub } from './live/hub.js';
+import { LIVE_PATH } from './live/upgrade.js';
+import { liveEvents } from './live/route.js';
 
 export interface AppDeps {
   readonly config: Config;
@@ -42,6 +45,8 @@ export interface AppDeps {
   readonly buckets: SharedBuckets;
   /** Per-tenant quotas on accepted events. */
   readonly quotas: QuotaGuard;
+  /** The live view's connections; without one there is no live route. */
+  readonly live?: LiveHub;
 }
 
 /** Builds the Koa application; it owns no connections (the caller passes and closes them). */
@@ -60,6 +65,7 @@ export function createApp(deps: AppDeps): Koa<State> & { metrics: ApiMetrics } {
   const admit: Middleware<IngestState> = deps.shedder?.middleware() ?? ((_ctx, next) => next());
   const ingest = ingestEvents({ config, redis, pool, metrics, redisBreaker, logger, chargeEvents: (tenant, events) => deps.quotas.charge(tenant, events) });
   router.post<IngestState>(INGEST_ROUTE, authenticate(keys, { scope: 'ingest' }), keyLimits(config), resolvePriority(), rateLimit(config, metrics, deps.buckets), deps.quotas.precheck(), admit, ingest);
+  if (deps.live) router.get<AuthenticatedState>(LIVE_PATH, authenticate(keys, { scope: 'read' }), liveEvents(deps.live));
   router.get('/v1/admin/load', authenticate(keys, { scope: 'admin' }), (ctx) => {
     ctx.type = 'application/json';
     ctx.body = JSON.stringify(deps.shedder?.snapshot() ?? { mode: 'off' });

@@ -309,6 +309,30 @@ export const CONFIG_VARIABLES = {
     defaultValue: '0',
     parse: integer(0, 10_000_000),
   },
+  liveEnabled: {
+    name: 'LIVE_ENABLED',
+    doc: '`false` turns the live view off: the API has no `GET /v1/events/live` and no subscription, and the worker publishes nothing (not even the per-batch check for listeners).',
+    defaultValue: 'true',
+    parse: boolean,
+  },
+  liveMaxConnections: {
+    name: 'LIVE_MAX_CONNECTIONS',
+    doc: 'Live connections (SSE and WebSocket) one API process holds; past it new ones get 503 `overloaded`.',
+    defaultValue: '10000',
+    parse: integer(1, 1_000_000),
+  },
+  liveMaxBufferBytes: {
+    name: 'LIVE_MAX_BUFFER_BYTES',
+    doc: 'Bytes a live connection may have waiting for its client before it is closed as a slow consumer (the SSE `close` event or WebSocket code 1008): the bound on what one connection costs the API\'s memory.',
+    defaultValue: String(256 * KIB),
+    parse: integer(4 * KIB, 64 * MIB),
+  },
+  liveResumeWindowMs: {
+    name: 'LIVE_RESUME_WINDOW_MS',
+    doc: 'How long published events stay in a tenant\'s resume log in Redis, so a reconnecting client resumes after its `Last-Event-ID` (a busy tenant\'s log is also capped at 512 batches).',
+    defaultValue: '60000',
+    parse: integer(1000, 3_600_000),
+  },
 } as const satisfies Record<string, ConfigVariable<unknown>>;
 
 type Variables = typeof CONFIG_VARIABLES;

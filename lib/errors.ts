@@ -5,7 +5,8 @@
 export const ERROR_CATALOGUE = {
   malformed_json: { status: 400, description: 'The body is not valid UTF-8 JSON.' },
   invalid_body: { status: 400, description: 'The JSON is neither an event object nor `{"events": [...]}`.' },
-  invalid_header: { status: 400, description: 'A header has an invalid value (`X-Priority`, `Idempotency-Key`).' },
+  invalid_header: { status: 400, description: 'A header has an invalid value (`X-Priority`, `Idempotency-Key`, `Last-Event-ID`).' },
+  invalid_parameter: { status: 400, description: 'A query parameter has an invalid value (the live view\'s `type` filters or `last_event_id`).' },
   idempotency_key_on_batch: { status: 400, description: 'The `Idempotency-Key` header was sent with a batch; each event of a batch carries its own `idempotency_key`.' },
   ambiguous_credentials: { status: 400, description: 'Both `Authorization` and `X-Api-Key` are sent and they do not name the same key.' },
   unauthorized: { status: 401, description: 'The API key is missing, unknown, revoked or expired.' },

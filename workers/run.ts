@@ -5,6 +5,7 @@ import type { Logger } from '../lib/logger.js';
 import { createRegistry } from '../lib/metrics.js';
 import { startMetricsServer } from '../lib/metrics-server.js';
 import { createRedis } from '../lib/redis.js';
+import { createLivePublisher } from '../lib/live-publisher.js';
 import { createFlusher, createPostgresWriteBreaker } from './flusher.js';
 import { createMaintenance } from './maintenance.js';
 import { registerPgStats } from './stats/pg-stats.js';
@@ -38,7 +39,10 @@ export async function runWorker(config: Config, logger: Logger): Promise<Running
     logger,
   });
   const breaker = createPostgresWriteBreaker(config, registry, logger);
-  const flusher = createFlusher({ config, pool, redis, logger, consumerName: `${hostname()}-${process.pid}`, metrics, breaker });
+  const live = config.liveEnabled
+    ? createLivePublisher({ redis, pool, streamKey: config.streamKey, resumeWindowMs: config.liveResumeWindowMs, logger, registry })
+    : undefined;
+  const flusher = createFlusher({ config, pool, redis, logger, consumerName: `${hostname()}-${process.pid}`, metrics, breaker, onCommitted: live?.onCommitted });
   const maintenance = createMaintenance({ config, pool, logger });
   await maintenance.start();
   await flusher.start();
@@ -53,6 +57,8 @@ export async function runWorker(config: Config, logger: Logger): Promise<Running
       closing ??= (async () => {
         const steps: [string, () => Promise<unknown>][] = [
           ['flusher', () => flusher.close()],
+          // After the final flush: what it committed is published before Redis closes.
+          ['live publisher', async () => live?.close()],
           ['breaker', async () => breaker.shutdown()],
           ['maintenance', () => maintenance.close()],
           ['metrics server', async () => metricsServer?.close()],
