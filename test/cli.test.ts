@@ -205,7 +205,7 @@ describe('floodgate CLI', () => {
     assert.equal(listed.code, 0, listed.stderr);
     const [header, ...rows] = listed.stdout.trim().split('\n');
     assert.deepEqual(header!.split(/\s+/), ['id', 'tenant', 'prefix', 'scopes', 'priority', 'max_priority', 'created', 'expires', 'revoked', 'old_secret_until', 'rate_limit']);
-    const row = rows.map((r) => r.split(/\s+/)).find((cells) => cells[0] === String(grant!.keyId));
+    const row = rows.map((r) => r.split(/\s+/)).find((cells) => cells[0] === String(grant.keyId));
     assert.ok(row, listed.stdout);
     assert.deepEqual([row[1], row[3], row[4], row[5], row[7], row[8], row[9], row[10]], ['acme', 'ingest', 'critical', 'critical', '-', '-', '-', 'default']);
     assert.ok(key.startsWith(row[2]!), 'the prefix is the start of the key');
@@ -215,7 +215,7 @@ describe('floodgate CLI', () => {
     assert.equal(revoked.code, 0, revoked.stderr);
     assert.equal(await findApiKey(env.pool, key), null);
     const relisted = await run(['keys', 'list']);
-    assert.match(relisted.stdout.split('\n').find((l) => l.startsWith(`${grant!.keyId} `))!, /\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ\s+-\s+default$/);
+    assert.match(relisted.stdout.split('\n').find((l) => l.startsWith(`${grant.keyId} `))!, /\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ\s+-\s+default$/);
 
     const twice = await run(['keys', 'revoke', String(grant.keyId)]);
     assert.equal(twice.code, 1);
