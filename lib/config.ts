@@ -118,6 +118,18 @@ export const CONFIG_VARIABLES = {
     defaultValue: 'info',
     parse: oneOf('fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'),
   },
+  queue: {
+    name: 'QUEUE',
+    doc: 'Where accepted requests wait for the flush worker: `redis` (a Redis stream) or `postgres` (the `event_queue` table; no Redis at all, for small deployments: see docs/scaling.md).',
+    defaultValue: 'redis',
+    parse: oneOf('redis', 'postgres'),
+  },
+  queuePostgresTable: {
+    name: 'QUEUE_POSTGRES_TABLE',
+    doc: 'With `QUEUE=postgres`: `logged` (an acknowledged event survives a Postgres crash) or `unlogged` (cheaper inserts, but a crash empties the queue: acknowledged events not yet flushed are lost). The worker sets the table to match at start.',
+    defaultValue: 'logged',
+    parse: oneOf('logged', 'unlogged'),
+  },
   streamKey: { name: 'STREAM_KEY', doc: 'Redis stream holding accepted requests.', defaultValue: 'floodgate:events', parse: redisKey },
   deadLetterStreamKey: {
     name: 'DEAD_LETTER_STREAM_KEY',

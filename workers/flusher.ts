@@ -77,7 +77,7 @@ export function createPostgresWriteBreaker(config: Config, registry: Registry, l
 }
 
 /** A write worth retrying later with the same rows: the database (or its breaker) failed, not the rows. */
-function retryLater(err: unknown): boolean {
+export function retryLater(err: unknown): boolean {
   return isTransientDbError(err) || isBreakerRejection(err);
 }
 

@@ -6,10 +6,9 @@ import { apiError, type ApiError } from '../../lib/errors.js';
 import { writeEntries } from '../../lib/pg-batch-write.js';
 import { checkEvent, type FieldError, type ValidEvent } from '../../lib/event-schema.js';
 import type { Logger } from '../../lib/logger.js';
-import type { Redis } from '../../lib/redis.js';
+import type { Enqueuer } from '../../lib/queue.js';
 import { entryRows, type StreamEntry } from '../../lib/stream-entry.js';
 import { checkBodyHeaders, parseJson, readBody } from '../body.js';
-import { createEnqueuer } from '../enqueue.js';
 import type { ApiMetrics } from '../metrics.js';
 import { jitteredRetryAfter } from '../retry-after.js';
 import type { IngestState } from '../state.js';
@@ -52,7 +51,8 @@ function rawEvents(body: unknown, maxBatchEvents: number): { events: unknown[]; 
 /** What the ingest route writes to. */
 export interface IngestDeps {
   readonly config: Config;
-  readonly redis: Redis;
+  /** The queue (Redis stream or Postgres table: lib/queue.ts). */
+  readonly enqueuer: Enqueuer;
   /** For critical events while Redis cannot take them. */
   readonly pool: Pool;
   readonly metrics: ApiMetrics;
@@ -77,10 +77,9 @@ function queueUnavailable(): ApiError {
  * ids stored; everything else gets 503 dependency_unavailable.
  */
 export function ingestEvents(deps: IngestDeps): Middleware<IngestState> {
-  const { config, pool, metrics, redisBreaker } = deps;
+  const { config, pool, metrics, redisBreaker, enqueuer } = deps;
   const ingestLog = deps.logger.child({ scope: 'ingest' });
   const limits = { retentionDays: config.retentionDays, maxEventDataBytes: config.maxEventDataBytes };
-  const enqueuer = createEnqueuer(deps);
   let lastFallbackLog = 0;
 
   /**
