@@ -1,5 +1,5 @@
 import { ERROR_CATALOGUE } from '../lib/errors.js';
-import { EVENT_SCHEMA } from '../lib/event-schema.js';
+import { BATCH_SCHEMA, EVENT_SCHEMA } from '../lib/event-schema.js';
 import type { Config } from '../lib/config.js';
 
 const errorResponse = (description: string) => ({
@@ -24,7 +24,10 @@ export function openApiDocument(config: Pick<Config, 'maxBatchEvents'>): Record<
           type: 'object',
           additionalProperties: false,
           required: ['events'],
-          properties: { events: { type: 'array', minItems: 1, maxItems: config.maxBatchEvents, items: { $ref: '#/components/schemas/Event' } } },
+          properties: {
+            events: { type: 'array', minItems: 1, maxItems: config.maxBatchEvents, items: { $ref: '#/components/schemas/Event' } },
+            sent_at: BATCH_SCHEMA.properties.sent_at,
+          },
         },
         Accepted: {
           type: 'object',
