@@ -67,6 +67,8 @@ interface Lane {
   readonly throttle: Throttle | null;
   /** flush() asked for the events up to this seq to go without waiting for their batch to fill. */
   urgentThrough: number;
+  /** The throttle refused the lane's current attempt: asking again does not count as a new request. */
+  heldBack: boolean;
 }
 
 /** Creates a client; throws a TypeError listing every invalid option. */
@@ -81,7 +83,7 @@ export function createClient(options: ClientOptions): FloodgateClient {
   const lanes = new Map<Priority, Lane>(
     PRIORITIES.map((priority) => [
       priority,
-      { priority, batch: null, state: 'idle', timer: null, level: 0, urgentThrough: -1, throttle: o.throttle ? createThrottle({ ...o.throttle, now: o.now, random: o.random }) : null },
+      { priority, batch: null, state: 'idle', timer: null, level: 0, urgentThrough: -1, heldBack: false, throttle: o.throttle ? createThrottle({ ...o.throttle, now: o.now, random: o.random }) : null },
     ]),
   );
   const lastSeq: Record<Priority, number> = { critical: -1, normal: -1, low: -1 };
@@ -148,10 +150,13 @@ export function createClient(options: ClientOptions): FloodgateClient {
       clearTimer(lane);
       lane.batch = { events: queue.take(p, o.flushAt, o.flushBytes), attempts: 0, settled: false };
     }
-    if (lane.throttle && !lane.throttle.allow()) {
+    if (lane.throttle && !lane.throttle.allow(lane.heldBack)) {
       stats.throttled++;
-      return setTimer(lane, retryDelayMs(lane.level++, o, o.random), 'backoff');
+      lane.heldBack = true;
+      // Held back, the batch asks again after the lane's current backoff; only the server's answers grow it.
+      return setTimer(lane, retryDelayMs(lane.level, o, o.random), 'backoff');
     }
+    lane.heldBack = false;
     send(lane, lane.batch);
   }
 

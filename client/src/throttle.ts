@@ -2,12 +2,18 @@
 // sliding window, the requests it wanted to send and the ones the server accepted. While the server accepts
 // everything nothing changes; once requests exceed K × accepts, the client refuses a growing share of its own
 // requests locally, with probability max(0, (requests − K × accepts) / (requests + 1)). The server spends
-// nothing on what the client refused, and the client sends again as soon as accepts return.
+// nothing on what the client refused.
+//
+// A request refused locally is held back and asked about again later; it counts once, not once per asking.
+// Counting every re-ask would let the client's own refusals drive the probability up (above ½ each refusal
+// adds more to requests than a success removes), so it would stay throttled until the window forgot the
+// overload; counted once, every accepted request lowers it, and the client is back to full rate a few
+// successes after the server recovers.
 
 /** Throttle state for one class of one client. */
 export interface Throttle {
-  /** Counts a request the client wants to send; false means "refused locally: do not send now". */
-  allow(): boolean;
+  /** Decides a request the client wants to send (`again`: one this throttle refused before, not counted twice); false = hold it back. */
+  allow(again?: boolean): boolean;
   /** The server took a request (any answer but 429/5xx/no answer). */
   accepted(): void;
   /** The probability with which the next request is refused locally. */
@@ -40,9 +46,9 @@ export function createThrottle(options: { k: number; windowMs: number; now: () =
     return Math.max(0, (r - options.k * sum(accepts)) / (r + 1));
   };
   return {
-    allow() {
+    allow(again = false) {
       const p = probability();
-      requests[current % buckets]!++;
+      if (!again) requests[current % buckets]!++;
       return p === 0 || options.random() >= p;
     },
     accepted() {
