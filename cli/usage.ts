@@ -24,8 +24,10 @@ export const USAGE = `usage: floodgate <command>
   loadtest <scenario> [--url URL] [--key KEY] [--duration S] [--connections N] [--rate R] [--seed N]
            [--batch-size N] [--mix C/N/L] [--capacity C] [--slo-p99 MS] [--timeout S] [--out DIR]
            [--database-url URL | --no-integrity] [--max-requests N] [--drain-timeout S] [--quiet]
+           [--clients N] [--delivery-slo MS]
                               load-test the API at --url (default 127.0.0.1:PORT); scenarios: smoke, steady,
-                              ramp, spike, overload, soak, batch, duplicates (see the README's "Load testing")
+                              ramp, spike, overload, soak, batch, duplicates (see the README's "Load testing"),
+                              clients (simulated SDK clients: --clients, --rate = first ramp step in events/s)
   loadtest compare A.json B.json [--threshold 10%]
                               compare two reports; exit 1 when B is worse than A beyond the threshold
   help                        this text

@@ -54,7 +54,7 @@ export interface LoadtestOutcome {
 const PAUSE_AFTER_RAMP_SECONDS = 5;
 
 /** A run id: in every event's `data.run`, so the integrity check finds exactly this run's rows. */
-function newRunId(): string {
+export function newRunId(): string {
   return `lt${Date.now().toString(36)}${randomBytes(3).toString('hex')}`;
 }
 

@@ -3,7 +3,7 @@
 import type { Priority } from '../lib/event-schema.js';
 import type { Sample, Segment, SegmentResult, MixShare, TallySummary } from './runner.js';
 
-export const SCENARIOS = ['smoke', 'steady', 'ramp', 'spike', 'overload', 'soak', 'batch', 'duplicates'] as const;
+export const SCENARIOS = ['smoke', 'steady', 'ramp', 'spike', 'overload', 'soak', 'batch', 'duplicates', 'clients'] as const;
 export type ScenarioName = (typeof SCENARIOS)[number];
 
 /** The question each scenario answers (shown in the usage and the README). */
@@ -16,6 +16,7 @@ export const SCENARIO_QUESTIONS: Record<ScenarioName, string> = {
   soak: 'does it drift over time: latency, errors, backlog? (default 600 s)',
   batch: 'how many events/s in batches of --batch-size (default 100)?',
   duplicates: 'in a retry storm (half the requests resend earlier events with the same idempotency keys), is each event stored once?',
+  clients: 'with --clients SDK clients (batching, backoff, Retry-After, throttling), what is C in events/s, and at 2× and 4× C what is delivered, how fast is critical delivered, is anything lost?',
 };
 
 /** The 20/30/50 critical/normal/low mix of the overload scenario and the shedding benchmark. */
@@ -49,6 +50,8 @@ export const SCENARIO_DEFAULTS: Record<ScenarioName, { duration: number; rate: n
   soak: { duration: 600, rate: 300, connections: 50, batchSize: 1 },
   batch: { duration: 30, rate: 50, connections: 10, batchSize: 100 },
   duplicates: { duration: 20, rate: 200, connections: 20, batchSize: 1 },
+  // The client model (loadtest/run-clients.ts): rate is the ramp's first step in events/s, connections the clients.
+  clients: { duration: 20, rate: 2000, connections: 100, batchSize: 1 },
 };
 
 const RAMP_FACTOR = 1.25;

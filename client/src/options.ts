@@ -94,7 +94,7 @@ export interface ClientOptions {
   readonly requestTimeoutMs?: number;
   /** Retries of one batch after transient failures before its events are given up. Default 10. */
   readonly maxRetries?: number;
-  /** Full-jitter backoff: the n-th retry waits uniformly in [0, min(retryMaxMs, retryBaseMs × 2ⁿ)). Defaults 200 and 10 000. */
+  /** Full-jitter backoff: the n-th retry waits uniformly in [0, min(retryMaxMs, retryBaseMs × 2ⁿ)). Defaults 200 and 5 000. */
   readonly retryBaseMs?: number;
   readonly retryMaxMs?: number;
   /** A `Retry-After` longer than this is taken as this, ms. Default 60 000. */
@@ -130,7 +130,7 @@ export const DEFAULTS = {
   requestTimeoutMs: 10_000,
   maxRetries: 10,
   retryBaseMs: 200,
-  retryMaxMs: 10_000,
+  retryMaxMs: 5_000,
   maxRetryAfterMs: 60_000,
   throttle: { k: 2, windowMs: 10_000 },
 } as const satisfies Partial<ClientOptions>;
