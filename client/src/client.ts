@@ -167,7 +167,11 @@ export function createClient(options: ClientOptions): FloodgateClient {
     if (attempt > 0) stats.retries++;
     const started = o.now();
     const attemptOf = { url: o.url, key: o.key, priority: lane.priority, gzipAboveBytes: o.gzipAboveBytes, timeoutMs: o.requestTimeoutMs, signal: abort.signal, now: o.now, fetch: o.fetch };
-    void sendBatch({ ...attemptOf, eventsJson: batch.events.map((e) => e.json) }).then((outcome) => {
+    // sendBatch turns every network failure into an outcome; anything else thrown (a failed gzip) is retried too.
+    const attempted = sendBatch({ ...attemptOf, eventsJson: batch.events.map((e) => e.json) }).catch(
+      (err: unknown): Awaited<ReturnType<typeof sendBatch>> => ({ kind: 'transient', status: null, reason: `client_error: ${(err as Error)?.message}`, retryAfterMs: null, bytes: 0, gzip: false }),
+    );
+    void attempted.then((outcome) => {
       if (batch.settled) return; // close() gave these events up at its deadline
       lane.state = 'idle';
       const retryInMs = settle(lane, batch, attempt, outcome);
