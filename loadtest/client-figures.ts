@@ -13,13 +13,17 @@ export function clientStepOk(step: ClientPhaseResult, deliverySloMs: number): bo
   return step.latency.count > 0 && step.latency.p99 <= deliverySloMs && lost === 0 && step.trackedPerSec >= MIN_TRACKED_SHARE * step.offeredPerSec;
 }
 
-/** Ramp phases: from `start` events/s, ×1.25 per step, until a step breaks the SLO or `maxSeconds` is spent. */
+/** Label of the ramp's first phase, which only warms up (connections, JIT) and is not judged. */
+export const RAMP_WARM_UP = 'ramp warm-up';
+
+/** Ramp phases: a warm-up at `start` events/s, then from `start` ×1.25 per step until a step breaks the SLO or `maxSeconds` is spent. */
 export function clientRampPlan(start: number, stepSeconds: number, maxSeconds: number, deliverySloMs: number) {
   return (done: readonly ClientPhaseResult[]): ClientPhase | null => {
-    const last = done.at(-1);
-    if (last && !clientStepOk(last, deliverySloMs)) return null;
+    if (done.length === 0) return { label: RAMP_WARM_UP, seconds: stepSeconds, eventsPerSec: start };
+    const last = done.at(-1)!;
+    if (last.label !== RAMP_WARM_UP && !clientStepOk(last, deliverySloMs)) return null;
     if ((done.length + 1) * stepSeconds > maxSeconds) return null;
-    const rate = Math.round(start * RAMP_FACTOR ** done.length);
+    const rate = Math.round(start * RAMP_FACTOR ** (done.length - 1));
     return { label: `ramp ${rate}/s`, seconds: stepSeconds, eventsPerSec: rate };
   };
 }
@@ -27,7 +31,7 @@ export function clientRampPlan(start: number, stepSeconds: number, maxSeconds: n
 /** C from ramp steps: the offered rate of the last step that kept up before the first that did not (null: none did). */
 export function clientCapacityOf(steps: readonly ClientPhaseResult[], deliverySloMs: number): { capacity: number | null; brokeAt: number | null } {
   let capacity: number | null = null;
-  for (const s of steps) {
+  for (const s of steps.filter((x) => x.label !== RAMP_WARM_UP)) {
     if (!clientStepOk(s, deliverySloMs)) return { capacity, brokeAt: s.offeredPerSec };
     capacity = s.offeredPerSec;
   }

@@ -5,7 +5,7 @@ import { join } from 'node:path';
 import type { ClientOptions } from '../client/src/index.js';
 import { createApiKey, revokeApiKey } from '../lib/api-keys.js';
 import { createPool, type Pool } from '../lib/db.js';
-import { clientBacklogSeconds, clientCapacityOf, clientLevelFigures, clientOverloadPlan, clientRampPlan, clientRecoverySeconds, clientStepOk, CLIENT_LEVELS, type ClientLevelFigures } from './client-figures.js';
+import { clientBacklogSeconds, clientCapacityOf, clientLevelFigures, clientOverloadPlan, clientRampPlan, clientRecoverySeconds, clientStepOk, CLIENT_LEVELS, RAMP_WARM_UP, type ClientLevelFigures } from './client-figures.js';
 import { runClientModel, type ClientModelResult, type ClientPhase, type ClientPhaseResult, type ClientSecond } from './client-model.js';
 import { checkIntegrity, type IntegrityResult } from './integrity.js';
 import { machine, type Machine } from './report.js';
@@ -148,7 +148,7 @@ export async function runClientsScenario(options: ClientsScenarioOptions): Promi
       report.capacity = {
         ...found,
         deliverySloMs: options.deliverySloMs,
-        steps: rampSteps.map((s) => ({ offered: s.offeredPerSec, delivered: s.deliveredPerSec, p99Ms: s.latency.p99, ok: clientStepOk(s, options.deliverySloMs) })),
+        steps: rampSteps.filter((s) => s.label !== RAMP_WARM_UP).map((s) => ({ offered: s.offeredPerSec, delivered: s.deliveredPerSec, p99Ms: s.latency.p99, ok: clientStepOk(s, options.deliverySloMs) })),
       };
       if (found.capacity === null) report.problems.push(`no ramp step kept delivery p99 ≤ ${options.deliverySloMs} ms: capacity unknown (lower --rate)`);
     }
