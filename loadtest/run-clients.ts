@@ -3,14 +3,13 @@
 import { mkdir, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { ClientOptions } from '../client/src/index.js';
-import { createApiKey, revokeApiKey } from '../lib/api-keys.js';
 import { createPool, type Pool } from '../lib/db.js';
 import { clientBacklogSeconds, clientCapacityOf, clientLevelFigures, clientOverloadPlan, clientRampPlan, clientRecoverySeconds, clientStepOk, CLIENT_LEVELS, RAMP_WARM_UP, type ClientLevelFigures } from './client-figures.js';
 import { runClientModel, type ClientModelResult, type ClientPhase, type ClientPhaseResult, type ClientSecond } from './client-model.js';
 import { checkIntegrity, type IntegrityResult } from './integrity.js';
 import { machine, type Machine } from './report.js';
 import type { MixShare } from './runner.js';
-import { newRunId } from './run-scenario.js';
+import { endRun, keyForRun, newRunId } from './run-key.js';
 import { OVERLOAD_MIX } from './scenarios.js';
 
 /** What `floodgate loadtest clients` takes. */
@@ -27,6 +26,8 @@ export interface ClientsScenarioOptions {
   readonly duration: number;
   /** C in events/s; measured with a ramp first when absent. */
   readonly capacity?: number;
+  /** Stop after the ramp (a benchmark finds C with shedding off, then overloads another Floodgate). */
+  readonly rampOnly?: boolean;
   readonly rampStart: number;
   readonly stepSeconds: number;
   /** A ramp step keeps up while the p99 of track → delivered stays within this, ms. */
@@ -82,13 +83,8 @@ export async function runClientsScenario(options: ClientsScenarioOptions): Promi
   const pool: Pool | null = options.databaseUrl ? createPool(options.databaseUrl, { max: 2, applicationName: 'floodgate-loadtest' }) : null;
   let createdKey: string | null = null;
   try {
-    let key = options.key;
-    if (!key) {
-      if (!pool) throw new Error('give --key, or --database-url so that a key can be created for the run');
-      const created = await createApiKey(pool, { tenant: 'loadtest-clients' });
-      key = created.key;
-      createdKey = created.prefix;
-    }
+    const { key, created } = await keyForRun(pool, options.key, 'loadtest-clients');
+    createdKey = created;
     let capacity = options.capacity;
     let rampSteps: ClientPhaseResult[] = [];
     const ramp = clientRampPlan(options.rampStart, options.stepSeconds, RAMP_MAX_SECONDS, options.deliverySloMs);
@@ -99,7 +95,7 @@ export async function runClientsScenario(options: ClientsScenarioOptions): Promi
         if (step) return step;
         rampSteps = [...done];
         capacity = clientCapacityOf(rampSteps, options.deliverySloMs).capacity ?? undefined;
-        if (!capacity) return null;
+        if (!capacity || options.rampOnly) return null;
         overload = [{ label: 'pause', seconds: PAUSE_SECONDS, eventsPerSec: 0 }, ...clientOverloadPlan(capacity, options.duration)];
       }
       return overload[done.length - rampSteps.length] ?? null;
@@ -152,7 +148,7 @@ export async function runClientsScenario(options: ClientsScenarioOptions): Promi
       };
       if (found.capacity === null) report.problems.push(`no ramp step kept delivery p99 ≤ ${options.deliverySloMs} ms: capacity unknown (lower --rate)`);
     }
-    if (capacity) {
+    if (capacity && !options.rampOnly) {
       const levels = result.phases.filter((p) => p.label === CLIENT_LEVELS.double || p.label === CLIENT_LEVELS.quadruple);
       const critical = levels.reduce((t, l) => ({ tracked: t.tracked + l.fate.critical.tracked, within: t.within + l.fate.critical.within10s }), { tracked: 0, within: 0 });
       report.overload = {
@@ -171,10 +167,7 @@ export async function runClientsScenario(options: ClientsScenarioOptions): Promi
     const files = options.out ? await writeClientReports(options.out, report) : null;
     return { report, files };
   } finally {
-    if (pool) {
-      if (createdKey) await revokeApiKey(pool, createdKey).catch(() => {});
-      await pool.end();
-    }
+    await endRun(pool, createdKey);
   }
 }
 

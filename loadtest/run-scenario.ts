@@ -1,11 +1,10 @@
 // One scenario end to end: key, segments, the run with a progress line per second, the integrity check
 // against Postgres, the figures that answer the scenario's question, and the reports.
-import { randomBytes } from 'node:crypto';
-import { createApiKey, revokeApiKey } from '../lib/api-keys.js';
 import { createPool, type Pool } from '../lib/db.js';
 import { createEventSource } from './events.js';
 import { checkIntegrity } from './integrity.js';
 import { machine, progressLine, writeReports, type Report } from './report.js';
+import { endRun, keyForRun, newRunId } from './run-key.js';
 import { ingestUrl, runLoad, type Sample, type Segment, type SegmentResult } from './runner.js';
 import {
   capacityOf,
@@ -53,11 +52,6 @@ export interface LoadtestOutcome {
 
 const PAUSE_AFTER_RAMP_SECONDS = 5;
 
-/** A run id: in every event's `data.run`, so the integrity check finds exactly this run's rows. */
-export function newRunId(): string {
-  return `lt${Date.now().toString(36)}${randomBytes(3).toString('hex')}`;
-}
-
 /** Runs one scenario against `options.url` and returns its report (written to `options.out` when given). */
 export async function runScenario(options: LoadtestOptions): Promise<LoadtestOutcome> {
   const target = ingestUrl(options.url);
@@ -66,13 +60,8 @@ export async function runScenario(options: LoadtestOptions): Promise<LoadtestOut
   const pool: Pool | null = options.databaseUrl ? createPool(options.databaseUrl, { max: 2, applicationName: 'floodgate-loadtest' }) : null;
   let createdKey: string | null = null;
   try {
-    let key = options.key;
-    if (!key) {
-      if (!pool) throw new Error('give --key, or --database-url so that a key can be created for the run');
-      const created = await createApiKey(pool, { tenant: 'loadtest' });
-      key = created.key;
-      createdKey = created.prefix;
-    }
+    const { key, created } = await keyForRun(pool, options.key, 'loadtest');
+    createdKey = created;
     const source = createEventSource({
       seed: options.seed,
       runId,
@@ -195,9 +184,6 @@ export async function runScenario(options: LoadtestOptions): Promise<LoadtestOut
     const files = options.out ? await writeReports(options.out, report) : null;
     return { report, files };
   } finally {
-    if (pool) {
-      if (createdKey) await revokeApiKey(pool, createdKey).catch(() => {});
-      await pool.end();
-    }
+    await endRun(pool, createdKey);
   }
 }
