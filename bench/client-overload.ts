@@ -74,7 +74,10 @@ try {
     console.error('\n== C: ramp with SHED_MODE=off');
     ramp = await runWith(bench, 'off', { ...common, rampOnly: true });
     capacity = ramp.report.capacity?.capacity ?? undefined;
-    if (!capacity) throw new Error(`no ramp step kept delivery p99 ≤ ${args['delivery-slo']} ms: lower --ramp-start`);
+    if (!capacity) {
+      console.log(renderClientsMarkdown(ramp.report));
+      throw new Error(`no ramp step kept delivery p99 ≤ ${args['delivery-slo']} ms: lower --ramp-start`);
+    }
     console.error(`C = ${capacity} events/s`);
   }
   console.error(`\n== overload with SHED_MODE=${args['shed-mode']}`);
@@ -84,11 +87,12 @@ try {
 }
 
 const share = (v: number) => `${Math.round(v * 100)} %`;
-const phases = [...new Set(overload.seconds.map((s) => s.segment))];
-const cpuRows = phases.map((phase) => {
-  const c = cpuShares(overload.seconds, phase);
-  return `| ${phase} | ${share(c.api)} | ${share(c.generator)} | ${share(c.worker)} | ${share(c.redis)} | ${share(c.postgres)} | ${share(c.total)} |`;
-});
+const cpuRows = [...(ramp ? [{ run: 'off', seconds: ramp.seconds }] : []), { run: args['shed-mode'], seconds: overload.seconds }].flatMap(({ run, seconds }) =>
+  [...new Set(seconds.map((s) => s.segment))].map((phase) => {
+    const c = cpuShares(seconds, phase);
+    return `| ${run} | ${phase} | ${share(c.api)} | ${share(c.generator)} | ${share(c.worker)} | ${share(c.redis)} | ${share(c.postgres)} | ${share(c.total)} |`;
+  }),
+);
 const steps = ramp?.report.capacity?.steps ?? [];
 const integrity = (r: typeof overload.report) => ('ok' in r.integrity ? `${r.integrity.ok ? 'OK' : 'FAILED'}: ${r.integrity.acknowledged} delivered, ${r.integrity.missing} missing, ${r.integrity.duplicated} duplicated` : 'skipped');
 const m = machine();
@@ -103,11 +107,11 @@ Command: \`npm run bench:clients -- ${process.argv.slice(2).join(' ')}\` on ${ne
 overload with SHED_MODE=${args['shed-mode']}, API_PROCESSES=${args['api-processes']}; ${args.clients} simulated SDK clients in the benchmark's process (default SDK options:
 batches of up to 100 events or 1 s, one lane per class, full-jitter backoff, adaptive throttling), 20/30/50 critical/normal/low.
 
-Where the CPU went during the overload run (share of one core, mean over the phase, from /proc; "generator" is the
-benchmark process, i.e. the simulated clients; "Postgres" is every postgres process on the machine):
+Where the CPU went (share of one core, mean over the phase, from /proc; "generator" is the benchmark process, i.e.
+the simulated clients; "Postgres" is every postgres process on the machine, other databases' included):
 
-| Phase | API | Generator (clients) | Worker | Redis | Postgres | All |
-| --- | --- | --- | --- | --- | --- | --- |
+| SHED_MODE | Phase | API | Generator (clients) | Worker | Redis | Postgres | All |
+| --- | --- | --- | --- | --- | --- | --- | --- |
 ${cpuRows.join('\n')}
 `;
 console.log(`\n${markdown}`);
