@@ -1,5 +1,5 @@
 import { ERROR_CATALOGUE } from '../lib/errors.js';
-import { BATCH_SCHEMA, EVENT_SCHEMA } from '../lib/event-schema.js';
+import { batchSchema, EVENT_SCHEMA } from '../lib/event-schema.js';
 import type { Config } from '../lib/config.js';
 
 const errorResponse = (description: string) => ({
@@ -20,15 +20,7 @@ export function openApiDocument(config: Pick<Config, 'maxBatchEvents'>): Record<
       },
       schemas: {
         Event: event,
-        Batch: {
-          type: 'object',
-          additionalProperties: false,
-          required: ['events'],
-          properties: {
-            events: { type: 'array', minItems: 1, maxItems: config.maxBatchEvents, items: { $ref: '#/components/schemas/Event' } },
-            sent_at: BATCH_SCHEMA.properties.sent_at,
-          },
-        },
+        Batch: batchSchema(config.maxBatchEvents, '#/components/schemas/Event'),
         Accepted: {
           type: 'object',
           required: ['accepted', 'ids', 'rejected'],
@@ -66,7 +58,12 @@ export function openApiDocument(config: Pick<Config, 'maxBatchEvents'>): Record<
           summary: 'Send one event or a batch',
           parameters: [
             { name: 'X-Priority', in: 'header', schema: { type: 'string', enum: ['critical', 'normal', 'low'] } },
-            { name: 'Idempotency-Key', in: 'header', schema: { type: 'string', maxLength: 255 }, description: 'For a single event.' },
+            {
+              name: 'Idempotency-Key',
+              in: 'header',
+              schema: { type: 'string', maxLength: 255 },
+              description: 'The idempotency key of a single event; refused on a batch (400 idempotency_key_on_batch), whose events carry their own.',
+            },
             { name: 'Content-Encoding', in: 'header', schema: { type: 'string', enum: ['gzip', 'identity'] } },
           ],
           requestBody: {
@@ -82,11 +79,28 @@ export function openApiDocument(config: Pick<Config, 'maxBatchEvents'>): Record<
               description: 'Critical events stored directly in Postgres because Redis could not take them (same body)',
               content: { 'application/json': { schema: { $ref: '#/components/schemas/Accepted' } } },
             },
-            '202': { description: 'Accepted and durable in the queue', content: { 'application/json': { schema: { $ref: '#/components/schemas/Accepted' } } } },
+            '202': { description: 'Accepted and durable in the queue; a repeated idempotency key is answered with the id answered first', content: { 'application/json': { schema: { $ref: '#/components/schemas/Accepted' } } } },
             ...Object.fromEntries(
               Object.entries(ERROR_CATALOGUE)
                 .filter(([code]) => code !== 'not_ready')
                 .map(([code, e]) => [String(e.status), errorResponse(code)]),
+            ),
+          },
+        },
+      },
+      '/v1/events/live': {
+        get: {
+          summary: "The tenant's events as they become durable: Server-Sent Events, or a WebSocket on upgrade (see docs/live.md)",
+          parameters: [
+            { name: 'type', in: 'query', schema: { type: 'array', items: { type: 'string' } }, style: 'form', explode: true, description: 'Event types to keep: exact (`order.created`) or a prefix ending in `*` (`order.*`); repeated or comma-separated.' },
+            { name: 'Last-Event-ID', in: 'header', schema: { type: 'string' }, description: 'Resume after this id (the SSE `id:` of the last event seen).' },
+            { name: 'last_event_id', in: 'query', schema: { type: 'string' }, description: 'The same, for WebSocket clients.' },
+          ],
+          responses: {
+            '101': { description: 'WebSocket: one text message per delivered batch, `{"kind":"events","events":[{"id","event"}]}`' },
+            '200': { description: 'An event stream: `id:` and `data:` per event; `event: gap` and `event: close` as notices', content: { 'text/event-stream': {} } },
+            ...Object.fromEntries(
+              (['invalid_header', 'invalid_parameter', 'unauthorized', 'forbidden', 'overloaded'] as const).map((code) => [String(ERROR_CATALOGUE[code].status), errorResponse(code)]),
             ),
           },
         },

@@ -5,6 +5,7 @@ import { keysCommand, parseKeysArgs } from './keys-command.js';
 import { loadtestCommand, parseLoadtestArgs } from './loadtest-command.js';
 import { migrateCommand } from './migrate-command.js';
 import { startCommand } from './start-command.js';
+import { parseTenantsArgs, tenantsCommand } from './tenants-command.js';
 import { noArguments, USAGE, UsageError } from './usage.js';
 import { workerCommand } from './worker-command.js';
 
@@ -29,6 +30,12 @@ const COMMANDS: Record<string, Command> = {
     parse(args) {
       const parsed = parseKeysArgs(args);
       return (config) => keysCommand(config, parsed);
+    },
+  },
+  tenants: {
+    parse(args) {
+      const parsed = parseTenantsArgs(args);
+      return (config) => tenantsCommand(config, parsed);
     },
   },
   loadtest: {

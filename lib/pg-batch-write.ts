@@ -29,8 +29,9 @@ const RECEIVED_AT = 'to_timestamp(received_ms::float8 / 1000)';
 
 // One statement decides what is new. The first idempotency key of a (tenant, key) claims it in
 // idempotency_keys (ORDER BY id: the earliest UUIDv7 wins within a batch); an event is inserted when it has no
-// key or its key was claimed just now by this very event. ON CONFLICT on the events primary key (occurred_at,
-// id) turns a redelivered stream entry into a no-op.
+// key or its key is claimed by this very event: just now, or before the write by the Postgres queue's enqueue
+// (QUEUE=postgres claims keys when it answers; lib/pg-queue.ts). ON CONFLICT on the events primary key
+// (occurred_at, id) turns a redelivered entry into a no-op, also for an event whose own claim is older.
 export const MERGE_STAGING = `
 WITH claimed AS (
   INSERT INTO idempotency_keys (tenant, key, event_id, created_at)
@@ -45,6 +46,7 @@ INSERT INTO events (${EVENT_COLUMNS})
 SELECT id, tenant, type, ${OCCURRED_AT}, ${RECEIVED_AT}, source, idempotency_key, priority, value, data
 FROM ${STAGING} s
 WHERE s.idempotency_key IS NULL OR s.id IN (SELECT event_id FROM claimed)
+   OR EXISTS (SELECT 1 FROM idempotency_keys k WHERE k.tenant = s.tenant AND k.key = s.idempotency_key AND k.event_id = s.id)
 ON CONFLICT DO NOTHING`;
 
 const COPY_CHUNK_CHARS = 256 * 1024;
@@ -83,22 +85,16 @@ export interface WriteOptions {
 export async function writeEntries(pool: Pool, entries: readonly StreamEntry[], options: WriteOptions = {}): Promise<WriteResult> {
   const events = entries.reduce((n, e) => n + e.count, 0);
   if (events === 0) return { inserted: 0, duplicates: 0 };
-  const { signal, statementTimeoutMs } = options;
+  const { signal } = options;
   signal?.throwIfAborted();
   const client = await pool.connect();
   let broken = false;
   try {
     signal?.throwIfAborted();
     await client.query('BEGIN');
-    // SET LOCAL takes no bind parameters; the value is an integer from our own configuration.
-    if (statementTimeoutMs) await client.query(`SET LOCAL statement_timeout = ${Math.max(1, Math.floor(statementTimeoutMs))}`);
-    await client.query(CREATE_STAGING);
-    await copyIntoStaging(client, entries);
-    signal?.throwIfAborted();
-    const result = await client.query(MERGE_STAGING);
+    const result = await writeEntriesInTransaction(client, entries, options);
     await client.query('COMMIT');
-    const inserted = result.rowCount ?? 0;
-    return { inserted, duplicates: events - inserted };
+    return result;
   } catch (err) {
     // A failed COPY can leave the connection mid-protocol; do not hand it back to the pool.
     broken = true;
@@ -107,6 +103,24 @@ export async function writeEntries(pool: Pool, entries: readonly StreamEntry[], 
   } finally {
     client.release(broken);
   }
+}
+
+/**
+ * The write of `writeEntries` inside a transaction the caller opened and commits, so that other statements (the
+ * Postgres queue's delete of the rows it claimed) commit or roll back with it.
+ */
+export async function writeEntriesInTransaction(client: PoolClient, entries: readonly StreamEntry[], options: WriteOptions = {}): Promise<WriteResult> {
+  const events = entries.reduce((n, e) => n + e.count, 0);
+  if (events === 0) return { inserted: 0, duplicates: 0 };
+  const { signal, statementTimeoutMs } = options;
+  // SET LOCAL takes no bind parameters; the value is an integer from our own configuration.
+  if (statementTimeoutMs) await client.query(`SET LOCAL statement_timeout = ${Math.max(1, Math.floor(statementTimeoutMs))}`);
+  await client.query(CREATE_STAGING);
+  await copyIntoStaging(client, entries);
+  signal?.throwIfAborted();
+  const result = await client.query(MERGE_STAGING);
+  const inserted = result.rowCount ?? 0;
+  return { inserted, duplicates: events - inserted };
 }
 
 // 57014 query_canceled: our statement_timeout fired (a stalled database) or an operator cancelled the query;

@@ -8,6 +8,7 @@ import { after, before, describe, it } from 'node:test';
 import pg from 'pg';
 import { createApiKey, findApiKey } from '../lib/api-keys.js';
 import { readMigrations } from '../lib/migrate.js';
+import { partitionName } from '../lib/partitions.js';
 import { countEvents, createTestEnv, envVars, eventually, FLOODGATE_COMMAND, freePort, spawnFloodgate, TEST_PG_ADMIN_URL, type TestEnv } from './support.js';
 
 
@@ -93,7 +94,7 @@ describe('floodgate CLI', () => {
 
   it('exits 2 with the usage on an unknown command, a missing command or bad arguments, before reading config', async () => {
     const brokenConfig = { PORT: 'abc' };
-    for (const args of [['frobnicate'], [], ['keys', 'create'], ['keys', 'create', '--tenant', 'acme', '--priority', 'urgent'], ['keys', 'create', '--tenant', 'acme', '--bogus'], ['keys', 'create', '--tenant', 'acme', '--rate-limit', 'fast'], ['keys', 'create', '--tenant', 'acme', '--burst', '0'], ['keys', 'create', '--tenant', 'acme', '--scopes', 'ingest,root'], ['keys', 'create', '--tenant', 'acme', '--max-priority', 'low', '--priority', 'critical'], ['keys', 'create', '--tenant', 'acme', '--expires-in', '30 days'], ['keys'], ['keys', 'revoke'], ['migrate', 'now']]) {
+    for (const args of [['frobnicate'], [], ['keys', 'create'], ['keys', 'create', '--tenant', 'acme', '--priority', 'urgent'], ['keys', 'create', '--tenant', 'acme', '--bogus'], ['keys', 'create', '--tenant', 'acme', '--rate-limit', 'fast'], ['keys', 'create', '--tenant', 'acme', '--burst', '0'], ['keys', 'create', '--tenant', 'acme', '--scopes', 'ingest,root'], ['keys', 'create', '--tenant', 'acme', '--max-priority', 'low', '--priority', 'critical'], ['keys', 'create', '--tenant', 'acme', '--expires-in', '30 days'], ['keys'], ['keys', 'revoke'], ['keys', 'rotate'], ['keys', 'rotate', '1', '--grace', 'soon'], ['migrate', 'now']]) {
       const result = await run(args, brokenConfig);
       assert.equal(result.code, 2, `floodgate ${args.join(' ')}: ${result.stderr}`);
       assert.match(result.stderr, /usage: floodgate/);
@@ -110,7 +111,7 @@ describe('floodgate CLI', () => {
       const result = await run(args, {});
       assert.equal(result.code, 0);
       assert.match(result.stdout, /usage: floodgate <command>/);
-      for (const command of ['start', 'api', 'worker', 'migrate', 'keys create', 'keys list', 'keys revoke', 'loadtest <scenario>', 'loadtest compare']) assert.ok(result.stdout.includes(command), command);
+      for (const command of ['start', 'api', 'worker', 'migrate', 'keys create', 'keys list', 'keys revoke', 'keys rotate', 'loadtest <scenario>', 'loadtest compare']) assert.ok(result.stdout.includes(command), command);
     }
   });
 
@@ -132,7 +133,7 @@ describe('floodgate CLI', () => {
         rows.map((r) => [r.version, Number(r.n)]),
         files.map((m) => [m.version, 1]),
       );
-      const today = `events_p${new Date().toISOString().slice(0, 10).replace(/-/g, '')}`;
+      const today = partitionName(Date.now());
       assert.equal((await client.query('SELECT to_regclass($1) IS NOT NULL AS ok', [today])).rows[0].ok, true, "today's partition exists");
     } finally {
       await client.end();
@@ -156,10 +157,10 @@ describe('floodgate CLI', () => {
     const listed = await run(['keys', 'list']);
     assert.equal(listed.code, 0, listed.stderr);
     const [header, ...rows] = listed.stdout.trim().split('\n');
-    assert.deepEqual(header!.split(/\s+/), ['id', 'tenant', 'prefix', 'scopes', 'priority', 'max_priority', 'created', 'expires', 'revoked', 'rate_limit']);
+    assert.deepEqual(header!.split(/\s+/), ['id', 'tenant', 'prefix', 'scopes', 'priority', 'max_priority', 'created', 'expires', 'revoked', 'old_secret_until', 'rate_limit']);
     const row = rows.map((r) => r.split(/\s+/)).find((cells) => cells[0] === String(grant!.keyId));
     assert.ok(row, listed.stdout);
-    assert.deepEqual([row[1], row[3], row[4], row[5], row[7], row[8], row[9]], ['acme', 'ingest', 'critical', 'critical', '-', '-', 'default']);
+    assert.deepEqual([row[1], row[3], row[4], row[5], row[7], row[8], row[9], row[10]], ['acme', 'ingest', 'critical', 'critical', '-', '-', '-', 'default']);
     assert.ok(key.startsWith(row[2]!), 'the prefix is the start of the key');
     assert.ok(!listed.stdout.includes(key), 'the secret is never listed');
 
@@ -167,7 +168,7 @@ describe('floodgate CLI', () => {
     assert.equal(revoked.code, 0, revoked.stderr);
     assert.equal(await findApiKey(env.pool, key), null);
     const relisted = await run(['keys', 'list']);
-    assert.match(relisted.stdout.split('\n').find((l) => l.startsWith(`${grant!.keyId} `))!, /\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ\s+default$/);
+    assert.match(relisted.stdout.split('\n').find((l) => l.startsWith(`${grant!.keyId} `))!, /\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ\s+-\s+default$/);
 
     const twice = await run(['keys', 'revoke', String(grant!.keyId)]);
     assert.equal(twice.code, 1);
@@ -248,7 +249,9 @@ describe('floodgate CLI', () => {
     const worker = (await children()).find((c) => c.role === 'worker')!;
     process.kill(worker.pid, 'SIGKILL');
     await eventually(async () => (await children()).some((c) => c.role === 'worker' && c.pid !== worker.pid), 'the worker restarted');
-    await new Promise((r) => setTimeout(r, 2000)); // the new worker joins the group before events arrive
+    const restarted = (await children()).find((c) => c.role === 'worker' && c.pid !== worker.pid)!;
+    // The new worker has joined the consumer group (it logs so once its group exists) before events arrive.
+    await eventually(async () => start.output().includes(`"pid":${restarted.pid},`) && /"msg":"flush worker started"/.test(start.output().slice(start.output().indexOf(`"pid":${restarted.pid},`))), 'the restarted worker started', 60_000);
 
     const res = await fetch(`${url}/v1/events`, {
       method: 'POST',

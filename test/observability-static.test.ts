@@ -6,7 +6,8 @@ import { join } from 'node:path';
 import { describe, it } from 'node:test';
 import { fileURLToPath } from 'node:url';
 import { Registry, collectDefaultMetrics } from 'prom-client';
-import { allDashboardQueries, renderDashboards } from '../grafana/generate.js';
+import { allDashboardQueries, prometheusDashboards, renderDashboards, sqlDashboards } from '../grafana/generate.js';
+import { POSTGRES_PLUGIN } from '../grafana/sql.js';
 import { withDashboardFilters } from '../grafana/promql-filters.js';
 import { anchors } from './markdown.js';
 
@@ -258,7 +259,7 @@ describe('alerts', () => {
 describe('dashboards', () => {
   it('committed JSON equals the generator output (run: npm run dashboards)', async () => {
     const rendered = renderDashboards();
-    assert.deepEqual([...rendered.keys()].sort(), ['ingest-overview.json', 'load-shedding.json', 'pipeline.json', 'postgres.json']);
+    assert.deepEqual([...rendered.keys()].sort(), ['business-events.json', 'ingest-overview.json', 'live-view.json', 'load-shedding.json', 'pipeline.json', 'postgres.json']);
     const committed = (await readdir(new URL('grafana/dashboards/', ROOT))).filter((f) => f.endsWith('.json')).sort();
     assert.deepEqual(committed, [...rendered.keys()].sort(), 'grafana/dashboards/ holds exactly the generated files');
     for (const [file, text] of rendered) {
@@ -277,7 +278,8 @@ describe('dashboards', () => {
   });
 
   it('import into any Grafana: a datasource variable (no hard-coded uid), and job and instance variables', () => {
-    for (const [file, text] of renderDashboards()) {
+    const prometheus = new Set(prometheusDashboards().map((d) => d.file));
+    for (const [file, text] of [...renderDashboards()].filter(([f]) => prometheus.has(f))) {
       const model = JSON.parse(text) as {
         templating: { list: { name: string; type: string; query: unknown; includeAll?: boolean; datasource?: { uid: string } }[] };
         panels: { type: string; title: string; datasource?: { uid: string }; targets?: { datasource: { uid: string } }[] }[];
@@ -297,6 +299,37 @@ describe('dashboards', () => {
       }
       assert.deepEqual([...uids], ['${datasource}'], `${file}: every panel and query reads the datasource variable`);
       assert.doesNotMatch(text, /"uid": "prometheus"/, `${file}: a hard-coded datasource uid`);
+    }
+  });
+
+  it('dashboards over PostgreSQL import into any Grafana too, and the stack provisions their data source', async () => {
+    const sql = new Set(sqlDashboards().map((d) => d.file));
+    assert.ok(sql.size > 0, 'the Business events dashboard');
+    for (const [file, text] of [...renderDashboards()].filter(([f]) => sql.has(f))) {
+      const model = JSON.parse(text) as {
+        templating: { list: { name: string; type: string; query: unknown; includeAll?: boolean; datasource?: { type: string; uid: string } }[] };
+        panels: { type: string; title: string; datasource?: { type: string; uid: string }; targets?: { datasource: { uid: string }; rawSql?: string; format?: string }[] }[];
+      };
+      const [datasource, ...variables] = model.templating.list;
+      assert.equal(datasource!.type, 'datasource', file);
+      assert.equal(datasource!.query, POSTGRES_PLUGIN, file);
+      for (const v of variables) {
+        assert.deepEqual(v.datasource, { type: POSTGRES_PLUGIN, uid: '${datasource}' }, `${file} $${v.name}`);
+        assert.equal(v.includeAll, true, `${file} $${v.name}`);
+      }
+      for (const panel of model.panels.filter((p) => p.type !== 'row')) {
+        assert.deepEqual(panel.datasource, { type: POSTGRES_PLUGIN, uid: '${datasource}' }, `${file} / ${panel.title}`);
+        for (const target of panel.targets ?? []) {
+          assert.equal(target.datasource.uid, '${datasource}');
+          assert.ok(target.rawSql && /^(time_series|table)$/.test(target.format ?? ''), `${file} / ${panel.title}: raw SQL and a format`);
+          assert.doesNotMatch(target.rawSql!, /\bFROM\s+events\b/i, `${file} / ${panel.title}: reads the rollups, never the events table`);
+        }
+      }
+    }
+    const provisioned = await read('grafana/provisioning/datasources/postgres.yml');
+    assert.match(provisioned, new RegExp(`type: ${POSTGRES_PLUGIN}`));
+    for (const variable of provisioned.matchAll(/\$(FLOODGATE_PG_[A-Z]+)/g)) {
+      assert.match(await read('docker-compose.yml'), new RegExp(`${variable[1]}:`), `docker-compose.yml gives Grafana ${variable[1]}`);
     }
   });
 

@@ -3,12 +3,11 @@ import { after, before, describe, it } from 'node:test';
 import pg from 'pg';
 import { Registry } from 'prom-client';
 import { createPool } from '../lib/db.js';
+import { DAY_MS, partitionName } from '../lib/partitions.js';
 import { registerPgStats } from '../workers/stats/pg-stats.js';
 import { metricTypes, parseExposition, select, value } from './exposition.js';
 import { createTestEnv, freePort, type TestEnv } from './support.js';
 
-const DAY_MS = 86_400_000;
-const partitionFor = (ms: number) => `events_p${new Date(ms).toISOString().slice(0, 10).replace(/-/g, '')}`;
 
 /** Every family the collector promises, by type; the statement ones only carry samples when pg_stat_statements is usable. */
 const FAMILIES: Record<string, 'gauge' | 'counter'> = {
@@ -125,7 +124,7 @@ describe('Postgres stats collector', () => {
     assert.deepEqual(select(samples, 'floodgate_pg_scrape_errors_total'), [], 'no section failed');
 
     assert.equal(value(samples, 'floodgate_pg_up'), 1);
-    const today = partitionFor(now);
+    const today = partitionName(now);
     assert.ok(value(samples, 'floodgate_pg_partition_inserts_total', { partition: today }) >= 25, "today's partition counts the inserted rows");
     assert.ok(value(samples, 'floodgate_pg_partition_live_tuples', { partition: today }) >= 25);
     assert.ok(value(samples, 'floodgate_pg_tuples_total', { operation: 'inserted' }) >= 25);
@@ -140,7 +139,7 @@ describe('Postgres stats collector', () => {
     assert.equal(value(samples, 'floodgate_pg_partition_tomorrow_present'), 1);
     assert.equal(value(samples, 'floodgate_pg_partition_days_ahead'), env.config.partitionsAheadDays);
     assert.equal(value(samples, 'floodgate_pg_partitions'), env.config.retentionDays + 2 + env.config.partitionsAheadDays, 'retention + slack + today + ahead');
-    assert.equal(select(samples, 'floodgate_pg_partition_inserts_total', { partition: partitionFor(Date.now() + DAY_MS) }).length, 1);
+    assert.equal(select(samples, 'floodgate_pg_partition_inserts_total', { partition: partitionName(Date.now() + DAY_MS) }).length, 1);
 
     const todaySize = value(samples, 'floodgate_pg_partition_size_bytes', { partition: today });
     assert.ok(todaySize > 0);

@@ -2,6 +2,7 @@ import type { Registry } from 'prom-client';
 import { quoteIdent, withTransaction, type Pool, type PoolClient } from '../../lib/db.js';
 import { SQLSTATE } from '../../lib/errors.js';
 import type { Logger } from '../../lib/logger.js';
+import { DAY_MS, PARTITION_PREFIX, partitionName } from '../../lib/partitions.js';
 import { createStatsScrape, num } from './stats-scrape.js';
 
 /** Options of registerPgStats. */
@@ -15,8 +16,6 @@ export interface PgStatsOptions {
   /** Told when a section starts failing and when it recovers (not on every failed scrape). */
   readonly logger?: Logger;
 }
-
-const DAY_MS = 86_400_000;
 
 /** Tables outside the partitioned `events` table whose vacuum health matters (pruned by DELETE). */
 const WATCHED_TABLES = ['idempotency_keys'];
@@ -41,8 +40,6 @@ const QUERY_LABEL_CHARS = 80;
  * transaction between its statements, would otherwise show in every scrape.
  */
 const COLLECTOR_APPLICATION_NAME = 'floodgate-pg-stats';
-
-const partitionName = (ms: number) => `events_p${new Date(ms).toISOString().slice(0, 10).replace(/-/g, '')}`;
 
 /** Seconds since a vacuum/analyze, or -1 for "never" (pg gives null, and absent would hide the problem). */
 const ageOrNever = (value: unknown) => (value === null || value === undefined ? -1 : num(value));
@@ -180,7 +177,7 @@ export function registerPgStats(options: PgStatsOptions): void {
                   extract(epoch FROM clock_timestamp() - s.last_autoanalyze) AS autoanalyze_age,
                   s.relid IN (SELECT inhrelid FROM pg_inherits WHERE inhparent = to_regclass('events')) AS is_partition
              FROM pg_stat_user_tables s
-            WHERE (s.relname ~ '^events_p' AND s.relid IN (SELECT inhrelid FROM pg_inherits WHERE inhparent = to_regclass('events')))
+            WHERE (s.relname ~ '^${PARTITION_PREFIX}' AND s.relid IN (SELECT inhrelid FROM pg_inherits WHERE inhparent = to_regclass('events')))
                OR s.relid IN (SELECT to_regclass(t) FROM unnest($1::text[]) AS t)
             ORDER BY s.relname`,
           [WATCHED_TABLES],
@@ -248,7 +245,7 @@ export function registerPgStats(options: PgStatsOptions): void {
       const { rows } = await client.query<{ relname: string; bytes: string }>(
         `SELECT c.relname, pg_total_relation_size(c.oid) AS bytes
            FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid
-          WHERE i.inhparent = to_regclass('events') AND c.relname ~ '^events_p'
+          WHERE i.inhparent = to_regclass('events') AND c.relname ~ '^${PARTITION_PREFIX}'
           ORDER BY c.relname`,
       );
       return () => {
