@@ -126,7 +126,7 @@ const validateShape = validators.event;
 /** A batch's `sent_at` in epoch ms, or null when it is not an RFC 3339 time (the same rule as `timestamp`). */
 export function parseSentAt(value: unknown): number | null {
   if (!validators.sentAt(value)) return null;
-  const ms = parseTimestamp(value as string);
+  const ms = parseTimestamp(value);
   return Number.isNaN(ms) ? null : ms;
 }
 

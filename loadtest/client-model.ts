@@ -72,7 +72,7 @@ export async function runClientModel(o: ClientModelOptions): Promise<ClientModel
 
   let second = tallies();
   let phaseTally = tallies();
-  let fates: Array<ReturnType<typeof fateTallies>> = [];
+  const fates: Array<ReturnType<typeof fateTallies>> = [];
   let phaseOf: Uint8Array = new Uint8Array(1 << 16);
   let deliveredCount: Uint8Array = new Uint8Array(1 << 16);
   let highestSeq = -1;

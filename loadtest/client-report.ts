@@ -44,7 +44,7 @@ function findings(r: ClientsReport): string[] {
       out.push(`  ${l.level}: delivered ${l.deliveredPerSec} events/s = ${l.deliveredOver09C} × 0.9C (aim ≥ 1), dropped ${l.dropped.critical}/${l.dropped.normal}/${l.dropped.low} (crit/norm/low), ${l.shedRequests} requests shed, ${l.throttled} attempts held back by the clients`);
     }
     const within = (v: number | null) => (v === null ? 'not within the recovery phase' : `${v} s after the overload ended`);
-    out.push(`back to normal (no 503/429, nothing dropped, critical p99 ≤ ${r.options.deliverySloMs} ms) ${within(o.recoverySeconds)} (aim ≤ 5 s); the clients' backlog delivered ${within(o.backlogSeconds)}`);
+    out.push(`back to normal (no 503/429, nothing dropped, critical p99 ≤ ${String(r.options.deliverySloMs)} ms) ${within(o.recoverySeconds)} (aim ≤ 5 s); the clients' backlog delivered ${within(o.backlogSeconds)}`);
   }
   const t = r.totals;
   out.push(`events: ${t.tracked} tracked, ${t.delivered} delivered, ${t.dropped.critical + t.dropped.normal + t.dropped.low} dropped by full client queues (${t.dropped.critical}/${t.dropped.normal}/${t.dropped.low}), ${t.failed} given up, ${t.undeliveredAtClose} undelivered when the clients closed; ${t.requests} requests`);

@@ -67,7 +67,7 @@ export async function startFaultProxy(upstream: string): Promise<FaultProxy> {
       let answer: Response | undefined;
       let answerBody = '';
       if (forwarded) {
-        const headers = Object.fromEntries(FORWARDED_HEADERS.flatMap((h) => (typeof req.headers[h] === 'string' ? [[h, req.headers[h] as string]] : [])));
+        const headers = Object.fromEntries(FORWARDED_HEADERS.flatMap((h) => (typeof req.headers[h] === 'string' ? [[h, req.headers[h]]] : [])));
         answer = await fetch(`${upstream}${req.url}`, { method: req.method, headers, body: req.method === 'POST' ? body : undefined });
         answerBody = await answer.text();
       }

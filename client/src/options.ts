@@ -158,7 +158,7 @@ const realTimers: Timers = {
 /** Fills in the defaults and checks every option; throws one TypeError listing every problem. */
 export function resolveOptions(options: ClientOptions): ResolvedOptions {
   const problems: string[] = [];
-  const given = (options ?? {}) as ClientOptions;
+  const given = (options ?? {});
   let url = '';
   try {
     const parsed = new URL(given.url);
@@ -173,7 +173,7 @@ export function resolveOptions(options: ClientOptions): ResolvedOptions {
   const numbers = {} as Record<NumberOption, number>;
   for (const [name, min, max] of NUMBER_RULES) {
     const value = (given as unknown as Record<string, unknown>)[name] ?? DEFAULTS[name];
-    if (typeof value !== 'number' || Number.isNaN(value) || value < min || value > max) problems.push(`${name} must be a number from ${min} to ${max}, got ${String(value)}`);
+    if (typeof value !== 'number' || Number.isNaN(value) || value < min || value > max) problems.push(`${name} must be a number from ${min} to ${max}, got ${JSON.stringify(value)}`);
     numbers[name] = value as number;
   }
   const throttle = given.throttle === undefined ? DEFAULTS.throttle : given.throttle;
@@ -192,5 +192,5 @@ export function resolveOptions(options: ClientOptions): ResolvedOptions {
     now: given.now ?? Date.now,
     timers: given.timers ?? realTimers,
     fetch: given.fetch ?? ((input, init) => fetch(input, init)),
-  }) as ResolvedOptions;
+  });
 }
