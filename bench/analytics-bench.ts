@@ -1,0 +1,74 @@
+// `npm run bench:analytics`: what the rollups cost the worker and what the query API costs a reader.
+//   1. events/s through the worker's write path (writeEntries) without rollups and with each way of keeping them
+//   2. REFRESH MATERIALIZED VIEW CONCURRENTLY of hour/day views over a full retention of minute rollups
+//   3. stats and events query latency over a few million events
+// Every figure is a ratio or a latency measured within this one run, on a private database it drops at the end.
+import { randomUUID } from 'node:crypto';
+import { parseArgs } from 'node:util';
+import pg from 'pg';
+import { loadConfig } from '../lib/config.js';
+import { createPool, type Pool } from '../lib/db.js';
+import { migrate } from '../lib/migrate.js';
+import { ensurePartitions } from '../lib/partitions.js';
+import { machine } from '../loadtest/report.js';
+import { VARIANT_COUNT, measureRollupCost, measureViewRefresh, type Scenario } from './rollup-cost.js';
+
+const { values: args } = parseArgs({
+  options: {
+    'admin-url': { type: 'string', default: 'postgres://postgres@127.0.0.1:5432/postgres' },
+    events: { type: 'string', default: '50000' },
+    'refresh-days': { type: 'string', default: '30' },
+    parts: { type: 'string', default: 'cost,refresh,queries' },
+    keep: { type: 'boolean', default: false },
+  },
+});
+const parts = new Set(args.parts!.split(','));
+
+const SCENARIOS: Scenario[] = [
+  { name: 'one tenant, events of the last minute, one writer', tenants: 1, spreadMinutes: 1, writers: 1 },
+  { name: '20 tenants, events of the last 10 minutes, one writer', tenants: 20, spreadMinutes: 10, writers: 1 },
+  { name: 'one tenant, events of the last minute, two writers at once', tenants: 1, spreadMinutes: 1, writers: 2 },
+];
+
+const runId = randomUUID().slice(0, 8);
+const adminUrl = args['admin-url']!;
+const names = Array.from({ length: VARIANT_COUNT }, (_, i) => `floodgate_bench_analytics_${runId}_${i}`);
+const urlOf = (name: string) => Object.assign(new URL(adminUrl), { pathname: `/${name}` }).href;
+
+async function admin(sql: string): Promise<void> {
+  const client = new pg.Client({ connectionString: adminUrl });
+  await client.connect();
+  try {
+    await client.query(sql);
+  } finally {
+    await client.end();
+  }
+}
+
+const pools: Pool[] = [];
+try {
+  for (const name of names) {
+    await admin(`CREATE DATABASE ${name}`);
+    const pool = createPool(urlOf(name), { max: 2, applicationName: 'floodgate-bench-analytics' });
+    pools.push(pool);
+    await migrate(pool);
+    await ensurePartitions(pool, loadConfig({}));
+  }
+  const pool = pools[0]!;
+  console.log(`# bench:analytics ${new Date().toISOString()} ${JSON.stringify(machine())}`);
+  if (parts.has('cost')) {
+    const rows = await measureRollupCost(pools.map((p) => ({ pool: p })), SCENARIOS, Number(args.events));
+    console.log('\n| Scenario | Variant | Events/s | vs no rollups | Median ms per step | Backend CPU ms per batch | Minute rows per batch |');
+    console.log('| --- | --- | ---: | ---: | ---: | ---: | ---: |');
+    for (const r of rows) {
+      console.log(`| ${r.scenario} | ${r.variant} | ${r.eventsPerSec} | ${r.relative.toFixed(3)} | ${r.msPerBatch} | ${r.backendCpuMsPerBatch} | ${r.groupsPerBatch} |`);
+    }
+  }
+  if (parts.has('refresh')) {
+    const f = await measureViewRefresh(pool, { tenants: 10, types: 8, days: Number(args['refresh-days']) });
+    console.log(`\nMaterialized views over ${f.minuteRows} minute rows: REFRESH CONCURRENTLY hour ${f.hourRefreshMs} ms, day ${f.dayRefreshMs} ms`);
+  }
+} finally {
+  for (const pool of pools) await pool.end();
+  if (!args.keep) for (const name of names) await admin(`DROP DATABASE IF EXISTS ${name} WITH (FORCE)`);
+}
