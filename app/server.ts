@@ -48,8 +48,8 @@ export function createApp(deps: AppDeps): Koa & { metrics: ApiMetrics } {
   const openapi = JSON.stringify(openApiDocument(config));
   const router = new Router();
   const admit = deps.shedder?.middleware() ?? ((_ctx, next) => next());
-  router.post('/v1/events', authenticate(keys), resolvePriority(), rateLimit(config, metrics), admit, ingestEvents({ config, redis, pool, metrics, redisBreaker, logger }));
-  router.get('/v1/admin/load', authenticate(keys, { admin: true }), (ctx) => {
+  router.post('/v1/events', authenticate(keys, { scope: 'ingest' }), resolvePriority(), rateLimit(config, metrics), admit, ingestEvents({ config, redis, pool, metrics, redisBreaker, logger }));
+  router.get('/v1/admin/load', authenticate(keys, { scope: 'admin' }), (ctx) => {
     ctx.type = 'application/json';
     ctx.body = JSON.stringify(deps.shedder?.snapshot() ?? { mode: 'off' });
   });

@@ -1,5 +1,5 @@
 import { parseArgs } from 'node:util';
-import { createApiKey, listApiKeys, revokeApiKey, type KeyRateLimit } from '../lib/api-keys.js';
+import { createApiKey, isScope, listApiKeys, revokeApiKey, SCOPES, atMost, withinCeiling, type KeyRateLimit, type Scope } from '../lib/api-keys.js';
 import type { Config } from '../lib/config.js';
 import { createPool, type Pool } from '../lib/db.js';
 import { SQLSTATE } from '../lib/errors.js';
@@ -8,38 +8,25 @@ import { UsageError } from './usage.js';
 
 const TENANT = /^[A-Za-z0-9_.-]{1,64}$/;
 
+/** A parsed `keys create`. */
+export interface CreateKeyAction {
+  readonly action: 'create';
+  readonly tenant: string;
+  readonly priority: Priority;
+  readonly scopes: readonly Scope[];
+  readonly maxPriority: Priority;
+  /** Lifetime in milliseconds from creation; null never expires. */
+  readonly expiresInMs: number | null;
+  readonly rateLimit: KeyRateLimit;
+}
+
 /** A parsed `keys` invocation. */
-export type KeysAction =
-  | { readonly action: 'create'; readonly tenant: string; readonly priority: Priority; readonly admin: boolean; readonly rateLimit: KeyRateLimit }
-  | { readonly action: 'list' }
-  | { readonly action: 'revoke'; readonly target: string };
+export type KeysAction = CreateKeyAction | { readonly action: 'list' } | { readonly action: 'revoke'; readonly target: string };
 
 /** Parses `keys create|list|revoke …`; throws UsageError (exit 2) before anything touches the database. */
 export function parseKeysArgs(args: readonly string[]): KeysAction {
   const [action, ...rest] = args;
-  if (action === 'create') {
-    const { values } = asUsage(() =>
-      parseArgs({
-        args: rest,
-        options: {
-          tenant: { type: 'string' },
-          priority: { type: 'string', default: 'normal' },
-          admin: { type: 'boolean', default: false },
-          'rate-limit': { type: 'string' },
-          burst: { type: 'string' },
-        },
-        strict: true,
-      }),
-    );
-    const { tenant, priority } = values;
-    if (!tenant || !TENANT.test(tenant)) throw new UsageError('keys create needs --tenant NAME (1-64 characters of A-Z a-z 0-9 _ . -)');
-    if (!isPriority(priority)) throw new UsageError(`--priority must be critical, normal or low, got "${priority}"`);
-    const rateLimit = {
-      perSecond: optionalNumber('--rate-limit', values['rate-limit'], /^\d+(\.\d+)?$/, 0, MAX_RATE),
-      burst: optionalNumber('--burst', values.burst, /^\d+$/, 1, MAX_RATE),
-    };
-    return { action, tenant, priority, admin: values.admin, rateLimit };
-  }
+  if (action === 'create') return parseCreate(rest);
   if (action === 'list') {
     asUsage(() => parseArgs({ args: rest, strict: true }));
     return { action };
@@ -50,6 +37,55 @@ export function parseKeysArgs(args: readonly string[]): KeysAction {
     return { action, target: positionals[0]! };
   }
   throw new UsageError(action ? `unknown keys action "${action}": use create, list or revoke` : 'keys needs create, list or revoke');
+}
+
+function parseCreate(args: readonly string[]): CreateKeyAction {
+  const { values } = asUsage(() =>
+    parseArgs({
+      args: [...args],
+      options: {
+        tenant: { type: 'string' },
+        priority: { type: 'string' },
+        scopes: { type: 'string', default: 'ingest' },
+        // Shorthand kept for scripts written before scopes: adds `admin` to --scopes.
+        admin: { type: 'boolean', default: false },
+        'max-priority': { type: 'string', default: 'critical' },
+        'expires-in': { type: 'string' },
+        'rate-limit': { type: 'string' },
+        burst: { type: 'string' },
+      },
+      strict: true,
+    }),
+  );
+  const { tenant } = values;
+  const maxPriority = values['max-priority'];
+  // Without --priority a key sends normal traffic, or its ceiling when that is lower.
+  const priority = values.priority ?? (isPriority(maxPriority) ? atMost('normal', maxPriority) : 'normal');
+  if (!tenant || !TENANT.test(tenant)) throw new UsageError('keys create needs --tenant NAME (1-64 characters of A-Z a-z 0-9 _ . -)');
+  if (!isPriority(priority)) throw new UsageError(`--priority must be critical, normal or low, got "${priority}"`);
+  if (!isPriority(maxPriority)) throw new UsageError(`--max-priority must be critical, normal or low, got "${maxPriority}"`);
+  if (!withinCeiling(priority, maxPriority)) throw new UsageError(`--priority ${priority} is above --max-priority ${maxPriority}`);
+  const scopes = values.scopes.split(',').map((s) => s.trim());
+  const unknown = scopes.filter((s) => !isScope(s));
+  if (unknown.length > 0 || scopes.length === 0) throw new UsageError(`--scopes is a comma-separated list of ${SCOPES.join(', ')}, got "${values.scopes}"`);
+  if (values.admin) scopes.push('admin');
+  const rateLimit = {
+    perSecond: optionalNumber('--rate-limit', values['rate-limit'], /^\d+(\.\d+)?$/, 0, MAX_RATE),
+    burst: optionalNumber('--burst', values.burst, /^\d+$/, 1, MAX_RATE),
+  };
+  const expiresInMs = values['expires-in'] === undefined ? null : parseDuration('--expires-in', values['expires-in']);
+  return { action: 'create', tenant, priority, scopes: [...new Set(scopes as Scope[])], maxPriority, expiresInMs, rateLimit };
+}
+
+const DURATION_UNIT_MS = { s: 1000, m: 60_000, h: 3_600_000, d: 86_400_000 } as const;
+const MAX_DURATION_MS = 100 * 365 * DURATION_UNIT_MS.d;
+
+/** `90s`, `15m`, `24h`, `30d` in milliseconds. */
+export function parseDuration(option: string, raw: string): number {
+  const match = /^(\d{1,6})([smhd])$/.exec(raw);
+  const ms = match ? Number(match[1]) * DURATION_UNIT_MS[match[2] as keyof typeof DURATION_UNIT_MS] : 0;
+  if (ms <= 0 || ms > MAX_DURATION_MS) throw new UsageError(`${option} must be a positive duration such as 90s, 15m, 24h or 30d, got "${raw}"`);
+  return ms;
 }
 
 const MAX_RATE = 10_000_000;
@@ -86,10 +122,12 @@ export async function keysCommand(config: Config, parsed: KeysAction): Promise<v
 async function runKeys(pool: Pool, parsed: KeysAction): Promise<void> {
   switch (parsed.action) {
     case 'create': {
-      const created = await createApiKey(pool, { tenant: parsed.tenant, defaultPriority: parsed.priority, isAdmin: parsed.admin, rateLimit: parsed.rateLimit });
-      const kind = parsed.admin ? 'admin key' : 'key';
+      const { tenant, priority, scopes, maxPriority, expiresInMs, rateLimit } = parsed;
+      const created = await createApiKey(pool, { tenant, defaultPriority: priority, scopes, maxPriority, expiresInMs, rateLimit });
+      const expiry = expiresInMs === null ? 'never expires' : `expires ${isoSeconds(new Date(Date.now() + expiresInMs))}`;
       console.log(
-        `created ${kind} ${created.id} (${created.prefix}) for tenant ${parsed.tenant}, default priority ${parsed.priority}, rate limit ${rateLimitText(parsed.rateLimit)}.`,
+        `created key ${created.id} (${created.prefix}) for tenant ${tenant}: scopes ${scopes.join(',')}, default priority ${priority}, ` +
+          `max priority ${maxPriority}, rate limit ${rateLimitText(rateLimit)}, ${expiry}.`,
       );
       console.log('It is shown only this once; store it now:');
       console.log(created.key);
@@ -101,17 +139,19 @@ async function runKeys(pool: Pool, parsed: KeysAction): Promise<void> {
         String(k.id),
         k.tenant,
         k.prefix,
+        k.scopes.join(','),
         k.defaultPriority,
-        k.isAdmin ? 'yes' : 'no',
+        k.maxPriority,
         isoSeconds(k.createdAt),
+        k.expiresAt ? isoSeconds(k.expiresAt) : '-',
         k.revokedAt ? isoSeconds(k.revokedAt) : '-',
         rateLimitText(k.rateLimit),
       ]);
-      console.log(table(['id', 'tenant', 'prefix', 'priority', 'admin', 'created', 'revoked', 'rate_limit'], rows));
+      console.log(table(['id', 'tenant', 'prefix', 'scopes', 'priority', 'max_priority', 'created', 'expires', 'revoked', 'rate_limit'], rows));
       return;
     }
     case 'revoke': {
-      const revoked = await revokeApiKey(pool, parsed.target);
+      const revoked = (await revokeApiKey(pool, parsed.target)).length;
       if (revoked === 0) throw new Error(`no active key has id or prefix "${parsed.target}" (see floodgate keys list)`);
       // The API caches verified keys per process (AUTH_CACHE_TTL_MS), so revocation is not instant.
       console.log(`revoked ${revoked} key${revoked === 1 ? '' : 's'}; running API processes refuse it within AUTH_CACHE_TTL_MS`);

@@ -16,19 +16,21 @@ export const USAGE = `usage: floodgate <command>
   api                         run the API (API_PROCESSES processes, node:cluster)
   worker                      run one flush worker
   migrate                     create the database if needed, apply migrations, create partitions
-  keys create --tenant NAME [--priority critical|normal|low] [--admin] [--rate-limit PER_SECOND] [--burst N]
+  keys create --tenant NAME [--scopes ingest,read,admin] [--priority critical|normal|low]
+              [--max-priority critical|normal|low] [--expires-in 30d] [--rate-limit PER_SECOND] [--burst N]
                               create an API key; the key is the last line of output, shown once
-                              (rate limit: requests per second, 0 unlimited; default RATE_LIMIT_PER_SECOND)
-  keys list                   list keys (never the secret)
+                              (scopes default ingest; --admin adds admin; --max-priority is the highest class
+                              the key may send; rate limit: requests per second, 0 unlimited)
+  keys list                   list keys with scopes, priority ceiling and expiry (never the secret)
   keys revoke <id|prefix>     revoke a key
   loadtest <scenario> [--url URL] [--key KEY] [--duration S] [--connections N] [--rate R] [--seed N]
            [--batch-size N] [--mix C/N/L] [--capacity C] [--slo-p99 MS] [--timeout S] [--out DIR]
            [--database-url URL | --no-integrity] [--max-requests N] [--drain-timeout S] [--quiet]
                               load-test the API at --url (default 127.0.0.1:PORT); scenarios: smoke, steady,
-                              ramp, spike, overload, soak, batch, duplicates (see the README's "Load testing")
+                              ramp, spike, overload, soak, batch, duplicates (see docs/loadtesting.md)
   loadtest compare A.json B.json [--threshold 10%]
                               compare two reports; exit 1 when B is worse than A beyond the threshold
   help                        this text
 
-Configuration comes from environment variables (see the README's configuration table).
+Configuration comes from environment variables (see docs/configuration.md).
 Exit status: 0 done, 1 failure or invalid configuration, 2 wrong usage.`;

@@ -1,8 +1,17 @@
 import { createHash, randomBytes } from 'node:crypto';
 import type { Pool } from './db.js';
-import type { Priority } from './event-schema.js';
+import { PRIORITIES, type Priority } from './event-schema.js';
 
 const KEY_PREFIX = 'fgk_';
+
+/** What a key may be used for: sending events, reading them back, the admin endpoints. */
+export const SCOPES = ['ingest', 'read', 'admin'] as const;
+export type Scope = (typeof SCOPES)[number];
+
+/** Checks a word against the scopes. */
+export function isScope(value: unknown): value is Scope {
+  return (SCOPES as readonly unknown[]).includes(value);
+}
 
 /** A key's own rate limit; a null field means the configured default. */
 export interface KeyRateLimit {
@@ -17,7 +26,11 @@ export interface KeyGrant {
   readonly keyId: number;
   readonly tenant: string;
   readonly defaultPriority: Priority;
-  readonly isAdmin: boolean;
+  readonly scopes: readonly Scope[];
+  /** The highest class this key may send (its ceiling). */
+  readonly maxPriority: Priority;
+  /** When the presented secret stops working: the key's expiry, or the end of a rotation's grace; null never. */
+  readonly expiresAt: Date | null;
   readonly rateLimit: KeyRateLimit;
 }
 
@@ -26,10 +39,24 @@ export interface ApiKeyRow {
   readonly tenant: string;
   readonly prefix: string;
   readonly defaultPriority: Priority;
-  readonly isAdmin: boolean;
+  readonly scopes: readonly Scope[];
+  readonly maxPriority: Priority;
   readonly createdAt: Date;
+  readonly expiresAt: Date | null;
   readonly revokedAt: Date | null;
+  /** Until when the secret replaced by the last rotation still works; null when none does. */
+  readonly previousKeyExpiresAt: Date | null;
   readonly rateLimit: KeyRateLimit;
+}
+
+/** Whether `priority` is at or below `ceiling` (critical > normal > low). */
+export function withinCeiling(priority: Priority, ceiling: Priority): boolean {
+  return PRIORITIES.indexOf(priority) >= PRIORITIES.indexOf(ceiling);
+}
+
+/** `priority`, lowered to `ceiling` when it is above it. */
+export function atMost(priority: Priority, ceiling: Priority): Priority {
+  return withinCeiling(priority, ceiling) ? priority : ceiling;
 }
 
 /** SHA-256 of a key: keys are 256-bit random, so a fast hash is enough and a lookup stays one index probe. */
@@ -37,22 +64,41 @@ export function hashKey(key: string): Buffer {
   return createHash('sha256').update(key).digest();
 }
 
-/** Creates a key for a tenant; the plaintext key is returned once and never stored. */
-export async function createApiKey(
-  pool: Pool,
-  options: { tenant: string; defaultPriority?: Priority; isAdmin?: boolean; rateLimit?: Partial<KeyRateLimit> },
-): Promise<{ id: number; key: string; prefix: string }> {
+/** A fresh secret and the prefix `keys list` shows for it. */
+function newSecret(): { key: string; prefix: string } {
   const key = KEY_PREFIX + randomBytes(32).toString('base64url');
-  const prefix = key.slice(0, KEY_PREFIX.length + 8);
+  return { key, prefix: key.slice(0, KEY_PREFIX.length + 8) };
+}
+
+/** What a new key may do; every field but the tenant has a default. */
+export interface NewKeyOptions {
+  readonly tenant: string;
+  /** Default: `normal`, or the ceiling when that is lower. */
+  readonly defaultPriority?: Priority;
+  /** Default: `ingest` only. */
+  readonly scopes?: readonly Scope[];
+  /** Default: `critical` (no ceiling). */
+  readonly maxPriority?: Priority;
+  /** Lifetime from now (the database's clock, the one expiry is checked against); default: never expires. */
+  readonly expiresInMs?: number | null;
+  readonly rateLimit?: Partial<KeyRateLimit>;
+}
+
+/** Creates a key for a tenant; the plaintext key is returned once and never stored. */
+export async function createApiKey(pool: Pool, options: NewKeyOptions): Promise<{ id: number; key: string; prefix: string }> {
+  const { key, prefix } = newSecret();
+  const maxPriority = options.maxPriority ?? 'critical';
   const { rows } = await pool.query<{ id: string }>(
-    `INSERT INTO api_keys (tenant, key_hash, key_prefix, default_priority, is_admin, rate_limit_per_second, rate_limit_burst)
-     VALUES ($1, $2, $3, $4, $5, $6, $7) RETURNING id`,
+    `INSERT INTO api_keys (tenant, key_hash, key_prefix, default_priority, scopes, max_priority, expires_at, rate_limit_per_second, rate_limit_burst)
+     VALUES ($1, $2, $3, $4, $5, $6, now() + $7 * interval '1 millisecond', $8, $9) RETURNING id`,
     [
       options.tenant,
       hashKey(key),
       prefix,
-      options.defaultPriority ?? 'normal',
-      options.isAdmin ?? false,
+      options.defaultPriority ?? atMost('normal', maxPriority),
+      [...new Set(options.scopes ?? ['ingest'])],
+      maxPriority,
+      options.expiresInMs ?? null,
       options.rateLimit?.perSecond ?? null,
       options.rateLimit?.burst ?? null,
     ],
@@ -60,20 +106,22 @@ export async function createApiKey(
   return { id: Number(rows[0]!.id), key, prefix };
 }
 
+interface KeyColumns {
+  id: string;
+  tenant: string;
+  default_priority: Priority;
+  scopes: Scope[];
+  max_priority: Priority;
+  expires_at: Date | null;
+  rate_limit_per_second: number | null;
+  rate_limit_burst: number | null;
+}
+
 /** Every key, newest first, without secrets. */
 export async function listApiKeys(pool: Pool): Promise<ApiKeyRow[]> {
-  const { rows } = await pool.query<{
-    id: string;
-    tenant: string;
-    key_prefix: string;
-    default_priority: Priority;
-    is_admin: boolean;
-    created_at: Date;
-    revoked_at: Date | null;
-    rate_limit_per_second: number | null;
-    rate_limit_burst: number | null;
-  }>(
-    `SELECT id, tenant, key_prefix, default_priority, is_admin, created_at, revoked_at, rate_limit_per_second, rate_limit_burst
+  const { rows } = await pool.query<KeyColumns & { key_prefix: string; created_at: Date; revoked_at: Date | null; previous_key_expires_at: Date | null }>(
+    `SELECT id, tenant, key_prefix, default_priority, scopes, max_priority, created_at, expires_at, revoked_at, previous_key_expires_at,
+            rate_limit_per_second, rate_limit_burst
      FROM api_keys ORDER BY id DESC`,
   );
   return rows.map((r) => ({
@@ -81,35 +129,35 @@ export async function listApiKeys(pool: Pool): Promise<ApiKeyRow[]> {
     tenant: r.tenant,
     prefix: r.key_prefix,
     defaultPriority: r.default_priority,
-    isAdmin: r.is_admin,
+    scopes: r.scopes,
+    maxPriority: r.max_priority,
     createdAt: r.created_at,
+    expiresAt: r.expires_at,
     revokedAt: r.revoked_at,
+    previousKeyExpiresAt: r.previous_key_expires_at && r.previous_key_expires_at > new Date() ? r.previous_key_expires_at : null,
     rateLimit: { perSecond: r.rate_limit_per_second, burst: r.rate_limit_burst },
   }));
 }
 
-/** Revokes a key by id or by its displayed prefix; returns how many keys were revoked. */
-export async function revokeApiKey(pool: Pool, idOrPrefix: string): Promise<number> {
+/** Revokes a key by id or by its displayed prefix; returns the ids of the keys revoked. */
+export async function revokeApiKey(pool: Pool, idOrPrefix: string): Promise<number[]> {
   const byId = /^\d+$/.test(idOrPrefix);
-  const result = await pool.query(
-    `UPDATE api_keys SET revoked_at = now() WHERE revoked_at IS NULL AND ${byId ? 'id = $1::bigint' : 'key_prefix = $1'}`,
+  const { rows } = await pool.query<{ id: string }>(
+    `UPDATE api_keys SET revoked_at = now() WHERE revoked_at IS NULL AND ${byId ? 'id = $1::bigint' : 'key_prefix = $1'} RETURNING id`,
     [idOrPrefix],
   );
-  return result.rowCount ?? 0;
+  return rows.map((r) => Number(r.id));
 }
 
-/** Looks a presented key up by its hash; null when unknown or revoked. */
+/** Looks a presented key up by its hash; null when unknown, revoked or expired. */
 export async function findApiKey(pool: Pool, key: string): Promise<KeyGrant | null> {
-  const { rows } = await pool.query<{
-    id: string;
-    tenant: string;
-    default_priority: Priority;
-    is_admin: boolean;
-    rate_limit_per_second: number | null;
-    rate_limit_burst: number | null;
-  }>(
-    `SELECT id, tenant, default_priority, is_admin, rate_limit_per_second, rate_limit_burst
-     FROM api_keys WHERE key_hash = $1 AND revoked_at IS NULL`,
+  // The secret a rotation replaced matches previous_key_hash until its grace ends; it never outlives the key.
+  const { rows } = await pool.query<KeyColumns>(
+    `SELECT id, tenant, default_priority, scopes, max_priority, rate_limit_per_second, rate_limit_burst,
+            CASE WHEN key_hash = $1 THEN expires_at ELSE LEAST(expires_at, previous_key_expires_at) END AS expires_at
+     FROM api_keys
+     WHERE (key_hash = $1 OR (previous_key_hash = $1 AND previous_key_expires_at > now()))
+       AND revoked_at IS NULL AND (expires_at IS NULL OR expires_at > now())`,
     [hashKey(key)],
   );
   const row = rows[0];
@@ -118,7 +166,9 @@ export async function findApiKey(pool: Pool, key: string): Promise<KeyGrant | nu
     keyId: Number(row.id),
     tenant: row.tenant,
     defaultPriority: row.default_priority,
-    isAdmin: row.is_admin,
+    scopes: row.scopes,
+    maxPriority: row.max_priority,
+    expiresAt: row.expires_at,
     rateLimit: { perSecond: row.rate_limit_per_second, burst: row.rate_limit_burst },
   };
 }

@@ -59,7 +59,7 @@ const redisKey = (raw: string): string | ParseFailure =>
 const KIB = 1024;
 const MIB = 1024 * KIB;
 
-/** Every environment variable Floodgate reads, in one place (the README's table is tested against it). */
+/** Every environment variable Floodgate reads, in one place (the table in docs/configuration.md is tested against it). */
 export const CONFIG_VARIABLES = {
   port: { name: 'PORT', doc: 'HTTP port of the API.', defaultValue: '8080', parse: integer(0, 65535) },
   host: { name: 'HOST', doc: 'Address the API listens on.', defaultValue: '0.0.0.0', parse: nonEmpty },

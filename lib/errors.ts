@@ -1,13 +1,13 @@
 /**
- * The catalogue of errors a client can see. Each code is stable: clients branch on it, the README documents
+ * The catalogue of errors a client can see. Each code is stable: clients branch on it, docs/api.md documents
  * it (a test keeps the two in step), and the message is safe to show.
  */
 export const ERROR_CATALOGUE = {
   malformed_json: { status: 400, description: 'The body is not valid UTF-8 JSON.' },
   invalid_body: { status: 400, description: 'The JSON is neither an event object nor `{"events": [...]}`.' },
   invalid_header: { status: 400, description: 'A header has an invalid value (`X-Priority`, `Idempotency-Key`).' },
-  unauthorized: { status: 401, description: 'The API key is missing, unknown or revoked.' },
-  forbidden: { status: 403, description: 'The API key may not use this endpoint.' },
+  unauthorized: { status: 401, description: 'The API key is missing, unknown, revoked or expired.' },
+  forbidden: { status: 403, description: 'The API key lacks the scope this endpoint needs (`ingest`, `read` or `admin`).' },
   not_found: { status: 404, description: 'No such route.' },
   method_not_allowed: { status: 405, description: 'The route exists but not with this method (see `Allow`).' },
   payload_too_large: { status: 413, description: 'The body exceeds `MAX_BODY_BYTES`, or `MAX_DECOMPRESSED_BYTES` once decompressed.' },

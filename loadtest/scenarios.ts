@@ -6,7 +6,7 @@ import type { Sample, Segment, SegmentResult, MixShare, TallySummary } from './r
 export const SCENARIOS = ['smoke', 'steady', 'ramp', 'spike', 'overload', 'soak', 'batch', 'duplicates'] as const;
 export type ScenarioName = (typeof SCENARIOS)[number];
 
-/** The question each scenario answers (shown in the usage and the README). */
+/** The question each scenario answers (shown in the usage and in docs/loadtesting.md). */
 export const SCENARIO_QUESTIONS: Record<ScenarioName, string> = {
   smoke: 'does it accept and store events end to end? (20 req/s, 5 s; fails on any non-2xx)',
   steady: 'what latency at the rate I expect? (--rate, default 500 req/s, 60 s)',

@@ -8,9 +8,8 @@ import { after, before, describe, it } from 'node:test';
 import pg from 'pg';
 import { createApiKey, findApiKey } from '../lib/api-keys.js';
 import { readMigrations } from '../lib/migrate.js';
-import { countEvents, createTestEnv, envVars, eventually, freePort, spawnFloodgate, TEST_PG_ADMIN_URL, type TestEnv } from './support.js';
+import { countEvents, createTestEnv, envVars, eventually, FLOODGATE_COMMAND, freePort, spawnFloodgate, TEST_PG_ADMIN_URL, type TestEnv } from './support.js';
 
-const BIN = fileURLToPath(new URL('../bin/floodgate.js', import.meta.url));
 
 /** Direct children of `pid`, then theirs: the process tree a supervisor owns. */
 async function descendants(pid: number): Promise<number[]> {
@@ -41,7 +40,7 @@ const alive = (pid: number) => {
  * signal the whole group at once.
  */
 function spawnGroup(args: string[], vars: Record<string, string>) {
-  const child: ChildProcess = spawn(process.execPath, [BIN, ...args], {
+  const child: ChildProcess = spawn(process.execPath, [...FLOODGATE_COMMAND, ...args], {
     env: { PATH: process.env.PATH ?? '', HOME: process.env.HOME ?? '', ...vars },
     stdio: ['ignore', 'pipe', 'pipe'],
     detached: true,
@@ -94,7 +93,7 @@ describe('floodgate CLI', () => {
 
   it('exits 2 with the usage on an unknown command, a missing command or bad arguments, before reading config', async () => {
     const brokenConfig = { PORT: 'abc' };
-    for (const args of [['frobnicate'], [], ['keys', 'create'], ['keys', 'create', '--tenant', 'acme', '--priority', 'urgent'], ['keys', 'create', '--tenant', 'acme', '--bogus'], ['keys', 'create', '--tenant', 'acme', '--rate-limit', 'fast'], ['keys', 'create', '--tenant', 'acme', '--burst', '0'], ['keys'], ['keys', 'revoke'], ['migrate', 'now']]) {
+    for (const args of [['frobnicate'], [], ['keys', 'create'], ['keys', 'create', '--tenant', 'acme', '--priority', 'urgent'], ['keys', 'create', '--tenant', 'acme', '--bogus'], ['keys', 'create', '--tenant', 'acme', '--rate-limit', 'fast'], ['keys', 'create', '--tenant', 'acme', '--burst', '0'], ['keys', 'create', '--tenant', 'acme', '--scopes', 'ingest,root'], ['keys', 'create', '--tenant', 'acme', '--max-priority', 'low', '--priority', 'critical'], ['keys', 'create', '--tenant', 'acme', '--expires-in', '30 days'], ['keys'], ['keys', 'revoke'], ['migrate', 'now']]) {
       const result = await run(args, brokenConfig);
       assert.equal(result.code, 2, `floodgate ${args.join(' ')}: ${result.stderr}`);
       assert.match(result.stderr, /usage: floodgate/);
@@ -150,15 +149,17 @@ describe('floodgate CLI', () => {
     const grant = await findApiKey(env.pool, key);
     assert.equal(grant?.tenant, 'acme');
     assert.equal(grant?.defaultPriority, 'critical');
-    assert.equal(grant?.isAdmin, false);
+    assert.deepEqual(grant?.scopes, ['ingest']);
+    assert.equal(grant?.maxPriority, 'critical');
+    assert.equal(grant?.expiresAt, null);
 
     const listed = await run(['keys', 'list']);
     assert.equal(listed.code, 0, listed.stderr);
     const [header, ...rows] = listed.stdout.trim().split('\n');
-    assert.deepEqual(header!.split(/\s+/), ['id', 'tenant', 'prefix', 'priority', 'admin', 'created', 'revoked', 'rate_limit']);
+    assert.deepEqual(header!.split(/\s+/), ['id', 'tenant', 'prefix', 'scopes', 'priority', 'max_priority', 'created', 'expires', 'revoked', 'rate_limit']);
     const row = rows.map((r) => r.split(/\s+/)).find((cells) => cells[0] === String(grant!.keyId));
     assert.ok(row, listed.stdout);
-    assert.deepEqual([row[1], row[3], row[4], row[6], row[7]], ['acme', 'critical', 'no', '-', 'default']);
+    assert.deepEqual([row[1], row[3], row[4], row[5], row[7], row[8], row[9]], ['acme', 'ingest', 'critical', 'critical', '-', '-', 'default']);
     assert.ok(key.startsWith(row[2]!), 'the prefix is the start of the key');
     assert.ok(!listed.stdout.includes(key), 'the secret is never listed');
 
@@ -173,7 +174,19 @@ describe('floodgate CLI', () => {
     assert.match(twice.stderr, /no active key/);
 
     const admin = await run(['keys', 'create', '--tenant', 'ops', '--admin']);
-    assert.equal((await findApiKey(env.pool, admin.stdout.trim().split('\n').at(-1)!))?.isAdmin, true);
+    assert.deepEqual((await findApiKey(env.pool, admin.stdout.trim().split('\n').at(-1)!))?.scopes, ['ingest', 'admin']);
+
+    const scoped = await run(['keys', 'create', '--tenant', 'reader', '--scopes', 'read,admin', '--max-priority', 'low', '--expires-in', '30d']);
+    assert.equal(scoped.code, 0, scoped.stderr);
+    const scopedGrant = await findApiKey(env.pool, scoped.stdout.trim().split('\n').at(-1)!);
+    assert.deepEqual(scopedGrant?.scopes, ['read', 'admin']);
+    assert.equal(scopedGrant?.maxPriority, 'low');
+    assert.equal(scopedGrant?.defaultPriority, 'low', 'without --priority the default is lowered to the ceiling');
+    const days = (scopedGrant!.expiresAt!.getTime() - Date.now()) / 86_400_000;
+    assert.ok(days > 29.9 && days <= 30, `expires in 30 days, got ${days}`);
+    const scopedRow = (await run(['keys', 'list'])).stdout.split('\n').find((l) => l.startsWith(`${scopedGrant!.keyId} `))!.split(/\s+/);
+    assert.deepEqual([scopedRow[3], scopedRow[4], scopedRow[5]], ['read,admin', 'low', 'low']);
+    assert.equal(scopedRow[7], scopedGrant!.expiresAt!.toISOString().replace(/\.\d{3}Z$/, 'Z'));
 
     const limited = await run(['keys', 'create', '--tenant', 'metered', '--rate-limit', '2.5', '--burst', '10']);
     assert.equal(limited.code, 0, limited.stderr);

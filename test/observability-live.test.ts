@@ -8,6 +8,7 @@ import { after, before, describe, it } from 'node:test';
 import { createApiKey } from '../lib/api-keys.js';
 import { startLocalPostgres, type LocalService } from '../cli/local-services.js';
 import { allDashboardQueries } from '../grafana/generate.js';
+import { TARGET_METRIC } from '../grafana/variables.js';
 import { createTestEnv, envVars, eventually, freePort, spawnFloodgate, type FloodgateProcess, type TestEnv } from './support.js';
 
 const RULES_DIR = fileURLToPath(new URL('../prometheus/rules/', import.meta.url));
@@ -122,6 +123,11 @@ describe('dashboards and recording rules against a real Prometheus scraping a lo
       }
       return empty.length === 0;
     }, 'every panel to show data', 60_000).catch(() => assert.fail(`panels with no data:\n${empty.join('\n')}`));
+  });
+
+  it("the job and instance variables list the API's and the worker's targets", async () => {
+    const answer = (await query(`count by (job, instance) (${TARGET_METRIC})`)) as { data?: { result: { metric: { job: string } }[] } };
+    assert.deepEqual(answer.data?.result.map((r) => r.metric.job).sort(), ['floodgate-api', 'floodgate-worker']);
   });
 
   it('every recording rule evaluates and returns data', async () => {

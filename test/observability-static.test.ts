@@ -1,10 +1,14 @@
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
-import { readFile, readdir } from 'node:fs/promises';
+import { cp, mkdtemp, readFile, readdir, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { describe, it } from 'node:test';
 import { fileURLToPath } from 'node:url';
 import { Registry, collectDefaultMetrics } from 'prom-client';
 import { allDashboardQueries, renderDashboards } from '../grafana/generate.js';
+import { withDashboardFilters } from '../grafana/promql-filters.js';
+import { anchors } from './markdown.js';
 
 /**
  * Static checks of the observability assets: Prometheus config, recording and alerting rules with their
@@ -158,15 +162,6 @@ async function defaultMetricNames(): Promise<Set<string>> {
   return names;
 }
 
-/** GitHub's heading anchors: lower case, punctuation dropped, spaces to hyphens. */
-function anchors(markdown: string): Set<string> {
-  const set = new Set<string>();
-  for (const m of markdown.matchAll(/^#{1,6}\s+(.+?)\s*#*\s*$/gm)) {
-    set.add(m[1]!.toLowerCase().replace(/[^\p{L}\p{N}\s_-]/gu, '').trim().replace(/\s/g, '-'));
-  }
-  return set;
-}
-
 const ruleFiles = await yamlFiles('prometheus/rules/');
 const testFiles = await yamlFiles('prometheus/tests/');
 const rules = (await Promise.all(ruleFiles.map(read))).flatMap(parseRules);
@@ -212,15 +207,38 @@ describe('alerts', () => {
       assert.match(field(alert.text, 'severity') ?? '', /^(critical|warning)$/, `${alert.name}: severity`);
       assert.ok(field(alert.text, 'summary'), `${alert.name}: summary`);
       assert.match(field(alert.text, 'description') ?? '', /\{\{ \$value/, `${alert.name}: description must show {{ $value }}`);
-      assert.match(field(alert.text, 'runbook_url') ?? '', /^docs\/runbooks\.md#[a-z0-9-]+$/, `${alert.name}: runbook_url`);
+      assert.match(field(alert.text, 'runbook_url') ?? '', /^https?:\/\/[^\s#]+\/operations\.md#[a-z0-9-]+$/, `${alert.name}: runbook_url (absolute)`);
     }
   });
 
-  it("each runbook link points at an existing section of docs/runbooks.md", async () => {
-    const sections = anchors(await read('docs/runbooks.md'));
+  it('all runbook links share one base, which scripts/set-runbook-base-url.sh changes without breaking the promtool tests', async () => {
+    const bases = new Set(alerts.map((a) => field(a.text, 'runbook_url')!.split('#')[0]));
+    assert.equal(bases.size, 1, `runbook_url bases: ${[...bases].join(', ')}`);
+    const copy = await mkdtemp(join(tmpdir(), 'floodgate-runbooks-'));
+    try {
+      await cp(new URL('prometheus/', ROOT), copy, { recursive: true });
+      const base = 'https://wiki.example.org/ops/floodgate/operations.md';
+      const run = spawnSync('scripts/set-runbook-base-url.sh', [base, copy], { cwd: ROOT_PATH, encoding: 'utf8' });
+      assert.equal(run.status, 0, run.stderr);
+      const rewritten = (await readFile(join(copy, 'rules/alerts.yml'), 'utf8')).split('\n').filter((l) => l.includes('runbook_url:'));
+      assert.equal(rewritten.length, alerts.length);
+      for (const line of rewritten) assert.match(line, /runbook_url: https:\/\/wiki\.example\.org\/ops\/floodgate\/operations\.md#floodgate[a-z]+$/);
+      const tests = (await readdir(join(copy, 'tests'))).map((f) => join(copy, 'tests', f));
+      const promtoolRun = spawnSync('promtool', ['test', 'rules', ...tests], { cwd: copy, encoding: 'utf8' });
+      assert.equal(promtoolRun.status, 0, `${promtoolRun.stdout}${promtoolRun.stderr}`);
+      const refused = spawnSync('scripts/set-runbook-base-url.sh', ['not a url', copy], { cwd: ROOT_PATH, encoding: 'utf8' });
+      assert.equal(refused.status, 2);
+      assert.match(refused.stderr, /BASE_URL must be an absolute http\(s\) URL/);
+    } finally {
+      await rm(copy, { recursive: true, force: true });
+    }
+  });
+
+  it("each runbook link points at an existing section of docs/operations.md", async () => {
+    const sections = anchors(await read('docs/operations.md'));
     for (const alert of alerts) {
       const anchor = field(alert.text, 'runbook_url')!.split('#')[1]!;
-      assert.ok(sections.has(anchor), `${alert.name}: docs/runbooks.md has no section #${anchor}`);
+      assert.ok(sections.has(anchor), `${alert.name}: docs/operations.md has no section #${anchor}`);
       assert.equal(anchor, alert.name.toLowerCase(), `${alert.name}: the runbook section is named after the alert`);
     }
   });
@@ -238,7 +256,7 @@ describe('alerts', () => {
 });
 
 describe('dashboards', () => {
-  it('committed JSON equals the generator output (run: node --import tsx grafana/generate.ts)', async () => {
+  it('committed JSON equals the generator output (run: npm run dashboards)', async () => {
     const rendered = renderDashboards();
     assert.deepEqual([...rendered.keys()].sort(), ['ingest-overview.json', 'load-shedding.json', 'pipeline.json', 'postgres.json']);
     const committed = (await readdir(new URL('grafana/dashboards/', ROOT))).filter((f) => f.endsWith('.json')).sort();
@@ -256,6 +274,50 @@ describe('dashboards', () => {
         assert.ok((panel.targets ?? []).length > 0, `${file} / ${panel.title}: queries`);
       }
     }
+  });
+
+  it('import into any Grafana: a datasource variable (no hard-coded uid), and job and instance variables', () => {
+    for (const [file, text] of renderDashboards()) {
+      const model = JSON.parse(text) as {
+        templating: { list: { name: string; type: string; query: unknown; includeAll?: boolean; datasource?: { uid: string } }[] };
+        panels: { type: string; title: string; datasource?: { uid: string }; targets?: { datasource: { uid: string } }[] }[];
+      };
+      const variables = new Map(model.templating.list.map((v) => [v.name, v]));
+      assert.deepEqual([...variables.keys()], ['datasource', 'job', 'instance'], file);
+      assert.equal(variables.get('datasource')!.type, 'datasource');
+      assert.equal(variables.get('datasource')!.query, 'prometheus');
+      for (const name of ['job', 'instance']) {
+        assert.equal(variables.get(name)!.datasource?.uid, '${datasource}', `${file} $${name}`);
+        assert.equal(variables.get(name)!.includeAll, true, `${file} $${name}`);
+      }
+      const uids = new Set<string>();
+      for (const panel of model.panels.filter((p) => p.type !== 'row')) {
+        uids.add(panel.datasource!.uid);
+        for (const target of panel.targets ?? []) uids.add(target.datasource.uid);
+      }
+      assert.deepEqual([...uids], ['${datasource}'], `${file}: every panel and query reads the datasource variable`);
+      assert.doesNotMatch(text, /"uid": "prometheus"/, `${file}: a hard-coded datasource uid`);
+    }
+  });
+
+  it('every series selector is narrowed by $job, and raw series by $instance too', () => {
+    for (const query of allDashboardQueries()) {
+      for (const name of metricNames(query.expr)) {
+        const selectors = [...query.template.matchAll(new RegExp(`(?<![\\w:])${name.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')}\\{([^}]*)\\}`, 'g'))];
+        assert.ok(selectors.length > 0, `${query.dashboard} / ${query.panel}: ${name} has no matchers in ${query.template}`);
+        for (const [, matchers] of selectors) {
+          assert.match(matchers!, /job=~"\$job"/, `${query.dashboard} / ${query.panel}: ${name}`);
+          if (!name.includes(':')) assert.match(matchers!, /instance=~"\$instance"/, `${query.dashboard} / ${query.panel}: ${name}`);
+        }
+      }
+    }
+  });
+
+  it('the filter rewrite keeps existing matchers, functions, grouping labels, ranges and keywords', () => {
+    assert.equal(
+      withDashboardFilters('sum by (state) (a_total{route="/x"}) / on (job) group_left b:c:d > bool 2 or topk(3, e[5m] offset 1m)'),
+      'sum by (state) (a_total{job=~"$job",instance=~"$instance",route="/x"}) / on (job) group_left b:c:d{job=~"$job"} > bool 2 or topk(3, e{job=~"$job",instance=~"$instance"}[5m] offset 1m)',
+    );
   });
 
   it('panels read rates and percentiles from recording rules, not raw rate() or histogram_quantile()', () => {

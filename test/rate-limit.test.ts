@@ -75,7 +75,9 @@ describe('the share of a rate limit each API process enforces', () => {
     keyId: 1,
     tenant: 'acme',
     defaultPriority: 'normal',
-    isAdmin: false,
+    scopes: ['ingest'],
+    maxPriority: 'critical',
+    expiresAt: null,
     rateLimit: { perSecond, burst },
   });
 

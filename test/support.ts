@@ -1,10 +1,17 @@
 import { randomUUID } from 'node:crypto';
+import { fileURLToPath } from 'node:url';
 import pg from 'pg';
 import { loadConfig, type Config } from '../lib/config.js';
 import { createPool, type Pool } from '../lib/db.js';
 import { migrate } from '../lib/migrate.js';
 import { ensurePartitions } from '../lib/partitions.js';
 import { createRedis, type Redis } from '../lib/redis.js';
+
+/**
+ * How tests run the `floodgate` command: `node --import tsx cli/main.ts`, the sources as they are now, never a
+ * dist/ that may predate them (bin/floodgate.js runs dist/). Children forked by the command inherit the flags.
+ */
+export const FLOODGATE_COMMAND: readonly string[] = ['--import', import.meta.resolve('tsx'), fileURLToPath(new URL('../cli/main.ts', import.meta.url))];
 
 /** Server URLs the tests use; CI starts both (see .ci/run). */
 export const TEST_PG_ADMIN_URL = 'postgres://postgres@127.0.0.1:5432/postgres';
@@ -88,7 +95,7 @@ export async function startTestApi(env: TestEnv, overrides: Partial<Config> = {}
   const config = Object.freeze({ ...env.config, ...overrides });
   const api = await runApi(config, createLogger('silent', 'api-test'));
   const { key } = await createApiKey(env.pool, { tenant: 'acme' });
-  const { key: adminKey } = await createApiKey(env.pool, { tenant: 'ops', isAdmin: true });
+  const { key: adminKey } = await createApiKey(env.pool, { tenant: 'ops', scopes: ['ingest', 'admin'] });
   const url = `http://127.0.0.1:${api.port}`;
   return {
     url,
@@ -172,12 +179,10 @@ export interface FloodgateProcess {
   readonly exited: Promise<{ code: number | null; signal: NodeJS.Signals | null; stdout: string; stderr: string }>;
 }
 
-/** Runs `node bin/floodgate.js ...args` with only the given environment on top of PATH/HOME. */
+/** Runs `floodgate ...args` (see FLOODGATE_COMMAND) with only the given environment on top of PATH/HOME. */
 export async function spawnFloodgate(args: string[], vars: Record<string, string>): Promise<FloodgateProcess> {
   const { spawn } = await import('node:child_process');
-  const { fileURLToPath } = await import('node:url');
-  const bin = fileURLToPath(new URL('../bin/floodgate.js', import.meta.url));
-  const child = spawn(process.execPath, [bin, ...args], {
+  const child = spawn(process.execPath, [...FLOODGATE_COMMAND, ...args], {
     env: { PATH: process.env.PATH ?? '', HOME: process.env.HOME ?? '', ...vars },
     stdio: ['ignore', 'pipe', 'pipe'],
   });

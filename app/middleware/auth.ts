@@ -1,5 +1,5 @@
 import type { Middleware } from 'koa';
-import { findApiKey, type KeyGrant } from '../../lib/api-keys.js';
+import { findApiKey, type KeyGrant, type Scope } from '../../lib/api-keys.js';
 import type { Pool } from '../../lib/db.js';
 import { apiError } from '../../lib/errors.js';
 
@@ -49,8 +49,8 @@ function presentedKey(authorization: string, apiKeyHeader: string): string | nul
   return apiKeyHeader || null;
 }
 
-/** Requires `Authorization: Bearer <key>` or `X-Api-Key`; puts the grant in `ctx.state.grant`. */
-export function authenticate(keys: KeyResolver, options: { admin?: boolean } = {}): Middleware {
+/** Requires `Authorization: Bearer <key>` or `X-Api-Key` holding `options.scope`; puts the grant in `ctx.state.grant`. */
+export function authenticate(keys: KeyResolver, options: { scope: Scope }): Middleware {
   return async (ctx, next) => {
     const key = presentedKey(ctx.get('authorization'), ctx.get('x-api-key'));
     if (!key || key.length > 256) {
@@ -65,7 +65,7 @@ export function authenticate(keys: KeyResolver, options: { admin?: boolean } = {
       throw apiError('dependency_unavailable', 'cannot verify the API key right now', undefined, { 'Retry-After': '1' });
     }
     if (!grant) throw apiError('unauthorized', 'unknown or revoked API key', undefined, { 'WWW-Authenticate': 'Bearer' });
-    if (options.admin && !grant.isAdmin) throw apiError('forbidden', 'this endpoint needs an admin key');
+    if (!grant.scopes.includes(options.scope)) throw apiError('forbidden', `this endpoint needs a key with the "${options.scope}" scope`);
     ctx.state.grant = grant;
     await next();
   };
