@@ -1,6 +1,7 @@
 import { ERROR_CATALOGUE } from '../lib/errors.js';
 import { EVENT_SCHEMA } from '../lib/event-schema.js';
 import type { Config } from '../lib/config.js';
+import { QUERY_ERROR_CODES, QUERY_SCHEMAS, queryPaths } from './openapi-reads.js';
 
 const errorResponse = (description: string) => ({
   description,
@@ -8,8 +9,9 @@ const errorResponse = (description: string) => ({
 });
 
 /** The OpenAPI 3.1 document served at /openapi.json; its Event schema is the one the API validates with. */
-export function openApiDocument(config: Pick<Config, 'maxBatchEvents'>): Record<string, unknown> {
+export function openApiDocument(config: Pick<Config, 'maxBatchEvents' | 'retentionDays' | 'statsMaxBuckets' | 'statsMaxPoints'>): Record<string, unknown> {
   const { $id: _id, ...event } = EVENT_SCHEMA;
+  const reads = queryPaths(config);
   return {
     openapi: '3.1.0',
     info: { title: 'Floodgate ingest API', version: '1' },
@@ -20,6 +22,7 @@ export function openApiDocument(config: Pick<Config, 'maxBatchEvents'>): Record<
       },
       schemas: {
         Event: event,
+        ...QUERY_SCHEMAS,
         Batch: {
           type: 'object',
           additionalProperties: false,
@@ -82,12 +85,15 @@ export function openApiDocument(config: Pick<Config, 'maxBatchEvents'>): Record<
             '202': { description: 'Accepted and durable in the queue', content: { 'application/json': { schema: { $ref: '#/components/schemas/Accepted' } } } },
             ...Object.fromEntries(
               Object.entries(ERROR_CATALOGUE)
-                .filter(([code]) => code !== 'not_ready')
+                .filter(([code]) => code !== 'not_ready' && !(QUERY_ERROR_CODES as readonly string[]).includes(code))
                 .map(([code, e]) => [String(e.status), errorResponse(code)]),
             ),
           },
         },
+        ...reads['/v1/events'],
       },
+      '/v1/events/{id}': reads['/v1/events/{id}'],
+      '/v1/stats': reads['/v1/stats'],
       '/healthz': { get: { summary: 'Liveness', security: [], responses: { '200': { description: 'alive' } } } },
       '/readyz': {
         get: { summary: 'Readiness: Postgres, Redis, migrations', security: [], responses: { '200': { description: 'ready' }, '503': errorResponse('not_ready') } },

@@ -28,6 +28,8 @@ export interface RunningApi {
  */
 export async function runApi(config: Config, logger: Logger): Promise<RunningApi> {
   const pool = createPool(config.databaseUrl, { max: config.dbPoolSize, applicationName: 'floodgate-api' });
+  // The query API's own connections: a slow read waits for one of these, never for the ingest path's.
+  const readPool = createPool(config.databaseUrl, { max: config.queryPoolSize, applicationName: 'floodgate-api-read', statementTimeoutMs: config.queryTimeoutMs });
   const redis = createRedis(config.redisUrl, { commandTimeout: config.redisWriteTimeoutMs });
   const migrations = await readMigrations();
   const latestMigration = migrations.at(-1)?.version ?? 0;
@@ -36,7 +38,7 @@ export async function runApi(config: Config, logger: Logger): Promise<RunningApi
   const metrics = config.metricsEnabled ? createApiMetrics(registry) : createUninstrumentedApiMetrics();
   const redisBreaker = createRedisWriteBreaker(config, registry, logger);
   const shedder = createShedder({ config, latency: metrics.latency, redis, registry, logger, dependencies: [redisBreaker] });
-  const app = createApp({ config, pool, redis, logger, latestMigration, metrics, shedder, redisBreaker });
+  const app = createApp({ config, pool, readPool, redis, logger, latestMigration, metrics, shedder, redisBreaker });
 
   const handle = app.callback();
   const shedEarly = createEarlyShed(shedder, metrics);
@@ -69,6 +71,7 @@ export async function runApi(config: Config, logger: Logger): Promise<RunningApi
       if (redis.status === 'ready') await redis.quit().catch((err: unknown) => errors.push(err));
       else redis.disconnect();
       await pool.end().catch((err: unknown) => errors.push(err));
+      await readPool.end().catch((err: unknown) => errors.push(err));
       if (errors.length > 0) logger.error({ errors }, 'errors while closing the api');
     })();
     return closing;

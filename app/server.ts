@@ -8,19 +8,23 @@ import type { Logger } from '../lib/logger.js';
 import type { Redis } from '../lib/redis.js';
 import { authenticate, createKeyResolver, type KeyResolver } from './middleware/auth.js';
 import { errorHandler } from './middleware/errors.js';
-import { measureRequests, recordLatency } from './middleware/metrics.js';
+import { measureRequests, outsideLatencyWindow, recordLatency } from './middleware/metrics.js';
 import { rateLimit } from './middleware/rate-limit.js';
 import { createApiMetrics, type ApiMetrics } from './metrics.js';
 import { requestId } from './middleware/request-id.js';
 import { openApiDocument } from './openapi.js';
 import { createRedisWriteBreaker } from './redis-breaker.js';
+import { getEventRoute, listEventsRoute } from './routes/event-reads.js';
 import { ingestEvents, resolvePriority } from './routes/events.js';
+import { statsRoute } from './routes/stats.js';
 import type { Shedder } from './shedding/shedder.js';
 import { healthz, readyz } from './routes/health.js';
 
 export interface AppDeps {
   readonly config: Config;
   readonly pool: Pool;
+  /** For the query API (stats, event reads), with its statement timeout; `pool` when omitted. */
+  readonly readPool?: Pool;
   readonly redis: Redis;
   readonly logger: Logger;
   /** The latest migration version this build ships (readiness requires it applied). */
@@ -53,6 +57,10 @@ export function createApp(deps: AppDeps): Koa & { metrics: ApiMetrics } {
     ctx.type = 'application/json';
     ctx.body = JSON.stringify(deps.shedder?.snapshot() ?? { mode: 'off' });
   });
+  const reads = { config, pool: deps.readPool ?? pool };
+  router.get('/v1/stats', authenticate(keys, { scope: 'read' }), outsideLatencyWindow(), statsRoute(reads));
+  router.get('/v1/events', authenticate(keys, { scope: 'read' }), outsideLatencyWindow(), listEventsRoute(reads));
+  router.get('/v1/events/:id', authenticate(keys, { scope: 'read' }), outsideLatencyWindow(), getEventRoute(reads));
   router.get('/healthz', healthz());
   router.get('/readyz', readyz(pool, redis, deps.latestMigration));
   router.get('/openapi.json', (ctx) => {

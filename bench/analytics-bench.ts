@@ -12,13 +12,19 @@ import { migrate } from '../lib/migrate.js';
 import { ensurePartitions } from '../lib/partitions.js';
 import { machine } from '../loadtest/report.js';
 import { VARIANT_COUNT, measureRollupCost, measureViewRefresh, type Scenario } from './rollup-cost.js';
+import { fillEvents, measureQueries } from './stats-latency.js';
 
 const { values: args } = parseArgs({
   options: {
     'admin-url': { type: 'string', default: 'postgres://postgres@127.0.0.1:5432/postgres' },
     events: { type: 'string', default: '50000' },
     'refresh-days': { type: 'string', default: '30' },
+    'query-events': { type: 'string', default: '3000000' },
+    'query-days': { type: 'string', default: '7' },
     parts: { type: 'string', default: 'cost,refresh,queries' },
+    // Which rollup variants to compare (indexes into bench/rollup-cost.ts's list; the first is the baseline).
+    variants: { type: 'string', default: '0,1,2,3,4' },
+    scenarios: { type: 'string', default: '0,1,2' },
     keep: { type: 'boolean', default: false },
   },
 });
@@ -57,7 +63,9 @@ try {
   const pool = pools[0]!;
   console.log(`# bench:analytics ${new Date().toISOString()} ${JSON.stringify(machine())}`);
   if (parts.has('cost')) {
-    const rows = await measureRollupCost(pools.map((p) => ({ pool: p })), SCENARIOS, Number(args.events));
+    const scenarios = args.scenarios!.split(',').map((i) => SCENARIOS[Number(i)]!);
+    const variants = args.variants!.split(',').map(Number);
+    const rows = await measureRollupCost(pools.map((p) => ({ pool: p })), scenarios, Number(args.events), variants);
     console.log('\n| Scenario | Variant | Events/s | vs no rollups | Median ms per step | Backend CPU ms per batch | Minute rows per batch |');
     console.log('| --- | --- | ---: | ---: | ---: | ---: | ---: |');
     for (const r of rows) {
@@ -67,6 +75,15 @@ try {
   if (parts.has('refresh')) {
     const f = await measureViewRefresh(pool, { tenants: 10, types: 8, days: Number(args['refresh-days']) });
     console.log(`\nMaterialized views over ${f.minuteRows} minute rows: REFRESH CONCURRENTLY hour ${f.hourRefreshMs} ms, day ${f.dayRefreshMs} ms`);
+  }
+  if (parts.has('queries')) {
+    const config = loadConfig({});
+    await fillEvents(pool, { events: Number(args['query-events']), tenants: 10, days: Number(args['query-days']) });
+    const figures = await measureQueries(pool, { retentionDays: config.retentionDays, maxPoints: config.statsMaxPoints });
+    console.log(`\n${args['query-events']} events of 10 tenants over ${args['query-days']} days; queries of one tenant:\n`);
+    console.log('| Query | Median ms | p90 ms | Runs | Partitions the plan may read |');
+    console.log('| --- | ---: | ---: | ---: | --- |');
+    for (const f of figures) console.log(`| ${f.name} | ${f.medianMs} | ${f.p90Ms} | ${f.runs} | ${f.partitions} |`);
   }
 } finally {
   for (const pool of pools) await pool.end();

@@ -64,7 +64,7 @@ const MINUTE_ONLY_MERGE = `WITH ${INSERT_EVENTS_CTES},
 ${rollupCtes({ dimensions: ['type'], tablePrefix: 'rollup', levels: 1 })}
 SELECT coalesce(sum(event_count), 0)::int AS inserted FROM rollup_minute_delta`;
 
-const VARIANTS: readonly Variant[] = [
+const ALL_VARIANTS: readonly Variant[] = [
   { name: 'no rollups', merge: PLAIN_MERGE },
   { name: 'merge statement (minute, hour, day)', merge: MERGE_STAGING, check: 'rollup_minute' },
   { name: 'trigger (minute, hour, day)', merge: PLAIN_MERGE, setup: TRIGGER_SETUP, check: 'rollup_minute' },
@@ -133,7 +133,7 @@ export interface VariantDatabase {
 }
 
 /** How many databases measureRollupCost needs, one per variant. */
-export const VARIANT_COUNT = VARIANTS.length;
+export const VARIANT_COUNT = ALL_VARIANTS.length;
 
 /** CPU µs so far of every backend connected to the pool's database. */
 async function backendCpu(pool: Pool, pids: Set<number>): Promise<number> {
@@ -154,26 +154,32 @@ const WARM_UP_STEPS = 2;
  * variants take turns batch by batch (in rotating order), so a burst of load from elsewhere on this shared
  * machine falls on all of them alike; the figure of a variant is the sum of its batch times after a warm-up.
  */
-export async function measureRollupCost(databases: readonly VariantDatabase[], scenarios: readonly Scenario[], events: number): Promise<RollupCostRow[]> {
+export async function measureRollupCost(
+  databases: readonly VariantDatabase[],
+  scenarios: readonly Scenario[],
+  events: number,
+  only: readonly number[] = ALL_VARIANTS.map((_, i) => i),
+): Promise<RollupCostRow[]> {
+  const variants = only.map((i) => ALL_VARIANTS[i]!);
   const rows: RollupCostRow[] = [];
-  for (const [i, variant] of VARIANTS.entries()) if (variant.setup) await databases[i]!.pool.query(variant.setup);
+  for (const [i, variant] of variants.entries()) if (variant.setup) await databases[i]!.pool.query(variant.setup);
   for (const scenario of scenarios) {
     const batches = batchesFor(scenario, events, 7);
     const steps = Math.floor(batches.length / scenario.writers);
-    const seconds = VARIANTS.map(() => 0);
-    const perBatch: number[][] = VARIANTS.map(() => []);
-    const cpuMicros = VARIANTS.map(() => 0);
-    const pids = VARIANTS.map(() => new Set<number>());
+    const seconds = variants.map(() => 0);
+    const perBatch: number[][] = variants.map(() => []);
+    const cpuMicros = variants.map(() => 0);
+    const pids = variants.map(() => new Set<number>());
     let measuredEvents = 0;
-    for (const [i, variant] of VARIANTS.entries()) await databases[i]!.pool.query(variant.tables ? `${TRUNCATE}, ${variant.tables}` : TRUNCATE);
+    for (const [i, variant] of variants.entries()) await databases[i]!.pool.query(variant.tables ? `${TRUNCATE}, ${variant.tables}` : TRUNCATE);
     for (let step = 0; step < steps; step++) {
       const group = batches.slice(step * scenario.writers, (step + 1) * scenario.writers);
-      for (let k = 0; k < VARIANTS.length; k++) {
-        const v = (step + k) % VARIANTS.length;
+      for (let k = 0; k < variants.length; k++) {
+        const v = (step + k) % variants.length;
         const pool = databases[v]!.pool;
         const cpuBefore = await backendCpu(pool, pids[v]!);
         const started = performance.now();
-        await Promise.all(group.map((batch) => writeEntries(pool, batch, { merge: VARIANTS[v]!.merge })));
+        await Promise.all(group.map((batch) => writeEntries(pool, batch, { merge: variants[v]!.merge })));
         const elapsed = (performance.now() - started) / 1000;
         const cpu = (await backendCpu(pool, pids[v]!)) - cpuBefore;
         if (step >= WARM_UP_STEPS) {
@@ -185,7 +191,7 @@ export async function measureRollupCost(databases: readonly VariantDatabase[], s
       if (step >= WARM_UP_STEPS) measuredEvents += group.reduce((n, b) => n + b.reduce((m, e) => m + e.count, 0), 0);
     }
     const groups = median(batches.map(minuteGroups));
-    for (const [i, variant] of VARIANTS.entries()) {
+    for (const [i, variant] of variants.entries()) {
       if (!variant.check) continue;
       const { rows: r } = await databases[i]!.pool.query<{ stored: string; counted: string }>(
         `SELECT (SELECT count(*) FROM events) AS stored, (SELECT sum(event_count) FROM ${variant.check}) AS counted`,
@@ -193,7 +199,7 @@ export async function measureRollupCost(databases: readonly VariantDatabase[], s
       if (r[0]!.stored !== r[0]!.counted) throw new Error(`${variant.name}: rollups count ${r[0]!.counted}, events hold ${r[0]!.stored}`);
     }
     const base = measuredEvents / seconds[0]!;
-    for (const [i, variant] of VARIANTS.entries()) {
+    for (const [i, variant] of variants.entries()) {
       rows.push({
         scenario: scenario.name,
         variant: variant.name,

@@ -3,14 +3,18 @@ import pg from 'pg';
 export type Pool = pg.Pool;
 export type PoolClient = pg.PoolClient;
 
-/** A pg pool with an application name (visible in pg_stat_activity) and a connect timeout. */
-export function createPool(databaseUrl: string, options: { max?: number; applicationName: string }): pg.Pool {
+/**
+ * A pg pool with an application name (visible in pg_stat_activity) and a connect timeout; with
+ * `statementTimeoutMs`, Postgres cancels any statement of its connections that runs longer (57014).
+ */
+export function createPool(databaseUrl: string, options: { max?: number; applicationName: string; statementTimeoutMs?: number }): pg.Pool {
   const pool = new pg.Pool({
     connectionString: databaseUrl,
     max: options.max ?? 10,
     application_name: options.applicationName,
     connectionTimeoutMillis: 5000,
     idleTimeoutMillis: 30_000,
+    ...(options.statementTimeoutMs ? { statement_timeout: options.statementTimeoutMs } : {}),
   });
   // An idle client losing its connection (Postgres restart) emits here; without a listener it would crash.
   pool.on('error', () => {});

@@ -1,6 +1,9 @@
 import assert from 'node:assert/strict';
 import type { Pool } from '../lib/db.js';
-import { ROLLUP_LEVELS } from '../lib/pg-batch-write.js';
+import { checkEvent } from '../lib/event-schema.js';
+import { ROLLUP_LEVELS, writeEntries } from '../lib/pg-batch-write.js';
+import { decodeEntry, encodeEntry } from '../lib/stream-entry.js';
+import type { TestEnv } from './support.js';
 
 const COLUMNS = 'tenant, type, bucket, event_count, value_count, value_sum, value_min, value_max';
 
@@ -35,4 +38,18 @@ export async function rolledUpAndStored(pool: Pool, tenant?: string): Promise<{ 
     tenant ? [tenant] : [],
   );
   return { rolledUp: Number(rows[0]!.rolled_up ?? 0), stored: Number(rows[0]!.stored) };
+}
+
+/** Validates `events` as the API would and stores them through the worker's write path; returns their ids. */
+export async function writeEvents(env: TestEnv, tenant: string, events: Record<string, unknown>[]): Promise<string[]> {
+  const receivedAt = Date.now();
+  const valid = events.map((raw) => {
+    const check = checkEvent(raw, receivedAt, env.config);
+    if (!check.ok) throw new Error(`test event invalid: ${JSON.stringify(check.errors)}`);
+    return check.event;
+  });
+  for (let i = 0; i < valid.length; i += 1000) {
+    await writeEntries(env.pool, [decodeEntry(encodeEntry(tenant, 'normal', receivedAt, valid.slice(i, i + 1000)))]);
+  }
+  return valid.map((e) => e.id);
 }

@@ -2,6 +2,22 @@ import type { Middleware } from 'koa';
 import type { LatencyWindow } from '../../lib/latency-window.js';
 import type { ApiMetrics } from '../metrics.js';
 
+const OUTSIDE_WINDOW = Symbol('outsideLatencyWindow');
+
+/**
+ * Keeps a route's latency out of the sliding window the shedder holds to its p99 target (it is still measured
+ * in the request histogram). For the query API: a stats read over days takes longer than an ingest request by
+ * nature, and must not make the shedder refuse ingest traffic.
+ */
+export function outsideLatencyWindow(): Middleware {
+  return (ctx, next) => {
+    (ctx.state as { [OUTSIDE_WINDOW]?: boolean })[OUTSIDE_WINDOW] = true;
+    return next();
+  };
+}
+
+const inWindow = (state: unknown) => (state as { [OUTSIDE_WINDOW]?: boolean })[OUTSIDE_WINDOW] !== true;
+
 /** One answered request, as the request metrics count it. */
 export interface Answer {
   readonly route: string;
@@ -36,7 +52,7 @@ export function measureRequests(metrics: ApiMetrics): Middleware {
       const seconds = (performance.now() - started) / 1000;
       metrics.requestsInFlight.dec();
       const route = (ctx as { _matchedRoute?: string })._matchedRoute ?? 'unmatched';
-      metrics.latency.record(seconds * 1000);
+      if (inWindow(ctx.state)) metrics.latency.record(seconds * 1000);
       const received = Number(ctx.get('content-length'));
       if (received > 0) metrics.requestBytes.inc({ route }, received);
       recordAnswer(metrics, {
@@ -56,12 +72,12 @@ export function measureRequests(metrics: ApiMetrics): Middleware {
 
 /** With metrics off: only feeds the sliding window that the shedder and /v1/admin/load read. */
 export function recordLatency(latency: LatencyWindow): Middleware {
-  return async (_ctx, next) => {
+  return async (ctx, next) => {
     const started = performance.now();
     try {
       await next();
     } finally {
-      latency.record(performance.now() - started);
+      if (inWindow(ctx.state)) latency.record(performance.now() - started);
     }
   };
 }
