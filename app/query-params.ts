@@ -86,7 +86,7 @@ export async function timedRead<T>(read: () => Promise<T>, timeoutMs: number): P
     return await read();
   } catch (err) {
     if ((err as { code?: string }).code === SQLSTATE.queryCanceled) {
-      throw apiError('query_timeout', `the query ran longer than ${timeoutMs} ms and was cancelled; narrow the window or the filters`, undefined, { 'Retry-After': '1' });
+      throw apiError('query_timeout', `the query ran longer than ${timeoutMs} ms and was cancelled; narrow the window or the filters`);
     }
     throw err;
   }

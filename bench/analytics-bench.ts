@@ -2,6 +2,7 @@
 //   1. events/s through the worker's write path (writeEntries) without rollups and with each way of keeping them
 //   2. REFRESH MATERIALIZED VIEW CONCURRENTLY of hour/day views over a full retention of minute rollups
 //   3. stats and events query latency over a few million events
+//   4. a page of events with the (tenant, occurred_at, id) index and with the (tenant, occurred_at) one it replaced
 // Every figure is a ratio or a latency measured within this one run, on a private database it drops at the end.
 import { randomUUID } from 'node:crypto';
 import { parseArgs } from 'node:util';
@@ -12,7 +13,7 @@ import { migrate } from '../lib/migrate.js';
 import { ensurePartitions } from '../lib/partitions.js';
 import { machine } from '../loadtest/report.js';
 import { VARIANT_COUNT, measureRollupCost, measureViewRefresh, type Scenario } from './rollup-cost.js';
-import { fillEvents, measureQueries } from './stats-latency.js';
+import { fillEvents, measureIndexChoice, measureQueries } from './stats-latency.js';
 
 const { values: args } = parseArgs({
   options: {
@@ -21,11 +22,13 @@ const { values: args } = parseArgs({
     'refresh-days': { type: 'string', default: '30' },
     'query-events': { type: 'string', default: '3000000' },
     'query-days': { type: 'string', default: '7' },
-    parts: { type: 'string', default: 'cost,refresh,queries' },
+    parts: { type: 'string', default: 'cost,refresh,queries,indexes' },
     // Which rollup variants to compare (indexes into bench/rollup-cost.ts's list; the first is the baseline).
     variants: { type: 'string', default: '0,1,2,3,4' },
     scenarios: { type: 'string', default: '0,1,2' },
     keep: { type: 'boolean', default: false },
+    // Reuse the databases of a run kept with --keep (its id, printed at the start): the 3 M events are not refilled.
+    reuse: { type: 'string' },
   },
 });
 const parts = new Set(args.parts!.split(','));
@@ -36,7 +39,7 @@ const SCENARIOS: Scenario[] = [
   { name: 'one tenant, events of the last minute, two writers at once', tenants: 1, spreadMinutes: 1, writers: 2 },
 ];
 
-const runId = randomUUID().slice(0, 8);
+const runId = args.reuse ?? randomUUID().slice(0, 8);
 const adminUrl = args['admin-url']!;
 const names = Array.from({ length: VARIANT_COUNT }, (_, i) => `floodgate_bench_analytics_${runId}_${i}`);
 const urlOf = (name: string) => Object.assign(new URL(adminUrl), { pathname: `/${name}` }).href;
@@ -54,14 +57,14 @@ async function admin(sql: string): Promise<void> {
 const pools: Pool[] = [];
 try {
   for (const name of names) {
-    await admin(`CREATE DATABASE ${name}`);
+    if (!args.reuse) await admin(`CREATE DATABASE ${name}`);
     const pool = createPool(urlOf(name), { max: 2, applicationName: 'floodgate-bench-analytics' });
     pools.push(pool);
     await migrate(pool);
     await ensurePartitions(pool, loadConfig({}));
   }
   const pool = pools[0]!;
-  console.log(`# bench:analytics ${new Date().toISOString()} ${JSON.stringify(machine())}`);
+  console.log(`# bench:analytics ${new Date().toISOString()} run ${runId} ${JSON.stringify(machine())}`);
   if (parts.has('cost')) {
     const scenarios = args.scenarios!.split(',').map((i) => SCENARIOS[Number(i)]!);
     const variants = args.variants!.split(',').map(Number);
@@ -78,14 +81,20 @@ try {
   }
   if (parts.has('queries')) {
     const config = loadConfig({});
-    await fillEvents(pool, { events: Number(args['query-events']), tenants: 10, days: Number(args['query-days']) });
+    if (!args.reuse) await fillEvents(pool, { events: Number(args['query-events']), tenants: 10, days: Number(args['query-days']) });
     const figures = await measureQueries(pool, { retentionDays: config.retentionDays, maxPoints: config.statsMaxPoints });
     console.log(`\n${args['query-events']} events of 10 tenants over ${args['query-days']} days; queries of one tenant:\n`);
     console.log('| Query | Median ms | p90 ms | Runs | Partitions the plan may read |');
     console.log('| --- | ---: | ---: | ---: | --- |');
     for (const f of figures) console.log(`| ${f.name} | ${f.medianMs} | ${f.p90Ms} | ${f.runs} | ${f.partitions} |`);
   }
+  if (parts.has('indexes')) {
+    const indexes = await measureIndexChoice(pool, loadConfig({}).retentionDays);
+    console.log('\n| Index | Page of 100 | Median ms | Plan |');
+    console.log('| --- | --- | ---: | --- |');
+    for (const f of indexes) console.log(`| ${f.index} | ${f.page} | ${f.medianMs} | ${f.plan} |`);
+  }
 } finally {
   for (const pool of pools) await pool.end();
-  if (!args.keep) for (const name of names) await admin(`DROP DATABASE IF EXISTS ${name} WITH (FORCE)`);
+  if (!args.keep && !args.reuse) for (const name of names) await admin(`DROP DATABASE IF EXISTS ${name} WITH (FORCE)`);
 }

@@ -2,6 +2,9 @@
 // computed from events, event pages (first and deep, by cursor) and lookups by id, each with the partitions
 // its plan reads.
 import type { Pool } from '../lib/db.js';
+import { checkEvent } from '../lib/event-schema.js';
+import { writeEntries } from '../lib/pg-batch-write.js';
+import { decodeEntry, encodeEntry } from '../lib/stream-entry.js';
 import { getEvent, listEvents, listEventsQuery, type EventCursor, type EventFilter } from '../lib/event-query.js';
 import { planStats, readStats, statsQuery, type StatsRequest } from '../lib/stats-query.js';
 
@@ -120,5 +123,93 @@ export async function measureQueries(pool: Pool, options: { retentionDays: numbe
   const { rows: some } = await pool.query<{ id: string }>('SELECT id FROM events WHERE tenant = $1 AND occurred_at < now() - interval \'2 days\' LIMIT 1', [tenant]);
   const id = some[0]!.id;
   figures.push(await time('event by id', 20, () => getEvent(pool, tenant, id), 'events ×every partition (one primary-key probe each)'));
+  return figures;
+}
+
+interface PlanNode {
+  readonly 'Node Type': string;
+  readonly 'Index Name'?: string;
+  readonly 'Presorted Key'?: string[];
+  readonly Plans?: PlanNode[];
+}
+
+/** The chain of plan nodes down to the first scan, one line: what Postgres does to produce the page. */
+async function planShape(pool: Pool, query: { text: string; values: unknown[] }): Promise<string> {
+  const { rows } = await pool.query<{ 'QUERY PLAN': { Plan: PlanNode }[] }>({ text: `EXPLAIN (FORMAT JSON) ${query.text}`, values: query.values });
+  const nodes: string[] = [];
+  let node: PlanNode | undefined = rows[0]!['QUERY PLAN'][0]!.Plan;
+  while (node) {
+    const index = node['Index Name'] ? ` on ${node['Index Name'].replace(/^events_p\d{8}_/, '')}` : '';
+    const children: PlanNode[] = node.Plans ?? [];
+    nodes.push(`${node['Node Type']}${index}${node['Node Type'] === 'Append' || node['Node Type'] === 'Merge Append' ? ` of ${children.length}` : ''}`);
+    node = children[0];
+  }
+  return nodes.join(' → ');
+}
+
+/** A listing's page with the (tenant, occurred_at, id) index against the (tenant, occurred_at) index it replaced. */
+export interface IndexFigure {
+  readonly index: string;
+  readonly page: string;
+  readonly medianMs: number;
+  readonly plan: string;
+}
+
+const TIED = 50_000;
+
+/** A batch import: `TIED` events of one tenant sharing one timestamp, stored through the worker's write path. */
+async function storeTiedImport(pool: Pool, tenant: string): Promise<void> {
+  const { rows } = await pool.query<{ n: string }>('SELECT count(*) AS n FROM events WHERE tenant = $1', [tenant]);
+  if (Number(rows[0]!.n) >= TIED) return;
+  const receivedAt = Date.now();
+  const timestamp = new Date(receivedAt - DAY).toISOString();
+  const limits = { retentionDays: 30, maxEventDataBytes: 32 * 1024 };
+  for (let n = 0; n < TIED; n += 5000) {
+    const valid = Array.from({ length: 5000 }, (_, i) => {
+      const check = checkEvent({ type: 'import.row', timestamp, value: i, data: { row: n + i } }, receivedAt, limits);
+      if (!check.ok) throw new Error(JSON.stringify(check.errors));
+      return check.event;
+    });
+    await writeEntries(pool, [decodeEntry(encodeEntry(tenant, 'low', receivedAt, valid))]);
+  }
+  await pool.query('ANALYZE events');
+}
+
+/**
+ * Times pages of a tenant whose newest events are one batch import sharing a timestamp, with each index: the
+ * first page, and a page whose cursor sits in the middle of the tied events. Builds the old index, then
+ * restores the new one.
+ */
+export async function measureIndexChoice(pool: Pool, retentionDays: number): Promise<IndexFigure[]> {
+  const tenant = 'tenant-import';
+  await storeTiedImport(pool, tenant);
+  const now = Date.now();
+  const filter: EventFilter = { tenant, since: now - (retentionDays + 1) * DAY, until: now + DAY, type: null, source: null, idempotencyKey: null };
+  const { rows } = await pool.query<{ at: string; id: string }>(
+    `SELECT to_char(occurred_at AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"') AS at, id FROM events
+     WHERE tenant = $1 ORDER BY occurred_at DESC, id DESC OFFSET $2 LIMIT 1`,
+    [tenant, TIED / 2],
+  );
+  const pages = [
+    ['first page', { limit: 100, order: 'desc' as const, cursor: null }],
+    [`cursor after ${TIED / 2} of ${TIED} tied events`, { limit: 100, order: 'desc' as const, cursor: { order: 'desc', at: rows[0]!.at, id: rows[0]!.id } as EventCursor }],
+  ] as const;
+  const figures: IndexFigure[] = [];
+  const measure = async (index: string) => {
+    for (const [page, request] of pages) {
+      const f = await time(page, 20, () => listEvents(pool, filter, request), '');
+      figures.push({ index, page, medianMs: f.medianMs, plan: await planShape(pool, listEventsQuery(filter, request)) });
+    }
+  };
+  await measure('(tenant, occurred_at, id)');
+  await pool.query('CREATE INDEX bench_events_tenant_occurred_at ON events (tenant, occurred_at)');
+  await pool.query('DROP INDEX events_tenant_occurred_at_id');
+  try {
+    await pool.query('ANALYZE events');
+    await measure('(tenant, occurred_at)');
+  } finally {
+    await pool.query('CREATE INDEX events_tenant_occurred_at_id ON events (tenant, occurred_at, id)');
+    await pool.query('DROP INDEX bench_events_tenant_occurred_at');
+  }
   return figures;
 }

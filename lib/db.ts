@@ -1,3 +1,4 @@
+import { createHash } from 'node:crypto';
 import pg from 'pg';
 
 export type Pool = pg.Pool;
@@ -40,4 +41,19 @@ export async function withTransaction<T>(pool: pg.Pool, fn: (client: pg.PoolClie
 /** Quotes an identifier for SQL that must name a table dynamically (partition names). */
 export function quoteIdent(name: string): string {
   return `"${name.replace(/"/g, '""')}"`;
+}
+
+/** A parameterised statement, ready for `pool.query`. */
+export interface Statement {
+  readonly text: string;
+  readonly values: unknown[];
+}
+
+/**
+ * The statement as a named prepared statement (the name derives from its text). Each connection plans it once;
+ * after a few executions Postgres may keep a generic plan that prunes partitions when it starts executing,
+ * instead of planning every call against every daily partition (which cost more than running the read).
+ */
+export function prepared(statement: Statement): Statement & { readonly name: string } {
+  return { name: `fg_${createHash('sha1').update(statement.text).digest('hex').slice(0, 20)}`, ...statement };
 }

@@ -1,4 +1,4 @@
-import type { Pool } from './db.js';
+import { prepared, type Pool, type Statement } from './db.js';
 import { apiError } from './errors.js';
 import type { TypeFilter } from './stats-query.js';
 
@@ -107,7 +107,7 @@ export interface PageRequest {
  * range lets the planner prune partitions; the row comparison against the cursor is a bound of the
  * (tenant, occurred_at, id) index scan, so a deep page costs what the first one does (no OFFSET).
  */
-export function listEventsQuery(filter: EventFilter, page: PageRequest): { text: string; values: unknown[] } {
+export function listEventsQuery(filter: EventFilter, page: PageRequest): Statement {
   const values: unknown[] = [filter.tenant, new Date(filter.since), new Date(filter.until)];
   const where = ['tenant = $1', 'occurred_at >= $2', 'occurred_at < $3'];
   const param = (value: unknown) => `$${values.push(value)}`;
@@ -125,7 +125,7 @@ export function listEventsQuery(filter: EventFilter, page: PageRequest): { text:
 /** One page of a tenant's events in (occurred_at, id) order, after `page.cursor` when given. */
 export async function listEvents(pool: Pool, filter: EventFilter, page: PageRequest): Promise<EventPage> {
   const { order } = page;
-  const { rows } = await pool.query<EventRow>(listEventsQuery(filter, page));
+  const { rows } = await pool.query<EventRow>(prepared(listEventsQuery(filter, page)));
   const more = rows.length > page.limit;
   const kept = more ? rows.slice(0, page.limit) : rows;
   const last = kept.at(-1);
@@ -134,6 +134,6 @@ export async function listEvents(pool: Pool, filter: EventFilter, page: PageRequ
 
 /** One event of a tenant by id: one probe of each daily partition's primary key (id, occurred_at). */
 export async function getEvent(pool: Pool, tenant: string, id: string): Promise<StoredEvent | null> {
-  const { rows } = await pool.query<EventRow>(`${SELECT} WHERE id = $1 AND tenant = $2`, [id, tenant]);
+  const { rows } = await pool.query<EventRow>(prepared({ text: `${SELECT} WHERE id = $1 AND tenant = $2`, values: [id, tenant] }));
   return rows[0] ? toEvent(rows[0]) : null;
 }

@@ -8,7 +8,9 @@ import { migrate, readMigrations } from '../lib/migrate.js';
 import { dropExpiredPartitions, ensurePartitions } from '../lib/partitions.js';
 import { writeEntries } from '../lib/pg-batch-write.js';
 import { ENTRY_FIELD, decodeEntry, encodeEntry, type StreamEntry } from '../lib/stream-entry.js';
+import { Registry } from 'prom-client';
 import { createFlusher } from '../workers/flusher.js';
+import { createWorkerMetrics } from '../workers/worker-metrics.js';
 import { assertRollupsMatchEvents, rolledUpAndStored } from './rollup-support.js';
 import { TEST_PG_ADMIN_URL, createTestEnv, enqueue, envVars, eventually, spawnFloodgate, type TestEnv } from './support.js';
 
@@ -157,8 +159,10 @@ describe('rollups', () => {
     await assertRollupsMatchEvents(env.pool);
   });
 
-  it('through the flush worker: entries put on the stream again are not counted again', async () => {
-    const flusher = createFlusher({ config: env.config, pool: env.pool, redis: env.redis, logger: createLogger('silent', 'test'), consumerName: 'rollup-test' });
+  it('through the flush worker: entries put on the stream again are not counted again; the worker reports the newest minute', async () => {
+    const registry = new Registry();
+    const metrics = createWorkerMetrics(registry);
+    const flusher = createFlusher({ config: env.config, pool: env.pool, redis: env.redis, logger: createLogger('silent', 'test'), consumerName: 'rollup-test', metrics });
     await flusher.start();
     try {
       const payloads = Array.from({ length: 12 }, (_, i) => payload(env, 'stream', 50, { seed: i, keyPrefix: i % 3 ? undefined : `s${i}` }));
@@ -170,6 +174,9 @@ describe('rollups', () => {
       assert.equal(stored, 12 * 50 - 4 * 25);
       assert.equal(rolledUp, stored);
       await assertRollupsMatchEvents(env.pool);
+      const { rows } = await env.pool.query<{ newest: Date }>("SELECT max(bucket) AS newest FROM rollup_minute WHERE tenant = 'stream'");
+      const gauge = await registry.getSingleMetric('floodgate_rollup_newest_minute_timestamp_seconds')!.get();
+      assert.equal(gauge.values[0]!.value, rows[0]!.newest.getTime() / 1000);
     } finally {
       await flusher.close();
     }
