@@ -25,9 +25,13 @@ const TYPES = ['page.view', 'button.click', 'checkout.started', 'checkout.comple
 
 /**
  * Stores `events` events of `tenants` tenants spread evenly over the last `days` days (time-ordered ids like
- * UUIDv7, half with a value), then rebuilds their rollups: the same rows the worker would have written.
+ * UUIDv7, half with a value), then rebuilds their rollups (floodgate_rebuild_rollups, as migration 006 does):
+ * the same rows the worker would have written. Returns how long the rebuild took and the rollup sizes.
  */
-export async function fillEvents(pool: Pool, options: { events: number; tenants: number; days: number }): Promise<void> {
+export async function fillEvents(
+  pool: Pool,
+  options: { events: number; tenants: number; days: number },
+): Promise<{ rebuildSeconds: number; minuteRows: number; hourRows: number; dayRows: number }> {
   const { events, tenants, days } = options;
   await pool.query('TRUNCATE events, idempotency_keys, rollup_minute, rollup_hour, rollup_day');
   const chunk = 250_000;
@@ -44,8 +48,14 @@ export async function fillEvents(pool: Pool, options: { events: number; tenants:
     );
     console.error(`stats latency: ${Math.min(events, start + chunk)} of ${events} events stored`);
   }
+  const started = performance.now();
   await pool.query("SELECT floodgate_rebuild_rollups((now() - make_interval(days => $1::int + 1))::date, (now() + interval '1 day')::date)", [days]);
+  const rebuildSeconds = (performance.now() - started) / 1000;
   await pool.query('VACUUM ANALYZE events, rollup_minute, rollup_hour, rollup_day');
+  const { rows } = await pool.query<{ minute: string; hour: string; day: string }>(
+    'SELECT (SELECT count(*) FROM rollup_minute) AS minute, (SELECT count(*) FROM rollup_hour) AS hour, (SELECT count(*) FROM rollup_day) AS day',
+  );
+  return { rebuildSeconds, minuteRows: Number(rows[0]!.minute), hourRows: Number(rows[0]!.hour), dayRows: Number(rows[0]!.day) };
 }
 
 /** The leaf relations (partitions) of a statement's plan that Postgres may read. */
@@ -178,9 +188,10 @@ async function storeTiedImport(pool: Pool, tenant: string): Promise<void> {
 /**
  * Times pages of a tenant whose newest events are one batch import sharing a timestamp, with each index: the
  * first page, and a page whose cursor sits in the middle of the tied events. Builds the old index, then
- * restores the new one.
+ * restores the new one, timing that build (what migration 007 costs on a table of this size).
  */
-export async function measureIndexChoice(pool: Pool, retentionDays: number): Promise<IndexFigure[]> {
+export async function measureIndexChoice(pool: Pool, retentionDays: number): Promise<{ figures: IndexFigure[]; buildSeconds: number }> {
+  let buildSeconds = 0;
   const tenant = 'tenant-import';
   await storeTiedImport(pool, tenant);
   const now = Date.now();
@@ -208,8 +219,10 @@ export async function measureIndexChoice(pool: Pool, retentionDays: number): Pro
     await pool.query('ANALYZE events');
     await measure('(tenant, occurred_at)');
   } finally {
+    const started = performance.now();
     await pool.query('CREATE INDEX events_tenant_occurred_at_id ON events (tenant, occurred_at, id)');
+    buildSeconds = (performance.now() - started) / 1000;
     await pool.query('DROP INDEX bench_events_tenant_occurred_at');
   }
-  return figures;
+  return { figures, buildSeconds };
 }

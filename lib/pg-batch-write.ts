@@ -120,7 +120,8 @@ FROM rollup_minute_delta`;
 
 const COPY_CHUNK_CHARS = 256 * 1024;
 
-async function copyIntoStaging(client: PoolClient, entries: readonly StreamEntry[]): Promise<void> {
+/** COPYs the rows of `entries` into the staging table (created by CREATE_STAGING in the same transaction). */
+export async function copyIntoStaging(client: PoolClient, entries: readonly StreamEntry[]): Promise<void> {
   // Entries are already COPY text; grouping them into ~256 KiB chunks keeps the number of writes small.
   const chunks: string[] = [];
   let chunk = '';
