@@ -1,6 +1,6 @@
 import type { ParsedUrlQuery } from 'node:querystring';
 import { SQLSTATE, apiError, type ApiError } from '../lib/errors.js';
-import type { TypeFilter } from '../lib/stats-query.js';
+import { parseTypePattern, type TypePattern } from '../lib/type-pattern.js';
 
 /** A 400 invalid_parameter naming the parameter, with why. */
 export function invalidParameter(parameter: string, reason: string): ApiError {
@@ -37,17 +37,13 @@ export function formatDuration(ms: number): string {
   return `${ms}ms`;
 }
 
-// The event schema's type rule (lib/event-schema.ts), optionally followed by `*` for a prefix match.
-const TYPE_FILTER = /^([A-Za-z0-9_.:-]{0,128})(\*?)$/;
-
 /** `order.paid` (one type), `order.*` (every type starting with `order.`), or `*` (every type: null). */
-export function parseTypeFilter(text: string): TypeFilter | null {
-  const match = TYPE_FILTER.exec(text);
-  if (!match || (match[1] === '' && match[2] === '')) {
+export function parseTypeFilter(text: string): TypePattern | null {
+  const pattern = parseTypePattern(text);
+  if (pattern === undefined) {
     throw invalidParameter('type', `expected an event type such as order.paid, or a prefix ending in * such as order.*, got "${text.slice(0, 40)}"`);
   }
-  if (match[2] === '') return { exact: match[1]! };
-  return match[1] === '' ? null : { prefix: match[1]! };
+  return pattern;
 }
 
 const RFC3339 = /^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d{1,9})?(Z|[+-]\d{2}:\d{2})$/i;

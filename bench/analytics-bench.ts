@@ -33,7 +33,7 @@ const { values: args } = parseArgs({
     reuse: { type: 'string' },
   },
 });
-const parts = new Set(args.parts!.split(','));
+const parts = new Set(args.parts.split(','));
 
 const SCENARIOS: Scenario[] = [
   { name: 'one tenant, events of the last minute, one writer', tenants: 1, spreadMinutes: 1, writers: 1 },
@@ -43,7 +43,7 @@ const SCENARIOS: Scenario[] = [
 ];
 
 const runId = args.reuse ?? randomUUID().slice(0, 8);
-const adminUrl = args['admin-url']!;
+const adminUrl = args['admin-url'];
 const names = Array.from({ length: VARIANT_COUNT }, (_, i) => `floodgate_bench_analytics_${runId}_${i}`);
 const urlOf = (name: string) => Object.assign(new URL(adminUrl), { pathname: `/${name}` }).href;
 
@@ -71,15 +71,15 @@ try {
   if (parts.has('overhead')) {
     console.log('\n| Scenario | Statement without rollups: wall ms (CPU ms) | + rollups in the merge statement | + rollups by trigger | Samples |');
     console.log('| --- | ---: | ---: | ---: | ---: |');
-    for (const scenario of args.scenarios!.split(',').map((i) => SCENARIOS[Number(i)]!)) {
+    for (const scenario of args.scenarios.split(',').map((i) => SCENARIOS[Number(i)]!)) {
       if (scenario.writers > 1) continue;
       const f = await measureRollupOverhead(pool, scenario, 50_000, Number(args.samples));
       console.log(`| ${f.scenario} | ${f.plainMs} (${f.plainCpuMs}) | +${f.mergeMs} (+${f.mergeCpuMs}) | +${f.triggerMs} (+${f.triggerCpuMs}) | ${f.samples} |`);
     }
   }
   if (parts.has('cost')) {
-    const scenarios = args.scenarios!.split(',').map((i) => SCENARIOS[Number(i)]!);
-    const variants = args.variants!.split(',').map(Number);
+    const scenarios = args.scenarios.split(',').map((i) => SCENARIOS[Number(i)]!);
+    const variants = args.variants.split(',').map(Number);
     const rows = await measureRollupCost(pools.map((p) => ({ pool: p })), scenarios, Number(args.events), variants);
     console.log('\n| Scenario | Variant | Events/s | vs no rollups | Median ms per step | Backend CPU ms per batch | Minute rows per batch |');
     console.log('| --- | --- | ---: | ---: | ---: | ---: | ---: |');

@@ -1,9 +1,11 @@
 import { parseArgs } from 'node:util';
-import { createApiKey, isScope, listApiKeys, revokeApiKey, SCOPES, atMost, withinCeiling, type KeyRateLimit, type Scope } from '../lib/api-keys.js';
+import { createApiKey, isScope, listApiKeys, revokeApiKey, rotateApiKey, SCOPES, atMost, withinCeiling, type KeyRateLimit, type Scope } from '../lib/api-keys.js';
 import type { Config } from '../lib/config.js';
 import { createPool, type Pool } from '../lib/db.js';
 import { SQLSTATE } from '../lib/errors.js';
 import { isPriority, type Priority } from '../lib/event-schema.js';
+import { keyInvalidationChannel, publishKeyInvalidation } from '../lib/key-invalidation.js';
+import { createRedis } from '../lib/redis.js';
 import { UsageError } from './usage.js';
 
 const TENANT = /^[A-Za-z0-9_.-]{1,64}$/;
@@ -21,9 +23,15 @@ export interface CreateKeyAction {
 }
 
 /** A parsed `keys` invocation. */
-export type KeysAction = CreateKeyAction | { readonly action: 'list' } | { readonly action: 'revoke'; readonly target: string };
+export type KeysAction =
+  | CreateKeyAction
+  | { readonly action: 'list' }
+  | { readonly action: 'revoke'; readonly target: string }
+  | { readonly action: 'rotate'; readonly target: string; readonly graceMs: number };
 
-/** Parses `keys create|list|revoke …`; throws UsageError (exit 2) before anything touches the database. */
+const DEFAULT_GRACE = '24h';
+
+/** Parses `keys create|list|revoke|rotate …`; throws UsageError (exit 2) before anything touches the database. */
 export function parseKeysArgs(args: readonly string[]): KeysAction {
   const [action, ...rest] = args;
   if (action === 'create') return parseCreate(rest);
@@ -36,7 +44,16 @@ export function parseKeysArgs(args: readonly string[]): KeysAction {
     if (positionals.length !== 1) throw new UsageError('keys revoke needs exactly one key id or prefix (see keys list)');
     return { action, target: positionals[0]! };
   }
-  throw new UsageError(action ? `unknown keys action "${action}": use create, list or revoke` : 'keys needs create, list or revoke');
+  if (action === 'rotate') {
+    const { values, positionals } = asUsage(() =>
+      parseArgs({ args: rest, strict: true, allowPositionals: true, options: { grace: { type: 'string', default: DEFAULT_GRACE } } }),
+    );
+    if (positionals.length !== 1) throw new UsageError('keys rotate needs exactly one key id or prefix (see keys list)');
+    // 0 ends the old secret at once: the rotation of a leaked key.
+    const graceMs = /^0[smhd]?$/.test(values.grace) ? 0 : parseDuration('--grace', values.grace);
+    return { action, target: positionals[0]!, graceMs };
+  }
+  throw new UsageError(action ? `unknown keys action "${action}": use create, list, revoke or rotate` : 'keys needs create, list, revoke or rotate');
 }
 
 function parseCreate(args: readonly string[]): CreateKeyAction {
@@ -110,16 +127,37 @@ function asUsage<T>(parse: () => T): T {
 export async function keysCommand(config: Config, parsed: KeysAction): Promise<void> {
   const pool = createPool(config.databaseUrl, { max: 1, applicationName: 'floodgate-keys' });
   try {
-    await runKeys(pool, parsed);
+    await runKeys(pool, config, parsed);
   } catch (err) {
-    if ((err as { code?: string }).code === SQLSTATE.undefinedTable) throw new Error('the api_keys table does not exist yet: run `floodgate migrate` first');
+    if ((err as { code?: string }).code === SQLSTATE.undefinedTable) throw new Error('the api_keys table does not exist yet: run `floodgate migrate` first', { cause: err });
     throw err;
   } finally {
     await pool.end();
   }
 }
 
-async function runKeys(pool: Pool, parsed: KeysAction): Promise<void> {
+/**
+ * Tells running API processes to drop their cached grants of these keys. The change is already committed, so
+ * a failure here is a warning: processes that cannot reach Redis either revalidate their keys every second,
+ * the others notice within AUTH_CACHE_TTL_MS.
+ */
+async function announce(config: Config, keyIds: readonly number[], what: string): Promise<void> {
+  // QUEUE=postgres runs without Redis: API processes revalidate cached keys every second instead.
+  if (config.queue === 'postgres') return;
+  const redis = createRedis(config.redisUrl, { lazyConnect: true, maxRetriesPerRequest: 0, retryStrategy: () => null, connectTimeout: 2000 });
+  try {
+    await redis.connect();
+    await publishKeyInvalidation(redis, keyInvalidationChannel(config), keyIds);
+  } catch (err) {
+    process.stderr.write(
+      `floodgate: could not announce the ${what} on Redis (${(err as Error).message}): API processes refuse the old secret within AUTH_CACHE_TTL_MS (${config.authCacheTtlMs} ms), or within a second if they cannot reach Redis either\n`,
+    );
+  } finally {
+    redis.disconnect();
+  }
+}
+
+async function runKeys(pool: Pool, config: Config, parsed: KeysAction): Promise<void> {
   switch (parsed.action) {
     case 'create': {
       const { tenant, priority, scopes, maxPriority, expiresInMs, rateLimit } = parsed;
@@ -145,16 +183,28 @@ async function runKeys(pool: Pool, parsed: KeysAction): Promise<void> {
         isoSeconds(k.createdAt),
         k.expiresAt ? isoSeconds(k.expiresAt) : '-',
         k.revokedAt ? isoSeconds(k.revokedAt) : '-',
+        k.previousKeyExpiresAt ? isoSeconds(k.previousKeyExpiresAt) : '-',
         rateLimitText(k.rateLimit),
       ]);
-      console.log(table(['id', 'tenant', 'prefix', 'scopes', 'priority', 'max_priority', 'created', 'expires', 'revoked', 'rate_limit'], rows));
+      const header = ['id', 'tenant', 'prefix', 'scopes', 'priority', 'max_priority', 'created', 'expires', 'revoked', 'old_secret_until', 'rate_limit'];
+      console.log(table(header, rows));
       return;
     }
     case 'revoke': {
-      const revoked = (await revokeApiKey(pool, parsed.target)).length;
-      if (revoked === 0) throw new Error(`no active key has id or prefix "${parsed.target}" (see floodgate keys list)`);
-      // The API caches verified keys per process (AUTH_CACHE_TTL_MS), so revocation is not instant.
-      console.log(`revoked ${revoked} key${revoked === 1 ? '' : 's'}; running API processes refuse it within AUTH_CACHE_TTL_MS`);
+      const revoked = await revokeApiKey(pool, parsed.target);
+      if (revoked.length === 0) throw new Error(`no active key has id or prefix "${parsed.target}" (see floodgate keys list)`);
+      await announce(config, revoked, 'revocation');
+      console.log(`revoked key${revoked.length === 1 ? '' : 's'} ${revoked.join(', ')}`);
+      return;
+    }
+    case 'rotate': {
+      const rotated = await rotateApiKey(pool, parsed.target, parsed.graceMs);
+      if (!rotated) throw new Error(`no active key has id or prefix "${parsed.target}" (see floodgate keys list)`);
+      await announce(config, [rotated.id], 'rotation');
+      const old = parsed.graceMs === 0 ? 'no longer works' : `works until ${isoSeconds(rotated.previousValidUntil)}`;
+      console.log(`rotated key ${rotated.id}: new secret ${rotated.prefix}; the old one (${rotated.previousPrefix}) ${old}.`);
+      console.log('It is shown only this once; store it now:');
+      console.log(rotated.key);
       return;
     }
   }

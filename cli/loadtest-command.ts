@@ -66,7 +66,7 @@ export function parseLoadtestArgs(args: readonly string[]): LoadtestAction {
     return { action: 'compare', a: positionals[0]!, b: positionals[1]!, thresholdPct };
   }
   if (first === undefined || !(SCENARIOS as readonly string[]).includes(first)) {
-    const questions = SCENARIOS.map((s) => `  ${s.padEnd(10)} ${SCENARIO_QUESTIONS[s]}`).join('\n');
+    const questions = SCENARIOS.map((s) => `  ${s.padEnd(21)} ${SCENARIO_QUESTIONS[s]}`).join('\n');
     throw new UsageError(`loadtest needs a scenario (${SCENARIOS.join(', ')}) or compare${first ? `, got "${first}"` : ''}\n${questions}`);
   }
   const { values: v } = asUsage(() =>

@@ -1,5 +1,5 @@
 import { createHash, randomBytes } from 'node:crypto';
-import type { Pool } from './db.js';
+import { withTransaction, type Pool } from './db.js';
 import { PRIORITIES, type Priority } from './event-schema.js';
 
 const KEY_PREFIX = 'fgk_';
@@ -147,6 +147,42 @@ export async function revokeApiKey(pool: Pool, idOrPrefix: string): Promise<numb
     [idOrPrefix],
   );
   return rows.map((r) => Number(r.id));
+}
+
+/** What `rotateApiKey` did: the new secret (shown once) and until when the old one still works. */
+export interface RotatedKey {
+  readonly id: number;
+  readonly key: string;
+  readonly prefix: string;
+  readonly previousPrefix: string;
+  readonly previousValidUntil: Date;
+}
+
+/**
+ * Gives one active key a new secret, keeping its id and every setting; the old secret keeps working for
+ * `graceMs` (0: not at all), on the database's clock. A key has one previous secret: rotating again within the
+ * grace ends the grace of the one before. Null when no active key has that id or prefix.
+ */
+export async function rotateApiKey(pool: Pool, idOrPrefix: string, graceMs: number): Promise<RotatedKey | null> {
+  const byId = /^\d+$/.test(idOrPrefix);
+  const { key, prefix } = newSecret();
+  return withTransaction(pool, async (client) => {
+    const { rows } = await client.query<{ id: string; key_prefix: string }>(
+      `SELECT id, key_prefix FROM api_keys
+       WHERE revoked_at IS NULL AND (expires_at IS NULL OR expires_at > now()) AND ${byId ? 'id = $1::bigint' : 'key_prefix = $1'}
+       FOR UPDATE`,
+      [idOrPrefix],
+    );
+    if (rows.length === 0) return null;
+    if (rows.length > 1) throw new Error(`${rows.length} active keys have the prefix "${idOrPrefix}": rotate one by its id`);
+    const { rows: updated } = await client.query<{ previous_key_expires_at: Date }>(
+      `UPDATE api_keys
+       SET previous_key_hash = key_hash, previous_key_expires_at = now() + $2 * interval '1 millisecond', key_hash = $3, key_prefix = $4
+       WHERE id = $1 RETURNING previous_key_expires_at`,
+      [rows[0]!.id, graceMs, hashKey(key), prefix],
+    );
+    return { id: Number(rows[0]!.id), key, prefix, previousPrefix: rows[0]!.key_prefix, previousValidUntil: updated[0]!.previous_key_expires_at };
+  });
 }
 
 /** Looks a presented key up by its hash; null when unknown, revoked or expired. */

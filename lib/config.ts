@@ -87,6 +87,18 @@ export const CONFIG_VARIABLES = {
     defaultValue: '9465',
     parse: integer(0, 65535),
   },
+  metricsHost: {
+    name: 'METRICS_HOST',
+    doc: 'Address the `/metrics` endpoints (API and worker) listen on. Loopback by default: a scrape of the worker runs live Postgres queries, so expose it (e.g. `0.0.0.0`) only to your Prometheus, ideally with `METRICS_TOKEN`.',
+    defaultValue: '127.0.0.1',
+    parse: nonEmpty,
+  },
+  metricsToken: {
+    name: 'METRICS_TOKEN',
+    doc: 'When set, `/metrics` answers 401 unless the scrape sends `Authorization: Bearer <token>` (Prometheus: `authorization: { credentials: … }`). Empty: no token required.',
+    defaultValue: '',
+    parse: (raw: string) => raw.trim(),
+  },
   metricsEnabled: {
     name: 'METRICS_ENABLED',
     doc: '`false` turns Prometheus instrumentation off: no request metrics on the API\'s hot path, no default process metrics and no `/metrics` endpoints (the shedder keeps its own latency window). Exists to measure what the metrics cost.',
@@ -105,6 +117,18 @@ export const CONFIG_VARIABLES = {
     doc: 'pino log level.',
     defaultValue: 'info',
     parse: oneOf('fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'),
+  },
+  queue: {
+    name: 'QUEUE',
+    doc: 'Where accepted requests wait for the flush worker: `redis` (a Redis stream) or `postgres` (the `event_queue` table; no Redis at all, for small deployments: see docs/scaling.md).',
+    defaultValue: 'redis',
+    parse: oneOf('redis', 'postgres'),
+  },
+  queuePostgresTable: {
+    name: 'QUEUE_POSTGRES_TABLE',
+    doc: 'With `QUEUE=postgres`: `logged` (an acknowledged event survives a Postgres crash) or `unlogged` (cheaper inserts, but a crash empties the queue: acknowledged events not yet flushed are lost). The worker sets the table to match at start.',
+    defaultValue: 'logged',
+    parse: oneOf('logged', 'unlogged'),
   },
   streamKey: { name: 'STREAM_KEY', doc: 'Redis stream holding accepted requests.', defaultValue: 'floodgate:events', parse: redisKey },
   deadLetterStreamKey: {
@@ -134,7 +158,24 @@ export const CONFIG_VARIABLES = {
     defaultValue: '2000',
     parse: integer(10, 60_000),
   },
-  authCacheTtlMs: { name: 'AUTH_CACHE_TTL_MS', doc: 'How long a verified (or unknown) API key is cached in each process.', defaultValue: '30000', parse: integer(0, 3_600_000) },
+  authCacheTtlMs: {
+    name: 'AUTH_CACHE_TTL_MS',
+    doc: 'How long a verified API key is cached in each process (unknown keys: at most 5 s). Revocations and rotations reach every process within about a second through Redis pub/sub; while that feed is down, cached keys are looked up again every second instead.',
+    defaultValue: '30000',
+    parse: integer(0, 3_600_000),
+  },
+  authFailureBurst: {
+    name: 'AUTH_FAILURE_BURST',
+    doc: 'Failed authentications (unknown, revoked or expired keys) a client address may have before it is refused with 429 `too_many_auth_failures` without a database lookup (keys already verified by the process still work); 0 turns the budget off. Per API process; behind a proxy every client shares the proxy\'s address.',
+    defaultValue: '20',
+    parse: integer(0, 1_000_000),
+  },
+  authFailureRatePerMinute: {
+    name: 'AUTH_FAILURE_RATE_PER_MINUTE',
+    doc: 'How fast that budget refills: failed authentications per minute per client address.',
+    defaultValue: '60',
+    parse: integer(1, 1_000_000),
+  },
   flushBatchEvents: { name: 'FLUSH_BATCH_EVENTS', doc: 'The worker writes when it holds this many events…', defaultValue: '5000', parse: integer(1, 1_000_000) },
   flushIntervalMs: { name: 'FLUSH_INTERVAL_MS', doc: '…or when its oldest buffered event is this old.', defaultValue: '100', parse: integer(1, 60_000) },
   claimIdleMs: {
@@ -151,7 +192,12 @@ export const CONFIG_VARIABLES = {
   },
   retentionDays: { name: 'RETENTION_DAYS', doc: 'Days of events kept; older partitions are dropped and older timestamps rejected.', defaultValue: '30', parse: integer(1, 3650) },
   partitionsAheadDays: { name: 'PARTITIONS_AHEAD_DAYS', doc: 'Daily partitions created ahead of today.', defaultValue: '3', parse: integer(2, 365) },
-  dedupWindowHours: { name: 'DEDUP_WINDOW_HOURS', doc: 'How long an idempotency key is remembered.', defaultValue: '24', parse: integer(1, 24 * 365) },
+  dedupWindowHours: {
+    name: 'DEDUP_WINDOW_HOURS',
+    doc: 'How long an idempotency key is remembered: in Postgres (pruned by the worker every 10 minutes past it) and in Redis, where each key answered costs about 150 bytes for as long.',
+    defaultValue: '24',
+    parse: integer(1, 24 * 365),
+  },
   dbPoolSize: { name: 'DB_POOL_SIZE', doc: 'PostgreSQL connections per process.', defaultValue: '10', parse: integer(1, 1000) },
   shutdownTimeoutMs: {
     name: 'SHUTDOWN_TIMEOUT_MS',
@@ -186,7 +232,7 @@ export const CONFIG_VARIABLES = {
   },
   shedHardMaxInFlight: {
     name: 'SHED_HARD_MAX_IN_FLIGHT',
-    doc: 'Hard safety limit per API process: past this many requests in flight even critical requests are refused.',
+    doc: 'Hard safety limit per API process: past this many requests in flight (body read, not yet answered) even critical requests are refused, except those of a tenant holding less than an equal share of them.',
     defaultValue: '2000',
     parse: integer(1, 1_000_000),
   },
@@ -233,6 +279,36 @@ export const CONFIG_VARIABLES = {
     defaultValue: '10000',
     parse: integer(10, 600_000),
   },
+  rateLimitStore: {
+    name: 'RATE_LIMIT_STORE',
+    doc: 'Where rate-limit and quota buckets live: `redis` (one bucket per key or tenant shared by every API process and host, leased in slices; while Redis cannot be asked each process enforces its share) or `local` (each process enforces rate / `API_PROCESSES` alone).',
+    defaultValue: 'redis',
+    parse: oneOf('redis', 'local'),
+  },
+  quotaRefreshMs: {
+    name: 'QUOTA_REFRESH_MS',
+    doc: 'How often each API process reloads the tenants\' quotas and fair-share weights (`floodgate tenants set-quota`); a change applies within this long.',
+    defaultValue: '10000',
+    parse: integer(100, 3_600_000),
+  },
+  bodyTimeoutMs: {
+    name: 'BODY_TIMEOUT_MS',
+    doc: 'Longest an admitted request may take to send its whole body, from the moment the API starts reading it; past it the answer is 408 `body_timeout` and the connection is closed. A slow or stalled upload holds a socket, never the server\'s in-flight capacity.',
+    defaultValue: '10000',
+    parse: integer(100, 600_000),
+  },
+  maxInFlightPerKey: {
+    name: 'MAX_IN_FLIGHT_PER_KEY',
+    doc: 'Requests one API key may have open at once in each API process, waiting for their body included; past it 429 `too_many_in_flight`. 0: no cap.',
+    defaultValue: '1000',
+    parse: integer(0, 1_000_000),
+  },
+  maxConnectionsPerKey: {
+    name: 'MAX_CONNECTIONS_PER_KEY',
+    doc: 'Connections one API key may hold open in each API process (a connection belongs to the key of its latest request); past it 429 `too_many_connections` and the connection is closed. 0: no cap.',
+    defaultValue: '1000',
+    parse: integer(0, 1_000_000),
+  },
   rateLimitPerSecond: {
     name: 'RATE_LIMIT_PER_SECOND',
     doc: 'Default request rate per API key (token bucket, requests per second); 0 means unlimited. A key\'s own limit (`keys create --rate-limit`) overrides it.',
@@ -244,6 +320,30 @@ export const CONFIG_VARIABLES = {
     doc: 'Default bucket size: requests a key may send at once after being idle; 0 means one second\'s worth of its rate.',
     defaultValue: '0',
     parse: integer(0, 10_000_000),
+  },
+  liveEnabled: {
+    name: 'LIVE_ENABLED',
+    doc: '`false` turns the live view off: the API has no `GET /v1/events/live` and no subscription, and the worker publishes nothing (not even the per-batch check for listeners).',
+    defaultValue: 'true',
+    parse: boolean,
+  },
+  liveMaxConnections: {
+    name: 'LIVE_MAX_CONNECTIONS',
+    doc: 'Live connections (SSE and WebSocket) one API process holds; past it new ones get 503 `overloaded`.',
+    defaultValue: '10000',
+    parse: integer(1, 1_000_000),
+  },
+  liveMaxBufferBytes: {
+    name: 'LIVE_MAX_BUFFER_BYTES',
+    doc: 'Bytes a live connection may have waiting for its client before it is closed as a slow consumer (the SSE `close` event or WebSocket code 1008): the bound on what one connection costs the API\'s memory.',
+    defaultValue: String(256 * KIB),
+    parse: integer(4 * KIB, 64 * MIB),
+  },
+  liveResumeWindowMs: {
+    name: 'LIVE_RESUME_WINDOW_MS',
+    doc: 'How long published events stay in a tenant\'s resume log in Redis, so a reconnecting client resumes after its `Last-Event-ID` (a busy tenant\'s log is also capped at 512 batches).',
+    defaultValue: '60000',
+    parse: integer(1000, 3_600_000),
   },
   queryPoolSize: {
     name: 'QUERY_POOL_SIZE',
@@ -290,6 +390,11 @@ export function defaultFor(variable: ConfigVariable<unknown>): string {
   if (variable.defaultValue !== undefined) return variable.defaultValue;
   if (variable.name === 'API_PROCESSES') return String(availableParallelism());
   throw new Error(`no default for ${variable.name}`);
+}
+
+/** The configuration with every variable at its default: the one source of default values. */
+export function defaultConfig(): Config {
+  return loadConfig({});
 }
 
 /** Parses and validates the environment once; throws a ConfigError listing every problem. */

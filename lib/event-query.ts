@@ -1,6 +1,6 @@
 import { prepared, type Pool, type Statement } from './db.js';
 import { apiError } from './errors.js';
-import type { TypeFilter } from './stats-query.js';
+import type { TypePattern } from './type-pattern.js';
 
 /** An event as the query API returns it. */
 export interface StoredEvent {
@@ -30,7 +30,7 @@ export interface EventFilter {
   readonly tenant: string;
   readonly since: number;
   readonly until: number;
-  readonly type: TypeFilter | null;
+  readonly type: TypePattern | null;
   readonly source: string | null;
   readonly idempotencyKey: string | null;
 }

@@ -1,5 +1,6 @@
 import { Ajv2020, type ErrorObject } from 'ajv/dist/2020.js';
 import * as addFormatsModule from 'ajv-formats';
+import { DAY_MS } from './partitions.js';
 import { uuidv7 } from './uuid7.js';
 
 // ajv-formats is CommonJS with `exports.default`; under NodeNext the default import is the module object.
@@ -27,7 +28,8 @@ export const EVENT_SCHEMA = {
       type: 'string',
       format: 'date-time',
       maxLength: 64,
-      description: 'RFC 3339 time the event occurred; defaults to the time received. At most 24 h ahead and no older than the retention.',
+      description:
+        'RFC 3339 time the event occurred; defaults to the time received. At most 24 h ahead and no older than the retention. A leap second (`23:59:60Z`) is stored as the following second.',
     },
     source: { type: 'string', minLength: 1, maxLength: 255, description: 'Free-form origin, e.g. `web` or a service name.' },
     idempotency_key: {
@@ -41,15 +43,20 @@ export const EVENT_SCHEMA = {
   },
 } as const;
 
-/** Schema of a batch request body; events are validated one by one so that valid ones are accepted. */
-export const BATCH_SCHEMA = {
-  $id: 'https://floodgate.dev/schemas/batch.json',
-  title: 'Batch',
-  type: 'object',
-  additionalProperties: false,
-  required: ['events'],
-  properties: { events: { type: 'array', minItems: 1, items: { $ref: 'event.json' } } },
-} as const;
+/**
+ * JSON Schema of a batch request body, served in the OpenAPI document with `eventRef` pointing at the Event
+ * schema. The API does not validate a batch against it as a whole: it checks this shape, then each event on its
+ * own, so that the valid events of a batch are accepted.
+ */
+export function batchSchema(maxBatchEvents: number, eventRef: string) {
+  return {
+    title: 'Batch',
+    type: 'object',
+    additionalProperties: false,
+    required: ['events'],
+    properties: { events: { type: 'array', minItems: 1, maxItems: maxBatchEvents, items: { $ref: eventRef } } },
+  } as const;
+}
 
 /** An event that passed validation, with its server-assigned id. */
 export interface ValidEvent {
@@ -75,12 +82,13 @@ export interface ValidationLimits {
   readonly maxEventDataBytes: number;
 }
 
-const MAX_FUTURE_MS = 24 * 3600 * 1000;
+const MAX_FUTURE_MS = DAY_MS;
 const MAX_DATA_DEPTH = 32;
 // NUL cannot be stored in Postgres text or jsonb, and a lone surrogate is not Unicode; either would make the
 // row unwritable later, so both are refused at the edge. JSON.stringify escapes exactly these (and only
 // these) as \u0000 / \udXXX, so one search of the serialised data finds them.
 const UNSTORABLE_IN_JSON = /(?<!\\)(?:\\\\)*\\u(?:0000|d[89a-f][0-9a-f]{2})/;
+// eslint-disable-next-line no-control-regex -- NUL is exactly what this looks for
 const UNSTORABLE_IN_TEXT = /\u0000|[\ud800-\udbff](?![\udc00-\udfff])|(?<![\ud800-\udbff])[\udc00-\udfff]/;
 
 function compileEventValidator() {
@@ -132,6 +140,17 @@ function stringifyBounded(value: object): string | null {
   }
 }
 
+/**
+ * Epoch milliseconds of an RFC 3339 date-time the schema's `date-time` format already accepted, or NaN.
+ * A leap second (`23:59:60`, at the end of a UTC day, which RFC 3339 allows) is stored as the second that
+ * follows it, as POSIX time does: epoch milliseconds have no 61st second, and Date.parse refuses it.
+ */
+export function parseTimestamp(text: string): number {
+  // Validated shape: YYYY-MM-DDTHH:MM:SS…, so the seconds sit at offsets 17-18.
+  if (text.slice(17, 19) !== '60') return Date.parse(text);
+  return Date.parse(`${text.slice(0, 17)}59${text.slice(19)}`) + 1000;
+}
+
 /** Validates one raw event and assigns its id; `headerKey` is the request's Idempotency-Key for single events. */
 export function checkEvent(raw: unknown, receivedAt: number, limits: ValidationLimits, headerKey?: string): EventCheck {
   if (!validateShape(raw)) return { ok: false, errors: toFieldErrors(validateShape.errors) };
@@ -140,10 +159,10 @@ export function checkEvent(raw: unknown, receivedAt: number, limits: ValidationL
 
   let occurredAt = receivedAt;
   if (e.timestamp !== undefined) {
-    occurredAt = Date.parse(e.timestamp);
+    occurredAt = parseTimestamp(e.timestamp);
     if (Number.isNaN(occurredAt)) errors.push({ path: '/timestamp', message: 'is not a valid RFC 3339 time' });
     else if (occurredAt > receivedAt + MAX_FUTURE_MS) errors.push({ path: '/timestamp', message: 'is more than 24 h in the future' });
-    else if (occurredAt < receivedAt - limits.retentionDays * 86_400_000) {
+    else if (occurredAt < receivedAt - limits.retentionDays * DAY_MS) {
       errors.push({ path: '/timestamp', message: `is older than the ${limits.retentionDays}-day retention` });
     }
   }

@@ -1,9 +1,21 @@
 import type { Pool } from './db.js';
 
-const DAY_MS = 86_400_000;
+/** Milliseconds in a day: events are partitioned by UTC day of `occurred_at`. */
+export const DAY_MS = 86_400_000;
+
+/** What every daily partition's name starts with; the date follows as YYYYMMDD. */
+export const PARTITION_PREFIX = 'events_p';
 
 function utcDay(ms: number): string {
   return new Date(ms).toISOString().slice(0, 10);
+}
+
+/**
+ * The partition holding events of the UTC day of `ms`, e.g. `events_p20261124`. The SQL function
+ * floodgate_create_partitions (db/migrations) names them the same way; a test keeps the two in step.
+ */
+export function partitionName(ms: number): string {
+  return PARTITION_PREFIX + utcDay(ms).replace(/-/g, '');
 }
 
 export interface PartitionPolicy {
@@ -27,10 +39,4 @@ export async function dropExpiredPartitions(pool: Pool, policy: PartitionPolicy,
   const before = utcDay(now - (policy.retentionDays + 1) * DAY_MS);
   const { rows } = await pool.query<{ name: string }>('SELECT floodgate_drop_partitions($1::date) AS name', [before]);
   return rows.map((r) => r.name);
-}
-
-/** Forgets idempotency keys older than the dedup window; returns how many were removed. */
-export async function pruneIdempotencyKeys(pool: Pool, windowHours: number): Promise<number> {
-  const result = await pool.query("DELETE FROM idempotency_keys WHERE created_at < now() - make_interval(hours => $1)", [windowHours]);
-  return result.rowCount ?? 0;
 }

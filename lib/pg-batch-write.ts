@@ -13,7 +13,7 @@ export interface WriteResult {
   /** Events not inserted because their id or (tenant, idempotency key) was already stored. */
   readonly duplicates: number;
   /** Start (epoch ms) of the newest minute, not in the future, to which this write added events; null if none. */
-  readonly newestMinute: number | null;
+  readonly newestMinute?: number | null;
 }
 
 /** Name of the per-connection temporary staging table. */
@@ -31,8 +31,10 @@ const RECEIVED_AT = 'to_timestamp(received_ms::float8 / 1000)';
 
 // The common table expressions that decide what is new. The first idempotency key of a (tenant, key) claims it in
 // idempotency_keys (the earliest UUIDv7 wins within a batch); an event is inserted when it has no key or its
-// key was claimed just now by this very event. ON CONFLICT on the events primary key turns a redelivered
-// stream entry into a no-op. `inserted` returns what was stored, and only that: the rollups count it.
+// key is claimed by this very event: just now, or before the write by the Postgres queue's enqueue
+// (QUEUE=postgres claims keys when it answers; lib/pg-queue.ts). ON CONFLICT on the events primary key turns a
+// redelivered entry into a no-op, also for an event whose own claim is older. `inserted` returns what was
+// stored, and only that: the rollups count it.
 // Both inserts run in key order (ORDER BY also makes the claims complete before the first event is inserted), so
 // two transactions writing the same rows lock them in the same order and cannot deadlock on each other.
 export const INSERT_EVENTS_CTES = `
@@ -50,6 +52,7 @@ inserted AS (
   SELECT id, tenant, type, ${OCCURRED_AT}, ${RECEIVED_AT}, source, idempotency_key, priority, value, data
   FROM ${STAGING} s
   WHERE s.idempotency_key IS NULL OR s.id IN (SELECT event_id FROM claimed)
+     OR EXISTS (SELECT 1 FROM idempotency_keys k WHERE k.tenant = s.tenant AND k.key = s.idempotency_key AND k.event_id = s.id)
   ORDER BY id, ${OCCURRED_AT}
   ON CONFLICT DO NOTHING
   RETURNING tenant, type, occurred_at, value
@@ -158,22 +161,16 @@ export interface WriteOptions {
 export async function writeEntries(pool: Pool, entries: readonly StreamEntry[], options: WriteOptions = {}): Promise<WriteResult> {
   const events = entries.reduce((n, e) => n + e.count, 0);
   if (events === 0) return { inserted: 0, duplicates: 0, newestMinute: null };
-  const { signal, statementTimeoutMs } = options;
+  const { signal } = options;
   signal?.throwIfAborted();
   const client = await pool.connect();
   let broken = false;
   try {
     signal?.throwIfAborted();
     await client.query('BEGIN');
-    // SET LOCAL takes no bind parameters; the value is an integer from our own configuration.
-    if (statementTimeoutMs) await client.query(`SET LOCAL statement_timeout = ${Math.max(1, Math.floor(statementTimeoutMs))}`);
-    await client.query(CREATE_STAGING);
-    await copyIntoStaging(client, entries);
-    signal?.throwIfAborted();
-    const result = await client.query<{ inserted: number; newest_minute?: number | null }>(options.merge ?? MERGE_STAGING);
+    const result = await writeEntriesInTransaction(client, entries, options);
     await client.query('COMMIT');
-    const inserted = result.rows[0]?.inserted ?? 0;
-    return { inserted, duplicates: events - inserted, newestMinute: result.rows[0]?.newest_minute ?? null };
+    return result;
   } catch (err) {
     // A failed COPY can leave the connection mid-protocol; do not hand it back to the pool.
     broken = true;
@@ -182,6 +179,24 @@ export async function writeEntries(pool: Pool, entries: readonly StreamEntry[], 
   } finally {
     client.release(broken);
   }
+}
+
+/**
+ * The write of `writeEntries` inside a transaction the caller opened and commits, so that other statements (the
+ * Postgres queue's delete of the rows it claimed) commit or roll back with it, rollups included.
+ */
+export async function writeEntriesInTransaction(client: PoolClient, entries: readonly StreamEntry[], options: WriteOptions = {}): Promise<WriteResult> {
+  const events = entries.reduce((n, e) => n + e.count, 0);
+  if (events === 0) return { inserted: 0, duplicates: 0, newestMinute: null };
+  const { signal, statementTimeoutMs } = options;
+  // SET LOCAL takes no bind parameters; the value is an integer from our own configuration.
+  if (statementTimeoutMs) await client.query(`SET LOCAL statement_timeout = ${Math.max(1, Math.floor(statementTimeoutMs))}`);
+  await client.query(CREATE_STAGING);
+  await copyIntoStaging(client, entries);
+  signal?.throwIfAborted();
+  const result = await client.query<{ inserted: number; newest_minute?: number | null }>(options.merge ?? MERGE_STAGING);
+  const inserted = result.rows[0]?.inserted ?? 0;
+  return { inserted, duplicates: events - inserted, newestMinute: result.rows[0]?.newest_minute ?? null };
 }
 
 // 57014 query_canceled: our statement_timeout fired (a stalled database) or an operator cancelled the query;

@@ -1,5 +1,6 @@
 import { prepared, type Pool, type Statement } from './db.js';
 import { apiError } from './errors.js';
+import type { TypePattern } from './type-pattern.js';
 
 const MINUTE_MS = 60_000;
 const HOUR_MS = 60 * MINUTE_MS;
@@ -13,15 +14,13 @@ export type StatsAggregate = (typeof STATS_AGGREGATES)[number];
 export const STATS_GROUP_BY = ['type'] as const;
 export type StatsGroupBy = (typeof STATS_GROUP_BY)[number];
 
-/** An event type filter: one type, or every type starting with a prefix (`order.*`). */
-export type TypeFilter = { readonly exact: string } | { readonly prefix: string };
 
 /** One tenant's stats question, already validated. */
 export interface StatsRequest {
   readonly tenant: string;
   readonly windowMs: number;
   readonly stepMs: number;
-  readonly type: TypeFilter | null;
+  readonly type: TypePattern | null;
   readonly groupBy: StatsGroupBy | null;
   readonly aggregates: readonly StatsAggregate[];
 }
@@ -83,7 +82,7 @@ interface StatsRow {
 }
 
 // starts_with rather than LIKE: type names may hold `_`, a LIKE wildcard. The filter is the last parameter.
-function typeCondition(filter: TypeFilter | null, n: number): { sql: string; values: string[] } {
+function typeCondition(filter: TypePattern | null, n: number): { sql: string; values: string[] } {
   if (!filter) return { sql: '', values: [] };
   return 'exact' in filter ? { sql: `AND type = $${n}`, values: [filter.exact] } : { sql: `AND starts_with(type, $${n})`, values: [filter.prefix] };
 }
@@ -140,7 +139,7 @@ export async function readStats(pool: Pool, request: StatsRequest, plan: StatsPl
   for (const r of rows) {
     if (r.t === null) continue;
     let points = groups.get(r.g ?? '');
-    if (!points) groups.set(r.g ?? '', (points = new Map()));
+    if (!points) groups.set(r.g ?? '', (points = new Map<number, StatsPoint>()));
     points.set(r.t.getTime(), { count: Number(r.count), valueCount: Number(r.value_count), sum: r.sum, min: r.min, max: r.max });
   }
   const series = request.groupBy ? groups.size : 1;

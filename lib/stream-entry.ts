@@ -20,9 +20,24 @@ export interface StreamEntry {
   readonly rows: string;
 }
 
+/**
+ * The header line of an entry around its event count: `prefix + count + suffix`. Split so that a writer that
+ * decides in Redis which events to keep (the idempotent enqueue script) can put in the count it kept.
+ */
+export function entryHeader(tenant: string, priority: Priority, receivedAt: number): { readonly prefix: string; readonly suffix: string } {
+  return { prefix: `{"v":${FORMAT_VERSION},"t":${JSON.stringify(tenant)},"p":"${priority}","r":${receivedAt},"n":`, suffix: '}\n' };
+}
+
+/** The COPY text row of each event, in order. */
+export function entryRows(tenant: string, priority: Priority, receivedAt: number, events: readonly ValidEvent[]): string[] {
+  const t = copyText(tenant);
+  return events.map((e) => copyTextRow(t, priority, receivedAt, e));
+}
+
 /** Serialises an accepted request's events for the stream. */
 export function encodeEntry(tenant: string, priority: Priority, receivedAt: number, events: readonly ValidEvent[]): string {
-  let out = `{"v":${FORMAT_VERSION},"t":${JSON.stringify(tenant)},"p":"${priority}","r":${receivedAt},"n":${events.length}}\n`;
+  const { prefix, suffix } = entryHeader(tenant, priority, receivedAt);
+  let out = prefix + events.length + suffix;
   const t = copyText(tenant);
   for (let i = 0; i < events.length; i++) out += copyTextRow(t, priority, receivedAt, events[i]!);
   return out;

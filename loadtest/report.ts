@@ -7,7 +7,7 @@ import { PRIORITIES, type Priority } from '../lib/event-schema.js';
 import { renderChart } from './chart.js';
 import type { IntegrityResult } from './integrity.js';
 import type { Sample, SegmentResult, TallySummary } from './runner.js';
-import type { capacityOf, driftOf, OverloadFigures } from './scenarios.js';
+import type { capacityOf, driftOf, OverloadFigures, tenantFigures } from './scenarios.js';
 
 /** The machine a report was measured on. */
 export interface Machine {
@@ -48,6 +48,8 @@ export interface Report {
   };
   spike?: { recoverySeconds: number | null; baselineP99Ms: number };
   drift?: ReturnType<typeof driftOf>;
+  /** Multi-tenant scenarios: each tenant's success and p99 in the segment the scenario is about. */
+  tenants?: ReturnType<typeof tenantFigures>;
   integrity: IntegrityResult | { skipped: string };
   /** What an operator must look at; the command exits 1 when this is not empty. */
   problems: string[];
@@ -88,7 +90,23 @@ function tableRows(total: TallySummary, classes: Partial<Record<Priority, TallyS
     String(t.errors),
     String(t.timeouts),
   ];
-  return [...PRIORITIES.flatMap((p) => (classes[p] ? [row(p, classes[p]!)] : [])), row('all', total)];
+  return [...PRIORITIES.flatMap((p) => (classes[p] ? [row(p, classes[p])] : [])), row('all', total)];
+}
+
+const TENANT_HEADER = ['tenant', 'req/s', 'success %', 'p50 ms', 'p99 ms', '2xx p99 ms', 'status codes', 'shed %', 'timeouts'];
+
+function tenantRows(tenants: Record<string, TallySummary>): string[][] {
+  return Object.entries(tenants).map(([name, t]) => [
+    name,
+    String(t.requestsPerSec),
+    t.requests > 0 ? ((100 * t.ok) / t.requests).toFixed(2) : '-',
+    ms(t.latency.p50),
+    ms(t.latency.p99),
+    ms(t.okLatency.p99),
+    codes(t.status),
+    t.shedPct.toFixed(1),
+    String(t.timeouts),
+  ]);
 }
 
 function markdownTable(header: string[], rows: string[][]): string {
@@ -130,6 +148,10 @@ function findingLines(r: Report): string[] {
     }
   }
   if (r.spike) out.push(`spike: back to normal ${r.spike.recoverySeconds === null ? 'not within the run' : `${r.spike.recoverySeconds} s after the spike`} (baseline p99 ${ms(r.spike.baselineP99Ms)} ms)`);
+  if (r.tenants) {
+    out.push(`per tenant during ${r.tenants.segment}: ${r.tenants.steadyMet ? 'steady tenants kept ≥ 99 % success and p99 within the SLO' : 'steady tenants did NOT all keep ≥ 99 % success and p99 within the SLO'}`);
+    for (const t of r.tenants.tenants) out.push(`  ${t.tenant}: ${t.requestsPerSec}/s, success ${t.successPct} %, p99 ${ms(t.p99Ms)} ms (2xx ${ms(t.okP99Ms)} ms), shed ${t.shedPct} %, timeouts ${t.timeouts}`);
+  }
   if (r.drift) out.push(`drift: p99 ${ms(r.drift.firstP99Ms)} ms in the first tenth, ${ms(r.drift.lastP99Ms)} ms in the last; failures ${r.drift.firstFailures} → ${r.drift.lastFailures}`);
   if (r.retries > 0) out.push(`retries: ${r.retries} requests resent an earlier body with the same idempotency keys`);
   if (r.stoppedEarly) out.push(`stopped early: ${r.stoppedEarly}`);
@@ -140,7 +162,10 @@ function findingLines(r: Report): string[] {
 export function renderText(r: Report): string {
   const parts = [`floodgate loadtest ${r.scenario} → ${r.target} (run ${r.runId}, ${r.seconds} s)`, '', textTable(TABLE_HEADER, tableRows(r.summary.total, r.summary.classes))];
   if (r.segments.length > 1) {
-    for (const s of r.segments) parts.push('', `segment ${s.label} (offered ${s.offeredRate ?? 'max'}/s, ${s.seconds} s)`, textTable(TABLE_HEADER, tableRows(s.total, s.classes)));
+    for (const s of r.segments) {
+      parts.push('', `segment ${s.label} (offered ${s.offeredRate ?? 'max'}/s, ${s.seconds} s)`, textTable(TABLE_HEADER, tableRows(s.total, s.classes)));
+      if (s.tenants) parts.push('', textTable(TENANT_HEADER, tenantRows(s.tenants)));
+    }
   }
   parts.push('', ...findingLines(r), ...integrityLines(r));
   if (r.problems.length > 0) parts.push('', 'PROBLEMS:', ...r.problems.map((p) => `  - ${p}`));
@@ -162,7 +187,10 @@ export function renderMarkdown(r: Report, chartFile?: string): string {
   ];
   if (r.segments.length > 1) {
     parts.push('', '## Per segment');
-    for (const s of r.segments) parts.push('', `### ${s.label} — offered ${s.offeredRate ?? 'max'}/s for ${s.seconds} s`, '', markdownTable(TABLE_HEADER, tableRows(s.total, s.classes)));
+    for (const s of r.segments) {
+      parts.push('', `### ${s.label} — offered ${s.offeredRate ?? 'max'}/s for ${s.seconds} s`, '', markdownTable(TABLE_HEADER, tableRows(s.total, s.classes)));
+      if (s.tenants) parts.push('', markdownTable(TENANT_HEADER, tenantRows(s.tenants)));
+    }
   }
   const findings = findingLines(r);
   if (findings.length > 0) parts.push('', '## Findings', '', ...findings.map((f) => (f.startsWith('  ') ? `  - ${f.trim()}` : `- ${f}`)));

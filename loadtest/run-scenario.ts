@@ -9,8 +9,14 @@ import { machine, progressLine, writeReports, type Report } from './report.js';
 import { ingestUrl, runLoad, type Sample, type Segment, type SegmentResult } from './runner.js';
 import {
   capacityOf,
+  DISTURBANCE_LABEL,
   driftOf,
   fixedPlan,
+  isMultiTenant,
+  OVERLOAD_MIX,
+  TENANTS,
+  tenantFigures,
+  tenantPlan,
   overloadFigures,
   rampPlan,
   recoverySeconds,
@@ -53,6 +59,13 @@ export interface LoadtestOutcome {
 
 const PAUSE_AFTER_RAMP_SECONDS = 5;
 
+/** The tenants a multi-tenant scenario sends as, by the name reports use (their keys' tenant is `loadtest-<name>`). */
+const SCENARIO_TENANTS: Record<string, readonly string[]> = {
+  'noisy-neighbour': [TENANTS.noisy, ...TENANTS.steady],
+  'slow-upload': [...TENANTS.steady, TENANTS.slow],
+  'unauthenticated-flood': TENANTS.steady,
+};
+
 /** A run id: in every event's `data.run`, so the integrity check finds exactly this run's rows. */
 function newRunId(): string {
   return `lt${Date.now().toString(36)}${randomBytes(3).toString('hex')}`;
@@ -64,14 +77,23 @@ export async function runScenario(options: LoadtestOptions): Promise<LoadtestOut
   const runId = newRunId();
   const defaults = SCENARIO_DEFAULTS[options.scenario];
   const pool: Pool | null = options.databaseUrl ? createPool(options.databaseUrl, { max: 2, applicationName: 'floodgate-loadtest' }) : null;
-  let createdKey: string | null = null;
+  const createdKeys: string[] = [];
   try {
     let key = options.key;
     if (!key) {
       if (!pool) throw new Error('give --key, or --database-url so that a key can be created for the run');
       const created = await createApiKey(pool, { tenant: 'loadtest' });
       key = created.key;
-      createdKey = created.prefix;
+      createdKeys.push(created.prefix);
+    }
+    const keys: Record<string, string> = {};
+    if (isMultiTenant(options.scenario)) {
+      if (!pool) throw new Error(`${options.scenario} sends as several tenants, each with its own key: give --database-url so that they can be created`);
+      for (const tenant of SCENARIO_TENANTS[options.scenario] ?? []) {
+        const created = await createApiKey(pool, { tenant: `loadtest-${tenant}` });
+        keys[tenant] = created.key;
+        createdKeys.push(created.prefix);
+      }
     }
     const source = createEventSource({
       seed: options.seed,
@@ -104,13 +126,16 @@ export async function runScenario(options: LoadtestOptions): Promise<LoadtestOut
         }
         return overload[done.length - rampSteps.length] ?? null;
       };
+    } else if (isMultiTenant(options.scenario)) {
+      segments = tenantPlan(options.scenario, options.rate ?? defaults.rate!, duration, options.mix ?? OVERLOAD_MIX);
     } else {
-      segments = fixedPlan(options.scenario as Exclude<ScenarioName, 'ramp'>, options, capacity);
+      segments = fixedPlan(options.scenario, options, capacity);
     }
 
     const result = await runLoad({
       url: options.url,
       key,
+      keys,
       segments,
       source,
       timeoutSeconds: options.timeoutSeconds,
@@ -186,6 +211,13 @@ export async function runScenario(options: LoadtestOptions): Promise<LoadtestOut
       report.spike = { recoverySeconds: recoverySeconds(result.samples, 'after', options.sloP99Ms), baselineP99Ms: result.segments[0]?.total.latency.p99 ?? 0 };
     }
     if (options.scenario === 'soak') report.drift = driftOf(result.samples);
+    if (isMultiTenant(options.scenario)) {
+      const about = result.segments.find((seg) => seg.label === DISTURBANCE_LABEL[options.scenario as keyof typeof DISTURBANCE_LABEL]);
+      if (about) {
+        report.tenants = tenantFigures(about, options.sloP99Ms);
+        if (!report.tenants.steadyMet) problems.push(`during ${about.label}, steady tenants ${TENANTS.steady.join(' and ')} did not all keep ≥ 99 % success with p99 ≤ ${options.sloP99Ms} ms`);
+      }
+    }
 
     if ('ok' in integrity && !integrity.ok) problems.push(`integrity: ${integrity.missing} acknowledged events missing, ${integrity.duplicated} duplicated rows`);
     if (result.total.ok === 0) problems.push('no request was accepted (2xx): check --url and --key');
@@ -196,7 +228,7 @@ export async function runScenario(options: LoadtestOptions): Promise<LoadtestOut
     return { report, files };
   } finally {
     if (pool) {
-      if (createdKey) await revokeApiKey(pool, createdKey).catch(() => {});
+      for (const prefix of createdKeys) await revokeApiKey(pool, prefix).catch(() => {});
       await pool.end();
     }
   }

@@ -1,16 +1,21 @@
 // The load runner: plays a list of segments (rate, connections, class mix, seconds) against one URL with
-// autocannon, recording every answer per class and per second, and which events were acknowledged.
+// autocannon, recording every answer per class (and per tenant, when a segment names its tenants) and per
+// second, and which events were acknowledged.
 //
 // Pacing: autocannon paces each connection per second (it sends that connection's share of `overallRate`, then
 // waits for its next one-second tick), and all connections of one instance tick together. One instance per class
 // would therefore offer its whole second's load in one burst. Each class is split into up to PHASES instances
 // started 1/PHASES of a second apart, so the offered load arrives as PHASES smaller bursts per second: close to
 // an open-loop arrival process while staying within autocannon's model (many connections, an overall rate).
+import { randomBytes } from 'node:crypto';
 import autocannon from 'autocannon';
 import type { Priority } from '../lib/event-schema.js';
 import { PRIORITIES } from '../lib/event-schema.js';
 import type { EventSource } from './events.js';
-import { createHistogram, type Histogram, type Percentiles } from './histogram.js';
+import { slowUpload } from './slow-upload.js';
+import { addTally, createTally, round, summarise, type Tally, type TallySummary } from './tally.js';
+
+export type { Counts, Tally, TallySummary } from './tally.js';
 
 const PHASES = 10;
 /** Seconds of nothing but connection errors after which a run stops. */
@@ -22,6 +27,22 @@ export interface MixShare {
   readonly share: number;
 }
 
+/** How a tenant of a multi-tenant segment sends. */
+export type TenantKind = 'events' | 'slow-upload' | 'unauthenticated';
+
+/** One tenant's traffic in a segment: its own rate, connections and class mix. */
+export interface TenantLoad {
+  /** The tenant, as reports name it; `events` and `slow-upload` send with its key (RunOptions.keys). */
+  readonly tenant: string;
+  /** `events`: autocannon with the tenant's key; `slow-upload`: bodies that trickle in over `uploadSeconds`;
+   * `unauthenticated`: well-formed keys nobody issued, a fresh one per request. */
+  readonly kind: TenantKind;
+  readonly rate: number | null;
+  readonly connections: number;
+  readonly mix: readonly MixShare[];
+  readonly uploadSeconds?: number;
+}
+
 /** One stretch of a run at a fixed offered rate. */
 export interface Segment {
   readonly label: string;
@@ -30,45 +51,12 @@ export interface Segment {
   readonly rate: number | null;
   readonly connections: number;
   readonly mix: readonly MixShare[];
+  /** Several tenants, each with its own load (the segment's rate is then their sum); absent: one key sends it all. */
+  readonly tenants?: readonly TenantLoad[];
 }
 
 /** Hard bounds on one run, whatever the scenario asks for. */
 export const HARD_LIMITS = { maxSeconds: 3600, maxRequests: 10_000_000, maxRate: 200_000, maxConnections: 10_000 } as const;
-
-/** Counts of what one class (or all) got in one second or one segment. */
-export interface Counts {
-  requests: number;
-  /** 2xx answers. */
-  ok: number;
-  /** Events acknowledged (ids returned in 2xx answers). */
-  events: number;
-  /** 503 overloaded answers. */
-  shed: number;
-  /** 429 rate_limited answers. */
-  rateLimited: number;
-  errors: number;
-  timeouts: number;
-  status: Record<string, number>;
-}
-
-/** Counts plus latency histograms, while a run goes. */
-export interface Tally extends Counts {
-  /** Latency of every answer. */
-  readonly latency: Histogram;
-  /** Latency of 2xx answers only. */
-  readonly okLatency: Histogram;
-}
-
-/** A tally rendered for reports: counts, rates over `seconds`, percentiles in ms. */
-export interface TallySummary extends Counts {
-  requestsPerSec: number;
-  okPerSec: number;
-  eventsPerSec: number;
-  /** Shed answers as a share of answers, in %. */
-  shedPct: number;
-  latency: Percentiles;
-  okLatency: Percentiles;
-}
 
 /** One second of a run. */
 export interface Sample {
@@ -88,6 +76,8 @@ export interface SegmentResult {
   connections: number;
   total: TallySummary;
   classes: Partial<Record<Priority, TallySummary>>;
+  /** Per tenant, in a multi-tenant segment. */
+  tenants?: Record<string, TallySummary>;
 }
 
 /** Which events the target acknowledged: counts per run-wide sequence number. */
@@ -106,6 +96,7 @@ export interface RunResult {
   segments: SegmentResult[];
   total: TallySummary;
   classes: Partial<Record<Priority, TallySummary>>;
+  tenants?: Record<string, TallySummary>;
   /** Why the run ended early, if it did (a hard limit). */
   stoppedEarly: string | null;
   acknowledged: Acknowledged;
@@ -117,6 +108,8 @@ export interface RunOptions {
   /** The only address the run sends to: POST <url>/v1/events. */
   readonly url: string;
   readonly key: string;
+  /** The key of each tenant a multi-tenant segment names. */
+  readonly keys?: Readonly<Record<string, string>>;
   /** The segments, or a function choosing the next one from those done so far (null ends the run). */
   readonly segments: readonly Segment[] | ((done: readonly SegmentResult[]) => Segment | null);
   readonly source: EventSource;
@@ -128,53 +121,17 @@ export interface RunOptions {
   readonly onSample?: (sample: Sample) => void;
 }
 
-/** An empty tally. */
-export function createTally(): Tally {
-  return { requests: 0, ok: 0, events: 0, shed: 0, rateLimited: 0, errors: 0, timeouts: 0, status: {}, latency: createHistogram(), okLatency: createHistogram() };
-}
-
-/** Adds `from` into `into`. */
-export function addTally(into: Tally, from: Tally): void {
-  into.requests += from.requests;
-  into.ok += from.ok;
-  into.events += from.events;
-  into.shed += from.shed;
-  into.rateLimited += from.rateLimited;
-  into.errors += from.errors;
-  into.timeouts += from.timeouts;
-  for (const [code, n] of Object.entries(from.status)) into.status[code] = (into.status[code] ?? 0) + n;
-  into.latency.add(from.latency);
-  into.okLatency.add(from.okLatency);
-}
-
-const round = (n: number, digits = 1) => Math.round(n * 10 ** digits) / 10 ** digits;
-
-/** Rates over `seconds` and percentiles of a tally. */
-export function summarise(t: Tally, seconds: number): TallySummary {
-  const answered = t.requests - t.errors - t.timeouts;
-  return {
-    requests: t.requests,
-    ok: t.ok,
-    events: t.events,
-    shed: t.shed,
-    rateLimited: t.rateLimited,
-    errors: t.errors,
-    timeouts: t.timeouts,
-    status: { ...t.status },
-    requestsPerSec: round(t.requests / Math.max(seconds, 1e-9)),
-    okPerSec: round(t.ok / Math.max(seconds, 1e-9)),
-    eventsPerSec: round(t.events / Math.max(seconds, 1e-9)),
-    shedPct: answered > 0 ? round((100 * t.shed) / answered, 2) : 0,
-    latency: t.latency.percentiles(),
-    okLatency: t.okLatency.percentiles(),
-  };
-}
-
-/** Per-class tallies plus their total. */
-type ClassTallies = { total: Tally; classes: Map<Priority, Tally> };
+/** Per-class and per-tenant tallies plus their total. */
+type ClassTallies = { total: Tally; classes: Map<Priority, Tally>; tenants: Map<string, Tally> };
 
 function createClassTallies(): ClassTallies {
-  return { total: createTally(), classes: new Map() };
+  return { total: createTally(), classes: new Map(), tenants: new Map() };
+}
+
+function tenantTally(t: ClassTallies, tenant: string): Tally {
+  let c = t.tenants.get(tenant);
+  if (!c) t.tenants.set(tenant, (c = createTally()));
+  return c;
 }
 
 function classTally(t: ClassTallies, priority: Priority): Tally {
@@ -183,13 +140,15 @@ function classTally(t: ClassTallies, priority: Priority): Tally {
   return c;
 }
 
-function summariseClasses(t: ClassTallies, seconds: number): { total: TallySummary; classes: Partial<Record<Priority, TallySummary>> } {
+function summariseClasses(t: ClassTallies, seconds: number): { total: TallySummary; classes: Partial<Record<Priority, TallySummary>>; tenants?: Record<string, TallySummary> } {
   const classes: Partial<Record<Priority, TallySummary>> = {};
   for (const p of PRIORITIES) {
     const c = t.classes.get(p);
     if (c) classes[p] = summarise(c, seconds);
   }
-  return { total: summarise(t.total, seconds), classes };
+  if (t.tenants.size === 0) return { total: summarise(t.total, seconds), classes };
+  const tenants = Object.fromEntries([...t.tenants].map(([name, c]) => [name, summarise(c, seconds)]));
+  return { total: summarise(t.total, seconds), classes, tenants };
 }
 
 function createAcknowledged(): Acknowledged & { mark(seqs: readonly number[]): void; add(n: number): void } {
@@ -237,6 +196,11 @@ function instancesFor(rate: number | null, connections: number): Array<{ rate: n
     const r = distribute(whole, phases, i);
     return { rate: r, connections: Math.max(1, Math.min(distribute(Math.max(connections, phases), phases, i), r)), offsetMs: Math.round((i * 1000) / phases) };
   });
+}
+
+/** A well-formed API key nobody issued (`fgk_` and 43 base64url characters): each one costs the target a lookup. */
+function unissuedKey(): string {
+  return `fgk_${randomBytes(32).toString('base64url')}`;
 }
 
 /** Checks a URL is http(s) and returns the ingest endpoint on it; nothing else is ever requested. */
@@ -293,15 +257,27 @@ export async function runLoad(options: RunOptions): Promise<RunResult> {
   };
   const ticker = setInterval(takeSample, 1000);
 
-  const headers = (priority: Priority) => ({ 'content-type': 'application/json', authorization: `Bearer ${options.key}`, 'x-priority': priority });
+  const headers = (priority: Priority, key: string) => ({ 'content-type': 'application/json', authorization: `Bearer ${key}`, 'x-priority': priority });
 
-  function runInstance(seg: Segment, segTally: ClassTallies, priority: Priority, rate: number | null, connections: number, seconds: number): Promise<void> {
+  /** Updates the tallies an answer counts in: this second's and this segment's, per class, per tenant and in total. */
+  const recorder = (segTally: ClassTallies, priority: Priority, tenant: string | undefined) => (fill: (t: Tally) => void) => {
+    const targets = [classTally(second, priority), second.total, classTally(segTally, priority), segTally.total];
+    if (tenant !== undefined) targets.push(tenantTally(second, tenant), tenantTally(segTally, tenant));
+    for (const t of targets) fill(t);
+  };
+
+  /** Who sends an instance's requests: the run's key, a tenant's key, or (unauthenticated) a fresh unissued key each time. */
+  interface Sender {
+    readonly tenant?: string;
+    readonly key: string;
+    readonly unauthenticated?: boolean;
+  }
+
+  function runInstance(segTally: ClassTallies, priority: Priority, rate: number | null, connections: number, seconds: number, sender: Sender): Promise<void> {
     let lastEvents = 0;
     let lastShed = false;
     let lastRateLimited = false;
-    const record = (fill: (t: Tally) => void) => {
-      for (const t of [classTally(second, priority), second.total, classTally(segTally, priority), segTally.total]) fill(t);
-    };
+    const record = recorder(segTally, priority, sender.tenant);
     return new Promise<void>((resolve) => {
       const opts: autocannon.Options = {
         url: target,
@@ -315,12 +291,13 @@ export async function runLoad(options: RunOptions): Promise<RunResult> {
         requests: [
           {
             method: 'POST',
-            headers: headers(priority),
+            headers: headers(priority, sender.key),
             setupRequest(req, context) {
               const next = options.source.next();
               if (next.retry) retries++;
               (context as { seqs?: readonly number[] }).seqs = next.seqs;
               if (++sent >= maxRequests) stopAll(`reached --max-requests (${maxRequests})`);
+              if (sender.unauthenticated) return { ...req, headers: headers(priority, unissuedKey()), body: next.body };
               return { ...req, body: next.body };
             },
             onResponse(status, body, context) {
@@ -376,27 +353,81 @@ export async function runLoad(options: RunOptions): Promise<RunResult> {
     });
   }
 
+  /** A tenant uploading slowly: `rate` uploads a second (spread over its classes), each body taking `uploadSeconds`. */
+  async function runSlowUploads(segTally: ClassTallies, load: TenantLoad, key: string, seconds: number): Promise<void> {
+    const rate = load.rate ?? 1;
+    const uploadMs = (load.uploadSeconds ?? 2) * 1000;
+    const classes = load.mix.flatMap((m) => Array.from({ length: Math.max(1, Math.round(m.share)) }, () => m.priority));
+    const uploads: Promise<void>[] = [];
+    const started = performance.now();
+    for (let i = 0; performance.now() - started < seconds * 1000 && !stoppedEarly; i++) {
+      const priority = classes[i % classes.length]!;
+      const record = recorder(segTally, priority, load.tenant);
+      const body = options.source.next().body;
+      if (++sent >= maxRequests) stopAll(`reached --max-requests (${maxRequests})`);
+      const upload = slowUpload({ url: options.url, key, body, uploadMs, pieces: 5, priority, timeoutMs: uploadMs + options.timeoutSeconds * 1000 });
+      uploads.push(
+        upload.result.then((r) =>
+          record((t) => {
+            t.requests++;
+            if (r.timedOut) t.timeouts++;
+            else if (r.status === 0) t.errors++;
+            else {
+              t.status[r.status] = (t.status[r.status] ?? 0) + 1;
+              t.latency.record(r.ms);
+              if (r.status >= 200 && r.status < 300) {
+                t.ok++;
+                t.okLatency.record(r.ms);
+              }
+              if (r.code === 'overloaded') t.shed++;
+              if (r.status === 429) t.rateLimited++;
+            }
+          }),
+        ),
+      );
+      const due = started + ((i + 1) * 1000) / rate;
+      await new Promise((r) => setTimeout(r, Math.max(0, due - performance.now())));
+    }
+    await Promise.all(uploads);
+  }
+
+  /** The instances of one segment: per class, or per tenant and class. */
+  function launch(seg: Segment, segTally: ClassTallies): Promise<void>[] {
+    const launches: Promise<void>[] = [];
+    const loads: readonly TenantLoad[] = seg.tenants ?? [{ tenant: '', kind: 'events', rate: seg.rate, connections: seg.connections, mix: seg.mix }];
+    for (const load of loads) {
+      const tenant = seg.tenants ? load.tenant : undefined;
+      const key = tenant === undefined || load.kind === 'unauthenticated' ? options.key : options.keys?.[tenant];
+      if (key === undefined) throw new Error(`segment ${seg.label}: no key for tenant ${load.tenant}`);
+      if (load.kind === 'slow-upload') {
+        launches.push(runSlowUploads(segTally, load, key, seg.seconds));
+        continue;
+      }
+      const sender: Sender = { tenant, key, unauthenticated: load.kind === 'unauthenticated' };
+      const totalShare = load.mix.reduce((sum, m) => sum + m.share, 0);
+      for (const { priority, share } of load.mix) {
+        const fraction = share / totalShare;
+        const rate = load.rate === null ? null : load.rate * fraction;
+        const connections = Math.max(1, Math.round(load.connections * fraction));
+        for (const part of instancesFor(rate, connections)) {
+          launches.push(
+            new Promise<void>((r) => setTimeout(r, part.offsetMs)).then(() =>
+              stoppedEarly ? undefined : runInstance(segTally, priority, part.rate, part.connections, seg.seconds, sender),
+            ),
+          );
+        }
+      }
+    }
+    return launches;
+  }
+
   try {
     for (let seg = nextSegment(segments); seg && !stoppedEarly; seg = nextSegment(segments)) {
       check(seg);
       current = seg;
       const segTally = createClassTallies();
       const segStart = performance.now();
-      const launches: Promise<void>[] = [];
-      const totalShare = seg.mix.reduce((s, m) => s + m.share, 0);
-      for (const { priority, share } of seg.mix) {
-        const fraction = share / totalShare;
-        const rate = seg.rate === null ? null : seg.rate * fraction;
-        const connections = Math.max(1, Math.round(seg.connections * fraction));
-        for (const part of instancesFor(rate, connections)) {
-          const seconds = seg.seconds;
-          launches.push(
-            new Promise<void>((r) => setTimeout(r, part.offsetMs)).then(() =>
-              stoppedEarly ? undefined : runInstance(seg, segTally, priority, part.rate, part.connections, seconds),
-            ),
-          );
-        }
-      }
+      const launches = launch(seg, segTally);
       // autocannon stops each instance at its duration; this bounds a segment even if an instance hangs.
       // A rate of 0 is a pause: nothing is sent (the target settles, e.g. between a ramp and what follows it).
       if (launches.length === 0) await new Promise((r) => setTimeout(r, seg.seconds * 1000));
@@ -410,6 +441,7 @@ export async function runLoad(options: RunOptions): Promise<RunResult> {
       segments.push({ label: seg.label, offeredRate: seg.rate, seconds, connections: seg.connections, ...summariseClasses(segTally, seconds) });
       addTally(all.total, segTally.total);
       for (const [p, t] of segTally.classes) addTally(classTally(all, p), t);
+      for (const [name, t] of segTally.tenants) addTally(tenantTally(all, name), t);
     }
   } finally {
     clearInterval(ticker);

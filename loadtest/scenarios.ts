@@ -1,9 +1,9 @@
 // The scenarios: each answers one operator question by choosing segments for the runner, then derives the
 // figures that answer it (capacity, recovery, overload behaviour, drift) from the samples.
 import type { Priority } from '../lib/event-schema.js';
-import type { Sample, Segment, SegmentResult, MixShare, TallySummary } from './runner.js';
+import type { Sample, Segment, SegmentResult, MixShare, TallySummary, TenantLoad } from './runner.js';
 
-export const SCENARIOS = ['smoke', 'steady', 'ramp', 'spike', 'overload', 'soak', 'batch', 'duplicates'] as const;
+export const SCENARIOS = ['smoke', 'steady', 'ramp', 'spike', 'overload', 'soak', 'batch', 'duplicates', 'noisy-neighbour', 'slow-upload', 'unauthenticated-flood'] as const;
 export type ScenarioName = (typeof SCENARIOS)[number];
 
 /** The question each scenario answers (shown in the usage and in docs/loadtesting.md). */
@@ -16,7 +16,26 @@ export const SCENARIO_QUESTIONS: Record<ScenarioName, string> = {
   soak: 'does it drift over time: latency, errors, backlog? (default 600 s)',
   batch: 'how many events/s in batches of --batch-size (default 100)?',
   duplicates: 'in a retry storm (half the requests resend earlier events with the same idempotency keys), is each event stored once?',
+  'noisy-neighbour': 'tenant a floods at 10× the --rate of steady tenants b and c (all classes mixed): are b and c still served (≥ 99 %, p99 within --slo-p99) while a is shed?',
+  'slow-upload': 'a tenant uploads its bodies slowly (2 s each): are steady tenants b and c still served?',
+  'unauthenticated-flood': 'requests with keys nobody issued arrive at 10× --rate: are steady tenants b and c still served?',
 };
+
+/** The scenarios that run several tenants, each with its own key, and report per tenant. */
+export const MULTI_TENANT_SCENARIOS = ['noisy-neighbour', 'slow-upload', 'unauthenticated-flood'] as const;
+export type MultiTenantScenario = (typeof MULTI_TENANT_SCENARIOS)[number];
+
+/** Whether a scenario runs several tenants. */
+export function isMultiTenant(name: ScenarioName): name is MultiTenantScenario {
+  return (MULTI_TENANT_SCENARIOS as readonly string[]).includes(name);
+}
+
+/** The tenants of the multi-tenant scenarios, as reports name them; the steady ones are those the aim is about. */
+export const TENANTS = { noisy: 'a', steady: ['b', 'c'], slow: 'slow', unauthenticated: 'unauthenticated' } as const;
+/** How many times the steady rate the noisy tenant (or the unauthenticated flood) offers. */
+export const FLOOD_FACTOR = 10;
+/** Seconds of calm before and after the disturbance. */
+const CALM_SECONDS = 5;
 
 /** The 20/30/50 critical/normal/low mix of the overload scenario and the shedding benchmark. */
 export const OVERLOAD_MIX: readonly MixShare[] = [
@@ -49,7 +68,75 @@ export const SCENARIO_DEFAULTS: Record<ScenarioName, { duration: number; rate: n
   soak: { duration: 600, rate: 300, connections: 50, batchSize: 1 },
   batch: { duration: 30, rate: 50, connections: 10, batchSize: 100 },
   duplicates: { duration: 20, rate: 200, connections: 20, batchSize: 1 },
+  'noisy-neighbour': { duration: 30, rate: 100, connections: 0, batchSize: 1 },
+  'slow-upload': { duration: 30, rate: 100, connections: 0, batchSize: 1 },
+  'unauthenticated-flood': { duration: 30, rate: 100, connections: 0, batchSize: 1 },
 };
+
+/** Connections for a paced tenant: enough that ~100 ms answers do not hold its rate back. */
+const connectionsFor = (rate: number) => Math.max(4, Math.ceil(rate / 10));
+
+/** The segments of a multi-tenant scenario: calm, the disturbance for `duration` s, calm again; `rate` per steady tenant. */
+export function tenantPlan(name: MultiTenantScenario, rate: number, duration: number, mix: readonly MixShare[]): Segment[] {
+  const events = (tenant: string, r: number): TenantLoad => ({ tenant, kind: 'events', rate: r, connections: connectionsFor(r), mix });
+  const steady = TENANTS.steady.map((t) => events(t, rate));
+  const segment = (label: string, seconds: number, tenants: TenantLoad[]): Segment => ({
+    label,
+    seconds,
+    rate: tenants.reduce((sum, t) => sum + (t.rate ?? 0), 0),
+    connections: tenants.reduce((sum, t) => sum + t.connections, 0),
+    mix,
+    tenants,
+  });
+  const calm = name === 'noisy-neighbour' ? [events(TENANTS.noisy, rate), ...steady] : steady;
+  const disturbance: TenantLoad =
+    name === 'noisy-neighbour'
+      ? events(TENANTS.noisy, FLOOD_FACTOR * rate)
+      : name === 'slow-upload'
+        ? // As many uploads a second as a steady tenant sends requests (at least 20), each body taking 2 s to arrive.
+          { tenant: TENANTS.slow, kind: 'slow-upload', rate: Math.max(20, rate), connections: 2 * Math.max(20, rate), mix, uploadSeconds: 2 }
+        : { tenant: TENANTS.unauthenticated, kind: 'unauthenticated', rate: FLOOD_FACTOR * rate, connections: connectionsFor(FLOOD_FACTOR * rate), mix };
+  const during = name === 'noisy-neighbour' ? [disturbance, ...steady] : [...steady, disturbance];
+  return [segment('before', CALM_SECONDS, calm), segment(DISTURBANCE_LABEL[name], duration, during), segment('after', CALM_SECONDS, calm)];
+}
+
+/** The label of the segment a multi-tenant scenario is about. */
+export const DISTURBANCE_LABEL: Readonly<Record<MultiTenantScenario, string>> = {
+  'noisy-neighbour': `a at ${FLOOD_FACTOR}×`,
+  'slow-upload': 'slow uploads',
+  'unauthenticated-flood': 'unauthenticated flood',
+};
+
+/** One tenant's figures in the segment a multi-tenant scenario is about. */
+export interface TenantFigures {
+  tenant: string;
+  requestsPerSec: number;
+  /** 2xx over requests, in %. */
+  successPct: number;
+  /** p99 of every answer, and of 2xx answers, in ms. */
+  p99Ms: number;
+  okP99Ms: number;
+  shedPct: number;
+  timeouts: number;
+  status: Record<string, number>;
+}
+
+/** Per-tenant success and p99 of a segment, and whether the steady tenants met the aim (≥ 99 %, p99 within the SLO). */
+export function tenantFigures(seg: SegmentResult, sloP99Ms: number): { segment: string; tenants: TenantFigures[]; steadyMet: boolean } {
+  const tenants = Object.entries(seg.tenants ?? {}).map(([tenant, t]) => ({
+    tenant,
+    requestsPerSec: t.requestsPerSec,
+    successPct: t.requests > 0 ? Math.round((10000 * t.ok) / t.requests) / 100 : 100,
+    p99Ms: t.latency.p99,
+    okP99Ms: t.okLatency.p99,
+    shedPct: t.shedPct,
+    timeouts: t.timeouts,
+    status: t.status,
+  }));
+  const steady = tenants.filter((t) => (TENANTS.steady as readonly string[]).includes(t.tenant));
+  const steadyMet = steady.length > 0 && steady.every((t) => t.successPct >= 99 && t.p99Ms <= sloP99Ms);
+  return { segment: seg.label, tenants, steadyMet };
+}
 
 const RAMP_FACTOR = 1.25;
 /** A ramp step fails past this share of failed requests (non-2xx, errors, timeouts). */

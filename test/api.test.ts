@@ -2,6 +2,7 @@ import assert from 'node:assert/strict';
 import { gzipSync } from 'node:zlib';
 import { after, before, describe, it } from 'node:test';
 import { parseCopyRows } from '../lib/copy-text.js';
+import { batchSchema } from '../lib/event-schema.js';
 import { createRedis } from '../lib/redis.js';
 import { decodeEntry } from '../lib/stream-entry.js';
 import { createTestEnv, json, startTestApi, type TestApi, type TestEnv } from './support.js';
@@ -73,6 +74,14 @@ describe('POST /v1/events', () => {
     assert.equal(entry.priority, 'normal');
   });
 
+  it('accepts UTF-8 however the charset parameter spells it', async () => {
+    for (const type of ['application/json; charset=utf-8', 'application/json;charset="UTF-8"', 'Application/JSON; CHARSET=utf8', 'application/json; foo=bar']) {
+      const res = await api.post({ type: 'charset' }, { 'content-type': type });
+      assert.equal(res.status, 202, type);
+      await res.arrayBuffer();
+    }
+  });
+
   it('accepts a gzip body', async () => {
     const res = await api.post(gzipSync(JSON.stringify({ events: [{ type: 'zipped' }] })), { 'content-encoding': 'gzip' });
     assert.equal(res.status, 202);
@@ -90,6 +99,7 @@ describe('POST /v1/events', () => {
     ['malformed JSON', () => api.post('{"type":'), 400, 'malformed_json'],
     ['a JSON array body', () => api.post('[{"type":"a"}]'), 400, 'invalid_body'],
     ['an invalid X-Priority', () => api.post({ type: 'a' }, { 'x-priority': 'urgent' }), 400, 'invalid_header'],
+    ['an Idempotency-Key header on a batch', () => api.post({ events: [{ type: 'a' }] }, { 'idempotency-key': 'k-1' }), 400, 'idempotency_key_on_batch'],
     ['no API key', () => fetch(`${api.url}/v1/events`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: '{"type":"a"}' }), 401, 'unauthorized'],
     ['an unknown API key', () => api.post({ type: 'a' }, { authorization: 'Bearer fgk_nope' }), 401, 'unauthorized'],
     ['an unknown route', () => fetch(`${api.url}/v1/nope`), 404, 'not_found'],
@@ -97,6 +107,8 @@ describe('POST /v1/events', () => {
     ['a body over the limit', () => api.post({ type: 'a', data: { s: 'x'.repeat(1024 * 1024) } }), 413, 'payload_too_large'],
     ['a batch over the limit', () => api.post({ events: Array.from({ length: 1001 }, () => ({ type: 'a' })) }), 413, 'batch_too_large'],
     ['a wrong content type', () => api.post('type=a', { 'content-type': 'application/x-www-form-urlencoded' }), 415, 'unsupported_media_type'],
+    ['a charset other than UTF-8', () => api.post('{"type":"a"}', { 'content-type': 'application/json; charset=iso-8859-1' }), 415, 'unsupported_media_type'],
+    ['a UTF-16 charset', () => api.post('{"type":"a"}', { 'content-type': 'application/json;charset="UTF-16"' }), 415, 'unsupported_media_type'],
     ['a wrong content encoding', () => api.post('{"type":"a"}', { 'content-encoding': 'br' }), 415, 'unsupported_encoding'],
     ['every event invalid', () => api.post({ events: [{ type: '' }, { nope: 1 }] }), 422, 'invalid_event'],
     ['an empty batch', () => api.post({ events: [] }), 422, 'empty_batch'],
@@ -132,6 +144,7 @@ describe('POST /v1/events', () => {
     const doc = await json(res);
     assert.equal(doc.openapi, '3.1.0');
     assert.deepEqual(doc.components.schemas.Event.required, ['type']);
+    assert.deepEqual(doc.components.schemas.Batch, batchSchema(env.config.maxBatchEvents, '#/components/schemas/Event'), 'the batch shape defined once');
     assert.ok(doc.paths['/v1/events'].post.responses['413']);
   });
 
@@ -165,7 +178,30 @@ describe('when Redis cannot take the write', () => {
     assert.equal(ready.status, 503);
     const body = await json(ready);
     assert.equal(body.error, 'not_ready');
-    assert.match(body.details.redis, /unreachable/);
+    assert.deepEqual(body.details, { postgres: 'ok', migrations: 'ok', redis: 'unreachable' });
+    assert.match(body.message, /redis/);
+  });
+});
+
+describe('/readyz when a dependency is down', () => {
+  let env: TestEnv;
+  let api: TestApi;
+  before(async () => {
+    env = await createTestEnv();
+    // Nothing listens on port 1 of either: the answers must say which check failed, not where it tried.
+    api = await startTestApi(env, { databaseUrl: 'postgres://floodgate_user@127.0.0.1:1/secret_db', redisUrl: 'redis://127.0.0.1:1/0', redisWriteTimeoutMs: 500 });
+  });
+  after(async () => {
+    await api?.close();
+    await env?.cleanup();
+  });
+
+  it('names the failed checks without addresses, users or error messages', async () => {
+    const ready = await fetch(`${api.url}/readyz`);
+    assert.equal(ready.status, 503);
+    const text = await ready.text();
+    assert.deepEqual(JSON.parse(text).details, { postgres: 'unreachable', migrations: 'unknown', redis: 'unreachable' });
+    for (const leak of ['127.0.0.1', ':1', 'ECONNREFUSED', 'floodgate_user', 'secret_db', 'connect']) assert.ok(!text.includes(leak), `${leak} in ${text}`);
   });
 });
 

@@ -2,9 +2,9 @@ import assert from 'node:assert/strict';
 import { connect } from 'node:net';
 import { gzipSync } from 'node:zlib';
 import { after, before, describe, it } from 'node:test';
+import { DAY_MS as DAY } from '../lib/partitions.js';
 import { createTestEnv, json, startTestApi, type TestApi, type TestEnv } from './support.js';
 
-const DAY = 86_400_000;
 const iso = (ms: number) => new Date(ms).toISOString();
 const deep = (depth: number) => '['.repeat(depth) + ']'.repeat(depth);
 

@@ -3,12 +3,10 @@ import { after, before, describe, it } from 'node:test';
 import pg from 'pg';
 import { Registry } from 'prom-client';
 import { createPool } from '../lib/db.js';
-import { registerPgStats } from '../workers/stats/pg-stats.js';
+import { DAY_MS, partitionName } from '../lib/partitions.js';
+import { COLLECTOR_APPLICATION_NAME, registerPgStats } from '../workers/stats/pg-stats.js';
 import { metricTypes, parseExposition, select, value } from './exposition.js';
-import { createTestEnv, freePort, type TestEnv } from './support.js';
-
-const DAY_MS = 86_400_000;
-const partitionFor = (ms: number) => `events_p${new Date(ms).toISOString().slice(0, 10).replace(/-/g, '')}`;
+import { createTestEnv, freePort, TEST_PG_ADMIN_URL, type TestEnv } from './support.js';
 
 /** Every family the collector promises, by type; the statement ones only carry samples when pg_stat_statements is usable. */
 const FAMILIES: Record<string, 'gauge' | 'counter'> = {
@@ -125,7 +123,7 @@ describe('Postgres stats collector', () => {
     assert.deepEqual(select(samples, 'floodgate_pg_scrape_errors_total'), [], 'no section failed');
 
     assert.equal(value(samples, 'floodgate_pg_up'), 1);
-    const today = partitionFor(now);
+    const today = partitionName(now);
     assert.ok(value(samples, 'floodgate_pg_partition_inserts_total', { partition: today }) >= 25, "today's partition counts the inserted rows");
     assert.ok(value(samples, 'floodgate_pg_partition_live_tuples', { partition: today }) >= 25);
     assert.ok(value(samples, 'floodgate_pg_tuples_total', { operation: 'inserted' }) >= 25);
@@ -140,7 +138,7 @@ describe('Postgres stats collector', () => {
     assert.equal(value(samples, 'floodgate_pg_partition_tomorrow_present'), 1);
     assert.equal(value(samples, 'floodgate_pg_partition_days_ahead'), env.config.partitionsAheadDays);
     assert.equal(value(samples, 'floodgate_pg_partitions'), env.config.retentionDays + 2 + env.config.partitionsAheadDays, 'retention + slack + today + ahead');
-    assert.equal(select(samples, 'floodgate_pg_partition_inserts_total', { partition: partitionFor(Date.now() + DAY_MS) }).length, 1);
+    assert.equal(select(samples, 'floodgate_pg_partition_inserts_total', { partition: partitionName(Date.now() + DAY_MS) }).length, 1);
 
     const todaySize = value(samples, 'floodgate_pg_partition_size_bytes', { partition: today });
     assert.ok(todaySize > 0);
@@ -218,6 +216,30 @@ describe('Postgres stats collector', () => {
     // Unlabelled counters disappear rather than drop to 0, which Prometheus would take for a counter reset.
     for (const name of ['floodgate_pg_wal_bytes_total', 'floodgate_pg_partition_tomorrow_present', 'floodgate_pg_connections', 'floodgate_pg_partition_size_bytes']) {
       assert.deepEqual(select(samples, name), [], `${name} is absent`);
+    }
+  });
+
+  it('reports every connection state, at 0, on a database nobody but the collector is connected to', async () => {
+    // An idle system: every pool has closed its connections. The panels and the saturation alert must read 0, not nothing.
+    const name = `floodgate_test_idle_${Date.now().toString(36)}`;
+    const admin = await connect(TEST_PG_ADMIN_URL);
+    await admin.query(`CREATE DATABASE ${name}`);
+    const pool = createPool(Object.assign(new URL(TEST_PG_ADMIN_URL), { pathname: `/${name}` }).href, { max: 3, applicationName: COLLECTOR_APPLICATION_NAME });
+    try {
+      const registry = new Registry();
+      registerPgStats({ registry, pool });
+      const { samples } = await scrape(registry);
+      const connections = select(samples, 'floodgate_pg_connections');
+      assert.deepEqual(
+        connections.map((c) => c.labels.state).sort(),
+        ['active', 'disabled', 'fastpath function call', 'idle', 'idle in transaction', 'idle in transaction (aborted)'],
+      );
+      assert.ok(connections.every((c) => c.value === 0 && c.labels.wait_event_type === 'none'));
+      assert.ok(value(samples, 'floodgate_pg_server_connections') >= 1, 'the server-wide count includes everyone, the collector too');
+      assert.ok(value(samples, 'floodgate_pg_max_connections') > 0);
+    } finally {
+      await pool.end();
+      await admin.query(`DROP DATABASE IF EXISTS ${name} WITH (FORCE)`);
     }
   });
 

@@ -1,6 +1,7 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
-import { processLimit } from '../app/middleware/rate-limit.js';
+import { localShare } from '../app/limits/shared-bucket.js';
+import { keyLimit } from '../app/middleware/rate-limit.js';
 import { createApiKey, type KeyGrant } from '../lib/api-keys.js';
 import { loadConfig } from '../lib/config.js';
 import { createTestEnv, eventually, json, startTestApi, type TestApi, type TestEnv } from './support.js';
@@ -70,7 +71,7 @@ describe('per-key rate limits (token bucket) on a real listening server', () => 
   });
 });
 
-describe('the share of a rate limit each API process enforces', () => {
+describe('the share of a rate limit each API process enforces alone (RATE_LIMIT_STORE=local, or Redis unreachable)', () => {
   const grant = (perSecond: number | null, burst: number | null): KeyGrant => ({
     keyId: 1,
     tenant: 'acme',
@@ -80,18 +81,22 @@ describe('the share of a rate limit each API process enforces', () => {
     expiresAt: null,
     rateLimit: { perSecond, burst },
   });
+  const processLimit = (g: KeyGrant, config: ReturnType<typeof loadConfig>) => {
+    const limit = keyLimit(g, config);
+    return limit && localShare(limit, config.apiProcesses);
+  };
 
   it('splits rate and burst across API_PROCESSES so a key never exceeds its limit in total', () => {
     const config = loadConfig({ API_PROCESSES: '4', RATE_LIMIT_PER_SECOND: '0' });
-    assert.deepEqual(processLimit(grant(100, 200), config), { rate: 25, burst: 50 });
-    assert.deepEqual(processLimit(grant(2, 2), config), { rate: 0.5, burst: 1 }, 'at least one token per process');
+    assert.deepEqual(processLimit(grant(100, 200), config), { rate: 25, burst: 50, periodSeconds: 0 });
+    assert.deepEqual(processLimit(grant(2, 2), config), { rate: 0.5, burst: 1, periodSeconds: 0 }, 'at least one token per process');
     assert.equal(processLimit(grant(null, null), config), null, 'no default: unlimited');
     assert.equal(processLimit(grant(0, 10), loadConfig({ API_PROCESSES: '1', RATE_LIMIT_PER_SECOND: '5' })), null, '0 exempts a key from the default');
   });
 
   it('defaults the burst to one second of the rate', () => {
     const config = loadConfig({ API_PROCESSES: '1', RATE_LIMIT_PER_SECOND: '30', RATE_LIMIT_BURST: '0' });
-    assert.deepEqual(processLimit(grant(null, null), config), { rate: 30, burst: 30 });
-    assert.deepEqual(processLimit(grant(null, 5), config), { rate: 30, burst: 5 });
+    assert.deepEqual(keyLimit(grant(null, null), config), { rate: 30, burst: 30, periodSeconds: 0 });
+    assert.deepEqual(keyLimit(grant(null, 5), config), { rate: 30, burst: 5, periodSeconds: 0 });
   });
 });

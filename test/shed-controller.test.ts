@@ -1,6 +1,7 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
-import { createShedController, DEFAULT_CONTROLLER_PARAMS, type ShedController } from '../app/shedding/controller.js';
+import { createShedController, DEFAULT_CONTROLLER_PARAMS, type ControllerParams, type ShedController } from '../app/shedding/controller.js';
+import { CONFIG_VARIABLES } from '../lib/config.js';
 import { PRIORITIES, type Priority } from '../lib/event-schema.js';
 
 /**
@@ -187,6 +188,21 @@ describe('shedding controller (deterministic simulation)', () => {
     // The queue built in the first second drains only slowly, and each probe still sees the pressure falling.
     assert.ok(steps.every((s) => s.heldOff === 0), 'never held off');
     assert.ok(mean(between(steps, 20, 60).map((s) => s.admitted)) >= 0.85 * CAPACITY);
+  });
+
+  it('takes its targets, watermarks and hard limits from the configuration defaults, not defaults of its own', () => {
+    const variables: Record<string, string> = {
+      targetP99Ms: 'SHED_TARGET_P99_MS',
+      targetEventLoopDelayMs: 'SHED_TARGET_EVENT_LOOP_DELAY_MS',
+      backlogLowWatermark: 'SHED_BACKLOG_LOW_ENTRIES',
+      backlogHighWatermark: 'SHED_BACKLOG_HIGH_ENTRIES',
+      hardMaxInFlight: 'SHED_HARD_MAX_IN_FLIGHT',
+      hardEventLoopDelayMs: 'SHED_HARD_EVENT_LOOP_DELAY_MS',
+    };
+    for (const [param, name] of Object.entries(variables)) {
+      const variable = Object.values(CONFIG_VARIABLES).find((v) => v.name === name);
+      assert.equal(DEFAULT_CONTROLLER_PARAMS[param as keyof ControllerParams], Number(variable?.defaultValue), `${param} is ${name}'s default`);
+    }
   });
 
   it('refuses critical only past the hard limits', () => {

@@ -1,7 +1,8 @@
 import type { Config } from '../lib/config.js';
 import type { Pool } from '../lib/db.js';
 import type { Logger } from '../lib/logger.js';
-import { dropExpiredPartitions, ensurePartitions, pruneIdempotencyKeys } from '../lib/partitions.js';
+import { MAINTENANCE_INTERVAL_MS, pruneIdempotencyKeys } from '../lib/idempotency-keys.js';
+import { dropExpiredPartitions, ensurePartitions } from '../lib/partitions.js';
 
 /** Periodic housekeeping: partitions ahead, expired partitions dropped, old idempotency keys forgotten. */
 export interface Maintenance {
@@ -15,7 +16,7 @@ export interface Maintenance {
 export function createMaintenance(deps: { config: Config; pool: Pool; logger: Logger; intervalMs?: number }): Maintenance {
   const { config, pool } = deps;
   const log = deps.logger.child({ scope: 'maintenance' });
-  const intervalMs = deps.intervalMs ?? 10 * 60_000;
+  const intervalMs = deps.intervalMs ?? MAINTENANCE_INTERVAL_MS;
   let timer: NodeJS.Timeout | undefined;
   let running: Promise<unknown> = Promise.resolve();
   let closing: Promise<void> | undefined;

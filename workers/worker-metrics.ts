@@ -14,6 +14,8 @@ export interface WorkerMetrics {
   readonly bufferedEvents: Gauge;
   /** Receive time at the API → commit in Postgres, per event: the figure that matters most. */
   readonly timeToDurable: Histogram;
+  /** QUEUE=postgres: time to claim one batch of queue rows (FOR UPDATE SKIP LOCKED). */
+  readonly pgQueueClaimDuration: Histogram;
   /** Raises floodgate_rollup_newest_minute_timestamp_seconds to a minute (epoch ms) this worker just committed. */
   noteRollupMinute(minuteMs: number): void;
 }
@@ -70,6 +72,12 @@ export function createWorkerMetrics(registry: Registry): WorkerMetrics {
       name: 'floodgate_time_to_durable_seconds',
       help: 'Per event: time from receipt at the API to commit in Postgres.',
       buckets: [0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2, 5, 10, 30, 60, 300],
+      registers,
+    }),
+    pgQueueClaimDuration: new Histogram({
+      name: 'floodgate_pg_queue_claim_duration_seconds',
+      help: 'QUEUE=postgres: time to claim one batch of queue rows (SELECT … FOR UPDATE SKIP LOCKED).',
+      buckets: LATENCY_BUCKETS,
       registers,
     }),
     noteRollupMinute(minuteMs) {

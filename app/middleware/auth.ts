@@ -1,72 +1,96 @@
+import type { IncomingMessage } from 'node:http';
 import type { Middleware } from 'koa';
-import { findApiKey, type KeyGrant, type Scope } from '../../lib/api-keys.js';
-import type { Pool } from '../../lib/db.js';
-import { apiError } from '../../lib/errors.js';
+import type { KeyGrant, Scope } from '../../lib/api-keys.js';
+import { apiError, type ApiError, type ErrorCode } from '../../lib/errors.js';
+import type { KeyResolver } from '../key-resolver.js';
+import { jitteredRetryAfter } from '../retry-after.js';
+import type { State } from '../state.js';
 
-const MAX_CACHED_KEYS = 10_000;
-// Unknown keys are cached too (so a client hammering with a bad key costs no database round trip), but briefly,
-// so a key created a moment ago starts working quickly.
-const MAX_NEGATIVE_TTL_MS = 5000;
+const MAX_KEY_LENGTH = 256;
+const BEARER = /^Bearer\s+(\S+)\s*$/i;
+const CREDENTIAL_HEADERS = new Set(['authorization', 'x-api-key']);
 
-interface CacheEntry {
-  readonly grant: KeyGrant | null;
-  readonly expiresAt: number;
-}
+/** The key a request presents, or why it presents none that can be used. */
+export type Presented = { readonly key: string } | { readonly problem: 'missing' | 'malformed' | 'ambiguous' };
 
-/** Resolves presented API keys to grants, with a short in-process cache and one lookup per key at a time. */
-export interface KeyResolver {
-  resolve(key: string): Promise<KeyGrant | null>;
-}
-
-/** A KeyResolver over Postgres with a TTL cache, so authentication costs no round trip per request. */
-export function createKeyResolver(pool: Pool, ttlMs: number, now: () => number = Date.now): KeyResolver {
-  const cache = new Map<string, CacheEntry>();
-  const inFlight = new Map<string, Promise<KeyGrant | null>>();
-  return {
-    resolve(key) {
-      const hit = cache.get(key);
-      if (hit && hit.expiresAt > now()) return Promise.resolve(hit.grant);
-      const pending = inFlight.get(key);
-      if (pending) return pending;
-      const lookup = findApiKey(pool, key)
-        .then((grant) => {
-          if (cache.size >= MAX_CACHED_KEYS) cache.clear();
-          cache.set(key, { grant, expiresAt: now() + (grant ? ttlMs : Math.min(ttlMs, MAX_NEGATIVE_TTL_MS)) });
-          return grant;
-        })
-        .finally(() => inFlight.delete(key));
-      inFlight.set(key, lookup);
-      return lookup;
-    },
-  };
-}
-
-function presentedKey(authorization: string, apiKeyHeader: string): string | null {
-  if (authorization) {
-    const match = /^Bearer\s+(\S+)\s*$/i.exec(authorization);
-    return match ? match[1]! : null;
+/**
+ * The key a request presents. Both headers may be sent only when they carry the same key: two different
+ * credentials (or a header repeated with different values, which Node would silently reduce to one) leave it
+ * unclear whose request this is, so neither is picked.
+ */
+export function presentedKey(req: IncomingMessage): Presented {
+  const values = new Set<string>();
+  let malformed = false;
+  const raw = req.rawHeaders;
+  for (let i = 0; i < raw.length; i += 2) {
+    const name = raw[i]!.toLowerCase();
+    if (!CREDENTIAL_HEADERS.has(name)) continue;
+    const value = raw[i + 1]!.trim();
+    // An empty header is no credential (some clients send one when unconfigured).
+    if (value === '') continue;
+    if (name === 'x-api-key') values.add(value);
+    else {
+      const bearer = BEARER.exec(value);
+      if (bearer) values.add(bearer[1]!);
+      else malformed = true;
+    }
   }
-  return apiKeyHeader || null;
+  if (values.size > 1 || (malformed && values.size > 0)) return { problem: 'ambiguous' };
+  if (malformed) return { problem: 'malformed' };
+  const [key] = values;
+  if (!key) return { problem: 'missing' };
+  return key.length > MAX_KEY_LENGTH ? { problem: 'malformed' } : { key };
 }
 
-/** Requires `Authorization: Bearer <key>` or `X-Api-Key` holding `options.scope`; puts the grant in `ctx.state.grant`. */
-export function authenticate(keys: KeyResolver, options: { scope: Scope }): Middleware {
+/** Whether the request announces a body (which a refusal leaves unread on the socket). */
+function hasBody(req: IncomingMessage): boolean {
+  return req.headers['transfer-encoding'] !== undefined || (req.headers['content-length'] ?? '0') !== '0';
+}
+
+/**
+ * A refusal before the body is read. With a body, the connection is closed after the answer: keeping it alive
+ * would make Node read and discard the whole body, however large, before the next request.
+ */
+function refusal(req: IncomingMessage, code: ErrorCode, message: string, headers: Record<string, string> = {}): ApiError {
+  return apiError(code, message, undefined, hasBody(req) ? { ...headers, Connection: 'close' } : headers);
+}
+
+const UNAUTHORIZED_HEADERS = { 'WWW-Authenticate': 'Bearer' };
+
+/**
+ * Requires `Authorization: Bearer <key>` or `X-Api-Key` holding `options.scope`; puts the grant in
+ * `ctx.state.grant`. A client address past its budget of failed authentications is refused (429) before
+ * its key costs a lookup, unless the key is one this process has already verified.
+ */
+export function authenticate(keys: KeyResolver, options: { scope: Scope }): Middleware<State> {
   return async (ctx, next) => {
-    const key = presentedKey(ctx.get('authorization'), ctx.get('x-api-key'));
-    if (!key || key.length > 256) {
-      throw apiError('unauthorized', 'missing API key: send "Authorization: Bearer <key>" or "X-Api-Key: <key>"', undefined, {
-        'WWW-Authenticate': 'Bearer',
-      });
+    const req = ctx.req;
+    const presented = presentedKey(req);
+    if ('problem' in presented) {
+      if (presented.problem === 'ambiguous') {
+        throw refusal(req, 'ambiguous_credentials', 'send one API key, in either "Authorization: Bearer <key>" or "X-Api-Key", not two different ones');
+      }
+      throw refusal(req, 'unauthorized', 'missing API key: send "Authorization: Bearer <key>" or "X-Api-Key: <key>"', UNAUTHORIZED_HEADERS);
     }
-    let grant: KeyGrant | null;
-    try {
-      grant = await keys.resolve(key);
-    } catch {
-      throw apiError('dependency_unavailable', 'cannot verify the API key right now', undefined, { 'Retry-After': '1' });
+    const address = req.socket.remoteAddress ?? '';
+    let grant = keys.peek(presented.key);
+    if (grant === undefined) {
+      const retryAfter = keys.failures.retryAfter(address);
+      if (retryAfter > 0) {
+        throw refusal(req, 'too_many_auth_failures', 'too many failed authentications from this address; retry later', { 'Retry-After': String(retryAfter) });
+      }
+      try {
+        grant = await keys.resolve(presented.key);
+      } catch {
+        throw refusal(req, 'dependency_unavailable', 'cannot verify the API key right now', { 'Retry-After': jitteredRetryAfter() });
+      }
     }
-    if (!grant) throw apiError('unauthorized', 'unknown or revoked API key', undefined, { 'WWW-Authenticate': 'Bearer' });
-    if (!grant.scopes.includes(options.scope)) throw apiError('forbidden', `this endpoint needs a key with the "${options.scope}" scope`);
-    ctx.state.grant = grant;
+    if (!grant) {
+      keys.failures.fail(address);
+      throw refusal(req, 'unauthorized', 'unknown, revoked or expired API key', UNAUTHORIZED_HEADERS);
+    }
+    if (!grant.scopes.includes(options.scope)) throw refusal(req, 'forbidden', `this endpoint needs a key with the "${options.scope}" scope`);
+    ctx.state.grant = grant satisfies KeyGrant;
     await next();
   };
 }

@@ -1,31 +1,24 @@
 import type { Middleware, ParameterizedContext } from 'koa';
-import { ApiError, apiError, type ErrorCode } from '../../lib/errors.js';
+import { ApiError, apiError, ERROR_CONTENT_TYPE, errorBody } from '../../lib/errors.js';
 import type { Logger } from '../../lib/logger.js';
+import { CLIENT_CLOSED_STATUS, ClientClosedRequest } from '../body.js';
+import type { State } from '../state.js';
 
-/** The JSON body of every error answer. */
-export interface ErrorBody {
-  error: ErrorCode;
-  message: string;
-  request_id: string;
-  details?: unknown;
-}
-
-function render(ctx: ParameterizedContext, err: ApiError): void {
+function render(ctx: ParameterizedContext<State>, err: ApiError): void {
   ctx.status = err.status;
   for (const [name, value] of Object.entries(err.headers ?? {})) ctx.set(name, value);
-  const body: ErrorBody = { error: err.code, message: err.message, request_id: String(ctx.state.requestId ?? '') };
-  if (err.details !== undefined) body.details = err.details;
-  // Serialised here rather than by Koa so that measuring the response size does not stringify it again.
   ctx.state.errorCode = err.code;
-  ctx.type = 'application/json';
-  ctx.body = JSON.stringify(body);
+  ctx.type = ERROR_CONTENT_TYPE;
+  // Serialised here rather than by Koa so that measuring the response size does not stringify it again.
+  ctx.body = errorBody(err, ctx.state.requestId);
 }
 
 /**
  * Turns every failure into `{error, message, request_id, details?}`: ApiErrors with their catalogue status,
- * router 404/405/501 into not_found/method_not_allowed, and anything else into a 500 that leaks nothing.
+ * router 404/405/501 into not_found/method_not_allowed, and anything else into a 500 that leaks nothing. A
+ * client that went away mid-body gets no answer and is measured as 499.
  */
-export function errorHandler(logger: Logger): Middleware {
+export function errorHandler(logger: Logger): Middleware<State> {
   return async (ctx, next) => {
     try {
       await next();
@@ -41,7 +34,15 @@ export function errorHandler(logger: Logger): Middleware {
         render(ctx, err);
         return;
       }
-      logger.error({ err, reqId: ctx.state.requestId, method: ctx.method, path: ctx.path }, 'unhandled error');
+      if (err instanceof ClientClosedRequest) {
+        // No one to answer: the status is for the request metrics, and there is nothing to log but at debug.
+        ctx.status = CLIENT_CLOSED_STATUS;
+        logger.debug({ reqId: ctx.state.requestId, method: ctx.method, path: ctx.path }, 'client closed the request');
+        return;
+      }
+      // The tenant (once authenticated) and request id on the line, so one customer's failures can be found.
+      const tenant = ctx.state.grant?.tenant;
+      logger.child({ reqId: ctx.state.requestId, ...(tenant === undefined ? {} : { tenant }) }).error({ err, method: ctx.method, path: ctx.path }, 'unhandled error');
       render(ctx, apiError('internal_error', 'internal error'));
     }
   };

@@ -2,60 +2,37 @@ import type { Middleware } from 'koa';
 import type { KeyGrant } from '../../lib/api-keys.js';
 import type { Config } from '../../lib/config.js';
 import { apiError } from '../../lib/errors.js';
-import type { Priority } from '../../lib/event-schema.js';
+import type { BucketSpec, SharedBuckets } from '../limits/shared-bucket.js';
 import type { ApiMetrics } from '../metrics.js';
+import type { IngestState } from '../state.js';
 
-// One bucket per key that sent a request; keys are few, but a bound keeps a pathological key churn from growing it.
-const MAX_BUCKETS = 100_000;
-
-interface Bucket {
-  tokens: number;
-  at: number;
-  /** The limit the bucket was filled for: a changed key limit (after the auth cache expires) starts a fresh bucket. */
-  readonly rate: number;
-  readonly burst: number;
-}
-
-/** The limit one process enforces for a key, or null when the key is unlimited. */
-export function processLimit(grant: KeyGrant, config: Config): { rate: number; burst: number } | null {
-  const perSecond = grant.rateLimit.perSecond ?? config.rateLimitPerSecond;
-  if (perSecond <= 0) return null;
-  const burst = grant.rateLimit.burst ?? (config.rateLimitBurst || Math.max(1, Math.ceil(perSecond)));
-  // Each of the API_PROCESSES processes holds its share, so the key never exceeds its limit in total.
-  const share = config.apiProcesses;
-  return { rate: perSecond / share, burst: Math.max(1, Math.floor(burst / share)) };
+/** The limit of a key over every API process and host together, or null when the key is unlimited. */
+export function keyLimit(grant: KeyGrant, config: Config): BucketSpec | null {
+  const rate = grant.rateLimit.perSecond ?? config.rateLimitPerSecond;
+  if (rate <= 0) return null;
+  const burst = grant.rateLimit.burst ?? (config.rateLimitBurst || Math.max(1, Math.ceil(rate)));
+  return { rate, burst, periodSeconds: 0 };
 }
 
 /**
- * Per-key token buckets, in process: each request takes one token; an empty bucket answers 429 rate_limited
- * with `Retry-After` = whole seconds until the next token (at least 1). Runs after authentication and before the
- * body is read: a Map lookup and a little arithmetic.
+ * Per-key token buckets: each request takes one token; an empty bucket answers 429 rate_limited with
+ * `Retry-After` = whole seconds until the next token (at least 1). The bucket is shared by every API process
+ * (see `shared-bucket.ts`: leased from Redis, or each process's share when Redis cannot be asked). Runs after
+ * authentication and before the body is read; usually a map lookup and some arithmetic.
  */
-export function rateLimit(config: Config, metrics: ApiMetrics, now: () => number = performance.now.bind(performance)): Middleware {
-  const buckets = new Map<number, Bucket>();
+export function rateLimit(config: Config, metrics: ApiMetrics, buckets: SharedBuckets): Middleware<IngestState> {
   return async (ctx, next) => {
-    const grant = ctx.state.grant as KeyGrant;
-    const limit = processLimit(grant, config);
+    const { grant } = ctx.state;
+    const limit = keyLimit(grant, config);
     if (limit) {
-      const t = now();
-      let bucket = buckets.get(grant.keyId);
-      if (!bucket || bucket.rate !== limit.rate || bucket.burst !== limit.burst) {
-        if (buckets.size >= MAX_BUCKETS) buckets.clear();
-        bucket = { tokens: limit.burst, at: t, ...limit };
-        buckets.set(grant.keyId, bucket);
-      } else {
-        bucket.tokens = Math.min(bucket.burst, bucket.tokens + ((t - bucket.at) / 1000) * bucket.rate);
-        bucket.at = t;
-      }
-      if (bucket.tokens < 1) {
-        const priority = ctx.state.priority as Priority;
-        metrics.rateLimited.inc({ priority });
-        const seconds = Math.max(1, Math.ceil((1 - bucket.tokens) / bucket.rate));
-        throw apiError('rate_limited', `this API key is limited to ${limit.rate * config.apiProcesses} requests per second`, undefined, {
-          'Retry-After': String(seconds),
+      const taken = buckets.take(`key:${grant.keyId}`, limit, 1);
+      const result = taken instanceof Promise ? await taken : taken;
+      if (!result.ok) {
+        metrics.rateLimited.inc({ priority: ctx.state.priority });
+        throw apiError('rate_limited', `this API key is limited to ${limit.rate} requests per second`, undefined, {
+          'Retry-After': result.retryAfter,
         });
       }
-      bucket.tokens -= 1;
     }
     await next();
   };

@@ -1,8 +1,8 @@
 import type { Middleware } from 'koa';
-import type { KeyGrant } from '../../lib/api-keys.js';
 import type { Config } from '../../lib/config.js';
 import type { Pool } from '../../lib/db.js';
 import { apiError } from '../../lib/errors.js';
+import type { AuthenticatedState } from '../state.js';
 import { decodeCursor, getEvent, isUuid, listEvents, type EventOrder } from '../../lib/event-query.js';
 import { invalidParameter, parseChoice, parseInteger, parseText, parseTimestamp, parseTypeFilter, queryParams, timedRead } from '../query-params.js';
 
@@ -26,10 +26,10 @@ export interface EventReadDeps {
  * source, idempotency key and occurred_at range; pages of `limit` (≤ 1000) follow an opaque cursor over
  * (occurred_at, id), so events sharing a timestamp are neither skipped nor repeated.
  */
-export function listEventsRoute(deps: EventReadDeps): Middleware {
+export function listEventsRoute(deps: EventReadDeps): Middleware<AuthenticatedState> {
   const { config, pool } = deps;
   return async (ctx) => {
-    const grant = ctx.state.grant as KeyGrant;
+    const { grant } = ctx.state;
     const q = queryParams(ctx.query, PARAMETERS);
     const now = Date.now();
     const since = q.has('since') ? parseTimestamp('since', q.get('since')!) : now - (config.retentionDays + 1) * DAY_MS;
@@ -53,14 +53,29 @@ export function listEventsRoute(deps: EventReadDeps): Middleware {
   };
 }
 
+/** The `:id` of `/v1/events/:id`, lower-cased (set by the router). */
+function eventId(ctx: object): string {
+  return ((ctx as { params?: Record<string, string | undefined> }).params?.id ?? '').toLowerCase();
+}
+
+/**
+ * Runs first on `/v1/events/:id`: a path whose last segment is not an event id is no route (404 not_found, before
+ * authentication), as `/v1/events/live` is when the live view is off.
+ */
+export function eventIdsOnly(): Middleware {
+  return async (ctx, next) => {
+    if (isUuid(eventId(ctx))) await next();
+    else ctx.status = 404;
+  };
+}
+
 /** GET /v1/events/{id}: one event of the key's tenant; another tenant's id is as unknown as a missing one. */
-export function getEventRoute(deps: EventReadDeps): Middleware {
+export function getEventRoute(deps: EventReadDeps): Middleware<AuthenticatedState> {
   const { config, pool } = deps;
   return async (ctx) => {
-    const grant = ctx.state.grant as KeyGrant;
+    const { grant } = ctx.state;
     queryParams(ctx.query, []);
-    const id = String(ctx.params?.id ?? '').toLowerCase();
-    if (!isUuid(id)) throw invalidParameter('id', 'expected an event id (a UUID)');
+    const id = eventId(ctx);
     const event = await timedRead(() => getEvent(pool, grant.tenant, id), config.queryTimeoutMs);
     if (!event) throw apiError('event_not_found', `no event ${id}`);
     ctx.type = 'application/json';

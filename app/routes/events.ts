@@ -1,16 +1,20 @@
 import type { Middleware } from 'koa';
-import type { KeyGrant } from '../../lib/api-keys.js';
-import { BREAKER_CODE, isBreakerRejection, type Breaker } from '../../lib/breaker.js';
+import type { Breaker } from '../../lib/breaker.js';
 import type { Config } from '../../lib/config.js';
 import type { Pool } from '../../lib/db.js';
 import { apiError, type ApiError } from '../../lib/errors.js';
 import { writeEntries } from '../../lib/pg-batch-write.js';
-import { checkEvent, isPriority, type FieldError, type Priority, type ValidEvent } from '../../lib/event-schema.js';
+import { checkEvent, type FieldError, type ValidEvent } from '../../lib/event-schema.js';
 import type { Logger } from '../../lib/logger.js';
-import type { Redis } from '../../lib/redis.js';
-import { ENTRY_FIELD, decodeEntry, encodeEntry } from '../../lib/stream-entry.js';
+import type { Enqueuer } from '../../lib/queue.js';
+import { entryRows, type StreamEntry } from '../../lib/stream-entry.js';
 import { checkBodyHeaders, parseJson, readBody } from '../body.js';
 import type { ApiMetrics } from '../metrics.js';
+import { jitteredRetryAfter } from '../retry-after.js';
+import type { IngestState } from '../state.js';
+
+/** The path events are sent to. */
+export const INGEST_ROUTE = '/v1/events';
 
 /** Per-event rejection in a 202 or 422 answer. */
 export interface Rejection {
@@ -25,31 +29,11 @@ export interface IngestResult {
   rejected: Rejection[];
 }
 
-/** Seconds a client should wait before retrying a 503, jittered so that retries do not arrive in lockstep. */
-export function retryAfterSeconds(base = 1, spread = 2): string {
-  return String(base + Math.floor(Math.random() * (spread + 1)));
-}
-
-/** Sets `ctx.state.priority` from `X-Priority`, else the key's default; runs before shedding needs it. */
-export function resolvePriority(): Middleware {
-  return async (ctx, next) => {
-    const header = ctx.get('x-priority');
-    const grant = ctx.state.grant as KeyGrant;
-    if (!header) ctx.state.priority = grant.defaultPriority;
-    else {
-      const value = header.trim().toLowerCase();
-      if (!isPriority(value)) throw apiError('invalid_header', `X-Priority must be critical, normal or low, got "${header.slice(0, 50)}"`);
-      ctx.state.priority = value;
-    }
-    await next();
-  };
-}
-
 function isPlainObject(value: unknown): value is Record<string, unknown> {
   return typeof value === 'object' && value !== null && !Array.isArray(value);
 }
 
-/** Splits a parsed body into the raw events it carries, enforcing the batch rules. */
+/** Splits a parsed body into the raw events it carries, enforcing the batch shape (lib/event-schema.ts batchSchema). */
 function rawEvents(body: unknown, maxBatchEvents: number): { events: unknown[]; batch: boolean } {
   if (!isPlainObject(body)) throw apiError('invalid_body', 'the body must be an event object or {"events": [...]}');
   if (!Object.hasOwn(body, 'events')) return { events: [body], batch: false };
@@ -67,37 +51,44 @@ function rawEvents(body: unknown, maxBatchEvents: number): { events: unknown[]; 
 /** What the ingest route writes to. */
 export interface IngestDeps {
   readonly config: Config;
-  readonly redis: Redis;
+  /** The queue (Redis stream or Postgres table: lib/queue.ts). */
+  readonly enqueuer: Enqueuer;
   /** For critical events while Redis cannot take them. */
   readonly pool: Pool;
   readonly metrics: ApiMetrics;
   /** Guards the XADD: open, it answers non-critical requests 503 before their body is read. */
   readonly redisBreaker: Breaker;
   readonly logger: Logger;
+  /** Takes a request's valid events from its tenant's quotas; throws 429 quota_exceeded when one is spent. */
+  readonly chargeEvents?: (tenant: string, events: number) => void | Promise<void>;
 }
 
 function queueUnavailable(): ApiError {
   return apiError('dependency_unavailable', 'the queue cannot take the events right now; nothing was accepted', undefined, {
-    'Retry-After': retryAfterSeconds(),
+    'Retry-After': jitteredRetryAfter(),
   });
 }
 
 /**
- * POST /v1/events: validate at the edge, put one stream entry per request, answer 202 once Redis has it.
- * When the XADD fails, times out or its breaker is open, critical events are written straight to Postgres
- * through the worker's own exactly-once path (same ids, same idempotency-key claim) and answered 201;
- * everything else gets 503 dependency_unavailable.
+ * POST /v1/events: validate at the edge, put one stream entry per request, answer 202 once Redis has it, with
+ * the id of each event (for a repeated idempotency key, the id answered first: see app/enqueue.ts).
+ * When the write fails, times out or its breaker is open, critical events are written straight to Postgres
+ * through the worker's own exactly-once path (same ids, same idempotency-key claim) and answered 201 with the
+ * ids stored; everything else gets 503 dependency_unavailable.
  */
-export function ingestEvents(deps: IngestDeps): Middleware {
-  const { config, redis, pool, metrics, redisBreaker } = deps;
-  const log = deps.logger.child({ scope: 'ingest' });
+export function ingestEvents(deps: IngestDeps): Middleware<IngestState> {
+  const { config, pool, metrics, redisBreaker, enqueuer } = deps;
+  const ingestLog = deps.logger.child({ scope: 'ingest' });
   const limits = { retentionDays: config.retentionDays, maxEventDataBytes: config.maxEventDataBytes };
   let lastFallbackLog = 0;
 
-  /** Stores a critical request's entry in Postgres; the ids the client gets are the ones stored. */
-  async function storeDirectly(payload: string, cause: unknown): Promise<void> {
+  /**
+   * Stores a critical request's events in Postgres; resolves with the ids stored, which the client gets. `log` names
+   * the request.
+   */
+  async function storeDirectly(log: Logger, entry: StreamEntry, events: readonly ValidEvent[], cause: unknown): Promise<string[]> {
     try {
-      await writeEntries(pool, [decodeEntry(payload)], { statementTimeoutMs: config.dbWriteTimeoutMs });
+      await writeEntries(pool, [entry], { statementTimeoutMs: config.dbWriteTimeoutMs });
     } catch (err) {
       log.error({ err, cause }, 'critical events could not be written to Redis nor to Postgres');
       throw queueUnavailable();
@@ -106,11 +97,11 @@ export function ingestEvents(deps: IngestDeps): Middleware {
       lastFallbackLog = Date.now();
       log.warn({ cause }, 'redis write unavailable: writing critical events straight to Postgres');
     }
+    return enqueuer.afterDirectWrite(entry.tenant, events);
   }
 
   return async (ctx) => {
-    const grant = ctx.state.grant as KeyGrant;
-    const priority = ctx.state.priority as Priority;
+    const { grant, priority } = ctx.state;
     // Redis is known to be down and there is no fallback for this class: refuse before reading the body.
     if (priority !== 'critical' && redisBreaker.state() === 'open') throw queueUnavailable();
     const headerKey = ctx.get('idempotency-key');
@@ -118,12 +109,16 @@ export function ingestEvents(deps: IngestDeps): Middleware {
 
     const encoding = checkBodyHeaders(ctx.req, config);
     const { events, batch } = rawEvents(parseJson(await readBody(ctx.req, encoding, config)), config.maxBatchEvents);
+    // One key for many events cannot say which of them it identifies: each event of a batch carries its own.
+    if (batch && headerKey) {
+      throw apiError('idempotency_key_on_batch', 'the Idempotency-Key header applies to a single event; give each event of a batch its own "idempotency_key"');
+    }
 
     const receivedAt = Date.now();
     const valid: ValidEvent[] = [];
     const rejected: Rejection[] = [];
     for (let i = 0; i < events.length; i++) {
-      const check = checkEvent(events[i], receivedAt, limits, batch ? undefined : headerKey || undefined);
+      const check = checkEvent(events[i], receivedAt, limits, headerKey || undefined);
       if (check.ok) valid.push(check.event);
       else rejected.push({ index: i, errors: check.errors });
     }
@@ -132,25 +127,27 @@ export function ingestEvents(deps: IngestDeps): Middleware {
       throw apiError('invalid_event', batch ? 'every event of the batch is invalid' : 'the event is invalid', { rejected });
     }
 
-    const payload = encodeEntry(grant.tenant, priority, receivedAt, valid);
-    const writeStarted = performance.now();
+    // Quotas count accepted events, known only now: a spent quota refuses the whole request, nothing accepted.
+    const charged = deps.chargeEvents?.(grant.tenant, valid.length);
+    if (charged) await charged;
+
+    let ids: string[];
     let status = 202;
     try {
-      await redisBreaker.fire(() => redis.xadd(config.streamKey, '*', ENTRY_FIELD, payload));
-      metrics.redisWriteDuration.observe({ outcome: 'ok' }, (performance.now() - writeStarted) / 1000);
+      ids = await enqueuer.enqueue(grant.tenant, priority, receivedAt, valid);
     } catch (err) {
-      // A call the open breaker refused never reached Redis: it has no write latency to report.
-      const tried = !isBreakerRejection(err) || (err as { code?: string }).code === BREAKER_CODE.timeout;
-      if (tried) metrics.redisWriteDuration.observe({ outcome: 'error' }, (performance.now() - writeStarted) / 1000);
       if (priority !== 'critical') throw queueUnavailable();
-      // Should the XADD still land after its timeout, the worker's copy is a no-op: same event ids.
-      await storeDirectly(payload, err);
+      // Should the write still land after its timeout, the worker's copy is a no-op: same event ids.
+      const rows = entryRows(grant.tenant, priority, receivedAt, valid).join('');
+      // A child logger so each line of this request says whose events they were and which request.
+      const requestLog = ingestLog.child({ tenant: grant.tenant, reqId: ctx.state.requestId });
+      ids = await storeDirectly(requestLog, { tenant: grant.tenant, priority, receivedAt, count: valid.length, rows }, valid, err);
       status = 201;
     }
     metrics.eventsAccepted.inc({ priority }, valid.length);
     metrics.batchSize.observe(valid.length);
     ctx.status = status;
     ctx.type = 'application/json';
-    ctx.body = JSON.stringify({ accepted: valid.length, ids: valid.map((e) => e.id), rejected } satisfies IngestResult);
+    ctx.body = JSON.stringify({ accepted: valid.length, ids, rejected } satisfies IngestResult);
   };
 }

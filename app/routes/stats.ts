@@ -1,8 +1,8 @@
 import type { Middleware } from 'koa';
-import type { KeyGrant } from '../../lib/api-keys.js';
 import type { Config } from '../../lib/config.js';
 import type { Pool } from '../../lib/db.js';
 import { apiError } from '../../lib/errors.js';
+import type { AuthenticatedState } from '../state.js';
 import { STATS_AGGREGATES, planStats, readStats, renderPoint, type StatsAggregate, type StatsRequest } from '../../lib/stats-query.js';
 import { formatDuration, invalidParameter, parseDuration, parseTypeFilter, queryParams, timedRead } from '../query-params.js';
 
@@ -64,10 +64,10 @@ function defaultStep(windowMs: number): number {
  * rollup that answers exactly. Every bucket of the range is present (zero count when nothing happened); the
  * answer names the newest minute holding a committed event, read in the same snapshot as the numbers.
  */
-export function statsRoute(deps: { config: StatsConfig; pool: Pool }): Middleware {
+export function statsRoute(deps: { config: StatsConfig; pool: Pool }): Middleware<AuthenticatedState> {
   const { config, pool } = deps;
   return async (ctx) => {
-    const grant = ctx.state.grant as KeyGrant;
+    const { grant } = ctx.state;
     const request = parseStatsRequest(grant.tenant, queryParams(ctx.query, PARAMETERS), config);
     const now = Date.now();
     const plan = planStats(request, now);

@@ -1,3 +1,4 @@
+import { defaultConfig, type Config } from '../../lib/config.js';
 import type { Priority } from '../../lib/event-schema.js';
 
 /**
@@ -73,21 +74,32 @@ export interface ControllerState {
   readonly shedProbability: Readonly<Record<Priority, number>>;
 }
 
-export const DEFAULT_CONTROLLER_PARAMS: ControllerParams = {
-  targetP99Ms: 50,
-  targetEventLoopDelayMs: 40,
+/** The controller's own tuning: the parameters no configuration variable sets. */
+const CONTROLLER_TUNING = {
   gainUp: 1,
   gainDown: 2,
   deadband: 0.1,
-  backlogLowWatermark: 200_000,
-  backlogHighWatermark: 1_000_000,
-  hardMaxInFlight: 2000,
-  hardEventLoopDelayMs: 1000,
   normalProbeSeconds: 3,
   normalMinRelief: 0.05,
   normalHoldOffSeconds: 20,
   normalMaxHoldOffSeconds: 160,
-};
+} as const satisfies Partial<ControllerParams>;
+
+/** The controller's parameters under `config`: targets, watermarks and hard limits come from configuration only. */
+export function controllerParams(config: Config): ControllerParams {
+  return {
+    ...CONTROLLER_TUNING,
+    targetP99Ms: config.shedTargetP99Ms,
+    targetEventLoopDelayMs: config.shedTargetEventLoopDelayMs,
+    backlogLowWatermark: config.shedBacklogLowEntries,
+    backlogHighWatermark: config.shedBacklogHighEntries,
+    hardMaxInFlight: config.shedHardMaxInFlight,
+    hardEventLoopDelayMs: config.shedHardEventLoopDelayMs,
+  };
+}
+
+/** The parameters under the default configuration (lib/config.ts), not a second set of defaults. */
+export const DEFAULT_CONTROLLER_PARAMS: ControllerParams = controllerParams(defaultConfig());
 
 const MAX_LEVEL = 2;
 const MIN_SAMPLES = 20;

@@ -1,22 +1,24 @@
+import type { IncomingMessage } from 'node:http';
 import { monitorEventLoopDelay, type IntervalHistogram } from 'node:perf_hooks';
 import type { Middleware } from 'koa';
 import { Counter, Gauge, Histogram, type Registry } from 'prom-client';
-import { createBreaker, type Breaker, type BreakerState } from '../../lib/breaker.js';
+import type { Breaker, BreakerState } from '../../lib/breaker.js';
 import type { Config } from '../../lib/config.js';
-import { apiError } from '../../lib/errors.js';
+import { apiError, type ErrorAnswer } from '../../lib/errors.js';
 import { PRIORITIES, type Priority } from '../../lib/event-schema.js';
 import type { LatencyWindow } from '../../lib/latency-window.js';
 import type { Logger } from '../../lib/logger.js';
+import type { QueueDepth } from '../../lib/queue.js';
 import type { Redis } from '../../lib/redis.js';
-import { createShedController, DEFAULT_CONTROLLER_PARAMS, type ControllerState, type ShedController } from './controller.js';
+import { jitteredRetryAfter } from '../retry-after.js';
+import { admittedEarly, type IngestState } from '../state.js';
+import { controllerParams, createShedController, type ControllerState, type ShedController } from './controller.js';
+import { CLASS_INDEX, createFairShare, type TenantLoad, type TenantView } from './fair-share.js';
+import { createClassGates, GATED } from './gates.js';
 
 export type ShedMode = Config['shedMode'];
 /** Why a request was shed: latency pressure, the stream backlog past its watermarks, a hard limit, an open class gate. */
 export type ShedReason = 'controller' | 'backlog' | 'hard_limit' | 'breaker';
-
-/** The classes that have a gate: critical is never gated. */
-const GATED = ['normal', 'low'] as const satisfies readonly Priority[];
-type Gated = (typeof GATED)[number];
 
 const TICK_MS = 250;
 const BACKLOG_POLL_MS = 1000;
@@ -24,36 +26,42 @@ const BACKLOG_POLL_MS = 1000;
 const WINDOW_SECONDS = 2;
 /** Decision latency is observed for one decision in this many, so measuring costs nothing noticeable. */
 const DECISION_SAMPLE = 16;
+/** Tenants shown in GET /v1/admin/load, those with the most demand first. */
+const TOP_TENANTS = 10;
 
 /** What GET /v1/admin/load shows. */
 export interface LoadSnapshot {
   readonly mode: ShedMode;
   readonly controller: ControllerState;
   readonly signals: { p99Ms: number; samples: number; eventLoopDelayP99Ms: number; backlogEntries: number; inFlight: number };
+  /** Fair shedding: tenants tracked, how many are shed now, and those with the most demand. */
+  readonly fairness: { tenants: number; shedTenants: number; top: TenantView[] };
   readonly targets: { p99Ms: number; eventLoopDelayMs: number; backlogLowEntries: number; backlogHighEntries: number; hardMaxInFlight: number; hardEventLoopDelayMs: number };
   /** Every breaker this process has: the dependency breakers passed in and the class gates. */
   readonly breakers: Record<string, BreakerState>;
   readonly gates: { openAfterMs: number; resetTimeoutMs: number };
 }
 
-/** The message and jittered Retry-After (1–5 s) of a 503 overloaded, the same wherever a request is refused. */
-export function overloadedAnswer(priority: Priority, random: () => number = Math.random): { message: string; retryAfter: string } {
-  return { message: `shedding ${priority} traffic; retry later`, retryAfter: String(1 + Math.floor(random() * 5)) };
+/** The 503 overloaded answer (message and jittered Retry-After), the same wherever a request is refused. */
+export function overloadedAnswer(priority: Priority, random: () => number = Math.random): ErrorAnswer {
+  return { code: 'overloaded', message: `shedding ${priority} traffic; retry later`, headers: { 'Retry-After': jitteredRetryAfter(random) } };
 }
 
-/** Marks a request whose admission was already decided before Koa saw it (see `decideEarly`). */
-export const DECIDED_EARLY = Symbol('floodgate.decidedEarly');
-
 export interface Shedder {
-  /** Admission control for ingest: runs after authentication, before the body is read. */
-  middleware(): Middleware;
   /**
-   * The same decision for a request whose class is known from its X-Priority header, taken before Koa, routing
-   * and authentication, so that refusing costs as little as possible. Counts the shed; returns the reason to
-   * refuse (enforce mode only), null to admit, or undefined when it cannot decide synchronously (a class gate's
-   * half-open trial) or is not enforcing, in which case the middleware decides as usual.
+   * Admission control for ingest: runs after authentication, before the body is read. A request counts as in
+   * flight, and its time in the latency window, only from the moment its body has been read: waiting for a
+   * client's upload is the client's time, not the server's work.
    */
-  decideEarly(priority: Priority): ShedReason | null | undefined;
+  middleware(): Middleware<IngestState>;
+  /**
+   * The same decision for a request whose class is known from its X-Priority header and whose tenant is known
+   * from the key cache, taken before Koa, routing and authentication, so that refusing costs as little as
+   * possible. Counts the shed; returns the reason to refuse (enforce mode only), null to admit, or undefined
+   * when it cannot decide synchronously (a class gate's half-open trial) or is not enforcing, in which case the
+   * middleware decides as usual.
+   */
+  decideEarly(priority: Priority, tenant: string): ShedReason | null | undefined;
   snapshot(): LoadSnapshot;
   /** One controller step now (the timer calls it every 250 ms; tests call it directly). */
   tick(): void;
@@ -63,7 +71,10 @@ export interface Shedder {
 export interface ShedderDeps {
   readonly config: Config;
   readonly latency: LatencyWindow;
-  readonly redis: Redis;
+  /** The backlog is the length of the Redis stream… */
+  readonly redis?: Redis;
+  /** …or, when given (QUEUE=postgres), what this answers. */
+  readonly queueDepth?: QueueDepth;
   readonly registry: Registry;
   readonly logger: Logger;
   readonly controller?: ShedController;
@@ -71,6 +82,8 @@ export interface ShedderDeps {
   readonly dependencies?: readonly Breaker[];
   /** Injected for tests; Math.random otherwise. */
   readonly random?: () => number;
+  /** A tenant's weight in fair shedding (its share of the admitted rate relative to others); 1 by default. */
+  readonly weightOf?: (tenant: string) => number;
 }
 
 function shedMetrics(registry: Registry, config: Config) {
@@ -89,6 +102,7 @@ function shedMetrics(registry: Registry, config: Config) {
     windowP99: new Gauge({ name: 'floodgate_shed_window_p99_seconds', help: 'Sliding-window p99 of admitted requests, as the controller sees it.', registers, aggregator: 'max' }),
     eventLoopDelay: new Gauge({ name: 'floodgate_shed_event_loop_delay_p99_seconds', help: 'Event-loop delay p99 over the last controller tick.', registers, aggregator: 'max' }),
     backlog: new Gauge({ name: 'floodgate_shed_backlog_entries', help: 'Stream entries not yet written, as last polled by the API.', registers, aggregator: 'max' }),
+    shedTenants: new Gauge({ name: 'floodgate_shed_tenants_over_share', help: 'Tenants above their fair share whose requests are being shed.', registers, aggregator: 'max' }),
     mode: new Gauge({ name: 'floodgate_shed_mode', help: 'The active shedding mode (1 for the active one).', labelNames: ['mode'], registers, aggregator: 'max' }),
     decision: new Histogram({
       name: 'floodgate_shed_decision_duration_seconds',
@@ -104,92 +118,33 @@ function shedMetrics(registry: Registry, config: Config) {
   return metrics;
 }
 
-/** The half-open trial of a class gate failed: the controller still sheds that class entirely. */
-class GateTrialError extends Error {
-  constructor(priority: Gated) {
-    super(`${priority} traffic is still shed entirely`);
-    this.name = 'GateTrialError';
-  }
-}
-
 /**
  * Adaptive admission control. A timer feeds the controller (latency window, event-loop delay, stream backlog
- * polled once a second); each request then costs one random draw against its class's probability, O(1)
- * and before its body is read, so a shed request is far cheaper than an admitted one.
+ * polled once a second) and shares the shedding it asks for fairly between tenants (`fair-share.ts`); each
+ * request then costs a map lookup and one random draw against its tenant's probability for its class, O(1)
+ * and before its body is read, so a shed request is far cheaper than an admitted one. The class gates
+ * (`gates.ts`) refuse a class outright once it has been shed entirely for a while.
  *
- * Each non-critical class also has a gate, an opossum breaker the controller opens once it has shed that
- * class entirely for GATE_OPEN_AFTER_MS. An open gate refuses the class outright (reason `breaker`) for
- * GATE_RESET_TIMEOUT_MS whatever the controller does meanwhile; then, half-open, the next request of the
- * class is the trial: if the controller no longer sheds the class entirely the gate closes and that request
- * takes the ordinary probabilistic decision, otherwise the gate opens again.
+ * The latency window holds the server's own work: from the moment an admitted request's body has been read to
+ * its answer. A client uploading slowly (or stalling) spends its own time, which says nothing about the
+ * server's load; counted, twenty slow uploads a second on an idle server made the controller refuse other
+ * tenants' traffic. A stall of the server itself shows in the event-loop delay, the controller's other signal.
+ * For the same reason a request counts as in flight (the hard limit) only once its body is read.
  */
 export function createShedder(deps: ShedderDeps): Shedder {
   const { config, latency, redis, logger } = deps;
   const log = logger.child({ scope: 'shedder' });
   const random = deps.random ?? Math.random;
-  const controller =
-    deps.controller ??
-    createShedController({
-      ...DEFAULT_CONTROLLER_PARAMS,
-      targetP99Ms: config.shedTargetP99Ms,
-      targetEventLoopDelayMs: config.shedTargetEventLoopDelayMs,
-      backlogLowWatermark: config.shedBacklogLowEntries,
-      backlogHighWatermark: config.shedBacklogHighEntries,
-      hardMaxInFlight: config.shedHardMaxInFlight,
-      hardEventLoopDelayMs: config.shedHardEventLoopDelayMs,
-    });
+  const controller = deps.controller ?? createShedController(controllerParams(config));
   const metrics = shedMetrics(deps.registry, config);
-  const gates: Record<Gated, Breaker> = {
-    normal: createGate('normal'),
-    low: createGate('low'),
-  };
-  const fullySince: Record<Gated, number | undefined> = { normal: undefined, low: undefined };
-
-  function createGate(priority: Gated): Breaker {
-    return createBreaker({
-      name: `gate_${priority}`,
-      registry: deps.registry,
-      logger,
-      timeoutMs: 0,
-      resetTimeoutMs: config.gateResetTimeoutMs,
-      enabled: config.shedMode !== 'off',
-    });
-  }
-
-  /** Opens a class's gate once the controller has shed that class entirely for GATE_OPEN_AFTER_MS. */
-  function updateGates(state: ControllerState): void {
-    if (config.shedMode === 'off') return;
-    const now = Date.now();
-    for (const priority of GATED) {
-      if (state.shedProbability[priority] < 1) {
-        fullySince[priority] = undefined;
-        continue;
-      }
-      const since = (fullySince[priority] ??= now);
-      if (now - since >= config.gateOpenAfterMs && gates[priority].state() === 'closed') gates[priority].open();
-    }
-  }
-
-  /** Whether the class's gate refuses this request; a promise only when half-open (the trial). */
-  function gateRefuses(priority: Priority): boolean | Promise<boolean> {
-    if (priority === 'critical') return false;
-    const gate = gates[priority];
-    const state = gate.state();
-    if (state === 'closed') return false;
-    if (state === 'open') return true;
-    return gate
-      .fire(async () => {
-        if (controller.probability(priority) >= 1) throw new GateTrialError(priority);
-      })
-      .then(
-        () => false,
-        () => true,
-      );
-  }
+  const fair = createFairShare(deps.weightOf);
+  const gates = createClassGates(config, deps.registry, logger, (priority) => fair.classFullyShed(priority));
   const loopDelay: IntervalHistogram = monitorEventLoopDelay({ resolution: 10 });
   loopDelay.enable();
 
   let inFlight = 0;
+  /** Tenants with at least one request in flight: the hard limit's fair share is inFlight over these. */
+  let tenantsInFlight = 0;
   let backlog = 0;
   let eventLoopDelayMs = 0;
   let lastSignals = { p99Ms: 0, samples: 0 };
@@ -210,31 +165,38 @@ export function createShedder(deps: ShedderDeps): Shedder {
     loopDelay.reset();
     lastSignals = { p99Ms: window.p99, samples: window.count };
     const state = controller.tick({ p99Ms: window.p99, samples: window.count, eventLoopDelayP99Ms: eventLoopDelayMs, backlog }, dt);
+    fair.update(Math.max(dt, 1e-3), (p) => controller.probability(p));
     metrics.level.set(state.level);
     metrics.pressure.set(state.pressure);
     metrics.windowP99.set(window.p99 / 1000);
     metrics.eventLoopDelay.set(eventLoopDelayMs / 1000);
+    metrics.shedTenants.set(fair.counts().shed);
     for (const p of PRIORITIES) metrics.probability.set({ priority: p }, state.shedProbability[p]);
     drawReason = state.backlogFloor > 0 && state.backlogFloor >= state.level ? 'backlog' : 'controller';
-    updateGates(state);
+    gates.update();
     if (state.normalHeldOffSeconds > heldOffBefore) {
       log.warn({ mode: config.shedMode, holdOffSeconds: state.normalHeldOffSeconds, pressure: state.pressure }, 'shedding normal traffic did not relieve the pressure: admitting it again, low traffic stays shed');
     }
     heldOffBefore = state.normalHeldOffSeconds;
     if (state.level > 0 && Date.now() - lastLogged > 10_000) {
       lastLogged = Date.now();
-      log.warn({ mode: config.shedMode, level: state.level, pressure: state.pressure, backlog, p99Ms: window.p99 }, 'shedding non-critical traffic');
+      // shedLevel, not level: pino's own `level` field carries the log level, and a second one would shadow it.
+      log.warn({ mode: config.shedMode, shedLevel: state.level, pressure: state.pressure, backlog, p99Ms: window.p99, tenantsShed: fair.counts().shed }, 'shedding non-critical traffic');
     }
   }
 
+  // Never queue polls on a disconnected client: they would pile up in its offline queue.
+  const streamDepth: QueueDepth = async () => (redis?.status === 'ready' ? redis.xlen(config.streamKey) : undefined);
+  const queueDepth = deps.queueDepth ?? streamDepth;
+
   async function pollBacklog(): Promise<void> {
-    // Never queue polls on a disconnected client: they would pile up in its offline queue.
-    if (redis.status !== 'ready') return;
     try {
-      backlog = await redis.xlen(config.streamKey);
+      const depth = await queueDepth();
+      if (depth === undefined) return;
+      backlog = depth;
       metrics.backlog.set(backlog);
     } catch {
-      // Redis unreachable: keep the last value; the write path reports the outage itself.
+      // Queue unreachable: keep the last value; the write path reports the outage itself.
     }
   }
 
@@ -244,39 +206,72 @@ export function createShedder(deps: ShedderDeps): Shedder {
   poller.unref();
   void pollBacklog();
 
-  function draw(priority: Priority): ShedReason | null {
-    const p = controller.probability(priority);
+  /**
+   * Past a hard limit the process refuses even critical requests, but fairly: a tenant holding less than an
+   * equal share of what is in flight (nothing, for a quiet one) is still admitted, so one tenant's flood of
+   * critical requests fills its own share, not the process. The process may exceed the limit by at most one
+   * request per tenant.
+   */
+  function overHardLimit(load: TenantLoad): boolean {
+    if (!controller.overHardLimit(inFlight, eventLoopDelayMs)) return false;
+    return load.inFlight > 0 && load.inFlight * tenantsInFlight >= inFlight;
+  }
+
+  function draw(priority: Priority, load: TenantLoad): ShedReason | null {
+    const p = load.shed[CLASS_INDEX[priority]]!;
     return p > 0 && random() < p ? drawReason : null;
   }
 
-  /** Hard limits, then the class gate, then the controller's draw; a promise only for a gate's trial. */
-  function decide(priority: Priority): ShedReason | null | Promise<ShedReason | null> {
-    if (controller.overHardLimit(inFlight, eventLoopDelayMs)) return 'hard_limit';
-    const gated = gateRefuses(priority);
-    if (gated === false) return draw(priority);
+  /** Hard limits, then the class gate, then the tenant's draw; a promise only for a gate's trial. */
+  function decide(priority: Priority, load: TenantLoad): ShedReason | null | Promise<ShedReason | null> {
+    load.offered[CLASS_INDEX[priority]]!++;
+    if (overHardLimit(load)) return 'hard_limit';
+    const gated = gates.refuses(priority);
+    if (gated === false) return draw(priority, load);
     if (gated === true) return 'breaker';
-    return gated.then((refused) => (refused ? 'breaker' : draw(priority)));
+    return gated.then((refused) => (refused ? 'breaker' : draw(priority, load)));
+  }
+
+  /** Counts the request as in flight from the moment its body has been read; returns what to do when it is answered. */
+  function trackWork(req: IncomingMessage, load: TenantLoad): () => void {
+    let bodyReadAt = 0;
+    const onBodyRead = () => {
+      bodyReadAt = performance.now();
+      inFlight++;
+      if (load.inFlight++ === 0) tenantsInFlight++;
+    };
+    req.once('end', onBodyRead);
+    return () => {
+      if (bodyReadAt === 0) {
+        req.off('end', onBodyRead);
+        return;
+      }
+      inFlight--;
+      if (--load.inFlight === 0) tenantsInFlight--;
+      latency.record(performance.now() - bodyReadAt);
+    };
   }
 
   return {
     tick,
-    decideEarly(priority) {
+    decideEarly(priority, tenant) {
       if (config.shedMode !== 'enforce') return undefined;
       // A gate's half-open trial answers asynchronously: leave it to the middleware, before firing it here.
-      if (priority !== 'critical' && gates[priority].state() === 'half_open') return undefined;
-      const decided = decide(priority) as ShedReason | null;
+      if (gates.halfOpen(priority)) return undefined;
+      const decided = decide(priority, fair.load(tenant)) as ShedReason | null;
       if (decided) metrics.shed.inc({ priority, reason: decided });
       return decided;
     },
     middleware() {
       return async (ctx, next) => {
+        const load = fair.load(ctx.state.grant.tenant);
         // Admitted by decideEarly: one decision per request, or the effective shed probability would compound.
-        const early = (ctx.req as { [DECIDED_EARLY]?: boolean })[DECIDED_EARLY] === true;
+        const early = admittedEarly.has(ctx.req);
         if (config.shedMode !== 'off' && !early) {
           const sampled = ++decisions % DECISION_SAMPLE === 0;
           const started = sampled ? performance.now() : 0;
-          const priority = ctx.state.priority as Priority;
-          const decided = decide(priority);
+          const { priority } = ctx.state;
+          const decided = decide(priority, load);
           const reason = decided instanceof Promise ? await decided : decided;
           if (sampled) metrics.decision.observe((performance.now() - started) / 1000);
           if (reason) {
@@ -284,23 +279,25 @@ export function createShedder(deps: ShedderDeps): Shedder {
             if (config.shedMode === 'enforce') {
               // Refused before the body is read or parsed: a shed request costs a fraction of an admitted one.
               const answer = overloadedAnswer(priority, random);
-              throw apiError('overloaded', answer.message, undefined, { 'Retry-After': answer.retryAfter });
+              throw apiError(answer.code, answer.message, undefined, answer.headers);
             }
           }
         }
-        inFlight++;
+        const done = trackWork(ctx.req, load);
         try {
           await next();
         } finally {
-          inFlight--;
+          done();
         }
       };
     },
     snapshot() {
+      const counts = fair.counts();
       return {
         mode: config.shedMode,
         controller: controller.state(),
         signals: { ...lastSignals, eventLoopDelayP99Ms: eventLoopDelayMs, backlogEntries: backlog, inFlight },
+        fairness: { tenants: counts.tenants, shedTenants: counts.shed, top: fair.top(TOP_TENANTS) },
         targets: {
           p99Ms: config.shedTargetP99Ms,
           eventLoopDelayMs: config.shedTargetEventLoopDelayMs,
@@ -309,7 +306,7 @@ export function createShedder(deps: ShedderDeps): Shedder {
           hardMaxInFlight: config.shedHardMaxInFlight,
           hardEventLoopDelayMs: config.shedHardEventLoopDelayMs,
         },
-        breakers: Object.fromEntries([...(deps.dependencies ?? []), ...Object.values(gates)].map((b) => [b.name, b.state()])),
+        breakers: Object.fromEntries([...(deps.dependencies ?? []), ...gates.breakers].map((b) => [b.name, b.state()])),
         gates: { openAfterMs: config.gateOpenAfterMs, resetTimeoutMs: config.gateResetTimeoutMs },
       };
     },
@@ -317,7 +314,7 @@ export function createShedder(deps: ShedderDeps): Shedder {
       clearInterval(ticker);
       clearInterval(poller);
       loopDelay.disable();
-      for (const gate of Object.values(gates)) gate.shutdown();
+      gates.shutdown();
     },
   };
 }
