@@ -1,6 +1,7 @@
 import type { Config } from '../lib/config.js';
 import { batchSchema, PRIORITIES } from '../lib/event-schema.js';
 import type { RouteDoc } from './openapi.js';
+import { queryRouteDocs } from './openapi-query-routes.js';
 
 const ref = (name: string) => ({ $ref: `#/components/schemas/${name}` });
 
@@ -109,6 +110,7 @@ export function routeDocs(config: Pick<Config, 'maxBatchEvents'>): RouteDoc[] {
       errors: ['invalid_header', 'invalid_parameter', 'overloaded', 'dependency_unavailable', 'not_ready'],
       retryAfter: ['not_ready'],
     },
+    ...queryRouteDocs(),
     {
       method: 'get',
       path: '/v1/admin/load',

@@ -37,6 +37,8 @@ export interface RunningApi {
  */
 export async function runApi(config: Config, logger: Logger): Promise<RunningApi> {
   const pool = createPool(config.databaseUrl, { max: config.dbPoolSize, applicationName: 'floodgate-api' });
+  // The query API's own connections: a slow read waits for one of these, never for the ingest path's.
+  const readPool = createPool(config.databaseUrl, { max: config.queryPoolSize, applicationName: 'floodgate-api-read', statementTimeoutMs: config.queryTimeoutMs });
   // QUEUE=postgres: no Redis connection at all (key revocations then reach this process within a second, by
   // revalidation; see docs/scaling.md).
   const redis = config.queue === 'redis' ? createRedis(config.redisUrl, { commandTimeout: config.redisWriteTimeoutMs }) : undefined;
@@ -69,7 +71,7 @@ export async function runApi(config: Config, logger: Logger): Promise<RunningApi
     shared: redis !== undefined && config.rateLimitStore === 'redis',
   });
   const quotas = createQuotaGuard(buckets, policies);
-  const app = createApp({ config, pool, redis, logger, latestMigration, metrics, shedder, redisBreaker, keys, buckets, quotas, live });
+  const app = createApp({ config, pool, readPool, redis, logger, latestMigration, metrics, shedder, redisBreaker, keys, buckets, quotas, live });
 
   const handle = app.callback();
   const shedEarly = createEarlyShed(shedder, metrics, keys);
@@ -108,6 +110,7 @@ export async function runApi(config: Config, logger: Logger): Promise<RunningApi
       if (redis?.status === 'ready') await redis.quit().catch((err: unknown) => errors.push(err));
       else redis?.disconnect();
       await pool.end().catch((err: unknown) => errors.push(err));
+      await readPool.end().catch((err: unknown) => errors.push(err));
       if (errors.length > 0) logger.error({ errors }, 'errors while closing the api');
     })();
     return closing;

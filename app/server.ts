@@ -21,7 +21,9 @@ import { createPgEnqueuer } from './pg-enqueue.js';
 import type { Enqueuer } from '../lib/queue.js';
 import type { QuotaGuard } from './limits/quotas.js';
 import type { SharedBuckets } from './limits/shared-bucket.js';
+import { eventIdsOnly, getEventRoute, listEventsRoute } from './routes/event-reads.js';
 import { INGEST_ROUTE, ingestEvents } from './routes/events.js';
+import { statsRoute } from './routes/stats.js';
 import { resolvePriority } from './priority.js';
 import type { Shedder } from './shedding/shedder.js';
 import type { AuthenticatedState, IngestState, State } from './state.js';
@@ -33,6 +35,8 @@ import { liveEvents } from './live/route.js';
 export interface AppDeps {
   readonly config: Config;
   readonly pool: Pool;
+  /** For the query API (stats, event reads), with its statement timeout; `pool` when omitted. */
+  readonly readPool?: Pool;
   /** The Redis the queue lives in; absent with QUEUE=postgres, where the API never connects to Redis. */
   readonly redis?: Redis;
   readonly logger: Logger;
@@ -79,6 +83,11 @@ export function createApp(deps: AppDeps): Koa<State> & { metrics: ApiMetrics } {
   const ingest = ingestEvents({ config, enqueuer, pool, metrics, redisBreaker, logger, chargeEvents: (tenant, events) => deps.quotas.charge(tenant, events) });
   router.post<IngestState>(INGEST_ROUTE, authenticate(keys, { scope: 'ingest' }), keyLimits(config), resolvePriority(), rateLimit(config, metrics, deps.buckets), deps.quotas.precheck(), admit, ingest);
   if (deps.live) router.get<AuthenticatedState>(LIVE_PATH, authenticate(keys, { scope: 'read' }), liveEvents(deps.live));
+  // After the live route, which /v1/events/:id also matches: the first route registered answers.
+  const reads = { config, pool: deps.readPool ?? pool };
+  router.get<AuthenticatedState>('/v1/stats', authenticate(keys, { scope: 'read' }), statsRoute(reads));
+  router.get<AuthenticatedState>('/v1/events', authenticate(keys, { scope: 'read' }), listEventsRoute(reads));
+  router.get<AuthenticatedState>('/v1/events/:id', eventIdsOnly(), authenticate(keys, { scope: 'read' }), getEventRoute(reads));
   router.get('/v1/admin/load', authenticate(keys, { scope: 'admin' }), (ctx) => {
     ctx.type = 'application/json';
     ctx.body = JSON.stringify(deps.shedder?.snapshot() ?? { mode: 'off' });

@@ -345,6 +345,30 @@ export const CONFIG_VARIABLES = {
     defaultValue: '60000',
     parse: integer(1000, 3_600_000),
   },
+  queryPoolSize: {
+    name: 'QUERY_POOL_SIZE',
+    doc: 'PostgreSQL connections per API process for the query API (`GET /v1/stats`, `GET /v1/events`), apart from the ingest path\'s, so slow reads never take the connections critical writes and key lookups need.',
+    defaultValue: '4',
+    parse: integer(1, 1000),
+  },
+  queryTimeoutMs: {
+    name: 'QUERY_TIMEOUT_MS',
+    doc: 'Longest a query of the query API may run; past it Postgres cancels it and the client gets 503 `query_timeout`.',
+    defaultValue: '10000',
+    parse: integer(10, 600_000),
+  },
+  statsMaxBuckets: {
+    name: 'STATS_MAX_BUCKETS',
+    doc: 'Most buckets (`window` / `step`) one `GET /v1/stats` answer may hold; more gets 400 `too_many_buckets`. The default holds a day at one-minute steps.',
+    defaultValue: '1500',
+    parse: integer(1, 1_000_000),
+  },
+  statsMaxPoints: {
+    name: 'STATS_MAX_POINTS',
+    doc: 'Most points (buckets × groups) one `GET /v1/stats` answer may hold; more gets 422 `too_many_points`.',
+    defaultValue: '10000',
+    parse: integer(1, 10_000_000),
+  },
 } as const satisfies Record<string, ConfigVariable<unknown>>;
 
 type Variables = typeof CONFIG_VARIABLES;

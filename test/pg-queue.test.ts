@@ -10,6 +10,7 @@ import { createLogger } from '../lib/logger.js';
 import { setQueuePersistence } from '../lib/pg-queue.js';
 import { createPgFlusher, type PgFlusher } from '../workers/pg-flusher.js';
 import { countEvents, createTestEnv, envVars, eventually, freePort, json, spawnFloodgate, startTestApi, type TestApi, type TestEnv } from './support.js';
+import { assertRollupsMatchEvents } from './rollup-support.js';
 
 /** A TCP listener standing in for Redis: QUEUE=postgres must never connect to it. */
 async function redisTrap(): Promise<{ url: string; connections: () => number; close: () => Promise<void> }> {
@@ -191,6 +192,7 @@ describe('QUEUE=postgres: a worker killed mid-batch', () => {
       await flusher.close();
     }
     await assertExactlyOnce(env, 'pg.kill', 40 * 50);
+    await assertRollupsMatchEvents(env.pool, 'after a killed worker');
     assert.equal(trap.connections(), 0, 'the worker never connected to Redis');
   });
 
@@ -206,6 +208,7 @@ describe('QUEUE=postgres: a worker killed mid-batch', () => {
       await Promise.all([a.close(), b.close()]);
     }
     await assertExactlyOnce(env, 'pg.two', 60 * 20);
+    await assertRollupsMatchEvents(env.pool, 'after two workers');
     assert.equal(a.stats.eventsWritten + b.stats.eventsWritten, 60 * 20);
   });
 });

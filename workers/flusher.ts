@@ -198,6 +198,7 @@ export function createFlusher(deps: FlusherDeps): Flusher {
     metrics?.batchEvents.observe(events);
     metrics?.rowsWritten.inc(result.inserted);
     metrics?.duplicatesDropped.inc(result.duplicates);
+    if (result.newestMinute != null) metrics?.noteRollupMinute(result.newestMinute);
     stats.flushes++;
     stats.eventsWritten += result.inserted;
     stats.duplicatesDropped += result.duplicates;

@@ -121,6 +121,7 @@ export function createPgFlusher(deps: PgFlusherDeps): PgFlusher {
     metrics.batchEvents.observe(events);
     metrics.rowsWritten.inc(result.inserted);
     metrics.duplicatesDropped.inc(result.duplicates);
+    if (result.newestMinute != null) metrics.noteRollupMinute(result.newestMinute);
     for (const { entry } of claimed) {
       const seconds = Math.max(0, committedAt - entry.receivedAt) / 1000;
       for (let i = 0; i < entry.count; i++) metrics.timeToDurable.observe(seconds);

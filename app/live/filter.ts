@@ -1,4 +1,5 @@
 import { apiError } from '../../lib/errors.js';
+import { parseTypePattern } from '../../lib/type-pattern.js';
 
 /** Which event types a live connection wants. */
 export interface TypeFilter {
@@ -8,9 +9,6 @@ export interface TypeFilter {
 }
 
 const MAX_PATTERNS = 32;
-// An event type (lib/event-schema.ts) or a prefix of one followed by `*`; a lone `*` matches every type.
-const EXACT = /^[A-Za-z0-9_.:-]{1,128}$/;
-const PREFIX = /^([A-Za-z0-9_.:-]{0,127})\*$/;
 
 /**
  * Parses `type` query values (repeated, or comma-separated): `order.created` matches that type exactly,
@@ -24,13 +22,15 @@ export function parseTypeFilter(values: string | readonly string[] | undefined):
   if (patterns.length > MAX_PATTERNS) throw apiError('invalid_parameter', `at most ${MAX_PATTERNS} type patterns, got ${patterns.length}`);
   const exact = new Set<string>();
   const prefixes: string[] = [];
+  let all = patterns.length === 0;
   for (const pattern of patterns) {
-    const prefix = PREFIX.exec(pattern);
-    if (prefix) prefixes.push(prefix[1]!);
-    else if (EXACT.test(pattern)) exact.add(pattern);
-    else throw apiError('invalid_parameter', `type "${pattern.slice(0, 140)}" is neither an event type nor a prefix ending in *`);
+    const parsed = parseTypePattern(pattern);
+    if (parsed === undefined) throw apiError('invalid_parameter', `type "${pattern.slice(0, 140)}" is neither an event type nor a prefix ending in *`);
+    if (parsed === null) all = true;
+    else if ('prefix' in parsed) prefixes.push(parsed.prefix);
+    else exact.add(parsed.exact);
   }
-  if (patterns.length === 0 || prefixes.includes('')) return { all: true, matches: () => true };
+  if (all) return { all: true, matches: () => true };
   return {
     all: false,
     matches: (type) => exact.has(type) || prefixes.some((p) => type.startsWith(p)),
