@@ -14,10 +14,12 @@ export interface TestRedisCluster {
   readonly ports: readonly number[];
   /** The node currently master of the slot of `key`, by port. */
   masterOf(key: string): Promise<number>;
-  /** SIGKILLs the node on `port` (it stays dead). */
+  /** SIGKILLs the node on `port` (it stays dead until `restart`). */
   kill(port: number): Promise<void>;
-  /** Waits until every live node reports cluster_state:ok and every master has a connected replica again. */
-  ready(timeoutMs?: number): Promise<void>;
+  /** Starts the node on `port` again with its cluster file: it rejoins (a failed-over master as a replica). */
+  restart(port: number): void;
+  /** Waits until every live node reports cluster_state:ok and (unless `replicas` is false) every master has its replica. */
+  ready(timeoutMs?: number, replicas?: boolean): Promise<void>;
   /** Kills every node and removes their files. */
   stop(): Promise<void>;
 }
@@ -44,19 +46,28 @@ export async function startRedisCluster(masters = 3): Promise<TestRedisCluster> 
     nodes.clear();
     await rm(dir, { recursive: true, force: true });
   };
+  const start = (port: number) => {
+    const child = spawn(
+      'redis-server',
+      [
+        '--port', String(port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no',
+        '--cluster-enabled', 'yes', '--cluster-config-file', join(dir, `nodes-${port}.conf`), '--cluster-node-timeout', '2000',
+        '--dir', dir, '--dbfilename', `dump-${port}.rdb`,
+      ],
+      { stdio: 'ignore' },
+    );
+    nodes.set(port, child);
+  };
   const live = () => ports.filter((p) => nodes.get(p)?.exitCode === null && nodes.get(p)?.signalCode === null);
-  const ready = async (timeoutMs = 30_000) => {
+  const ready = async (timeoutMs = 30_000, replicas = true) => {
     await eventually(
       async () => {
         for (const port of live()) {
           const info = await cli(port, 'cluster', 'info').catch(() => '');
           if (!info.includes('cluster_state:ok')) return false;
+          if (!replicas) continue;
           const replication = await cli(port, 'info', 'replication').catch(() => '');
-          if (replication.includes('role:master') && !/connected_slaves:[1-9]/.test(replication)) {
-            // A master without slots (a demoted node that came back) needs no replica.
-            const slots = await cli(port, 'cluster', 'myshards').catch(() => '');
-            if (slots !== '' && /slots\n\s*\d/.test(slots)) return false;
-          }
+          if (replication.includes('role:master') && !/connected_slaves:[1-9]/.test(replication)) return false;
           if (replication.includes('role:slave') && !replication.includes('master_link_status:up')) return false;
         }
         return true;
@@ -68,16 +79,7 @@ export async function startRedisCluster(masters = 3): Promise<TestRedisCluster> 
   try {
     for (let i = 0; i < masters * 2; i++) {
       const port = await freePort();
-      const child = spawn(
-        'redis-server',
-        [
-          '--port', String(port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no',
-          '--cluster-enabled', 'yes', '--cluster-config-file', join(dir, `nodes-${port}.conf`), '--cluster-node-timeout', '2000',
-          '--dir', dir, '--dbfilename', `dump-${port}.rdb`,
-        ],
-        { stdio: 'ignore' },
-      );
-      nodes.set(port, child);
+      start(port);
       ports.push(port);
     }
     await eventually(async () => (await Promise.all(ports.map((p) => cli(p, 'ping').catch(() => '')))).every((r) => r.trim() === 'PONG'), 'cluster nodes up', 10_000);
@@ -111,6 +113,7 @@ export async function startRedisCluster(masters = 3): Promise<TestRedisCluster> 
       child.kill('SIGKILL');
       await exited;
     },
+    restart: start,
     ready,
     stop,
   };
