@@ -42,6 +42,9 @@ export function createQueueRedis(config: Pick<Config, 'redisUrl' | 'redisCluster
       // During a failover the slots are briefly unserved: retry for about a replica's promotion time.
       retryDelayOnFailover: 200,
       retryDelayOnClusterDown: 200,
+      // An auto-pipelined batch spanning slots is not retried on MOVED unless every error in it agrees, so after a
+      // failover such batches (the backlog's XLENs over shards) could keep failing on a stale slot map: refresh it.
+      slotsRefreshInterval: 2000,
       redisOptions: { maxRetriesPerRequest: 1, connectTimeout: 5000, ...redisOptions },
     },
   );
