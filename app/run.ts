@@ -84,7 +84,7 @@ export async function runApi(config: Config, logger: Logger): Promise<RunningApi
   server.keepAliveTimeout = 65_000;
   server.headersTimeout = 66_000;
   server.requestTimeout = 30_000;
-  if (live) routeUpgrades(server, handle);
+  if (live) routeUpgrades(server, (req, res) => void handle(req, res));
   await new Promise<void>((resolve, reject) => {
     server.once('error', reject);
     server.listen(config.port, config.host, () => resolve());

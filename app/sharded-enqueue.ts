@@ -10,7 +10,9 @@ import { createEnqueuer, type EnqueueDeps } from './enqueue.js';
  * its requests are added to, which the enqueue script needs (its keys must share a slot on a cluster).
  */
 export function createShardedEnqueuer(deps: EnqueueDeps): Enqueuer {
-  const shards = streamShards(deps.config).map((shard) => createEnqueuer({ ...deps, config: { ...deps.config, streamKey: shard.streamKey } }));
+  const shards = streamShards(deps.config).map((shard) =>
+    createEnqueuer({ ...deps, config: { ...deps.config, streamKey: shard.streamKey } }),
+  );
   const of = (tenant: string) => shards[shardIndexOf(tenant, shards.length)]!;
   return {
     enqueue: (tenant, priority, receivedAt, events) => of(tenant).enqueue(tenant, priority, receivedAt, events),
@@ -20,7 +22,10 @@ export function createShardedEnqueuer(deps: EnqueueDeps): Enqueuer {
 
 /** Thrown when fewer replicas than REDIS_MIN_REPLICAS_ACK confirmed a write in time. */
 export class ReplicaAckError extends Error {
-  constructor(readonly wanted: number, readonly confirmed: number) {
+  constructor(
+    readonly wanted: number,
+    readonly confirmed: number,
+  ) {
     super(`${confirmed} of ${wanted} replicas confirmed the write in time`);
     this.name = 'ReplicaAckError';
   }

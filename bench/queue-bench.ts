@@ -6,7 +6,7 @@ import { createEnqueuer } from '../app/enqueue.js';
 import { createUninstrumentedApiMetrics } from '../app/metrics.js';
 import { createPgEnqueuer } from '../app/pg-enqueue.js';
 import { createQueueWriteBreaker } from '../app/redis-breaker.js';
-import { loadConfig, type Config } from '../lib/config.js';
+import type { Config } from '../lib/config.js';
 import { checkEvent, type ValidEvent } from '../lib/event-schema.js';
 import { createLogger } from '../lib/logger.js';
 import { setQueuePersistence } from '../lib/pg-queue.js';

@@ -129,7 +129,7 @@ export async function keysCommand(config: Config, parsed: KeysAction): Promise<v
   try {
     await runKeys(pool, config, parsed);
   } catch (err) {
-    if ((err as { code?: string }).code === SQLSTATE.undefinedTable) throw new Error('the api_keys table does not exist yet: run `floodgate migrate` first');
+    if ((err as { code?: string }).code === SQLSTATE.undefinedTable) throw new Error('the api_keys table does not exist yet: run `floodgate migrate` first', { cause: err });
     throw err;
   } finally {
     await pool.end();

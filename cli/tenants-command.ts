@@ -109,7 +109,7 @@ export async function tenantsCommand(config: Config, parsed: TenantsAction): Pro
   try {
     await runTenants(pool, parsed, config);
   } catch (err) {
-    if ((err as { code?: string }).code === SQLSTATE.undefinedTable) throw new Error('the tenant_quotas table does not exist yet: run `floodgate migrate` first');
+    if ((err as { code?: string }).code === SQLSTATE.undefinedTable) throw new Error('the tenant_quotas table does not exist yet: run `floodgate migrate` first', { cause: err });
     throw err;
   } finally {
     await pool.end();

@@ -69,7 +69,7 @@ export function parseCopyRows(text: string): CopyRow[] {
         idempotencyKey: f[6] ?? null,
         priority: f[7]!,
         value: f[8] == null ? null : Number(f[8]),
-        data: data == null ? null : JSON.parse(data),
+        data: data == null ? null : (JSON.parse(data) as unknown),
       };
     });
 }

@@ -88,6 +88,7 @@ const MAX_DATA_DEPTH = 32;
 // row unwritable later, so both are refused at the edge. JSON.stringify escapes exactly these (and only
 // these) as \u0000 / \udXXX, so one search of the serialised data finds them.
 const UNSTORABLE_IN_JSON = /(?<!\\)(?:\\\\)*\\u(?:0000|d[89a-f][0-9a-f]{2})/;
+// eslint-disable-next-line no-control-regex -- NUL is exactly what this looks for
 const UNSTORABLE_IN_TEXT = /\u0000|[\ud800-\udbff](?![\udc00-\udfff])|(?<![\ud800-\udbff])[\udc00-\udfff]/;
 
 function compileEventValidator() {

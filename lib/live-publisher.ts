@@ -26,7 +26,7 @@ export interface LivePublisherDeps {
 /** Publishes committed batches to the API's live view, for the tenants someone is listening to. */
 export interface LivePublisher {
   /** The flusher's commit hook: queues the batch and returns at once; never throws. */
-  onCommitted(entries: readonly StreamEntry[], result: WriteResult): void;
+  readonly onCommitted: (entries: readonly StreamEntry[], result: WriteResult) => void;
   /** Batches queued or being published. */
   pending(): number;
   /** Publishes what is queued (within `timeoutMs`), then stops taking batches; idempotent. */

@@ -90,7 +90,7 @@ function tableRows(total: TallySummary, classes: Partial<Record<Priority, TallyS
     String(t.errors),
     String(t.timeouts),
   ];
-  return [...PRIORITIES.flatMap((p) => (classes[p] ? [row(p, classes[p]!)] : [])), row('all', total)];
+  return [...PRIORITIES.flatMap((p) => (classes[p] ? [row(p, classes[p])] : [])), row('all', total)];
 }
 
 const TENANT_HEADER = ['tenant', 'req/s', 'success %', 'p50 ms', 'p99 ms', '2xx p99 ms', 'status codes', 'shed %', 'timeouts'];

@@ -129,7 +129,7 @@ export async function runScenario(options: LoadtestOptions): Promise<LoadtestOut
     } else if (isMultiTenant(options.scenario)) {
       segments = tenantPlan(options.scenario, options.rate ?? defaults.rate!, duration, options.mix ?? OVERLOAD_MIX);
     } else {
-      segments = fixedPlan(options.scenario as Exclude<ScenarioName, 'ramp'>, options, capacity);
+      segments = fixedPlan(options.scenario, options, capacity);
     }
 
     const result = await runLoad({

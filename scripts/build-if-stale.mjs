@@ -24,7 +24,8 @@ function newest(path) {
 
 function typescriptInstalled() {
   try {
-    createRequire(join(root, 'package.json')).resolve('typescript/package.json');
+    // The compiler `npm run build` runs (TypeScript 7); `typescript` itself is the TypeScript 6 API ESLint needs.
+    createRequire(join(root, 'package.json')).resolve('@typescript/native/package.json');
     return true;
   } catch {
     return false;

@@ -9,7 +9,7 @@ import { createApiKey, findApiKey } from '../lib/api-keys.js';
 import { createPool } from '../lib/db.js';
 import { migrate, readMigrations } from '../lib/migrate.js';
 import { decodeEntry } from '../lib/stream-entry.js';
-import { countEvents, createTestEnv, eventually, json, startPrivateRedis, startTestApi, TEST_PG_ADMIN_URL, type PrivateRedis, type TestApi, type TestEnv } from './support.js';
+import { countEvents, createTestEnv, json, startPrivateRedis, startTestApi, TEST_PG_ADMIN_URL, type PrivateRedis, type TestApi, type TestEnv } from './support.js';
 
 /** The value of the series of `name` carrying `label` (e.g. `result="valid"`) in an exposition; 0 when absent. */
 function counter(exposition: string, name: string, label: string): number {

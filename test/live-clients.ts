@@ -135,7 +135,7 @@ export function openWs(baseUrl: string, key: string | undefined, query = ''): Pr
       const c = client({ pause: () => socket!.pause(), resume: () => socket!.resume(), close: () => ws.terminate() }, ended);
       ws.on('error', () => {});
       ws.on('message', (data) => {
-        const message = JSON.parse(String(data));
+        const message = JSON.parse((data as Buffer).toString('utf8'));
         if (message.kind === 'events') for (const e of message.events) c.events.push({ id: e.id, event: e.event });
         else if (message.kind === 'gap') c.gaps.push(message.message);
         else if (message.kind === 'close') c.closeReason = message.reason;

@@ -9,6 +9,7 @@ import { Registry, collectDefaultMetrics } from 'prom-client';
 import { allDashboardQueries, prometheusDashboards, renderDashboards, sqlDashboards } from '../grafana/generate.js';
 import { POSTGRES_PLUGIN } from '../grafana/sql.js';
 import { withDashboardFilters } from '../grafana/promql-filters.js';
+import { CONFIG_VARIABLES } from '../lib/config.js';
 import { anchors } from './markdown.js';
 
 /**
@@ -267,6 +268,15 @@ describe('dashboards', () => {
     }
   });
 
+  it('panels that need pg_stat_statements say so when they are empty', () => {
+    for (const [file, text] of renderDashboards()) {
+      const model = JSON.parse(text) as { panels: { title: string; targets?: { expr: string }[]; fieldConfig?: { defaults: { noValue?: string } } }[] };
+      for (const panel of model.panels.filter((p) => (p.targets ?? []).some((t) => /floodgate_pg_statement_/.test(t.expr)))) {
+        assert.match(panel.fieldConfig?.defaults.noValue ?? '', /pg_stat_statements is not installed/, `${file} / ${panel.title}`);
+      }
+    }
+  });
+
   it('every panel has a description and at least one query', () => {
     for (const [file, text] of renderDashboards()) {
       const model = JSON.parse(text) as { panels: { type: string; title: string; description?: string; targets?: unknown[] }[] };
@@ -322,7 +332,7 @@ describe('dashboards', () => {
         for (const target of panel.targets ?? []) {
           assert.equal(target.datasource.uid, '${datasource}');
           assert.ok(target.rawSql && /^(time_series|table)$/.test(target.format ?? ''), `${file} / ${panel.title}: raw SQL and a format`);
-          assert.doesNotMatch(target.rawSql!, /\bFROM\s+events\b/i, `${file} / ${panel.title}: reads the rollups, never the events table`);
+          assert.doesNotMatch(target.rawSql, /\bFROM\s+events\b/i, `${file} / ${panel.title}: reads the rollups, never the events table`);
         }
       }
     }
@@ -416,5 +426,43 @@ describe('docker-compose.yml', () => {
     assert.match(blocks.get('grafana')!, /grafana\/provisioning/);
     assert.match(blocks.get('prometheus')!, /prometheus/);
     assert.match(blocks.get('api')!, /condition: service_completed_successfully/, 'the API waits for migrations');
+  });
+
+  /** Each service's block of the resolved configuration. */
+  function serviceBlocks(): Map<string, string> {
+    const resolved = `\n${dockerCompose(['config'])}`;
+    const body = resolved.slice(resolved.indexOf('\nservices:\n'));
+    return new Map([...body.matchAll(/^ {2}([a-z]+):\n((?: {4}.*\n|\n)*)/gm)].map((m) => [m[1]!, m[2]!]));
+  }
+
+  it("gives the API and the worker longer to stop than SHUTDOWN_TIMEOUT_MS, so Docker's SIGKILL never cuts the final flush", () => {
+    // The API's primary waits 2 s past the timeout for its processes; the worker acknowledges and closes after its flush.
+    const marginMs = 5000;
+    for (const [name, block] of serviceBlocks()) {
+      if (name !== 'api' && name !== 'worker') continue;
+      const grace = /^ {4}stop_grace_period: (\d+)s$/m.exec(block);
+      assert.ok(grace, `${name}: stop_grace_period in seconds`);
+      const shutdownMs = Number(/SHUTDOWN_TIMEOUT_MS: '?(\d+)'?/.exec(block)?.[1] ?? CONFIG_VARIABLES.shutdownTimeoutMs.defaultValue);
+      assert.ok(Number(grace[1]) * 1000 >= shutdownMs + marginMs, `${name}: stop_grace_period ${grace[1]}s vs SHUTDOWN_TIMEOUT_MS ${shutdownMs}`);
+    }
+  });
+
+  it('keeps Prometheus data on a volume and publishes no lifecycle or admin API; only the API listens beyond loopback', () => {
+    const blocks = serviceBlocks();
+    const prometheus = blocks.get('prometheus')!;
+    assert.match(prometheus, /- promdata:\/prometheus:rw/);
+    assert.match(prometheus, /--storage\.tsdb\.path=\/prometheus/);
+    assert.doesNotMatch(prometheus, /--web\.enable-(lifecycle|admin-api)/);
+    const published: string[] = [];
+    for (const [name, block] of blocks) {
+      const ports = /^ {4}ports:\n((?: {4}- .*\n(?: {6}.*\n)*)+)/m.exec(block)?.[1] ?? '';
+      // Items come short (`- 127.0.0.1:9090:9090/tcp`) or long (`- published: 8080` / `target: 8080` / `host_ip: …`).
+      for (const item of ports.split(/^ {4}- /m).filter(Boolean)) {
+        published.push(name);
+        if (name === 'api') continue;
+        assert.match(item, /^127\.0\.0\.1:|host_ip: 127\.0\.0\.1/m, `${name} publishes ${item.trim()} on every interface`);
+      }
+    }
+    assert.deepEqual(published.sort(), ['api', 'grafana', 'prometheus']);
   });
 });

@@ -218,7 +218,7 @@ describe('QUEUE=postgres: a Postgres crash', () => {
 
   /** Crashes the private server (SIGQUIT: immediate shutdown, crash recovery at the next start) and starts it again. */
   async function crashAndRestart(): Promise<void> {
-    const pid = postgres!.pid!;
+    const pid = postgres!.pid;
     process.kill(pid, 'SIGQUIT');
     await eventually(async () => {
       try {

@@ -3,7 +3,18 @@ import { after, before, describe, it } from 'node:test';
 import { createApiKey } from '../lib/api-keys.js';
 import { createQueueRedis, type Redis } from '../lib/redis.js';
 import { shardIndexOf, streamShards } from '../lib/shards.js';
-import { countEvents, createTestEnv, envVars, eventually, json, spawnFloodgate, startTestApi, type FloodgateProcess, type TestApi, type TestEnv } from './support.js';
+import {
+  countEvents,
+  createTestEnv,
+  envVars,
+  eventually,
+  json,
+  spawnFloodgate,
+  startTestApi,
+  type FloodgateProcess,
+  type TestApi,
+  type TestEnv,
+} from './support.js';
 import { startRedisCluster, type TestRedisCluster } from './redis-cluster.js';
 
 const SHARDS = 4;
@@ -57,7 +68,9 @@ describe('Redis Cluster with sharded streams (3 masters, 3 replicas, STREAM_SHAR
     const sends = TENANTS.flatMap((tenant) =>
       Array.from({ length: 10 }, async (_, i) => {
         // Half keyed (with a repeat inside each batch), half not.
-        const events = Array.from({ length: 20 }, (_, j) => (j < 10 ? { type: 'c', idempotency_key: `k-${i}-${j % 8}` } : { type: 'c', data: { i, j } }));
+        const events = Array.from({ length: 20 }, (_, j) =>
+          j < 10 ? { type: 'c', idempotency_key: `k-${i}-${j % 8}` } : { type: 'c', data: { i, j } },
+        );
         const res = await post(tenant, { events });
         assert.equal(res.status, 202, await res.clone().text());
         answered.push(...(await json(res)).ids);
@@ -66,12 +79,19 @@ describe('Redis Cluster with sharded streams (3 masters, 3 replicas, STREAM_SHAR
     await Promise.all(sends);
     // Per tenant: 10 requests × (8 distinct keys + 10 unkeyed).
     const expected = TENANTS.length * 10 * 18;
-    await eventually(async () => (await countEvents(env)) === expected && (await backlog()) === 0, `${expected} events stored, every shard drained`, 60_000);
+    await eventually(
+      async () => (await countEvents(env)) === expected && (await backlog()) === 0,
+      `${expected} events stored, every shard drained`,
+      60_000,
+    );
     await new Promise((r) => setTimeout(r, 300));
     assert.equal(await countEvents(env), expected, 'nothing arrives twice');
     const { rows } = await env.pool.query<{ id: string }>('SELECT id FROM events');
     const ids = new Set(answered);
-    assert.ok(rows.every((r) => ids.has(r.id)), 'every stored id was answered');
+    assert.ok(
+      rows.every((r) => ids.has(r.id)),
+      'every stored id was answered',
+    );
     // The dedup keys sit in their tenant's shard slot, beside its stream.
     const shard = streamShards(env.config)[shardIndexOf('north', SHARDS)]!;
     assert.ok(await redis.get(`${shard.streamKey}:idem:north:k-0-0`), 'the dedup key lives under the shard tag');
@@ -83,11 +103,17 @@ describe('Redis Cluster with sharded streams (3 masters, 3 replicas, STREAM_SHAR
     const [id] = (await json(first)).ids;
     const again = await post('east', { type: 'once', idempotency_key: 'only-once' });
     assert.deepEqual((await json(again)).ids, [id]);
-    await eventually(async () => (await env.pool.query("SELECT 1 FROM events WHERE idempotency_key = 'only-once'")).rowCount === 1, 'stored');
+    await eventually(
+      async () => (await env.pool.query("SELECT 1 FROM events WHERE idempotency_key = 'only-once'")).rowCount === 1,
+      'stored',
+    );
     const later = await post('east', { type: 'once', idempotency_key: 'only-once' });
     assert.deepEqual((await json(later)).ids, [id]);
     const { rows } = await env.pool.query<{ id: string }>("SELECT id FROM events WHERE idempotency_key = 'only-once'");
-    assert.deepEqual(rows.map((r) => r.id), [id]);
+    assert.deepEqual(
+      rows.map((r) => r.id),
+      [id],
+    );
   });
 
   it('REDIS_MIN_REPLICAS_ACK: 202 once a replica has the write; 503 dependency_unavailable when too few replicas exist', async () => {

@@ -50,9 +50,24 @@ export async function startRedisCluster(masters = 3): Promise<TestRedisCluster> 
     const child = spawn(
       'redis-server',
       [
-        '--port', String(port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no',
-        '--cluster-enabled', 'yes', '--cluster-config-file', join(dir, `nodes-${port}.conf`), '--cluster-node-timeout', '2000',
-        '--dir', dir, '--dbfilename', `dump-${port}.rdb`,
+        '--port',
+        String(port),
+        '--bind',
+        '127.0.0.1',
+        '--save',
+        '',
+        '--appendonly',
+        'no',
+        '--cluster-enabled',
+        'yes',
+        '--cluster-config-file',
+        join(dir, `nodes-${port}.conf`),
+        '--cluster-node-timeout',
+        '2000',
+        '--dir',
+        dir,
+        '--dbfilename',
+        `dump-${port}.rdb`,
       ],
       { stdio: 'ignore' },
     );
@@ -82,8 +97,14 @@ export async function startRedisCluster(masters = 3): Promise<TestRedisCluster> 
       start(port);
       ports.push(port);
     }
-    await eventually(async () => (await Promise.all(ports.map((p) => cli(p, 'ping').catch(() => '')))).every((r) => r.trim() === 'PONG'), 'cluster nodes up', 10_000);
-    await run('redis-cli', ['--cluster', 'create', ...ports.map((p) => `127.0.0.1:${p}`), '--cluster-replicas', '1', '--cluster-yes'], { timeout: 30_000 });
+    await eventually(
+      async () => (await Promise.all(ports.map((p) => cli(p, 'ping').catch(() => '')))).every((r) => r.trim() === 'PONG'),
+      'cluster nodes up',
+      10_000,
+    );
+    await run('redis-cli', ['--cluster', 'create', ...ports.map((p) => `127.0.0.1:${p}`), '--cluster-replicas', '1', '--cluster-yes'], {
+      timeout: 30_000,
+    });
     await ready();
   } catch (err) {
     await stop();
@@ -100,7 +121,13 @@ export async function startRedisCluster(masters = 3): Promise<TestRedisCluster> 
       for (let i = 0; i + 3 < lines.length; i++) {
         const start = Number(lines[i]);
         const end = Number(lines[i + 1]);
-        if (/^\d+$/.test(lines[i] ?? '') && /^\d+$/.test(lines[i + 1] ?? '') && lines[i + 2] === '127.0.0.1' && start <= slot && slot <= end) {
+        if (
+          /^\d+$/.test(lines[i] ?? '') &&
+          /^\d+$/.test(lines[i + 1] ?? '') &&
+          lines[i + 2] === '127.0.0.1' &&
+          start <= slot &&
+          slot <= end
+        ) {
           return Number(lines[i + 3]);
         }
       }

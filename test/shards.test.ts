@@ -20,12 +20,15 @@ describe('stream shards', () => {
       { host: '10.0.0.1', port: 7000 },
       { host: '10.0.0.2', port: 7000 },
     ]);
-    assert.deepEqual(streamShards(config), [{ index: 0, streamKey: 'floodgate:events:{s0}', deadLetterStreamKey: 'floodgate:dead-letter:{s0}' }]);
+    assert.deepEqual(streamShards(config), [
+      { index: 0, streamKey: 'floodgate:events:{s0}', deadLetterStreamKey: 'floodgate:dead-letter:{s0}' },
+    ]);
   });
 
   it('refuses cluster seeds that are not host:port, and a shard count of 0', () => {
-    assert.throws(() => loadConfig({ REDIS_CLUSTER_NODES: 'redis://10.0.0.1:7000', STREAM_SHARDS: '0' }), (err: Error) =>
-      /REDIS_CLUSTER_NODES[\s\S]*STREAM_SHARDS/.test(err.message),
+    assert.throws(
+      () => loadConfig({ REDIS_CLUSTER_NODES: 'redis://10.0.0.1:7000', STREAM_SHARDS: '0' }),
+      (err: Error) => /REDIS_CLUSTER_NODES[\s\S]*STREAM_SHARDS/.test(err.message),
     );
   });
 
@@ -45,7 +48,13 @@ describe('STREAM_SHARDS=3 on a single Redis', () => {
   before(async () => {
     env = await createTestEnv({ STREAM_SHARDS: '3', FLUSH_INTERVAL_MS: '50' });
     api = await startTestApi(env);
-    flusher = createShardedFlusher({ config: env.config, pool: env.pool, redis: env.redis, logger: createLogger('silent', 'test'), consumerName: 'shard-test' });
+    flusher = createShardedFlusher({
+      config: env.config,
+      pool: env.pool,
+      redis: env.redis,
+      logger: createLogger('silent', 'test'),
+      consumerName: 'shard-test',
+    });
     await flusher.start();
   });
   after(async () => {
@@ -72,7 +81,10 @@ describe('STREAM_SHARDS=3 on a single Redis', () => {
     }
     // Per tenant: one keyed event and two unkeyed ones.
     await eventually(async () => (await countEvents(env)) === tenants.length * 3, 'every event stored');
-    await eventually(async () => (await Promise.all(shards.map((s) => env.redis.xlen(s.streamKey)))).every((n) => n === 0), 'every shard drained');
+    await eventually(
+      async () => (await Promise.all(shards.map((s) => env.redis.xlen(s.streamKey)))).every((n) => n === 0),
+      'every shard drained',
+    );
     assert.equal(flusher.stats.eventsWritten, tenants.length * 3);
   });
 });

@@ -262,7 +262,6 @@ export async function startPrivateRedis(): Promise<PrivateRedis> {
   const { spawn } = await import('node:child_process');
   const { mkdtemp, rm } = await import('node:fs/promises');
   const { tmpdir } = await import('node:os');
-  const { join } = await import('node:path');
   const { Redis } = await import('ioredis');
   const port = await freePort();
   const url = `redis://127.0.0.1:${port}/0`;
@@ -270,7 +269,7 @@ export async function startPrivateRedis(): Promise<PrivateRedis> {
   let dir: string | undefined;
 
   async function start(): Promise<void> {
-    dir = await mkdtemp(join(tmpdir(), 'floodgate-redis-'));
+    dir = await mkdtemp(`${tmpdir()}/floodgate-redis-`);
     child = spawn('redis-server', ['--port', String(port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no', '--dir', dir], { stdio: 'ignore' });
     const probe = new Redis(url, { lazyConnect: true, maxRetriesPerRequest: 0, retryStrategy: () => 50 });
     probe.on('error', () => {});

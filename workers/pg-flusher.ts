@@ -28,8 +28,6 @@ export interface PgFlusher extends QueueConsumer {
 const CLAIM_CHUNK_ROWS = 500;
 const MAX_BACKOFF_MS = 5000;
 
-const sleep = (ms: number) => new Promise<void>((resolve) => setTimeout(resolve, ms));
-
 interface Claimed {
   readonly row: QueueRow;
   readonly entry: StreamEntry;

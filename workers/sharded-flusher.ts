@@ -22,13 +22,27 @@ export function createShardedFlusher(deps: FlusherDeps): Flusher {
   });
   const sum = (field: keyof FlusherStats) => flushers.reduce((n, f) => n + f.stats[field], 0);
   const stats = {
-    get entriesRead() { return sum('entriesRead'); },
-    get entriesReclaimed() { return sum('entriesReclaimed'); },
-    get eventsWritten() { return sum('eventsWritten'); },
-    get duplicatesDropped() { return sum('duplicatesDropped'); },
-    get flushes() { return sum('flushes'); },
-    get flushErrors() { return sum('flushErrors'); },
-    get deadLettered() { return sum('deadLettered'); },
+    get entriesRead() {
+      return sum('entriesRead');
+    },
+    get entriesReclaimed() {
+      return sum('entriesReclaimed');
+    },
+    get eventsWritten() {
+      return sum('eventsWritten');
+    },
+    get duplicatesDropped() {
+      return sum('duplicatesDropped');
+    },
+    get flushes() {
+      return sum('flushes');
+    },
+    get flushErrors() {
+      return sum('flushErrors');
+    },
+    get deadLettered() {
+      return sum('deadLettered');
+    },
   } satisfies FlusherStats;
   let closing: Promise<void> | undefined;
   return {

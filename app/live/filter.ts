@@ -17,7 +17,7 @@ const PREFIX = /^([A-Za-z0-9_.:-]{0,127})\*$/;
  * `order.*` every type starting with `order.`. Throws invalid_parameter on anything else.
  */
 export function parseTypeFilter(values: string | readonly string[] | undefined): TypeFilter {
-  const patterns = (Array.isArray(values) ? values : values === undefined ? [] : [values as string])
+  const patterns = (typeof values === 'string' ? [values] : (values ?? []))
     .flatMap((v) => v.split(','))
     .map((v) => v.trim())
     .filter((v) => v !== '');

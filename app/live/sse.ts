@@ -1,5 +1,6 @@
 import type { ServerResponse } from 'node:http';
 import type { Sink } from './connection.js';
+import { sseFrames } from './frames.js';
 import type { CloseReason } from './metrics.js';
 
 /** How long a closing connection may take to drain its last bytes before its socket is destroyed (shutdown). */
@@ -33,10 +34,7 @@ export function createSseSink(res: ServerResponse): Sink {
     protocol: 'sse',
     buffered: () => res.writableLength,
     send(events) {
-      if (!open()) return;
-      let frames = '';
-      for (const e of events) frames += `id: ${e.cursor}\ndata: ${e.json}\n\n`;
-      res.write(frames);
+      if (open()) res.write(sseFrames(events));
     },
     sendGap(message) {
       if (open()) res.write(`event: gap\ndata: ${JSON.stringify({ message })}\n\n`);

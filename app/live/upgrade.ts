@@ -5,15 +5,14 @@ import type { WebSocket, WebSocketServer } from 'ws';
 /** The path whose WebSocket upgrades the live view takes. */
 export const LIVE_PATH = '/v1/events/live';
 
-const PENDING = Symbol('floodgate.pendingUpgrade');
-
 interface PendingUpgrade {
   readonly socket: Duplex;
   readonly head: Buffer;
   readonly res: ServerResponse;
 }
 
-type UpgradeRequest = IncomingMessage & { [PENDING]?: PendingUpgrade };
+/** Upgrade requests routed here and not yet taken over, with what the handshake needs (typed, no mark on the request). */
+const pendingUpgrades = new WeakMap<IncomingMessage, PendingUpgrade>();
 
 function isLiveWebSocket(req: IncomingMessage): boolean {
   if (req.method !== 'GET') return false;
@@ -52,7 +51,7 @@ function asPlainRequest(server: Server, req: IncomingMessage, socket: Duplex, he
  * route then takes the socket over with acceptWebSocket(). Any other upgrade request is served as plain HTTP.
  */
 export function routeUpgrades(server: Server, handle: (req: IncomingMessage, res: ServerResponse) => void): void {
-  server.on('upgrade', (req: UpgradeRequest, socket: Duplex, head: Buffer) => {
+  server.on('upgrade', (req: IncomingMessage, socket: Duplex, head: Buffer) => {
     if (!isLiveWebSocket(req)) return asPlainRequest(server, req, socket, head);
     socket.on('error', () => socket.destroy());
     const res = new ServerResponse(req);
@@ -60,14 +59,14 @@ export function routeUpgrades(server: Server, handle: (req: IncomingMessage, res
     res.shouldKeepAlive = false;
     res.assignSocket(socket as import('node:net').Socket);
     res.once('finish', () => socket.end());
-    req[PENDING] = { socket, head, res };
+    pendingUpgrades.set(req, { socket, head, res });
     handle(req, res);
   });
 }
 
 /** Whether this request is a WebSocket upgrade routed here by routeUpgrades(). */
 export function isUpgrade(req: IncomingMessage): boolean {
-  return (req as UpgradeRequest)[PENDING] !== undefined;
+  return pendingUpgrades.has(req);
 }
 
 /**
@@ -75,8 +74,9 @@ export function isUpgrade(req: IncomingMessage): boolean {
  * handshake fails or the client leaves first (ws then answers or drops the socket itself).
  */
 export function acceptWebSocket(req: IncomingMessage, wss: WebSocketServer, onOpen: (ws: WebSocket) => void, onFail: () => void): void {
-  const pending = (req as UpgradeRequest)[PENDING];
+  const pending = pendingUpgrades.get(req);
   if (!pending) throw new Error('not an upgrade request');
+  pendingUpgrades.delete(req);
   const { socket, head, res } = pending;
   res.detachSocket(socket as import('node:net').Socket);
   let opened = false;

@@ -1,5 +1,6 @@
 import { WebSocketServer, type WebSocket } from 'ws';
 import type { Sink } from './connection.js';
+import { wsMessage } from './frames.js';
 import type { CloseReason } from './metrics.js';
 import { closeGraceMs } from './sse.js';
 
@@ -36,10 +37,8 @@ export function createWsSink(ws: WebSocket): Sink {
     protocol: 'ws',
     buffered: () => ws.bufferedAmount,
     send(events) {
-      if (!open()) return;
-      let items = '';
-      for (const e of events) items += `${items ? ',' : ''}{"id":"${e.cursor}","event":${e.json}}`;
-      ws.send(`{"kind":"events","events":[${items}]}`);
+      // A Buffer goes out as a binary frame unless told otherwise: the message is JSON text.
+      if (open()) ws.send(wsMessage(events), { binary: false });
     },
     sendGap(message) {
       if (open()) ws.send(JSON.stringify({ kind: 'gap', message }));

@@ -78,12 +78,15 @@ function queueUnavailable(): ApiError {
  */
 export function ingestEvents(deps: IngestDeps): Middleware<IngestState> {
   const { config, pool, metrics, redisBreaker, enqueuer } = deps;
-  const log = deps.logger.child({ scope: 'ingest' });
+  const ingestLog = deps.logger.child({ scope: 'ingest' });
   const limits = { retentionDays: config.retentionDays, maxEventDataBytes: config.maxEventDataBytes };
   let lastFallbackLog = 0;
 
-  /** Stores a critical request's events in Postgres; resolves with the ids stored, which the client gets. */
-  async function storeDirectly(entry: StreamEntry, events: readonly ValidEvent[], cause: unknown): Promise<string[]> {
+  /**
+   * Stores a critical request's events in Postgres; resolves with the ids stored, which the client gets. `log` names
+   * the request.
+   */
+  async function storeDirectly(log: Logger, entry: StreamEntry, events: readonly ValidEvent[], cause: unknown): Promise<string[]> {
     try {
       await writeEntries(pool, [entry], { statementTimeoutMs: config.dbWriteTimeoutMs });
     } catch (err) {
@@ -136,7 +139,9 @@ export function ingestEvents(deps: IngestDeps): Middleware<IngestState> {
       if (priority !== 'critical') throw queueUnavailable();
       // Should the write still land after its timeout, the worker's copy is a no-op: same event ids.
       const rows = entryRows(grant.tenant, priority, receivedAt, valid).join('');
-      ids = await storeDirectly({ tenant: grant.tenant, priority, receivedAt, count: valid.length, rows }, valid, err);
+      // A child logger so each line of this request says whose events they were and which request.
+      const requestLog = ingestLog.child({ tenant: grant.tenant, reqId: ctx.state.requestId });
+      ids = await storeDirectly(requestLog, { tenant: grant.tenant, priority, receivedAt, count: valid.length, rows }, valid, err);
       status = 201;
     }
     metrics.eventsAccepted.inc({ priority }, valid.length);

@@ -146,9 +146,9 @@ export function createFairShare(weightOf: (tenant: string) => number = () => 1):
       t.shed[LOW] = t.rate[LOW]! > 0 ? 1 - low / t.rate[LOW]! : 0;
       // Rounding in the bisection leaves a sliver: a tenant within a millionth of its share is not shed.
       for (const c of [NORMAL, LOW]) if (t.shed[c]! < 1e-6) t.shed[c] = 0;
-      if (t.shed[NORMAL]! > 0 || t.shed[LOW]! > 0) shedTenants++;
-      if (t.rate[NORMAL]! > 0 && t.shed[NORMAL]! < 1) normalAdmitted = true;
-      if (t.rate[LOW]! > 0 && t.shed[LOW]! < 1) lowAdmitted = true;
+      if (t.shed[NORMAL] > 0 || t.shed[LOW] > 0) shedTenants++;
+      if (t.rate[NORMAL]! > 0 && t.shed[NORMAL] < 1) normalAdmitted = true;
+      if (t.rate[LOW]! > 0 && t.shed[LOW] < 1) lowAdmitted = true;
     }
     fullyShed[NORMAL] = pNormal >= 1 || (pNormal > 0 && !normalAdmitted) ? 1 : 0;
     fullyShed[LOW] = pLow >= 1 && !lowAdmitted ? 1 : 0;

@@ -216,7 +216,7 @@ export function registerRedisStats(options: RedisStatsOptions): void {
     const [time, ...summaries] = await Promise.all([
       redis.time(),
       ...shards.map((shard) =>
-        (redis.xpending(shard.streamKey, consumerGroup) as Promise<unknown[]>).catch((err: unknown) => {
+        redis.xpending(shard.streamKey, consumerGroup).catch((err: unknown) => {
           if (isMissing(err)) return [0, null, null, null];
           throw err;
         }),
@@ -224,7 +224,9 @@ export function registerRedisStats(options: RedisStatsOptions): void {
     ]);
     const nowMs = num(time[0]) * 1000 + Math.floor(num(time[1]) / 1000);
     // The oldest across shards (each id carries its master's clock; masters' clocks are assumed close).
-    const oldest = summaries.map((summary) => (num(summary[0]) > 0 ? idMillis(summary[1]) : undefined)).filter((ms): ms is number => ms !== undefined);
+    const oldest = summaries
+      .map((summary) => (num(summary[0]) > 0 ? idMillis(summary[1]) : undefined))
+      .filter((ms): ms is number => ms !== undefined);
     const oldestMs = oldest.length > 0 ? Math.min(...oldest) : undefined;
     return () => {
       oldestPendingAge.set({ group: consumerGroup }, oldestMs === undefined ? 0 : Math.max(0, (nowMs - oldestMs) / 1000));
