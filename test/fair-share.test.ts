@@ -67,12 +67,26 @@ describe('weighted fair shedding', () => {
     assert.equal(fair.classFullyShed('low'), false, "the low gate stays closed: a quiet tenant's low is admitted");
   });
 
-  it('never sheds critical; a flood of critical requests uses up the budget before quiet tenants lose more than that', () => {
+  it('never sheds the critical requests of a tenant within its share, alone or among equals', () => {
+    const alone = createFairShare();
+    run(alone, { only: { critical: 900, normal: 100, low: 100 } }, { low: 1, normal: 1 });
+    assert.equal(shed(alone, 'only', 'critical'), 0);
+    const equals = createFairShare();
+    run(equals, { a: { critical: 500, low: 100 }, b: { critical: 500, low: 100 } }, { low: 1, normal: 1 });
+    assert.equal(shed(equals, 'a', 'critical'), 0);
+    assert.equal(shed(equals, 'b', 'critical'), 0);
+    assert.equal(equals.classFullyShed('low'), true, 'everything non-critical is shed: the low gate may open');
+  });
+
+  it("sheds a tenant's flood of critical requests beyond its share before a quiet tenant's traffic", () => {
     const fair = createFairShare();
-    run(fair, { noisy: { critical: 1000, low: 100 }, quiet: { low: 10 } }, { low: 1, normal: 1 });
-    assert.equal(shed(fair, 'noisy', 'critical'), 0);
-    assert.equal(shed(fair, 'quiet', 'low'), 1, 'everything non-critical is shed: nothing is left to share');
-    assert.equal(fair.classFullyShed('low'), true);
+    // Everything non-critical shed, by the class law: the budget is the critical demand, 1000/s.
+    run(fair, { noisy: { critical: 1000, low: 100 }, quiet: { normal: 5, low: 5 } }, { low: 1, normal: 1 });
+    assert.equal(shed(fair, 'quiet', 'low'), 0, 'the quiet tenant is served');
+    assert.equal(shed(fair, 'quiet', 'normal'), 0);
+    assert.equal(shed(fair, 'noisy', 'low'), 1);
+    assert.ok(Math.abs(shed(fair, 'noisy', 'critical') - 0.01) < 0.001, `only the noisy tenant's excess critical: ${shed(fair, 'noisy', 'critical')}`);
+    assert.equal(fair.classFullyShed('low'), false);
   });
 
   it('gives a tenant of weight 2 twice the share of one of weight 1', () => {
