@@ -40,17 +40,23 @@ export function presentedKey(req: IncomingMessage): Presented {
   return key.length > MAX_KEY_LENGTH ? { problem: 'malformed' } : { key };
 }
 
-/** Whether the request announces a body (which a refusal leaves unread on the socket). */
-function hasBody(req: IncomingMessage): boolean {
-  return req.headers['transfer-encoding'] !== undefined || (req.headers['content-length'] ?? '0') !== '0';
+/**
+ * A body up to this size is read and discarded after a refusal, keeping the connection: cheaper than making the
+ * client open another one (a flood of refused requests would otherwise cost a TCP handshake each).
+ */
+const DISCARDED_BODY_BYTES = 16 * 1024;
+
+/** Whether a refusal must close the connection: a chunked body, or one announced larger than DISCARDED_BODY_BYTES. */
+function closeAfterRefusal(req: IncomingMessage): boolean {
+  return req.headers['transfer-encoding'] !== undefined || Number(req.headers['content-length'] ?? 0) > DISCARDED_BODY_BYTES;
 }
 
 /**
- * A refusal before the body is read. With a body, the connection is closed after the answer: keeping it alive
- * would make Node read and discard the whole body, however large, before the next request.
+ * A refusal before the body is read. With a large body the connection is closed after the answer: keeping it
+ * alive would make Node read and discard the whole body, however large, before the next request.
  */
 function refusal(req: IncomingMessage, code: ErrorCode, message: string, headers: Record<string, string> = {}): ApiError {
-  return apiError(code, message, undefined, hasBody(req) ? { ...headers, Connection: 'close' } : headers);
+  return apiError(code, message, undefined, closeAfterRefusal(req) ? { ...headers, Connection: 'close' } : headers);
 }
 
 const UNAUTHORIZED_HEADERS = { 'WWW-Authenticate': 'Bearer' };
