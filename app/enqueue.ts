@@ -1,5 +1,5 @@
 import { createHash } from 'node:crypto';
-import { isBreakerRejection, BREAKER_CODE, type Breaker } from '../lib/breaker.js';
+import type { Breaker } from '../lib/breaker.js';
 import type { Config } from '../lib/config.js';
 import type { Pool } from '../lib/db.js';
 import { REDIS_REPLY } from '../lib/errors.js';
@@ -8,7 +8,11 @@ import { dedupHorizonMs, findStoredIds } from '../lib/idempotency-keys.js';
 import type { Logger } from '../lib/logger.js';
 import type { Redis } from '../lib/redis.js';
 import { ENTRY_FIELD, encodeEntry, entryHeader, entryRows } from '../lib/stream-entry.js';
+import type { Enqueuer } from '../lib/queue.js';
+import { guardedWrite } from './guarded-write.js';
 import type { ApiMetrics } from './metrics.js';
+
+export type { Enqueuer };
 
 /**
  * Puts an accepted request's events on the stream and says which id answers each of them.
@@ -28,16 +32,6 @@ import type { ApiMetrics } from './metrics.js';
  * there are answered with their stored id and not queued. The script compares the marker with the one the
  * process relied on and refuses (nothing written) when it changed, so a wiped Redis is noticed at once.
  */
-export interface Enqueuer {
-  /** Queues the events (each new key once); resolves with the id answering each event, in order. */
-  enqueue(tenant: string, priority: Priority, receivedAt: number, events: readonly ValidEvent[]): Promise<string[]>;
-  /**
-   * After critical events were written straight to Postgres: the id answering each (the stored one for a
-   * repeated key). Also makes Redis stop vouching for misses, since it never saw these keys.
-   */
-  afterDirectWrite(tenant: string, events: readonly ValidEvent[]): Promise<string[]>;
-}
-
 /** What the enqueuer writes to and reports to. */
 export interface EnqueueDeps {
   readonly config: Config;
@@ -131,19 +125,7 @@ export function createEnqueuer(deps: EnqueueDeps): Enqueuer {
   let lastLookupWarning = 0;
 
   /** Runs one Redis write through the breaker, timing it as the XADD latency. */
-  async function guarded<T>(write: () => Promise<T>): Promise<T> {
-    const started = performance.now();
-    try {
-      const result = await redisBreaker.fire(write);
-      metrics.redisWriteDuration.observe({ outcome: 'ok' }, (performance.now() - started) / 1000);
-      return result;
-    } catch (err) {
-      // A call the open breaker refused never reached Redis: it has no write latency to report.
-      const tried = !isBreakerRejection(err) || (err as { code?: string }).code === BREAKER_CODE.timeout;
-      if (tried) metrics.redisWriteDuration.observe({ outcome: 'error' }, (performance.now() - started) / 1000);
-      throw err;
-    }
-  }
+  const guarded = <T>(write: () => Promise<T>): Promise<T> => guardedWrite(redisBreaker, metrics.redisWriteDuration, write);
 
   function vouches(now: number): boolean {
     return markerSince !== undefined && directWrites === resetThrough && now - Number(markerSince) >= horizonMs;

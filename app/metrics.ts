@@ -15,6 +15,8 @@ export interface ApiMetrics {
   readonly errors: FastCounter<'route' | 'code'>;
   readonly batchSize: FastHistogram;
   readonly redisWriteDuration: FastHistogram<'outcome'>;
+  /** QUEUE=postgres: the insert into event_queue, as seen by the API. */
+  readonly pgQueueWriteDuration: FastHistogram<'outcome'>;
   readonly rateLimited: FastCounter<'priority'>;
   /** In-process sliding-window percentiles of admitted requests, read by the shedder and /v1/admin/load. */
   readonly latency: LatencyWindow;
@@ -44,6 +46,7 @@ export function createUninstrumentedApiMetrics(): ApiMetrics {
     errors: noop,
     batchSize: noop,
     redisWriteDuration: noop,
+    pgQueueWriteDuration: noop,
     rateLimited: noop,
     latency: createLatencyWindow(60),
   };
@@ -93,6 +96,13 @@ export function createApiMetrics(registry: Registry): ApiMetrics {
     redisWriteDuration: new FastHistogram({
       name: 'floodgate_redis_write_duration_seconds',
       help: 'XADD latency as seen by the API, by outcome (ok or error).',
+      labelNames: ['outcome'],
+      buckets: LATENCY_BUCKETS,
+      registers,
+    }),
+    pgQueueWriteDuration: new FastHistogram({
+      name: 'floodgate_pg_queue_write_duration_seconds',
+      help: 'QUEUE=postgres: latency of the insert into event_queue as seen by the API, by outcome (ok or error).',
       labelNames: ['outcome'],
       buckets: LATENCY_BUCKETS,
       registers,

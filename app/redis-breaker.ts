@@ -12,3 +12,12 @@ import type { Logger } from '../lib/logger.js';
 export function createRedisWriteBreaker(config: Config, registry: Registry, logger: Logger): Breaker {
   return createDependencyBreaker(config, { name: 'redis_write', registry, logger, timeoutMs: 0, capacity: config.shedHardMaxInFlight });
 }
+
+/**
+ * The breaker around the API's queue write: `redis_write` above, or with QUEUE=postgres `pg_queue_write`, the
+ * insert into event_queue (no timeout of its own either: DB_WRITE_TIMEOUT_MS bounds the statement).
+ */
+export function createQueueWriteBreaker(config: Config, registry: Registry, logger: Logger): Breaker {
+  if (config.queue === 'redis') return createRedisWriteBreaker(config, registry, logger);
+  return createDependencyBreaker(config, { name: 'pg_queue_write', registry, logger, timeoutMs: 0, capacity: config.shedHardMaxInFlight });
+}

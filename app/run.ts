@@ -15,8 +15,11 @@ import { createTenantPolicies } from './limits/tenant-policies.js';
 import { createKeyResolver } from './key-resolver.js';
 import { createApp } from './server.js';
 import { createApiMetrics, createUninstrumentedApiMetrics } from './metrics.js';
-import { createRedisWriteBreaker } from './redis-breaker.js';
+import { createQueueWriteBreaker } from './redis-breaker.js';
+import { pgQueueDepth } from '../lib/pg-queue.js';
 import { createShedder } from './shedding/shedder.js';
+import { createLiveHub } from './live/hub.js';
+import { routeUpgrades } from './live/upgrade.js';
 
 /** A running API server process and how to stop it gracefully. */
 export interface RunningApi {
@@ -28,35 +31,47 @@ export interface RunningApi {
 }
 
 /**
- * Starts one API server on config.host:config.port. close(): stop accepting, let in-flight requests finish
- * (up to shutdownTimeoutMs, then cut), then close Redis and Postgres; idempotent.
+ * Starts one API server on config.host:config.port. close(): stop accepting, end live connections (with a close
+ * message, at most a couple of seconds), let in-flight requests finish (up to shutdownTimeoutMs, then cut),
+ * then close Redis and Postgres; idempotent.
  */
 export async function runApi(config: Config, logger: Logger): Promise<RunningApi> {
   const pool = createPool(config.databaseUrl, { max: config.dbPoolSize, applicationName: 'floodgate-api' });
-  const redis = createRedis(config.redisUrl, { commandTimeout: config.redisWriteTimeoutMs });
+  // The query API's own connections: a slow read waits for one of these, never for the ingest path's.
+  const readPool = createPool(config.databaseUrl, { max: config.queryPoolSize, applicationName: 'floodgate-api-read', statementTimeoutMs: config.queryTimeoutMs });
+  // QUEUE=postgres: no Redis connection at all (key revocations then reach this process within a second, by
+  // revalidation; see docs/scaling.md).
+  const redis = config.queue === 'redis' ? createRedis(config.redisUrl, { commandTimeout: config.redisWriteTimeoutMs }) : undefined;
   const migrations = await readMigrations();
   const latestMigration = migrations.at(-1)?.version ?? 0;
   // With metrics off the registry stays empty (no default collectors, no GC observer) and instruments do nothing.
   const registry = config.metricsEnabled ? createRegistry('api') : new Registry();
   const metrics = config.metricsEnabled ? createApiMetrics(registry) : createUninstrumentedApiMetrics();
-  const redisBreaker = createRedisWriteBreaker(config, registry, logger);
+  const redisBreaker = createQueueWriteBreaker(config, registry, logger);
   const policies = createTenantPolicies({ pool, refreshMs: config.quotaRefreshMs, logger });
   await policies.start();
-  const shedder = createShedder({ config, latency: metrics.latency, redis, registry, logger, dependencies: [redisBreaker], weightOf: policies.weightOf });
+  const queueDepth = redis ? undefined : pgQueueDepth(pool);
+  const shedder = createShedder({ config, latency: metrics.latency, redis, queueDepth, registry, logger, dependencies: [redisBreaker], weightOf: policies.weightOf });
   // One key cache for authentication and for the early refusal, which needs the tenant to shed fairly.
   const keys = createKeyResolver({ pool, config, registry });
   // Revocations and rotations announced by `floodgate keys` reach this process's key cache within moments.
-  const invalidations = startKeyInvalidationFeed({ redisUrl: config.redisUrl, channel: keyInvalidationChannel(config), listener: keys, logger });
+  // QUEUE=postgres: no feed; cached keys are then revalidated every second (the key resolver's unfed TTL).
+  const invalidations = redis
+    ? startKeyInvalidationFeed({ redisUrl: config.redisUrl, channel: keyInvalidationChannel(config), listener: keys, logger })
+    : undefined;
+  // The live view fans out through Redis: with QUEUE=postgres it is off, as with LIVE_ENABLED=false.
+  const live = config.liveEnabled && redis ? createLiveHub({ config, redis, logger, registry }) : undefined;
   const buckets = createSharedBuckets({
     redis,
     keyPrefix: `${config.streamKey}:limits`,
     processes: config.apiProcesses,
     registry,
     logger,
-    shared: config.rateLimitStore === 'redis',
+    // QUEUE=postgres: no Redis, so each process enforces its share, as with RATE_LIMIT_STORE=local.
+    shared: redis !== undefined && config.rateLimitStore === 'redis',
   });
   const quotas = createQuotaGuard(buckets, policies);
-  const app = createApp({ config, pool, redis, logger, latestMigration, metrics, shedder, redisBreaker, keys, buckets, quotas });
+  const app = createApp({ config, pool, readPool, redis, logger, latestMigration, metrics, shedder, redisBreaker, keys, buckets, quotas, live });
 
   const handle = app.callback();
   const shedEarly = createEarlyShed(shedder, metrics, keys);
@@ -67,6 +82,7 @@ export async function runApi(config: Config, logger: Logger): Promise<RunningApi
   server.keepAliveTimeout = 65_000;
   server.headersTimeout = 66_000;
   server.requestTimeout = 30_000;
+  if (live) routeUpgrades(server, (req, res) => void handle(req, res));
   await new Promise<void>((resolve, reject) => {
     server.once('error', reject);
     server.listen(config.port, config.host, () => resolve());
@@ -81,16 +97,20 @@ export async function runApi(config: Config, logger: Logger): Promise<RunningApi
       const closed = new Promise<void>((resolve) => server.close(() => resolve()));
       server.closeIdleConnections();
       const deadline = setTimeout(() => server.closeAllConnections(), config.shutdownTimeoutMs);
+      // Live connections never finish by themselves: they are told to reconnect elsewhere and ended.
+      await live?.close().catch((err: unknown) => errors.push(err));
+      server.closeIdleConnections();
       await closed;
       clearTimeout(deadline);
       await shedder.close();
-      await invalidations.close();
+      await invalidations?.close();
       await policies.close();
       redisBreaker.shutdown();
       // quit() waits for a reply that a disconnected client never gets; disconnect() then is immediate.
-      if (redis.status === 'ready') await redis.quit().catch((err: unknown) => errors.push(err));
-      else redis.disconnect();
+      if (redis?.status === 'ready') await redis.quit().catch((err: unknown) => errors.push(err));
+      else redis?.disconnect();
       await pool.end().catch((err: unknown) => errors.push(err));
+      await readPool.end().catch((err: unknown) => errors.push(err));
       if (errors.length > 0) logger.error({ errors }, 'errors while closing the api');
     })();
     return closing;

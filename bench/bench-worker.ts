@@ -64,7 +64,7 @@ export async function measureWorker(options: {
   const worker = startNode([FLOODGATE_BIN, 'worker'], env);
   let t0 = 0;
   let n0 = 0;
-  let workerSeconds = 0;
+  let workerSeconds: number;
   try {
     const deadline = Date.now() + 300_000;
     for (;;) {

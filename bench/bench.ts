@@ -74,7 +74,7 @@ await bench.pool.query('TRUNCATE events, idempotency_keys');
 const { key } = await createApiKey(bench.pool, { tenant: 'bench' });
 
 const runs: Run[] = [];
-let capacity: number | null = null;
+let capacity: number | null;
 let timeToDurable: { rate: number; p50Ms: number | null; p99Ms: number | null; events: number; integrity: unknown } | null = null;
 let worker: Awaited<ReturnType<typeof measureWorker>> | undefined;
 const barePort = await freePort();

@@ -1,6 +1,6 @@
 // `npm run bench:limiter`: what a rate limit costs per request, measured in-process where the API spends it, in
 // one run: the shared buckets (app/limits/shared-bucket.ts) against the real Redis, with the CPU of this process
-// and of the Redis server per request. End-to-end figures (bench:limits) drown a few µs in the noise of a shared
+// and of the Redis server per request. End-to-end figures (API processes under load) drown a few µs in the noise of a shared
 // machine; here nothing else runs in the measured process.
 //   Cases, in alternating rounds of --requests takes each, as the rate-limit middleware makes them (one token,
 //   awaiting only when a take answers with a promise), paced at --pace takes a second in 10 ms steps as a
@@ -116,7 +116,9 @@ try {
     for (const c of CASES) {
       const r = await run(c);
       results.get(c.name)!.push(r);
-      console.error(`round ${round} ${c.name}: ${(r.own / requests).toFixed(2)} µs/request here, ${(r.redis / requests).toFixed(2)} µs in Redis, ${r.calls} script calls, ${r.local} local decisions, ${r.refused} refused`);
+      console.error(
+        `round ${round} ${c.name}: ${(r.own / requests).toFixed(2)} µs/request here, ${(r.redis / requests).toFixed(2)} µs in Redis, ${r.calls} script calls, ${r.local} local decisions, ${r.refused} refused`,
+      );
     }
   }
 } finally {

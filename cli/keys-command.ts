@@ -129,7 +129,7 @@ export async function keysCommand(config: Config, parsed: KeysAction): Promise<v
   try {
     await runKeys(pool, config, parsed);
   } catch (err) {
-    if ((err as { code?: string }).code === SQLSTATE.undefinedTable) throw new Error('the api_keys table does not exist yet: run `floodgate migrate` first');
+    if ((err as { code?: string }).code === SQLSTATE.undefinedTable) throw new Error('the api_keys table does not exist yet: run `floodgate migrate` first', { cause: err });
     throw err;
   } finally {
     await pool.end();
@@ -142,6 +142,8 @@ export async function keysCommand(config: Config, parsed: KeysAction): Promise<v
  * the others notice within AUTH_CACHE_TTL_MS.
  */
 async function announce(config: Config, keyIds: readonly number[], what: string): Promise<void> {
+  // QUEUE=postgres runs without Redis: API processes revalidate cached keys every second instead.
+  if (config.queue === 'postgres') return;
   const redis = createRedis(config.redisUrl, { lazyConnect: true, maxRetriesPerRequest: 0, retryStrategy: () => null, connectTimeout: 2000 });
   try {
     await redis.connect();

@@ -254,14 +254,15 @@ export async function ensureRedis(url: string, isDefault: boolean, options: Loca
 
 /** Both servers `floodgate start` needs; if the second cannot be had, the first one started here is stopped again. */
 export async function ensureServices(
-  services: { postgres: { url: string; isDefault: boolean }; redis: { url: string; isDefault: boolean } },
+  /** No `redis` (QUEUE=postgres): Redis is neither probed nor started. */
+  services: { postgres: { url: string; isDefault: boolean }; redis?: { url: string; isDefault: boolean } },
   options: LocalServiceOptions,
 ): Promise<LocalService[]> {
   const started: LocalService[] = [];
   try {
     const pg = await ensurePostgres(services.postgres.url, services.postgres.isDefault, options);
     if (pg) started.push(pg);
-    const redis = await ensureRedis(services.redis.url, services.redis.isDefault, options);
+    const redis = services.redis && (await ensureRedis(services.redis.url, services.redis.isDefault, options));
     if (redis) started.push(redis);
   } catch (err) {
     await stopServices(started);

@@ -5,8 +5,11 @@ import { keysCommand, parseKeysArgs } from './keys-command.js';
 import { loadtestCommand, parseLoadtestArgs } from './loadtest-command.js';
 import { migrateCommand } from './migrate-command.js';
 import { startCommand } from './start-command.js';
+import { readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { packageRoot } from './paths.js';
 import { parseTenantsArgs, tenantsCommand } from './tenants-command.js';
-import { noArguments, USAGE, UsageError } from './usage.js';
+import { commandUsage, helpTopic, noArguments, USAGE, UsageError, type HelpTopic } from './usage.js';
 import { workerCommand } from './worker-command.js';
 
 /** A subcommand: `parse` checks its arguments (UsageError, before any config or connection); `run` does the work. */
@@ -21,7 +24,8 @@ const noArgs = (name: string, run: (config: Config, logger: Logger) => Promise<v
   },
 });
 
-const COMMANDS: Record<string, Command> = {
+// Keyed by help topic: a command without an entry in COMMAND_HELP (cli/usage.ts) does not compile.
+const COMMANDS: Partial<Record<HelpTopic, Command>> = {
   start: noArgs('start', startCommand),
   api: noArgs('api', apiCommand),
   worker: noArgs('worker', workerCommand),
@@ -59,14 +63,41 @@ function configOrExit(): Config {
   }
 }
 
+const HELP_FLAGS = new Set(['--help', '-h']);
+
+/** The version in package.json (the checkout's or the installed package's). */
+function version(): string {
+  return (JSON.parse(readFileSync(join(packageRoot(), 'package.json'), 'utf8')) as { version: string }).version;
+}
+
+/** The help a command line asks for, if it asks: `help [command]`, `--help`, or `<command> … --help`. */
+function requestedHelp(argv: readonly string[]): string | undefined {
+  const [name, ...args] = argv;
+  if (name === 'help') {
+    if (args.length === 0) return USAGE;
+    const topic = helpTopic(args);
+    if (!topic) throw new UsageError(`no help for "${args.join(' ')}"`);
+    return commandUsage(topic);
+  }
+  if (name === undefined || HELP_FLAGS.has(name)) return name === undefined ? undefined : USAGE;
+  if (!args.some((a) => HELP_FLAGS.has(a))) return undefined;
+  const topic = helpTopic(argv);
+  return topic ? commandUsage(topic) : undefined;
+}
+
 async function main(argv: readonly string[]): Promise<void> {
   const [name, ...args] = argv;
-  if (name === 'help' || name === '--help' || name === '-h') {
-    console.log(USAGE);
+  if (name === '--version' || name === '-v') {
+    console.log(version());
+    return;
+  }
+  const help = requestedHelp(argv);
+  if (help !== undefined) {
+    console.log(help);
     return;
   }
   if (name === undefined) throw new UsageError('no command given');
-  const command = Object.hasOwn(COMMANDS, name) ? COMMANDS[name] : undefined;
+  const command = Object.hasOwn(COMMANDS, name) ? COMMANDS[name as HelpTopic] : undefined;
   if (!command) throw new UsageError(`unknown command "${name}"`);
   const run = command.parse(args);
   const config = configOrExit();
@@ -75,7 +106,9 @@ async function main(argv: readonly string[]): Promise<void> {
 
 main(process.argv.slice(2)).catch((err: unknown) => {
   if (err instanceof UsageError) {
-    process.stderr.write(`floodgate: ${err.message}\n\n${USAGE}\n`);
+    // The usage of the command that was mistyped, or the overview when the command itself is unknown.
+    const topic = helpTopic(process.argv.slice(2));
+    process.stderr.write(`floodgate: ${err.message}\n\n${topic ? commandUsage(topic) : USAGE}\n`);
     process.exit(2);
   }
   const e = err as NodeJS.ErrnoException & { address?: string; port?: number };

@@ -20,7 +20,7 @@ interface Supervised {
 }
 
 /**
- * `floodgate start`: private PostgreSQL/Redis when the defaults do not answer, migrations, then `floodgate api`
+ * `floodgate start`: private PostgreSQL/Redis (no Redis with QUEUE=postgres) when the defaults do not answer, migrations, then `floodgate api`
  * and `floodgate worker` as child processes, each restarted with backoff if it dies. On SIGTERM/SIGINT the API
  * stops first (no new events), then the worker (its final flush holds everything accepted), then the private
  * servers.
@@ -78,7 +78,10 @@ export async function startCommand(config: Config, logger: Logger): Promise<void
 
   const startup = (async () => {
     services = await ensureServices(
-      { postgres: { url: config.databaseUrl, isDefault: isDefaultUrl(config, 'databaseUrl') }, redis: { url: config.redisUrl, isDefault: isDefaultUrl(config, 'redisUrl') } },
+      {
+        postgres: { url: config.databaseUrl, isDefault: isDefaultUrl(config, 'databaseUrl') },
+        redis: config.queue === 'redis' ? { url: config.redisUrl, isDefault: isDefaultUrl(config, 'redisUrl') } : undefined,
+      },
       { dataDir: localDataDir(), say: sayOnStderr },
     );
     if (stopping) return;

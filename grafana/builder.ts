@@ -3,9 +3,11 @@
  * Each dashboard is one file under grafana/dashboards-src/ exporting `dashboard: DashboardSpec`; generate.ts
  * renders them all. Every panel and query reads the `${datasource}` variable, and every series selector is
  * narrowed by the `job` and `instance` variables (see promql-filters.ts), so the JSON imports into any Grafana.
+ * A dashboard over PostgreSQL instead (SqlDashboardSpec, see sql.ts) has SQL targets and its own variables.
  */
 import { DATASOURCE, dashboardVariables } from './variables.js';
 import { withDashboardFilters } from './promql-filters.js';
+import { SQL_DATASOURCE, sqlTargetJson, sqlVariablesJson, type SqlQuery, type SqlVariable } from './sql.js';
 
 /** Grafana unit ids used here. */
 export type Unit = 'reqps' | 'ops' | 's' | 'percentunit' | 'bytes' | 'Bps' | 'short' | 'none' | 'dtdurations';
@@ -29,13 +31,13 @@ export interface ValueText {
   readonly color: string;
 }
 
-/** What a panel shows and how to read it. */
-export interface PanelSpec {
+/** What a panel shows and how to read it; its queries are PromQL, or SQL on a SqlDashboardSpec. */
+export interface PanelSpec<Q = Query> {
   readonly title: string;
   /** Shown in the panel's (i) tooltip: how an on-call engineer reads it. */
   readonly description: string;
-  readonly kind?: 'timeseries' | 'stat' | 'state-timeline';
-  readonly queries: readonly Query[];
+  readonly kind?: 'timeseries' | 'stat' | 'state-timeline' | 'table';
+  readonly queries: readonly Q[];
   readonly unit?: Unit;
   /** Grid columns out of 24 (default 12) and rows (default 8). */
   readonly width?: number;
@@ -54,9 +56,9 @@ export interface PanelSpec {
 }
 
 /** A titled row of panels. */
-export interface RowSpec {
+export interface RowSpec<Q = Query> {
   readonly title: string;
-  readonly panels: readonly PanelSpec[];
+  readonly panels: readonly PanelSpec<Q>[];
 }
 
 /** One dashboard: its file name under grafana/dashboards/ and its rows. */
@@ -66,6 +68,25 @@ export interface DashboardSpec {
   readonly title: string;
   readonly description: string;
   readonly rows: readonly RowSpec[];
+}
+
+/** A dashboard over the PostgreSQL data source: SQL panels and its own query variables (sql.ts). */
+export interface SqlDashboardSpec {
+  readonly datasource: 'postgres';
+  readonly file: string;
+  readonly uid: string;
+  readonly title: string;
+  readonly description: string;
+  readonly variables: readonly SqlVariable[];
+  readonly rows: readonly RowSpec<SqlQuery>[];
+}
+
+/** Any dashboard a source file under grafana/dashboards-src/ may export. */
+export type AnyDashboardSpec = DashboardSpec | SqlDashboardSpec;
+
+/** Whether a dashboard reads PostgreSQL rather than Prometheus. */
+export function isSqlDashboard(spec: AnyDashboardSpec): spec is SqlDashboardSpec {
+  return 'datasource' in spec && spec.datasource === 'postgres';
 }
 
 /** The selector of the ingest route, as recorded by the API's request metrics. */
@@ -102,7 +123,7 @@ interface GridPos {
 }
 
 /** Field defaults shared by every panel kind: unit, bounds, thresholds and value mappings. */
-function fieldDefaults(spec: PanelSpec): { [key: string]: Json } {
+function fieldDefaults(spec: PanelSpec<unknown>): { [key: string]: Json } {
   const defaults: { [key: string]: Json } = { unit: spec.unit ?? 'short' };
   if (spec.min !== undefined) defaults.min = spec.min;
   if (spec.max !== undefined) defaults.max = spec.max;
@@ -124,8 +145,14 @@ function fieldDefaults(spec: PanelSpec): { [key: string]: Json } {
 }
 
 /** The kind-specific part of a panel: `custom` field config and panel options. */
-function kindOptions(spec: PanelSpec): { custom?: Json; options: Json } {
+function kindOptions(spec: PanelSpec<unknown>): { custom?: Json; options: Json } {
   const kind = spec.kind ?? 'timeseries';
+  if (kind === 'table') {
+    return {
+      custom: { align: 'auto', cellOptions: { type: 'auto' }, inspect: false },
+      options: { showHeader: true, cellHeight: 'sm', footer: { show: false, reducer: ['sum'], countRows: false, fields: '' } },
+    };
+  }
   if (kind === 'timeseries') {
     return {
       custom: {
@@ -180,8 +207,17 @@ function targetJson(query: Query, index: number): Json {
   };
 }
 
+/** How a dashboard's panels name their data source and render their queries. */
+interface Source<Q> {
+  readonly datasource: Json;
+  readonly target: (query: Q, index: number) => Json;
+}
+
+const PROMETHEUS_SOURCE: Source<Query> = { datasource: DATASOURCE, target: targetJson };
+const SQL_SOURCE: Source<SqlQuery> = { datasource: SQL_DATASOURCE, target: sqlTargetJson };
+
 /** The Grafana JSON model of one panel at `gridPos`. */
-function panelJson(spec: PanelSpec, id: number, gridPos: GridPos): Json {
+function panelJson<Q>(spec: PanelSpec<Q>, id: number, gridPos: GridPos, source: Source<Q>): Json {
   const defaults = fieldDefaults(spec);
   const { custom, options } = kindOptions(spec);
   if (custom !== undefined) defaults.custom = custom;
@@ -190,16 +226,16 @@ function panelJson(spec: PanelSpec, id: number, gridPos: GridPos): Json {
     type: spec.kind ?? 'timeseries',
     title: spec.title,
     description: spec.description,
-    datasource: DATASOURCE,
+    datasource: source.datasource,
     gridPos: { ...gridPos },
     fieldConfig: { defaults, overrides: [] },
     options,
-    targets: spec.queries.map(targetJson),
+    targets: spec.queries.map(source.target),
   };
 }
 
 /** Row headers and panels, laid out left to right within a row; rows stack downwards. */
-function layout(rows: readonly RowSpec[]): Json[] {
+function layout<Q>(rows: readonly RowSpec<Q>[], source: Source<Q>): Json[] {
   const panels: Json[] = [];
   let id = 1;
   let y = 0;
@@ -216,7 +252,7 @@ function layout(rows: readonly RowSpec[]): Json[] {
         x = 0;
         lineHeight = 0;
       }
-      panels.push(panelJson(panel, id++, { x, y, w, h }));
+      panels.push(panelJson(panel, id++, { x, y, w, h }, source));
       x += w;
       lineHeight = Math.max(lineHeight, h);
     }
@@ -226,7 +262,8 @@ function layout(rows: readonly RowSpec[]): Json[] {
 }
 
 /** The Grafana JSON model of one dashboard. */
-export function dashboardJson(spec: DashboardSpec): Json {
+export function dashboardJson(spec: AnyDashboardSpec): Json {
+  const sqlSpec = isSqlDashboard(spec) ? spec : undefined;
   return {
     uid: spec.uid,
     title: spec.title,
@@ -242,7 +279,7 @@ export function dashboardJson(spec: DashboardSpec): Json {
     timepicker: {},
     fiscalYearStartMonth: 0,
     liveNow: false,
-    templating: { list: dashboardVariables() },
+    templating: { list: sqlSpec ? sqlVariablesJson(sqlSpec.variables) : dashboardVariables() },
     annotations: {
       list: [
         {
@@ -258,6 +295,6 @@ export function dashboardJson(spec: DashboardSpec): Json {
     },
     // includeVars: moving to another Floodgate dashboard keeps the chosen data source, job and instance.
     links: [{ type: 'dashboards', title: 'Floodgate', tags: ['floodgate'], asDropdown: true, keepTime: true, includeVars: true }],
-    panels: layout(spec.rows),
+    panels: sqlSpec ? layout(sqlSpec.rows, SQL_SOURCE) : layout((spec as DashboardSpec).rows, PROMETHEUS_SOURCE),
   };
 }

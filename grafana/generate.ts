@@ -7,8 +7,9 @@
  */
 import { mkdir, readdir, writeFile } from 'node:fs/promises';
 import { pathToFileURL } from 'node:url';
-import { dashboardJson, type DashboardSpec } from './builder.js';
+import { dashboardJson, isSqlDashboard, type AnyDashboardSpec, type DashboardSpec, type SqlDashboardSpec } from './builder.js';
 import { withDashboardFilters } from './promql-filters.js';
+import type { SqlQuery } from './sql.js';
 import { expandAll } from './variables.js';
 
 /** One panel query with where it lives, for tests that run every query against a real Prometheus. */
@@ -24,12 +25,19 @@ export interface DashboardQuery {
 
 const SOURCES = new URL('./dashboards-src/', import.meta.url);
 
+/** One SQL query of a PostgreSQL dashboard (a panel's, or a variable's), for tests that run it against PostgreSQL. */
+export interface SqlDashboardQuery extends SqlQuery {
+  readonly dashboard: string;
+  /** The panel's title, or `$name` for a variable's query. */
+  readonly panel: string;
+}
+
 /** Imports every dashboard source file, sorted by file name so the output is stable. */
-async function loadDashboards(): Promise<DashboardSpec[]> {
+async function loadDashboards(): Promise<AnyDashboardSpec[]> {
   const files = (await readdir(SOURCES)).filter((f) => /\.[cm]?[jt]s$/.test(f) && !f.endsWith('.d.ts')).sort();
-  const specs: DashboardSpec[] = [];
+  const specs: AnyDashboardSpec[] = [];
   for (const file of files) {
-    const module = (await import(new URL(file, SOURCES).href)) as { dashboard?: DashboardSpec };
+    const module = (await import(new URL(file, SOURCES).href)) as { dashboard?: AnyDashboardSpec };
     if (!module.dashboard) throw new Error(`grafana/dashboards-src/${file} must export \`dashboard: DashboardSpec\``);
     specs.push(module.dashboard);
   }
@@ -42,8 +50,18 @@ async function loadDashboards(): Promise<DashboardSpec[]> {
 const loaded = await loadDashboards();
 
 /** Every dashboard, in the order of their source files. */
-export function dashboards(): readonly DashboardSpec[] {
+export function dashboards(): readonly AnyDashboardSpec[] {
   return loaded;
+}
+
+/** The dashboards over Prometheus. */
+export function prometheusDashboards(): readonly DashboardSpec[] {
+  return loaded.filter((d): d is DashboardSpec => !isSqlDashboard(d));
+}
+
+/** The dashboards over PostgreSQL. */
+export function sqlDashboards(): readonly SqlDashboardSpec[] {
+  return loaded.filter(isSqlDashboard);
 }
 
 /** File name → JSON text (2-space indent, trailing newline) as committed under grafana/dashboards/. */
@@ -51,9 +69,9 @@ export function renderDashboards(): Map<string, string> {
   return new Map(dashboards().map((d) => [d.file, `${JSON.stringify(dashboardJson(d), null, 2)}\n`]));
 }
 
-/** Every panel query with its dashboard and panel title, so a live test can run each one against Prometheus. */
+/** Every PromQL panel query with its dashboard and panel title, so a live test can run each one against Prometheus. */
 export function allDashboardQueries(): DashboardQuery[] {
-  return dashboards().flatMap((d) =>
+  return prometheusDashboards().flatMap((d) =>
     d.rows.flatMap((row) =>
       row.panels.flatMap((panel) =>
         panel.queries.map((query) => {
@@ -63,6 +81,14 @@ export function allDashboardQueries(): DashboardQuery[] {
       ),
     ),
   );
+}
+
+/** Every SQL query of the PostgreSQL dashboards (variables first, then panels), for a test against PostgreSQL. */
+export function allSqlQueries(): SqlDashboardQuery[] {
+  return sqlDashboards().flatMap((d) => [
+    ...d.variables.map((v) => ({ dashboard: d.title, panel: `$${v.name}`, sql: v.sql, format: 'table' as const })),
+    ...d.rows.flatMap((row) => row.panels.flatMap((panel) => panel.queries.map((query) => ({ dashboard: d.title, panel: panel.title, ...query })))),
+  ]);
 }
 
 /** Writes every dashboard to `dir` (default grafana/dashboards next to this file). */

@@ -42,23 +42,28 @@ function labelVariable(name: string, label: string, query: string, description: 
   };
 }
 
+/** The `datasource` variable: a choice among the data sources of plugin `plugin` (the default one first). */
+export function datasourceVariable(plugin: string, description: string): Json {
+  return {
+    name: 'datasource',
+    label: 'Data source',
+    description,
+    type: 'datasource',
+    query: plugin,
+    regex: '',
+    current: {},
+    options: [],
+    refresh: 1,
+    multi: false,
+    includeAll: false,
+    hide: 0,
+  };
+}
+
 /** The templating list of a dashboard: data source, job, instance. */
 export function dashboardVariables(): Json[] {
   return [
-    {
-      name: 'datasource',
-      label: 'Data source',
-      description: 'The Prometheus that scrapes Floodgate and loads its recording rules (prometheus/rules/).',
-      type: 'datasource',
-      query: 'prometheus',
-      regex: '',
-      current: {},
-      options: [],
-      refresh: 1,
-      multi: false,
-      includeAll: false,
-      hide: 0,
-    },
+    datasourceVariable('prometheus', 'The Prometheus that scrapes Floodgate and loads its recording rules (prometheus/rules/).'),
     labelVariable(
       'job',
       'Job',

@@ -134,7 +134,6 @@ export function createBreaker(options: BreakerOptions): Breaker {
   const { name, timeoutMs } = options;
   const log = options.logger.child({ scope: 'breaker', breaker: name });
   const metrics = breakerMetrics(options.registry);
-  let circuit: CircuitBreaker<[(signal: AbortSignal) => Promise<unknown>], unknown>;
 
   async function run(call: (signal: AbortSignal) => Promise<unknown>): Promise<unknown> {
     if (timeoutMs <= 0) return call(NEVER_ABORTED);
@@ -155,7 +154,7 @@ export function createBreaker(options: BreakerOptions): Breaker {
     }
   }
 
-  circuit = new CircuitBreaker(run, {
+  const circuit: CircuitBreaker<[(signal: AbortSignal) => Promise<unknown>], unknown> = new CircuitBreaker(run, {
     name,
     timeout: false,
     resetTimeout: options.resetTimeoutMs,

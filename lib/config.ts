@@ -118,6 +118,18 @@ export const CONFIG_VARIABLES = {
     defaultValue: 'info',
     parse: oneOf('fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'),
   },
+  queue: {
+    name: 'QUEUE',
+    doc: 'Where accepted requests wait for the flush worker: `redis` (a Redis stream) or `postgres` (the `event_queue` table; no Redis at all, for small deployments: see docs/scaling.md).',
+    defaultValue: 'redis',
+    parse: oneOf('redis', 'postgres'),
+  },
+  queuePostgresTable: {
+    name: 'QUEUE_POSTGRES_TABLE',
+    doc: 'With `QUEUE=postgres`: `logged` (an acknowledged event survives a Postgres crash) or `unlogged` (cheaper inserts, but a crash empties the queue: acknowledged events not yet flushed are lost). The worker sets the table to match at start.',
+    defaultValue: 'logged',
+    parse: oneOf('logged', 'unlogged'),
+  },
   streamKey: { name: 'STREAM_KEY', doc: 'Redis stream holding accepted requests.', defaultValue: 'floodgate:events', parse: redisKey },
   deadLetterStreamKey: {
     name: 'DEAD_LETTER_STREAM_KEY',
@@ -308,6 +320,54 @@ export const CONFIG_VARIABLES = {
     doc: 'Default bucket size: requests a key may send at once after being idle; 0 means one second\'s worth of its rate.',
     defaultValue: '0',
     parse: integer(0, 10_000_000),
+  },
+  liveEnabled: {
+    name: 'LIVE_ENABLED',
+    doc: '`false` turns the live view off: the API has no `GET /v1/events/live` and no subscription, and the worker publishes nothing (not even the per-batch check for listeners).',
+    defaultValue: 'true',
+    parse: boolean,
+  },
+  liveMaxConnections: {
+    name: 'LIVE_MAX_CONNECTIONS',
+    doc: 'Live connections (SSE and WebSocket) one API process holds; past it new ones get 503 `overloaded`.',
+    defaultValue: '10000',
+    parse: integer(1, 1_000_000),
+  },
+  liveMaxBufferBytes: {
+    name: 'LIVE_MAX_BUFFER_BYTES',
+    doc: 'Bytes a live connection may have waiting for its client before it is closed as a slow consumer (the SSE `close` event or WebSocket code 1008): the bound on what one connection costs the API\'s memory.',
+    defaultValue: String(256 * KIB),
+    parse: integer(4 * KIB, 64 * MIB),
+  },
+  liveResumeWindowMs: {
+    name: 'LIVE_RESUME_WINDOW_MS',
+    doc: 'How long published events stay in a tenant\'s resume log in Redis, so a reconnecting client resumes after its `Last-Event-ID` (a busy tenant\'s log is also capped at 512 batches).',
+    defaultValue: '60000',
+    parse: integer(1000, 3_600_000),
+  },
+  queryPoolSize: {
+    name: 'QUERY_POOL_SIZE',
+    doc: 'PostgreSQL connections per API process for the query API (`GET /v1/stats`, `GET /v1/events`), apart from the ingest path\'s, so slow reads never take the connections critical writes and key lookups need.',
+    defaultValue: '4',
+    parse: integer(1, 1000),
+  },
+  queryTimeoutMs: {
+    name: 'QUERY_TIMEOUT_MS',
+    doc: 'Longest a query of the query API may run; past it Postgres cancels it and the client gets 503 `query_timeout`.',
+    defaultValue: '10000',
+    parse: integer(10, 600_000),
+  },
+  statsMaxBuckets: {
+    name: 'STATS_MAX_BUCKETS',
+    doc: 'Most buckets (`window` / `step`) one `GET /v1/stats` answer may hold; more gets 400 `too_many_buckets`. The default holds a day at one-minute steps.',
+    defaultValue: '1500',
+    parse: integer(1, 1_000_000),
+  },
+  statsMaxPoints: {
+    name: 'STATS_MAX_POINTS',
+    doc: 'Most points (buckets × groups) one `GET /v1/stats` answer may hold; more gets 422 `too_many_points`.',
+    defaultValue: '10000',
+    parse: integer(1, 10_000_000),
   },
 } as const satisfies Record<string, ConfigVariable<unknown>>;
 

@@ -1,24 +1,59 @@
+import { createHash } from 'node:crypto';
 import { readdir, readFile } from 'node:fs/promises';
+import { join, relative } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import pg from 'pg';
 import { SQLSTATE } from './errors.js';
-import type { Pool } from './db.js';
+import type { Pool, PoolClient } from './db.js';
 
 export const MIGRATIONS_DIR = fileURLToPath(new URL('../db/migrations/', import.meta.url));
 // pg_advisory_lock key shared by every starter, so two `floodgate migrate` at once run one after the other.
 const MIGRATION_LOCK_KEY = 7_261_001;
 
+// The package root (the checkout, or dist/ when compiled), for naming migration files in messages.
+const PACKAGE_DIR = fileURLToPath(new URL('../', import.meta.url));
+
 export interface Migration {
   readonly version: number;
   readonly name: string;
   readonly sql: string;
+  /** sha256 of the file with line endings normalised, recorded when applied; see migrationChecksum(). */
+  readonly checksum: string;
+  /** The file, for messages: relative to the package when it lies inside it. */
+  readonly path: string;
+}
+
+/** Thrown when an applied migration's file no longer matches what was applied: nothing is migrated then. */
+export class EditedMigrationError extends Error {
+  override readonly name = 'EditedMigrationError';
+  constructor(readonly files: readonly string[]) {
+    super(
+      `${files.length === 1 ? `migration ${files[0]} was` : `migrations ${files.join(', ')} were`} edited after being applied ` +
+        '(its checksum differs from the one recorded in schema_migrations). An applied migration must never change: ' +
+        'restore the file as it was (e.g. git checkout it) and put the change in a new numbered migration.',
+    );
+  }
+}
+
+/**
+ * The checksum recorded for a migration: sha256 (hex) of its text with CRLF line endings turned into LF, so the
+ * same file checked out on Windows is not taken for an edited one.
+ */
+export function migrationChecksum(sql: string): string {
+  return createHash('sha256').update(sql.replace(/\r\n/g, '\n')).digest('hex');
 }
 
 /** The numbered `NNN_name.sql` files of a directory, in order. */
 export async function readMigrations(dir: string = MIGRATIONS_DIR): Promise<Migration[]> {
   const files = (await readdir(dir)).filter((f) => /^\d+_[\w-]+\.sql$/.test(f)).sort();
   return Promise.all(
-    files.map(async (file) => ({ version: Number.parseInt(file, 10), name: file, sql: await readFile(`${dir}/${file}`, 'utf8') })),
+    files.map(async (file) => {
+      const full = join(dir, file);
+      const sql = await readFile(full, 'utf8');
+      const inPackage = relative(PACKAGE_DIR, full);
+      const path = inPackage.startsWith('..') ? full : inPackage;
+      return { version: Number.parseInt(file, 10), name: file, sql, checksum: migrationChecksum(sql), path };
+    }),
   );
 }
 
@@ -51,24 +86,56 @@ export async function ensureDatabase(databaseUrl: string): Promise<boolean> {
   return true;
 }
 
-/** Applies the migrations not yet recorded, each in its own transaction, under an advisory lock. */
+/**
+ * The bookkeeping table, created or brought up to date here rather than by a numbered migration (it must exist
+ * before any of them runs). `checksum` came after the first databases: added when missing, and filled in below
+ * for migrations applied before it existed.
+ */
+const BOOTSTRAP = [
+  'CREATE TABLE IF NOT EXISTS schema_migrations (version int PRIMARY KEY, name text NOT NULL, applied_at timestamptz NOT NULL DEFAULT now(), checksum text)',
+  'ALTER TABLE schema_migrations ADD COLUMN IF NOT EXISTS checksum text',
+];
+
+/**
+ * Checks applied migrations against their files: throws EditedMigrationError naming every edited file; records
+ * the checksum of those applied before checksums were kept. A recorded version with no file (a newer database
+ * than this build) is left alone.
+ */
+async function verifyApplied(client: PoolClient, all: readonly Migration[]): Promise<Set<number>> {
+  const { rows } = await client.query<{ version: number; checksum: string | null }>('SELECT version, checksum FROM schema_migrations ORDER BY version');
+  const files = new Map(all.map((m) => [m.version, m]));
+  const edited: string[] = [];
+  for (const row of rows) {
+    const file = files.get(row.version);
+    if (!file) continue;
+    if (row.checksum === null) {
+      await client.query('UPDATE schema_migrations SET checksum = $2 WHERE version = $1 AND checksum IS NULL', [row.version, file.checksum]);
+    } else if (row.checksum !== file.checksum) {
+      edited.push(file.path);
+    }
+  }
+  if (edited.length > 0) throw new EditedMigrationError(edited);
+  return new Set(rows.map((r) => r.version));
+}
+
+/**
+ * Applies the migrations not yet recorded, each in its own transaction, under an advisory lock. First checks that
+ * no applied migration was edited since (EditedMigrationError, and nothing is applied).
+ */
 export async function migrate(pool: Pool, migrations?: readonly Migration[]): Promise<number[]> {
   const all = migrations ?? (await readMigrations());
   const client = await pool.connect();
   const applied: number[] = [];
   try {
     await client.query('SELECT pg_advisory_lock($1)', [MIGRATION_LOCK_KEY]);
-    await client.query(
-      'CREATE TABLE IF NOT EXISTS schema_migrations (version int PRIMARY KEY, name text NOT NULL, applied_at timestamptz NOT NULL DEFAULT now())',
-    );
-    const { rows } = await client.query<{ version: number }>('SELECT version FROM schema_migrations');
-    const done = new Set(rows.map((r) => r.version));
+    for (const statement of BOOTSTRAP) await client.query(statement);
+    const done = await verifyApplied(client, all);
     for (const m of all) {
       if (done.has(m.version)) continue;
       await client.query('BEGIN');
       try {
         await client.query(m.sql);
-        await client.query('INSERT INTO schema_migrations (version, name) VALUES ($1, $2)', [m.version, m.name]);
+        await client.query('INSERT INTO schema_migrations (version, name, checksum) VALUES ($1, $2, $3)', [m.version, m.name, m.checksum]);
         await client.query('COMMIT');
         applied.push(m.version);
       } catch (err) {

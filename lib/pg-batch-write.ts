@@ -12,6 +12,8 @@ export interface WriteResult {
   readonly inserted: number;
   /** Events not inserted because their id or (tenant, idempotency key) was already stored. */
   readonly duplicates: number;
+  /** Start (epoch ms) of the newest minute, not in the future, to which this write added events; null if none. */
+  readonly newestMinute?: number | null;
 }
 
 /** Name of the per-connection temporary staging table. */
@@ -27,29 +29,102 @@ export const CREATE_STAGING = `CREATE TEMP TABLE IF NOT EXISTS ${STAGING} (
 const OCCURRED_AT = 'to_timestamp(occurred_ms::float8 / 1000)';
 const RECEIVED_AT = 'to_timestamp(received_ms::float8 / 1000)';
 
-// One statement decides what is new. The first idempotency key of a (tenant, key) claims it in
-// idempotency_keys (ORDER BY id: the earliest UUIDv7 wins within a batch); an event is inserted when it has no
-// key or its key was claimed just now by this very event. ON CONFLICT on the events primary key (occurred_at,
-// id) turns a redelivered stream entry into a no-op.
-export const MERGE_STAGING = `
-WITH claimed AS (
+// The common table expressions that decide what is new. The first idempotency key of a (tenant, key) claims it in
+// idempotency_keys (the earliest UUIDv7 wins within a batch); an event is inserted when it has no key or its
+// key is claimed by this very event: just now, or before the write by the Postgres queue's enqueue
+// (QUEUE=postgres claims keys when it answers; lib/pg-queue.ts). ON CONFLICT on the events primary key turns a
+// redelivered entry into a no-op, also for an event whose own claim is older. `inserted` returns what was
+// stored, and only that: the rollups count it.
+// Both inserts run in key order (ORDER BY also makes the claims complete before the first event is inserted), so
+// two transactions writing the same rows lock them in the same order and cannot deadlock on each other.
+export const INSERT_EVENTS_CTES = `
+claimed AS (
   INSERT INTO idempotency_keys (tenant, key, event_id, created_at)
   SELECT tenant, idempotency_key, id, ${RECEIVED_AT}
   FROM ${STAGING}
   WHERE idempotency_key IS NOT NULL
-  ORDER BY id
+  ORDER BY tenant, idempotency_key, id
   ON CONFLICT (tenant, key) DO NOTHING
   RETURNING event_id
-)
-INSERT INTO events (${EVENT_COLUMNS})
-SELECT id, tenant, type, ${OCCURRED_AT}, ${RECEIVED_AT}, source, idempotency_key, priority, value, data
-FROM ${STAGING} s
-WHERE s.idempotency_key IS NULL OR s.id IN (SELECT event_id FROM claimed)
-ON CONFLICT DO NOTHING`;
+),
+inserted AS (
+  INSERT INTO events (${EVENT_COLUMNS})
+  SELECT id, tenant, type, ${OCCURRED_AT}, ${RECEIVED_AT}, source, idempotency_key, priority, value, data
+  FROM ${STAGING} s
+  WHERE s.idempotency_key IS NULL OR s.id IN (SELECT event_id FROM claimed)
+     OR EXISTS (SELECT 1 FROM idempotency_keys k WHERE k.tenant = s.tenant AND k.key = s.idempotency_key AND k.event_id = s.id)
+  ORDER BY id, ${OCCURRED_AT}
+  ON CONFLICT DO NOTHING
+  RETURNING tenant, type, occurred_at, value
+)`;
+
+const ROLLUP_SET = `event_count = r.event_count + EXCLUDED.event_count,
+    value_count = r.value_count + EXCLUDED.value_count,
+    value_sum = r.value_sum + EXCLUDED.value_sum,
+    value_min = LEAST(r.value_min, EXCLUDED.value_min),
+    value_max = GREATEST(r.value_max, EXCLUDED.value_max)`;
+
+/** The rollup tables (db/migrations/006_rollups.sql) and the bucket width of each. */
+export const ROLLUP_LEVELS = [
+  { table: 'rollup_minute', width: '1 minute' },
+  { table: 'rollup_hour', width: '1 hour' },
+  { table: 'rollup_day', width: '1 day' },
+] as const;
+
+/** What rollupCtes groups by besides (tenant, bucket), and the tables it writes (`<prefix>_minute`, …). */
+export interface RollupShape {
+  readonly dimensions: readonly string[];
+  readonly tablePrefix: string;
+  /** How many levels, from the minute up (3: minute, hour and day). */
+  readonly levels: number;
+}
+
+const PRODUCT_SHAPE: RollupShape = { dimensions: ['type'], tablePrefix: 'rollup', levels: ROLLUP_LEVELS.length };
+
+/**
+ * The common table expressions that add the rows of a CTE named `inserted` to the rollups: each level
+ * aggregates the level below (minute from `inserted`), then is added onto the stored rows in primary-key order,
+ * so concurrent writers touching the same buckets queue on them instead of deadlocking, and read-committed
+ * upserts re-read the latest committed row, so no increment is lost. The last CTE is `<prefix>_minute_delta`.
+ */
+export function rollupCtes(shape: RollupShape = PRODUCT_SHAPE): string {
+  const dims = shape.dimensions.join(', ');
+  const groupBy = shape.dimensions.map((_, i) => i + 3).join(', ');
+  const levels = ROLLUP_LEVELS.slice(0, shape.levels).map(({ table, width }) => ({ table: table.replace(/^rollup/, shape.tablePrefix), width }));
+  const parts: string[] = [];
+  levels.forEach(({ table, width }, i) => {
+    const from = i === 0 ? 'inserted' : `${levels[i - 1]!.table}_delta`;
+    const aggregates =
+      i === 0
+        ? `count(*) AS event_count, count(value) AS value_count, coalesce(sum(value), 0) AS value_sum, min(value) AS value_min, max(value) AS value_max`
+        : `sum(event_count)::bigint AS event_count, sum(value_count)::bigint AS value_count, sum(value_sum) AS value_sum, min(value_min) AS value_min, max(value_max) AS value_max`;
+    parts.push(`${table}_delta AS (
+  SELECT tenant, date_bin('${width}', ${i === 0 ? 'occurred_at' : 'bucket'}, 'epoch') AS bucket, ${dims}, ${aggregates}
+  FROM ${from} GROUP BY 1, 2, ${groupBy}
+)`);
+  });
+  for (const { table } of levels) {
+    parts.push(`${table}_upsert AS (
+  INSERT INTO ${table} AS r (tenant, bucket, ${dims}, event_count, value_count, value_sum, value_min, value_max)
+  SELECT * FROM ${table}_delta ORDER BY tenant, bucket, ${dims}
+  ON CONFLICT (tenant, bucket, ${dims}) DO UPDATE SET
+    ${ROLLUP_SET}
+)`);
+  }
+  return parts.join(',\n');
+}
+
+// One statement stores the new events and adds exactly them to the rollups, in the transaction of the write.
+export const MERGE_STAGING = `WITH ${INSERT_EVENTS_CTES},
+${rollupCtes()}
+SELECT coalesce(sum(event_count), 0)::int AS inserted,
+       (extract(epoch FROM max(bucket) FILTER (WHERE bucket <= now())) * 1000)::float8 AS newest_minute
+FROM rollup_minute_delta`;
 
 const COPY_CHUNK_CHARS = 256 * 1024;
 
-async function copyIntoStaging(client: PoolClient, entries: readonly StreamEntry[]): Promise<void> {
+/** COPYs the rows of `entries` into the staging table (created by CREATE_STAGING in the same transaction). */
+export async function copyIntoStaging(client: PoolClient, entries: readonly StreamEntry[]): Promise<void> {
   // Entries are already COPY text; grouping them into ~256 KiB chunks keeps the number of writes small.
   const chunks: string[] = [];
   let chunk = '';
@@ -74,31 +149,28 @@ export interface WriteOptions {
   readonly statementTimeoutMs?: number;
   /** An aborted signal stops the write before its next statement and throws the abort reason. */
   readonly signal?: AbortSignal;
+  /** Another merge statement returning one row with `inserted` (bench/rollup-cost.ts compares variants). */
+  readonly merge?: string;
 }
 
 /**
  * Stores the events of `entries` in one transaction: COPY into a temporary staging table, then one
- * INSERT … ON CONFLICT DO NOTHING that keeps each event and each (tenant, idempotency key) once.
+ * INSERT … ON CONFLICT DO NOTHING that keeps each event and each (tenant, idempotency key) once and adds the
+ * events it stored to the minute, hour and day rollups.
  */
 export async function writeEntries(pool: Pool, entries: readonly StreamEntry[], options: WriteOptions = {}): Promise<WriteResult> {
   const events = entries.reduce((n, e) => n + e.count, 0);
-  if (events === 0) return { inserted: 0, duplicates: 0 };
-  const { signal, statementTimeoutMs } = options;
+  if (events === 0) return { inserted: 0, duplicates: 0, newestMinute: null };
+  const { signal } = options;
   signal?.throwIfAborted();
   const client = await pool.connect();
   let broken = false;
   try {
     signal?.throwIfAborted();
     await client.query('BEGIN');
-    // SET LOCAL takes no bind parameters; the value is an integer from our own configuration.
-    if (statementTimeoutMs) await client.query(`SET LOCAL statement_timeout = ${Math.max(1, Math.floor(statementTimeoutMs))}`);
-    await client.query(CREATE_STAGING);
-    await copyIntoStaging(client, entries);
-    signal?.throwIfAborted();
-    const result = await client.query(MERGE_STAGING);
+    const result = await writeEntriesInTransaction(client, entries, options);
     await client.query('COMMIT');
-    const inserted = result.rowCount ?? 0;
-    return { inserted, duplicates: events - inserted };
+    return result;
   } catch (err) {
     // A failed COPY can leave the connection mid-protocol; do not hand it back to the pool.
     broken = true;
@@ -107,6 +179,24 @@ export async function writeEntries(pool: Pool, entries: readonly StreamEntry[], 
   } finally {
     client.release(broken);
   }
+}
+
+/**
+ * The write of `writeEntries` inside a transaction the caller opened and commits, so that other statements (the
+ * Postgres queue's delete of the rows it claimed) commit or roll back with it, rollups included.
+ */
+export async function writeEntriesInTransaction(client: PoolClient, entries: readonly StreamEntry[], options: WriteOptions = {}): Promise<WriteResult> {
+  const events = entries.reduce((n, e) => n + e.count, 0);
+  if (events === 0) return { inserted: 0, duplicates: 0, newestMinute: null };
+  const { signal, statementTimeoutMs } = options;
+  // SET LOCAL takes no bind parameters; the value is an integer from our own configuration.
+  if (statementTimeoutMs) await client.query(`SET LOCAL statement_timeout = ${Math.max(1, Math.floor(statementTimeoutMs))}`);
+  await client.query(CREATE_STAGING);
+  await copyIntoStaging(client, entries);
+  signal?.throwIfAborted();
+  const result = await client.query<{ inserted: number; newest_minute?: number | null }>(options.merge ?? MERGE_STAGING);
+  const inserted = result.rows[0]?.inserted ?? 0;
+  return { inserted, duplicates: events - inserted, newestMinute: result.rows[0]?.newest_minute ?? null };
 }
 
 // 57014 query_canceled: our statement_timeout fired (a stalled database) or an operator cancelled the query;

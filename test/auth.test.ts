@@ -9,7 +9,7 @@ import { createApiKey, findApiKey } from '../lib/api-keys.js';
 import { createPool } from '../lib/db.js';
 import { migrate, readMigrations } from '../lib/migrate.js';
 import { decodeEntry } from '../lib/stream-entry.js';
-import { countEvents, createTestEnv, eventually, json, startPrivateRedis, startTestApi, TEST_PG_ADMIN_URL, type PrivateRedis, type TestApi, type TestEnv } from './support.js';
+import { countEvents, createTestEnv, json, startPrivateRedis, startTestApi, TEST_PG_ADMIN_URL, type PrivateRedis, type TestApi, type TestEnv } from './support.js';
 
 /** The value of the series of `name` carrying `label` (e.g. `result="valid"`) in an exposition; 0 when absent. */
 function counter(exposition: string, name: string, label: string): number {
@@ -17,43 +17,103 @@ function counter(exposition: string, name: string, label: string): number {
   return line ? Number(line.split(' ').at(-1)) : 0;
 }
 
+/** A TestEnv and a live API for the enclosing describe, made from `vars` before its tests and removed after them. */
+function liveApi(vars: Record<string, string> = {}): { env: TestEnv; api: TestApi } {
+  const live = {} as { env: TestEnv; api: TestApi };
+  before(async () => {
+    live.env = await createTestEnv(vars);
+    live.api = await startTestApi(live.env);
+  });
+  after(async () => {
+    await live.api?.close();
+    await live.env?.cleanup();
+  });
+  return live;
+}
+
 const post = (url: string, headers: Record<string, string>, body = '{"type":"a"}') =>
   fetch(`${url}/v1/events`, { method: 'POST', headers: { 'content-type': 'application/json', ...headers }, body });
 
-describe('key scopes', () => {
-  let env: TestEnv;
-  let api: TestApi;
-  before(async () => {
-    env = await createTestEnv();
-    api = await startTestApi(env);
-  });
-  after(async () => {
-    await api?.close();
-    await env?.cleanup();
+describe('on a server with the default settings', () => {
+  const live = liveApi();
+
+  describe('key scopes', () => {
+
+    const ingest = (key: string) => post(live.api.url, { 'x-api-key': key });
+    const load = (key: string) => fetch(`${live.api.url}/v1/admin/load`, { headers: { authorization: `Bearer ${key}` } });
+
+    it('answers 403 forbidden to a key without the ingest scope on POST /v1/events', async () => {
+      const { env } = live;
+      const { key } = await createApiKey(env.pool, { tenant: 'acme', scopes: ['read'] });
+      const queued = await env.redis.xlen(env.config.streamKey);
+      const res = await ingest(key);
+      assert.equal(res.status, 403);
+      const body = await json(res);
+      assert.equal(body.error, 'forbidden');
+      assert.match(body.message, /"ingest" scope/);
+      assert.equal(await env.redis.xlen(env.config.streamKey), queued, 'nothing was queued');
+    });
+
+    it('answers 403 forbidden on /v1/admin/* to a key without the admin scope, 200 to one with it', async () => {
+      const { env, api } = live;
+      const ingestOnly = await load(api.key);
+      assert.equal(ingestOnly.status, 403);
+      assert.equal((await json(ingestOnly)).error, 'forbidden');
+      const { key: adminOnly } = await createApiKey(env.pool, { tenant: 'ops', scopes: ['admin'] });
+      assert.equal((await load(adminOnly)).status, 200);
+      const cannotIngest = await ingest(adminOnly);
+      assert.equal(cannotIngest.status, 403, 'the admin scope alone does not ingest');
+      await cannotIngest.arrayBuffer();
+    });
   });
 
-  const ingest = (key: string) => post(api.url, { 'x-api-key': key });
-  const load = (key: string) => fetch(`${api.url}/v1/admin/load`, { headers: { authorization: `Bearer ${key}` } });
+  describe('the priority ceiling', () => {
 
-  it('answers 403 forbidden to a key without the ingest scope on POST /v1/events', async () => {
-    const { key } = await createApiKey(env.pool, { tenant: 'acme', scopes: ['read'] });
-    const res = await ingest(key);
-    assert.equal(res.status, 403);
-    const body = await json(res);
-    assert.equal(body.error, 'forbidden');
-    assert.match(body.message, /"ingest" scope/);
-    assert.equal(await env.redis.xlen(env.config.streamKey), 0, 'nothing was queued');
+    it('answers 403 priority_not_allowed to a class above the key\'s ceiling, and admits its own classes', async () => {
+      const { env, api } = live;
+      const { key } = await createApiKey(env.pool, { tenant: 'capped', maxPriority: 'low' });
+      const queued = await env.redis.xlen(env.config.streamKey);
+      for (const claimed of ['critical', 'normal']) {
+        const res = await post(api.url, { authorization: `Bearer ${key}`, 'x-priority': claimed });
+        assert.equal(res.status, 403, claimed);
+        const body = await json(res);
+        assert.equal(body.error, 'priority_not_allowed');
+        assert.match(body.message, /low/);
+      }
+      assert.equal(await env.redis.xlen(env.config.streamKey), queued, 'nothing was queued');
+      for (const headers of [{ 'x-priority': 'low' }, {}] as Record<string, string>[]) {
+        const res = await post(api.url, { authorization: `Bearer ${key}`, ...headers });
+        assert.equal(res.status, 202, JSON.stringify(headers));
+        await res.arrayBuffer();
+      }
+    });
   });
 
-  it('answers 403 forbidden on /v1/admin/* to a key without the admin scope, 200 to one with it', async () => {
-    const ingestOnly = await load(api.key);
-    assert.equal(ingestOnly.status, 403);
-    assert.equal((await json(ingestOnly)).error, 'forbidden');
-    const { key: adminOnly } = await createApiKey(env.pool, { tenant: 'ops', scopes: ['admin'] });
-    assert.equal((await load(adminOnly)).status, 200);
-    const cannotIngest = await ingest(adminOnly);
-    assert.equal(cannotIngest.status, 403, 'the admin scope alone does not ingest');
-    await cannotIngest.arrayBuffer();
+  describe('ambiguous credentials', () => {
+
+    it('answers 400 ambiguous_credentials when Authorization and X-Api-Key name different keys', async () => {
+      const { env, api } = live;
+      const { key: other } = await createApiKey(env.pool, { tenant: 'other' });
+      const queued = await env.redis.xlen(env.config.streamKey);
+      for (const [authorization, apiKey] of [
+        [`Bearer ${api.key}`, other],
+        [`Bearer ${api.key}`, 'fgk_unknown'],
+        [`Basic ${Buffer.from('a:b').toString('base64')}`, api.key],
+      ]) {
+        const res = await post(api.url, { authorization: authorization!, 'x-api-key': apiKey! });
+        assert.equal(res.status, 400, `${authorization} + ${apiKey}`);
+        assert.equal((await json(res)).error, 'ambiguous_credentials');
+      }
+      assert.equal(await env.redis.xlen(env.config.streamKey), queued, 'nothing was queued');
+      for (const [authorization, apiKey] of [
+        [`Bearer ${api.key}`, api.key],
+        [`Bearer ${api.key}`, ''],
+      ]) {
+        const res = await post(api.url, { authorization: authorization!, 'x-api-key': apiKey! });
+        assert.equal(res.status, 202, `the same key twice, or an empty header, is not ambiguous: "${apiKey}"`);
+        await res.arrayBuffer();
+      }
+    });
   });
 });
 
@@ -78,36 +138,6 @@ describe('migration 004: scopes of the keys made before it', () => {
       await pool.end();
       await admin.query(`DROP DATABASE IF EXISTS ${name} WITH (FORCE)`);
       await admin.end();
-    }
-  });
-});
-
-describe('the priority ceiling', () => {
-  let env: TestEnv;
-  let api: TestApi;
-  before(async () => {
-    env = await createTestEnv();
-    api = await startTestApi(env);
-  });
-  after(async () => {
-    await api?.close();
-    await env?.cleanup();
-  });
-
-  it('answers 403 priority_not_allowed to a class above the key\'s ceiling, and admits its own classes', async () => {
-    const { key } = await createApiKey(env.pool, { tenant: 'capped', maxPriority: 'low' });
-    for (const claimed of ['critical', 'normal']) {
-      const res = await post(api.url, { authorization: `Bearer ${key}`, 'x-priority': claimed });
-      assert.equal(res.status, 403, claimed);
-      const body = await json(res);
-      assert.equal(body.error, 'priority_not_allowed');
-      assert.match(body.message, /low/);
-    }
-    assert.equal(await env.redis.xlen(env.config.streamKey), 0, 'nothing was queued');
-    for (const headers of [{ 'x-priority': 'low' }, {}] as Record<string, string>[]) {
-      const res = await post(api.url, { authorization: `Bearer ${key}`, ...headers });
-      assert.equal(res.status, 202, JSON.stringify(headers));
-      await res.arrayBuffer();
     }
   });
 });
@@ -146,49 +176,11 @@ describe('the priority ceiling while Redis is down (critical events would go str
   });
 });
 
-describe('ambiguous credentials', () => {
-  let env: TestEnv;
-  let api: TestApi;
-  before(async () => {
-    env = await createTestEnv();
-    api = await startTestApi(env);
-  });
-  after(async () => {
-    await api?.close();
-    await env?.cleanup();
-  });
-
-  it('answers 400 ambiguous_credentials when Authorization and X-Api-Key name different keys', async () => {
-    const { key: other } = await createApiKey(env.pool, { tenant: 'other' });
-    for (const [authorization, apiKey] of [
-      [`Bearer ${api.key}`, other],
-      [`Bearer ${api.key}`, 'fgk_unknown'],
-      [`Basic ${Buffer.from('a:b').toString('base64')}`, api.key],
-    ]) {
-      const res = await post(api.url, { authorization: authorization!, 'x-api-key': apiKey! });
-      assert.equal(res.status, 400, `${authorization} + ${apiKey}`);
-      assert.equal((await json(res)).error, 'ambiguous_credentials');
-    }
-    assert.equal(await env.redis.xlen(env.config.streamKey), 0);
-    const same = await post(api.url, { authorization: `Bearer ${api.key}`, 'x-api-key': api.key });
-    assert.equal(same.status, 202, 'the same key twice is not ambiguous');
-    await same.arrayBuffer();
-  });
-});
-
 describe('unauthenticated traffic', () => {
-  let env: TestEnv;
-  let api: TestApi;
-  before(async () => {
-    env = await createTestEnv({ AUTH_CACHE_TTL_MS: '3600000', AUTH_FAILURE_BURST: '5', AUTH_FAILURE_RATE_PER_MINUTE: '1', MAX_BODY_BYTES: '65536' });
-    api = await startTestApi(env);
-  });
-  after(async () => {
-    await api?.close();
-    await env?.cleanup();
-  });
+  const live = liveApi({ AUTH_CACHE_TTL_MS: '3600000', AUTH_FAILURE_BURST: '5', AUTH_FAILURE_RATE_PER_MINUTE: '1', MAX_BODY_BYTES: '65536' });
 
   it('refuses an address past its budget of failed authentications with 429 and no database lookup; cached valid keys still work', async () => {
+    const { env, api } = live;
     const { key: uncached } = await createApiKey(env.pool, { tenant: 'late' });
     const warm = await api.post({ type: 'warm' });
     assert.equal(warm.status, 202);
@@ -215,6 +207,7 @@ describe('unauthenticated traffic', () => {
   });
 
   it('closes the connection after a 401 on a request with a body instead of reading the rest of it', async () => {
+    const { api } = live;
     for (const framing of ['Content-Length: 268435456', 'Transfer-Encoding: chunked']) {
       const socket = connect(Number(new URL(api.url).port), '127.0.0.1');
       await once(socket, 'connect');
@@ -245,19 +238,11 @@ describe('unauthenticated traffic', () => {
 });
 
 describe('the cache of verified keys under a flood of unknown ones', () => {
-  let env: TestEnv;
-  let api: TestApi;
-  before(async () => {
-    // No per-address budget here: the flood has to reach the cache; no shedding either, it would refuse the last request.
-    env = await createTestEnv({ AUTH_CACHE_TTL_MS: '3600000', AUTH_FAILURE_BURST: '0', SHED_MODE: 'off' });
-    api = await startTestApi(env);
-  });
-  after(async () => {
-    await api?.close();
-    await env?.cleanup();
-  });
+  // No per-address budget here: the flood has to reach the cache; no shedding either, it would refuse the last request.
+  const live = liveApi({ AUTH_CACHE_TTL_MS: '3600000', AUTH_FAILURE_BURST: '0', SHED_MODE: 'off' });
 
   it('keeps a verified key cached through 10,500 unknown ones', async () => {
+    const { env, api } = live;
     const warm = await api.post({ type: 'warm' });
     assert.equal(warm.status, 202);
     await warm.arrayBuffer();

@@ -1,8 +1,8 @@
 import assert from 'node:assert/strict';
 import { execFile, spawn, type ChildProcess } from 'node:child_process';
 import { randomUUID } from 'node:crypto';
+import { readFile } from 'node:fs/promises';
 import { connect } from 'node:net';
-import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
 import { after, before, describe, it } from 'node:test';
 import pg from 'pg';
@@ -21,7 +21,11 @@ async function descendants(pid: number): Promise<number[]> {
     .map((l) => l.trim().split(/\s+/).map(Number) as [number, number]);
   const out: number[] = [];
   const walk = (p: number) => {
-    for (const [child, parent] of pairs) if (parent === p) (out.push(child), walk(child));
+    for (const [child, parent] of pairs) {
+      if (parent !== p) continue;
+      out.push(child);
+      walk(child);
+    }
   };
   walk(pid);
   return out;
@@ -115,6 +119,49 @@ describe('floodgate CLI', () => {
     }
   });
 
+  it('--version prints the version from package.json and exits 0, without reading config', async () => {
+    const { version } = JSON.parse(await readFile(new URL('../package.json', import.meta.url), 'utf8')) as { version: string };
+    const result = await run(['--version'], { PORT: 'abc' });
+    assert.equal(result.code, 0, result.stderr);
+    assert.equal(result.stdout, `${version}\n`);
+  });
+
+  it('<command> --help prints that command\'s usage and exits 0 for every command, without reading config or connecting', async () => {
+    const brokenConfig = { PORT: 'abc', DATABASE_URL: 'postgres://nobody@127.0.0.1:1/none' };
+    const expected: [string[], RegExp[]][] = [
+      [['start', '--help'], [/^usage: floodgate start\n/, /private PostgreSQL and Redis/]],
+      [['api', '--help'], [/^usage: floodgate api\n/, /API_PROCESSES/]],
+      [['worker', '--help'], [/^usage: floodgate worker\n/, /WORKER_METRICS_PORT/]],
+      [['migrate', '-h'], [/^usage: floodgate migrate\n/, /advisory lock/]],
+      [['keys', '--help'], [/^usage: floodgate keys create\|list\|revoke/, /keys revoke <id\|prefix>/]],
+      [['keys', 'create', '--help'], [/^usage: floodgate keys create --tenant NAME/, /--rate-limit PER_SECOND/, /--burst N/, /--admin/, /--priority CLASS/]],
+      [['keys', 'create', '--tenant', 'acme', '--help'], [/^usage: floodgate keys create --tenant NAME/]],
+      [['keys', 'list', '--help'], [/^usage: floodgate keys list\n/]],
+      [['keys', 'revoke', '--help'], [/^usage: floodgate keys revoke <id\|prefix>/]],
+      [['loadtest', '--help'], [/^usage: floodgate loadtest <scenario>/, /^ {2}overload {3}/m, /--retry-share F/, /--no-integrity/]],
+      [['loadtest', 'smoke', '--help'], [/^usage: floodgate loadtest <scenario>/]],
+      [['loadtest', 'compare', '--help'], [/^usage: floodgate loadtest compare A\.json B\.json/, /--threshold/]],
+    ];
+    for (const [args, patterns] of expected) {
+      const result = await run(args, brokenConfig);
+      assert.equal(result.code, 0, `floodgate ${args.join(' ')}: ${result.stderr}`);
+      assert.equal(result.stderr, '', `floodgate ${args.join(' ')}`);
+      for (const pattern of patterns) assert.match(result.stdout, pattern, `floodgate ${args.join(' ')}`);
+      assert.match(result.stdout, /Exit status: 0 done, 1 failure or invalid configuration, 2 wrong usage\./);
+    }
+    const viaHelp = await run(['help', 'keys', 'create'], brokenConfig);
+    const viaFlag = await run(['keys', 'create', '--help'], brokenConfig);
+    assert.equal(viaHelp.stdout, viaFlag.stdout, 'floodgate help keys create = floodgate keys create --help');
+  });
+
+  it('a usage mistake in a subcommand prints that subcommand\'s usage', async () => {
+    const result = await run(['keys', 'create', '--tenant', 'acme', '--bogus'], { PORT: 'abc' });
+    assert.equal(result.code, 2);
+    assert.match(result.stderr, /^floodgate: Unknown option '--bogus'/);
+    assert.match(result.stderr, /usage: floodgate keys create --tenant NAME/);
+    assert.doesNotMatch(result.stderr, /loadtest compare/, 'not the whole overview');
+  });
+
   it('creates the database and migrates it when two starters run at once: each migration recorded once', async () => {
     const dbName = `floodgate_test_${randomUUID().replace(/-/g, '').slice(0, 12)}`;
     extraDatabases.push(dbName);
@@ -158,7 +205,7 @@ describe('floodgate CLI', () => {
     assert.equal(listed.code, 0, listed.stderr);
     const [header, ...rows] = listed.stdout.trim().split('\n');
     assert.deepEqual(header!.split(/\s+/), ['id', 'tenant', 'prefix', 'scopes', 'priority', 'max_priority', 'created', 'expires', 'revoked', 'old_secret_until', 'rate_limit']);
-    const row = rows.map((r) => r.split(/\s+/)).find((cells) => cells[0] === String(grant!.keyId));
+    const row = rows.map((r) => r.split(/\s+/)).find((cells) => cells[0] === String(grant.keyId));
     assert.ok(row, listed.stdout);
     assert.deepEqual([row[1], row[3], row[4], row[5], row[7], row[8], row[9], row[10]], ['acme', 'ingest', 'critical', 'critical', '-', '-', '-', 'default']);
     assert.ok(key.startsWith(row[2]!), 'the prefix is the start of the key');
@@ -168,9 +215,9 @@ describe('floodgate CLI', () => {
     assert.equal(revoked.code, 0, revoked.stderr);
     assert.equal(await findApiKey(env.pool, key), null);
     const relisted = await run(['keys', 'list']);
-    assert.match(relisted.stdout.split('\n').find((l) => l.startsWith(`${grant!.keyId} `))!, /\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ\s+-\s+default$/);
+    assert.match(relisted.stdout.split('\n').find((l) => l.startsWith(`${grant.keyId} `))!, /\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ\s+-\s+default$/);
 
-    const twice = await run(['keys', 'revoke', String(grant!.keyId)]);
+    const twice = await run(['keys', 'revoke', String(grant.keyId)]);
     assert.equal(twice.code, 1);
     assert.match(twice.stderr, /no active key/);
 
@@ -183,11 +230,11 @@ describe('floodgate CLI', () => {
     assert.deepEqual(scopedGrant?.scopes, ['read', 'admin']);
     assert.equal(scopedGrant?.maxPriority, 'low');
     assert.equal(scopedGrant?.defaultPriority, 'low', 'without --priority the default is lowered to the ceiling');
-    const days = (scopedGrant!.expiresAt!.getTime() - Date.now()) / 86_400_000;
+    const days = (scopedGrant.expiresAt!.getTime() - Date.now()) / 86_400_000;
     assert.ok(days > 29.9 && days <= 30, `expires in 30 days, got ${days}`);
-    const scopedRow = (await run(['keys', 'list'])).stdout.split('\n').find((l) => l.startsWith(`${scopedGrant!.keyId} `))!.split(/\s+/);
+    const scopedRow = (await run(['keys', 'list'])).stdout.split('\n').find((l) => l.startsWith(`${scopedGrant.keyId} `))!.split(/\s+/);
     assert.deepEqual([scopedRow[3], scopedRow[4], scopedRow[5]], ['read,admin', 'low', 'low']);
-    assert.equal(scopedRow[7], scopedGrant!.expiresAt!.toISOString().replace(/\.\d{3}Z$/, 'Z'));
+    assert.equal(scopedRow[7], scopedGrant.expiresAt!.toISOString().replace(/\.\d{3}Z$/, 'Z'));
 
     const limited = await run(['keys', 'create', '--tenant', 'metered', '--rate-limit', '2.5', '--burst', '10']);
     assert.equal(limited.code, 0, limited.stderr);
@@ -250,8 +297,10 @@ describe('floodgate CLI', () => {
     process.kill(worker.pid, 'SIGKILL');
     await eventually(async () => (await children()).some((c) => c.role === 'worker' && c.pid !== worker.pid), 'the worker restarted');
     const restarted = (await children()).find((c) => c.role === 'worker' && c.pid !== worker.pid)!;
-    // The new worker has joined the consumer group (it logs so once its group exists) before events arrive.
-    await eventually(async () => start.output().includes(`"pid":${restarted.pid},`) && /"msg":"flush worker started"/.test(start.output().slice(start.output().indexOf(`"pid":${restarted.pid},`))), 'the restarted worker started', 60_000);
+    // The new worker joins the group before events arrive: wait for it to say so (starting can take seconds on a
+    // busy machine, and a worker still loading has no signal handlers yet).
+    const ready = new RegExp(`"pid":${restarted.pid},[^\\n]*"msg":"flush worker started"`);
+    await eventually(async () => ready.test(start.output()), 'the restarted worker started', 60_000);
 
     const res = await fetch(`${url}/v1/events`, {
       method: 'POST',
@@ -265,7 +314,7 @@ describe('floodgate CLI', () => {
     start.ctrlC();
     const { code } = await start.exited;
     assert.equal(code, 0, start.output());
-    assert.equal(await countEvents(env, 'started'), 3, "the worker's final flush wrote what it held");
+    assert.equal(await countEvents(env, 'started'), 3, `the worker's final flush wrote what it held\n${start.output()}`);
     for (const pid of tree) assert.equal(alive(pid), false, `child ${pid} exited`);
     assert.doesNotMatch(start.output(), /exiting now|killing/);
   });

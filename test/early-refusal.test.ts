@@ -56,7 +56,11 @@ describe('the early refusal answers what authentication knows from its cache, be
   });
 
   const post = (authorization?: string) =>
-    fetch(url, { method: 'POST', headers: { 'content-type': 'application/json', 'x-request-id': 'same', ...(authorization ? { authorization } : {}) }, body: '{}' });
+    fetch(url, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json', 'x-request-id': 'same', ...(authorization ? { authorization } : {}) },
+      body: '{}',
+    });
 
   it('refuses a missing key and, once its address has spent its failure budget, unknown keys without Koa; verified keys go on', async () => {
     const { key } = await createApiKey(env.pool, { tenant: 'acme' });
@@ -72,12 +76,29 @@ describe('the early refusal answers what authentication knows from its cache, be
     const answers: Array<{ status: number; koa: boolean; body: unknown; headers: Record<string, string | null> }> = [];
     for (let i = 0; i < 6; i++) {
       const res = await post(`Bearer fgk_${randomBytes(32).toString('base64url')}`);
-      const headers = Object.fromEntries(['retry-after', 'www-authenticate', 'connection', 'content-type'].map((h) => [h, res.headers.get(h)]));
+      const headers = Object.fromEntries(
+        ['retry-after', 'www-authenticate', 'connection', 'content-type'].map((h) => [h, res.headers.get(h)]),
+      );
       answers.push({ status: res.status, koa: res.headers.get(VIA_KOA) === '1', body: await json(res), headers });
     }
-    assert.deepEqual(answers.map((a) => [a.status, a.koa]), [[401, true], [401, true], [401, true], [429, false], [429, false], [429, false]], 'the budget (3) spent, the rest never reach Koa');
+    assert.deepEqual(
+      answers.map((a) => [a.status, a.koa]),
+      [
+        [401, true],
+        [401, true],
+        [401, true],
+        [429, false],
+        [429, false],
+        [429, false],
+      ],
+      'the budget (3) spent, the rest never reach Koa',
+    );
     assert.equal(answers[3]!.headers['retry-after'], '60');
-    assert.deepEqual(answers[3]!.body, { error: 'too_many_auth_failures', message: 'too many failed authentications from this address; retry later', request_id: 'same' });
+    assert.deepEqual(answers[3]!.body, {
+      error: 'too_many_auth_failures',
+      message: 'too many failed authentications from this address; retry later',
+      request_id: 'same',
+    });
 
     const again = await post(`Bearer ${key}`);
     assert.equal(again.status, 202, 'the verified key from the same address is served');

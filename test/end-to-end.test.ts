@@ -1,28 +1,22 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
 import { createApiKey } from '../lib/api-keys.js';
-import { countEvents, createTestEnv, envVars, eventually, freePort, json, spawnFloodgate, type FloodgateProcess, type TestEnv } from './support.js';
+import { countEvents, createTestEnv, eventually, json, startCluster, type TestCluster, type TestEnv } from './support.js';
 
 describe('end to end: HTTP → cluster API → Redis → worker → Postgres', () => {
   let env: TestEnv;
-  let api: FloodgateProcess;
-  let worker: FloodgateProcess;
+  let cluster: TestCluster;
   let url: string;
   let metricsUrl: string;
   let key: string;
   before(async () => {
     env = await createTestEnv();
-    const [port, metricsPort] = [await freePort(), await freePort()];
-    url = `http://127.0.0.1:${port}`;
-    metricsUrl = `http://127.0.0.1:${metricsPort}/metrics`;
-    api = await spawnFloodgate(['api'], envVars(env, { PORT: String(port), HOST: '127.0.0.1', API_PROCESSES: '2', METRICS_PORT: String(metricsPort) }));
-    worker = await spawnFloodgate(['worker'], envVars(env, { FLUSH_INTERVAL_MS: '50' }));
+    cluster = await startCluster(env);
+    ({ url, metricsUrl } = cluster);
     key = (await createApiKey(env.pool, { tenant: 'e2e' })).key;
-    await eventually(async () => (await fetch(`${url}/readyz`).catch(() => null))?.status === 200, 'api ready', 30_000);
   });
   after(async () => {
-    for (const p of [api, worker]) p?.child.kill('SIGTERM');
-    await Promise.all([api?.exited, worker?.exited]);
+    await cluster?.stop();
     await env?.cleanup();
   });
 

@@ -75,7 +75,8 @@ describe('the early refusal', () => {
       const answer = overloadedAnswer('low', () => 0.5);
       throw apiError(answer.code, answer.message, answer.details, answer.headers);
     });
-    koa = await listen(app.callback());
+    const handle = app.callback();
+    koa = await listen((req, res) => void handle(req, res));
   });
   after(() => {
     for (const server of servers) server.close();

@@ -73,7 +73,7 @@ describe('revocation, rotation and expiry across two API processes', () => {
     assert.equal(newGrant?.expiresAt, null, 'the new secret does not expire');
     assert.deepEqual([await status(a, old), await status(b, old), await status(a, fresh), await status(b, fresh)], [202, 202, 202, 202]);
     const listed = await keys(env, ['list']);
-    assert.match(listed.stdout.split('\n').find((l) => l.startsWith(`${newGrant!.keyId} `))!, new RegExp(`${fresh.slice(0, 12)} .*${oldGrant!.expiresAt!.toISOString().slice(0, 16)}`));
+    assert.match(listed.stdout.split('\n').find((l) => l.startsWith(`${newGrant.keyId} `))!, new RegExp(`${fresh.slice(0, 12)} .*${oldGrant!.expiresAt!.toISOString().slice(0, 16)}`));
   });
 
   it('keys rotate --grace 0: the old secret is refused at once by both processes, the new one works', async () => {

@@ -6,8 +6,10 @@ import { join } from 'node:path';
 import { describe, it } from 'node:test';
 import { fileURLToPath } from 'node:url';
 import { Registry, collectDefaultMetrics } from 'prom-client';
-import { allDashboardQueries, renderDashboards } from '../grafana/generate.js';
+import { allDashboardQueries, prometheusDashboards, renderDashboards, sqlDashboards } from '../grafana/generate.js';
+import { POSTGRES_PLUGIN } from '../grafana/sql.js';
 import { withDashboardFilters } from '../grafana/promql-filters.js';
+import { CONFIG_VARIABLES } from '../lib/config.js';
 import { anchors } from './markdown.js';
 
 /**
@@ -258,11 +260,20 @@ describe('alerts', () => {
 describe('dashboards', () => {
   it('committed JSON equals the generator output (run: npm run dashboards)', async () => {
     const rendered = renderDashboards();
-    assert.deepEqual([...rendered.keys()].sort(), ['ingest-overview.json', 'load-shedding.json', 'pipeline.json', 'postgres.json']);
+    assert.deepEqual([...rendered.keys()].sort(), ['business-events.json', 'ingest-overview.json', 'live-view.json', 'load-shedding.json', 'pipeline.json', 'postgres.json']);
     const committed = (await readdir(new URL('grafana/dashboards/', ROOT))).filter((f) => f.endsWith('.json')).sort();
     assert.deepEqual(committed, [...rendered.keys()].sort(), 'grafana/dashboards/ holds exactly the generated files');
     for (const [file, text] of rendered) {
       assert.equal(await read(`grafana/dashboards/${file}`), text, `grafana/dashboards/${file} is stale: regenerate it`);
+    }
+  });
+
+  it('panels that need pg_stat_statements say so when they are empty', () => {
+    for (const [file, text] of renderDashboards()) {
+      const model = JSON.parse(text) as { panels: { title: string; targets?: { expr: string }[]; fieldConfig?: { defaults: { noValue?: string } } }[] };
+      for (const panel of model.panels.filter((p) => (p.targets ?? []).some((t) => /floodgate_pg_statement_/.test(t.expr)))) {
+        assert.match(panel.fieldConfig?.defaults.noValue ?? '', /pg_stat_statements is not installed/, `${file} / ${panel.title}`);
+      }
     }
   });
 
@@ -277,7 +288,8 @@ describe('dashboards', () => {
   });
 
   it('import into any Grafana: a datasource variable (no hard-coded uid), and job and instance variables', () => {
-    for (const [file, text] of renderDashboards()) {
+    const prometheus = new Set(prometheusDashboards().map((d) => d.file));
+    for (const [file, text] of [...renderDashboards()].filter(([f]) => prometheus.has(f))) {
       const model = JSON.parse(text) as {
         templating: { list: { name: string; type: string; query: unknown; includeAll?: boolean; datasource?: { uid: string } }[] };
         panels: { type: string; title: string; datasource?: { uid: string }; targets?: { datasource: { uid: string } }[] }[];
@@ -297,6 +309,37 @@ describe('dashboards', () => {
       }
       assert.deepEqual([...uids], ['${datasource}'], `${file}: every panel and query reads the datasource variable`);
       assert.doesNotMatch(text, /"uid": "prometheus"/, `${file}: a hard-coded datasource uid`);
+    }
+  });
+
+  it('dashboards over PostgreSQL import into any Grafana too, and the stack provisions their data source', async () => {
+    const sql = new Set(sqlDashboards().map((d) => d.file));
+    assert.ok(sql.size > 0, 'the Business events dashboard');
+    for (const [file, text] of [...renderDashboards()].filter(([f]) => sql.has(f))) {
+      const model = JSON.parse(text) as {
+        templating: { list: { name: string; type: string; query: unknown; includeAll?: boolean; datasource?: { type: string; uid: string } }[] };
+        panels: { type: string; title: string; datasource?: { type: string; uid: string }; targets?: { datasource: { uid: string }; rawSql?: string; format?: string }[] }[];
+      };
+      const [datasource, ...variables] = model.templating.list;
+      assert.equal(datasource!.type, 'datasource', file);
+      assert.equal(datasource!.query, POSTGRES_PLUGIN, file);
+      for (const v of variables) {
+        assert.deepEqual(v.datasource, { type: POSTGRES_PLUGIN, uid: '${datasource}' }, `${file} $${v.name}`);
+        assert.equal(v.includeAll, true, `${file} $${v.name}`);
+      }
+      for (const panel of model.panels.filter((p) => p.type !== 'row')) {
+        assert.deepEqual(panel.datasource, { type: POSTGRES_PLUGIN, uid: '${datasource}' }, `${file} / ${panel.title}`);
+        for (const target of panel.targets ?? []) {
+          assert.equal(target.datasource.uid, '${datasource}');
+          assert.ok(target.rawSql && /^(time_series|table)$/.test(target.format ?? ''), `${file} / ${panel.title}: raw SQL and a format`);
+          assert.doesNotMatch(target.rawSql, /\bFROM\s+events\b/i, `${file} / ${panel.title}: reads the rollups, never the events table`);
+        }
+      }
+    }
+    const provisioned = await read('grafana/provisioning/datasources/postgres.yml');
+    assert.match(provisioned, new RegExp(`type: ${POSTGRES_PLUGIN}`));
+    for (const variable of provisioned.matchAll(/\$(FLOODGATE_PG_[A-Z]+)/g)) {
+      assert.match(await read('docker-compose.yml'), new RegExp(`${variable[1]}:`), `docker-compose.yml gives Grafana ${variable[1]}`);
     }
   });
 
@@ -383,5 +426,43 @@ describe('docker-compose.yml', () => {
     assert.match(blocks.get('grafana')!, /grafana\/provisioning/);
     assert.match(blocks.get('prometheus')!, /prometheus/);
     assert.match(blocks.get('api')!, /condition: service_completed_successfully/, 'the API waits for migrations');
+  });
+
+  /** Each service's block of the resolved configuration. */
+  function serviceBlocks(): Map<string, string> {
+    const resolved = `\n${dockerCompose(['config'])}`;
+    const body = resolved.slice(resolved.indexOf('\nservices:\n'));
+    return new Map([...body.matchAll(/^ {2}([a-z]+):\n((?: {4}.*\n|\n)*)/gm)].map((m) => [m[1]!, m[2]!]));
+  }
+
+  it("gives the API and the worker longer to stop than SHUTDOWN_TIMEOUT_MS, so Docker's SIGKILL never cuts the final flush", () => {
+    // The API's primary waits 2 s past the timeout for its processes; the worker acknowledges and closes after its flush.
+    const marginMs = 5000;
+    for (const [name, block] of serviceBlocks()) {
+      if (name !== 'api' && name !== 'worker') continue;
+      const grace = /^ {4}stop_grace_period: (\d+)s$/m.exec(block);
+      assert.ok(grace, `${name}: stop_grace_period in seconds`);
+      const shutdownMs = Number(/SHUTDOWN_TIMEOUT_MS: '?(\d+)'?/.exec(block)?.[1] ?? CONFIG_VARIABLES.shutdownTimeoutMs.defaultValue);
+      assert.ok(Number(grace[1]) * 1000 >= shutdownMs + marginMs, `${name}: stop_grace_period ${grace[1]}s vs SHUTDOWN_TIMEOUT_MS ${shutdownMs}`);
+    }
+  });
+
+  it('keeps Prometheus data on a volume and publishes no lifecycle or admin API; only the API listens beyond loopback', () => {
+    const blocks = serviceBlocks();
+    const prometheus = blocks.get('prometheus')!;
+    assert.match(prometheus, /- promdata:\/prometheus:rw/);
+    assert.match(prometheus, /--storage\.tsdb\.path=\/prometheus/);
+    assert.doesNotMatch(prometheus, /--web\.enable-(lifecycle|admin-api)/);
+    const published: string[] = [];
+    for (const [name, block] of blocks) {
+      const ports = /^ {4}ports:\n((?: {4}- .*\n(?: {6}.*\n)*)+)/m.exec(block)?.[1] ?? '';
+      // Items come short (`- 127.0.0.1:9090:9090/tcp`) or long (`- published: 8080` / `target: 8080` / `host_ip: …`).
+      for (const item of ports.split(/^ {4}- /m).filter(Boolean)) {
+        published.push(name);
+        if (name === 'api') continue;
+        assert.match(item, /^127\.0\.0\.1:|host_ip: 127\.0\.0\.1/m, `${name} publishes ${item.trim()} on every interface`);
+      }
+    }
+    assert.deepEqual(published.sort(), ['api', 'grafana', 'prometheus']);
   });
 });

@@ -4,10 +4,9 @@ import pg from 'pg';
 import { Registry } from 'prom-client';
 import { createPool } from '../lib/db.js';
 import { DAY_MS, partitionName } from '../lib/partitions.js';
-import { registerPgStats } from '../workers/stats/pg-stats.js';
+import { COLLECTOR_APPLICATION_NAME, registerPgStats } from '../workers/stats/pg-stats.js';
 import { metricTypes, parseExposition, select, value } from './exposition.js';
-import { createTestEnv, freePort, type TestEnv } from './support.js';
-
+import { createTestEnv, freePort, TEST_PG_ADMIN_URL, type TestEnv } from './support.js';
 
 /** Every family the collector promises, by type; the statement ones only carry samples when pg_stat_statements is usable. */
 const FAMILIES: Record<string, 'gauge' | 'counter'> = {
@@ -217,6 +216,30 @@ describe('Postgres stats collector', () => {
     // Unlabelled counters disappear rather than drop to 0, which Prometheus would take for a counter reset.
     for (const name of ['floodgate_pg_wal_bytes_total', 'floodgate_pg_partition_tomorrow_present', 'floodgate_pg_connections', 'floodgate_pg_partition_size_bytes']) {
       assert.deepEqual(select(samples, name), [], `${name} is absent`);
+    }
+  });
+
+  it('reports every connection state, at 0, on a database nobody but the collector is connected to', async () => {
+    // An idle system: every pool has closed its connections. The panels and the saturation alert must read 0, not nothing.
+    const name = `floodgate_test_idle_${Date.now().toString(36)}`;
+    const admin = await connect(TEST_PG_ADMIN_URL);
+    await admin.query(`CREATE DATABASE ${name}`);
+    const pool = createPool(Object.assign(new URL(TEST_PG_ADMIN_URL), { pathname: `/${name}` }).href, { max: 3, applicationName: COLLECTOR_APPLICATION_NAME });
+    try {
+      const registry = new Registry();
+      registerPgStats({ registry, pool });
+      const { samples } = await scrape(registry);
+      const connections = select(samples, 'floodgate_pg_connections');
+      assert.deepEqual(
+        connections.map((c) => c.labels.state).sort(),
+        ['active', 'disabled', 'fastpath function call', 'idle', 'idle in transaction', 'idle in transaction (aborted)'],
+      );
+      assert.ok(connections.every((c) => c.value === 0 && c.labels.wait_event_type === 'none'));
+      assert.ok(value(samples, 'floodgate_pg_server_connections') >= 1, 'the server-wide count includes everyone, the collector too');
+      assert.ok(value(samples, 'floodgate_pg_max_connections') > 0);
+    } finally {
+      await pool.end();
+      await admin.query(`DROP DATABASE IF EXISTS ${name} WITH (FORCE)`);
     }
   });
 

@@ -209,6 +209,36 @@ export async function spawnFloodgate(args: string[], vars: Record<string, string
   return { child, exited };
 }
 
+/** `floodgate api` (API_PROCESSES=2 by default) and `floodgate worker` over a TestEnv, ready to serve. */
+export interface TestCluster {
+  readonly api: FloodgateProcess;
+  readonly worker: FloodgateProcess;
+  readonly url: string;
+  /** The cluster primary's aggregated /metrics. */
+  readonly metricsUrl: string;
+  /** SIGTERM to both; resolves when both have exited. */
+  stop(): Promise<void>;
+}
+
+/** Spawns the API cluster and a worker (FLUSH_INTERVAL_MS=50) on free ports and waits until the API is ready. */
+export async function startCluster(env: TestEnv, apiProcesses = 2): Promise<TestCluster> {
+  const [port, metricsPort] = [await freePort(), await freePort()];
+  const url = `http://127.0.0.1:${port}`;
+  const api = await spawnFloodgate(['api'], envVars(env, { PORT: String(port), HOST: '127.0.0.1', API_PROCESSES: String(apiProcesses), METRICS_PORT: String(metricsPort) }));
+  const worker = await spawnFloodgate(['worker'], envVars(env, { FLUSH_INTERVAL_MS: '50' }));
+  const stop = async () => {
+    for (const p of [api, worker]) p.child.kill('SIGTERM');
+    await Promise.all([api.exited, worker.exited]);
+  };
+  try {
+    await eventually(async () => (await fetch(`${url}/readyz`).catch(() => null))?.status === 200, 'api ready', 30_000);
+  } catch (err) {
+    await stop();
+    throw err;
+  }
+  return { api, worker, url, metricsUrl: `http://127.0.0.1:${metricsPort}/metrics`, stop };
+}
+
 /** A free TCP port on 127.0.0.1. */
 export async function freePort(): Promise<number> {
   const { freePort: find } = await import('../bench/processes.js');
@@ -230,7 +260,6 @@ export async function startPrivateRedis(): Promise<PrivateRedis> {
   const { spawn } = await import('node:child_process');
   const { mkdtemp, rm } = await import('node:fs/promises');
   const { tmpdir } = await import('node:os');
-  const { join } = await import('node:path');
   const { Redis } = await import('ioredis');
   const port = await freePort();
   const url = `redis://127.0.0.1:${port}/0`;
@@ -238,7 +267,7 @@ export async function startPrivateRedis(): Promise<PrivateRedis> {
   let dir: string | undefined;
 
   async function start(): Promise<void> {
-    dir = await mkdtemp(join(tmpdir(), 'floodgate-redis-'));
+    dir = await mkdtemp(`${tmpdir()}/floodgate-redis-`);
     child = spawn('redis-server', ['--port', String(port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no', '--dir', dir], { stdio: 'ignore' });
     const probe = new Redis(url, { lazyConnect: true, maxRetriesPerRequest: 0, retryStrategy: () => 50 });
     probe.on('error', () => {});

@@ -3,7 +3,7 @@ import { BREAKER_CODE, createDependencyBreaker, isBreakerRejection, type Breaker
 import type { Config } from '../lib/config.js';
 import type { Pool } from '../lib/db.js';
 import { REDIS_REPLY } from '../lib/errors.js';
-import { isTransientDbError, writeEntries } from '../lib/pg-batch-write.js';
+import { isTransientDbError, writeEntries, type WriteResult } from '../lib/pg-batch-write.js';
 import type { Logger } from '../lib/logger.js';
 import type { Redis } from '../lib/redis.js';
 import { ENTRY_FIELD, decodeEntry, type StreamEntry } from '../lib/stream-entry.js';
@@ -20,6 +20,8 @@ export interface FlusherDeps {
   readonly metrics?: WorkerMetrics;
   /** Guards the batch write (see createPostgresWriteBreaker); one with a private registry when omitted. */
   readonly breaker?: Breaker;
+  /** Called after each batch commits, before it is acknowledged (the live view's publisher); must not block. */
+  readonly onCommitted?: (entries: readonly StreamEntry[], result: WriteResult) => void;
 }
 
 /** Counters a caller (or a test) can read. */
@@ -75,7 +77,7 @@ export function createPostgresWriteBreaker(config: Config, registry: Registry, l
 }
 
 /** A write worth retrying later with the same rows: the database (or its breaker) failed, not the rows. */
-function retryLater(err: unknown): boolean {
+export function retryLater(err: unknown): boolean {
   return isTransientDbError(err) || isBreakerRejection(err);
 }
 
@@ -196,10 +198,12 @@ export function createFlusher(deps: FlusherDeps): Flusher {
     metrics?.batchEvents.observe(events);
     metrics?.rowsWritten.inc(result.inserted);
     metrics?.duplicatesDropped.inc(result.duplicates);
+    if (result.newestMinute != null) metrics?.noteRollupMinute(result.newestMinute);
     stats.flushes++;
     stats.eventsWritten += result.inserted;
     stats.duplicatesDropped += result.duplicates;
     observeDurable(batch, committedAt);
+    deps.onCommitted?.(entries, result);
     await acknowledge(batch.map((h) => h.id));
   }
 

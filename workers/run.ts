@@ -5,8 +5,11 @@ import type { Logger } from '../lib/logger.js';
 import { createRegistry } from '../lib/metrics.js';
 import { startMetricsServer } from '../lib/metrics-server.js';
 import { createRedis } from '../lib/redis.js';
+import { createLivePublisher } from '../lib/live-publisher.js';
 import { createFlusher, createPostgresWriteBreaker } from './flusher.js';
 import { createMaintenance } from './maintenance.js';
+import { createPgFlusher } from './pg-flusher.js';
+import { registerPgQueueStats } from './stats/pg-queue-stats.js';
 import { registerPgStats } from './stats/pg-stats.js';
 import { registerRedisStats } from './stats/redis-stats.js';
 import { createWorkerMetrics } from './worker-metrics.js';
@@ -23,22 +26,34 @@ export interface RunningWorker {
  */
 export async function runWorker(config: Config, logger: Logger): Promise<RunningWorker> {
   const pool = createPool(config.databaseUrl, { max: config.dbPoolSize, applicationName: 'floodgate-worker' });
-  const redis = createRedis(config.redisUrl, { maxRetriesPerRequest: 3 });
+  // QUEUE=postgres: no Redis connection at all.
+  const redis = config.queue === 'redis' ? createRedis(config.redisUrl, { maxRetriesPerRequest: 3 }) : undefined;
   const registry = createRegistry('worker');
   const metrics = createWorkerMetrics(registry);
   // Scrape-time pg_stat queries get their own small pool so a slow scrape never takes the flusher's connections.
   const statsPool = createPool(config.databaseUrl, { max: 3, applicationName: 'floodgate-pg-stats' });
   registerPgStats({ registry, pool: statsPool, logger });
-  registerRedisStats({
-    registry,
-    redis,
-    streamKey: config.streamKey,
-    deadLetterStreamKey: config.deadLetterStreamKey,
-    consumerGroup: config.consumerGroup,
-    logger,
-  });
+  if (redis) {
+    registerRedisStats({
+      registry,
+      redis,
+      streamKey: config.streamKey,
+      deadLetterStreamKey: config.deadLetterStreamKey,
+      consumerGroup: config.consumerGroup,
+      logger,
+    });
+  } else {
+    registerPgQueueStats({ registry, pool: statsPool, logger });
+  }
   const breaker = createPostgresWriteBreaker(config, registry, logger);
-  const flusher = createFlusher({ config, pool, redis, logger, consumerName: `${hostname()}-${process.pid}`, metrics, breaker });
+  // The live view publishes through Redis: with QUEUE=postgres it is off, as with LIVE_ENABLED=false.
+  const live =
+    config.liveEnabled && redis
+      ? createLivePublisher({ redis, pool, streamKey: config.streamKey, resumeWindowMs: config.liveResumeWindowMs, logger, registry })
+      : undefined;
+  const flusher = redis
+    ? createFlusher({ config, pool, redis, logger, consumerName: `${hostname()}-${process.pid}`, metrics, breaker, onCommitted: live?.onCommitted })
+    : createPgFlusher({ config, pool, logger, metrics, breaker });
   const maintenance = createMaintenance({ config, pool, logger });
   await maintenance.start();
   await flusher.start();
@@ -53,10 +68,12 @@ export async function runWorker(config: Config, logger: Logger): Promise<Running
       closing ??= (async () => {
         const steps: [string, () => Promise<unknown>][] = [
           ['flusher', () => flusher.close()],
+          // After the final flush: what it committed is published before Redis closes.
+          ['live publisher', async () => live?.close()],
           ['breaker', async () => breaker.shutdown()],
           ['maintenance', () => maintenance.close()],
           ['metrics server', async () => metricsServer?.close()],
-          ['redis', () => redis.quit()],
+          ['redis', async () => redis?.quit()],
           ['postgres', () => pool.end()],
           ['postgres (stats)', () => statsPool.end()],
         ];

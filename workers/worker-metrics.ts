@@ -14,11 +14,21 @@ export interface WorkerMetrics {
   readonly bufferedEvents: Gauge;
   /** Receive time at the API → commit in Postgres, per event: the figure that matters most. */
   readonly timeToDurable: Histogram;
+  /** QUEUE=postgres: time to claim one batch of queue rows (FOR UPDATE SKIP LOCKED). */
+  readonly pgQueueClaimDuration: Histogram;
+  /** Raises floodgate_rollup_newest_minute_timestamp_seconds to a minute (epoch ms) this worker just committed. */
+  noteRollupMinute(minuteMs: number): void;
 }
 
 /** Creates the worker's metrics in `registry`. */
 export function createWorkerMetrics(registry: Registry): WorkerMetrics {
   const registers = [registry];
+  const rollupNewestMinute = new Gauge({
+    name: 'floodgate_rollup_newest_minute_timestamp_seconds',
+    help: 'Start of the newest minute (not in the future) this worker added events to the rollups for. Rollups commit with their events, so time() minus this is how stale the newest rolled-up minute is.',
+    registers,
+  });
+  let newestMinuteMs = 0;
   const metrics: WorkerMetrics = {
     flushDuration: new Histogram({
       name: 'floodgate_worker_flush_duration_seconds',
@@ -64,6 +74,18 @@ export function createWorkerMetrics(registry: Registry): WorkerMetrics {
       buckets: [0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2, 5, 10, 30, 60, 300],
       registers,
     }),
+    pgQueueClaimDuration: new Histogram({
+      name: 'floodgate_pg_queue_claim_duration_seconds',
+      help: 'QUEUE=postgres: time to claim one batch of queue rows (SELECT … FOR UPDATE SKIP LOCKED).',
+      buckets: LATENCY_BUCKETS,
+      registers,
+    }),
+    noteRollupMinute(minuteMs) {
+      // A late event's minute is older than one already seen: the gauge only moves forward.
+      if (minuteMs <= newestMinuteMs) return;
+      newestMinuteMs = minuteMs;
+      rollupNewestMinute.set(minuteMs / 1000);
+    },
   };
   // Series exist from the start, so the first failure after a restart is visible to increase() and rate().
   for (const kind of ['transient', 'permanent']) metrics.flushErrors.inc({ kind }, 0);

@@ -73,7 +73,8 @@ export interface SharedBuckets {
 }
 
 export interface SharedBucketsDeps {
-  readonly redis: Redis;
+  /** Absent with QUEUE=postgres (no Redis at all): then `shared` must be false. */
+  readonly redis?: Redis;
   /** Prefix of the Redis keys (`<prefix>:<id>`). */
   readonly keyPrefix: string;
   /** API processes: while Redis cannot be asked, each one enforces this share of every bucket. */
@@ -201,11 +202,11 @@ export function createSharedBuckets(deps: SharedBucketsDeps): SharedBuckets {
 
   async function evalTake(key: string, args: number[]): Promise<[number, number]> {
     try {
-      return (await redis.evalsha(TAKE_SHA, 1, key, ...args)) as [number, number];
+      return (await redis!.evalsha(TAKE_SHA, 1, key, ...args)) as [number, number];
     } catch (err) {
       if (!isNoScript(err)) throw err;
       // First call on this Redis (or after SCRIPT FLUSH / a restart): EVAL loads the script for the next EVALSHA.
-      return (await redis.eval(TAKE_SCRIPT, 1, key, ...args)) as [number, number];
+      return (await redis!.eval(TAKE_SCRIPT, 1, key, ...args)) as [number, number];
     }
   }
 
@@ -275,7 +276,7 @@ export function createSharedBuckets(deps: SharedBucketsDeps): SharedBuckets {
   return {
     take(id, spec, n) {
       const s = state(id, spec);
-      if (!deps.shared || redis.status !== 'ready' || now() < fallbackUntil) return takeLocally(s, n);
+      if (!deps.shared || redis?.status !== 'ready' || now() < fallbackUntil) return takeLocally(s, n);
       // A request larger than the whole bucket goes through on a full one and pays the rest back (as debt, charged
       // at the next refill) before anything else goes through.
       const core = Math.min(n, spec.burst);

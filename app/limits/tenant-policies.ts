@@ -7,7 +7,7 @@ export interface TenantPolicies {
   /** The tenant's policy, or undefined when it has none (no quota, weight 1). */
   get(tenant: string): TenantPolicy | undefined;
   /** The tenant's weight in fair shedding. */
-  weightOf(tenant: string): number;
+  readonly weightOf: (tenant: string) => number;
   /** Loads once now (a failure is logged; the last known policies stay), then every `refreshMs`. */
   start(): Promise<void>;
   close(): Promise<void>;

@@ -26,6 +26,8 @@ export function presentedKey(req: IncomingMessage): Presented {
     const name = raw[i]!.toLowerCase();
     if (!CREDENTIAL_HEADERS.has(name)) continue;
     const value = raw[i + 1]!.trim();
+    // An empty header is no credential (some clients send one when unconfigured).
+    if (value === '') continue;
     if (name === 'x-api-key') values.add(value);
     else {
       const bearer = BEARER.exec(value);

@@ -40,7 +40,9 @@ export function errorHandler(logger: Logger): Middleware<State> {
         logger.debug({ reqId: ctx.state.requestId, method: ctx.method, path: ctx.path }, 'client closed the request');
         return;
       }
-      logger.error({ err, reqId: ctx.state.requestId, method: ctx.method, path: ctx.path }, 'unhandled error');
+      // The tenant (once authenticated) and request id on the line, so one customer's failures can be found.
+      const tenant = ctx.state.grant?.tenant;
+      logger.child({ reqId: ctx.state.requestId, ...(tenant === undefined ? {} : { tenant }) }).error({ err, method: ctx.method, path: ctx.path }, 'unhandled error');
       render(ctx, apiError('internal_error', 'internal error'));
     }
   };

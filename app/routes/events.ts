@@ -4,12 +4,11 @@ import type { Config } from '../../lib/config.js';
 import type { Pool } from '../../lib/db.js';
 import { apiError, type ApiError } from '../../lib/errors.js';
 import { writeEntries } from '../../lib/pg-batch-write.js';
-import { checkEvent, type FieldError, type ValidEvent } from '../../lib/event-schema.js';
+import { checkEvent, clockCorrectionMs, parseSentAt, type FieldError, type ValidEvent } from '../../lib/event-schema.js';
 import type { Logger } from '../../lib/logger.js';
-import type { Redis } from '../../lib/redis.js';
+import type { Enqueuer } from '../../lib/queue.js';
 import { entryRows, type StreamEntry } from '../../lib/stream-entry.js';
 import { checkBodyHeaders, parseJson, readBody } from '../body.js';
-import { createEnqueuer } from '../enqueue.js';
 import type { ApiMetrics } from '../metrics.js';
 import { jitteredRetryAfter } from '../retry-after.js';
 import type { IngestState } from '../state.js';
@@ -34,25 +33,29 @@ function isPlainObject(value: unknown): value is Record<string, unknown> {
   return typeof value === 'object' && value !== null && !Array.isArray(value);
 }
 
-/** Splits a parsed body into the raw events it carries, enforcing the batch shape (lib/event-schema.ts batchSchema). */
-function rawEvents(body: unknown, maxBatchEvents: number): { events: unknown[]; batch: boolean } {
+/** Splits a parsed body into the raw events it carries and the batch's `sent_at` (ms), enforcing the batch shape (lib/event-schema.ts batchSchema). */
+function rawEvents(body: unknown, maxBatchEvents: number): { events: unknown[]; batch: boolean; sentAt: number | null } {
   if (!isPlainObject(body)) throw apiError('invalid_body', 'the body must be an event object or {"events": [...]}');
-  if (!Object.hasOwn(body, 'events')) return { events: [body], batch: false };
+  if (!Object.hasOwn(body, 'events')) return { events: [body], batch: false, sentAt: null };
   const { events } = body;
-  if (Object.keys(body).length !== 1 || !Array.isArray(events)) {
-    throw apiError('invalid_body', 'a batch must be exactly {"events": [...]}');
+  const hasSentAt = Object.hasOwn(body, 'sent_at');
+  if (Object.keys(body).length !== (hasSentAt ? 2 : 1) || !Array.isArray(events)) {
+    throw apiError('invalid_body', 'a batch must be exactly {"events": [...]} with an optional "sent_at"');
   }
+  const sentAt = hasSentAt ? parseSentAt(body.sent_at) : null;
+  if (hasSentAt && sentAt === null) throw apiError('invalid_body', 'sent_at must be an RFC 3339 time');
   if (events.length === 0) throw apiError('empty_batch', 'the batch holds no events');
   if (events.length > maxBatchEvents) {
     throw apiError('batch_too_large', `a batch holds at most ${maxBatchEvents} events, got ${events.length}`);
   }
-  return { events, batch: true };
+  return { events, batch: true, sentAt };
 }
 
 /** What the ingest route writes to. */
 export interface IngestDeps {
   readonly config: Config;
-  readonly redis: Redis;
+  /** The queue (Redis stream or Postgres table: lib/queue.ts). */
+  readonly enqueuer: Enqueuer;
   /** For critical events while Redis cannot take them. */
   readonly pool: Pool;
   readonly metrics: ApiMetrics;
@@ -77,14 +80,16 @@ function queueUnavailable(): ApiError {
  * ids stored; everything else gets 503 dependency_unavailable.
  */
 export function ingestEvents(deps: IngestDeps): Middleware<IngestState> {
-  const { config, pool, metrics, redisBreaker } = deps;
-  const log = deps.logger.child({ scope: 'ingest' });
+  const { config, pool, metrics, redisBreaker, enqueuer } = deps;
+  const ingestLog = deps.logger.child({ scope: 'ingest' });
   const limits = { retentionDays: config.retentionDays, maxEventDataBytes: config.maxEventDataBytes };
-  const enqueuer = createEnqueuer(deps);
   let lastFallbackLog = 0;
 
-  /** Stores a critical request's events in Postgres; resolves with the ids stored, which the client gets. */
-  async function storeDirectly(entry: StreamEntry, events: readonly ValidEvent[], cause: unknown): Promise<string[]> {
+  /**
+   * Stores a critical request's events in Postgres; resolves with the ids stored, which the client gets. `log` names
+   * the request.
+   */
+  async function storeDirectly(log: Logger, entry: StreamEntry, events: readonly ValidEvent[], cause: unknown): Promise<string[]> {
     try {
       await writeEntries(pool, [entry], { statementTimeoutMs: config.dbWriteTimeoutMs });
     } catch (err) {
@@ -106,17 +111,18 @@ export function ingestEvents(deps: IngestDeps): Middleware<IngestState> {
     if (headerKey.length > 255) throw apiError('invalid_header', 'Idempotency-Key must be at most 255 characters');
 
     const encoding = checkBodyHeaders(ctx.req, config);
-    const { events, batch } = rawEvents(parseJson(await readBody(ctx.req, encoding, config)), config.maxBatchEvents);
+    const { events, batch, sentAt } = rawEvents(parseJson(await readBody(ctx.req, encoding, config)), config.maxBatchEvents);
     // One key for many events cannot say which of them it identifies: each event of a batch carries its own.
     if (batch && headerKey) {
       throw apiError('idempotency_key_on_batch', 'the Idempotency-Key header applies to a single event; give each event of a batch its own "idempotency_key"');
     }
 
     const receivedAt = Date.now();
+    const correction = sentAt === null ? 0 : clockCorrectionMs(sentAt, receivedAt);
     const valid: ValidEvent[] = [];
     const rejected: Rejection[] = [];
     for (let i = 0; i < events.length; i++) {
-      const check = checkEvent(events[i], receivedAt, limits, headerKey || undefined);
+      const check = checkEvent(events[i], receivedAt, limits, headerKey || undefined, correction);
       if (check.ok) valid.push(check.event);
       else rejected.push({ index: i, errors: check.errors });
     }
@@ -137,7 +143,9 @@ export function ingestEvents(deps: IngestDeps): Middleware<IngestState> {
       if (priority !== 'critical') throw queueUnavailable();
       // Should the write still land after its timeout, the worker's copy is a no-op: same event ids.
       const rows = entryRows(grant.tenant, priority, receivedAt, valid).join('');
-      ids = await storeDirectly({ tenant: grant.tenant, priority, receivedAt, count: valid.length, rows }, valid, err);
+      // A child logger so each line of this request says whose events they were and which request.
+      const requestLog = ingestLog.child({ tenant: grant.tenant, reqId: ctx.state.requestId });
+      ids = await storeDirectly(requestLog, { tenant: grant.tenant, priority, receivedAt, count: valid.length, rows }, valid, err);
       status = 201;
     }
     metrics.eventsAccepted.inc({ priority }, valid.length);

@@ -40,26 +40,27 @@ export function healthz(): Middleware {
 /**
  * GET /readyz: Postgres and Redis answer and every migration is applied; 503 `not_ready` otherwise, naming the
  * failed checks. Why a check failed goes to the log (once per change), not to whoever can reach the port.
+ * Without a Redis (QUEUE=postgres) there is no Redis check: the queue is Postgres, already checked.
  */
-export function readyz(pool: Pool, redis: Redis, latestMigration: number, logger: Logger): Middleware {
+export function readyz(pool: Pool, redis: Redis | undefined, latestMigration: number, logger: Logger): Middleware {
   const log = logger.child({ scope: 'readyz' });
   let lastFailed = '';
   return async (ctx) => {
     const [postgres, queue] = await Promise.allSettled([
       withTimeout(migrationsApplied(pool, latestMigration), 'postgres'),
-      withTimeout(redis.ping(), 'redis'),
+      redis ? withTimeout(redis.ping(), 'redis') : Promise.resolve(),
     ]);
-    const checks = {
+    const checks: Record<string, string> = {
       postgres: verdict(postgres),
       migrations: postgres.status === 'fulfilled' ? (postgres.value ? 'ok' : 'pending') : 'unknown',
-      redis: verdict(queue),
     };
+    if (redis) checks.redis = verdict(queue);
     const failed = Object.entries(checks)
       .filter(([, check]) => check !== 'ok')
       .map(([name]) => name);
     if (failed.join() !== lastFailed) {
       lastFailed = failed.join();
-      const reasons = { postgres: postgres.status === 'rejected' ? postgres.reason : undefined, redis: queue.status === 'rejected' ? queue.reason : undefined };
+      const reasons = { postgres: postgres.status === 'rejected' ? (postgres.reason as unknown) : undefined, redis: queue.status === 'rejected' ? (queue.reason as unknown) : undefined };
       if (failed.length > 0) log.warn({ checks, reasons }, 'not ready');
       else log.info({ checks }, 'ready again');
     }

@@ -139,13 +139,14 @@ export function createFairShare(weightOf: (tenant: string) => number = () => 1):
         rest -= admitted;
         t.shed[c] = t.rate[c]! > 0 ? 1 - admitted / t.rate[c]! : 0;
         // Rounding in the bisection leaves a sliver: a tenant within a millionth of its share is not shed.
-        if (t.shed[c]! < 1e-6) t.shed[c] = 0;
+        if (t.shed[c] < 1e-6) t.shed[c] = 0;
       }
       if (t.shed[CRITICAL]! > 0 || t.shed[NORMAL]! > 0 || t.shed[LOW]! > 0) shedTenants++;
       if (t.rate[NORMAL]! > 0 && t.shed[NORMAL]! < 1) normalAdmitted = true;
       if (t.rate[LOW]! > 0 && t.shed[LOW]! < 1) lowAdmitted = true;
     }
-    fullyShed[NORMAL] = pNormal >= 1 || (pNormal > 0 && !normalAdmitted) ? 1 : 0;
+    // A gate opens only when the class law sheds the whole class and no tenant's share admits any of it.
+    fullyShed[NORMAL] = pNormal >= 1 && !normalAdmitted ? 1 : 0;
     fullyShed[LOW] = pLow >= 1 && !lowAdmitted ? 1 : 0;
   }
 

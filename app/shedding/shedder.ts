@@ -8,6 +8,7 @@ import { apiError, type ErrorAnswer } from '../../lib/errors.js';
 import { PRIORITIES, type Priority } from '../../lib/event-schema.js';
 import type { LatencyWindow } from '../../lib/latency-window.js';
 import type { Logger } from '../../lib/logger.js';
+import type { QueueDepth } from '../../lib/queue.js';
 import type { Redis } from '../../lib/redis.js';
 import { jitteredRetryAfter } from '../retry-after.js';
 import { admittedEarly, type IngestState } from '../state.js';
@@ -70,7 +71,10 @@ export interface Shedder {
 export interface ShedderDeps {
   readonly config: Config;
   readonly latency: LatencyWindow;
-  readonly redis: Redis;
+  /** The backlog is the length of the Redis stream… */
+  readonly redis?: Redis;
+  /** …or, when given (QUEUE=postgres), what this answers. */
+  readonly queueDepth?: QueueDepth;
   readonly registry: Registry;
   readonly logger: Logger;
   readonly controller?: ShedController;
@@ -181,14 +185,18 @@ export function createShedder(deps: ShedderDeps): Shedder {
     }
   }
 
+  // Never queue polls on a disconnected client: they would pile up in its offline queue.
+  const streamDepth: QueueDepth = async () => (redis?.status === 'ready' ? redis.xlen(config.streamKey) : undefined);
+  const queueDepth = deps.queueDepth ?? streamDepth;
+
   async function pollBacklog(): Promise<void> {
-    // Never queue polls on a disconnected client: they would pile up in its offline queue.
-    if (redis.status !== 'ready') return;
     try {
-      backlog = await redis.xlen(config.streamKey);
+      const depth = await queueDepth();
+      if (depth === undefined) return;
+      backlog = depth;
       metrics.backlog.set(backlog);
     } catch {
-      // Redis unreachable: keep the last value; the write path reports the outage itself.
+      // Queue unreachable: keep the last value; the write path reports the outage itself.
     }
   }
 

@@ -29,9 +29,11 @@ export const dashboard: DashboardSpec = {
           width: 6,
           height: 5,
           unit: 'percentunit',
-          queries: [q('sum(floodgate_pg_connections) / max(floodgate_pg_max_connections)', 'of max_connections')],
+          queries: [q('max(floodgate_pg_server_connections) / max(floodgate_pg_max_connections)', 'of max_connections')],
           thresholds: steps(0.8, 0.6),
-          description: 'All connections (every state) as a share of max_connections. Red from 80 %: FloodgatePostgresConnectionsSaturated fires after 5 minutes.',
+          description:
+            'Client connections to the whole server (every database and state: what max_connections limits) as a share of max_connections. ' +
+            'Red from 80 %: FloodgatePostgresConnectionsSaturated fires after 5 minutes.',
         },
         {
           title: "Tomorrow's partition",
@@ -67,16 +69,24 @@ export const dashboard: DashboardSpec = {
           unit: 'short',
           min: 0,
           stack: true,
-          queries: [q('sum by (state) (floodgate_pg_connections)', '{{state}}')],
+          // Every worker's collector reports the same database: take one report per state, not their sum.
+          queries: [q('max by (state) (sum by (instance, state) (floodgate_pg_connections))', '{{state}}')],
           description:
-            'Backends by state from pg_stat_activity, stacked. Many "idle in transaction" means a client leaks transactions; compare the total with max_connections (next panel).',
+            "Client connections to Floodgate's database by state from pg_stat_activity, stacked (the collector's own left out). " +
+            'Many "idle in transaction" means a client leaks transactions. All at 0 is an idle system: the pools close connections unused for 30 s.',
         },
         {
           title: 'Connections vs max_connections',
           unit: 'short',
           min: 0,
-          queries: [q('sum(floodgate_pg_connections)', 'in use'), q('max(floodgate_pg_max_connections)', 'max_connections')],
-          description: 'Total connections against the server limit. Each API process and worker may open DB_POOL_SIZE connections.',
+          queries: [
+            q('max(floodgate_pg_server_connections)', 'server (all databases)'),
+            q('max(sum by (instance) (floodgate_pg_connections))', "Floodgate's database"),
+            q('max(floodgate_pg_max_connections)', 'max_connections'),
+          ],
+          description:
+            'Connections against the server limit, which counts every database. Each API process and worker may open DB_POOL_SIZE connections; ' +
+            "a server line far above Floodgate's database means other clients share the server.",
         },
         {
           title: 'Oldest transaction age',
@@ -158,6 +168,7 @@ export const dashboard: DashboardSpec = {
           unit: 'percentunit',
           min: 0,
           queries: [q('topk(10, query:floodgate_pg_statement_time_seconds:rate5m)', '{{query}}')],
+          noValue: 'No data: pg_stat_statements is not installed in this database or not in shared_preload_libraries (floodgate_pg_stat_statements_available = 0)',
           description:
             'Execution seconds per second of the costliest statements (1 = one backend busy all the time). The worker\'s COPY and INSERT … ON CONFLICT should dominate; anything else at the top is competing load.',
         },
@@ -166,6 +177,7 @@ export const dashboard: DashboardSpec = {
           unit: 'ops',
           min: 0,
           queries: [q('topk(10, query:floodgate_pg_statement_calls:rate5m)', '{{query}}')],
+          noValue: 'No data: pg_stat_statements is not installed in this database or not in shared_preload_libraries (floodgate_pg_stat_statements_available = 0)',
           description: 'Calls per second of the most frequent statements. A statement called per event rather than per batch shows up here first.',
         },
       ],

@@ -184,7 +184,7 @@ export function registerRedisStats(options: RedisStatsOptions): void {
   scrape.section('pending', [oldestPendingAge], async () => {
     const [time, summary] = await Promise.all([
       redis.time(),
-      (redis.xpending(streamKey, consumerGroup) as Promise<unknown[]>).catch((err: unknown) => {
+      redis.xpending(streamKey, consumerGroup).catch((err: unknown) => {
         if (isMissing(err)) return [0, null, null, null];
         throw err;
       }),

@@ -1,0 +1,104 @@
+import type { Middleware } from 'koa';
+import type { Config } from '../../lib/config.js';
+import type { Pool } from '../../lib/db.js';
+import { apiError } from '../../lib/errors.js';
+import type { AuthenticatedState } from '../state.js';
+import { STATS_AGGREGATES, planStats, readStats, renderPoint, type StatsAggregate, type StatsRequest } from '../../lib/stats-query.js';
+import { formatDuration, invalidParameter, parseDuration, parseTypeFilter, queryParams, timedRead } from '../query-params.js';
+
+const MINUTE_MS = 60_000;
+const DAY_MS = 86_400_000;
+const PARAMETERS = ['window', 'step', 'type', 'group_by', 'agg'] as const;
+const DEFAULT_WINDOW = '24h';
+// With no step given: the finest of these (1m, 5m, 15m, 1h, 6h, 1d) that keeps the answer within
+// DEFAULT_STEP_BUCKETS buckets.
+const STEP_LADDER = [1, 5, 15, 60, 360, 1440].map((minutes) => minutes * MINUTE_MS);
+const DEFAULT_STEP_BUCKETS = 300;
+
+/** What the stats route reads and how much it may answer. */
+export type StatsConfig = Pick<Config, 'retentionDays' | 'statsMaxBuckets' | 'statsMaxPoints' | 'queryTimeoutMs'>;
+
+function parseAggregates(text: string | undefined): StatsAggregate[] {
+  if (text === undefined) return ['count'];
+  const aggregates = text.split(',');
+  for (const agg of aggregates) {
+    if (!(STATS_AGGREGATES as readonly string[]).includes(agg)) {
+      throw invalidParameter('agg', `expected a comma-separated list of ${STATS_AGGREGATES.join(', ')}, got "${agg.slice(0, 40)}"`);
+    }
+  }
+  if (new Set(aggregates).size !== aggregates.length) throw invalidParameter('agg', 'names an aggregate twice');
+  return aggregates as StatsAggregate[];
+}
+
+function parseGroupBy(text: string | undefined): 'type' | null {
+  if (text === undefined) return null;
+  if (text === 'type') return 'type';
+  if (text === 'source') throw invalidParameter('group_by', 'source is not a rollup dimension (filter raw events by source with GET /v1/events)');
+  throw invalidParameter('group_by', `expected type, got "${text.slice(0, 40)}"`);
+}
+
+/** Validates the query string into a stats request; every problem is a 400 naming its parameter. */
+export function parseStatsRequest(tenant: string, query: Map<string, string>, config: StatsConfig): StatsRequest {
+  const windowMs = parseDuration('window', query.get('window') ?? DEFAULT_WINDOW);
+  if (windowMs > config.retentionDays * DAY_MS) throw invalidParameter('window', `at most the retention, ${config.retentionDays}d`);
+  const step = query.get('step');
+  const stepMs = step !== undefined ? parseDuration('step', step) : defaultStep(windowMs);
+  if (stepMs > windowMs) throw invalidParameter('step', `must not exceed the window (${formatDuration(windowMs)})`);
+  const type = query.get('type');
+  return {
+    tenant,
+    windowMs,
+    stepMs,
+    type: type === undefined ? null : parseTypeFilter(type),
+    groupBy: parseGroupBy(query.get('group_by')),
+    aggregates: parseAggregates(query.get('agg')),
+  };
+}
+
+function defaultStep(windowMs: number): number {
+  return Math.min(windowMs, STEP_LADDER.find((ms) => windowMs / ms <= DEFAULT_STEP_BUCKETS) ?? DAY_MS);
+}
+
+/**
+ * GET /v1/stats: counts and value aggregates of the key's tenant over a window, per step, from the coarsest
+ * rollup that answers exactly. Every bucket of the range is present (zero count when nothing happened); the
+ * answer names the newest minute holding a committed event, read in the same snapshot as the numbers.
+ */
+export function statsRoute(deps: { config: StatsConfig; pool: Pool }): Middleware<AuthenticatedState> {
+  const { config, pool } = deps;
+  return async (ctx) => {
+    const { grant } = ctx.state;
+    const request = parseStatsRequest(grant.tenant, queryParams(ctx.query, PARAMETERS), config);
+    const now = Date.now();
+    const plan = planStats(request, now);
+    if (plan.buckets > config.statsMaxBuckets) {
+      throw apiError('too_many_buckets', `window / step gives ${plan.buckets} buckets, more than ${config.statsMaxBuckets}: take a coarser step`, {
+        buckets: plan.buckets,
+        max_buckets: config.statsMaxBuckets,
+      });
+    }
+    const data = await timedRead(
+      () => readStats(pool, request, plan, { now, retentionDays: config.retentionDays, maxPoints: config.statsMaxPoints }),
+      config.queryTimeoutMs,
+    );
+    const starts = Array.from({ length: plan.buckets }, (_, i) => plan.from + i * request.stepMs);
+    const groups = request.groupBy ? [...data.groups.keys()] : [''];
+    const series = groups.map((g) => {
+      const points = data.groups.get(g);
+      const rendered = starts.map((t) => renderPoint(t, points?.get(t), request.aggregates));
+      return request.groupBy ? { [request.groupBy]: g, points: rendered } : { points: rendered };
+    });
+    ctx.type = 'application/json';
+    ctx.body = JSON.stringify({
+      window: formatDuration(request.windowMs),
+      step: formatDuration(request.stepMs),
+      resolution: plan.resolution,
+      from: new Date(plan.from).toISOString(),
+      to: new Date(plan.to).toISOString(),
+      newest_minute: data.newestMinute?.toISOString() ?? null,
+      group_by: request.groupBy,
+      aggregates: request.aggregates,
+      series,
+    });
+  };
+}

@@ -1,0 +1,134 @@
+/**
+ * What the flush worker and the API's live view share: the Redis names of a tenant's live channel, resume log
+ * and listener marker, and the wire format of one published batch. The worker writes it (lib/live-publisher.ts),
+ * the API reads it (lib/live-subscriber.ts); nothing else knows it.
+ *
+ * A published batch is a tenant's durable events from one commit, at most CHUNK_MAX_EVENTS of them. Its body is
+ * one line per event, `<type>\t<event JSON>\n` (a type has no tab or newline, and JSON.stringify escapes both),
+ * so the API filters and forwards events without parsing JSON. The resume log (a capped Redis stream per
+ * tenant) holds the body under the entry id Redis assigned; the channel message is `<entry id>\n<body>`.
+ */
+
+/** Redis names of one tenant's live view, under the configured stream key (tests get private ones). */
+export interface LiveKeys {
+  /** Pub/sub channel the worker publishes to and the API subscribes to. */
+  channel(tenant: string): string;
+  /** Capped stream of recent batches, read to resume a connection or to catch up after a lost subscription. */
+  log(tenant: string): string;
+  /** Present (with a TTL) while some API process holds a live connection of the tenant. */
+  listening(tenant: string): string;
+}
+
+/** The live keys under `streamKey` (STREAM_KEY): `<streamKey>:live:{channel,log,listening}:<tenant>`. */
+export function liveKeys(streamKey: string): LiveKeys {
+  const prefix = `${streamKey}:live`;
+  return {
+    channel: (tenant) => `${prefix}:channel:${tenant}`,
+    log: (tenant) => `${prefix}:log:${tenant}`,
+    listening: (tenant) => `${prefix}:listening:${tenant}`,
+  };
+}
+
+/** Field of a log entry holding the body. */
+export const LOG_FIELD = 'b';
+/** Most events in one published batch: bounds one message, one log entry and one replay step. */
+export const CHUNK_MAX_EVENTS = 500;
+/** Most body characters in one published batch (an event of maximal `data` still fits alone). */
+export const CHUNK_MAX_CHARS = 128 * 1024;
+/**
+ * Most entries a tenant's resume log keeps, whatever the window: at most CHUNK_MAX_CHARS each, this caps the log
+ * of one busy tenant at 64 MiB of Redis memory (a quiet one keeps far less: the window trims it first).
+ */
+export const LOG_MAX_ENTRIES = 512;
+/** How long a listener marker lives; the API refreshes it every third of this while it has connections. */
+export const LISTENING_TTL_MS = 15_000;
+
+/** One durable event as the live view forwards it. */
+export interface LiveEvent {
+  readonly type: string;
+  /** The event as JSON, exactly what a client receives. */
+  readonly json: string;
+  /** Its position in the tenant's live order: what `Last-Event-ID` resumes after. */
+  readonly cursor: string;
+}
+
+/** One published batch of a tenant, in the order the worker committed it. */
+export interface LiveBatch {
+  /** Id of the batch's resume log entry (`<ms>-<seq>`, Redis stream id). */
+  readonly id: string;
+  readonly events: readonly LiveEvent[];
+}
+
+/** A position in a tenant's live order: log entry id and the event's index in that entry. */
+export interface Cursor {
+  readonly ms: number;
+  readonly seq: number;
+  readonly index: number;
+}
+
+const CURSOR = /^(\d{1,15})-(\d{1,15})-(\d{1,6})$/;
+const ENTRY_ID = /^(\d{1,15})-(\d{1,15})$/;
+
+/** Parses a cursor (`<ms>-<seq>-<index>`, as sent in an SSE `id:`); null when it is not one. */
+export function parseCursor(text: string): Cursor | null {
+  const m = CURSOR.exec(text.trim());
+  return m ? { ms: Number(m[1]), seq: Number(m[2]), index: Number(m[3]) } : null;
+}
+
+/** The cursor text of event `index` of log entry `id`. */
+export function formatCursor(id: string, index: number): string {
+  return `${id}-${index}`;
+}
+
+/** The log entry id a cursor points into. */
+export function cursorEntryId(cursor: Cursor): string {
+  return `${cursor.ms}-${cursor.seq}`;
+}
+
+/** Orders two log entry ids (`<ms>-<seq>`) as Redis does: negative, zero or positive. */
+export function compareEntryIds(a: string, b: string): number {
+  const ma = ENTRY_ID.exec(a);
+  const mb = ENTRY_ID.exec(b);
+  if (!ma || !mb) throw new Error(`not a stream entry id: ${ma ? b : a}`);
+  return Number(ma[1]) - Number(mb[1]) || Number(ma[2]) - Number(mb[2]);
+}
+
+/** Reads the events of a body (`<type>\t<json>\n` lines) published under log entry `id`. */
+export function parseBody(id: string, body: string): LiveBatch {
+  const events: LiveEvent[] = [];
+  let start = 0;
+  while (start < body.length) {
+    let end = body.indexOf('\n', start);
+    if (end < 0) end = body.length;
+    const tab = body.indexOf('\t', start);
+    if (tab > start && tab < end) {
+      events.push({ type: body.slice(start, tab), json: body.slice(tab + 1, end), cursor: formatCursor(id, events.length) });
+    }
+    start = end + 1;
+  }
+  return { id, events };
+}
+
+/** Reads a channel message (`<entry id>\n<body>`); null when it is not one. */
+export function parseMessage(message: string): LiveBatch | null {
+  const newline = message.indexOf('\n');
+  if (newline < 0) return null;
+  const id = message.slice(0, newline);
+  if (!ENTRY_ID.test(id)) return null;
+  return parseBody(id, message.slice(newline + 1));
+}
+
+/**
+ * Appends one body to a tenant's resume log and publishes it, atomically, with the entry id Redis assigned.
+ * KEYS: log; ARGV: channel, body, window ms, max entries. The log is trimmed by age (Redis's own clock, the one
+ * its ids use) and by length, and expires a window after its last batch: a tenant nobody listens to any more
+ * leaves nothing behind.
+ */
+export const PUBLISH_SCRIPT = `
+local id = redis.call('XADD', KEYS[1], 'MAXLEN', '~', ARGV[4], '*', '${LOG_FIELD}', ARGV[2])
+local now = redis.call('TIME')
+local minId = tonumber(now[1]) * 1000 + math.floor(tonumber(now[2]) / 1000) - tonumber(ARGV[3])
+redis.call('XTRIM', KEYS[1], 'MINID', '~', string.format('%d', minId))
+redis.call('PEXPIRE', KEYS[1], ARGV[3])
+redis.call('PUBLISH', ARGV[1], id .. '\\n' .. ARGV[2])
+return id`;

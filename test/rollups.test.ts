@@ -1,0 +1,252 @@
+import assert from 'node:assert/strict';
+import { after, before, describe, it } from 'node:test';
+import pg from 'pg';
+import { createPool } from '../lib/db.js';
+import { checkEvent } from '../lib/event-schema.js';
+import { createLogger } from '../lib/logger.js';
+import { migrate, readMigrations } from '../lib/migrate.js';
+import { dropExpiredPartitions, ensurePartitions } from '../lib/partitions.js';
+import { writeEntries } from '../lib/pg-batch-write.js';
+import { ENTRY_FIELD, decodeEntry, encodeEntry, type StreamEntry } from '../lib/stream-entry.js';
+import { Registry } from 'prom-client';
+import { createFlusher } from '../workers/flusher.js';
+import { createWorkerMetrics } from '../workers/worker-metrics.js';
+import { assertRollupsMatchEvents, rolledUpAndStored } from './rollup-support.js';
+import { TEST_PG_ADMIN_URL, createTestEnv, enqueue, envVars, eventually, spawnFloodgate, type TestEnv } from './support.js';
+
+const DAY = 86_400_000;
+const TYPES = ['order.paid', 'order.refunded', 'page.view'];
+
+interface EntryOptions {
+  seed?: number;
+  /** Timestamp of the first event (each next one a second later); receipt time by default. */
+  at?: number;
+  /** Idempotency keys `<prefix>-0` … `<prefix>-(n/2 - 1)`, each used twice. */
+  keyPrefix?: string;
+}
+
+/** One stream entry's payload of `n` events; values are multiples of 0.25, so every sum is exact in floating point. */
+function payload(env: TestEnv, tenant: string, n: number, options: EntryOptions = {}): string {
+  const receivedAt = Date.now();
+  const seed = options.seed ?? 0;
+  const events = Array.from({ length: n }, (_, i) => {
+    const raw: Record<string, unknown> = { type: TYPES[(seed + i) % TYPES.length], source: i % 2 ? 'web' : 'ios' };
+    if ((seed + i) % 3 !== 0) raw.value = ((seed * 7 + i * 13) % 400) / 4 - 20;
+    if (options.at !== undefined) raw.timestamp = new Date(options.at + i * 1000).toISOString();
+    if (options.keyPrefix) raw.idempotency_key = `${options.keyPrefix}-${i % Math.max(1, Math.floor(n / 2))}`;
+    const check = checkEvent(raw, receivedAt, env.config);
+    if (!check.ok) throw new Error(JSON.stringify(check.errors));
+    return check.event;
+  });
+  return encodeEntry(tenant, 'normal', receivedAt, events);
+}
+
+/** The decoded entry, as the worker holds it. */
+function entry(env: TestEnv, tenant: string, n: number, options: EntryOptions = {}): StreamEntry {
+  return decodeEntry(payload(env, tenant, n, options));
+}
+
+describe('rollups', () => {
+  let env: TestEnv;
+  before(async () => {
+    env = await createTestEnv({ FLUSH_BATCH_EVENTS: '400', FLUSH_INTERVAL_MS: '20', CLAIM_IDLE_MS: '500' });
+  });
+  after(async () => {
+    await env?.cleanup();
+  });
+
+  it('counts a redelivered entry, a duplicate in the same batch and a repeated idempotency key once, at every level', async () => {
+    const first = entry(env, 'dup', 60, { keyPrefix: 'k' });
+    const again = entry(env, 'dup', 40, { seed: 1, keyPrefix: 'k' });
+    const plain = entry(env, 'dup', 50, { seed: 2 });
+    const r1 = await writeEntries(env.pool, [first, plain, plain]);
+    assert.equal(r1.inserted, 30 + 50, 'half of the keyed events repeat a key; the second copy of the entry adds nothing');
+    const r2 = await writeEntries(env.pool, [plain, first, again]);
+    assert.equal(r2.inserted, 0, 'everything was stored already (same ids, same keys)');
+    const { rolledUp, stored } = await rolledUpAndStored(env.pool, 'dup');
+    assert.equal(stored, 80);
+    assert.equal(rolledUp, 80);
+    await assertRollupsMatchEvents(env.pool);
+  });
+
+  it('counts nothing of a write that failed after its merge had run, and exactly once when it is retried', async () => {
+    const batch = [entry(env, 'retry', 30), entry(env, 'retry', 30, { seed: 5 })];
+    // The day rollup is the merge's last upsert: events and minute rows are written by then, and must go.
+    const lock = await env.pool.connect();
+    await lock.query('BEGIN');
+    await lock.query('LOCK TABLE rollup_day IN EXCLUSIVE MODE');
+    try {
+      await assert.rejects(writeEntries(env.pool, batch, { statementTimeoutMs: 300 }), { code: '57014' });
+    } finally {
+      await lock.query('ROLLBACK');
+      lock.release();
+    }
+    assert.deepEqual(await rolledUpAndStored(env.pool, 'retry'), { rolledUp: 0, stored: 0 });
+    assert.equal((await writeEntries(env.pool, batch)).inserted, 60);
+    assert.equal((await writeEntries(env.pool, batch)).inserted, 0, 'a retried COPY of rows already committed');
+    assert.deepEqual(await rolledUpAndStored(env.pool, 'retry'), { rolledUp: 60, stored: 60 });
+    await assertRollupsMatchEvents(env.pool);
+  });
+
+  it('stays exact with writers upserting the same buckets and the same events at once: no deadlock, no lost update', async () => {
+    const pools = Array.from({ length: 4 }, () => createPool(env.databaseUrl, { max: 2, applicationName: 'floodgate-test' }));
+    try {
+      // Every batch hits the same tenant × type × minute rows; half the batches are written by two writers at once.
+      const at = Date.now() - 5 * 60_000;
+      const batches = Array.from({ length: 24 }, (_, i) => [entry(env, 'race', 120, { seed: i, at }), entry(env, 'race', 80, { seed: 100 + i, at, keyPrefix: `race-${i % 6}` })]);
+      const work = pools.map(async (pool, w) => {
+        const inserted: number[] = [];
+        for (let i = 0; i < batches.length; i++) {
+          if (i % 4 === w || (i % 2 === 0 && (i + 1) % 4 === w)) inserted.push((await writeEntries(pool, batches[i]!)).inserted);
+        }
+        return inserted;
+      });
+      const results = await Promise.all(work);
+      const distinctKeyed = 6 * 40;
+      const expected = 24 * 120 + distinctKeyed;
+      assert.equal(results.flat().reduce((a, b) => a + b, 0), expected, 'the writers together inserted each event once');
+      assert.deepEqual(await rolledUpAndStored(env.pool, 'race'), { rolledUp: expected, stored: expected });
+      await assertRollupsMatchEvents(env.pool);
+    } finally {
+      await Promise.all(pools.map((p) => p.end()));
+    }
+  });
+
+  it('puts a late event within retention into the minute, hour and day it occurred in', async () => {
+    const midnight = Math.floor((Date.now() - 3 * DAY) / DAY) * DAY;
+    const when = midnight + 13 * 3600_000 + 37 * 60_000 + 42_000;
+    await writeEntries(env.pool, [entry(env, 'late', 1, { at: when })]);
+    const minute = new Date(midnight + 13 * 3600_000 + 37 * 60_000);
+    const hour = new Date(midnight + 13 * 3600_000);
+    const day = new Date(midnight);
+    for (const [table, bucket] of [['rollup_minute', minute], ['rollup_hour', hour], ['rollup_day', day]] as const) {
+      const { rows } = await env.pool.query<{ bucket: Date; event_count: string }>(`SELECT bucket, event_count FROM ${table} WHERE tenant = 'late'`);
+      assert.deepEqual(rows.map((r) => [r.bucket.toISOString(), Number(r.event_count)]), [[bucket.toISOString(), 1]], table);
+    }
+    await assertRollupsMatchEvents(env.pool);
+  });
+
+  it('drops the rollups of a day when retention drops its events, and keeps the other days', async () => {
+    const now = Date.now();
+    await writeEntries(env.pool, [entry(env, 'retention', 10, { at: now - 20 * DAY }), entry(env, 'retention', 10, { at: now - 2 * DAY, seed: 1 })]);
+    const day = (ms: number) => new Date(ms).toISOString().slice(0, 10).replace(/-/g, '');
+    assert.ok(await partitionExists(env, `rollup_minute_p${day(now - 20 * DAY)}`), 'minute partitions are created with the events partitions');
+    // Fifteen days on, the day 20 days back is past the 30-day retention (plus a day of slack).
+    const dropped = await dropExpiredPartitions(env.pool, env.config, now + 15 * DAY);
+    assert.ok(dropped.includes(`events_p${day(now - 20 * DAY)}`));
+    assert.ok(dropped.includes(`rollup_minute_p${day(now - 20 * DAY)}`));
+    assert.ok(!(await partitionExists(env, `rollup_minute_p${day(now - 20 * DAY)}`)));
+    const cutoff = Math.floor((now - 16 * DAY) / DAY) * DAY;
+    for (const table of ['rollup_minute', 'rollup_hour', 'rollup_day']) {
+      const { rows } = await env.pool.query<{ old: string; kept: string }>(
+        `SELECT count(*) FILTER (WHERE bucket < $1) AS old, coalesce(sum(event_count) FILTER (WHERE bucket >= $1), 0) AS kept FROM ${table} WHERE tenant = 'retention'`,
+        [new Date(cutoff)],
+      );
+      assert.equal(Number(rows[0]!.old), 0, `${table}: rows of the dropped day are gone`);
+      assert.equal(Number(rows[0]!.kept), 10, `${table}: the day within retention keeps its rows`);
+    }
+    await assertRollupsMatchEvents(env.pool);
+    await ensurePartitions(env.pool, env.config);
+  });
+
+  it('rebuilding a day from events reproduces what the writes maintained', async () => {
+    await writeEntries(env.pool, [entry(env, 'rebuild', 90), entry(env, 'rebuild', 45, { seed: 9, keyPrefix: 'rb' })]);
+    const before = await env.pool.query('SELECT * FROM rollup_hour ORDER BY tenant, bucket, type');
+    const today = new Date().toISOString().slice(0, 10);
+    await env.pool.query('SELECT floodgate_rebuild_rollups($1::date - 40, $1::date + 3)', [today]);
+    const afterRebuild = await env.pool.query('SELECT * FROM rollup_hour ORDER BY tenant, bucket, type');
+    assert.deepEqual(afterRebuild.rows, before.rows);
+    await assertRollupsMatchEvents(env.pool);
+  });
+
+  it('through the flush worker: entries put on the stream again are not counted again; the worker reports the newest minute', async () => {
+    const registry = new Registry();
+    const metrics = createWorkerMetrics(registry);
+    const flusher = createFlusher({ config: env.config, pool: env.pool, redis: env.redis, logger: createLogger('silent', 'test'), consumerName: 'rollup-test', metrics });
+    await flusher.start();
+    try {
+      const payloads = Array.from({ length: 12 }, (_, i) => payload(env, 'stream', 50, { seed: i, keyPrefix: i % 3 ? undefined : `s${i}` }));
+      for (const p of payloads) await env.redis.xadd(env.config.streamKey, '*', ENTRY_FIELD, p);
+      // The same payloads again, as a producer retry or a replayed stream would deliver them.
+      for (const p of payloads.slice(0, 6)) await env.redis.xadd(env.config.streamKey, '*', ENTRY_FIELD, p);
+      await eventually(async () => (await env.redis.xlen(env.config.streamKey)) === 0, 'stream drained');
+      const { rolledUp, stored } = await rolledUpAndStored(env.pool, 'stream');
+      assert.equal(stored, 12 * 50 - 4 * 25);
+      assert.equal(rolledUp, stored);
+      await assertRollupsMatchEvents(env.pool);
+      const { rows } = await env.pool.query<{ newest: Date }>("SELECT max(bucket) AS newest FROM rollup_minute WHERE tenant = 'stream'");
+      const gauge = await registry.getSingleMetric('floodgate_rollup_newest_minute_timestamp_seconds')!.get();
+      assert.equal(gauge.values[0]!.value, rows[0]!.newest.getTime() / 1000);
+    } finally {
+      await flusher.close();
+    }
+  });
+
+  it('a worker killed with SIGKILL inside its flush transaction leaves nothing counted; its successor counts each event once', async () => {
+    const ids: string[] = [];
+    for (let i = 0; i < 10; i++) {
+      ids.push(...(await enqueue(env, Array.from({ length: 40 }, (_, j) => ({ type: TYPES[j % 3]!, value: j, ...(j % 4 ? {} : { idempotency_key: `kill-${i}-${j}` }) })), { tenant: 'killed' })));
+    }
+    const lock = await env.pool.connect();
+    await lock.query('BEGIN');
+    await lock.query('LOCK TABLE events IN SHARE MODE');
+    const vars = envVars(env, { CLAIM_IDLE_MS: '500', FLUSH_INTERVAL_MS: '20' });
+    const doomed = await spawnFloodgate(['worker'], vars);
+    try {
+      await eventually(async () => {
+        const { rows } = await env.pool.query(
+          "SELECT 1 FROM pg_stat_activity WHERE application_name = 'floodgate-worker' AND wait_event_type = 'Lock' AND datname = current_database() AND query LIKE '%INSERT INTO events%'",
+        );
+        return rows.length > 0;
+      }, 'the worker blocked inside its flush');
+      doomed.child.kill('SIGKILL');
+      await doomed.exited;
+    } finally {
+      await lock.query('ROLLBACK');
+      lock.release();
+    }
+    assert.deepEqual(await rolledUpAndStored(env.pool, 'killed'), { rolledUp: 0, stored: 0 });
+    const successor = await spawnFloodgate(['worker'], vars);
+    try {
+      await eventually(async () => (await rolledUpAndStored(env.pool, 'killed')).stored >= ids.length && (await env.redis.xlen(env.config.streamKey)) === 0, 'all written', 30_000);
+    } finally {
+      successor.child.kill('SIGTERM');
+      await successor.exited;
+    }
+    assert.deepEqual(await rolledUpAndStored(env.pool, 'killed'), { rolledUp: ids.length, stored: ids.length });
+    await assertRollupsMatchEvents(env.pool);
+  });
+});
+
+async function partitionExists(env: TestEnv, name: string): Promise<boolean> {
+  const { rows } = await env.pool.query<{ r: string | null }>('SELECT to_regclass($1) AS r', [name]);
+  return rows[0]!.r !== null;
+}
+
+describe('rollups migration', () => {
+  it('backfills the rollups of events stored before it, partitions included', async () => {
+    const dbName = `floodgate_test_backfill_${Date.now().toString(36)}`;
+    const admin = new pg.Client({ connectionString: TEST_PG_ADMIN_URL });
+    await admin.connect();
+    await admin.query(`CREATE DATABASE ${dbName}`);
+    const pool = createPool(Object.assign(new URL(TEST_PG_ADMIN_URL), { pathname: `/${dbName}` }).href, { applicationName: 'floodgate-test' });
+    try {
+      const all = await readMigrations();
+      await migrate(pool, all.filter((m) => m.version < 6));
+      await pool.query("SELECT floodgate_create_partitions(current_date - 3, current_date + 1)");
+      await pool.query(`
+        INSERT INTO events (id, tenant, type, occurred_at, received_at, priority, value)
+        SELECT gen_random_uuid(), 'old-' || (i % 3), 'type.' || (i % 5), now() - (i % 4000) * interval '1 minute', now(), 'normal',
+               CASE WHEN i % 2 = 0 THEN (i % 97) / 4.0 END
+        FROM generate_series(1, 5000) i`);
+      await migrate(pool, all);
+      const { rows } = await pool.query<{ n: string }>('SELECT sum(event_count) AS n FROM rollup_day');
+      assert.equal(Number(rows[0]!.n), 5000);
+      await assertRollupsMatchEvents(pool, 'after the backfill');
+    } finally {
+      await pool.end();
+      await admin.query(`DROP DATABASE IF EXISTS ${dbName} WITH (FORCE)`);
+      await admin.end();
+    }
+  });
+});
