@@ -1,5 +1,5 @@
 # syntax=docker/dockerfile:1
-# Build stage: install everything, compile what ships (tsconfig.build.json: app, workers, lib, cli, loadtest),
+# Build stage: install everything, compile what ships (tsconfig.build.json: app, workers, lib, cli, loadtest, client/src),
 # then drop dev dependencies. test/ and bench/ are never copied in, so they cannot reach the image.
 FROM node:22-bookworm-slim AS build
 WORKDIR /app
@@ -12,6 +12,7 @@ COPY workers ./workers
 COPY lib ./lib
 COPY cli ./cli
 COPY loadtest ./loadtest
+COPY client ./client
 COPY db ./db
 RUN npm run build && npm prune --omit=dev --no-audit --no-fund
 

@@ -1,7 +1,7 @@
 import { parseArgs } from 'node:util';
 import type { Config } from '../lib/config.js';
 import type { MixShare } from '../loadtest/runner.js';
-import { SCENARIO_QUESTIONS, SCENARIOS, type ScenarioName } from '../loadtest/scenarios.js';
+import { SCENARIO_DEFAULTS, SCENARIO_QUESTIONS, SCENARIOS, type ScenarioName } from '../loadtest/scenarios.js';
 import { UsageError } from './usage.js';
 
 /** A parsed `loadtest` invocation: a scenario run, or a comparison of two reports. */
@@ -28,6 +28,10 @@ export type LoadtestAction =
       readonly drainTimeoutMs: number;
       readonly retryShare?: number;
       readonly quiet: boolean;
+      /** Simulated SDK clients (`clients` scenario). */
+      readonly clients?: number;
+      /** `clients`: a ramp step keeps up while the p99 of track → delivered is within this, ms. */
+      readonly deliverySloMs: number;
     }
   | { readonly action: 'compare'; readonly a: string; readonly b: string; readonly thresholdPct: number };
 
@@ -93,6 +97,8 @@ export function parseLoadtestArgs(args: readonly string[]): LoadtestAction {
         'drain-timeout': { type: 'string', default: '60' },
         'retry-share': { type: 'string' },
         quiet: { type: 'boolean', default: false },
+        clients: { type: 'string' },
+        'delivery-slo': { type: 'string', default: '2000' },
       },
     }),
   );
@@ -119,6 +125,8 @@ export function parseLoadtestArgs(args: readonly string[]): LoadtestAction {
     drainTimeoutMs: number('drain-timeout', v['drain-timeout'], 0, 3600)! * 1000,
     retryShare: number('retry-share', v['retry-share'], 0, 0.95),
     quiet: v.quiet,
+    clients: number('clients', v.clients, 1, 10_000),
+    deliverySloMs: number('delivery-slo', v['delivery-slo'], 1, 600_000)!,
   };
 }
 
@@ -131,6 +139,7 @@ export async function loadtestCommand(config: Config, action: LoadtestAction): P
     if (diffs.some((d) => d.regression)) process.exitCode = 1;
     return;
   }
+  if (action.scenario === 'clients') return clientsCommand(config, action);
   const { runScenario } = await import('../loadtest/run-scenario.js');
   const { renderText } = await import('../loadtest/report.js');
   const { report, files } = await runScenario({
@@ -141,5 +150,37 @@ export async function loadtestCommand(config: Config, action: LoadtestAction): P
   });
   console.log(renderText(report));
   if (files) console.log(`\nreports: ${files.json}\n         ${files.markdown}\n         ${files.chart}`);
+  if (report.problems.length > 0) process.exitCode = 1;
+}
+
+/** How long the simulated clients may take to deliver what they hold once the last phase is over. */
+const CLIENTS_CLOSE_TIMEOUT_MS = 30_000;
+
+/** `floodgate loadtest clients`: the client model (simulated SDK clients) against the API; exit 1 on problems. */
+async function clientsCommand(config: Config, action: Extract<LoadtestAction, { action: 'run' }>): Promise<void> {
+  const { runClientsScenario } = await import('../loadtest/run-clients.js');
+  const { renderClientsText } = await import('../loadtest/client-report.js');
+  const defaults = SCENARIO_DEFAULTS.clients;
+  const { report, files } = await runClientsScenario({
+    url: action.url ?? `http://127.0.0.1:${config.port}`,
+    key: action.key,
+    databaseUrl: action.integrity ? (action.databaseUrl ?? config.databaseUrl) : null,
+    seed: action.seed,
+    clients: action.clients ?? defaults.connections,
+    mix: action.mix,
+    duration: action.duration ?? defaults.duration,
+    capacity: action.capacity,
+    rampStart: action.rate ?? defaults.rate!,
+    stepSeconds: action.stepSeconds ?? 5,
+    deliverySloMs: action.deliverySloMs,
+    maxRequests: action.maxRequests,
+    drainTimeoutMs: action.drainTimeoutMs,
+    closeTimeoutMs: CLIENTS_CLOSE_TIMEOUT_MS,
+    sdk: { requestTimeoutMs: action.timeoutSeconds * 1000 },
+    progress: !action.quiet,
+    out: action.out,
+  });
+  console.log(renderClientsText(report));
+  if (files) console.log(`\nreports: ${files.json}\n         ${files.markdown}`);
   if (report.problems.length > 0) process.exitCode = 1;
 }

@@ -9,7 +9,7 @@ import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { packageRoot } from './paths.js';
 import { parseTenantsArgs, tenantsCommand } from './tenants-command.js';
-import { commandUsage, helpTopic, noArguments, USAGE, UsageError } from './usage.js';
+import { commandUsage, helpTopic, noArguments, USAGE, UsageError, type HelpTopic } from './usage.js';
 import { workerCommand } from './worker-command.js';
 
 /** A subcommand: `parse` checks its arguments (UsageError, before any config or connection); `run` does the work. */
@@ -24,7 +24,8 @@ const noArgs = (name: string, run: (config: Config, logger: Logger) => Promise<v
   },
 });
 
-const COMMANDS: Record<string, Command> = {
+// Keyed by help topic: a command without an entry in COMMAND_HELP (cli/usage.ts) does not compile.
+const COMMANDS: Partial<Record<HelpTopic, Command>> = {
   start: noArgs('start', startCommand),
   api: noArgs('api', apiCommand),
   worker: noArgs('worker', workerCommand),
@@ -96,7 +97,7 @@ async function main(argv: readonly string[]): Promise<void> {
     return;
   }
   if (name === undefined) throw new UsageError('no command given');
-  const command = Object.hasOwn(COMMANDS, name) ? COMMANDS[name] : undefined;
+  const command = Object.hasOwn(COMMANDS, name) ? COMMANDS[name as HelpTopic] : undefined;
   if (!command) throw new UsageError(`unknown command "${name}"`);
   const run = command.parse(args);
   const config = configOrExit();

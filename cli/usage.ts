@@ -137,6 +137,7 @@ API processes apply a change within QUOTA_REFRESH_MS.`,
       'loadtest <scenario> [--url URL] [--key KEY] [--duration S] [--connections N] [--rate R] [--seed N]',
       '         [--batch-size N] [--mix C/N/L] [--capacity C] [--slo-p99 MS] [--step S] [--timeout S] [--out DIR]',
       '         [--database-url URL | --no-integrity] [--max-requests N] [--drain-timeout S] [--retry-share F] [--quiet]',
+      '         [--clients N] [--delivery-slo MS]',
     ],
     summary: 'load-test a running API (scenarios and options: floodgate loadtest --help)',
     details: `Scenarios, and the question each answers (docs/loadtesting.md has more):
@@ -161,6 +162,8 @@ Options:
   --drain-timeout S     how long the integrity check waits for the worker (default 60)
   --retry-share F       share of resent requests in the duplicates scenario (default 0.5)
   --quiet               no progress line per second
+  --clients N           clients scenario: simulated SDK clients (--rate is then the first ramp step in events/s)
+  --delivery-slo MS     clients scenario: the delivery latency objective the ramp holds
 Exit status 1 when the scenario finds a problem (such as lost events).
 For comparing two reports: floodgate loadtest compare --help`,
   },

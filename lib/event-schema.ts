@@ -43,6 +43,14 @@ export const EVENT_SCHEMA = {
   },
 } as const;
 
+/** `sent_at` of a batch: the RFC 3339 time the client sent the request, by its own clock. */
+export const SENT_AT_SCHEMA = {
+  type: 'string',
+  format: 'date-time',
+  maxLength: 64,
+  description: "RFC 3339 time the client sent this request, by the client's clock; corrects client clock skew (see CLOCK_SKEW_THRESHOLD_MS).",
+} as const;
+
 /**
  * JSON Schema of a batch request body, served in the OpenAPI document with `eventRef` pointing at the Event
  * schema. The API does not validate a batch against it as a whole: it checks this shape, then each event on its
@@ -54,8 +62,23 @@ export function batchSchema(maxBatchEvents: number, eventRef: string) {
     type: 'object',
     additionalProperties: false,
     required: ['events'],
-    properties: { events: { type: 'array', minItems: 1, maxItems: maxBatchEvents, items: { $ref: eventRef } } },
+    properties: { events: { type: 'array', minItems: 1, maxItems: maxBatchEvents, items: { $ref: eventRef } }, sent_at: SENT_AT_SCHEMA },
   } as const;
+}
+
+/**
+ * Below this difference between the server's receive time and a batch's `sent_at`, the client's clock is taken
+ * as right and timestamps are kept. Above it, every timestamp of the batch moves by received_at − sent_at.
+ * 30 s is above any transit time a well-synchronised client sees (clients time requests out after ~10 s), so
+ * the correction never shifts a correct client's events by its network delay; clock errors that matter to
+ * analytics (minutes, a wrong time zone, a device clock hours off) are well above it.
+ */
+export const CLOCK_SKEW_THRESHOLD_MS = 30_000;
+
+/** What to add to a batch's event timestamps: received_at − sent_at when it exceeds the threshold, else 0. */
+export function clockCorrectionMs(sentAt: number, receivedAt: number): number {
+  const skew = receivedAt - sentAt;
+  return Math.abs(skew) > CLOCK_SKEW_THRESHOLD_MS ? skew : 0;
 }
 
 /** An event that passed validation, with its server-assigned id. */
@@ -91,13 +114,21 @@ const UNSTORABLE_IN_JSON = /(?<!\\)(?:\\\\)*\\u(?:0000|d[89a-f][0-9a-f]{2})/;
 // eslint-disable-next-line no-control-regex -- NUL is exactly what this looks for
 const UNSTORABLE_IN_TEXT = /\u0000|[\ud800-\udbff](?![\udc00-\udfff])|(?<![\ud800-\udbff])[\udc00-\udfff]/;
 
-function compileEventValidator() {
+function compileValidators() {
   const ajv = new Ajv2020({ allErrors: true, strict: true, messages: true });
   addFormats(ajv, ['date-time']);
-  return ajv.compile(EVENT_SCHEMA);
+  return { event: ajv.compile(EVENT_SCHEMA), sentAt: ajv.compile(SENT_AT_SCHEMA) };
 }
 
-const validateShape = compileEventValidator();
+const validators = compileValidators();
+const validateShape = validators.event;
+
+/** A batch's `sent_at` in epoch ms, or null when it is not an RFC 3339 time (the same rule as `timestamp`). */
+export function parseSentAt(value: unknown): number | null {
+  if (!validators.sentAt(value)) return null;
+  const ms = parseTimestamp(value);
+  return Number.isNaN(ms) ? null : ms;
+}
 
 function toFieldErrors(errors: ErrorObject[] | null | undefined): FieldError[] {
   return (errors ?? []).map((e) => {
@@ -151,15 +182,18 @@ export function parseTimestamp(text: string): number {
   return Date.parse(`${text.slice(0, 17)}59${text.slice(19)}`) + 1000;
 }
 
-/** Validates one raw event and assigns its id; `headerKey` is the request's Idempotency-Key for single events. */
-export function checkEvent(raw: unknown, receivedAt: number, limits: ValidationLimits, headerKey?: string): EventCheck {
+/**
+ * Validates one raw event and assigns its id; `headerKey` is the request's Idempotency-Key for single events,
+ * `correctionMs` the batch's clock correction (see clockCorrectionMs), applied before the time bounds are checked.
+ */
+export function checkEvent(raw: unknown, receivedAt: number, limits: ValidationLimits, headerKey?: string, correctionMs = 0): EventCheck {
   if (!validateShape(raw)) return { ok: false, errors: toFieldErrors(validateShape.errors) };
   const e = raw as { type: string; timestamp?: string; source?: string; idempotency_key?: string; value?: number; data?: object };
   const errors: FieldError[] = [];
 
   let occurredAt = receivedAt;
   if (e.timestamp !== undefined) {
-    occurredAt = parseTimestamp(e.timestamp);
+    occurredAt = parseTimestamp(e.timestamp) + correctionMs;
     if (Number.isNaN(occurredAt)) errors.push({ path: '/timestamp', message: 'is not a valid RFC 3339 time' });
     else if (occurredAt > receivedAt + MAX_FUTURE_MS) errors.push({ path: '/timestamp', message: 'is more than 24 h in the future' });
     else if (occurredAt < receivedAt - limits.retentionDays * DAY_MS) {

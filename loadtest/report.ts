@@ -109,11 +109,13 @@ function tenantRows(tenants: Record<string, TallySummary>): string[][] {
   ]);
 }
 
-function markdownTable(header: string[], rows: string[][]): string {
+/** A Markdown table. */
+export function markdownTable(header: string[], rows: string[][]): string {
   return [`| ${header.join(' | ')} |`, `| ${header.map(() => '---').join(' | ')} |`, ...rows.map((r) => `| ${r.join(' | ')} |`)].join('\n');
 }
 
-function textTable(header: string[], rows: string[][]): string {
+/** A plain-text table, the first column left-aligned and the others right-aligned. */
+export function textTable(header: string[], rows: string[][]): string {
   const widths = header.map((h, i) => Math.max(h.length, ...rows.map((r) => r[i]!.length)));
   return [header, ...rows].map((r) => r.map((c, i) => (i === 0 ? c.padEnd(widths[i]!) : c.padStart(widths[i]!))).join('  ')).join('\n');
 }

@@ -1,11 +1,11 @@
 // One scenario end to end: key, segments, the run with a progress line per second, the integrity check
 // against Postgres, the figures that answer the scenario's question, and the reports.
-import { randomBytes } from 'node:crypto';
 import { createApiKey, revokeApiKey } from '../lib/api-keys.js';
 import { createPool, type Pool } from '../lib/db.js';
 import { createEventSource } from './events.js';
 import { checkIntegrity } from './integrity.js';
 import { machine, progressLine, writeReports, type Report } from './report.js';
+import { newRunId } from './run-key.js';
 import { ingestUrl, runLoad, type Sample, type Segment, type SegmentResult } from './runner.js';
 import {
   capacityOf,
@@ -65,11 +65,6 @@ const SCENARIO_TENANTS: Record<string, readonly string[]> = {
   'slow-upload': [...TENANTS.steady, TENANTS.slow],
   'unauthenticated-flood': TENANTS.steady,
 };
-
-/** A run id: in every event's `data.run`, so the integrity check finds exactly this run's rows. */
-function newRunId(): string {
-  return `lt${Date.now().toString(36)}${randomBytes(3).toString('hex')}`;
-}
 
 /** Runs one scenario against `options.url` and returns its report (written to `options.out` when given). */
 export async function runScenario(options: LoadtestOptions): Promise<LoadtestOutcome> {

@@ -3,7 +3,7 @@
 import type { Priority } from '../lib/event-schema.js';
 import type { Sample, Segment, SegmentResult, MixShare, TallySummary, TenantLoad } from './runner.js';
 
-export const SCENARIOS = ['smoke', 'steady', 'ramp', 'spike', 'overload', 'soak', 'batch', 'duplicates', 'noisy-neighbour', 'slow-upload', 'unauthenticated-flood'] as const;
+export const SCENARIOS = ['smoke', 'steady', 'ramp', 'spike', 'overload', 'soak', 'batch', 'duplicates', 'noisy-neighbour', 'slow-upload', 'unauthenticated-flood', 'clients'] as const;
 export type ScenarioName = (typeof SCENARIOS)[number];
 
 /** The question each scenario answers (shown in the usage and in docs/loadtesting.md). */
@@ -19,6 +19,7 @@ export const SCENARIO_QUESTIONS: Record<ScenarioName, string> = {
   'noisy-neighbour': 'tenant a floods at 10× the --rate of steady tenants b and c (all classes mixed): are b and c still served (≥ 99 %, p99 within --slo-p99) while a is shed?',
   'slow-upload': 'a tenant uploads its bodies slowly (2 s each): are steady tenants b and c still served?',
   'unauthenticated-flood': 'requests with keys nobody issued arrive at 10× --rate: are steady tenants b and c still served?',
+  clients: 'with --clients SDK clients (batching, backoff, Retry-After, throttling), what is C in events/s, and at 2× and 4× C what is delivered, how fast is critical delivered, is anything lost?',
 };
 
 /** The scenarios that run several tenants, each with its own key, and report per tenant. */
@@ -71,6 +72,8 @@ export const SCENARIO_DEFAULTS: Record<ScenarioName, { duration: number; rate: n
   'noisy-neighbour': { duration: 30, rate: 100, connections: 0, batchSize: 1 },
   'slow-upload': { duration: 30, rate: 100, connections: 0, batchSize: 1 },
   'unauthenticated-flood': { duration: 30, rate: 100, connections: 0, batchSize: 1 },
+  // The client model (loadtest/run-clients.ts): rate is the ramp's first step in events/s, connections the clients.
+  clients: { duration: 20, rate: 2000, connections: 100, batchSize: 1 },
 };
 
 /** Connections for a paced tenant: enough that ~100 ms answers do not hold its rate back. */

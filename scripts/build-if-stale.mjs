@@ -11,7 +11,7 @@ import { fileURLToPath } from 'node:url';
 
 const root = fileURLToPath(new URL('../', import.meta.url));
 // What tsconfig.build.json compiles, what `npm run build` copies, and what configures the build.
-const INPUTS = ['app', 'workers', 'lib', 'cli', 'loadtest', 'db', 'tsconfig.json', 'tsconfig.build.json', 'package.json'];
+const INPUTS = ['app', 'workers', 'lib', 'cli', 'loadtest', 'client', 'db', 'tsconfig.json', 'tsconfig.build.json', 'package.json'];
 const OUTPUT = join(root, 'dist', 'cli', 'main.js');
 
 /** Newest modification time of a file, or of any file below a directory. */

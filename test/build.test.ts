@@ -4,7 +4,7 @@ import { builtinModules } from 'node:module';
 import { describe, it } from 'node:test';
 
 /** What ships: compiled by tsconfig.build.json into dist/, run by bin/floodgate.js and the Docker image. */
-const SHIPPED = ['app', 'workers', 'lib', 'cli', 'loadtest'];
+const SHIPPED = ['app', 'workers', 'lib', 'cli', 'loadtest', 'client/src'];
 
 const ROOT = new URL('../', import.meta.url);
 const read = (path: string) => readFile(new URL(path, ROOT), 'utf8');

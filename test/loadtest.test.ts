@@ -186,6 +186,6 @@ describe('floodgate loadtest against a live Floodgate', () => {
 
     const noScenario = await (await spawnFloodgate(['loadtest', 'frobnicate'], {})).exited;
     assert.equal(noScenario.code, 2);
-    assert.match(noScenario.stderr, /loadtest needs a scenario \(smoke, steady, ramp, spike, overload, soak, batch, duplicates\)/);
+    assert.match(noScenario.stderr, /loadtest needs a scenario \(smoke, steady, ramp, spike, overload, soak, batch, duplicates, noisy-neighbour, slow-upload, unauthenticated-flood, clients\)/);
   });
 });

@@ -4,7 +4,7 @@ import type { Config } from '../../lib/config.js';
 import type { Pool } from '../../lib/db.js';
 import { apiError, type ApiError } from '../../lib/errors.js';
 import { writeEntries } from '../../lib/pg-batch-write.js';
-import { checkEvent, type FieldError, type ValidEvent } from '../../lib/event-schema.js';
+import { checkEvent, clockCorrectionMs, parseSentAt, type FieldError, type ValidEvent } from '../../lib/event-schema.js';
 import type { Logger } from '../../lib/logger.js';
 import type { Enqueuer } from '../../lib/queue.js';
 import { entryRows, type StreamEntry } from '../../lib/stream-entry.js';
@@ -33,19 +33,22 @@ function isPlainObject(value: unknown): value is Record<string, unknown> {
   return typeof value === 'object' && value !== null && !Array.isArray(value);
 }
 
-/** Splits a parsed body into the raw events it carries, enforcing the batch shape (lib/event-schema.ts batchSchema). */
-function rawEvents(body: unknown, maxBatchEvents: number): { events: unknown[]; batch: boolean } {
+/** Splits a parsed body into the raw events it carries and the batch's `sent_at` (ms), enforcing the batch shape (lib/event-schema.ts batchSchema). */
+function rawEvents(body: unknown, maxBatchEvents: number): { events: unknown[]; batch: boolean; sentAt: number | null } {
   if (!isPlainObject(body)) throw apiError('invalid_body', 'the body must be an event object or {"events": [...]}');
-  if (!Object.hasOwn(body, 'events')) return { events: [body], batch: false };
+  if (!Object.hasOwn(body, 'events')) return { events: [body], batch: false, sentAt: null };
   const { events } = body;
-  if (Object.keys(body).length !== 1 || !Array.isArray(events)) {
-    throw apiError('invalid_body', 'a batch must be exactly {"events": [...]}');
+  const hasSentAt = Object.hasOwn(body, 'sent_at');
+  if (Object.keys(body).length !== (hasSentAt ? 2 : 1) || !Array.isArray(events)) {
+    throw apiError('invalid_body', 'a batch must be exactly {"events": [...]} with an optional "sent_at"');
   }
+  const sentAt = hasSentAt ? parseSentAt(body.sent_at) : null;
+  if (hasSentAt && sentAt === null) throw apiError('invalid_body', 'sent_at must be an RFC 3339 time');
   if (events.length === 0) throw apiError('empty_batch', 'the batch holds no events');
   if (events.length > maxBatchEvents) {
     throw apiError('batch_too_large', `a batch holds at most ${maxBatchEvents} events, got ${events.length}`);
   }
-  return { events, batch: true };
+  return { events, batch: true, sentAt };
 }
 
 /** What the ingest route writes to. */
@@ -108,17 +111,18 @@ export function ingestEvents(deps: IngestDeps): Middleware<IngestState> {
     if (headerKey.length > 255) throw apiError('invalid_header', 'Idempotency-Key must be at most 255 characters');
 
     const encoding = checkBodyHeaders(ctx.req, config);
-    const { events, batch } = rawEvents(parseJson(await readBody(ctx.req, encoding, config)), config.maxBatchEvents);
+    const { events, batch, sentAt } = rawEvents(parseJson(await readBody(ctx.req, encoding, config)), config.maxBatchEvents);
     // One key for many events cannot say which of them it identifies: each event of a batch carries its own.
     if (batch && headerKey) {
       throw apiError('idempotency_key_on_batch', 'the Idempotency-Key header applies to a single event; give each event of a batch its own "idempotency_key"');
     }
 
     const receivedAt = Date.now();
+    const correction = sentAt === null ? 0 : clockCorrectionMs(sentAt, receivedAt);
     const valid: ValidEvent[] = [];
     const rejected: Rejection[] = [];
     for (let i = 0; i < events.length; i++) {
-      const check = checkEvent(events[i], receivedAt, limits, headerKey || undefined);
+      const check = checkEvent(events[i], receivedAt, limits, headerKey || undefined, correction);
       if (check.ok) valid.push(check.event);
       else rejected.push({ index: i, errors: check.errors });
     }

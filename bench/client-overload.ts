@@ -1,0 +1,123 @@
+// `npm run bench:clients`: overload measured with real client behaviour, in one run.
+//   1. start Floodgate (API + worker, private database and stream keys) with SHED_MODE=off and find C in events/s:
+//      the client model (loadtest/client-model.ts: --clients simulated applications, each with its own SDK client,
+//      tracking a 20/30/50 critical/normal/low mix) ramps the offered rate until delivery p99 > --delivery-slo
+//      (skipped with --capacity);
+//   2. restart Floodgate with SHED_MODE=enforce (or --shed-mode) and offer ½C, 2×C, 4×C for --duration s each,
+//      then ½C again;
+//   3. report delivered events/s vs 0.9 C, critical delivered within 10 s, drops per class, recovery, the
+//      integrity check of both runs (every delivered event stored exactly once), and where the CPU went.
+import { mkdir, writeFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import { parseArgs } from 'node:util';
+import { createApiKey } from '../lib/api-keys.js';
+import { renderClientsMarkdown } from '../loadtest/client-report.js';
+import { machine } from '../loadtest/report.js';
+import { runClientsScenario, type ClientsScenarioOptions } from '../loadtest/run-clients.js';
+import { createBenchEnv, startFloodgate, type BenchEnv } from './bench-env.js';
+import { cpuShares, createCpuMeter, type CpuSecond } from './cpu.js';
+import { REPO_ROOT } from './processes.js';
+
+const { values: args } = parseArgs({
+  options: {
+    duration: { type: 'string', default: '10' },
+    capacity: { type: 'string' },
+    clients: { type: 'string', default: '100' },
+    'ramp-start': { type: 'string', default: '1000' },
+    step: { type: 'string', default: '5' },
+    'delivery-slo': { type: 'string', default: '2000' },
+    'shed-mode': { type: 'string', default: 'enforce' },
+    'api-processes': { type: 'string', default: '1' },
+    'database-url': { type: 'string', default: 'postgres://postgres@127.0.0.1:5432/floodgate_clientbench' },
+    out: { type: 'string', default: `${REPO_ROOT}bench/reports` },
+  },
+});
+
+/** Runs the scenario against a Floodgate started in `mode`, reading every role's CPU each second. */
+async function runWith(bench: BenchEnv, mode: string, options: Omit<ClientsScenarioOptions, 'url'>) {
+  const redisPid = Number(/^process_id:(\d+)/m.exec(await bench.redis.info('server'))?.[1]) || undefined;
+  const floodgate = await startFloodgate(bench, { env: { SHED_MODE: mode } });
+  const seconds: CpuSecond[] = [];
+  try {
+    const meter = createCpuMeter({ api: floodgate.apiPid, worker: floodgate.workerPid ?? undefined, redis: redisPid, postgresComm: 'postgres' });
+    const { report } = await runClientsScenario({
+      ...options,
+      url: floodgate.url,
+      onSecond: (s) => seconds.push({ segment: s.phase, admitted: s.accepted, refused: s.requests - s.accepted, ...meter.tick() }),
+    });
+    return { report, seconds };
+  } finally {
+    await floodgate.stop();
+  }
+}
+
+const bench = await createBenchEnv('clientbench', args['database-url'], { API_PROCESSES: args['api-processes'] });
+const { key } = await createApiKey(bench.pool, { tenant: 'clientbench' });
+const common = {
+  key,
+  databaseUrl: bench.databaseUrl,
+  seed: 1,
+  clients: Number(args.clients),
+  duration: Number(args.duration),
+  rampStart: Number(args['ramp-start']),
+  stepSeconds: Number(args.step),
+  deliverySloMs: Number(args['delivery-slo']),
+  drainTimeoutMs: 180_000,
+  closeTimeoutMs: 30_000,
+  progress: true,
+};
+let ramp: Awaited<ReturnType<typeof runWith>> | null = null;
+let overload: Awaited<ReturnType<typeof runWith>>;
+try {
+  let capacity = args.capacity ? Number(args.capacity) : undefined;
+  if (!capacity) {
+    console.error('\n== C: ramp with SHED_MODE=off');
+    ramp = await runWith(bench, 'off', { ...common, rampOnly: true });
+    capacity = ramp.report.capacity?.capacity ?? undefined;
+    if (!capacity) {
+      console.log(renderClientsMarkdown(ramp.report));
+      throw new Error(`no ramp step kept delivery p99 ≤ ${args['delivery-slo']} ms: lower --ramp-start`);
+    }
+    console.error(`C = ${capacity} events/s`);
+  }
+  console.error(`\n== overload with SHED_MODE=${args['shed-mode']}`);
+  overload = await runWith(bench, args['shed-mode'], { ...common, capacity });
+} finally {
+  await bench.close();
+}
+
+const share = (v: number) => `${Math.round(v * 100)} %`;
+const cpuRows = [...(ramp ? [{ run: 'off', seconds: ramp.seconds }] : []), { run: args['shed-mode'], seconds: overload.seconds }].flatMap(({ run, seconds }) =>
+  [...new Set(seconds.map((s) => s.segment))].map((phase) => {
+    const c = cpuShares(seconds, phase);
+    return `| ${run} | ${phase} | ${share(c.api)} | ${share(c.generator)} | ${share(c.worker)} | ${share(c.redis)} | ${share(c.postgres)} | ${share(c.total)} |`;
+  }),
+);
+const steps = ramp?.report.capacity?.steps ?? [];
+const integrity = (r: typeof overload.report) => ('ok' in r.integrity ? `${r.integrity.ok ? 'OK' : 'FAILED'}: ${r.integrity.acknowledged} delivered, ${r.integrity.missing} missing, ${r.integrity.duplicated} duplicated` : 'skipped');
+const m = machine();
+const markdown = `${renderClientsMarkdown(overload.report)}
+${ramp ? `Ramp with SHED_MODE=off (C = ${ramp.report.capacity?.capacity} events/s; integrity ${integrity(ramp.report)}):
+
+| Offered events/s | Delivered/s | Delivery p99 | Kept up |
+| --- | --- | --- | --- |
+${steps.map((s) => `| ${s.offered} | ${s.delivered} | ${Math.round(s.p99Ms)} ms | ${s.ok ? 'yes' : 'no'} |`).join('\n')}
+` : `C = ${args.capacity} events/s given with --capacity.`}
+Command: \`npm run bench:clients -- ${process.argv.slice(2).join(' ')}\` on ${new Date().toISOString().slice(0, 16).replace('T', ' ')} UTC; ${m.cpus} × ${m.model}, ${m.memGiB} GiB, node ${m.node};
+overload with SHED_MODE=${args['shed-mode']}, API_PROCESSES=${args['api-processes']}; ${args.clients} simulated SDK clients in the benchmark's process (default SDK options:
+batches of up to 100 events or 1 s, one lane per class, full-jitter backoff, adaptive throttling), 20/30/50 critical/normal/low.
+
+Where the CPU went (share of one core, mean over the phase, from /proc; "generator" is the benchmark process, i.e.
+the simulated clients; "Postgres" is every postgres process on the machine, other databases' included):
+
+| SHED_MODE | Phase | API | Generator (clients) | Worker | Redis | Postgres | All |
+| --- | --- | --- | --- | --- | --- | --- | --- |
+${cpuRows.join('\n')}
+`;
+console.log(`\n${markdown}`);
+await mkdir(args.out, { recursive: true });
+const file = join(args.out, `client-overload-${new Date().toISOString().replace(/[:.]/g, '-')}`);
+await writeFile(`${file}.md`, markdown);
+await writeFile(`${file}.json`, JSON.stringify({ machine: m, args, ramp: ramp?.report ?? null, overload: overload.report, cpu: overload.seconds }, null, 2));
+console.log(`report: ${file}.md`);
+process.exit(overload.report.problems.length > 0 ? 1 : 0);
