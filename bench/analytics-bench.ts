@@ -13,7 +13,10 @@ import { createPool, type Pool } from '../lib/db.js';
 import { migrate } from '../lib/migrate.js';
 import { ensurePartitions } from '../lib/partitions.js';
 import { machine } from '../loadtest/report.js';
-import { VARIANT_COUNT, measureRollupCost, measureRollupOverhead, measureViewRefresh, type Scenario } from './rollup-cost.js';
+import { VARIANT_COUNT, measureRollupCost } from './rollup-cost.js';
+import { measureRollupOverhead } from './rollup-overhead.js';
+import type { Scenario } from './rollup-variants.js';
+import { measureViewRefresh } from './view-refresh.js';
 import { fillEvents, measureIndexChoice, measureQueries } from './stats-latency.js';
 
 const { values: args } = parseArgs({
@@ -74,7 +77,8 @@ try {
     for (const scenario of args.scenarios.split(',').map((i) => SCENARIOS[Number(i)]!)) {
       if (scenario.writers > 1) continue;
       const f = await measureRollupOverhead(pool, scenario, 50_000, Number(args.samples));
-      console.log(`| ${f.scenario} | ${f.plainMs} (${f.plainCpuMs}) | +${f.mergeMs} (+${f.mergeCpuMs}) | +${f.triggerMs} (+${f.triggerCpuMs}) | ${f.samples} |`);
+      const signed = (x: number) => (x >= 0 ? `+${x}` : `${x}`);
+      console.log(`| ${f.scenario} | ${f.plainMs} (${f.plainCpuMs}) | ${signed(f.mergeMs)} (${signed(f.mergeCpuMs)}) | ${signed(f.triggerMs)} (${signed(f.triggerCpuMs)}) | ${f.samples} |`);
     }
   }
   if (parts.has('cost')) {
