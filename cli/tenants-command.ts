@@ -29,12 +29,14 @@ function quota(option: string, raw: string | undefined, shape: RegExp, max: numb
   if (raw === undefined) return undefined;
   if (raw === 'none') return null;
   const value = Number(raw);
-  if (!shape.test(raw) || value <= 0 || value > max) throw new UsageError(`${option} must be a number above 0 and at most ${max}, or "none", got "${raw}"`);
+  if (!shape.test(raw) || value <= 0 || value > max)
+    throw new UsageError(`${option} must be a number above 0 and at most ${max}, or "none", got "${raw}"`);
   return value;
 }
 
 function oneTenant(command: string, positionals: string[]): string {
-  if (positionals.length !== 1 || !TENANT.test(positionals[0]!)) throw new UsageError(`tenants ${command} needs one TENANT (1-64 characters of A-Z a-z 0-9 _ . -)`);
+  if (positionals.length !== 1 || !TENANT.test(positionals[0]!))
+    throw new UsageError(`tenants ${command} needs one TENANT (1-64 characters of A-Z a-z 0-9 _ . -)`);
   return positionals[0]!;
 }
 
@@ -58,7 +60,8 @@ export function parseTenantsArgs(args: readonly string[]): TenantsAction {
     const weight = quota('--weight', values.weight, /^\d+(\.\d+)?$/, 1_000_000);
     if (weight === null) throw new UsageError('--weight cannot be "none": use 1 for the default weight');
     const given = { ...change, ...(weight === undefined ? {} : { weight }) };
-    if (Object.values(given).every((v) => v === undefined)) throw new UsageError('tenants set-quota needs --events-per-second, --events-per-day or --weight');
+    if (Object.values(given).every((v) => v === undefined))
+      throw new UsageError('tenants set-quota needs --events-per-second, --events-per-day or --weight');
     return { action, tenant, change: Object.fromEntries(Object.entries(given).filter(([, v]) => v !== undefined)) };
   }
   if (action === 'clear-quota') {
@@ -69,17 +72,28 @@ export function parseTenantsArgs(args: readonly string[]): TenantsAction {
     asUsage(() => parseArgs({ args: rest, strict: true }));
     return { action };
   }
-  throw new UsageError(action ? `unknown tenants action "${action}": use set-quota, clear-quota or list` : 'tenants needs set-quota, clear-quota or list');
+  throw new UsageError(
+    action ? `unknown tenants action "${action}": use set-quota, clear-quota or list` : 'tenants needs set-quota, clear-quota or list',
+  );
 }
 
 /** `100/s`, `none`: one word per cell, so `tenants list` splits on spaces. */
 function policyRow(p: TenantPolicy): string[] {
-  return [p.tenant, p.eventsPerSecond === null ? 'none' : `${p.eventsPerSecond}/s`, p.eventsPerDay === null ? 'none' : `${p.eventsPerDay}/day`, String(p.weight)];
+  return [
+    p.tenant,
+    p.eventsPerSecond === null ? 'none' : `${p.eventsPerSecond}/s`,
+    p.eventsPerDay === null ? 'none' : `${p.eventsPerDay}/day`,
+    String(p.weight),
+  ];
 }
 
 function table(header: string[], rows: string[][]): string {
   const widths = header.map((h, i) => Math.max(h.length, ...rows.map((r) => r[i]!.length)));
-  const line = (cells: string[]) => cells.map((c, i) => c.padEnd(widths[i]!)).join('  ').trimEnd();
+  const line = (cells: string[]) =>
+    cells
+      .map((c, i) => c.padEnd(widths[i]!))
+      .join('  ')
+      .trimEnd();
   return [line(header), ...rows.map(line)].join('\n');
 }
 
@@ -109,7 +123,8 @@ export async function tenantsCommand(config: Config, parsed: TenantsAction): Pro
   try {
     await runTenants(pool, parsed, config);
   } catch (err) {
-    if ((err as { code?: string }).code === SQLSTATE.undefinedTable) throw new Error('the tenant_quotas table does not exist yet: run `floodgate migrate` first', { cause: err });
+    if ((err as { code?: string }).code === SQLSTATE.undefinedTable)
+      throw new Error('the tenant_quotas table does not exist yet: run `floodgate migrate` first', { cause: err });
     throw err;
   } finally {
     await pool.end();

@@ -62,6 +62,8 @@ export async function clearTenantQuota(pool: Pool, tenant: string): Promise<bool
 
 /** Every tenant with a policy, by name. */
 export async function listTenantQuotas(pool: Pool): Promise<TenantPolicy[]> {
-  const { rows } = await pool.query<PolicyRow>('SELECT tenant, events_per_second, events_per_day, weight FROM tenant_quotas ORDER BY tenant');
+  const { rows } = await pool.query<PolicyRow>(
+    'SELECT tenant, events_per_second, events_per_day, weight FROM tenant_quotas ORDER BY tenant',
+  );
   return rows.map(fromRow);
 }

@@ -61,7 +61,14 @@ export function slowUpload(options: SlowUploadOptions): { result: Promise<SlowUp
       for (const t of timers) clearTimeout(t);
       clearTimeout(deadline);
       socket.destroy();
-      resolve({ status: answered?.status ?? 0, code: answered?.code ?? null, message: answered?.message ?? null, ms: performance.now() - started, timedOut, closed });
+      resolve({
+        status: answered?.status ?? 0,
+        code: answered?.code ?? null,
+        message: answered?.message ?? null,
+        ms: performance.now() - started,
+        timedOut,
+        closed,
+      });
     };
     const deadline = setTimeout(() => {
       timedOut = true;

@@ -39,7 +39,18 @@ export interface TallySummary extends Counts {
 
 /** An empty tally. */
 export function createTally(): Tally {
-  return { requests: 0, ok: 0, events: 0, shed: 0, rateLimited: 0, errors: 0, timeouts: 0, status: {}, latency: createHistogram(), okLatency: createHistogram() };
+  return {
+    requests: 0,
+    ok: 0,
+    events: 0,
+    shed: 0,
+    rateLimited: 0,
+    errors: 0,
+    timeouts: 0,
+    status: {},
+    latency: createHistogram(),
+    okLatency: createHistogram(),
+  };
 }
 
 /** Adds `from` into `into`. */
@@ -79,4 +90,3 @@ export function summarise(t: Tally, seconds: number): TallySummary {
     okLatency: t.okLatency.percentiles(),
   };
 }
-

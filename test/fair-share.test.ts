@@ -4,7 +4,12 @@ import { CLASS_INDEX, createFairShare, type FairShare } from '../app/shedding/fa
 import type { Priority } from '../lib/event-schema.js';
 
 /** Feeds `perSecond` requests of each tenant and class for `seconds` in 250 ms ticks under fixed class probabilities. */
-function run(fair: FairShare, demand: Record<string, Partial<Record<Priority, number>>>, p: Partial<Record<Priority, number>>, seconds = 10): void {
+function run(
+  fair: FairShare,
+  demand: Record<string, Partial<Record<Priority, number>>>,
+  p: Partial<Record<Priority, number>>,
+  seconds = 10,
+): void {
   for (let t = 0; t < seconds * 4; t++) {
     for (const [tenant, classes] of Object.entries(demand)) {
       const load = fair.load(tenant);
@@ -52,7 +57,10 @@ describe('weighted fair shedding', () => {
     assert.equal(shed(fair, 'quiet2', 'low'), 0);
     assert.ok(shed(fair, 'noisy', 'low') > 0.8, `noisy shed ${shed(fair, 'noisy', 'low')}`);
     const expected = 0.3 * 1200;
-    assert.ok(Math.abs(admitted(fair, demand) - expected) < 1, `admitted ${admitted(fair, demand)} of the ${expected}/s the class law admits`);
+    assert.ok(
+      Math.abs(admitted(fair, demand) - expected) < 1,
+      `admitted ${admitted(fair, demand)} of the ${expected}/s the class law admits`,
+    );
   });
 
   it("sheds a flooding tenant's normal traffic before a quiet tenant's low traffic, and its low before its normal", () => {
@@ -62,17 +70,37 @@ describe('weighted fair shedding', () => {
     run(fair, demand, { low: 1 });
     assert.equal(shed(fair, 'quiet', 'low'), 0, 'the quiet tenant keeps its low traffic');
     assert.equal(shed(fair, 'noisy', 'low'), 1, "the noisy tenant's low goes first");
-    assert.ok(shed(fair, 'noisy', 'normal') > 0 && shed(fair, 'noisy', 'normal') < 1, `then part of its normal: ${shed(fair, 'noisy', 'normal')}`);
+    assert.ok(
+      shed(fair, 'noisy', 'normal') > 0 && shed(fair, 'noisy', 'normal') < 1,
+      `then part of its normal: ${shed(fair, 'noisy', 'normal')}`,
+    );
     assert.ok(Math.abs(admitted(fair, demand) - 550) < 1);
     assert.equal(fair.classFullyShed('low'), false, "the low gate stays closed: a quiet tenant's low is admitted");
   });
 
-  it('never sheds critical; a flood of critical requests uses up the budget before quiet tenants lose more than that', () => {
+  it('never sheds the critical requests of a tenant within its share, alone or among equals', () => {
+    const alone = createFairShare();
+    run(alone, { only: { critical: 900, normal: 100, low: 100 } }, { low: 1, normal: 1 });
+    assert.equal(shed(alone, 'only', 'critical'), 0);
+    const equals = createFairShare();
+    run(equals, { a: { critical: 500, low: 100 }, b: { critical: 500, low: 100 } }, { low: 1, normal: 1 });
+    assert.equal(shed(equals, 'a', 'critical'), 0);
+    assert.equal(shed(equals, 'b', 'critical'), 0);
+    assert.equal(equals.classFullyShed('low'), true, 'everything non-critical is shed: the low gate may open');
+  });
+
+  it("sheds a tenant's flood of critical requests beyond its share before a quiet tenant's traffic", () => {
     const fair = createFairShare();
-    run(fair, { noisy: { critical: 1000, low: 100 }, quiet: { low: 10 } }, { low: 1, normal: 1 });
-    assert.equal(shed(fair, 'noisy', 'critical'), 0);
-    assert.equal(shed(fair, 'quiet', 'low'), 1, 'everything non-critical is shed: nothing is left to share');
-    assert.equal(fair.classFullyShed('low'), true);
+    // Everything non-critical shed, by the class law: the budget is the critical demand, 1000/s.
+    run(fair, { noisy: { critical: 1000, low: 100 }, quiet: { normal: 5, low: 5 } }, { low: 1, normal: 1 });
+    assert.equal(shed(fair, 'quiet', 'low'), 0, 'the quiet tenant is served');
+    assert.equal(shed(fair, 'quiet', 'normal'), 0);
+    assert.equal(shed(fair, 'noisy', 'low'), 1);
+    assert.ok(
+      Math.abs(shed(fair, 'noisy', 'critical') - 0.01) < 0.001,
+      `only the noisy tenant's excess critical: ${shed(fair, 'noisy', 'critical')}`,
+    );
+    assert.equal(fair.classFullyShed('low'), false);
   });
 
   it('gives a tenant of weight 2 twice the share of one of weight 1', () => {

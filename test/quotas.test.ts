@@ -45,7 +45,14 @@ describe('per-tenant quotas on accepted events', () => {
     assert.match((await tenants(env, ['list'])).stdout, /^listed\s+none\s+50000\/day\s+2\.5$/m);
     assert.equal((await tenants(env, ['clear-quota', 'listed'])).code, 0);
     assert.doesNotMatch((await tenants(env, ['list'])).stdout, /^listed/m);
-    for (const bad of [['set-quota'], ['set-quota', 'acme'], ['set-quota', 'acme', '--events-per-day', '1.5'], ['set-quota', 'acme', '--events-per-second', '0'], ['set-quota', 'bad tenant!', '--weight', '1'], ['frob']]) {
+    for (const bad of [
+      ['set-quota'],
+      ['set-quota', 'acme'],
+      ['set-quota', 'acme', '--events-per-day', '1.5'],
+      ['set-quota', 'acme', '--events-per-second', '0'],
+      ['set-quota', 'bad tenant!', '--weight', '1'],
+      ['frob'],
+    ]) {
       const result = await tenants(env, bad);
       assert.equal(result.code, 2, `${bad.join(' ')}: ${result.stderr}`);
     }
@@ -74,7 +81,10 @@ describe('per-tenant quotas on accepted events', () => {
     assert.equal(overDay.status, 429, 'three more would exceed the day');
     assert.match((await json(overDay)).message, /12 events per day/);
     const untilMidnight = 86_400 - Math.floor((Date.now() / 1000) % 86_400);
-    assert.ok(Math.abs(Number(overDay.headers.get('retry-after')) - untilMidnight) <= 5, `retry after the UTC day ends: ${overDay.headers.get('retry-after')} vs ${untilMidnight}`);
+    assert.ok(
+      Math.abs(Number(overDay.headers.get('retry-after')) - untilMidnight) <= 5,
+      `retry after the UTC day ends: ${overDay.headers.get('retry-after')} vs ${untilMidnight}`,
+    );
     assert.equal((await batch(two, key, 2)).status, 202, 'the last two of the day');
     await sleep(1100);
     const spent = await batch(two, key, 1);

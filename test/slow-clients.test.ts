@@ -9,7 +9,14 @@ import { createTestEnv, json, startTestApi, type TestApi, type TestEnv } from '.
 const EVENT = JSON.stringify({ type: 'slow.upload', data: { note: 'x'.repeat(200) } });
 
 /** Starts `perSecond` slow uploads a second for `ms`; resolves with every result. */
-async function slowUploads(api: TestApi, key: string, perSecond: number, ms: number, uploadMs: number, priority: Priority = 'normal'): Promise<SlowUploadResult[]> {
+async function slowUploads(
+  api: TestApi,
+  key: string,
+  perSecond: number,
+  ms: number,
+  uploadMs: number,
+  priority: Priority = 'normal',
+): Promise<SlowUploadResult[]> {
   const results: Promise<SlowUploadResult>[] = [];
   const started = Date.now();
   while (Date.now() - started < ms) {
@@ -51,7 +58,7 @@ describe('slow uploaders on a real listening server', () => {
     await env?.cleanup();
   });
 
-  it('do not make the shedder refuse another tenant: the control signal is the server\'s work, not the upload', async () => {
+  it("do not make the shedder refuse another tenant: the control signal is the server's work, not the upload", async () => {
     const { key: slowKey } = await createApiKey(env.pool, { tenant: 'slow-link' });
     // Critical, so that the shedder never refuses the slow requests themselves.
     const uploads = slowUploads(api, slowKey, 20, 7000, 2500, 'critical');
@@ -61,7 +68,11 @@ describe('slow uploaders on a real listening server', () => {
     const load = await json(await fetch(`${api.url}/v1/admin/load`, { headers: { authorization: `Bearer ${api.adminKey}` } }));
     const results = await uploads;
     for (const priority of ['low', 'normal']) {
-      assert.deepEqual(Object.keys(counts[priority]!), ['202'], `${priority} traffic of the other tenant is not shed: ${JSON.stringify(counts)}`);
+      assert.deepEqual(
+        Object.keys(counts[priority]!),
+        ['202'],
+        `${priority} traffic of the other tenant is not shed: ${JSON.stringify(counts)}`,
+      );
     }
     const failed = results.filter((r) => r.status !== 202);
     assert.deepEqual(failed, [], 'every slow upload is accepted');
@@ -71,15 +82,29 @@ describe('slow uploaders on a real listening server', () => {
 });
 
 /** One request on its own keep-alive socket; resolves with the answer and the agent that keeps the socket open. */
-async function keptAlive(url: string, key: string): Promise<{ status: number; code: string | undefined; connection: string | undefined; agent: Agent }> {
+async function keptAlive(
+  url: string,
+  key: string,
+): Promise<{ status: number; code: string | undefined; connection: string | undefined; agent: Agent }> {
   const agent = new Agent({ keepAlive: true, maxSockets: 1 });
   const target = new URL('/v1/events', url);
   return new Promise((resolve, reject) => {
-    const req = request(target, { method: 'POST', agent, headers: { 'content-type': 'application/json', authorization: `Bearer ${key}` } }, (res) => {
-      let text = '';
-      res.on('data', (d: Buffer) => (text += d.toString()));
-      res.on('end', () => resolve({ status: res.statusCode ?? 0, code: text.startsWith('{') ? JSON.parse(text).error : undefined, connection: res.headers.connection, agent }));
-    });
+    const req = request(
+      target,
+      { method: 'POST', agent, headers: { 'content-type': 'application/json', authorization: `Bearer ${key}` } },
+      (res) => {
+        let text = '';
+        res.on('data', (d: Buffer) => (text += d.toString()));
+        res.on('end', () =>
+          resolve({
+            status: res.statusCode ?? 0,
+            code: text.startsWith('{') ? JSON.parse(text).error : undefined,
+            connection: res.headers.connection,
+            agent,
+          }),
+        );
+      },
+    );
     req.on('error', reject);
     req.end(JSON.stringify({ type: 'kept.alive' }));
   });
@@ -87,7 +112,9 @@ async function keptAlive(url: string, key: string): Promise<{ status: number; co
 
 /** Starts `n` uploads that send half their body and stall; resolves once the server has had time to admit them. */
 async function stalled(api: TestApi, key: string, n: number, priority: Priority = 'critical') {
-  const uploads = Array.from({ length: n }, () => slowUpload({ url: api.url, key, body: EVENT, uploadMs: 10, pieces: 2, stallAt: 0.5, priority, timeoutMs: 30_000 }));
+  const uploads = Array.from({ length: n }, () =>
+    slowUpload({ url: api.url, key, body: EVENT, uploadMs: 10, pieces: 2, stallAt: 0.5, priority, timeoutMs: 30_000 }),
+  );
   await new Promise((r) => setTimeout(r, 500));
   return {
     results: Promise.all(uploads.map((u) => u.result)),
@@ -139,7 +166,8 @@ describe('stalled bodies on a real listening server', () => {
     try {
       const { key } = await createApiKey(env.pool, { tenant: 'stalling' });
       const held = await stalled(api, key, 5);
-      const refused = await slowUpload({ url: api.url, key, body: EVENT, uploadMs: 10, pieces: 1, priority: 'critical', timeoutMs: 10_000 }).result;
+      const refused = await slowUpload({ url: api.url, key, body: EVENT, uploadMs: 10, pieces: 1, priority: 'critical', timeoutMs: 10_000 })
+        .result;
       assert.equal(refused.status, 429, JSON.stringify(refused));
       assert.equal(refused.code, 'too_many_in_flight');
       assert.equal((await api.post({ type: 'other.key' }, { 'x-priority': 'critical' })).status, 202);
@@ -170,7 +198,10 @@ describe('connections per key on a real listening server', () => {
   it('past MAX_CONNECTIONS_PER_KEY the key gets 429 too_many_connections and the socket is closed; other keys are served', async () => {
     const { key } = await createApiKey(env.pool, { tenant: 'many-sockets' });
     const open = await Promise.all([1, 2, 3].map(() => keptAlive(api.url, key)));
-    assert.deepEqual(open.map((o) => o.status), [202, 202, 202]);
+    assert.deepEqual(
+      open.map((o) => o.status),
+      [202, 202, 202],
+    );
     const fourth = await keptAlive(api.url, key);
     assert.equal(fourth.status, 429);
     assert.equal(fourth.code, 'too_many_connections');

@@ -25,7 +25,8 @@ function exceeded(policy: TenantPolicy, which: 'second' | 'day', retryAfter: str
   });
 }
 
-const settle = <T>(v: T | Promise<T>, then: (v: T) => void | Promise<void>): void | Promise<void> => (v instanceof Promise ? v.then(then) : then(v));
+const settle = <T>(v: T | Promise<T>, then: (v: T) => void | Promise<void>): void | Promise<void> =>
+  v instanceof Promise ? v.then(then) : then(v);
 
 /**
  * Quotas count accepted events, so they are charged once a request's events are validated (a batch takes as
@@ -35,7 +36,11 @@ const settle = <T>(v: T | Promise<T>, then: (v: T) => void | Promise<void>): voi
  * whose bucket is known to be empty is refused before its body is read, at no cost.
  */
 export function createQuotaGuard(buckets: SharedBuckets, policies: TenantPolicies): QuotaGuard {
-  const perSecond = (p: TenantPolicy): BucketSpec => ({ rate: p.eventsPerSecond!, burst: Math.max(1, Math.ceil(p.eventsPerSecond!)), periodSeconds: 0 });
+  const perSecond = (p: TenantPolicy): BucketSpec => ({
+    rate: p.eventsPerSecond!,
+    burst: Math.max(1, Math.ceil(p.eventsPerSecond!)),
+    periodSeconds: 0,
+  });
   const perDay = (p: TenantPolicy): BucketSpec => ({ rate: 0, burst: p.eventsPerDay!, periodSeconds: DAY_SECONDS });
 
   function takeDay(policy: TenantPolicy, events: number, tookSecond: boolean): void | Promise<void> {

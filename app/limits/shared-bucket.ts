@@ -90,8 +90,12 @@ export interface SharedBucketsDeps {
 const LEASE_SECONDS = 0.1;
 /** A period budget is leased in slices of this share of it. */
 const PERIOD_LEASE_SHARE = 0.001;
-/** A refill that takes longer than this is given up for this request (the local share decides). */
-const REFILL_TIMEOUT_MS = 100;
+/**
+ * A refill that takes longer than this is given up for this request (the local share decides). Far above a
+ * healthy Redis's answer (well under a millisecond), high enough that a busy moment does not flip every process
+ * to its local share; a request waits at most this long for a slice.
+ */
+const REFILL_TIMEOUT_MS = 250;
 /** After a failed refill, Redis is not asked again for this long: the local share decides meanwhile. */
 const FALLBACK_MS = 1000;
 /** How long a process takes an empty period budget's word for it before asking again. */

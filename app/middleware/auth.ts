@@ -42,20 +42,56 @@ export function presentedKey(req: IncomingMessage): Presented {
   return key.length > MAX_KEY_LENGTH ? { problem: 'malformed' } : { key };
 }
 
-/** Whether the request announces a body (which a refusal leaves unread on the socket). */
-function hasBody(req: IncomingMessage): boolean {
-  return req.headers['transfer-encoding'] !== undefined || (req.headers['content-length'] ?? '0') !== '0';
+/**
+ * A body up to this size is read and discarded after a refusal, keeping the connection: cheaper than making the
+ * client open another one (a flood of refused requests would otherwise cost a TCP handshake each).
+ */
+const DISCARDED_BODY_BYTES = 16 * 1024;
+
+/** Whether a refusal must close the connection: a chunked body, or one announced larger than DISCARDED_BODY_BYTES. */
+function closeAfterRefusal(req: IncomingMessage): boolean {
+  return req.headers['transfer-encoding'] !== undefined || Number(req.headers['content-length'] ?? 0) > DISCARDED_BODY_BYTES;
 }
 
 /**
- * A refusal before the body is read. With a body, the connection is closed after the answer: keeping it alive
- * would make Node read and discard the whole body, however large, before the next request.
+ * A refusal before the body is read. With a large body the connection is closed after the answer: keeping it
+ * alive would make Node read and discard the whole body, however large, before the next request.
  */
 function refusal(req: IncomingMessage, code: ErrorCode, message: string, headers: Record<string, string> = {}): ApiError {
-  return apiError(code, message, undefined, hasBody(req) ? { ...headers, Connection: 'close' } : headers);
+  return apiError(code, message, undefined, closeAfterRefusal(req) ? { ...headers, Connection: 'close' } : headers);
 }
 
 const UNAUTHORIZED_HEADERS = { 'WWW-Authenticate': 'Bearer' };
+
+/**
+ * What authentication can answer from the cache, without a lookup: a refusal (no usable key, a key known to be
+ * invalid, or an address past its budget of failed authentications), the grant of a key already verified, or
+ * the key to look up. The one rule for the Koa middleware and the early refusal alike.
+ */
+export function authenticateFromCache(req: IncomingMessage, keys: KeyResolver): { readonly grant: KeyGrant } | { readonly refusal: ApiError } | { readonly lookup: string } {
+  const presented = presentedKey(req);
+  if ('problem' in presented) {
+    if (presented.problem === 'ambiguous') {
+      return { refusal: refusal(req, 'ambiguous_credentials', 'send one API key, in either "Authorization: Bearer <key>" or "X-Api-Key", not two different ones') };
+    }
+    return { refusal: refusal(req, 'unauthorized', 'missing API key: send "Authorization: Bearer <key>" or "X-Api-Key: <key>"', UNAUTHORIZED_HEADERS) };
+  }
+  const grant = keys.peek(presented.key);
+  if (grant) return { grant };
+  const address = req.socket.remoteAddress ?? '';
+  if (grant === null) return { refusal: invalidKey(req, keys, address) };
+  const retryAfter = keys.failures.retryAfter(address);
+  if (retryAfter > 0) {
+    return { refusal: refusal(req, 'too_many_auth_failures', 'too many failed authentications from this address; retry later', { 'Retry-After': String(retryAfter) }) };
+  }
+  return { lookup: presented.key };
+}
+
+/** A key that is unknown, revoked or expired: it counts against the address's budget. */
+function invalidKey(req: IncomingMessage, keys: KeyResolver, address: string): ApiError {
+  keys.failures.fail(address);
+  return refusal(req, 'unauthorized', 'unknown, revoked or expired API key', UNAUTHORIZED_HEADERS);
+}
 
 /**
  * Requires `Authorization: Bearer <key>` or `X-Api-Key` holding `options.scope`; puts the grant in
@@ -65,29 +101,17 @@ const UNAUTHORIZED_HEADERS = { 'WWW-Authenticate': 'Bearer' };
 export function authenticate(keys: KeyResolver, options: { scope: Scope }): Middleware<State> {
   return async (ctx, next) => {
     const req = ctx.req;
-    const presented = presentedKey(req);
-    if ('problem' in presented) {
-      if (presented.problem === 'ambiguous') {
-        throw refusal(req, 'ambiguous_credentials', 'send one API key, in either "Authorization: Bearer <key>" or "X-Api-Key", not two different ones');
-      }
-      throw refusal(req, 'unauthorized', 'missing API key: send "Authorization: Bearer <key>" or "X-Api-Key: <key>"', UNAUTHORIZED_HEADERS);
-    }
-    const address = req.socket.remoteAddress ?? '';
-    let grant = keys.peek(presented.key);
-    if (grant === undefined) {
-      const retryAfter = keys.failures.retryAfter(address);
-      if (retryAfter > 0) {
-        throw refusal(req, 'too_many_auth_failures', 'too many failed authentications from this address; retry later', { 'Retry-After': String(retryAfter) });
-      }
+    const cached = authenticateFromCache(req, keys);
+    if ('refusal' in cached) throw cached.refusal;
+    let grant: KeyGrant | null;
+    if ('grant' in cached) grant = cached.grant;
+    else {
       try {
-        grant = await keys.resolve(presented.key);
+        grant = await keys.resolve(cached.lookup);
       } catch {
         throw refusal(req, 'dependency_unavailable', 'cannot verify the API key right now', { 'Retry-After': jitteredRetryAfter() });
       }
-    }
-    if (!grant) {
-      keys.failures.fail(address);
-      throw refusal(req, 'unauthorized', 'unknown, revoked or expired API key', UNAUTHORIZED_HEADERS);
+      if (!grant) throw invalidKey(req, keys, req.socket.remoteAddress ?? '');
     }
     if (!grant.scopes.includes(options.scope)) throw refusal(req, 'forbidden', `this endpoint needs a key with the "${options.scope}" scope`);
     ctx.state.grant = grant satisfies KeyGrant;

@@ -66,13 +66,20 @@ export function keyLimits(config: Config): Middleware<AuthenticatedState> {
     const h = of(keyId);
     if (!claim(ctx.req.socket, keyId, h)) {
       release(keyId, h);
-      throw apiError('too_many_connections', `this API key already holds ${maxConnections} connections to this server; reuse them`, undefined, {
-        Connection: 'close',
-        'Retry-After': '1',
-      });
+      throw apiError(
+        'too_many_connections',
+        `this API key already holds ${maxConnections} connections to this server; reuse them`,
+        undefined,
+        {
+          Connection: 'close',
+          'Retry-After': '1',
+        },
+      );
     }
     if (maxRequests > 0 && h.requests >= maxRequests) {
-      throw apiError('too_many_in_flight', `this API key already has ${maxRequests} requests open on this server`, undefined, { 'Retry-After': '1' });
+      throw apiError('too_many_in_flight', `this API key already has ${maxRequests} requests open on this server`, undefined, {
+        'Retry-After': '1',
+      });
     }
     h.requests++;
     try {

@@ -64,12 +64,13 @@ const round = (v: number, digits: number) => Math.round(v * 10 ** digits) / 10 *
  *   budget = D_critical + (1 − p_normal)·D_normal + (1 − p_low)·D_low        requests per second.
  *
  * That budget is shared between tenants by weighted water-filling on their total demand d_t: tenant t is
- * admitted a_t = clamp(λ·w_t, critical_t, d_t), with the one λ for which Σ a_t = budget (critical requests are
- * never shed by the controller, so a tenant's critical demand is its floor). A tenant at or below its share
- * λ·w_t is not shed at all; one above it has its excess shed. Within a tenant, the admitted amount goes to its
- * critical requests, then normal, then low: the class order holds inside each tenant's traffic, and one
- * tenant's flood of any class is shed before a quiet tenant's low traffic is touched. The total shed is what
- * the class law would shed, so the controller's loop is unchanged; with equal tenants it is exactly the class law.
+ * admitted a_t = min(d_t, λ·w_t), with the one λ for which Σ a_t = budget. A tenant at or below its share λ·w_t
+ * is not shed at all; one above it has its excess shed. Within a tenant, the admitted amount goes to its critical
+ * requests, then normal, then low: the class order holds inside each tenant's traffic, and one tenant's flood of
+ * any class is shed before a quiet tenant's low traffic is touched. The budget counts every critical request, so
+ * a tenant's critical requests are shed only when they alone exceed its share (a tenant flooding with critical
+ * traffic), never within it: alone, or among equals, critical is never shed. The total shed is what the class
+ * law would shed, so the controller's loop is unchanged; with equal tenants it is exactly the class law.
  */
 export function createFairShare(weightOf: (tenant: string) => number = () => 1): FairShare {
   const tenants = new Map<string, TenantLoad>();
@@ -103,8 +104,7 @@ export function createFairShare(weightOf: (tenant: string) => number = () => 1):
     let sum = 0;
     for (let i = 0; i < list.length; i++) {
       const t = list[i]!;
-      const total = t.rate[CRITICAL]! + t.rate[NORMAL]! + t.rate[LOW]!;
-      sum += Math.min(total, Math.max(t.rate[CRITICAL]!, lambda * weights[i]!));
+      sum += Math.min(t.rate[CRITICAL]! + t.rate[NORMAL]! + t.rate[LOW]!, lambda * weights[i]!);
     }
     return sum;
   }
@@ -113,44 +113,40 @@ export function createFairShare(weightOf: (tenant: string) => number = () => 1):
     const list = [...tenants.values()];
     const weights = new Float64Array(list.length);
     let budget = 0;
-    let critical = 0;
     let hi = 0;
     for (let i = 0; i < list.length; i++) {
       const t = list[i]!;
       weights[i] = Math.max(weightOf(t.tenant), 1e-9);
       budget += t.rate[CRITICAL]! + (1 - pNormal) * t.rate[NORMAL]! + (1 - pLow) * t.rate[LOW]!;
-      critical += t.rate[CRITICAL]!;
       hi = Math.max(hi, (t.rate[CRITICAL]! + t.rate[NORMAL]! + t.rate[LOW]!) / weights[i]!);
     }
-    let lambda = 0;
-    if (budget > critical) {
-      let lo = 0;
-      for (let step = 0; step < BISECTION_STEPS; step++) {
-        const mid = (lo + hi) / 2;
-        if (admittedAt(mid, weights, list) > budget) hi = mid;
-        else lo = mid;
-      }
-      lambda = lo;
+    let lo = 0;
+    for (let step = 0; step < BISECTION_STEPS; step++) {
+      const mid = (lo + hi) / 2;
+      if (admittedAt(mid, weights, list) > budget) hi = mid;
+      else lo = mid;
     }
+    const lambda = lo;
     let normalAdmitted = false;
     let lowAdmitted = false;
     shedTenants = 0;
     for (let i = 0; i < list.length; i++) {
       const t = list[i]!;
-      const total = t.rate[CRITICAL]! + t.rate[NORMAL]! + t.rate[LOW]!;
-      let rest = Math.min(total, Math.max(t.rate[CRITICAL]!, lambda * weights[i]!)) - t.rate[CRITICAL]!;
-      const normal = Math.min(t.rate[NORMAL]!, Math.max(0, rest));
-      rest -= normal;
-      const low = Math.min(t.rate[LOW]!, Math.max(0, rest));
-      t.shed[NORMAL] = t.rate[NORMAL]! > 0 ? 1 - normal / t.rate[NORMAL]! : 0;
-      t.shed[LOW] = t.rate[LOW]! > 0 ? 1 - low / t.rate[LOW]! : 0;
-      // Rounding in the bisection leaves a sliver: a tenant within a millionth of its share is not shed.
-      for (const c of [NORMAL, LOW]) if (t.shed[c]! < 1e-6) t.shed[c] = 0;
-      if (t.shed[NORMAL] > 0 || t.shed[LOW] > 0) shedTenants++;
-      if (t.rate[NORMAL]! > 0 && t.shed[NORMAL] < 1) normalAdmitted = true;
-      if (t.rate[LOW]! > 0 && t.shed[LOW] < 1) lowAdmitted = true;
+      let rest = Math.min(t.rate[CRITICAL]! + t.rate[NORMAL]! + t.rate[LOW]!, lambda * weights[i]!);
+      // Its share goes to its critical requests first, then normal, then low.
+      for (const c of [CRITICAL, NORMAL, LOW]) {
+        const admitted = Math.min(t.rate[c]!, rest);
+        rest -= admitted;
+        t.shed[c] = t.rate[c]! > 0 ? 1 - admitted / t.rate[c]! : 0;
+        // Rounding in the bisection leaves a sliver: a tenant within a millionth of its share is not shed.
+        if (t.shed[c] < 1e-6) t.shed[c] = 0;
+      }
+      if (t.shed[CRITICAL]! > 0 || t.shed[NORMAL]! > 0 || t.shed[LOW]! > 0) shedTenants++;
+      if (t.rate[NORMAL]! > 0 && t.shed[NORMAL]! < 1) normalAdmitted = true;
+      if (t.rate[LOW]! > 0 && t.shed[LOW]! < 1) lowAdmitted = true;
     }
-    fullyShed[NORMAL] = pNormal >= 1 || (pNormal > 0 && !normalAdmitted) ? 1 : 0;
+    // A gate opens only when the class law sheds the whole class and no tenant's share admits any of it.
+    fullyShed[NORMAL] = pNormal >= 1 && !normalAdmitted ? 1 : 0;
     fullyShed[LOW] = pLow >= 1 && !lowAdmitted ? 1 : 0;
   }
 

@@ -35,9 +35,21 @@ export interface ClassGates {
  * class is no longer shed entirely the gate closes and that request takes the ordinary decision, otherwise the
  * gate opens again. `fullyShed` says whether a class is shed entirely now.
  */
-export function createClassGates(config: Config, registry: Registry, logger: Logger, fullyShed: (priority: Priority) => boolean): ClassGates {
+export function createClassGates(
+  config: Config,
+  registry: Registry,
+  logger: Logger,
+  fullyShed: (priority: Priority) => boolean,
+): ClassGates {
   const create = (priority: Gated): Breaker =>
-    createBreaker({ name: `gate_${priority}`, registry, logger, timeoutMs: 0, resetTimeoutMs: config.gateResetTimeoutMs, enabled: config.shedMode !== 'off' });
+    createBreaker({
+      name: `gate_${priority}`,
+      registry,
+      logger,
+      timeoutMs: 0,
+      resetTimeoutMs: config.gateResetTimeoutMs,
+      enabled: config.shedMode !== 'off',
+    });
   const gates: Record<Gated, Breaker> = { normal: create('normal'), low: create('low') };
   const fullySince: Record<Gated, number | undefined> = { normal: undefined, low: undefined };
 
