@@ -29,7 +29,9 @@ export const VARIANT_COUNT = ALL_VARIANTS.length;
 
 /** CPU µs so far of every backend connected to the pool's database. */
 async function backendCpu(pool: Pool, pids: Set<number>): Promise<number> {
-  const { rows } = await pool.query<{ pid: number }>('SELECT pid FROM pg_stat_activity WHERE datname = current_database() AND pid <> pg_backend_pid()');
+  const { rows } = await pool.query<{ pid: number }>(
+    'SELECT pid FROM pg_stat_activity WHERE datname = current_database() AND pid <> pg_backend_pid()',
+  );
   for (const r of rows) pids.add(r.pid);
   const { rows: self } = await pool.query<{ pid: number }>('SELECT pg_backend_pid() AS pid');
   pids.add(self[0]!.pid);
@@ -62,7 +64,8 @@ export async function measureRollupCost(
     const cpuMicros = variants.map(() => 0);
     const pids = variants.map(() => new Set<number>());
     let measuredEvents = 0;
-    for (const [i, variant] of variants.entries()) await databases[i]!.pool.query(variant.tables ? `${TRUNCATE}, ${variant.tables}` : TRUNCATE);
+    for (const [i, variant] of variants.entries())
+      await databases[i]!.pool.query(variant.tables ? `${TRUNCATE}, ${variant.tables}` : TRUNCATE);
     for (let step = 0; step < steps; step++) {
       const group = batches.slice(step * scenario.writers, (step + 1) * scenario.writers);
       for (let k = 0; k < variants.length; k++) {
@@ -106,4 +109,3 @@ export async function measureRollupCost(
   for (const db of databases) await db.pool.query(TRUNCATE);
   return rows;
 }
-

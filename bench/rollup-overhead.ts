@@ -91,4 +91,3 @@ export async function measureRollupOverhead(pool: Pool, scenario: Scenario, even
     samples,
   };
 }
-

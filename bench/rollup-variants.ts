@@ -70,7 +70,13 @@ export const ALL_VARIANTS: readonly Variant[] = [
   { name: 'merge statement (minute, hour, day)', merge: MERGE_STAGING, check: 'rollup_minute' },
   { name: 'trigger (minute, hour, day)', merge: PLAIN_MERGE, setup: TRIGGER_SETUP, check: 'rollup_minute' },
   { name: 'merge statement, minute only', merge: MINUTE_ONLY_MERGE, check: 'rollup_minute' },
-  { name: 'merge statement, type × source', merge: SOURCE_MERGE, setup: SOURCE_TABLES, tables: 'bench_src_minute, bench_src_hour, bench_src_day', check: 'bench_src_minute' },
+  {
+    name: 'merge statement, type × source',
+    merge: SOURCE_MERGE,
+    setup: SOURCE_TABLES,
+    tables: 'bench_src_minute, bench_src_hour, bench_src_day',
+    check: 'bench_src_minute',
+  },
 ];
 
 /** The traffic of one scenario: how many tenants, how far back timestamps spread, how many writers at once. */
