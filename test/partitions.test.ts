@@ -16,7 +16,11 @@ describe('partition naming', () => {
     const at = Date.now() + 400 * DAY_MS;
     const created = await ensurePartitions(env.pool, { retentionDays: 1, partitionsAheadDays: 2 }, at);
     try {
-      assert.deepEqual(created, [-2, -1, 0, 1, 2].map((d) => partitionName(at + d * DAY_MS)));
+      // The minute rollups are partitioned by the same days; their partitions are created alongside.
+      assert.deepEqual(
+        created.filter((name) => name.startsWith('events_')),
+        [-2, -1, 0, 1, 2].map((d) => partitionName(at + d * DAY_MS)),
+      );
       assert.match(partitionName(Date.UTC(2026, 10, 24, 23, 59, 59)), /^events_p20261124$/);
     } finally {
       for (const name of created) await env.pool.query(`DROP TABLE ${quoteIdent(name)}`);
