@@ -46,16 +46,28 @@ const STATS: OpenApiObject = {
   properties: {
     window: { type: 'string' },
     step: { type: 'string' },
-    resolution: { type: 'string', enum: ['minute', 'hour', 'day'], description: 'The rollup that answered: the coarsest whose buckets tile the step.' },
+    resolution: {
+      type: 'string',
+      enum: ['minute', 'hour', 'day'],
+      description: 'The rollup that answered: the coarsest whose buckets tile the step.',
+    },
     from: { type: 'string', format: 'date-time', description: 'Start of the first bucket (inclusive).' },
     to: { type: 'string', format: 'date-time', description: 'End of the last bucket (exclusive).' },
-    newest_minute: { type: ['string', 'null'], format: 'date-time', description: 'Newest minute holding a committed event of the tenant, read with the numbers.' },
+    newest_minute: {
+      type: ['string', 'null'],
+      format: 'date-time',
+      description: 'Newest minute holding a committed event of the tenant, read with the numbers.',
+    },
     group_by: { type: ['string', 'null'], enum: [...STATS_GROUP_BY, null] },
     aggregates: { type: 'array', items: { type: 'string', enum: [...STATS_AGGREGATES] } },
     series: {
       type: 'array',
       description: 'One series per group holding events (one series without group_by), each with every bucket of [from, to).',
-      items: { type: 'object', required: ['points'], properties: { type: { type: 'string', description: 'With group_by=type.' }, points: { type: 'array', items: ref('StatsPoint') } } },
+      items: {
+        type: 'object',
+        required: ['points'],
+        properties: { type: { type: 'string', description: 'With group_by=type.' }, points: { type: 'array', items: ref('StatsPoint') } },
+      },
     },
   },
 };
@@ -75,10 +87,17 @@ export function queryRouteDocs(): RouteDoc[] {
       scope: 'read',
       parameters: [
         query('window', 'How far back from now: whole minutes, hours or days, from 1m to RETENTION_DAYS. Default 24h.', DURATION),
-        query('step', 'Bucket width, whole minutes, hours or days, at most the window. Default: the finest of 1m, 5m, 15m, 1h, 6h, 1d giving at most 300 buckets.', DURATION),
+        query(
+          'step',
+          'Bucket width, whole minutes, hours or days, at most the window. Default: the finest of 1m, 5m, 15m, 1h, 6h, 1d giving at most 300 buckets.',
+          DURATION,
+        ),
         TYPE_FILTER,
         query('group_by', 'One series per event type.', { type: 'string', enum: [...STATS_GROUP_BY] }),
-        query('agg', 'Comma-separated aggregates (over `value` but count). Default count.', { type: 'string', example: STATS_AGGREGATES.join(',') }),
+        query('agg', 'Comma-separated aggregates (over `value` but count). Default count.', {
+          type: 'string',
+          example: STATS_AGGREGATES.join(','),
+        }),
       ],
       success: { '200': { description: 'Every bucket of every series', schema: ref('Stats') } },
       errors: ['invalid_parameter', 'too_many_buckets', 'too_many_points', 'query_timeout'],
@@ -89,7 +108,8 @@ export function queryRouteDocs(): RouteDoc[] {
       path: '/v1/events',
       operationId: 'listEvents',
       summary: "The key's tenant's stored events in pages, newest first by default",
-      description: 'Keyset pagination over (occurred_at, id): pass next_cursor as cursor for the next page; events sharing a timestamp are neither skipped nor repeated.',
+      description:
+        'Keyset pagination over (occurred_at, id): pass next_cursor as cursor for the next page; events sharing a timestamp are neither skipped nor repeated.',
       scope: 'read',
       parameters: [
         TYPE_FILTER,
@@ -107,7 +127,10 @@ export function queryRouteDocs(): RouteDoc[] {
           schema: {
             type: 'object',
             required: ['events', 'next_cursor'],
-            properties: { events: { type: 'array', items: ref('StoredEvent') }, next_cursor: { type: ['string', 'null'], description: 'Null on the last page.' } },
+            properties: {
+              events: { type: 'array', items: ref('StoredEvent') },
+              next_cursor: { type: ['string', 'null'], description: 'Null on the last page.' },
+            },
           },
         },
       },

@@ -27,7 +27,11 @@ const DURATION = /^([1-9]\d{0,5})(m|h|d)$/;
 /** A duration such as `90m`, `24h` or `7d` (whole minutes, hours or days), in ms. */
 export function parseDuration(parameter: string, text: string): number {
   const match = DURATION.exec(text);
-  if (!match) throw invalidParameter(parameter, `expected a whole number of minutes, hours or days such as 5m, 24h or 7d, got "${text.slice(0, 40)}"`);
+  if (!match)
+    throw invalidParameter(
+      parameter,
+      `expected a whole number of minutes, hours or days such as 5m, 24h or 7d, got "${text.slice(0, 40)}"`,
+    );
   return Number(match[1]) * UNIT_MS[match[2] as keyof typeof UNIT_MS];
 }
 
@@ -41,7 +45,10 @@ export function formatDuration(ms: number): string {
 export function parseTypeFilter(text: string): TypePattern | null {
   const pattern = parseTypePattern(text);
   if (pattern === undefined) {
-    throw invalidParameter('type', `expected an event type such as order.paid, or a prefix ending in * such as order.*, got "${text.slice(0, 40)}"`);
+    throw invalidParameter(
+      'type',
+      `expected an event type such as order.paid, or a prefix ending in * such as order.*, got "${text.slice(0, 40)}"`,
+    );
   }
   return pattern;
 }
@@ -51,20 +58,23 @@ const RFC3339 = /^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d{1,9})?(Z|[+-]\d{2}:\d
 /** An RFC 3339 timestamp with its offset, in epoch ms. */
 export function parseTimestamp(parameter: string, text: string): number {
   const ms = RFC3339.test(text) ? Date.parse(text) : Number.NaN;
-  if (Number.isNaN(ms)) throw invalidParameter(parameter, `expected an RFC 3339 timestamp such as 2024-05-01T12:00:00Z, got "${text.slice(0, 40)}"`);
+  if (Number.isNaN(ms))
+    throw invalidParameter(parameter, `expected an RFC 3339 timestamp such as 2024-05-01T12:00:00Z, got "${text.slice(0, 40)}"`);
   return ms;
 }
 
 /** A whole number within [min, max]. */
 export function parseInteger(parameter: string, text: string, min: number, max: number): number {
   const n = /^\d{1,9}$/.test(text) ? Number(text) : Number.NaN;
-  if (!(n >= min && n <= max)) throw invalidParameter(parameter, `expected a whole number from ${min} to ${max}, got "${text.slice(0, 40)}"`);
+  if (!(n >= min && n <= max))
+    throw invalidParameter(parameter, `expected a whole number from ${min} to ${max}, got "${text.slice(0, 40)}"`);
   return n;
 }
 
 /** One of a fixed set of words. */
 export function parseChoice<T extends string>(parameter: string, text: string, choices: readonly T[]): T {
-  if (!(choices as readonly string[]).includes(text)) throw invalidParameter(parameter, `expected one of ${choices.join(', ')}, got "${text.slice(0, 40)}"`);
+  if (!(choices as readonly string[]).includes(text))
+    throw invalidParameter(parameter, `expected one of ${choices.join(', ')}, got "${text.slice(0, 40)}"`);
   return text as T;
 }
 

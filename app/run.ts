@@ -8,7 +8,7 @@ import { createRegistry } from '../lib/metrics.js';
 import { readMigrations } from '../lib/migrate.js';
 import { Registry } from 'prom-client';
 import { keyInvalidationChannel, startKeyInvalidationFeed } from '../lib/key-invalidation.js';
-import { createRedis } from '../lib/redis.js';
+import { createQueueRedis } from '../lib/redis.js';
 import { createQuotaGuard } from './limits/quotas.js';
 import { createSharedBuckets } from './limits/shared-bucket.js';
 import { createTenantPolicies } from './limits/tenant-policies.js';
@@ -41,7 +41,10 @@ export async function runApi(config: Config, logger: Logger): Promise<RunningApi
   const readPool = createPool(config.databaseUrl, { max: config.queryPoolSize, applicationName: 'floodgate-api-read', statementTimeoutMs: config.queryTimeoutMs });
   // QUEUE=postgres: no Redis connection at all (key revocations then reach this process within a second, by
   // revalidation; see docs/scaling.md).
-  const redis = config.queue === 'redis' ? createRedis(config.redisUrl, { commandTimeout: config.redisWriteTimeoutMs }) : undefined;
+  const redis = config.queue === 'redis' ? createQueueRedis(config, { commandTimeout: config.redisWriteTimeoutMs }) : undefined;
+  // On a Redis Cluster the live view and the key-revocation feed are off (see docs/scaling.md): cached keys are then
+  // revalidated every second, as with QUEUE=postgres.
+  const onCluster = config.redisClusterNodes.length > 0;
   const migrations = await readMigrations();
   const latestMigration = migrations.at(-1)?.version ?? 0;
   // With metrics off the registry stays empty (no default collectors, no GC observer) and instruments do nothing.
@@ -56,11 +59,12 @@ export async function runApi(config: Config, logger: Logger): Promise<RunningApi
   const keys = createKeyResolver({ pool, config, registry });
   // Revocations and rotations announced by `floodgate keys` reach this process's key cache within moments.
   // QUEUE=postgres: no feed; cached keys are then revalidated every second (the key resolver's unfed TTL).
-  const invalidations = redis
-    ? startKeyInvalidationFeed({ redisUrl: config.redisUrl, channel: keyInvalidationChannel(config), listener: keys, logger })
-    : undefined;
+  const invalidations =
+    redis && !onCluster
+      ? startKeyInvalidationFeed({ redisUrl: config.redisUrl, channel: keyInvalidationChannel(config), listener: keys, logger })
+      : undefined;
   // The live view fans out through Redis: with QUEUE=postgres it is off, as with LIVE_ENABLED=false.
-  const live = config.liveEnabled && redis ? createLiveHub({ config, redis, logger, registry }) : undefined;
+  const live = config.liveEnabled && redis && !onCluster ? createLiveHub({ config, redis, logger, registry }) : undefined;
   const buckets = createSharedBuckets({
     redis,
     keyPrefix: `${config.streamKey}:limits`,

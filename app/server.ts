@@ -17,6 +17,8 @@ import { requestId } from './middleware/request-id.js';
 import { openApiDocument } from './openapi.js';
 import { createQueueWriteBreaker } from './redis-breaker.js';
 import { createEnqueuer, type EnqueueDeps } from './enqueue.js';
+import { createShardedEnqueuer, withReplicaAcks } from './sharded-enqueue.js';
+import { isSharded } from '../lib/shards.js';
 import { createPgEnqueuer } from './pg-enqueue.js';
 import type { Enqueuer } from '../lib/queue.js';
 import type { QuotaGuard } from './limits/quotas.js';
@@ -62,7 +64,9 @@ function createQueueEnqueuer(deps: Omit<EnqueueDeps, 'redis'> & { redis: Redis |
   const { redis, redisBreaker, ...rest } = deps;
   if (deps.config.queue === 'postgres') return createPgEnqueuer({ ...rest, breaker: redisBreaker });
   if (!redis) throw new Error('QUEUE=redis needs a Redis client');
-  return createEnqueuer({ ...rest, redis, redisBreaker });
+  // Sharded streams and replica acks only when configured: the default is the one plain enqueuer.
+  const streams = isSharded(deps.config) ? createShardedEnqueuer({ ...rest, redis, redisBreaker }) : createEnqueuer({ ...rest, redis, redisBreaker });
+  return withReplicaAcks(streams, redis, deps.config);
 }
 
 /** Builds the Koa application; it owns no connections (the caller passes and closes them). */

@@ -13,7 +13,10 @@ import { createPool, type Pool } from '../lib/db.js';
 import { migrate } from '../lib/migrate.js';
 import { ensurePartitions } from '../lib/partitions.js';
 import { machine } from '../loadtest/report.js';
-import { VARIANT_COUNT, measureRollupCost, measureRollupOverhead, measureViewRefresh, type Scenario } from './rollup-cost.js';
+import { VARIANT_COUNT, measureRollupCost } from './rollup-cost.js';
+import { measureRollupOverhead } from './rollup-overhead.js';
+import type { Scenario } from './rollup-variants.js';
+import { measureViewRefresh } from './view-refresh.js';
 import { fillEvents, measureIndexChoice, measureQueries } from './stats-latency.js';
 
 const { values: args } = parseArgs({
@@ -69,27 +72,43 @@ try {
   const pool = pools[0]!;
   console.log(`# bench:analytics ${new Date().toISOString()} run ${runId} ${JSON.stringify(machine())}`);
   if (parts.has('overhead')) {
-    console.log('\n| Scenario | Statement without rollups: wall ms (CPU ms) | + rollups in the merge statement | + rollups by trigger | Samples |');
+    console.log(
+      '\n| Scenario | Statement without rollups: wall ms (CPU ms) | + rollups in the merge statement | + rollups by trigger | Samples |',
+    );
     console.log('| --- | ---: | ---: | ---: | ---: |');
     for (const scenario of args.scenarios.split(',').map((i) => SCENARIOS[Number(i)]!)) {
       if (scenario.writers > 1) continue;
       const f = await measureRollupOverhead(pool, scenario, 50_000, Number(args.samples));
-      console.log(`| ${f.scenario} | ${f.plainMs} (${f.plainCpuMs}) | +${f.mergeMs} (+${f.mergeCpuMs}) | +${f.triggerMs} (+${f.triggerCpuMs}) | ${f.samples} |`);
+      const signed = (x: number) => (x >= 0 ? `+${x}` : `${x}`);
+      console.log(
+        `| ${f.scenario} | ${f.plainMs} (${f.plainCpuMs}) | ${signed(f.mergeMs)} (${signed(f.mergeCpuMs)}) | ${signed(f.triggerMs)} (${signed(f.triggerCpuMs)}) | ${f.samples} |`,
+      );
     }
   }
   if (parts.has('cost')) {
     const scenarios = args.scenarios.split(',').map((i) => SCENARIOS[Number(i)]!);
     const variants = args.variants.split(',').map(Number);
-    const rows = await measureRollupCost(pools.map((p) => ({ pool: p })), scenarios, Number(args.events), variants);
-    console.log('\n| Scenario | Variant | Events/s | vs no rollups | Median ms per step | Backend CPU ms per batch | Minute rows per batch |');
+    const rows = await measureRollupCost(
+      pools.map((p) => ({ pool: p })),
+      scenarios,
+      Number(args.events),
+      variants,
+    );
+    console.log(
+      '\n| Scenario | Variant | Events/s | vs no rollups | Median ms per step | Backend CPU ms per batch | Minute rows per batch |',
+    );
     console.log('| --- | --- | ---: | ---: | ---: | ---: | ---: |');
     for (const r of rows) {
-      console.log(`| ${r.scenario} | ${r.variant} | ${r.eventsPerSec} | ${r.relative.toFixed(3)} | ${r.msPerBatch} | ${r.backendCpuMsPerBatch} | ${r.groupsPerBatch} |`);
+      console.log(
+        `| ${r.scenario} | ${r.variant} | ${r.eventsPerSec} | ${r.relative.toFixed(3)} | ${r.msPerBatch} | ${r.backendCpuMsPerBatch} | ${r.groupsPerBatch} |`,
+      );
     }
   }
   if (parts.has('refresh')) {
     const f = await measureViewRefresh(pool, { tenants: 10, types: 8, days: Number(args['refresh-days']) });
-    console.log(`\nMaterialized views over ${f.minuteRows} minute rows: REFRESH CONCURRENTLY hour ${f.hourRefreshMs} ms, day ${f.dayRefreshMs} ms`);
+    console.log(
+      `\nMaterialized views over ${f.minuteRows} minute rows: REFRESH CONCURRENTLY hour ${f.hourRefreshMs} ms, day ${f.dayRefreshMs} ms`,
+    );
   }
   if (parts.has('queries')) {
     const config = loadConfig({});

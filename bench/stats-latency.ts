@@ -49,7 +49,10 @@ export async function fillEvents(
     console.error(`stats latency: ${Math.min(events, start + chunk)} of ${events} events stored`);
   }
   const started = performance.now();
-  await pool.query("SELECT floodgate_rebuild_rollups((now() - make_interval(days => $1::int + 1))::date, (now() + interval '1 day')::date)", [days]);
+  await pool.query(
+    "SELECT floodgate_rebuild_rollups((now() - make_interval(days => $1::int + 1))::date, (now() + interval '1 day')::date)",
+    [days],
+  );
   const rebuildSeconds = (performance.now() - started) / 1000;
   await pool.query('VACUUM ANALYZE events, rollup_minute, rollup_hour, rollup_day');
   const { rows } = await pool.query<{ minute: string; hour: string; day: string }>(
@@ -112,14 +115,35 @@ export async function measureQueries(pool: Pool, options: { retentionDays: numbe
     const now = Date.now();
     const plan = planStats(request, now);
     const read = { now, retentionDays: options.retentionDays, maxPoints: options.maxPoints };
-    figures.push(await time(`${name} (rollup_${plan.resolution})`, 20, () => readStats(pool, request, plan, read), await partitionsRead(pool, statsQuery(request, plan, read))));
+    figures.push(
+      await time(
+        `${name} (rollup_${plan.resolution})`,
+        20,
+        () => readStats(pool, request, plan, read),
+        await partitionsRead(pool, statsQuery(request, plan, read)),
+      ),
+    );
     const naive = statsFromEvents(request, plan.from, plan.to);
     figures.push(await time(`  the same from events`, 3, () => pool.query(naive), await partitionsRead(pool, naive)));
   }
   const now = Date.now();
-  const filter: EventFilter = { tenant, since: now - (options.retentionDays + 1) * DAY, until: now + DAY, type: null, source: null, idempotencyKey: null };
+  const filter: EventFilter = {
+    tenant,
+    since: now - (options.retentionDays + 1) * DAY,
+    until: now + DAY,
+    type: null,
+    source: null,
+    idempotencyKey: null,
+  };
   const first = { limit: 100, order: 'desc' as const, cursor: null };
-  figures.push(await time('events, first page of 100', 20, () => listEvents(pool, filter, first), await partitionsRead(pool, listEventsQuery(filter, first))));
+  figures.push(
+    await time(
+      'events, first page of 100',
+      20,
+      () => listEvents(pool, filter, first),
+      await partitionsRead(pool, listEventsQuery(filter, first)),
+    ),
+  );
   // A cursor 3 days deep: what OFFSET would have to skip to get there is most of the tenant's events.
   const { rows } = await pool.query<{ at: string; id: string }>(
     `SELECT to_char(occurred_at AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"') AS at, id FROM events
@@ -127,10 +151,27 @@ export async function measureQueries(pool: Pool, options: { retentionDays: numbe
     [tenant],
   );
   const deep = { limit: 100, order: 'desc' as const, cursor: { order: 'desc', at: rows[0]!.at, id: rows[0]!.id } as EventCursor };
-  figures.push(await time('events, page of 100 three days deep (cursor)', 20, () => listEvents(pool, filter, deep), await partitionsRead(pool, listEventsQuery(filter, deep))));
+  figures.push(
+    await time(
+      'events, page of 100 three days deep (cursor)',
+      20,
+      () => listEvents(pool, filter, deep),
+      await partitionsRead(pool, listEventsQuery(filter, deep)),
+    ),
+  );
   const day = { ...filter, since: now - 2 * DAY, until: now - DAY, type: { exact: 'signup' } };
-  figures.push(await time('events, one day, type=signup, page of 1000', 20, () => listEvents(pool, day, { ...first, limit: 1000 }), await partitionsRead(pool, listEventsQuery(day, { ...first, limit: 1000 }))));
-  const { rows: some } = await pool.query<{ id: string }>('SELECT id FROM events WHERE tenant = $1 AND occurred_at < now() - interval \'2 days\' LIMIT 1', [tenant]);
+  figures.push(
+    await time(
+      'events, one day, type=signup, page of 1000',
+      20,
+      () => listEvents(pool, day, { ...first, limit: 1000 }),
+      await partitionsRead(pool, listEventsQuery(day, { ...first, limit: 1000 })),
+    ),
+  );
+  const { rows: some } = await pool.query<{ id: string }>(
+    "SELECT id FROM events WHERE tenant = $1 AND occurred_at < now() - interval '2 days' LIMIT 1",
+    [tenant],
+  );
   const id = some[0]!.id;
   figures.push(await time('event by id', 20, () => getEvent(pool, tenant, id), 'events ×every partition (one primary-key probe each)'));
   return figures;
@@ -145,13 +186,18 @@ interface PlanNode {
 
 /** The chain of plan nodes down to the first scan, one line: what Postgres does to produce the page. */
 async function planShape(pool: Pool, query: { text: string; values: unknown[] }): Promise<string> {
-  const { rows } = await pool.query<{ 'QUERY PLAN': { Plan: PlanNode }[] }>({ text: `EXPLAIN (FORMAT JSON) ${query.text}`, values: query.values });
+  const { rows } = await pool.query<{ 'QUERY PLAN': { Plan: PlanNode }[] }>({
+    text: `EXPLAIN (FORMAT JSON) ${query.text}`,
+    values: query.values,
+  });
   const nodes: string[] = [];
   let node: PlanNode | undefined = rows[0]!['QUERY PLAN'][0]!.Plan;
   while (node) {
     const index = node['Index Name'] ? ` on ${node['Index Name'].replace(/^events_p\d{8}_/, '')}` : '';
     const children: PlanNode[] = node.Plans ?? [];
-    nodes.push(`${node['Node Type']}${index}${node['Node Type'] === 'Append' || node['Node Type'] === 'Merge Append' ? ` of ${children.length}` : ''}`);
+    nodes.push(
+      `${node['Node Type']}${index}${node['Node Type'] === 'Append' || node['Node Type'] === 'Merge Append' ? ` of ${children.length}` : ''}`,
+    );
     node = children[0];
   }
   return nodes.join(' → ');
@@ -195,7 +241,14 @@ export async function measureIndexChoice(pool: Pool, retentionDays: number): Pro
   const tenant = 'tenant-import';
   await storeTiedImport(pool, tenant);
   const now = Date.now();
-  const filter: EventFilter = { tenant, since: now - (retentionDays + 1) * DAY, until: now + DAY, type: null, source: null, idempotencyKey: null };
+  const filter: EventFilter = {
+    tenant,
+    since: now - (retentionDays + 1) * DAY,
+    until: now + DAY,
+    type: null,
+    source: null,
+    idempotencyKey: null,
+  };
   const { rows } = await pool.query<{ at: string; id: string }>(
     `SELECT to_char(occurred_at AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"') AS at, id FROM events
      WHERE tenant = $1 ORDER BY occurred_at DESC, id DESC OFFSET $2 LIMIT 1`,
@@ -203,7 +256,10 @@ export async function measureIndexChoice(pool: Pool, retentionDays: number): Pro
   );
   const pages = [
     ['first page', { limit: 100, order: 'desc' as const, cursor: null }],
-    [`cursor after ${TIED / 2} of ${TIED} tied events`, { limit: 100, order: 'desc' as const, cursor: { order: 'desc', at: rows[0]!.at, id: rows[0]!.id } as EventCursor }],
+    [
+      `cursor after ${TIED / 2} of ${TIED} tied events`,
+      { limit: 100, order: 'desc' as const, cursor: { order: 'desc', at: rows[0]!.at, id: rows[0]!.id } as EventCursor },
+    ],
   ] as const;
   const figures: IndexFigure[] = [];
   const measure = async (index: string) => {

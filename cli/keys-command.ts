@@ -144,6 +144,8 @@ export async function keysCommand(config: Config, parsed: KeysAction): Promise<v
 async function announce(config: Config, keyIds: readonly number[], what: string): Promise<void> {
   // QUEUE=postgres runs without Redis: API processes revalidate cached keys every second instead.
   if (config.queue === 'postgres') return;
+  // On a Redis Cluster API processes run without the feed and revalidate cached keys every second.
+  if (config.redisClusterNodes.length > 0) return;
   const redis = createRedis(config.redisUrl, { lazyConnect: true, maxRetriesPerRequest: 0, retryStrategy: () => null, connectTimeout: 2000 });
   try {
     await redis.connect();

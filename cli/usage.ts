@@ -21,7 +21,9 @@ interface CommandHelp {
 
 const CONFIG_NOTE = 'Configuration comes from environment variables (see docs/configuration.md).';
 const EXIT_NOTE = 'Exit status: 0 done, 1 failure or invalid configuration, 2 wrong usage.';
-const SCENARIO_LIST = SCENARIOS.map((name) => `  ${name.padEnd(11)}${SCENARIO_QUESTIONS[name]}`).join('\n');
+// Padded to the longest name so that no name runs into its question.
+const SCENARIO_WIDTH = Math.max(...SCENARIOS.map((name) => name.length)) + 2;
+const SCENARIO_LIST = SCENARIOS.map((name) => `  ${name.padEnd(SCENARIO_WIDTH)}${SCENARIO_QUESTIONS[name]}`).join('\n');
 
 /**
  * Every command's help, keyed by its words (`keys create`). One entry per command: the overview and
@@ -40,8 +42,8 @@ it holds, then the private servers stop.`,
   api: {
     synopsis: ['api'],
     summary: 'run the API (API_PROCESSES processes, node:cluster)',
-    details: `Serves POST /v1/events and the health, admin and OpenAPI routes on HOST:PORT with API_PROCESSES
-processes (node:cluster), and one aggregated /metrics on METRICS_PORT. Does not migrate: run
+    details: `Serves POST /v1/events, the query routes, the live view and the health, admin and OpenAPI routes on
+HOST:PORT with API_PROCESSES processes (node:cluster), and one aggregated /metrics on METRICS_PORT. Does not migrate: run
 \`floodgate migrate\` first (or use \`floodgate start\`). SIGTERM/Ctrl-C drains in-flight requests.`,
   },
   worker: {
@@ -117,9 +119,9 @@ The new secret is printed once, as the last line of stdout.`,
     synopsis: ['tenants set-quota TENANT [--events-per-second N|none] [--events-per-day N|none] [--weight W]'],
     summary: "a tenant's quotas on accepted events (429 quota_exceeded past them) and its weight in fair shedding",
     details: `Options (at least one):
-  --events-per-second N|none accepted events per second; none removes this quota
-  --events-per-day N|none    accepted events per UTC day; none removes this quota
-  --weight W                 the tenant's share in fair shedding (default 1)
+  --events-per-second N|none   accepted events per second; none removes this quota
+  --events-per-day N|none      accepted events per UTC day; none removes this quota
+  --weight W                   the tenant's share in fair shedding (default 1)
 API processes apply a change within QUOTA_REFRESH_MS.`,
   },
   'tenants clear-quota': {

@@ -56,6 +56,18 @@ const nonEmpty = (raw: string): string | ParseFailure => (raw.trim() === '' ? fa
 const redisKey = (raw: string): string | ParseFailure =>
   /^[A-Za-z0-9:_.{}-]{1,200}$/.test(raw) ? raw : fail(`must be 1-200 characters of [A-Za-z0-9:_.{}-], got "${raw}"`);
 
+/** `host:port,host:port…` (empty for none). */
+const hostPorts = (raw: string): { host: string; port: number }[] | ParseFailure => {
+  const out: { host: string; port: number }[] = [];
+  for (const part of raw.split(',').map((p) => p.trim()).filter((p) => p !== '')) {
+    const match = /^([^\s:]+|\[[0-9a-fA-F:]+\]):(\d{1,5})$/.exec(part);
+    const port = Number(match?.[2]);
+    if (!match || port < 1 || port > 65535) return fail(`must be comma-separated host:port pairs, got "${part}"`);
+    out.push({ host: match[1]!.replace(/^\[|\]$/g, ''), port });
+  }
+  return out;
+};
+
 const KIB = 1024;
 const MIB = 1024 * KIB;
 
@@ -74,6 +86,24 @@ export const CONFIG_VARIABLES = {
     doc: 'Redis connection URL; a `/N` path selects database N.',
     defaultValue: 'redis://127.0.0.1:6379/0',
     parse: url('redis:', 'rediss:'),
+  },
+  redisClusterNodes: {
+    name: 'REDIS_CLUSTER_NODES',
+    doc: 'Comma-separated `host:port` seeds of a Redis Cluster; empty uses the single Redis at `REDIS_URL`. With a cluster the stream keys carry a hash tag, and the live view and the key-revocation feed are off (see docs/scaling.md).',
+    defaultValue: '',
+    parse: hostPorts,
+  },
+  streamShards: {
+    name: 'STREAM_SHARDS',
+    doc: 'Streams the accepted requests are spread over, by tenant: `<STREAM_KEY>:{s<n>}` (and a dead-letter stream per shard). 1 with a single Redis keeps the one `STREAM_KEY`.',
+    defaultValue: '1',
+    parse: integer(1, 1024),
+  },
+  redisMinReplicasAck: {
+    name: 'REDIS_MIN_REPLICAS_ACK',
+    doc: 'Replicas that must confirm each accepted request (Redis `WAIT`) before the API answers 202; when they do not within `REDIS_WRITE_TIMEOUT_MS` the API answers 503 `dependency_unavailable`. 0 answers once the master has it (replication is asynchronous).',
+    defaultValue: '0',
+    parse: integer(0, 16),
   },
   metricsPort: {
     name: 'METRICS_PORT',

@@ -59,7 +59,14 @@ export function encodeCursor(cursor: EventCursor): string {
 export function decodeCursor(text: string): EventCursor {
   const parts = /^[A-Za-z0-9_-]{1,200}$/.test(text) ? Buffer.from(text, 'base64url').toString('utf8').split('|') : [];
   const [version, order, at, id] = parts;
-  if (parts.length !== 4 || version !== CURSOR_VERSION || (order !== 'asc' && order !== 'desc') || !MICROS_UTC.test(at!) || Number.isNaN(Date.parse(at!)) || !isUuid(id!)) {
+  if (
+    parts.length !== 4 ||
+    version !== CURSOR_VERSION ||
+    (order !== 'asc' && order !== 'desc') ||
+    !MICROS_UTC.test(at!) ||
+    Number.isNaN(Date.parse(at!)) ||
+    !isUuid(id!)
+  ) {
     throw apiError('invalid_cursor', 'the cursor is not one this API returned; start again without it');
   }
   return { order, at: at!, id: id! };
@@ -111,7 +118,8 @@ export function listEventsQuery(filter: EventFilter, page: PageRequest): Stateme
   const values: unknown[] = [filter.tenant, new Date(filter.since), new Date(filter.until)];
   const where = ['tenant = $1', 'occurred_at >= $2', 'occurred_at < $3'];
   const param = (value: unknown) => `$${values.push(value)}`;
-  if (filter.type) where.push('exact' in filter.type ? `type = ${param(filter.type.exact)}` : `starts_with(type, ${param(filter.type.prefix)})`);
+  if (filter.type)
+    where.push('exact' in filter.type ? `type = ${param(filter.type.exact)}` : `starts_with(type, ${param(filter.type.prefix)})`);
   if (filter.source !== null) where.push(`source = ${param(filter.source)}`);
   if (filter.idempotencyKey !== null) where.push(`idempotency_key = ${param(filter.idempotencyKey)}`);
   const { order, cursor } = page;

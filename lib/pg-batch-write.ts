@@ -90,7 +90,10 @@ const PRODUCT_SHAPE: RollupShape = { dimensions: ['type'], tablePrefix: 'rollup'
 export function rollupCtes(shape: RollupShape = PRODUCT_SHAPE): string {
   const dims = shape.dimensions.join(', ');
   const groupBy = shape.dimensions.map((_, i) => i + 3).join(', ');
-  const levels = ROLLUP_LEVELS.slice(0, shape.levels).map(({ table, width }) => ({ table: table.replace(/^rollup/, shape.tablePrefix), width }));
+  const levels = ROLLUP_LEVELS.slice(0, shape.levels).map(({ table, width }) => ({
+    table: table.replace(/^rollup/, shape.tablePrefix),
+    width,
+  }));
   const parts: string[] = [];
   levels.forEach(({ table, width }, i) => {
     const from = i === 0 ? 'inserted' : `${levels[i - 1]!.table}_delta`;
@@ -185,7 +188,11 @@ export async function writeEntries(pool: Pool, entries: readonly StreamEntry[], 
  * The write of `writeEntries` inside a transaction the caller opened and commits, so that other statements (the
  * Postgres queue's delete of the rows it claimed) commit or roll back with it, rollups included.
  */
-export async function writeEntriesInTransaction(client: PoolClient, entries: readonly StreamEntry[], options: WriteOptions = {}): Promise<WriteResult> {
+export async function writeEntriesInTransaction(
+  client: PoolClient,
+  entries: readonly StreamEntry[],
+  options: WriteOptions = {},
+): Promise<WriteResult> {
   const events = entries.reduce((n, e) => n + e.count, 0);
   if (events === 0) return { inserted: 0, duplicates: 0, newestMinute: null };
   const { signal, statementTimeoutMs } = options;
@@ -214,5 +221,7 @@ export function isTransientDbError(err: unknown): boolean {
     if (TRANSIENT_CODES.has(e.code) || e.code.startsWith('08') || TRANSIENT_NETWORK.has(e.code)) return true;
   }
   const message = e?.message ?? '';
-  return /Connection terminated|timeout exceeded when trying to connect|Client has encountered a connection error|Connection ended/i.test(message);
+  return /Connection terminated|timeout exceeded when trying to connect|Client has encountered a connection error|Connection ended/i.test(
+    message,
+  );
 }

@@ -14,7 +14,6 @@ export type StatsAggregate = (typeof STATS_AGGREGATES)[number];
 export const STATS_GROUP_BY = ['type'] as const;
 export type StatsGroupBy = (typeof STATS_GROUP_BY)[number];
 
-
 /** One tenant's stats question, already validated. */
 export interface StatsRequest {
   readonly tenant: string;
@@ -84,7 +83,9 @@ interface StatsRow {
 // starts_with rather than LIKE: type names may hold `_`, a LIKE wildcard. The filter is the last parameter.
 function typeCondition(filter: TypePattern | null, n: number): { sql: string; values: string[] } {
   if (!filter) return { sql: '', values: [] };
-  return 'exact' in filter ? { sql: `AND type = $${n}`, values: [filter.exact] } : { sql: `AND starts_with(type, $${n})`, values: [filter.prefix] };
+  return 'exact' in filter
+    ? { sql: `AND type = $${n}`, values: [filter.exact] }
+    : { sql: `AND starts_with(type, $${n})`, values: [filter.prefix] };
 }
 
 /** What readStats needs beside the request and its plan. */
@@ -156,7 +157,11 @@ function tooManyPoints(buckets: number, groups: number | null, maxPoints: number
 }
 
 /** One point as the API renders it: the requested aggregates only; avg, min and max are null without values. */
-export function renderPoint(t: number, point: StatsPoint | undefined, aggregates: readonly StatsAggregate[]): Record<string, string | number | null> {
+export function renderPoint(
+  t: number,
+  point: StatsPoint | undefined,
+  aggregates: readonly StatsAggregate[],
+): Record<string, string | number | null> {
   const out: Record<string, string | number | null> = { t: new Date(t).toISOString() };
   for (const agg of aggregates) {
     if (agg === 'count') out.count = point?.count ?? 0;

@@ -103,7 +103,8 @@ describe('POST /v1/events', () => {
     ['no API key', () => fetch(`${api.url}/v1/events`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: '{"type":"a"}' }), 401, 'unauthorized'],
     ['an unknown API key', () => api.post({ type: 'a' }, { authorization: 'Bearer fgk_nope' }), 401, 'unauthorized'],
     ['an unknown route', () => fetch(`${api.url}/v1/nope`), 404, 'not_found'],
-    ['a wrong method', () => fetch(`${api.url}/v1/events`), 405, 'method_not_allowed'],
+    // GET /v1/events is the query API's listing; PUT is no method of the route.
+    ['a wrong method', () => fetch(`${api.url}/v1/events`, { method: 'PUT' }), 405, 'method_not_allowed'],
     ['a body over the limit', () => api.post({ type: 'a', data: { s: 'x'.repeat(1024 * 1024) } }), 413, 'payload_too_large'],
     ['a batch over the limit', () => api.post({ events: Array.from({ length: 1001 }, () => ({ type: 'a' })) }), 413, 'batch_too_large'],
     ['a wrong content type', () => api.post('type=a', { 'content-type': 'application/x-www-form-urlencoded' }), 415, 'unsupported_media_type'],

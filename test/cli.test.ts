@@ -8,6 +8,7 @@ import { after, before, describe, it } from 'node:test';
 import pg from 'pg';
 import { createApiKey, findApiKey } from '../lib/api-keys.js';
 import { readMigrations } from '../lib/migrate.js';
+import { SCENARIOS } from '../loadtest/scenarios.js';
 import { partitionName } from '../lib/partitions.js';
 import { countEvents, createTestEnv, envVars, eventually, FLOODGATE_COMMAND, freePort, spawnFloodgate, TEST_PG_ADMIN_URL, type TestEnv } from './support.js';
 
@@ -141,6 +142,7 @@ describe('floodgate CLI', () => {
       [['loadtest', '--help'], [/^usage: floodgate loadtest <scenario>/, /^ {2}overload {3}/m, /--retry-share F/, /--no-integrity/]],
       [['loadtest', 'smoke', '--help'], [/^usage: floodgate loadtest <scenario>/]],
       [['loadtest', 'compare', '--help'], [/^usage: floodgate loadtest compare A\.json B\.json/, /--threshold/]],
+      [['tenants', 'set-quota', '--help'], [/^usage: floodgate tenants set-quota TENANT/, /^ {2}--events-per-second N\|none {2,}accepted/m]],
     ];
     for (const [args, patterns] of expected) {
       const result = await run(args, brokenConfig);
@@ -149,6 +151,8 @@ describe('floodgate CLI', () => {
       for (const pattern of patterns) assert.match(result.stdout, pattern, `floodgate ${args.join(' ')}`);
       assert.match(result.stdout, /Exit status: 0 done, 1 failure or invalid configuration, 2 wrong usage\./);
     }
+    const scenarios = (await run(['loadtest', '--help'], brokenConfig)).stdout;
+    for (const name of SCENARIOS) assert.match(scenarios, new RegExp(`^ {2}${name} {2,}\\S`, 'm'), `loadtest --help: "${name}" stands apart from its question`);
     const viaHelp = await run(['help', 'keys', 'create'], brokenConfig);
     const viaFlag = await run(['keys', 'create', '--help'], brokenConfig);
     assert.equal(viaHelp.stdout, viaFlag.stdout, 'floodgate help keys create = floodgate keys create --help');

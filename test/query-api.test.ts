@@ -55,9 +55,18 @@ describe('query API', () => {
     tieIds = await writeEvents(
       env,
       'acme',
-      Array.from({ length: 250 }, (_, i) => ({ type: 'tie', timestamp: tieAt, source: i % 5 ? 'web' : 'cron', ...(i % 10 ? {} : { idempotency_key: `tie-${i}` }) })),
+      Array.from({ length: 250 }, (_, i) => ({
+        type: 'tie',
+        timestamp: tieAt,
+        source: i % 5 ? 'web' : 'cron',
+        ...(i % 10 ? {} : { idempotency_key: `tie-${i}` }),
+      })),
     );
-    await writeEvents(env, 'globex', Array.from({ length: 50 }, (_, i) => ({ type: 'order.paid', value: i, timestamp: new Date(now - i * MINUTE).toISOString() })));
+    await writeEvents(
+      env,
+      'globex',
+      Array.from({ length: 50 }, (_, i) => ({ type: 'order.paid', value: i, timestamp: new Date(now - i * MINUTE).toISOString() })),
+    );
   });
   after(async () => {
     await tight?.close();
@@ -65,12 +74,28 @@ describe('query API', () => {
     await env?.cleanup();
   });
 
-  const get = (path: string, key: string | null = readKey, base = api.url) => fetch(`${base}${path}`, { headers: key ? { authorization: `Bearer ${key}` } : {} });
+  const get = (path: string, key: string | null = readKey, base = api.url) =>
+    fetch(`${base}${path}`, { headers: key ? { authorization: `Bearer ${key}` } : {} });
 
   /** The same question asked of events directly: every bucket of [from, to) at `stepMs`, per type if grouped. */
-  async function fromEvents(tenant: string, from: string, to: string, stepMs: number, type: { exact?: string; prefix?: string }, grouped: boolean) {
+  async function fromEvents(
+    tenant: string,
+    from: string,
+    to: string,
+    stepMs: number,
+    type: { exact?: string; prefix?: string },
+    grouped: boolean,
+  ) {
     const filter = type.exact ? 'AND type = $4' : type.prefix ? 'AND starts_with(type, $4)' : 'AND $4::text IS NULL';
-    const { rows } = await env.pool.query<{ t: Date; g: string; count: string; value_count: string; sum: number; min: number | null; max: number | null }>(
+    const { rows } = await env.pool.query<{
+      t: Date;
+      g: string;
+      count: string;
+      value_count: string;
+      sum: number;
+      min: number | null;
+      max: number | null;
+    }>(
       `SELECT date_bin(make_interval(secs => $5), occurred_at, 'epoch') AS t, ${grouped ? 'type' : "''"} AS g, count(*) AS count, count(value) AS value_count,
               coalesce(sum(value), 0) AS sum, min(value) AS min, max(value) AS max
        FROM events WHERE tenant = $1 AND occurred_at >= $2 AND occurred_at < $3 ${filter} GROUP BY 1, 2`,
@@ -79,16 +104,36 @@ describe('query API', () => {
     const out = new Map<string, Map<string, Expected>>();
     for (const r of rows) {
       if (!out.has(r.g)) out.set(r.g, new Map());
-      out.get(r.g)!.set(r.t.toISOString(), { count: Number(r.count), valueCount: Number(r.value_count), sum: r.sum, min: r.min, max: r.max });
+      out
+        .get(r.g)!
+        .set(r.t.toISOString(), { count: Number(r.count), valueCount: Number(r.value_count), sum: r.sum, min: r.min, max: r.max });
     }
     return out;
   }
 
   const cases = [
-    { query: 'window=24h&step=5m&group_by=type&agg=count,sum,avg,min,max', stepMs: 5 * MINUTE, resolution: 'minute', type: {}, grouped: true },
-    { query: 'window=3d&step=1h&type=order.*&group_by=type&agg=count,sum,min,max', stepMs: HOUR, resolution: 'hour', type: { prefix: 'order.' }, grouped: true },
+    {
+      query: 'window=24h&step=5m&group_by=type&agg=count,sum,avg,min,max',
+      stepMs: 5 * MINUTE,
+      resolution: 'minute',
+      type: {},
+      grouped: true,
+    },
+    {
+      query: 'window=3d&step=1h&type=order.*&group_by=type&agg=count,sum,min,max',
+      stepMs: HOUR,
+      resolution: 'hour',
+      type: { prefix: 'order.' },
+      grouped: true,
+    },
     { query: 'window=3d&step=1d&agg=count,avg', stepMs: 24 * HOUR, resolution: 'day', type: {}, grouped: false },
-    { query: 'window=48h&step=90m&type=order.paid&agg=count,avg,max', stepMs: 90 * MINUTE, resolution: 'minute', type: { exact: 'order.paid' }, grouped: false },
+    {
+      query: 'window=48h&step=90m&type=order.paid&agg=count,avg,max',
+      stepMs: 90 * MINUTE,
+      resolution: 'minute',
+      type: { exact: 'order.paid' },
+      grouped: false,
+    },
     { query: 'window=2h&type=a_*&group_by=type', stepMs: MINUTE, resolution: 'minute', type: { prefix: 'a_' }, grouped: true },
     { query: 'window=7d&step=6h&type=aXb', stepMs: 6 * HOUR, resolution: 'hour', type: { exact: 'aXb' }, grouped: false },
   ];
@@ -124,28 +169,42 @@ describe('query API', () => {
           if ('avg' in p) assert.equal(p.avg, e && e.valueCount > 0 ? e.sum / e.valueCount : null);
         }
         const total = series.points.reduce((n: number, p: { count: number }) => n + p.count, 0);
-        assert.equal(total, [...want.values()].reduce((n, e) => n + e.count, 0), 'no event counted outside its bucket');
+        assert.equal(
+          total,
+          [...want.values()].reduce((n, e) => n + e.count, 0),
+          'no event counted outside its bucket',
+        );
       }
     });
   }
 
-  it('reports the newest minute holding a committed event, and only the tenant\'s own events', async () => {
-    const { rows } = await env.pool.query<{ newest: Date }>("SELECT max(date_bin('1 minute', occurred_at, 'epoch')) AS newest FROM events WHERE tenant = 'acme' AND occurred_at <= now()");
+  it("reports the newest minute holding a committed event, and only the tenant's own events", async () => {
+    const { rows } = await env.pool.query<{ newest: Date }>(
+      "SELECT max(date_bin('1 minute', occurred_at, 'epoch')) AS newest FROM events WHERE tenant = 'acme' AND occurred_at <= now()",
+    );
     const body = await json(await get('/v1/stats?window=1h&step=1h&type=order.paid'));
     assert.equal(body.newest_minute, rows[0]!.newest.toISOString());
     const other = await json(await get('/v1/stats?window=1h&step=1h&type=order.paid', otherReadKey));
-    assert.equal(other.series[0].points.reduce((n: number, p: { count: number }) => n + p.count, 0), 50 - (await countOlder('globex', Date.parse(other.from))));
+    assert.equal(
+      other.series[0].points.reduce((n: number, p: { count: number }) => n + p.count, 0),
+      50 - (await countOlder('globex', Date.parse(other.from))),
+    );
     assert.notEqual(other.newest_minute, null);
   });
 
   async function countOlder(tenant: string, before: number): Promise<number> {
-    const { rows } = await env.pool.query<{ n: string }>('SELECT count(*) AS n FROM events WHERE tenant = $1 AND occurred_at < $2', [tenant, new Date(before)]);
+    const { rows } = await env.pool.query<{ n: string }>('SELECT count(*) AS n FROM events WHERE tenant = $1 AND occurred_at < $2', [
+      tenant,
+      new Date(before),
+    ]);
     return Number(rows[0]!.n);
   }
 
   it('pages through events sharing one timestamp without skipping or repeating any, in both orders', async () => {
     for (const order of ['desc', 'asc'] as const) {
-      const { rows } = await env.pool.query<{ id: string }>(`SELECT id FROM events WHERE tenant = 'acme' AND type = 'tie' ORDER BY occurred_at ${order}, id ${order}`);
+      const { rows } = await env.pool.query<{ id: string }>(
+        `SELECT id FROM events WHERE tenant = 'acme' AND type = 'tie' ORDER BY occurred_at ${order}, id ${order}`,
+      );
       const seen: string[] = [];
       let cursor: string | null = null;
       let pages = 0;
@@ -159,7 +218,11 @@ describe('query API', () => {
         cursor = page.next_cursor;
         pages++;
       } while (cursor);
-      assert.deepEqual(seen, rows.map((r) => r.id), `${order}: every tied event once, in (occurred_at, id) order`);
+      assert.deepEqual(
+        seen,
+        rows.map((r) => r.id),
+        `${order}: every tied event once, in (occurred_at, id) order`,
+      );
       assert.equal(pages, Math.ceil(250 / 7));
       assert.deepEqual(new Set(seen), new Set(tieIds));
     }
@@ -183,16 +246,22 @@ describe('query API', () => {
     assert.deepEqual([...new Set(underscore.map((e) => e.type))], ['a_b'], '_ is not a wildcard');
     assert.equal((await all('type=tie&source=cron')).length, 50);
     const keyed = await all('idempotency_key=tie-20');
-    assert.deepEqual(keyed.map((e) => e.idempotency_key), ['tie-20']);
+    assert.deepEqual(
+      keyed.map((e) => e.idempotency_key),
+      ['tie-20'],
+    );
     const since = new Date(now - 2 * HOUR).toISOString();
     const until = new Date(now - HOUR).toISOString();
     const range = await all(`since=${since}&until=${until}`);
     assert.ok(range.length > 0 && range.every((e) => e.timestamp >= since && e.timestamp < until));
-    const { rows } = await env.pool.query<{ n: string }>("SELECT count(*) AS n FROM events WHERE tenant = 'acme' AND occurred_at >= $1 AND occurred_at < $2", [since, until]);
+    const { rows } = await env.pool.query<{ n: string }>(
+      "SELECT count(*) AS n FROM events WHERE tenant = 'acme' AND occurred_at >= $1 AND occurred_at < $2",
+      [since, until],
+    );
     assert.equal(range.length, Number(rows[0]!.n));
   });
 
-  it('GET /v1/events/{id} returns the tenant\'s event and nothing of another tenant', async () => {
+  it("GET /v1/events/{id} returns the tenant's event and nothing of another tenant", async () => {
     const id = ids[3]!;
     const res = await get(`/v1/events/${id}`);
     assert.equal(res.status, 200);
@@ -215,7 +284,11 @@ describe('query API', () => {
         assert.equal((await json(res)).error, 'forbidden');
       }
     }
-    const post = await fetch(`${api.url}/v1/events`, { method: 'POST', headers: { authorization: `Bearer ${readKey}`, 'content-type': 'application/json' }, body: '{"type":"x"}' });
+    const post = await fetch(`${api.url}/v1/events`, {
+      method: 'POST',
+      headers: { authorization: `Bearer ${readKey}`, 'content-type': 'application/json' },
+      body: '{"type":"x"}',
+    });
     assert.equal(post.status, 403, 'a read key cannot ingest');
   });
 
@@ -291,7 +364,10 @@ describe('query API', () => {
 
   it('leaves GET /v1/events/live to the live view', async () => {
     const abort = new AbortController();
-    const res = await fetch(`${api.url}/v1/events/live`, { headers: { authorization: `Bearer ${readKey}`, accept: 'text/event-stream' }, signal: abort.signal });
+    const res = await fetch(`${api.url}/v1/events/live`, {
+      headers: { authorization: `Bearer ${readKey}`, accept: 'text/event-stream' },
+      signal: abort.signal,
+    });
     assert.equal(res.status, 200);
     assert.match(res.headers.get('content-type') ?? '', /text\/event-stream/);
     abort.abort();
@@ -305,6 +381,10 @@ describe('query API', () => {
     assert.ok(doc.paths['/v1/events/{id}'].get);
     assert.match(JSON.stringify(doc.paths['/v1/stats'].get.responses['422']), /too_many_points/);
     assert.match(JSON.stringify(doc.paths['/v1/events/{id}'].get.responses['404']), /event_not_found/);
-    assert.doesNotMatch(JSON.stringify(doc.paths['/v1/events'].post), /invalid_cursor|too_many_points/, 'ingest does not list the query API\'s codes');
+    assert.doesNotMatch(
+      JSON.stringify(doc.paths['/v1/events'].post),
+      /invalid_cursor|too_many_points/,
+      "ingest does not list the query API's codes",
+    );
   });
 });

@@ -93,7 +93,10 @@ describe('rollups', () => {
     try {
       // Every batch hits the same tenant × type × minute rows; half the batches are written by two writers at once.
       const at = Date.now() - 5 * 60_000;
-      const batches = Array.from({ length: 24 }, (_, i) => [entry(env, 'race', 120, { seed: i, at }), entry(env, 'race', 80, { seed: 100 + i, at, keyPrefix: `race-${i % 6}` })]);
+      const batches = Array.from({ length: 24 }, (_, i) => [
+        entry(env, 'race', 120, { seed: i, at }),
+        entry(env, 'race', 80, { seed: 100 + i, at, keyPrefix: `race-${i % 6}` }),
+      ]);
       const work = pools.map(async (pool, w) => {
         const inserted: number[] = [];
         for (let i = 0; i < batches.length; i++) {
@@ -104,7 +107,11 @@ describe('rollups', () => {
       const results = await Promise.all(work);
       const distinctKeyed = 6 * 40;
       const expected = 24 * 120 + distinctKeyed;
-      assert.equal(results.flat().reduce((a, b) => a + b, 0), expected, 'the writers together inserted each event once');
+      assert.equal(
+        results.flat().reduce((a, b) => a + b, 0),
+        expected,
+        'the writers together inserted each event once',
+      );
       assert.deepEqual(await rolledUpAndStored(env.pool, 'race'), { rolledUp: expected, stored: expected });
       await assertRollupsMatchEvents(env.pool);
     } finally {
@@ -119,18 +126,34 @@ describe('rollups', () => {
     const minute = new Date(midnight + 13 * 3600_000 + 37 * 60_000);
     const hour = new Date(midnight + 13 * 3600_000);
     const day = new Date(midnight);
-    for (const [table, bucket] of [['rollup_minute', minute], ['rollup_hour', hour], ['rollup_day', day]] as const) {
-      const { rows } = await env.pool.query<{ bucket: Date; event_count: string }>(`SELECT bucket, event_count FROM ${table} WHERE tenant = 'late'`);
-      assert.deepEqual(rows.map((r) => [r.bucket.toISOString(), Number(r.event_count)]), [[bucket.toISOString(), 1]], table);
+    for (const [table, bucket] of [
+      ['rollup_minute', minute],
+      ['rollup_hour', hour],
+      ['rollup_day', day],
+    ] as const) {
+      const { rows } = await env.pool.query<{ bucket: Date; event_count: string }>(
+        `SELECT bucket, event_count FROM ${table} WHERE tenant = 'late'`,
+      );
+      assert.deepEqual(
+        rows.map((r) => [r.bucket.toISOString(), Number(r.event_count)]),
+        [[bucket.toISOString(), 1]],
+        table,
+      );
     }
     await assertRollupsMatchEvents(env.pool);
   });
 
   it('drops the rollups of a day when retention drops its events, and keeps the other days', async () => {
     const now = Date.now();
-    await writeEntries(env.pool, [entry(env, 'retention', 10, { at: now - 20 * DAY }), entry(env, 'retention', 10, { at: now - 2 * DAY, seed: 1 })]);
+    await writeEntries(env.pool, [
+      entry(env, 'retention', 10, { at: now - 20 * DAY }),
+      entry(env, 'retention', 10, { at: now - 2 * DAY, seed: 1 }),
+    ]);
     const day = (ms: number) => new Date(ms).toISOString().slice(0, 10).replace(/-/g, '');
-    assert.ok(await partitionExists(env, `rollup_minute_p${day(now - 20 * DAY)}`), 'minute partitions are created with the events partitions');
+    assert.ok(
+      await partitionExists(env, `rollup_minute_p${day(now - 20 * DAY)}`),
+      'minute partitions are created with the events partitions',
+    );
     // Fifteen days on, the day 20 days back is past the 30-day retention (plus a day of slack).
     const dropped = await dropExpiredPartitions(env.pool, env.config, now + 15 * DAY);
     assert.ok(dropped.includes(`events_p${day(now - 20 * DAY)}`));
@@ -162,10 +185,19 @@ describe('rollups', () => {
   it('through the flush worker: entries put on the stream again are not counted again; the worker reports the newest minute', async () => {
     const registry = new Registry();
     const metrics = createWorkerMetrics(registry);
-    const flusher = createFlusher({ config: env.config, pool: env.pool, redis: env.redis, logger: createLogger('silent', 'test'), consumerName: 'rollup-test', metrics });
+    const flusher = createFlusher({
+      config: env.config,
+      pool: env.pool,
+      redis: env.redis,
+      logger: createLogger('silent', 'test'),
+      consumerName: 'rollup-test',
+      metrics,
+    });
     await flusher.start();
     try {
-      const payloads = Array.from({ length: 12 }, (_, i) => payload(env, 'stream', 50, { seed: i, keyPrefix: i % 3 ? undefined : `s${i}` }));
+      const payloads = Array.from({ length: 12 }, (_, i) =>
+        payload(env, 'stream', 50, { seed: i, keyPrefix: i % 3 ? undefined : `s${i}` }),
+      );
       for (const p of payloads) await env.redis.xadd(env.config.streamKey, '*', ENTRY_FIELD, p);
       // The same payloads again, as a producer retry or a replayed stream would deliver them.
       for (const p of payloads.slice(0, 6)) await env.redis.xadd(env.config.streamKey, '*', ENTRY_FIELD, p);
@@ -185,7 +217,17 @@ describe('rollups', () => {
   it('a worker killed with SIGKILL inside its flush transaction leaves nothing counted; its successor counts each event once', async () => {
     const ids: string[] = [];
     for (let i = 0; i < 10; i++) {
-      ids.push(...(await enqueue(env, Array.from({ length: 40 }, (_, j) => ({ type: TYPES[j % 3]!, value: j, ...(j % 4 ? {} : { idempotency_key: `kill-${i}-${j}` }) })), { tenant: 'killed' })));
+      ids.push(
+        ...(await enqueue(
+          env,
+          Array.from({ length: 40 }, (_, j) => ({
+            type: TYPES[j % 3]!,
+            value: j,
+            ...(j % 4 ? {} : { idempotency_key: `kill-${i}-${j}` }),
+          })),
+          { tenant: 'killed' },
+        )),
+      );
     }
     const lock = await env.pool.connect();
     await lock.query('BEGIN');
@@ -208,7 +250,12 @@ describe('rollups', () => {
     assert.deepEqual(await rolledUpAndStored(env.pool, 'killed'), { rolledUp: 0, stored: 0 });
     const successor = await spawnFloodgate(['worker'], vars);
     try {
-      await eventually(async () => (await rolledUpAndStored(env.pool, 'killed')).stored >= ids.length && (await env.redis.xlen(env.config.streamKey)) === 0, 'all written', 30_000);
+      await eventually(
+        async () =>
+          (await rolledUpAndStored(env.pool, 'killed')).stored >= ids.length && (await env.redis.xlen(env.config.streamKey)) === 0,
+        'all written',
+        30_000,
+      );
     } finally {
       successor.child.kill('SIGTERM');
       await successor.exited;
@@ -229,11 +276,16 @@ describe('rollups migration', () => {
     const admin = new pg.Client({ connectionString: TEST_PG_ADMIN_URL });
     await admin.connect();
     await admin.query(`CREATE DATABASE ${dbName}`);
-    const pool = createPool(Object.assign(new URL(TEST_PG_ADMIN_URL), { pathname: `/${dbName}` }).href, { applicationName: 'floodgate-test' });
+    const pool = createPool(Object.assign(new URL(TEST_PG_ADMIN_URL), { pathname: `/${dbName}` }).href, {
+      applicationName: 'floodgate-test',
+    });
     try {
       const all = await readMigrations();
-      await migrate(pool, all.filter((m) => m.version < 6));
-      await pool.query("SELECT floodgate_create_partitions(current_date - 3, current_date + 1)");
+      await migrate(
+        pool,
+        all.filter((m) => m.version < 6),
+      );
+      await pool.query('SELECT floodgate_create_partitions(current_date - 3, current_date + 1)');
       await pool.query(`
         INSERT INTO events (id, tenant, type, occurred_at, received_at, priority, value)
         SELECT gen_random_uuid(), 'old-' || (i % 3), 'type.' || (i % 5), now() - (i % 4000) * interval '1 minute', now(), 'normal',

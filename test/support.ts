@@ -65,6 +65,8 @@ export async function createTestEnv(env: Record<string, string> = {}, pgAdminUrl
       cleaned ??= (async () => {
         await redis.del(config.streamKey, config.deadLetterStreamKey).catch(() => {});
         await deleteByPrefix(redis, `${config.streamKey}:`).catch(() => {});
+        // Per-shard dead-letter streams (STREAM_SHARDS) sit beside the dead-letter key.
+        await deleteByPrefix(redis, `${config.deadLetterStreamKey}:`).catch(() => {});
         redis.disconnect();
         await pool.end();
         const a = new pg.Client({ connectionString: pgAdminUrl });

@@ -6,6 +6,7 @@ import { REDIS_REPLY } from '../lib/errors.js';
 import { isTransientDbError, writeEntries, type WriteResult } from '../lib/pg-batch-write.js';
 import type { Logger } from '../lib/logger.js';
 import type { Redis } from '../lib/redis.js';
+import type { StreamShard } from '../lib/shards.js';
 import { ENTRY_FIELD, decodeEntry, type StreamEntry } from '../lib/stream-entry.js';
 import type { WorkerMetrics } from './worker-metrics.js';
 
@@ -22,6 +23,10 @@ export interface FlusherDeps {
   readonly breaker?: Breaker;
   /** Called after each batch commits, before it is acknowledged (the live view's publisher); must not block. */
   readonly onCommitted?: (entries: readonly StreamEntry[], result: WriteResult) => void;
+  /** The stream shard to read (its stream and dead-letter keys); STREAM_KEY and DEAD_LETTER_STREAM_KEY when omitted. */
+  readonly shard?: StreamShard;
+  /** Told the events held after every change; sets the buffered-events gauge when omitted. */
+  readonly reportBuffered?: (events: number) => void;
 }
 
 /** Counters a caller (or a test) can read. */
@@ -97,8 +102,9 @@ function refused(err: unknown): boolean {
 export function createFlusher(deps: FlusherDeps): Flusher {
   const { config, pool, redis, logger, consumerName, metrics } = deps;
   const breaker = deps.breaker ?? createPostgresWriteBreaker(config, new Registry(), logger);
-  const log = logger.child({ stream: config.streamKey, consumer: consumerName });
-  const key = config.streamKey;
+  const key = deps.shard?.streamKey ?? config.streamKey;
+  const deadLetterKey = deps.shard?.deadLetterStreamKey ?? config.deadLetterStreamKey;
+  const log = logger.child({ stream: key, consumer: consumerName });
   const group = config.consumerGroup;
   const reader = redis.duplicate();
   reader.on('error', () => {});
@@ -126,7 +132,8 @@ export function createFlusher(deps: FlusherDeps): Flusher {
   }
 
   function setBuffered(): void {
-    metrics?.bufferedEvents.set(bufferedEvents);
+    if (deps.reportBuffered) deps.reportBuffered(bufferedEvents);
+    else metrics?.bufferedEvents.set(bufferedEvents);
   }
 
   function hold(raw: RawEntry[], priorDeliveries: (id: string) => number, reclaimed: boolean): Promise<void> {
@@ -158,7 +165,7 @@ export function createFlusher(deps: FlusherDeps): Flusher {
   async function deadLetter(items: { id: string; payload: string; reason: string }[]): Promise<void> {
     const tx = redis.multi();
     for (const { id, payload, reason } of items) {
-      tx.xadd(config.deadLetterStreamKey, '*', 'entry_id', id, 'reason', reason.slice(0, 1000), 'failed_at', new Date().toISOString(), 'payload', payload);
+      tx.xadd(deadLetterKey, '*', 'entry_id', id, 'reason', reason.slice(0, 1000), 'failed_at', new Date().toISOString(), 'payload', payload);
     }
     const ids = items.map((i) => i.id);
     tx.xack(key, group, ...ids);

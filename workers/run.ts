@@ -4,9 +4,11 @@ import { createPool } from '../lib/db.js';
 import type { Logger } from '../lib/logger.js';
 import { createRegistry } from '../lib/metrics.js';
 import { startMetricsServer } from '../lib/metrics-server.js';
-import { createRedis } from '../lib/redis.js';
+import { createQueueRedis } from '../lib/redis.js';
+import { isSharded, streamShards } from '../lib/shards.js';
 import { createLivePublisher } from '../lib/live-publisher.js';
 import { createFlusher, createPostgresWriteBreaker } from './flusher.js';
+import { createShardedFlusher } from './sharded-flusher.js';
 import { createMaintenance } from './maintenance.js';
 import { createPgFlusher } from './pg-flusher.js';
 import { registerPgQueueStats } from './stats/pg-queue-stats.js';
@@ -27,7 +29,7 @@ export interface RunningWorker {
 export async function runWorker(config: Config, logger: Logger): Promise<RunningWorker> {
   const pool = createPool(config.databaseUrl, { max: config.dbPoolSize, applicationName: 'floodgate-worker' });
   // QUEUE=postgres: no Redis connection at all.
-  const redis = config.queue === 'redis' ? createRedis(config.redisUrl, { maxRetriesPerRequest: 3 }) : undefined;
+  const redis = config.queue === 'redis' ? createQueueRedis(config, { maxRetriesPerRequest: 3 }) : undefined;
   const registry = createRegistry('worker');
   const metrics = createWorkerMetrics(registry);
   // Scrape-time pg_stat queries get their own small pool so a slow scrape never takes the flusher's connections.
@@ -40,19 +42,21 @@ export async function runWorker(config: Config, logger: Logger): Promise<Running
       streamKey: config.streamKey,
       deadLetterStreamKey: config.deadLetterStreamKey,
       consumerGroup: config.consumerGroup,
+      shards: isSharded(config) ? streamShards(config) : undefined,
       logger,
     });
   } else {
     registerPgQueueStats({ registry, pool: statsPool, logger });
   }
   const breaker = createPostgresWriteBreaker(config, registry, logger);
-  // The live view publishes through Redis: with QUEUE=postgres it is off, as with LIVE_ENABLED=false.
+  // The live view publishes through Redis: with QUEUE=postgres it is off, as with LIVE_ENABLED=false. Also on a
+  // Redis Cluster, where its multi-tenant MGET would cross slots (see docs/scaling.md).
   const live =
-    config.liveEnabled && redis
+    config.liveEnabled && redis && config.redisClusterNodes.length === 0
       ? createLivePublisher({ redis, pool, streamKey: config.streamKey, resumeWindowMs: config.liveResumeWindowMs, logger, registry })
       : undefined;
   const flusher = redis
-    ? createFlusher({ config, pool, redis, logger, consumerName: `${hostname()}-${process.pid}`, metrics, breaker, onCommitted: live?.onCommitted })
+    ? (isSharded(config) ? createShardedFlusher : createFlusher)({ config, pool, redis, logger, consumerName: `${hostname()}-${process.pid}`, metrics, breaker, onCommitted: live?.onCommitted })
     : createPgFlusher({ config, pool, logger, metrics, breaker });
   const maintenance = createMaintenance({ config, pool, logger });
   await maintenance.start();

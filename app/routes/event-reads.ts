@@ -4,7 +4,16 @@ import type { Pool } from '../../lib/db.js';
 import { apiError } from '../../lib/errors.js';
 import type { AuthenticatedState } from '../state.js';
 import { decodeCursor, getEvent, isUuid, listEvents, type EventOrder } from '../../lib/event-query.js';
-import { invalidParameter, parseChoice, parseInteger, parseText, parseTimestamp, parseTypeFilter, queryParams, timedRead } from '../query-params.js';
+import {
+  invalidParameter,
+  parseChoice,
+  parseInteger,
+  parseText,
+  parseTimestamp,
+  parseTypeFilter,
+  queryParams,
+  timedRead,
+} from '../query-params.js';
 
 const DAY_MS = 86_400_000;
 const PARAMETERS = ['type', 'source', 'idempotency_key', 'since', 'until', 'limit', 'cursor', 'order'] as const;
@@ -37,7 +46,8 @@ export function listEventsRoute(deps: EventReadDeps): Middleware<AuthenticatedSt
     if (since >= until) throw invalidParameter('since', 'must be before until');
     const cursor = q.has('cursor') ? decodeCursor(q.get('cursor')!) : null;
     const order = q.has('order') ? parseChoice('order', q.get('order')!, ORDERS) : (cursor?.order ?? 'desc');
-    if (cursor && cursor.order !== order) throw apiError('invalid_cursor', `the cursor continues a listing in ${cursor.order} order, not ${order}`);
+    if (cursor && cursor.order !== order)
+      throw apiError('invalid_cursor', `the cursor continues a listing in ${cursor.order} order, not ${order}`);
     const filter = {
       tenant: grant.tenant,
       since,

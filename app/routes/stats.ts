@@ -33,7 +33,8 @@ function parseAggregates(text: string | undefined): StatsAggregate[] {
 function parseGroupBy(text: string | undefined): 'type' | null {
   if (text === undefined) return null;
   if (text === 'type') return 'type';
-  if (text === 'source') throw invalidParameter('group_by', 'source is not a rollup dimension (filter raw events by source with GET /v1/events)');
+  if (text === 'source')
+    throw invalidParameter('group_by', 'source is not a rollup dimension (filter raw events by source with GET /v1/events)');
   throw invalidParameter('group_by', `expected type, got "${text.slice(0, 40)}"`);
 }
 
@@ -72,10 +73,14 @@ export function statsRoute(deps: { config: StatsConfig; pool: Pool }): Middlewar
     const now = Date.now();
     const plan = planStats(request, now);
     if (plan.buckets > config.statsMaxBuckets) {
-      throw apiError('too_many_buckets', `window / step gives ${plan.buckets} buckets, more than ${config.statsMaxBuckets}: take a coarser step`, {
-        buckets: plan.buckets,
-        max_buckets: config.statsMaxBuckets,
-      });
+      throw apiError(
+        'too_many_buckets',
+        `window / step gives ${plan.buckets} buckets, more than ${config.statsMaxBuckets}: take a coarser step`,
+        {
+          buckets: plan.buckets,
+          max_buckets: config.statsMaxBuckets,
+        },
+      );
     }
     const data = await timedRead(
       () => readStats(pool, request, plan, { now, retentionDays: config.retentionDays, maxPoints: config.statsMaxPoints }),

@@ -127,17 +127,22 @@ export function createFairShare(weightOf: (tenant: string) => number = () => 1):
       else lo = mid;
     }
     const lambda = lo;
+    const law = [0, pNormal, pLow];
     let normalAdmitted = false;
     let lowAdmitted = false;
     shedTenants = 0;
     for (let i = 0; i < list.length; i++) {
       const t = list[i]!;
-      let rest = Math.min(t.rate[CRITICAL]! + t.rate[NORMAL]! + t.rate[LOW]!, lambda * weights[i]!);
+      const total = t.rate[CRITICAL]! + t.rate[NORMAL]! + t.rate[LOW]!;
+      const hasRoom = lambda * weights[i]! > total * (1 + 1e-6);
+      let rest = Math.min(total, lambda * weights[i]!);
       // Its share goes to its critical requests first, then normal, then low.
       for (const c of [CRITICAL, NORMAL, LOW]) {
         const admitted = Math.min(t.rate[c]!, rest);
         rest -= admitted;
-        t.shed[c] = t.rate[c]! > 0 ? 1 - admitted / t.rate[c]! : 0;
+        // A class it has not sent lately: admitted while its share has room left, else shed as the class law
+        // says (a tenant whose normal traffic is being shed must not slip a low request through).
+        t.shed[c] = t.rate[c]! > 0 ? 1 - admitted / t.rate[c]! : hasRoom ? 0 : law[c]!;
         // Rounding in the bisection leaves a sliver: a tenant within a millionth of its share is not shed.
         if (t.shed[c] < 1e-6) t.shed[c] = 0;
       }

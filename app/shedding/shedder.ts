@@ -10,6 +10,7 @@ import type { LatencyWindow } from '../../lib/latency-window.js';
 import type { Logger } from '../../lib/logger.js';
 import type { QueueDepth } from '../../lib/queue.js';
 import type { Redis } from '../../lib/redis.js';
+import { streamShards } from '../../lib/shards.js';
 import { jitteredRetryAfter } from '../retry-after.js';
 import { admittedEarly, type IngestState } from '../state.js';
 import { controllerParams, createShedController, type ControllerState, type ShedController } from './controller.js';
@@ -186,7 +187,10 @@ export function createShedder(deps: ShedderDeps): Shedder {
   }
 
   // Never queue polls on a disconnected client: they would pile up in its offline queue.
-  const streamDepth: QueueDepth = async () => (redis?.status === 'ready' ? redis.xlen(config.streamKey) : undefined);
+  // The backlog is every shard's stream together (one XLEN per shard; a single stream without sharding).
+  const shardKeys = streamShards(config).map((s) => s.streamKey);
+  const streamDepth: QueueDepth = async () =>
+    redis?.status === 'ready' ? (await Promise.all(shardKeys.map((key) => redis.xlen(key)))).reduce((a, b) => a + b, 0) : undefined;
   const queueDepth = deps.queueDepth ?? streamDepth;
 
   async function pollBacklog(): Promise<void> {

@@ -2,6 +2,7 @@ import type { Registry } from 'prom-client';
 import { REDIS_REPLY } from '../../lib/errors.js';
 import type { Logger } from '../../lib/logger.js';
 import type { Redis } from '../../lib/redis.js';
+import type { StreamShard } from '../../lib/shards.js';
 import { createStatsScrape, num } from './stats-scrape.js';
 
 /** Options of registerRedisStats. */
@@ -15,6 +16,12 @@ export interface RedisStatsOptions {
   readonly streamKey: string;
   readonly deadLetterStreamKey: string;
   readonly consumerGroup: string;
+  /**
+   * The stream shards (STREAM_SHARDS) when there are several: lengths are reported per stream (its `stream`
+   * label), the group figures summed over the shards and the oldest pending entry across them. Without it, the
+   * one stream `streamKey` and its `deadLetterStreamKey`.
+   */
+  readonly shards?: readonly StreamShard[];
   /** Whole-scrape budget: the scrape returns by then whatever Redis does. */
   readonly timeoutMs?: number;
   /** Told when a section starts failing and when it recovers (not on every failed scrape). */
@@ -58,6 +65,7 @@ function idMillis(id: unknown): number | undefined {
  */
 export function registerRedisStats(options: RedisStatsOptions): void {
   const { registry, redis, streamKey, deadLetterStreamKey, consumerGroup, timeoutMs = 2000, logger } = options;
+  const shards = options.shards ?? [{ index: 0, streamKey, deadLetterStreamKey }];
   const scrape = createStatsScrape({
     registry,
     timeoutMs,
@@ -120,10 +128,12 @@ export function registerRedisStats(options: RedisStatsOptions): void {
     labelNames: ['stream'],
   });
   scrape.section('streams', [streamLength, deadLetterLength], async () => {
-    const [length, deadLetters] = await Promise.all([redis.xlen(streamKey), redis.xlen(deadLetterStreamKey)]);
+    const lengths = await Promise.all(shards.map((s) => Promise.all([redis.xlen(s.streamKey), redis.xlen(s.deadLetterStreamKey)])));
     return () => {
-      streamLength.set({ stream: streamKey }, length);
-      deadLetterLength.set({ stream: deadLetterStreamKey }, deadLetters);
+      shards.forEach((s, i) => {
+        streamLength.set({ stream: s.streamKey }, lengths[i]![0]);
+        deadLetterLength.set({ stream: s.deadLetterStreamKey }, lengths[i]![1]);
+      });
     };
   });
 
@@ -152,26 +162,47 @@ export function registerRedisStats(options: RedisStatsOptions): void {
   });
   const consumers = scrape.gauge({ name: 'floodgate_redis_group_consumers', help: 'Consumers registered in the group.', labelNames: ['group'] });
   scrape.section('group', [groupExists, pending, lag, entriesRead, consumers], async () => {
-    let groups: unknown[] = [];
-    let length = 0;
-    try {
-      [groups, length] = await Promise.all([redis.xinfo('GROUPS', streamKey) as Promise<unknown[]>, redis.xlen(streamKey)]);
-    } catch (err) {
-      if (!isMissing(err)) throw err;
-    }
-    const group = groups.map(pairs).find((g) => String(g.get('name')) === consumerGroup);
+    const perShard = await Promise.all(
+      shards.map(async (shard) => {
+        let groups: unknown[] = [];
+        let length = 0;
+        try {
+          [groups, length] = await Promise.all([redis.xinfo('GROUPS', shard.streamKey) as Promise<unknown[]>, redis.xlen(shard.streamKey)]);
+        } catch (err) {
+          if (!isMissing(err)) throw err;
+        }
+        return { group: groups.map(pairs).find((g) => String(g.get('name')) === consumerGroup), length };
+      }),
+    );
     const labels = { group: consumerGroup };
     return () => {
-      groupExists.set(labels, group ? 1 : 0);
-      const waiting = group ? num(group.get('pending')) : 0;
-      pending.set(labels, waiting);
-      consumers.set(labels, group ? num(group.get('consumers')) : 0);
-      const reportedLag = group?.get('lag');
-      // Redis 7 answers nil when deletions make its counter unusable; Floodgate deletes every entry it acknowledges.
-      lag.set(labels, !group ? 0 : reportedLag === null || reportedLag === undefined ? Math.max(0, length - waiting) : num(reportedLag));
-      const read = group?.get('entries-read');
-      if (!group) entriesRead.inc(labels, 0);
-      else if (read !== null && read !== undefined) entriesRead.inc(labels, num(read));
+      // With shards: the group exists when it does on every shard; counts are sums, consumers the most on one shard.
+      let exists = 1;
+      let waitingSum = 0;
+      let lagSum = 0;
+      let consumerCount = 0;
+      let readSum: number | undefined = 0;
+      for (const { group, length } of perShard) {
+        if (!group) {
+          exists = 0;
+          continue;
+        }
+        const waiting = num(group.get('pending'));
+        waitingSum += waiting;
+        consumerCount = Math.max(consumerCount, num(group.get('consumers')));
+        const reportedLag = group.get('lag');
+        // Redis 7 answers nil when deletions make its counter unusable; Floodgate deletes every entry it acknowledges.
+        lagSum += reportedLag === null || reportedLag === undefined ? Math.max(0, length - waiting) : num(reportedLag);
+        const read = group.get('entries-read');
+        readSum = read === null || read === undefined || readSum === undefined ? undefined : readSum + num(read);
+      }
+      const any = perShard.some((s) => s.group);
+      groupExists.set(labels, exists);
+      pending.set(labels, waitingSum);
+      consumers.set(labels, consumerCount);
+      lag.set(labels, lagSum);
+      if (!any) entriesRead.inc(labels, 0);
+      else if (readSum !== undefined) entriesRead.inc(labels, readSum);
     };
   });
 
@@ -182,15 +213,21 @@ export function registerRedisStats(options: RedisStatsOptions): void {
     labelNames: ['group'],
   });
   scrape.section('pending', [oldestPendingAge], async () => {
-    const [time, summary] = await Promise.all([
+    const [time, ...summaries] = await Promise.all([
       redis.time(),
-      redis.xpending(streamKey, consumerGroup).catch((err: unknown) => {
-        if (isMissing(err)) return [0, null, null, null];
-        throw err;
-      }),
+      ...shards.map((shard) =>
+        redis.xpending(shard.streamKey, consumerGroup).catch((err: unknown) => {
+          if (isMissing(err)) return [0, null, null, null];
+          throw err;
+        }),
+      ),
     ]);
     const nowMs = num(time[0]) * 1000 + Math.floor(num(time[1]) / 1000);
-    const oldestMs = num(summary[0]) > 0 ? idMillis(summary[1]) : undefined;
+    // The oldest across shards (each id carries its master's clock; masters' clocks are assumed close).
+    const oldest = summaries
+      .map((summary) => (num(summary[0]) > 0 ? idMillis(summary[1]) : undefined))
+      .filter((ms): ms is number => ms !== undefined);
+    const oldestMs = oldest.length > 0 ? Math.min(...oldest) : undefined;
     return () => {
       oldestPendingAge.set({ group: consumerGroup }, oldestMs === undefined ? 0 : Math.max(0, (nowMs - oldestMs) / 1000));
     };
