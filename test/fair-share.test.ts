@@ -109,6 +109,7 @@ describe('weighted fair shedding', () => {
       `only the noisy tenant's excess critical: ${shed(fair, 'noisy', 'critical')}`,
     );
     assert.equal(fair.classFullyShed('low'), false);
+    assert.equal(fair.classFullyShed('normal'), false, "no gate opens on the quiet tenant's normal traffic either");
   });
 
   it('gives a tenant of weight 2 twice the share of one of weight 1', () => {
