@@ -27,7 +27,12 @@ import { admittedEarly } from './state.js';
  * above its ceiling (403 priority_not_allowed) before the body is read, so a claimed `critical` cannot reach
  * the write path, nor its direct write to Postgres while Redis is down.
  */
-export function createEarlyShed(shedder: Shedder, metrics: ApiMetrics, keys: KeyResolver, random: () => number = Math.random): (req: IncomingMessage, res: ServerResponse) => boolean {
+export function createEarlyShed(
+  shedder: Shedder,
+  metrics: ApiMetrics,
+  keys: KeyResolver,
+  random: () => number = Math.random,
+): (req: IncomingMessage, res: ServerResponse) => boolean {
   /** Writes an error answer exactly as Koa's error middleware would, and records it under the same metrics. */
   function answer(req: IncomingMessage, res: ServerResponse, error: ErrorAnswer, priority: string, started: number): true {
     const requestId = requestIdFrom(req.headers[REQUEST_ID_HEADER.toLowerCase()]);

@@ -168,7 +168,13 @@ export function createEnqueuer(deps: EnqueueDeps): Enqueuer {
    * The script over the events Postgres did not answer. Relying on the marker (`trustMarker` and it vouches),
    * Postgres is not asked, and the result is undefined when the marker changed meanwhile: nothing was written.
    */
-  async function attempt(tenant: string, priority: Priority, receivedAt: number, events: readonly ValidEvent[], trustMarker: boolean): Promise<string[] | undefined> {
+  async function attempt(
+    tenant: string,
+    priority: Priority,
+    receivedAt: number,
+    events: readonly ValidEvent[],
+    trustMarker: boolean,
+  ): Promise<string[] | undefined> {
     const now = Date.now();
     const relyOn = trustMarker && vouches(now) ? markerSince! : '';
     const keyed = events.filter((e) => e.idempotencyKey !== null).map((e) => e.idempotencyKey!);
@@ -187,7 +193,9 @@ export function createEnqueuer(deps: EnqueueDeps): Enqueuer {
       const { prefix, suffix } = entryHeader(tenant, priority, receivedAt);
       const through = directWrites;
       const reset = through > resetThrough;
-      const reply = await guarded(() => runScript(keys, [ENTRY_FIELD, prefix, suffix, horizonMs, now, relyOn, reset ? '1' : '0', queued.length, ...perEvent]));
+      const reply = await guarded(() =>
+        runScript(keys, [ENTRY_FIELD, prefix, suffix, horizonMs, now, relyOn, reset ? '1' : '0', queued.length, ...perEvent]),
+      );
       // '' when the marker is gone (a wiped Redis): unknown until a script that does not rely on it recreates it.
       markerSince = reply[1] || undefined;
       if (reply[0] === 'stale') return undefined;

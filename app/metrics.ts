@@ -57,7 +57,7 @@ export function createApiMetrics(registry: Registry): ApiMetrics {
   const registers = [registry];
   const rateLimited = new FastCounter({
     name: 'floodgate_rate_limited_requests_total',
-    help: 'Requests refused with 429 rate_limited (the key\'s token bucket was empty), by priority.',
+    help: "Requests refused with 429 rate_limited (the key's token bucket was empty), by priority.",
     labelNames: ['priority'],
     registers,
   });
@@ -72,9 +72,24 @@ export function createApiMetrics(registry: Registry): ApiMetrics {
       registers,
     }),
     requestsInFlight: new Gauge({ name: 'floodgate_http_requests_in_flight', help: 'HTTP requests being served.', registers }),
-    requestBytes: new FastCounter({ name: 'floodgate_http_request_bytes_total', help: 'Request body bytes received (as sent, before decompression).', labelNames: ['route'], registers }),
-    responseBytes: new FastCounter({ name: 'floodgate_http_response_bytes_total', help: 'Response body bytes sent.', labelNames: ['route'], registers }),
-    eventsAccepted: new FastCounter({ name: 'floodgate_events_accepted_total', help: 'Events accepted (202) by priority.', labelNames: ['priority'], registers }),
+    requestBytes: new FastCounter({
+      name: 'floodgate_http_request_bytes_total',
+      help: 'Request body bytes received (as sent, before decompression).',
+      labelNames: ['route'],
+      registers,
+    }),
+    responseBytes: new FastCounter({
+      name: 'floodgate_http_response_bytes_total',
+      help: 'Response body bytes sent.',
+      labelNames: ['route'],
+      registers,
+    }),
+    eventsAccepted: new FastCounter({
+      name: 'floodgate_events_accepted_total',
+      help: 'Events accepted (202) by priority.',
+      labelNames: ['priority'],
+      registers,
+    }),
     eventsRejected: new FastCounter({
       name: 'floodgate_events_rejected_total',
       help: 'Events of well-formed requests refused by validation, by reason.',

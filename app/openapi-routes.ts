@@ -21,12 +21,18 @@ export function routeDocs(config: Pick<Config, 'maxBatchEvents'>): RouteDoc[] {
         '202: durable in the queue. 201: critical events written straight to PostgreSQL because Redis could not take them.',
       scope: 'ingest',
       parameters: [
-        { name: 'X-Priority', in: 'header', schema: { type: 'string', enum: [...PRIORITIES] }, description: "The request's class; default: the key's." },
+        {
+          name: 'X-Priority',
+          in: 'header',
+          schema: { type: 'string', enum: [...PRIORITIES] },
+          description: "The request's class; default: the key's.",
+        },
         {
           name: 'Idempotency-Key',
           in: 'header',
           schema: { type: 'string', maxLength: 255 },
-          description: 'The idempotency key of a single event; refused on a batch (400 idempotency_key_on_batch), whose events carry their own.',
+          description:
+            'The idempotency key of a single event; refused on a batch (400 idempotency_key_on_batch), whose events carry their own.',
         },
         { name: 'Content-Encoding', in: 'header', schema: { type: 'string', enum: ['gzip', 'identity'] } },
       ],
@@ -35,8 +41,14 @@ export function routeDocs(config: Pick<Config, 'maxBatchEvents'>): RouteDoc[] {
         content: { 'application/json': { schema: { oneOf: [ref('Event'), ref('Batch')] } } },
       },
       success: {
-        '201': { description: 'Critical events stored directly in PostgreSQL because Redis could not take them (same body)', schema: ref('Accepted') },
-        '202': { description: 'Accepted and durable in the queue; a repeated idempotency key is answered with the id answered first', schema: ref('Accepted') },
+        '201': {
+          description: 'Critical events stored directly in PostgreSQL because Redis could not take them (same body)',
+          schema: ref('Accepted'),
+        },
+        '202': {
+          description: 'Accepted and durable in the queue; a repeated idempotency key is answered with the id answered first',
+          schema: ref('Accepted'),
+        },
       },
       errors: [
         'malformed_json',
@@ -72,7 +84,10 @@ export function routeDocs(config: Pick<Config, 'maxBatchEvents'>): RouteDoc[] {
                 type: 'object',
                 properties: {
                   index: { type: 'integer' },
-                  errors: { type: 'array', items: { type: 'object', properties: { path: { type: 'string' }, message: { type: 'string' } } } },
+                  errors: {
+                    type: 'array',
+                    items: { type: 'object', properties: { path: { type: 'string' }, message: { type: 'string' } } },
+                  },
                 },
               },
             },
@@ -96,7 +111,12 @@ export function routeDocs(config: Pick<Config, 'maxBatchEvents'>): RouteDoc[] {
           explode: true,
           description: 'Event types to keep: exact (`order.created`) or a prefix ending in `*` (`order.*`); repeated or comma-separated.',
         },
-        { name: 'Last-Event-ID', in: 'header', schema: { type: 'string' }, description: 'Resume after this id (the SSE `id:` of the last event seen).' },
+        {
+          name: 'Last-Event-ID',
+          in: 'header',
+          schema: { type: 'string' },
+          description: 'Resume after this id (the SSE `id:` of the last event seen).',
+        },
         { name: 'last_event_id', in: 'query', schema: { type: 'string' }, description: 'The same, for WebSocket clients.' },
       ],
       success: {
@@ -136,7 +156,11 @@ export function routeDocs(config: Pick<Config, 'maxBatchEvents'>): RouteDoc[] {
                 shedProbability: { type: 'object', additionalProperties: { type: 'number' } },
               },
             },
-            signals: { type: 'object', additionalProperties: { type: 'number' }, description: 'p99Ms, samples, eventLoopDelayP99Ms, backlogEntries, inFlight.' },
+            signals: {
+              type: 'object',
+              additionalProperties: { type: 'number' },
+              description: 'p99Ms, samples, eventLoopDelayP99Ms, backlogEntries, inFlight.',
+            },
             targets: { type: 'object', additionalProperties: { type: 'number' } },
             breakers: { type: 'object', additionalProperties: { type: 'string', enum: ['closed', 'open', 'half-open'] } },
             gates: { type: 'object', additionalProperties: { type: 'number' } },
@@ -159,7 +183,9 @@ export function routeDocs(config: Pick<Config, 'maxBatchEvents'>): RouteDoc[] {
       operationId: 'getReadiness',
       summary: 'Readiness: PostgreSQL and Redis answer and every migration is applied',
       scope: null,
-      success: { '200': { description: 'ready', schema: { type: 'object', properties: { status: { const: 'ready' }, checks: { type: 'object' } } } } },
+      success: {
+        '200': { description: 'ready', schema: { type: 'object', properties: { status: { const: 'ready' }, checks: { type: 'object' } } } },
+      },
       errors: ['not_ready'],
     },
     {

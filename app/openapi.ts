@@ -59,7 +59,13 @@ const EVERY_ROUTE: readonly ErrorCode[] = ['internal_error'];
  * Answered by any route that needs a key: two different keys, missing or unknown key, wrong scope, too many failed
  * attempts from the address, key store unreachable.
  */
-const AUTHENTICATED: readonly ErrorCode[] = ['ambiguous_credentials', 'unauthorized', 'forbidden', 'too_many_auth_failures', 'dependency_unavailable'];
+const AUTHENTICATED: readonly ErrorCode[] = [
+  'ambiguous_credentials',
+  'unauthorized',
+  'forbidden',
+  'too_many_auth_failures',
+  'dependency_unavailable',
+];
 /** Answered for requests no route matches, documented once under components.responses. */
 const UNROUTED: Readonly<Record<string, ErrorCode>> = { NotFound: 'not_found', MethodNotAllowed: 'method_not_allowed' };
 
@@ -88,7 +94,13 @@ function errorResponse(codes: readonly ErrorCode[], alsoRetryAfter: readonly Err
       'application/json': {
         schema: { allOf: [{ $ref: ERROR_SCHEMA }, { type: 'object', properties: { error: { enum: [...codes] } } }] },
         examples: Object.fromEntries(
-          codes.map((code) => [code, { summary: ERROR_CATALOGUE[code].description, value: { error: code, message: ERROR_CATALOGUE[code].description, request_id: 'c0ffee00-0000-4000-8000-000000000000' } }]),
+          codes.map((code) => [
+            code,
+            {
+              summary: ERROR_CATALOGUE[code].description,
+              value: { error: code, message: ERROR_CATALOGUE[code].description, request_id: 'c0ffee00-0000-4000-8000-000000000000' },
+            },
+          ]),
         ),
       },
     },
@@ -147,7 +159,8 @@ export function openApiDocument(config: Pick<Config, 'maxBatchEvents'>): OpenApi
       },
       headers: {
         'X-Request-Id': {
-          description: 'The request id: the client\'s X-Request-Id when it is 1-128 characters of A-Z a-z 0-9 . _ : -, otherwise a new UUID. Also in error bodies and in the logs.',
+          description:
+            "The request id: the client's X-Request-Id when it is 1-128 characters of A-Z a-z 0-9 . _ : -, otherwise a new UUID. Also in error bodies and in the logs.",
           schema: { type: 'string' },
         },
         'Retry-After': { description: 'Seconds to wait before retrying.', schema: { type: 'integer', minimum: 1 } },

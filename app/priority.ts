@@ -23,11 +23,14 @@ export function resolvePriority(): Middleware<AuthenticatedState> {
     if (!header) ctx.state.priority = ctx.state.grant.defaultPriority;
     else {
       const priority = parsePriority(header);
-      if (priority === undefined) throw apiError('invalid_header', `X-Priority must be critical, normal or low, got "${header.slice(0, 50)}"`);
+      if (priority === undefined)
+        throw apiError('invalid_header', `X-Priority must be critical, normal or low, got "${header.slice(0, 50)}"`);
       const ceiling = ctx.state.grant.maxPriority;
       if (!withinCeiling(priority, ceiling)) {
         // Connection: close, so a refused body is not read and discarded to keep the connection alive.
-        throw apiError('priority_not_allowed', `this API key may send ${ceiling} traffic at most, not ${priority}`, undefined, { Connection: 'close' });
+        throw apiError('priority_not_allowed', `this API key may send ${ceiling} traffic at most, not ${priority}`, undefined, {
+          Connection: 'close',
+        });
       }
       ctx.state.priority = priority;
     }

@@ -38,7 +38,11 @@ export interface RunningApi {
 export async function runApi(config: Config, logger: Logger): Promise<RunningApi> {
   const pool = createPool(config.databaseUrl, { max: config.dbPoolSize, applicationName: 'floodgate-api' });
   // The query API's own connections: a slow read waits for one of these, never for the ingest path's.
-  const readPool = createPool(config.databaseUrl, { max: config.queryPoolSize, applicationName: 'floodgate-api-read', statementTimeoutMs: config.queryTimeoutMs });
+  const readPool = createPool(config.databaseUrl, {
+    max: config.queryPoolSize,
+    applicationName: 'floodgate-api-read',
+    statementTimeoutMs: config.queryTimeoutMs,
+  });
   // QUEUE=postgres: no Redis connection at all (key revocations then reach this process within a second, by
   // revalidation; see docs/scaling.md).
   const redis = config.queue === 'redis' ? createQueueRedis(config, { commandTimeout: config.redisWriteTimeoutMs }) : undefined;
@@ -54,7 +58,16 @@ export async function runApi(config: Config, logger: Logger): Promise<RunningApi
   const policies = createTenantPolicies({ pool, refreshMs: config.quotaRefreshMs, logger });
   await policies.start();
   const queueDepth = redis ? undefined : pgQueueDepth(pool);
-  const shedder = createShedder({ config, latency: metrics.latency, redis, queueDepth, registry, logger, dependencies: [redisBreaker], weightOf: policies.weightOf });
+  const shedder = createShedder({
+    config,
+    latency: metrics.latency,
+    redis,
+    queueDepth,
+    registry,
+    logger,
+    dependencies: [redisBreaker],
+    weightOf: policies.weightOf,
+  });
   // One key cache for authentication and for the early refusal, which needs the tenant to shed fairly.
   const keys = createKeyResolver({ pool, config, registry });
   // Revocations and rotations announced by `floodgate keys` reach this process's key cache within moments.
@@ -75,7 +88,21 @@ export async function runApi(config: Config, logger: Logger): Promise<RunningApi
     shared: redis !== undefined && config.rateLimitStore === 'redis',
   });
   const quotas = createQuotaGuard(buckets, policies);
-  const app = createApp({ config, pool, readPool, redis, logger, latestMigration, metrics, shedder, redisBreaker, keys, buckets, quotas, live });
+  const app = createApp({
+    config,
+    pool,
+    readPool,
+    redis,
+    logger,
+    latestMigration,
+    metrics,
+    shedder,
+    redisBreaker,
+    keys,
+    buckets,
+    quotas,
+    live,
+  });
 
   const handle = app.callback();
   const shedEarly = createEarlyShed(shedder, metrics, keys);

@@ -65,7 +65,9 @@ function createQueueEnqueuer(deps: Omit<EnqueueDeps, 'redis'> & { redis: Redis |
   if (deps.config.queue === 'postgres') return createPgEnqueuer({ ...rest, breaker: redisBreaker });
   if (!redis) throw new Error('QUEUE=redis needs a Redis client');
   // Sharded streams and replica acks only when configured: the default is the one plain enqueuer.
-  const streams = isSharded(deps.config) ? createShardedEnqueuer({ ...rest, redis, redisBreaker }) : createEnqueuer({ ...rest, redis, redisBreaker });
+  const streams = isSharded(deps.config)
+    ? createShardedEnqueuer({ ...rest, redis, redisBreaker })
+    : createEnqueuer({ ...rest, redis, redisBreaker });
   return withReplicaAcks(streams, redis, deps.config);
 }
 
@@ -84,8 +86,25 @@ export function createApp(deps: AppDeps): Koa<State> & { metrics: ApiMetrics } {
   const openapi = JSON.stringify(openApiDocument(config));
   const router = new Router<State>();
   const admit: Middleware<IngestState> = deps.shedder?.middleware() ?? ((_ctx, next) => next());
-  const ingest = ingestEvents({ config, enqueuer, pool, metrics, redisBreaker, logger, chargeEvents: (tenant, events) => deps.quotas.charge(tenant, events) });
-  router.post<IngestState>(INGEST_ROUTE, authenticate(keys, { scope: 'ingest' }), keyLimits(config), resolvePriority(), rateLimit(config, metrics, deps.buckets), deps.quotas.precheck(), admit, ingest);
+  const ingest = ingestEvents({
+    config,
+    enqueuer,
+    pool,
+    metrics,
+    redisBreaker,
+    logger,
+    chargeEvents: (tenant, events) => deps.quotas.charge(tenant, events),
+  });
+  router.post<IngestState>(
+    INGEST_ROUTE,
+    authenticate(keys, { scope: 'ingest' }),
+    keyLimits(config),
+    resolvePriority(),
+    rateLimit(config, metrics, deps.buckets),
+    deps.quotas.precheck(),
+    admit,
+    ingest,
+  );
   if (deps.live) router.get<AuthenticatedState>(LIVE_PATH, authenticate(keys, { scope: 'read' }), liveEvents(deps.live));
   // After the live route, which /v1/events/:id also matches: the first route registered answers.
   const reads = { config, pool: deps.readPool ?? pool };

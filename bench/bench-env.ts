@@ -68,9 +68,19 @@ export interface StartedFloodgate {
 }
 
 /** Starts `floodgate api` (and `floodgate worker` unless `worker: false`) over the bench env, waits until ready. */
-export async function startFloodgate(bench: BenchEnv, options: { env?: Record<string, string>; worker?: boolean } = {}): Promise<StartedFloodgate> {
+export async function startFloodgate(
+  bench: BenchEnv,
+  options: { env?: Record<string, string>; worker?: boolean } = {},
+): Promise<StartedFloodgate> {
   const [port, metricsPort, workerMetricsPort] = [await freePort(), await freePort(), await freePort()];
-  const env = { ...bench.env, ...options.env, HOST: '127.0.0.1', PORT: String(port), METRICS_PORT: String(metricsPort), WORKER_METRICS_PORT: String(workerMetricsPort) };
+  const env = {
+    ...bench.env,
+    ...options.env,
+    HOST: '127.0.0.1',
+    PORT: String(port),
+    METRICS_PORT: String(metricsPort),
+    WORKER_METRICS_PORT: String(workerMetricsPort),
+  };
   const children: Child[] = [startNode([FLOODGATE_BIN, 'api'], env)];
   if (options.worker !== false) children.push(startNode([FLOODGATE_BIN, 'worker'], env));
   const stop = async () => {

@@ -53,7 +53,8 @@ export async function measureWorker(options: {
   await redis.del(config.streamKey);
   await redis.xgroup('CREATE', config.streamKey, config.consumerGroup, '0', 'MKSTREAM');
   const payloads: string[] = [];
-  for (let j = 0; j < all.length; j += EVENTS_PER_ENTRY) payloads.push(encodeEntry('bench', 'normal', receivedAt, all.slice(j, j + EVENTS_PER_ENTRY)));
+  for (let j = 0; j < all.length; j += EVENTS_PER_ENTRY)
+    payloads.push(encodeEntry('bench', 'normal', receivedAt, all.slice(j, j + EVENTS_PER_ENTRY)));
   for (let i = 0; i < payloads.length; i += 100) {
     const pipeline = redis.pipeline();
     for (const payload of payloads.slice(i, i + 100)) pipeline.xadd(config.streamKey, '*', ENTRY_FIELD, payload);

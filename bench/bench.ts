@@ -46,7 +46,13 @@ interface Run {
 /** Closed loop at `connections`: a 2 s warm-up (V8 optimises the hot path), then `duration` s measured. */
 async function hammer(name: string, url: string, key: string, batchSize: number): Promise<Run> {
   const source = cyclingSource(createEventSource({ seed: 2, runId: `bench-${bench.runId}`, batchSize }), 100);
-  const segment = (label: string, seconds: number) => ({ label, seconds, rate: null, connections, mix: [{ priority: 'normal' as const, share: 1 }] });
+  const segment = (label: string, seconds: number) => ({
+    label,
+    seconds,
+    rate: null,
+    connections,
+    mix: [{ priority: 'normal' as const, share: 1 }],
+  });
   const result = await runLoad({ url, key, source, timeoutSeconds: 10, segments: [segment('warm-up', 2), segment(name, duration)] });
   const t = result.segments[1]!.total;
   const run: Run = {
@@ -96,7 +102,16 @@ try {
   // 3: the whole pipeline: capacity, then time to durable at half of it.
   const floodgate = await startFloodgate(bench);
   try {
-    const common = { url: floodgate.url, key, seed: 3, databaseUrl: bench.databaseUrl, timeoutSeconds: 10, sloP99Ms, drainTimeoutMs: 120_000, progress: false };
+    const common = {
+      url: floodgate.url,
+      key,
+      seed: 3,
+      databaseUrl: bench.databaseUrl,
+      timeoutSeconds: 10,
+      sloP99Ms,
+      drainTimeoutMs: 120_000,
+      progress: false,
+    };
     const ramp = await runScenario({ ...common, scenario: 'ramp', rate: 200, stepSeconds: 5, duration: 150 });
     capacity = ramp.report.capacity?.capacity ?? null;
     console.log(`${'capacity C (p99 ≤ ' + sloP99Ms + ' ms, 1 event)'.padEnd(34)} ${String(capacity ?? 'n/a').padStart(8)} req/s`);
@@ -109,8 +124,16 @@ try {
         const v = quantileBetween(before, after, q);
         return v === null ? null : Math.round(v * 10000) / 10;
       };
-      timeToDurable = { rate, p50Ms: ms(0.5), p99Ms: ms(0.99), events: (after.get(Infinity) ?? 0) - (before.get(Infinity) ?? 0), integrity: steady.report.integrity };
-      console.log(`${'time to durable at ½C'.padEnd(34)} ${String(rate).padStart(8)} req/s  p50 ${timeToDurable.p50Ms} ms  p99 ${timeToDurable.p99Ms} ms`);
+      timeToDurable = {
+        rate,
+        p50Ms: ms(0.5),
+        p99Ms: ms(0.99),
+        events: (after.get(Infinity) ?? 0) - (before.get(Infinity) ?? 0),
+        integrity: steady.report.integrity,
+      };
+      console.log(
+        `${'time to durable at ½C'.padEnd(34)} ${String(rate).padStart(8)} req/s  p50 ${timeToDurable.p50Ms} ms  p99 ${timeToDurable.p99Ms} ms`,
+      );
     }
   } finally {
     await floodgate.stop();
@@ -118,7 +141,14 @@ try {
   await bench.pool.query('TRUNCATE events, idempotency_keys');
 
   // 4: the worker against psql, on the same rows.
-  worker = await measureWorker({ pool: bench.pool, redis: bench.redis, config: bench.config, env: { ...bench.env, WORKER_METRICS_PORT: '0' }, databaseUrl: bench.databaseUrl, events: Number(args['worker-events']) });
+  worker = await measureWorker({
+    pool: bench.pool,
+    redis: bench.redis,
+    config: bench.config,
+    env: { ...bench.env, WORKER_METRICS_PORT: '0' },
+    databaseUrl: bench.databaseUrl,
+    events: Number(args['worker-events']),
+  });
 } finally {
   await bare.stop();
   await bench.close();
@@ -147,7 +177,10 @@ console.log(`\n${table}`);
 await mkdir(args.out, { recursive: true });
 const file = join(args.out, `bench-${new Date().toISOString().replace(/[:.]/g, '-')}`);
 await writeFile(`${file}.json`, JSON.stringify({ machine: m, connections, duration, runs, timeToDurable, worker, summary }, null, 2));
-await writeFile(`${file}.md`, `# floodgate bench\n\n${m.cpus} × ${m.model}, ${m.memGiB} GiB, node ${m.node}; ${connections} connections, ${duration} s per run.\n\n${table}\n`);
+await writeFile(
+  `${file}.md`,
+  `# floodgate bench\n\n${m.cpus} × ${m.model}, ${m.memGiB} GiB, node ${m.node}; ${connections} connections, ${duration} s per run.\n\n${table}\n`,
+);
 console.log(`\nreport: ${file}.json\n        ${file}.md`);
 // A child may leave a handle behind; the figures are written, so exit.
 process.exit(0);

@@ -39,7 +39,12 @@ async function runWith(bench: BenchEnv, mode: string, options: Omit<ClientsScena
   const floodgate = await startFloodgate(bench, { env: { SHED_MODE: mode } });
   const seconds: CpuSecond[] = [];
   try {
-    const meter = createCpuMeter({ api: floodgate.apiPid, worker: floodgate.workerPid ?? undefined, redis: redisPid, postgresComm: 'postgres' });
+    const meter = createCpuMeter({
+      api: floodgate.apiPid,
+      worker: floodgate.workerPid ?? undefined,
+      redis: redisPid,
+      postgresComm: 'postgres',
+    });
     const { report } = await runClientsScenario({
       ...options,
       url: floodgate.url,
@@ -87,22 +92,30 @@ try {
 }
 
 const share = (v: number) => `${Math.round(v * 100)} %`;
-const cpuRows = [...(ramp ? [{ run: 'off', seconds: ramp.seconds }] : []), { run: args['shed-mode'], seconds: overload.seconds }].flatMap(({ run, seconds }) =>
-  [...new Set(seconds.map((s) => s.segment))].map((phase) => {
-    const c = cpuShares(seconds, phase);
-    return `| ${run} | ${phase} | ${share(c.api)} | ${share(c.generator)} | ${share(c.worker)} | ${share(c.redis)} | ${share(c.postgres)} | ${share(c.total)} |`;
-  }),
+const cpuRows = [...(ramp ? [{ run: 'off', seconds: ramp.seconds }] : []), { run: args['shed-mode'], seconds: overload.seconds }].flatMap(
+  ({ run, seconds }) =>
+    [...new Set(seconds.map((s) => s.segment))].map((phase) => {
+      const c = cpuShares(seconds, phase);
+      return `| ${run} | ${phase} | ${share(c.api)} | ${share(c.generator)} | ${share(c.worker)} | ${share(c.redis)} | ${share(c.postgres)} | ${share(c.total)} |`;
+    }),
 );
 const steps = ramp?.report.capacity?.steps ?? [];
-const integrity = (r: typeof overload.report) => ('ok' in r.integrity ? `${r.integrity.ok ? 'OK' : 'FAILED'}: ${r.integrity.acknowledged} delivered, ${r.integrity.missing} missing, ${r.integrity.duplicated} duplicated` : 'skipped');
+const integrity = (r: typeof overload.report) =>
+  'ok' in r.integrity
+    ? `${r.integrity.ok ? 'OK' : 'FAILED'}: ${r.integrity.acknowledged} delivered, ${r.integrity.missing} missing, ${r.integrity.duplicated} duplicated`
+    : 'skipped';
 const m = machine();
 const markdown = `${renderClientsMarkdown(overload.report)}
-${ramp ? `Ramp with SHED_MODE=off (C = ${ramp.report.capacity?.capacity} events/s; integrity ${integrity(ramp.report)}):
+${
+  ramp
+    ? `Ramp with SHED_MODE=off (C = ${ramp.report.capacity?.capacity} events/s; integrity ${integrity(ramp.report)}):
 
 | Offered events/s | Delivered/s | Delivery p99 | Kept up |
 | --- | --- | --- | --- |
 ${steps.map((s) => `| ${s.offered} | ${s.delivered} | ${Math.round(s.p99Ms)} ms | ${s.ok ? 'yes' : 'no'} |`).join('\n')}
-` : `C = ${args.capacity} events/s given with --capacity.`}
+`
+    : `C = ${args.capacity} events/s given with --capacity.`
+}
 Command: \`npm run bench:clients -- ${process.argv.slice(2).join(' ')}\` on ${new Date().toISOString().slice(0, 16).replace('T', ' ')} UTC; ${m.cpus} × ${m.model}, ${m.memGiB} GiB, node ${m.node};
 overload with SHED_MODE=${args['shed-mode']}, API_PROCESSES=${args['api-processes']}; ${args.clients} simulated SDK clients in the benchmark's process (default SDK options:
 batches of up to 100 events or 1 s, one lane per class, full-jitter backoff, adaptive throttling), 20/30/50 critical/normal/low.
@@ -118,6 +131,9 @@ console.log(`\n${markdown}`);
 await mkdir(args.out, { recursive: true });
 const file = join(args.out, `client-overload-${new Date().toISOString().replace(/[:.]/g, '-')}`);
 await writeFile(`${file}.md`, markdown);
-await writeFile(`${file}.json`, JSON.stringify({ machine: m, args, ramp: ramp?.report ?? null, overload: overload.report, cpu: overload.seconds }, null, 2));
+await writeFile(
+  `${file}.json`,
+  JSON.stringify({ machine: m, args, ramp: ramp?.report ?? null, overload: overload.report, cpu: overload.seconds }, null, 2),
+);
 console.log(`report: ${file}.md`);
 process.exit(overload.report.problems.length > 0 ? 1 : 0);

@@ -119,7 +119,10 @@ export interface ApiCosts {
 export function leastSquares(rows: readonly (readonly number[])[], y: readonly number[]): number[] | null {
   const k = rows[0]?.length ?? 0;
   if (rows.length < k || k === 0) return null;
-  const a = Array.from({ length: k }, (_, i) => [...Array.from({ length: k }, (_, j) => rows.reduce((s, r) => s + r[i]! * r[j]!, 0)), rows.reduce((s, r, n) => s + r[i]! * y[n]!, 0)]);
+  const a = Array.from({ length: k }, (_, i) => [
+    ...Array.from({ length: k }, (_, j) => rows.reduce((s, r) => s + r[i]! * r[j]!, 0)),
+    rows.reduce((s, r, n) => s + r[i]! * y[n]!, 0),
+  ]);
   for (let col = 0; col < k; col++) {
     let pivot = col;
     for (let r = col + 1; r < k; r++) if (Math.abs(a[r]![col]!) > Math.abs(a[pivot]![col]!)) pivot = r;
@@ -149,7 +152,10 @@ export function fitApiCosts(seconds: readonly CpuSecond[]): ApiCosts | null {
   const refused = busy.reduce((n, s) => n + s.refused, 0);
   const withRefusals = answers > 0 && refused / answers >= MIN_REFUSED_SHARE;
   const rows = busy.map((s) => (withRefusals ? [s.admitted, s.refused] : [s.admitted]));
-  const fit = leastSquares(rows, busy.map((s) => (s.cpu.api * 1e6) / s.elapsedMicros));
+  const fit = leastSquares(
+    rows,
+    busy.map((s) => (s.cpu.api * 1e6) / s.elapsedMicros),
+  );
   if (!fit) return null;
   return {
     admittedMicros: Math.round(fit[0]! * 10) / 10,

@@ -61,7 +61,11 @@ async function ingest(url: string, key: string, rate: number, seconds: number, t
     n += perTick;
     // A refusal (503 on a machine too busy for Redis to answer in time) is counted, not retried: the figures
     // are per accepted event.
-    const p: Promise<void> = fetch(`${url}/v1/events`, { method: 'POST', headers: { 'content-type': 'application/json', authorization: `Bearer ${key}` }, body: JSON.stringify({ events }) })
+    const p: Promise<void> = fetch(`${url}/v1/events`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json', authorization: `Bearer ${key}` },
+      body: JSON.stringify({ events }),
+    })
       .then(async (res) => {
         await res.arrayBuffer();
         if (res.status === 202) sent += perTick;
@@ -146,7 +150,9 @@ function cpuWindow(pid: number): () => number {
 }
 
 async function fanOut(bench: BenchEnv): Promise<Record<string, number>> {
-  const floodgate = await startFloodgate(bench, { env: { API_PROCESSES: '1', SHED_MODE: 'off', LIVE_MAX_CONNECTIONS: String(CONNECTIONS + 10) } });
+  const floodgate = await startFloodgate(bench, {
+    env: { API_PROCESSES: '1', SHED_MODE: 'off', LIVE_MAX_CONNECTIONS: String(CONNECTIONS + 10) },
+  });
   try {
     const tenant = `fanout-${bench.runId}`;
     const { key } = await createApiKey(bench.pool, { tenant, scopes: ['ingest', 'read'] });
@@ -158,7 +164,14 @@ async function fanOut(bench: BenchEnv): Promise<Record<string, number>> {
       const { sent, refused } = await ingest(floodgate.url, key, RATE, SECONDS, label);
       const elapsed = (performance.now() - started) / 1000;
       const used = process.cpuUsage(own);
-      return { sent, refused, elapsed, apiCpu: api() / 1e6 / elapsed, workerCpu: worker() / 1e6 / elapsed, clientCpu: (used.user + used.system) / 1e6 / elapsed };
+      return {
+        sent,
+        refused,
+        elapsed,
+        apiCpu: api() / 1e6 / elapsed,
+        workerCpu: worker() / 1e6 / elapsed,
+        clientCpu: (used.user + used.system) / 1e6 / elapsed,
+      };
     };
     const quiet = await window('quiet');
     const rssIdle = rssMiB(floodgate.apiPid);
@@ -208,7 +221,9 @@ async function fanOut(bench: BenchEnv): Promise<Record<string, number>> {
 }
 
 async function workerCost(bench: BenchEnv, mode: 'off' | 'unwatched' | 'watched'): Promise<Record<string, number>> {
-  const floodgate: StartedFloodgate = await startFloodgate(bench, { env: { API_PROCESSES: '1', SHED_MODE: 'off', LIVE_ENABLED: mode === 'off' ? 'false' : 'true' } });
+  const floodgate: StartedFloodgate = await startFloodgate(bench, {
+    env: { API_PROCESSES: '1', SHED_MODE: 'off', LIVE_ENABLED: mode === 'off' ? 'false' : 'true' },
+  });
   try {
     const tenant = `cost-${mode}-${bench.runId}`;
     const { key } = await createApiKey(bench.pool, { tenant, scopes: ['ingest', 'read'] });
@@ -223,7 +238,14 @@ async function workerCost(bench: BenchEnv, mode: 'off' | 'unwatched' | 'watched'
     const bytes = await metric(floodgate.workerMetricsUrl!, 'floodgate_live_published_bytes_total');
     const requestBytes = await metric(floodgate.metricsUrl, 'floodgate_http_request_bytes_total');
     audience?.close();
-    return { events: sent, refused, workerCpuMsPer1000: cpu / 1000 / (sent / 1000), liveBytesPerEvent: bytes / sent, ingestBytesPerEvent: requestBytes / sent, delivered: audience?.delivered() ?? 0 };
+    return {
+      events: sent,
+      refused,
+      workerCpuMsPer1000: cpu / 1000 / (sent / 1000),
+      liveBytesPerEvent: bytes / sent,
+      ingestBytesPerEvent: requestBytes / sent,
+      delivered: audience?.delivered() ?? 0,
+    };
   } finally {
     await floodgate.stop();
   }
@@ -233,7 +255,11 @@ const bench = await createBenchEnv('bench-live', args['database-url']);
 try {
   const started = new Date().toISOString();
   const fan = await fanOut(bench);
-  const cost = { off: await workerCost(bench, 'off'), unwatched: await workerCost(bench, 'unwatched'), watched: await workerCost(bench, 'watched') };
+  const cost = {
+    off: await workerCost(bench, 'off'),
+    unwatched: await workerCost(bench, 'unwatched'),
+    watched: await workerCost(bench, 'watched'),
+  };
   console.log(JSON.stringify({ started, machine: `${process.platform} node ${process.version}`, fanOut: fan, workerCost: cost }, null, 2));
 } finally {
   await bench.close();

@@ -39,12 +39,18 @@ interface Sample {
 }
 
 // Shedding stays on (enforce, the default) in both: it is part of the build being measured, not of metrics.
-const bench = await createBenchEnv('bench-metrics', process.env.BENCH_DATABASE_URL ?? 'postgres://postgres@127.0.0.1:5432/floodgate_bench', { API_PROCESSES: '1' });
+const bench = await createBenchEnv(
+  'bench-metrics',
+  process.env.BENCH_DATABASE_URL ?? 'postgres://postgres@127.0.0.1:5432/floodgate_bench',
+  { API_PROCESSES: '1' },
+);
 const { key } = await createApiKey(bench.pool, { tenant: 'bench-metrics' });
 const body = JSON.stringify(generateEvent(seededRandom(1), 0));
 const headers = { 'content-type': 'application/json', authorization: `Bearer ${key}` };
 
-console.log(`floodgate metrics overhead — ${cpus().length} × ${cpus()[0]?.model ?? 'cpu'}, ${(totalmem() / 2 ** 30).toFixed(0)} GiB, node ${process.version}`);
+console.log(
+  `floodgate metrics overhead — ${cpus().length} × ${cpus()[0]?.model ?? 'cpu'}, ${(totalmem() / 2 ** 30).toFixed(0)} GiB, node ${process.version}`,
+);
 console.log(`${connections} connections, ${duration} s per run, ${rounds} rounds of metrics on / off, single-event POSTs\n`);
 
 // No worker: the stream is emptied between runs, and the worker's work is not what is measured.
@@ -120,7 +126,20 @@ await mkdir(args.out, { recursive: true });
 const file = `${args.out}/metrics-overhead-${new Date().toISOString().replace(/[:.]/g, '-')}.json`;
 await writeFile(
   file,
-  JSON.stringify({ machine: { cpus: cpus().length, model: cpus()[0]?.model, memGiB: totalmem() / 2 ** 30, node: process.version }, connections, duration, rounds, samples, throughput, cpu, scrapes }, null, 2),
+  JSON.stringify(
+    {
+      machine: { cpus: cpus().length, model: cpus()[0]?.model, memGiB: totalmem() / 2 ** 30, node: process.version },
+      connections,
+      duration,
+      rounds,
+      samples,
+      throughput,
+      cpu,
+      scrapes,
+    },
+    null,
+    2,
+  ),
 );
 console.log(`report: ${file}`);
 process.exit(0);

@@ -50,7 +50,9 @@ async function countRows(bench: BenchEnv): Promise<number> {
 
 /** Quantile from a prom-client histogram's cumulative buckets: the upper bound of the bucket holding it. */
 async function quantile(registry: Registry, name: string, q: number): Promise<number> {
-  const metric = (await registry.getMetricsAsJSON()).find((m) => m.name === name) as { values: { metricName?: string; labels: { le?: number | string }; value: number }[] };
+  const metric = (await registry.getMetricsAsJSON()).find((m) => m.name === name) as {
+    values: { metricName?: string; labels: { le?: number | string }; value: number }[];
+  };
   const buckets = metric.values.filter((v) => v.metricName === `${name}_bucket`);
   const total = buckets.find((b) => b.labels.le === '+Inf')?.value ?? 0;
   const hit = buckets.find((b) => b.value >= q * total);
@@ -58,7 +60,11 @@ async function quantile(registry: Registry, name: string, q: number): Promise<nu
 }
 
 async function runMode(mode: Mode, bench: BenchEnv): Promise<Record<string, number>> {
-  const config = Object.freeze({ ...bench.config, queue: mode === 'redis' ? 'redis' : 'postgres', queuePostgresTable: mode === 'postgres-unlogged' ? 'unlogged' : 'logged' } as Config);
+  const config = Object.freeze({
+    ...bench.config,
+    queue: mode === 'redis' ? 'redis' : 'postgres',
+    queuePostgresTable: mode === 'postgres-unlogged' ? 'unlogged' : 'logged',
+  } as Config);
   await bench.pool.query('TRUNCATE events, idempotency_keys, event_queue');
   if (config.queue === 'postgres') await setQueuePersistence(bench.pool, config.queuePostgresTable);
   await bench.redis.del(config.streamKey);
@@ -121,7 +127,9 @@ async function runMode(mode: Mode, bench: BenchEnv): Promise<Record<string, numb
 
 const bench = await createBenchEnv('queue-bench', 'postgres://postgres@127.0.0.1:5432/floodgate_queue_bench', { FLUSH_INTERVAL_MS: '100' });
 try {
-  console.log(`${REQUESTS} requests × ${PER_REQUEST} events, ${CONCURRENCY} in flight; steady ${STEADY_RATE} req/s for ${STEADY_SECONDS} s`);
+  console.log(
+    `${REQUESTS} requests × ${PER_REQUEST} events, ${CONCURRENCY} in flight; steady ${STEADY_RATE} req/s for ${STEADY_SECONDS} s`,
+  );
   console.log('mode                 enqueue req/s  ms/request  drain events/s  durable p50 ≤  p99 ≤');
   const results: Record<string, Record<string, number>> = {};
   for (const mode of ['redis', 'postgres-logged', 'postgres-unlogged'] as const) {
@@ -134,7 +142,9 @@ try {
   const base = results.redis!;
   for (const mode of ['postgres-logged', 'postgres-unlogged']) {
     const r = results[mode]!;
-    console.log(`${mode} / redis: enqueue ${(r.enqueueRequestsPerSec! / base.enqueueRequestsPerSec!).toFixed(2)}×, drain ${(r.drainEventsPerSec! / base.drainEventsPerSec!).toFixed(2)}×`);
+    console.log(
+      `${mode} / redis: enqueue ${(r.enqueueRequestsPerSec! / base.enqueueRequestsPerSec!).toFixed(2)}×, drain ${(r.drainEventsPerSec! / base.drainEventsPerSec!).toFixed(2)}×`,
+    );
   }
 } finally {
   await bench.pool.query('TRUNCATE event_queue').catch(() => {});

@@ -72,7 +72,10 @@ export function watchProcess(metricsUrl: string): ProcessWatch {
         const lag = gauge(text, 'nodejs_eventloop_lag_p99_seconds');
         if (rss !== null) maxRss = Math.max(maxRss ?? 0, rss);
         if (lag !== null) maxLag = Math.max(maxLag ?? 0, lag);
-        controller = { level: gauge(text, 'floodgate_shed_level'), normalShedProbability: gauge(text, 'floodgate_shed_probability', ['priority', 'normal']) };
+        controller = {
+          level: gauge(text, 'floodgate_shed_level'),
+          normalShedProbability: gauge(text, 'floodgate_shed_probability', ['priority', 'normal']),
+        };
         samples++;
       },
       () => {

@@ -71,14 +71,26 @@ async function runMode(mode: 'off' | 'enforce', knownCapacity: number | undefine
   try {
     let capacity = knownCapacity;
     if (!capacity) {
-      const { report } = await runScenario({ ...common, scenario: 'ramp', url: floodgate.url, rate: Number(args['ramp-start']), stepSeconds: 5, duration: 200 });
+      const { report } = await runScenario({
+        ...common,
+        scenario: 'ramp',
+        url: floodgate.url,
+        rate: Number(args['ramp-start']),
+        stepSeconds: 5,
+        duration: 200,
+      });
       capacity = report.capacity?.capacity ?? undefined;
       if (!capacity) throw new Error(`no ramp step kept p99 ≤ ${sloP99Ms} ms: lower --ramp-start`);
       console.error(`C = ${capacity} req/s`);
       await new Promise((r) => setTimeout(r, 5000));
     }
     const watch = watchProcess(floodgate.metricsUrl);
-    const meter = createCpuMeter({ api: floodgate.apiPid, worker: floodgate.workerPid ?? undefined, redis: await redisPid(), postgresComm: 'postgres' });
+    const meter = createCpuMeter({
+      api: floodgate.apiPid,
+      worker: floodgate.workerPid ?? undefined,
+      redis: await redisPid(),
+      postgresComm: 'postgres',
+    });
     const seconds: ModeResult['seconds'] = [];
     const { report } = await runScenario({
       ...common,
@@ -100,7 +112,8 @@ async function runMode(mode: 'off' | 'enforce', knownCapacity: number | undefine
 }
 
 const modes = args.modes.split(',').map((m) => m.trim());
-if (modes.length === 0 || modes.some((m) => m !== 'off' && m !== 'enforce')) throw new Error(`--modes takes off and/or enforce, got "${args.modes}"`);
+if (modes.length === 0 || modes.some((m) => m !== 'off' && m !== 'enforce'))
+  throw new Error(`--modes takes off and/or enforce, got "${args.modes}"`);
 if (!modes.includes('off') && !args.capacity) throw new Error('without the off mode there is no ramp to find C: give --capacity');
 const results: ModeResult[] = [];
 try {
@@ -117,12 +130,17 @@ try {
 const pct = (v: number | null) => (v === null ? '-' : `${v} %`);
 /** Mean of the normal class's shed probability over a level's seconds. */
 const meanNormalShed = (seconds: ModeResult['seconds'], level: string) => {
-  const values = seconds.flatMap((s) => (s.segment === level && s.controller.normalShedProbability !== null ? [s.controller.normalShedProbability] : []));
+  const values = seconds.flatMap((s) =>
+    s.segment === level && s.controller.normalShedProbability !== null ? [s.controller.normalShedProbability] : [],
+  );
   return values.length === 0 ? '-' : (values.reduce((a, b) => a + b, 0) / values.length).toFixed(2);
 };
 const rows = results.flatMap(({ mode, report, resources, seconds }) => {
   const o = report.overload!;
-  const integrity = 'ok' in report.integrity ? `${report.integrity.ok ? 'OK' : 'FAILED'}: ${report.integrity.acknowledged} acked, ${report.integrity.missing} missing, ${report.integrity.duplicated} duplicated` : 'skipped';
+  const integrity =
+    'ok' in report.integrity
+      ? `${report.integrity.ok ? 'OK' : 'FAILED'}: ${report.integrity.acknowledged} acked, ${report.integrity.missing} missing, ${report.integrity.duplicated} duplicated`
+      : 'skipped';
   return o.levels.map((l) =>
     [
       mode,
@@ -149,7 +167,18 @@ const cpuRows = results.flatMap(({ mode, report, seconds }) =>
     const seg = report.segments.find((x) => x.label === segment);
     const answered = seg ? seg.total.requestsPerSec : 0;
     const apiPerAnswer = answered > 0 ? `${Math.round((c.api * 1e6) / answered)} µs` : '-';
-    return [mode, segment, `${Math.round(answered)}/s`, share(c.api), apiPerAnswer, share(c.generator), share(c.worker), share(c.redis), share(c.postgres), share(c.total)].join(' | ');
+    return [
+      mode,
+      segment,
+      `${Math.round(answered)}/s`,
+      share(c.api),
+      apiPerAnswer,
+      share(c.generator),
+      share(c.worker),
+      share(c.redis),
+      share(c.postgres),
+      share(c.total),
+    ].join(' | ');
   }),
 );
 // Fitted over the overloaded seconds of every mode: off gives admitted-only seconds, enforce mixed ones.
@@ -197,6 +226,26 @@ console.log(`\n${markdown}`);
 await mkdir(args.out, { recursive: true });
 const file = join(args.out, `shedding-${new Date().toISOString().replace(/[:.]/g, '-')}`);
 await writeFile(`${file}.md`, markdown);
-await writeFile(`${file}.json`, JSON.stringify({ machine: m, args, costs, results: results.map((r) => ({ mode: r.mode, capacity: r.capacity, resources: r.resources, overload: r.report.overload, integrity: r.report.integrity, runId: r.report.runId, seconds: r.seconds })) }, null, 2));
+await writeFile(
+  `${file}.json`,
+  JSON.stringify(
+    {
+      machine: m,
+      args,
+      costs,
+      results: results.map((r) => ({
+        mode: r.mode,
+        capacity: r.capacity,
+        resources: r.resources,
+        overload: r.report.overload,
+        integrity: r.report.integrity,
+        runId: r.report.runId,
+        seconds: r.seconds,
+      })),
+    },
+    null,
+    2,
+  ),
+);
 console.log(`report: ${file}.md`);
 process.exit(0);

@@ -20,7 +20,10 @@ async function runSingleProcess(config: Config, logger: Logger): Promise<void> {
   const api = await runApi(config, logger);
   const metrics =
     config.metricsEnabled && config.metricsPort > 0
-      ? await startMetricsServer(config.metricsPort, config, async () => ({ contentType: api.registry.contentType, body: await api.registry.metrics() }))
+      ? await startMetricsServer(config.metricsPort, config, async () => ({
+          contentType: api.registry.contentType,
+          body: await api.registry.metrics(),
+        }))
       : undefined;
   onShutdown(logger, {
     async shutdown() {
@@ -61,7 +64,10 @@ async function runPrimary(config: Config, logger: Logger): Promise<void> {
 
   const metrics =
     config.metricsEnabled && config.metricsPort > 0
-      ? await startMetricsServer(config.metricsPort, config, async () => ({ contentType: aggregator.contentType, body: await aggregator.clusterMetrics() }))
+      ? await startMetricsServer(config.metricsPort, config, async () => ({
+          contentType: aggregator.contentType,
+          body: await aggregator.clusterMetrics(),
+        }))
       : undefined;
   log.info({ processes: config.apiProcesses, port: config.port, metricsPort: metrics?.port }, 'api cluster started');
 

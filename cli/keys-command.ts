@@ -1,5 +1,16 @@
 import { parseArgs } from 'node:util';
-import { createApiKey, isScope, listApiKeys, revokeApiKey, rotateApiKey, SCOPES, atMost, withinCeiling, type KeyRateLimit, type Scope } from '../lib/api-keys.js';
+import {
+  createApiKey,
+  isScope,
+  listApiKeys,
+  revokeApiKey,
+  rotateApiKey,
+  SCOPES,
+  atMost,
+  withinCeiling,
+  type KeyRateLimit,
+  type Scope,
+} from '../lib/api-keys.js';
 import type { Config } from '../lib/config.js';
 import { createPool, type Pool } from '../lib/db.js';
 import { SQLSTATE } from '../lib/errors.js';
@@ -53,7 +64,9 @@ export function parseKeysArgs(args: readonly string[]): KeysAction {
     const graceMs = /^0[smhd]?$/.test(values.grace) ? 0 : parseDuration('--grace', values.grace);
     return { action, target: positionals[0]!, graceMs };
   }
-  throw new UsageError(action ? `unknown keys action "${action}": use create, list, revoke or rotate` : 'keys needs create, list, revoke or rotate');
+  throw new UsageError(
+    action ? `unknown keys action "${action}": use create, list, revoke or rotate` : 'keys needs create, list, revoke or rotate',
+  );
 }
 
 function parseCreate(args: readonly string[]): CreateKeyAction {
@@ -84,7 +97,8 @@ function parseCreate(args: readonly string[]): CreateKeyAction {
   if (!withinCeiling(priority, maxPriority)) throw new UsageError(`--priority ${priority} is above --max-priority ${maxPriority}`);
   const scopes = values.scopes.split(',').map((s) => s.trim());
   const unknown = scopes.filter((s) => !isScope(s));
-  if (unknown.length > 0 || scopes.length === 0) throw new UsageError(`--scopes is a comma-separated list of ${SCOPES.join(', ')}, got "${values.scopes}"`);
+  if (unknown.length > 0 || scopes.length === 0)
+    throw new UsageError(`--scopes is a comma-separated list of ${SCOPES.join(', ')}, got "${values.scopes}"`);
   if (values.admin) scopes.push('admin');
   const rateLimit = {
     perSecond: optionalNumber('--rate-limit', values['rate-limit'], /^\d+(\.\d+)?$/, 0, MAX_RATE),
@@ -101,7 +115,8 @@ const MAX_DURATION_MS = 100 * 365 * DURATION_UNIT_MS.d;
 export function parseDuration(option: string, raw: string): number {
   const match = /^(\d{1,6})([smhd])$/.exec(raw);
   const ms = match ? Number(match[1]) * DURATION_UNIT_MS[match[2] as keyof typeof DURATION_UNIT_MS] : 0;
-  if (ms <= 0 || ms > MAX_DURATION_MS) throw new UsageError(`${option} must be a positive duration such as 90s, 15m, 24h or 30d, got "${raw}"`);
+  if (ms <= 0 || ms > MAX_DURATION_MS)
+    throw new UsageError(`${option} must be a positive duration such as 90s, 15m, 24h or 30d, got "${raw}"`);
   return ms;
 }
 
@@ -110,7 +125,8 @@ const MAX_RATE = 10_000_000;
 function optionalNumber(option: string, raw: string | undefined, shape: RegExp, min: number, max: number): number | null {
   if (raw === undefined) return null;
   const value = Number(raw);
-  if (!shape.test(raw) || value < min || value > max) throw new UsageError(`${option} must be a number from ${min} to ${max}, got "${raw}"`);
+  if (!shape.test(raw) || value < min || value > max)
+    throw new UsageError(`${option} must be a number from ${min} to ${max}, got "${raw}"`);
   return value;
 }
 
@@ -129,7 +145,8 @@ export async function keysCommand(config: Config, parsed: KeysAction): Promise<v
   try {
     await runKeys(pool, config, parsed);
   } catch (err) {
-    if ((err as { code?: string }).code === SQLSTATE.undefinedTable) throw new Error('the api_keys table does not exist yet: run `floodgate migrate` first', { cause: err });
+    if ((err as { code?: string }).code === SQLSTATE.undefinedTable)
+      throw new Error('the api_keys table does not exist yet: run `floodgate migrate` first', { cause: err });
     throw err;
   } finally {
     await pool.end();
@@ -146,7 +163,12 @@ async function announce(config: Config, keyIds: readonly number[], what: string)
   if (config.queue === 'postgres') return;
   // On a Redis Cluster API processes run without the feed and revalidate cached keys every second.
   if (config.redisClusterNodes.length > 0) return;
-  const redis = createRedis(config.redisUrl, { lazyConnect: true, maxRetriesPerRequest: 0, retryStrategy: () => null, connectTimeout: 2000 });
+  const redis = createRedis(config.redisUrl, {
+    lazyConnect: true,
+    maxRetriesPerRequest: 0,
+    retryStrategy: () => null,
+    connectTimeout: 2000,
+  });
   try {
     await redis.connect();
     await publishKeyInvalidation(redis, keyInvalidationChannel(config), keyIds);
@@ -188,7 +210,19 @@ async function runKeys(pool: Pool, config: Config, parsed: KeysAction): Promise<
         k.previousKeyExpiresAt ? isoSeconds(k.previousKeyExpiresAt) : '-',
         rateLimitText(k.rateLimit),
       ]);
-      const header = ['id', 'tenant', 'prefix', 'scopes', 'priority', 'max_priority', 'created', 'expires', 'revoked', 'old_secret_until', 'rate_limit'];
+      const header = [
+        'id',
+        'tenant',
+        'prefix',
+        'scopes',
+        'priority',
+        'max_priority',
+        'created',
+        'expires',
+        'revoked',
+        'old_secret_until',
+        'rate_limit',
+      ];
       console.log(table(header, rows));
       return;
     }
@@ -223,6 +257,10 @@ function rateLimitText(limit: KeyRateLimit): string {
 
 function table(header: string[], rows: string[][]): string {
   const widths = header.map((h, i) => Math.max(h.length, ...rows.map((r) => r[i]!.length)));
-  const line = (cells: string[]) => cells.map((c, i) => c.padEnd(widths[i]!)).join('  ').trimEnd();
+  const line = (cells: string[]) =>
+    cells
+      .map((c, i) => c.padEnd(widths[i]!))
+      .join('  ')
+      .trimEnd();
   return [line(header), ...rows.map(line)].join('\n');
 }

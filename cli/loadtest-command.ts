@@ -46,7 +46,8 @@ const asUsage = <T>(fn: () => T): T => {
 function number(flag: string, raw: string | undefined, min: number, max: number): number | undefined {
   if (raw === undefined) return undefined;
   const n = Number(raw);
-  if (raw.trim() === '' || !Number.isFinite(n) || n < min || n > max) throw new UsageError(`--${flag} must be a number from ${min} to ${max}, got "${raw}"`);
+  if (raw.trim() === '' || !Number.isFinite(n) || n < min || n > max)
+    throw new UsageError(`--${flag} must be a number from ${min} to ${max}, got "${raw}"`);
   return n;
 }
 
@@ -64,7 +65,9 @@ function parseMix(raw: string | undefined): MixShare[] | undefined {
 export function parseLoadtestArgs(args: readonly string[]): LoadtestAction {
   const [first, ...rest] = args;
   if (first === 'compare') {
-    const { values, positionals } = asUsage(() => parseArgs({ args: rest, options: { threshold: { type: 'string', default: '10%' } }, allowPositionals: true, strict: true }));
+    const { values, positionals } = asUsage(() =>
+      parseArgs({ args: rest, options: { threshold: { type: 'string', default: '10%' } }, allowPositionals: true, strict: true }),
+    );
     if (positionals.length !== 2) throw new UsageError('loadtest compare needs two JSON reports: A (baseline) and B');
     const thresholdPct = number('threshold', values.threshold.replace(/%$/, ''), 0, 10_000)!;
     return { action: 'compare', a: positionals[0]!, b: positionals[1]!, thresholdPct };

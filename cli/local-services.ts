@@ -31,7 +31,10 @@ export function isReachable(url: string, timeoutMs = 1000): Promise<boolean> {
   const port = Number(parsed.port || (isRedis ? 6379 : 5432));
   const socketDir = parsed.searchParams.get('host');
   // libpq-style URLs may name a unix socket directory instead of a TCP host.
-  const target = !isRedis && socketDir?.startsWith('/') ? { path: join(socketDir, `.s.PGSQL.${port}`) } : { host: parsed.hostname.replace(/^\[|\]$/g, '') || '127.0.0.1', port };
+  const target =
+    !isRedis && socketDir?.startsWith('/')
+      ? { path: join(socketDir, `.s.PGSQL.${port}`) }
+      : { host: parsed.hostname.replace(/^\[|\]$/g, '') || '127.0.0.1', port };
   return new Promise((done) => {
     const socket = connect(target);
     const finish = (ok: boolean) => {
@@ -93,7 +96,10 @@ interface RunAs {
 async function postgresIdentity(): Promise<RunAs> {
   if (process.getuid?.() !== 0) return {};
   try {
-    const [{ stdout: uid }, { stdout: gid }] = await Promise.all([execFileAsync('id', ['-u', 'postgres']), execFileAsync('id', ['-g', 'postgres'])]);
+    const [{ stdout: uid }, { stdout: gid }] = await Promise.all([
+      execFileAsync('id', ['-u', 'postgres']),
+      execFileAsync('id', ['-g', 'postgres']),
+    ]);
     return { uid: Number(uid.trim()), gid: Number(gid.trim()) };
   } catch {
     throw new Error(
@@ -125,7 +131,10 @@ const shellQuote = (s: string) => `'${s.replace(/'/g, `'\\''`)}'`;
  */
 export async function startLocalPostgres(url: string, dataDir: string, settings: readonly string[] = []): Promise<LocalService> {
   const bin = findPostgresBinDir();
-  if (!bin) throw new Error('no PostgreSQL server binaries (initdb, pg_ctl) on PATH or in /usr/lib/postgresql/*/bin: install PostgreSQL or set DATABASE_URL');
+  if (!bin)
+    throw new Error(
+      'no PostgreSQL server binaries (initdb, pg_ctl) on PATH or in /usr/lib/postgresql/*/bin: install PostgreSQL or set DATABASE_URL',
+    );
   const parsed = new URL(url);
   const port = parsed.port || '5432';
   const host = parsed.hostname.replace(/^\[|\]$/g, '') || '127.0.0.1';
@@ -149,13 +158,17 @@ export async function startLocalPostgres(url: string, dataDir: string, settings:
 
   if (!existsSync(join(pgdata, 'PG_VERSION'))) {
     // C collation: no dependency on which locales the machine has installed, and faster sorts.
-    await runAs(identity, join(bin, 'initdb'), ['-D', pgdata, '-U', 'postgres', '--auth=trust', '-E', 'UTF8', '--locale=C'], root).catch((err: Error) => {
-      throw new Error(`initdb into ${pgdata} failed: ${err.message}`);
-    });
+    await runAs(identity, join(bin, 'initdb'), ['-D', pgdata, '-U', 'postgres', '--auth=trust', '-E', 'UTF8', '--locale=C'], root).catch(
+      (err: Error) => {
+        throw new Error(`initdb into ${pgdata} failed: ${err.message}`);
+      },
+    );
   }
   const pgCtl = join(bin, 'pg_ctl');
   // pg_ctl hands -o to a shell, so each setting is quoted.
-  const options = [`port=${port}`, `listen_addresses=${host}`, `unix_socket_directories=${socketDir}`, ...settings].map((s) => `-c ${shellQuote(s)}`).join(' ');
+  const options = [`port=${port}`, `listen_addresses=${host}`, `unix_socket_directories=${socketDir}`, ...settings]
+    .map((s) => `-c ${shellQuote(s)}`)
+    .join(' ');
   await runAs(identity, pgCtl, ['-D', pgdata, '-o', options, '-l', logFile, '-w', '-t', '60', 'start'], root).catch((err: Error) => {
     throw new Error(`PostgreSQL did not start on ${host}:${port} (${err.message.split('\n')[0]}); see ${logFile}`);
   });
@@ -199,7 +212,24 @@ export async function startLocalRedis(url: string, dataDir: string): Promise<Loc
   await mkdir(dir, { recursive: true });
   const child: ChildProcess = spawn(
     redisServer,
-    ['--port', port, '--bind', host, '--dir', dir, '--appendonly', 'yes', '--appendfsync', 'everysec', '--save', '', '--daemonize', 'no', '--logfile', logFile],
+    [
+      '--port',
+      port,
+      '--bind',
+      host,
+      '--dir',
+      dir,
+      '--appendonly',
+      'yes',
+      '--appendfsync',
+      'everysec',
+      '--save',
+      '',
+      '--daemonize',
+      'no',
+      '--logfile',
+      logFile,
+    ],
     // Its own process group: a Ctrl-C meant for `floodgate start` must not stop Redis before the worker's final flush.
     { stdio: 'ignore', detached: true },
   );
@@ -237,7 +267,8 @@ export async function startLocalRedis(url: string, dataDir: string): Promise<Loc
  */
 export async function ensurePostgres(url: string, isDefault: boolean, options: LocalServiceOptions): Promise<LocalService | undefined> {
   if (await isReachable(url)) return undefined;
-  if (!isDefault) throw new Error(`nothing answers at DATABASE_URL=${url}: start PostgreSQL there, or set DATABASE_URL to a running server`);
+  if (!isDefault)
+    throw new Error(`nothing answers at DATABASE_URL=${url}: start PostgreSQL there, or set DATABASE_URL to a running server`);
   const service = await startLocalPostgres(url, options.dataDir);
   options.say(`nothing answered at ${url}; started a private ${service.name}`);
   return service;

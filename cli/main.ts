@@ -113,7 +113,9 @@ main(process.argv.slice(2)).catch((err: unknown) => {
   }
   const e = err as NodeJS.ErrnoException & { address?: string; port?: number };
   const hint =
-    e?.code === 'ECONNREFUSED' ? ` (nothing answers at ${e.address}:${e.port}: start the server, or point DATABASE_URL / REDIS_URL at a running one)` : '';
+    e?.code === 'ECONNREFUSED'
+      ? ` (nothing answers at ${e.address}:${e.port}: start the server, or point DATABASE_URL / REDIS_URL at a running one)`
+      : '';
   process.stderr.write(`floodgate: ${e?.message ?? String(err)}${hint}\n`);
   process.exit(1);
 });

@@ -89,7 +89,15 @@ export async function startCommand(config: Config, logger: Logger): Promise<void
     if (stopping) return;
     supervise('worker');
     supervise('api');
-    log.info({ port: config.port, apiProcesses: config.apiProcesses, metricsPort: config.metricsPort, workerMetricsPort: config.workerMetricsPort }, 'floodgate started');
+    log.info(
+      {
+        port: config.port,
+        apiProcesses: config.apiProcesses,
+        metricsPort: config.metricsPort,
+        workerMetricsPort: config.workerMetricsPort,
+      },
+      'floodgate started',
+    );
   })();
 
   onShutdown(log, {

@@ -215,7 +215,9 @@ export function commandUsage(topic: HelpTopic): string {
   const help: CommandHelp = COMMAND_HELP[topic];
   return [
     // Lines starting with a space continue the previous one; others are alternative forms.
-    ...help.synopsis.map((line, i) => `${i === 0 ? 'usage: floodgate ' : line.startsWith(' ') ? '                 ' : '       floodgate '}${line}`),
+    ...help.synopsis.map(
+      (line, i) => `${i === 0 ? 'usage: floodgate ' : line.startsWith(' ') ? '                 ' : '       floodgate '}${line}`,
+    ),
     '',
     help.summary.charAt(0).toUpperCase() + help.summary.slice(1) + '.',
     '',

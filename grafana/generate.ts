@@ -87,7 +87,9 @@ export function allDashboardQueries(): DashboardQuery[] {
 export function allSqlQueries(): SqlDashboardQuery[] {
   return sqlDashboards().flatMap((d) => [
     ...d.variables.map((v) => ({ dashboard: d.title, panel: `$${v.name}`, sql: v.sql, format: 'table' as const })),
-    ...d.rows.flatMap((row) => row.panels.flatMap((panel) => panel.queries.map((query) => ({ dashboard: d.title, panel: panel.title, ...query })))),
+    ...d.rows.flatMap((row) =>
+      row.panels.flatMap((panel) => panel.queries.map((query) => ({ dashboard: d.title, panel: panel.title, ...query }))),
+    ),
   ]);
 }
 

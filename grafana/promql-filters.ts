@@ -9,7 +9,22 @@ const RAW_MATCHERS = 'job=~"$job",instance=~"$instance"';
 const RECORDED_MATCHERS = 'job=~"$job"';
 
 /** Words that look like metric names but are PromQL operators or literals. */
-const KEYWORDS = new Set(['and', 'or', 'unless', 'bool', 'offset', 'inf', 'nan', 'atan2', 'by', 'without', 'on', 'ignoring', 'group_left', 'group_right']);
+const KEYWORDS = new Set([
+  'and',
+  'or',
+  'unless',
+  'bool',
+  'offset',
+  'inf',
+  'nan',
+  'atan2',
+  'by',
+  'without',
+  'on',
+  'ignoring',
+  'group_left',
+  'group_right',
+]);
 
 // One alternative per lexical element: quoted strings, label matchers, range/subquery brackets, grouping
 // clauses (their label lists are not metric names), numbers and durations, identifiers, anything else.

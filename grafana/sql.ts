@@ -48,26 +48,24 @@ export function sqlTargetJson(query: SqlQuery, index: number): Json {
 export function sqlVariablesJson(variables: readonly SqlVariable[]): Json[] {
   return [
     datasourceVariable(POSTGRES_PLUGIN, 'The PostgreSQL database Floodgate writes to (its rollup tables).'),
-    ...variables.map(
-      (v): Json => ({
-        name: v.name,
-        label: v.label,
-        description: v.description,
-        type: 'query',
-        datasource: SQL_DATASOURCE,
-        definition: v.sql,
-        query: v.sql,
-        // On time range change: the lists hold what the chosen range has.
-        refresh: 2,
-        regex: '',
-        sort: 1,
-        multi: true,
-        includeAll: true,
-        current: { selected: true, text: ['All'], value: ['$__all'] },
-        options: [],
-        hide: 0,
-      }),
-    ),
+    ...variables.map((v): Json => ({
+      name: v.name,
+      label: v.label,
+      description: v.description,
+      type: 'query',
+      datasource: SQL_DATASOURCE,
+      definition: v.sql,
+      query: v.sql,
+      // On time range change: the lists hold what the chosen range has.
+      refresh: 2,
+      regex: '',
+      sort: 1,
+      multi: true,
+      includeAll: true,
+      current: { selected: true, text: ['All'], value: ['$__all'] },
+      options: [],
+      hide: 0,
+    })),
   ];
 }
 
@@ -89,7 +87,10 @@ const timestamp = (at: Date) => quote(at.toISOString());
  */
 export function expandSql(text: string, context: SqlContext): string {
   return text
-    .replace(/\$__timeFilter\(([^)]+)\)/g, (_, column: string) => `${column.trim()} BETWEEN ${timestamp(context.from)} AND ${timestamp(context.to)}`)
+    .replace(
+      /\$__timeFilter\(([^)]+)\)/g,
+      (_, column: string) => `${column.trim()} BETWEEN ${timestamp(context.from)} AND ${timestamp(context.to)}`,
+    )
     .replace(/\$__timeFrom\(\)/g, timestamp(context.from))
     .replace(/\$__timeTo\(\)/g, timestamp(context.to))
     .replace(/\$\{(\w+)\}|\$(\w+)/g, (match, braced: string | undefined, bare: string | undefined) => {

@@ -119,7 +119,9 @@ interface KeyColumns {
 
 /** Every key, newest first, without secrets. */
 export async function listApiKeys(pool: Pool): Promise<ApiKeyRow[]> {
-  const { rows } = await pool.query<KeyColumns & { key_prefix: string; created_at: Date; revoked_at: Date | null; previous_key_expires_at: Date | null }>(
+  const { rows } = await pool.query<
+    KeyColumns & { key_prefix: string; created_at: Date; revoked_at: Date | null; previous_key_expires_at: Date | null }
+  >(
     `SELECT id, tenant, key_prefix, default_priority, scopes, max_priority, created_at, expires_at, revoked_at, previous_key_expires_at,
             rate_limit_per_second, rate_limit_burst
      FROM api_keys ORDER BY id DESC`,
@@ -181,7 +183,13 @@ export async function rotateApiKey(pool: Pool, idOrPrefix: string, graceMs: numb
        WHERE id = $1 RETURNING previous_key_expires_at`,
       [rows[0]!.id, graceMs, hashKey(key), prefix],
     );
-    return { id: Number(rows[0]!.id), key, prefix, previousPrefix: rows[0]!.key_prefix, previousValidUntil: updated[0]!.previous_key_expires_at };
+    return {
+      id: Number(rows[0]!.id),
+      key,
+      prefix,
+      previousPrefix: rows[0]!.key_prefix,
+      previousValidUntil: updated[0]!.previous_key_expires_at,
+    };
   });
 }
 

@@ -102,20 +102,24 @@ interface BreakerMetrics {
 
 /** One state gauge and one transitions counter per registry, shared by every breaker registered in it. */
 function breakerMetrics(registry: Registry): BreakerMetrics {
-  const state = (registry.getSingleMetric('floodgate_breaker_state') as Gauge<'breaker'> | undefined) ?? new Gauge({
-    name: 'floodgate_breaker_state',
-    help: 'Circuit breaker state: 0 closed, 1 half-open, 2 open.',
-    labelNames: ['breaker'],
-    registers: [registry],
-    // The cluster primary keeps the worst state across API processes, matching the dashboards' max by (breaker).
-    aggregator: 'max',
-  });
-  const transitions = (registry.getSingleMetric('floodgate_breaker_transitions_total') as Counter<'breaker' | 'to'> | undefined) ?? new Counter({
-    name: 'floodgate_breaker_transitions_total',
-    help: 'Circuit breaker state changes, by breaker and the state entered.',
-    labelNames: ['breaker', 'to'],
-    registers: [registry],
-  });
+  const state =
+    (registry.getSingleMetric('floodgate_breaker_state') as Gauge<'breaker'> | undefined) ??
+    new Gauge({
+      name: 'floodgate_breaker_state',
+      help: 'Circuit breaker state: 0 closed, 1 half-open, 2 open.',
+      labelNames: ['breaker'],
+      registers: [registry],
+      // The cluster primary keeps the worst state across API processes, matching the dashboards' max by (breaker).
+      aggregator: 'max',
+    });
+  const transitions =
+    (registry.getSingleMetric('floodgate_breaker_transitions_total') as Counter<'breaker' | 'to'> | undefined) ??
+    new Counter({
+      name: 'floodgate_breaker_transitions_total',
+      help: 'Circuit breaker state changes, by breaker and the state entered.',
+      labelNames: ['breaker', 'to'],
+      registers: [registry],
+    });
   return { state, transitions };
 }
 

@@ -15,8 +15,7 @@ interface ParseFailure {
 }
 
 const fail = (failure: string): ParseFailure => ({ failure });
-const isFailure = (v: unknown): v is ParseFailure =>
-  typeof v === 'object' && v !== null && 'failure' in v && Object.keys(v).length === 1;
+const isFailure = (v: unknown): v is ParseFailure => typeof v === 'object' && v !== null && 'failure' in v && Object.keys(v).length === 1;
 
 const integer =
   (min: number, max: number) =>
@@ -59,7 +58,10 @@ const redisKey = (raw: string): string | ParseFailure =>
 /** `host:port,host:port…` (empty for none). */
 const hostPorts = (raw: string): { host: string; port: number }[] | ParseFailure => {
   const out: { host: string; port: number }[] = [];
-  for (const part of raw.split(',').map((p) => p.trim()).filter((p) => p !== '')) {
+  for (const part of raw
+    .split(',')
+    .map((p) => p.trim())
+    .filter((p) => p !== '')) {
     const match = /^([^\s:]+|\[[0-9a-fA-F:]+\]):(\d{1,5})$/.exec(part);
     const port = Number(match?.[2]);
     if (!match || port < 1 || port > 65535) return fail(`must be comma-separated host:port pairs, got "${part}"`);
@@ -107,13 +109,13 @@ export const CONFIG_VARIABLES = {
   },
   metricsPort: {
     name: 'METRICS_PORT',
-    doc: 'Port of the API\'s Prometheus endpoint (`/metrics`), aggregated across all API processes; 0 turns it off.',
+    doc: "Port of the API's Prometheus endpoint (`/metrics`), aggregated across all API processes; 0 turns it off.",
     defaultValue: '9464',
     parse: integer(0, 65535),
   },
   workerMetricsPort: {
     name: 'WORKER_METRICS_PORT',
-    doc: 'Port of the flush worker\'s Prometheus endpoint (`/metrics`); 0 turns it off.',
+    doc: "Port of the flush worker's Prometheus endpoint (`/metrics`); 0 turns it off.",
     defaultValue: '9465',
     parse: integer(0, 65535),
   },
@@ -131,7 +133,7 @@ export const CONFIG_VARIABLES = {
   },
   metricsEnabled: {
     name: 'METRICS_ENABLED',
-    doc: '`false` turns Prometheus instrumentation off: no request metrics on the API\'s hot path, no default process metrics and no `/metrics` endpoints (the shedder keeps its own latency window). Exists to measure what the metrics cost.',
+    doc: "`false` turns Prometheus instrumentation off: no request metrics on the API's hot path, no default process metrics and no `/metrics` endpoints (the shedder keeps its own latency window). Exists to measure what the metrics cost.",
     defaultValue: 'true',
     parse: boolean,
   },
@@ -167,7 +169,12 @@ export const CONFIG_VARIABLES = {
     defaultValue: 'floodgate:dead-letter',
     parse: redisKey,
   },
-  consumerGroup: { name: 'CONSUMER_GROUP', doc: 'Consumer group shared by the flush workers.', defaultValue: 'floodgate-writers', parse: redisKey },
+  consumerGroup: {
+    name: 'CONSUMER_GROUP',
+    doc: 'Consumer group shared by the flush workers.',
+    defaultValue: 'floodgate-writers',
+    parse: redisKey,
+  },
   maxBodyBytes: {
     name: 'MAX_BODY_BYTES',
     doc: 'Largest request body accepted on the wire (compressed or not); larger bodies get 413.',
@@ -180,8 +187,18 @@ export const CONFIG_VARIABLES = {
     defaultValue: String(MIB),
     parse: integer(1 * KIB, 64 * MIB),
   },
-  maxBatchEvents: { name: 'MAX_BATCH_EVENTS', doc: 'Most events in one `{"events": [...]}` request; more gets 413.', defaultValue: '1000', parse: integer(1, 100_000) },
-  maxEventDataBytes: { name: 'MAX_EVENT_DATA_BYTES', doc: 'Largest `data` object of one event, serialised as JSON.', defaultValue: String(32 * KIB), parse: integer(64, 16 * MIB) },
+  maxBatchEvents: {
+    name: 'MAX_BATCH_EVENTS',
+    doc: 'Most events in one `{"events": [...]}` request; more gets 413.',
+    defaultValue: '1000',
+    parse: integer(1, 100_000),
+  },
+  maxEventDataBytes: {
+    name: 'MAX_EVENT_DATA_BYTES',
+    doc: 'Largest `data` object of one event, serialised as JSON.',
+    defaultValue: String(32 * KIB),
+    parse: integer(64, 16 * MIB),
+  },
   redisWriteTimeoutMs: {
     name: 'REDIS_WRITE_TIMEOUT_MS',
     doc: 'How long the API waits for Redis to acknowledge a write before answering 503.',
@@ -196,7 +213,7 @@ export const CONFIG_VARIABLES = {
   },
   authFailureBurst: {
     name: 'AUTH_FAILURE_BURST',
-    doc: 'Failed authentications (unknown, revoked or expired keys) a client address may have before it is refused with 429 `too_many_auth_failures` without a database lookup (keys already verified by the process still work); 0 turns the budget off. Per API process; behind a proxy every client shares the proxy\'s address.',
+    doc: "Failed authentications (unknown, revoked or expired keys) a client address may have before it is refused with 429 `too_many_auth_failures` without a database lookup (keys already verified by the process still work); 0 turns the budget off. Per API process; behind a proxy every client shares the proxy's address.",
     defaultValue: '20',
     parse: integer(0, 1_000_000),
   },
@@ -206,8 +223,18 @@ export const CONFIG_VARIABLES = {
     defaultValue: '60',
     parse: integer(1, 1_000_000),
   },
-  flushBatchEvents: { name: 'FLUSH_BATCH_EVENTS', doc: 'The worker writes when it holds this many events…', defaultValue: '5000', parse: integer(1, 1_000_000) },
-  flushIntervalMs: { name: 'FLUSH_INTERVAL_MS', doc: '…or when its oldest buffered event is this old.', defaultValue: '100', parse: integer(1, 60_000) },
+  flushBatchEvents: {
+    name: 'FLUSH_BATCH_EVENTS',
+    doc: 'The worker writes when it holds this many events…',
+    defaultValue: '5000',
+    parse: integer(1, 1_000_000),
+  },
+  flushIntervalMs: {
+    name: 'FLUSH_INTERVAL_MS',
+    doc: '…or when its oldest buffered event is this old.',
+    defaultValue: '100',
+    parse: integer(1, 60_000),
+  },
   claimIdleMs: {
     name: 'CLAIM_IDLE_MS',
     doc: 'Entries pending this long with a consumer are reclaimed (XAUTOCLAIM) by another worker.',
@@ -220,8 +247,18 @@ export const CONFIG_VARIABLES = {
     defaultValue: '5',
     parse: integer(1, 1000),
   },
-  retentionDays: { name: 'RETENTION_DAYS', doc: 'Days of events kept; older partitions are dropped and older timestamps rejected.', defaultValue: '30', parse: integer(1, 3650) },
-  partitionsAheadDays: { name: 'PARTITIONS_AHEAD_DAYS', doc: 'Daily partitions created ahead of today.', defaultValue: '3', parse: integer(2, 365) },
+  retentionDays: {
+    name: 'RETENTION_DAYS',
+    doc: 'Days of events kept; older partitions are dropped and older timestamps rejected.',
+    defaultValue: '30',
+    parse: integer(1, 3650),
+  },
+  partitionsAheadDays: {
+    name: 'PARTITIONS_AHEAD_DAYS',
+    doc: 'Daily partitions created ahead of today.',
+    defaultValue: '3',
+    parse: integer(2, 365),
+  },
   dedupWindowHours: {
     name: 'DEDUP_WINDOW_HOURS',
     doc: 'How long an idempotency key is remembered: in Postgres (pruned by the worker every 10 minutes past it) and in Redis, where each key answered costs about 150 bytes for as long.',
@@ -241,7 +278,12 @@ export const CONFIG_VARIABLES = {
     defaultValue: 'enforce',
     parse: oneOf('off', 'shadow', 'enforce'),
   },
-  shedTargetP99Ms: { name: 'SHED_TARGET_P99_MS', doc: 'Latency SLO the shedder holds: p99 of admitted requests, in ms.', defaultValue: '50', parse: integer(1, 60_000) },
+  shedTargetP99Ms: {
+    name: 'SHED_TARGET_P99_MS',
+    doc: 'Latency SLO the shedder holds: p99 of admitted requests, in ms.',
+    defaultValue: '50',
+    parse: integer(1, 60_000),
+  },
   shedTargetEventLoopDelayMs: {
     name: 'SHED_TARGET_EVENT_LOOP_DELAY_MS',
     doc: 'Event-loop delay the shedder holds, in ms: the longest timer lateness in each 250 ms tick. A backstop for stalls the latency window cannot see (admitted requests already carry the delay in their latency), so it sits above the latency target: measured, a 40 ms target tripped on scheduler noise and shed normal traffic the latency target did not ask to shed.',
@@ -284,7 +326,12 @@ export const CONFIG_VARIABLES = {
     defaultValue: '10',
     parse: integer(1, 1_000_000),
   },
-  breakerWindowMs: { name: 'BREAKER_WINDOW_MS', doc: 'Rolling window over which a breaker counts failures.', defaultValue: '10000', parse: integer(100, 3_600_000) },
+  breakerWindowMs: {
+    name: 'BREAKER_WINDOW_MS',
+    doc: 'Rolling window over which a breaker counts failures.',
+    defaultValue: '10000',
+    parse: integer(100, 3_600_000),
+  },
   breakerResetTimeoutMs: {
     name: 'BREAKER_RESET_TIMEOUT_MS',
     doc: 'How long a dependency breaker stays open before it lets one trial call through (half-open).',
@@ -299,13 +346,13 @@ export const CONFIG_VARIABLES = {
   },
   gateOpenAfterMs: {
     name: 'GATE_OPEN_AFTER_MS',
-    doc: 'A non-critical class\'s gate opens once the controller has shed that class entirely for this long.',
+    doc: "A non-critical class's gate opens once the controller has shed that class entirely for this long.",
     defaultValue: '5000',
     parse: integer(0, 3_600_000),
   },
   dbWriteTimeoutMs: {
     name: 'DB_WRITE_TIMEOUT_MS',
-    doc: 'Longest a batch write to Postgres (the worker\'s flush, the API\'s direct write of critical events) may take, lock waits included; past it the statement is cancelled and counts as a failure.',
+    doc: "Longest a batch write to Postgres (the worker's flush, the API's direct write of critical events) may take, lock waits included; past it the statement is cancelled and counts as a failure.",
     defaultValue: '10000',
     parse: integer(10, 600_000),
   },
@@ -317,13 +364,13 @@ export const CONFIG_VARIABLES = {
   },
   quotaRefreshMs: {
     name: 'QUOTA_REFRESH_MS',
-    doc: 'How often each API process reloads the tenants\' quotas and fair-share weights (`floodgate tenants set-quota`); a change applies within this long.',
+    doc: "How often each API process reloads the tenants' quotas and fair-share weights (`floodgate tenants set-quota`); a change applies within this long.",
     defaultValue: '10000',
     parse: integer(100, 3_600_000),
   },
   bodyTimeoutMs: {
     name: 'BODY_TIMEOUT_MS',
-    doc: 'Longest an admitted request may take to send its whole body, from the moment the API starts reading it; past it the answer is 408 `body_timeout` and the connection is closed. A slow or stalled upload holds a socket, never the server\'s in-flight capacity.',
+    doc: "Longest an admitted request may take to send its whole body, from the moment the API starts reading it; past it the answer is 408 `body_timeout` and the connection is closed. A slow or stalled upload holds a socket, never the server's in-flight capacity.",
     defaultValue: '10000',
     parse: integer(100, 600_000),
   },
@@ -341,13 +388,13 @@ export const CONFIG_VARIABLES = {
   },
   rateLimitPerSecond: {
     name: 'RATE_LIMIT_PER_SECOND',
-    doc: 'Default request rate per API key (token bucket, requests per second); 0 means unlimited. A key\'s own limit (`keys create --rate-limit`) overrides it.',
+    doc: "Default request rate per API key (token bucket, requests per second); 0 means unlimited. A key's own limit (`keys create --rate-limit`) overrides it.",
     defaultValue: '0',
     parse: integer(0, 10_000_000),
   },
   rateLimitBurst: {
     name: 'RATE_LIMIT_BURST',
-    doc: 'Default bucket size: requests a key may send at once after being idle; 0 means one second\'s worth of its rate.',
+    doc: "Default bucket size: requests a key may send at once after being idle; 0 means one second's worth of its rate.",
     defaultValue: '0',
     parse: integer(0, 10_000_000),
   },
@@ -365,19 +412,19 @@ export const CONFIG_VARIABLES = {
   },
   liveMaxBufferBytes: {
     name: 'LIVE_MAX_BUFFER_BYTES',
-    doc: 'Bytes a live connection may have waiting for its client before it is closed as a slow consumer (the SSE `close` event or WebSocket code 1008): the bound on what one connection costs the API\'s memory.',
+    doc: "Bytes a live connection may have waiting for its client before it is closed as a slow consumer (the SSE `close` event or WebSocket code 1008): the bound on what one connection costs the API's memory.",
     defaultValue: String(256 * KIB),
     parse: integer(4 * KIB, 64 * MIB),
   },
   liveResumeWindowMs: {
     name: 'LIVE_RESUME_WINDOW_MS',
-    doc: 'How long published events stay in a tenant\'s resume log in Redis, so a reconnecting client resumes after its `Last-Event-ID` (a busy tenant\'s log is also capped at 512 batches).',
+    doc: "How long published events stay in a tenant's resume log in Redis, so a reconnecting client resumes after its `Last-Event-ID` (a busy tenant's log is also capped at 512 batches).",
     defaultValue: '60000',
     parse: integer(1000, 3_600_000),
   },
   queryPoolSize: {
     name: 'QUERY_POOL_SIZE',
-    doc: 'PostgreSQL connections per API process for the query API (`GET /v1/stats`, `GET /v1/events`), apart from the ingest path\'s, so slow reads never take the connections critical writes and key lookups need.',
+    doc: "PostgreSQL connections per API process for the query API (`GET /v1/stats`, `GET /v1/events`), apart from the ingest path's, so slow reads never take the connections critical writes and key lookups need.",
     defaultValue: '4',
     parse: integer(1, 1000),
   },

@@ -5,7 +5,18 @@ import type { Priority, ValidEvent } from './event-schema.js';
  * staging table. Times are epoch milliseconds (cheaper to print and to parse than ISO text); the merge
  * statement converts them.
  */
-export const COPY_COLUMNS = ['id', 'tenant', 'type', 'occurred_ms', 'received_ms', 'source', 'idempotency_key', 'priority', 'value', 'data'] as const;
+export const COPY_COLUMNS = [
+  'id',
+  'tenant',
+  'type',
+  'occurred_ms',
+  'received_ms',
+  'source',
+  'idempotency_key',
+  'priority',
+  'value',
+  'data',
+] as const;
 
 /** What one COPY row needs of an event: a validated event with its serialised `data`. */
 export type CopyEvent = ValidEvent;
@@ -23,8 +34,26 @@ export function copyText(value: string | null): string {
 /** One line of COPY text, newline included; tenant and priority come pre-escaped from the caller's header. */
 export function copyTextRow(tenant: string, priority: Priority, receivedAt: number, e: CopyEvent): string {
   return (
-    e.id + '\t' + tenant + '\t' + copyText(e.type) + '\t' + e.occurredAt + '\t' + receivedAt + '\t' + copyText(e.source) + '\t' +
-    copyText(e.idempotencyKey) + '\t' + priority + '\t' + (e.value === null ? '\\N' : String(e.value)) + '\t' + copyText(e.dataJson) + '\n'
+    e.id +
+    '\t' +
+    tenant +
+    '\t' +
+    copyText(e.type) +
+    '\t' +
+    e.occurredAt +
+    '\t' +
+    receivedAt +
+    '\t' +
+    copyText(e.source) +
+    '\t' +
+    copyText(e.idempotencyKey) +
+    '\t' +
+    priority +
+    '\t' +
+    (e.value === null ? '\\N' : String(e.value)) +
+    '\t' +
+    copyText(e.dataJson) +
+    '\n'
   );
 }
 

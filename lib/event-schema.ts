@@ -23,7 +23,13 @@ export const EVENT_SCHEMA = {
   additionalProperties: false,
   required: ['type'],
   properties: {
-    type: { type: 'string', minLength: 1, maxLength: 128, pattern: '^[A-Za-z0-9_.:-]+$', description: 'What happened, e.g. `checkout.completed`.' },
+    type: {
+      type: 'string',
+      minLength: 1,
+      maxLength: 128,
+      pattern: '^[A-Za-z0-9_.:-]+$',
+      description: 'What happened, e.g. `checkout.completed`.',
+    },
     timestamp: {
       type: 'string',
       format: 'date-time',
@@ -48,7 +54,8 @@ export const SENT_AT_SCHEMA = {
   type: 'string',
   format: 'date-time',
   maxLength: 64,
-  description: "RFC 3339 time the client sent this request, by the client's clock; corrects client clock skew (see CLOCK_SKEW_THRESHOLD_MS).",
+  description:
+    "RFC 3339 time the client sent this request, by the client's clock; corrects client clock skew (see CLOCK_SKEW_THRESHOLD_MS).",
 } as const;
 
 /**

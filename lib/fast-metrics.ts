@@ -110,7 +110,9 @@ abstract class FastMetric<L extends string, S> {
 
   /** The metric as getMetricsAsJSON returns it for cluster aggregation: shared labels folded into `labels`. */
   async get(): Promise<MetricSnapshot> {
-    const values = this.values().map(({ sharedLabels, ...sample }) => (sharedLabels ? { ...sample, labels: { ...sample.labels, ...sharedLabels } } : sample));
+    const values = this.values().map(({ sharedLabels, ...sample }) =>
+      sharedLabels ? { ...sample, labels: { ...sample.labels, ...sharedLabels } } : sample,
+    );
     return { name: this.name, help: this.help, type: this.type, aggregator: this.aggregator, values };
   }
 }

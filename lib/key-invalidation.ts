@@ -32,7 +32,12 @@ export interface KeyInvalidationFeed {
  * Subscribes to the invalidation channel. A subscription that comes back after the connection dropped may
  * have missed announcements, so the listener then forgets everything it cached.
  */
-export function startKeyInvalidationFeed(deps: { redisUrl: string; channel: string; listener: InvalidationListener; logger: Logger }): KeyInvalidationFeed {
+export function startKeyInvalidationFeed(deps: {
+  redisUrl: string;
+  channel: string;
+  listener: InvalidationListener;
+  logger: Logger;
+}): KeyInvalidationFeed {
   const { channel, listener } = deps;
   const log = deps.logger.child({ scope: 'key-invalidation' });
   // Retries forever (every 2 s at most): a subscriber has nothing better to do while Redis is away.

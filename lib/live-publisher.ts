@@ -122,7 +122,11 @@ export function createLivePublisher(deps: LivePublisherDeps): LivePublisher {
   const keys = liveKeys(deps.streamKey);
   const log = deps.logger.child({ scope: 'live-publisher' });
   const registers = [deps.registry ?? new Registry()];
-  const published = new Counter({ name: 'floodgate_live_published_events_total', help: 'Durable events published to the live view (tenants with listeners only).', registers });
+  const published = new Counter({
+    name: 'floodgate_live_published_events_total',
+    help: 'Durable events published to the live view (tenants with listeners only).',
+    registers,
+  });
   const publishedBytes = new Counter({
     name: 'floodgate_live_published_bytes_total',
     help: 'Bytes of event text the worker sent Redis for the live view (each is stored in the resume log and published once).',

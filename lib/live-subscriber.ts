@@ -72,7 +72,11 @@ export function createLiveSubscriber(deps: LiveSubscriberDeps): LiveSubscriber {
       this.set(states.size);
     },
   });
-  const received = new Counter({ name: 'floodgate_live_batches_received_total', help: 'Live batches received from Redis (one per tenant per published chunk).', registers });
+  const received = new Counter({
+    name: 'floodgate_live_batches_received_total',
+    help: 'Live batches received from Redis (one per tenant per published chunk).',
+    registers,
+  });
   let lost = false;
   let closing: Promise<void> | undefined;
 
@@ -135,7 +139,13 @@ export function createLiveSubscriber(deps: LiveSubscriberDeps): LiveSubscriber {
     // effect, so no batch falls between the log read and the subscription.
     sub
       .ping()
-      .then(() => Promise.all([...states].map(([tenant, state]) => catchUp(tenant, state).catch((err: unknown) => log.error({ err, tenant }, 'could not catch up a live channel')))))
+      .then(() =>
+        Promise.all(
+          [...states].map(([tenant, state]) =>
+            catchUp(tenant, state).catch((err: unknown) => log.error({ err, tenant }, 'could not catch up a live channel')),
+          ),
+        ),
+      )
       .catch((err: unknown) => log.error({ err }, 'could not catch up the live channels'));
   });
 

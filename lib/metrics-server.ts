@@ -37,7 +37,9 @@ export async function startMetricsServer(
       return;
     }
     if (!authorized(req, token)) {
-      res.writeHead(401, { 'content-type': 'text/plain', 'www-authenticate': 'Bearer' }).end('send Authorization: Bearer <METRICS_TOKEN>\n');
+      res
+        .writeHead(401, { 'content-type': 'text/plain', 'www-authenticate': 'Bearer' })
+        .end('send Authorization: Bearer <METRICS_TOKEN>\n');
       return;
     }
     rendering ??= render().finally(() => (rendering = undefined));

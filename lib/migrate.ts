@@ -102,14 +102,19 @@ const BOOTSTRAP = [
  * than this build) is left alone.
  */
 async function verifyApplied(client: PoolClient, all: readonly Migration[]): Promise<Set<number>> {
-  const { rows } = await client.query<{ version: number; checksum: string | null }>('SELECT version, checksum FROM schema_migrations ORDER BY version');
+  const { rows } = await client.query<{ version: number; checksum: string | null }>(
+    'SELECT version, checksum FROM schema_migrations ORDER BY version',
+  );
   const files = new Map(all.map((m) => [m.version, m]));
   const edited: string[] = [];
   for (const row of rows) {
     const file = files.get(row.version);
     if (!file) continue;
     if (row.checksum === null) {
-      await client.query('UPDATE schema_migrations SET checksum = $2 WHERE version = $1 AND checksum IS NULL', [row.version, file.checksum]);
+      await client.query('UPDATE schema_migrations SET checksum = $2 WHERE version = $1 AND checksum IS NULL', [
+        row.version,
+        file.checksum,
+      ]);
     } else if (row.checksum !== file.checksum) {
       edited.push(file.path);
     }

@@ -35,11 +35,15 @@ function panel(top: number, title: string, unit: string, times: number[], series
     out.push(`<line x1="${LEFT}" x2="${WIDTH - RIGHT}" y1="${y(v)}" y2="${y(v)}" stroke="#ddd"/>`);
     out.push(`<text x="${LEFT - 6}" y="${y(v) + 4}" text-anchor="end">${Number(v.toPrecision(3))}</text>`);
   }
-  out.push(`<text x="${LEFT - 50}" y="${top + PANEL / 2}" transform="rotate(-90 ${LEFT - 50} ${top + PANEL / 2})" text-anchor="middle">${escape(unit)}</text>`);
+  out.push(
+    `<text x="${LEFT - 50}" y="${top + PANEL / 2}" transform="rotate(-90 ${LEFT - 50} ${top + PANEL / 2})" text-anchor="middle">${escape(unit)}</text>`,
+  );
   series.forEach((s, i) => {
     const points = s.values.flatMap((v, j) => (v === null ? [] : [`${x(times[j]!).toFixed(1)},${y(v).toFixed(1)}`]));
     if (points.length > 0) out.push(`<polyline fill="none" stroke="${s.color}" stroke-width="1.5" points="${points.join(' ')}"/>`);
-    out.push(`<line x1="${WIDTH - RIGHT + 10}" x2="${WIDTH - RIGHT + 30}" y1="${top + 10 + i * 16}" y2="${top + 10 + i * 16}" stroke="${s.color}" stroke-width="2"/>`);
+    out.push(
+      `<line x1="${WIDTH - RIGHT + 10}" x2="${WIDTH - RIGHT + 30}" y1="${top + 10 + i * 16}" y2="${top + 10 + i * 16}" stroke="${s.color}" stroke-width="2"/>`,
+    );
     out.push(`<text x="${WIDTH - RIGHT + 36}" y="${top + 14 + i * 16}">${escape(s.name)}</text>`);
   });
   out.push(`<rect x="${LEFT}" y="${top}" width="${plotWidth}" height="${PANEL}" fill="none" stroke="#999"/>`);
@@ -84,7 +88,9 @@ export function renderChart(report: { scenario: string; runId: string; samples: 
       {
         name: 'errors+timeouts',
         color: '#8c564b',
-        values: samples.map((s) => (s.total.requests ? Math.round((10000 * (s.total.errors + s.total.timeouts)) / s.total.requests) / 100 : 0)),
+        values: samples.map((s) =>
+          s.total.requests ? Math.round((10000 * (s.total.errors + s.total.timeouts)) / s.total.requests) / 100 : 0,
+        ),
       },
     ]),
     segmentMarks(samples, times, height),

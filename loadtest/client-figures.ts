@@ -10,7 +10,12 @@ const MIN_TRACKED_SHARE = 0.9;
 /** Whether a ramp step kept up: p99 delivery latency within the SLO, nothing dropped or given up, the offer tracked. */
 export function clientStepOk(step: ClientPhaseResult, deliverySloMs: number): boolean {
   const lost = PRIORITIES.reduce((n, p) => n + step.fate[p].dropped + step.fate[p].failed, 0);
-  return step.latency.count > 0 && step.latency.p99 <= deliverySloMs && lost === 0 && step.trackedPerSec >= MIN_TRACKED_SHARE * step.offeredPerSec;
+  return (
+    step.latency.count > 0 &&
+    step.latency.p99 <= deliverySloMs &&
+    lost === 0 &&
+    step.trackedPerSec >= MIN_TRACKED_SHARE * step.offeredPerSec
+  );
 }
 
 /** Label of the ramp's first phase, which only warms up (connections, JIT) and is not judged. */
@@ -29,7 +34,10 @@ export function clientRampPlan(start: number, stepSeconds: number, maxSeconds: n
 }
 
 /** C from ramp steps: the offered rate of the last step that kept up before the first that did not (null: none did). */
-export function clientCapacityOf(steps: readonly ClientPhaseResult[], deliverySloMs: number): { capacity: number | null; brokeAt: number | null } {
+export function clientCapacityOf(
+  steps: readonly ClientPhaseResult[],
+  deliverySloMs: number,
+): { capacity: number | null; brokeAt: number | null } {
   let capacity: number | null = null;
   for (const s of steps.filter((x) => x.label !== RAMP_WARM_UP)) {
     if (!clientStepOk(s, deliverySloMs)) return { capacity, brokeAt: s.offeredPerSec };
@@ -39,7 +47,13 @@ export function clientCapacityOf(steps: readonly ClientPhaseResult[], deliverySl
 }
 
 /** Labels of the overload plan's phases. */
-export const CLIENT_LEVELS = { warmUp: 'warm-up ½C', unloaded: 'unloaded ½C', double: '2×C', quadruple: '4×C', recovery: 'recovery ½C' } as const;
+export const CLIENT_LEVELS = {
+  warmUp: 'warm-up ½C',
+  unloaded: 'unloaded ½C',
+  double: '2×C',
+  quadruple: '4×C',
+  recovery: 'recovery ½C',
+} as const;
 
 /** ½C to warm up and as a reference, 2×C and 4×C for `seconds` each, then ½C to recover. */
 export function clientOverloadPlan(capacity: number, seconds: number): ClientPhase[] {
@@ -104,7 +118,11 @@ function secondsUntil(samples: readonly ClientSecond[], phase: string, ok: (s: C
  * during the overload are still being delivered then (see `clientBacklogSeconds`).
  */
 export function clientRecoverySeconds(samples: readonly ClientSecond[], phase: string, deliverySloMs: number): number | null {
-  return secondsUntil(samples, phase, (s) => s.shed === 0 && s.rateLimited === 0 && PRIORITIES.every((p) => s.dropped[p] === 0) && s.latency.critical.p99 <= deliverySloMs);
+  return secondsUntil(
+    samples,
+    phase,
+    (s) => s.shed === 0 && s.rateLimited === 0 && PRIORITIES.every((p) => s.dropped[p] === 0) && s.latency.critical.p99 <= deliverySloMs,
+  );
 }
 
 /**

@@ -3,11 +3,28 @@
 // Beside the open loop of runner.ts — which offers requests whatever the answers — this offers *events* and
 // lets the SDK decide when and how to send them, as real clients do under shedding. It records, per second and
 // per phase, what was tracked, delivered, dropped and how long delivery took, and which events were delivered.
-import { createClient, type ClientOptions, type DeliveredEvent, type FloodgateClient, type FloodgateError, type RequestReport } from '../client/src/index.js';
+import {
+  createClient,
+  type ClientOptions,
+  type DeliveredEvent,
+  type FloodgateClient,
+  type FloodgateError,
+  type RequestReport,
+} from '../client/src/index.js';
 import { PRIORITIES, type Priority } from '../lib/event-schema.js';
 import { generateEvent, seededRandom } from './events.js';
 import type { Percentiles } from './histogram.js';
-import { byClass, fateOf, fateTallies, mergedPercentiles, tallies, type ByClass, type ClientPhaseResult, type ClientSecond, type Tallies } from './client-tallies.js';
+import {
+  byClass,
+  fateOf,
+  fateTallies,
+  mergedPercentiles,
+  tallies,
+  type ByClass,
+  type ClientPhaseResult,
+  type ClientSecond,
+  type Tallies,
+} from './client-tallies.js';
 import { HARD_LIMITS, ingestUrl, type MixShare } from './runner.js';
 
 export type { ByClass, ClientPhaseResult, ClientSecond, PhaseFate } from './client-tallies.js';
@@ -136,7 +153,15 @@ export async function runClientModel(o: ClientModelOptions): Promise<ClientModel
     }
   };
   const clients: FloodgateClient[] = Array.from({ length: o.clients }, () =>
-    createClient({ ...o.sdk, url: o.url, key: o.key, onDelivered, onError, onRequest, random: seededRandom(Math.floor(random() * 2 ** 31)) }),
+    createClient({
+      ...o.sdk,
+      url: o.url,
+      key: o.key,
+      onDelivered,
+      onError,
+      onRequest,
+      random: seededRandom(Math.floor(random() * 2 ** 31)),
+    }),
   );
   const throttledSoFar = () => clients.reduce((n, c) => n + c.stats().throttled, 0);
 
@@ -146,7 +171,8 @@ export async function runClientModel(o: ClientModelOptions): Promise<ClientModel
   const phases: ClientPhaseResult[] = [];
   let phase: ClientPhase | null = null;
   let throttledMark = 0;
-  const percentilesOf = (t: Tallies) => Object.fromEntries(PRIORITIES.map((p) => [p, t.latency[p].percentiles()])) as Record<Priority, Percentiles>;
+  const percentilesOf = (t: Tallies) =>
+    Object.fromEntries(PRIORITIES.map((p) => [p, t.latency[p].percentiles()])) as Record<Priority, Percentiles>;
   const takeSample = () => {
     const throttled = throttledSoFar();
     second.throttled = throttled - throttledMark;
@@ -195,7 +221,8 @@ export async function runClientModel(o: ClientModelOptions): Promise<ClientModel
     for (phase = nextPhase(phases); phase && !stoppedEarly; phase = nextPhase(phases)) {
       plannedSeconds += phase.seconds;
       if (plannedSeconds > HARD_LIMITS.maxSeconds) throw new Error(`a run lasts at most ${HARD_LIMITS.maxSeconds} s`);
-      if (phase.eventsPerSec > HARD_LIMITS.maxRate * 100) throw new Error(`phase ${phase.label}: ${phase.eventsPerSec} events/s is above the hard limit`);
+      if (phase.eventsPerSec > HARD_LIMITS.maxRate * 100)
+        throw new Error(`phase ${phase.label}: ${phase.eventsPerSec} events/s is above the hard limit`);
       phaseIndex = fates.length;
       if (phaseIndex > 255) throw new Error('at most 256 phases');
       fates.push(fateTallies());

@@ -3,7 +3,21 @@
 import { markdownTable, textTable } from './report.js';
 import type { ClientsReport } from './run-clients.js';
 
-const HEADER = ['phase', 'offered ev/s', 'tracked/s', 'delivered/s', '× 0.9C', 'critical ≤ 10 s', 'p99 crit/norm/low ms', 'dropped crit/norm/low', 'requests', '503', '429', 'no answer', 'held back'];
+const HEADER = [
+  'phase',
+  'offered ev/s',
+  'tracked/s',
+  'delivered/s',
+  '× 0.9C',
+  'critical ≤ 10 s',
+  'p99 crit/norm/low ms',
+  'dropped crit/norm/low',
+  'requests',
+  '503',
+  '429',
+  'no answer',
+  'held back',
+];
 
 function rows(r: ClientsReport): string[][] {
   const c = r.overload?.capacity ?? r.capacity?.capacity ?? null;
@@ -39,26 +53,42 @@ function findings(r: ClientsReport): string[] {
   }
   if (r.overload) {
     const o = r.overload;
-    out.push(`overload at C = ${o.capacity} events/s: critical events tracked at 2×C and 4×C delivered within 10 s: ${o.criticalWithin10sPct} % (aim ≥ 99.9 %)`);
+    out.push(
+      `overload at C = ${o.capacity} events/s: critical events tracked at 2×C and 4×C delivered within 10 s: ${o.criticalWithin10sPct} % (aim ≥ 99.9 %)`,
+    );
     for (const l of o.levels.filter((x) => x.level === '2×C' || x.level === '4×C')) {
-      out.push(`  ${l.level}: delivered ${l.deliveredPerSec} events/s = ${l.deliveredOver09C} × 0.9C (aim ≥ 1), dropped ${l.dropped.critical}/${l.dropped.normal}/${l.dropped.low} (crit/norm/low), ${l.shedRequests} requests shed, ${l.throttled} attempts held back by the clients`);
+      out.push(
+        `  ${l.level}: delivered ${l.deliveredPerSec} events/s = ${l.deliveredOver09C} × 0.9C (aim ≥ 1), dropped ${l.dropped.critical}/${l.dropped.normal}/${l.dropped.low} (crit/norm/low), ${l.shedRequests} requests shed, ${l.throttled} attempts held back by the clients`,
+      );
     }
     const within = (v: number | null) => (v === null ? 'not within the recovery phase' : `${v} s after the overload ended`);
-    out.push(`back to normal (no 503/429, nothing dropped, critical p99 ≤ ${String(r.options.deliverySloMs)} ms) ${within(o.recoverySeconds)} (aim ≤ 5 s); the clients' backlog delivered ${within(o.backlogSeconds)}`);
+    out.push(
+      `back to normal (no 503/429, nothing dropped, critical p99 ≤ ${String(r.options.deliverySloMs)} ms) ${within(o.recoverySeconds)} (aim ≤ 5 s); the clients' backlog delivered ${within(o.backlogSeconds)}`,
+    );
   }
   const t = r.totals;
-  out.push(`events: ${t.tracked} tracked, ${t.delivered} delivered, ${t.dropped.critical + t.dropped.normal + t.dropped.low} dropped by full client queues (${t.dropped.critical}/${t.dropped.normal}/${t.dropped.low}), ${t.failed} given up, ${t.undeliveredAtClose} undelivered when the clients closed; ${t.requests} requests`);
+  out.push(
+    `events: ${t.tracked} tracked, ${t.delivered} delivered, ${t.dropped.critical + t.dropped.normal + t.dropped.low} dropped by full client queues (${t.dropped.critical}/${t.dropped.normal}/${t.dropped.low}), ${t.failed} given up, ${t.undeliveredAtClose} undelivered when the clients closed; ${t.requests} requests`,
+  );
   if ('skipped' in r.integrity) out.push(`integrity check skipped: ${r.integrity.skipped}`);
   else {
     const i = r.integrity;
-    out.push(`integrity: ${i.ok ? 'OK' : 'FAILED'} — ${i.acknowledged} delivered events, ${i.storedRows} rows stored, ${i.missing} missing, ${i.duplicated} duplicated, ${i.unacknowledgedStored} stored whose answer never reached the client`);
+    out.push(
+      `integrity: ${i.ok ? 'OK' : 'FAILED'} — ${i.acknowledged} delivered events, ${i.storedRows} rows stored, ${i.missing} missing, ${i.duplicated} duplicated, ${i.unacknowledgedStored} stored whose answer never reached the client`,
+    );
   }
   return out;
 }
 
 /** The end-of-run summary for the terminal. */
 export function renderClientsText(r: ClientsReport): string {
-  const parts = [`floodgate loadtest clients → ${r.target} (run ${r.runId}, ${r.seconds} s)`, '', textTable(HEADER, rows(r)), '', ...findings(r)];
+  const parts = [
+    `floodgate loadtest clients → ${r.target} (run ${r.runId}, ${r.seconds} s)`,
+    '',
+    textTable(HEADER, rows(r)),
+    '',
+    ...findings(r),
+  ];
   if (r.problems.length > 0) parts.push('', 'PROBLEMS:', ...r.problems.map((p) => `  - ${p}`));
   return parts.join('\n');
 }

@@ -78,12 +78,23 @@ export interface Tallies {
 }
 /** Empty running counts. */
 export const tallies = (): Tallies => ({
-  tracked: byClass(), delivered: byClass(), dropped: byClass(), failed: 0,
+  tracked: byClass(),
+  delivered: byClass(),
+  dropped: byClass(),
+  failed: 0,
   latency: { critical: createHistogram(), normal: createHistogram(), low: createHistogram() },
-  requests: 0, accepted: 0, shed: 0, rateLimited: 0, errors: 0, throttled: 0,
+  requests: 0,
+  accepted: 0,
+  shed: 0,
+  rateLimited: 0,
+  errors: 0,
+  throttled: 0,
 });
 /** Empty fates of one phase's events, per class. */
-export const fateTallies = () => Object.fromEntries(PRIORITIES.map((p) => [p, { tracked: 0, delivered: 0, within10s: 0, dropped: 0, failed: 0, latency: createHistogram() }])) as Record<Priority, Omit<PhaseFate, 'latency'> & { latency: Histogram }>;
+export const fateTallies = () =>
+  Object.fromEntries(
+    PRIORITIES.map((p) => [p, { tracked: 0, delivered: 0, within10s: 0, dropped: 0, failed: 0, latency: createHistogram() }]),
+  ) as Record<Priority, Omit<PhaseFate, 'latency'> & { latency: Histogram }>;
 
 /** Delivery latency percentiles over every class. */
 export function mergedPercentiles(t: Tallies): Percentiles {
@@ -93,4 +104,5 @@ export function mergedPercentiles(t: Tallies): Percentiles {
 }
 
 /** A phase's fates with their latency histograms as percentiles. */
-export const fateOf = (f: ReturnType<typeof fateTallies>) => Object.fromEntries(PRIORITIES.map((p) => [p, { ...f[p], latency: f[p].latency.percentiles() }])) as Record<Priority, PhaseFate>;
+export const fateOf = (f: ReturnType<typeof fateTallies>) =>
+  Object.fromEntries(PRIORITIES.map((p) => [p, { ...f[p], latency: f[p].latency.percentiles() }])) as Record<Priority, PhaseFate>;

@@ -65,7 +65,13 @@ export function compareReports(a: Report, b: Report, thresholdPct: number): Diff
   const intB = 'ok' in b.integrity ? b.integrity : null;
   if (intA && intB) {
     const lostB = intB.missing + intB.duplicated;
-    out.push({ figure: 'missing+duplicated events', a: intA.missing + intA.duplicated, b: lostB, changePct: null, regression: lostB > intA.missing + intA.duplicated });
+    out.push({
+      figure: 'missing+duplicated events',
+      a: intA.missing + intA.duplicated,
+      b: lostB,
+      changePct: null,
+      regression: lostB > intA.missing + intA.duplicated,
+    });
   }
   return out;
 }
@@ -73,16 +79,35 @@ export function compareReports(a: Report, b: Report, thresholdPct: number): Diff
 /** Reads a JSON report, checking it is one. */
 export async function readReport(path: string): Promise<Report> {
   const parsed = JSON.parse(await readFile(path, 'utf8')) as Partial<Report>;
-  if (parsed.tool !== 'floodgate-loadtest' || parsed.version !== 1 || !parsed.summary) throw new Error(`${path} is not a floodgate loadtest JSON report`);
+  if (parsed.tool !== 'floodgate-loadtest' || parsed.version !== 1 || !parsed.summary)
+    throw new Error(`${path} is not a floodgate loadtest JSON report`);
   return parsed as Report;
 }
 
 /** The comparison as a text table, regressions marked. */
 export function renderComparison(a: string, b: string, diffs: readonly Difference[], thresholdPct: number): string {
-  const rows = diffs.map((d) => [d.figure, String(d.a), String(d.b), d.changePct === null ? '-' : `${d.changePct > 0 ? '+' : ''}${d.changePct}%`, d.regression ? 'REGRESSION' : '']);
+  const rows = diffs.map((d) => [
+    d.figure,
+    String(d.a),
+    String(d.b),
+    d.changePct === null ? '-' : `${d.changePct > 0 ? '+' : ''}${d.changePct}%`,
+    d.regression ? 'REGRESSION' : '',
+  ]);
   const header = ['figure', 'A', 'B', 'change', ''];
   const widths = header.map((h, i) => Math.max(h.length, ...rows.map((r) => r[i]!.length)));
-  const lines = [header, ...rows].map((r) => r.map((c, i) => (i === 0 ? c.padEnd(widths[i]!) : c.padStart(widths[i]!))).join('  ').trimEnd());
+  const lines = [header, ...rows].map((r) =>
+    r
+      .map((c, i) => (i === 0 ? c.padEnd(widths[i]!) : c.padStart(widths[i]!)))
+      .join('  ')
+      .trimEnd(),
+  );
   const regressions = diffs.filter((d) => d.regression).length;
-  return [`A: ${a}`, `B: ${b}`, '', ...lines, '', regressions ? `${regressions} regression(s) beyond ${thresholdPct}%` : `no regression beyond ${thresholdPct}%`].join('\n');
+  return [
+    `A: ${a}`,
+    `B: ${b}`,
+    '',
+    ...lines,
+    '',
+    regressions ? `${regressions} regression(s) beyond ${thresholdPct}%` : `no regression beyond ${thresholdPct}%`,
+  ].join('\n');
 }

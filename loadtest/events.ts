@@ -75,7 +75,11 @@ export function createEventSource(options: EventSourceOptions): EventSource {
     const random = seededRandom(Math.imul(options.seed, 1_000_003) + n);
     const event = generateEvent(random, n, options.idempotencyKeys ? options.runId : undefined);
     // One event in fifty carries a larger payload (a cart of line items, ~1-8 KB), as real traffic does.
-    if (random() < 0.02) event.data.items = Array.from({ length: 10 + Math.floor(random() * 90) }, (_, i) => ({ sku: `sku-${i}-${Math.floor(random() * 1e6)}`, qty: 1 + Math.floor(random() * 3) }));
+    if (random() < 0.02)
+      event.data.items = Array.from({ length: 10 + Math.floor(random() * 90) }, (_, i) => ({
+        sku: `sku-${i}-${Math.floor(random() * 1e6)}`,
+        qty: 1 + Math.floor(random() * 3),
+      }));
     event.data.run = options.runId;
     return event;
   };

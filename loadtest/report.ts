@@ -57,7 +57,12 @@ export interface Report {
 
 /** This machine, as reports name it. */
 export function machine(): Machine {
-  return { cpus: cpus().length, model: cpus()[0]?.model.trim() ?? 'unknown', memGiB: Math.round(totalmem() / 2 ** 30), node: process.version };
+  return {
+    cpus: cpus().length,
+    model: cpus()[0]?.model.trim() ?? 'unknown',
+    memGiB: Math.round(totalmem() / 2 ** 30),
+    node: process.version,
+  };
 }
 
 const ms = (v: number) => (v >= 100 ? v.toFixed(0) : v.toFixed(1));
@@ -74,7 +79,19 @@ export function progressLine(s: Sample): string {
   return `${String(s.t).padStart(4)}s  ${s.segment.padEnd(14)} offered ${offered.padStart(7)}  achieved ${String(t.requestsPerSec).padStart(7)}/s  p99 ${ms(t.latency.p99).padStart(6)} ms  ${codes(t.status)}  shed ${t.shedPct.toFixed(1)}%  errors ${t.errors}  timeouts ${t.timeouts}`;
 }
 
-const TABLE_HEADER = ['class', 'req/s', 'events/s', 'p50 ms', 'p90 ms', 'p99 ms', 'p99.9 ms', 'status codes', 'shed %', 'errors', 'timeouts'];
+const TABLE_HEADER = [
+  'class',
+  'req/s',
+  'events/s',
+  'p50 ms',
+  'p90 ms',
+  'p99 ms',
+  'p99.9 ms',
+  'status codes',
+  'shed %',
+  'errors',
+  'timeouts',
+];
 
 function tableRows(total: TallySummary, classes: Partial<Record<Priority, TallySummary>>): string[][] {
   const row = (name: string, t: TallySummary) => [
@@ -142,19 +159,32 @@ function findingLines(r: Report): string[] {
     );
   }
   if (r.overload) {
-    out.push(`overload at C = ${r.overload.capacity} req/s; unloaded p99 ${ms(r.overload.unloadedP99Ms)} ms; back to normal ${r.overload.recoverySeconds === null ? 'not within the recovery segment' : `${r.overload.recoverySeconds} s after the overload ended`} (shedding stopped ${r.overload.servingAgainSeconds === null ? 'not within it' : `after ${r.overload.servingAgainSeconds} s`})`);
+    out.push(
+      `overload at C = ${r.overload.capacity} req/s; unloaded p99 ${ms(r.overload.unloadedP99Ms)} ms; back to normal ${r.overload.recoverySeconds === null ? 'not within the recovery segment' : `${r.overload.recoverySeconds} s after the overload ended`} (shedding stopped ${r.overload.servingAgainSeconds === null ? 'not within it' : `after ${r.overload.servingAgainSeconds} s`})`,
+    );
     for (const l of r.overload.levels) {
       out.push(
         `  ${l.level}: sent ${l.sentPerSec}/s of ${l.offered}/s offered, goodput ${l.goodputPerSec}/s = ${l.goodputOverC}×C, critical success ${l.criticalSuccessPct} %, accepted p99 ${ms(l.acceptedP99Ms)} ms, shed ${l.shedPct} % (${l.shedFromLowestPct ?? '-'} % of them low), timeouts ${l.timeouts}`,
       );
     }
   }
-  if (r.spike) out.push(`spike: back to normal ${r.spike.recoverySeconds === null ? 'not within the run' : `${r.spike.recoverySeconds} s after the spike`} (baseline p99 ${ms(r.spike.baselineP99Ms)} ms)`);
+  if (r.spike)
+    out.push(
+      `spike: back to normal ${r.spike.recoverySeconds === null ? 'not within the run' : `${r.spike.recoverySeconds} s after the spike`} (baseline p99 ${ms(r.spike.baselineP99Ms)} ms)`,
+    );
   if (r.tenants) {
-    out.push(`per tenant during ${r.tenants.segment}: ${r.tenants.steadyMet ? 'steady tenants kept ≥ 99 % success and p99 within the SLO' : 'steady tenants did NOT all keep ≥ 99 % success and p99 within the SLO'}`);
-    for (const t of r.tenants.tenants) out.push(`  ${t.tenant}: ${t.requestsPerSec}/s, success ${t.successPct} %, p99 ${ms(t.p99Ms)} ms (2xx ${ms(t.okP99Ms)} ms), shed ${t.shedPct} %, timeouts ${t.timeouts}`);
+    out.push(
+      `per tenant during ${r.tenants.segment}: ${r.tenants.steadyMet ? 'steady tenants kept ≥ 99 % success and p99 within the SLO' : 'steady tenants did NOT all keep ≥ 99 % success and p99 within the SLO'}`,
+    );
+    for (const t of r.tenants.tenants)
+      out.push(
+        `  ${t.tenant}: ${t.requestsPerSec}/s, success ${t.successPct} %, p99 ${ms(t.p99Ms)} ms (2xx ${ms(t.okP99Ms)} ms), shed ${t.shedPct} %, timeouts ${t.timeouts}`,
+      );
   }
-  if (r.drift) out.push(`drift: p99 ${ms(r.drift.firstP99Ms)} ms in the first tenth, ${ms(r.drift.lastP99Ms)} ms in the last; failures ${r.drift.firstFailures} → ${r.drift.lastFailures}`);
+  if (r.drift)
+    out.push(
+      `drift: p99 ${ms(r.drift.firstP99Ms)} ms in the first tenth, ${ms(r.drift.lastP99Ms)} ms in the last; failures ${r.drift.firstFailures} → ${r.drift.lastFailures}`,
+    );
   if (r.retries > 0) out.push(`retries: ${r.retries} requests resent an earlier body with the same idempotency keys`);
   if (r.stoppedEarly) out.push(`stopped early: ${r.stoppedEarly}`);
   return out;
@@ -162,10 +192,18 @@ function findingLines(r: Report): string[] {
 
 /** The end-of-run summary for the terminal. */
 export function renderText(r: Report): string {
-  const parts = [`floodgate loadtest ${r.scenario} → ${r.target} (run ${r.runId}, ${r.seconds} s)`, '', textTable(TABLE_HEADER, tableRows(r.summary.total, r.summary.classes))];
+  const parts = [
+    `floodgate loadtest ${r.scenario} → ${r.target} (run ${r.runId}, ${r.seconds} s)`,
+    '',
+    textTable(TABLE_HEADER, tableRows(r.summary.total, r.summary.classes)),
+  ];
   if (r.segments.length > 1) {
     for (const s of r.segments) {
-      parts.push('', `segment ${s.label} (offered ${s.offeredRate ?? 'max'}/s, ${s.seconds} s)`, textTable(TABLE_HEADER, tableRows(s.total, s.classes)));
+      parts.push(
+        '',
+        `segment ${s.label} (offered ${s.offeredRate ?? 'max'}/s, ${s.seconds} s)`,
+        textTable(TABLE_HEADER, tableRows(s.total, s.classes)),
+      );
       if (s.tenants) parts.push('', textTable(TENANT_HEADER, tenantRows(s.tenants)));
     }
   }
@@ -190,7 +228,12 @@ export function renderMarkdown(r: Report, chartFile?: string): string {
   if (r.segments.length > 1) {
     parts.push('', '## Per segment');
     for (const s of r.segments) {
-      parts.push('', `### ${s.label} — offered ${s.offeredRate ?? 'max'}/s for ${s.seconds} s`, '', markdownTable(TABLE_HEADER, tableRows(s.total, s.classes)));
+      parts.push(
+        '',
+        `### ${s.label} — offered ${s.offeredRate ?? 'max'}/s for ${s.seconds} s`,
+        '',
+        markdownTable(TABLE_HEADER, tableRows(s.total, s.classes)),
+      );
       if (s.tenants) parts.push('', markdownTable(TENANT_HEADER, tenantRows(s.tenants)));
     }
   }

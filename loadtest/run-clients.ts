@@ -4,7 +4,18 @@ import { mkdir, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { ClientOptions } from '../client/src/index.js';
 import { createPool, type Pool } from '../lib/db.js';
-import { clientBacklogSeconds, clientCapacityOf, clientLevelFigures, clientOverloadPlan, clientRampPlan, clientRecoverySeconds, clientStepOk, CLIENT_LEVELS, RAMP_WARM_UP, type ClientLevelFigures } from './client-figures.js';
+import {
+  clientBacklogSeconds,
+  clientCapacityOf,
+  clientLevelFigures,
+  clientOverloadPlan,
+  clientRampPlan,
+  clientRecoverySeconds,
+  clientStepOk,
+  CLIENT_LEVELS,
+  RAMP_WARM_UP,
+  type ClientLevelFigures,
+} from './client-figures.js';
 import { runClientModel, type ClientModelResult, type ClientPhase, type ClientPhaseResult, type ClientSecond } from './client-model.js';
 import { checkIntegrity, type IntegrityResult } from './integrity.js';
 import { machine, type Machine } from './report.js';
@@ -54,7 +65,12 @@ export interface ClientsReport {
   startedAt: string;
   finishedAt: string;
   seconds: number;
-  capacity?: { capacity: number | null; brokeAt: number | null; deliverySloMs: number; steps: Array<{ offered: number; delivered: number; p99Ms: number; ok: boolean }> };
+  capacity?: {
+    capacity: number | null;
+    brokeAt: number | null;
+    deliverySloMs: number;
+    steps: Array<{ offered: number; delivered: number; p99Ms: number; ok: boolean }>;
+  };
   overload?: {
     capacity: number;
     levels: ClientLevelFigures[];
@@ -78,7 +94,9 @@ const PAUSE_SECONDS = 5;
 const RAMP_MAX_SECONDS = 180;
 
 /** Runs the `clients` scenario against `options.url`; writes JSON and Markdown reports to `options.out`. */
-export async function runClientsScenario(options: ClientsScenarioOptions): Promise<{ report: ClientsReport; files: { json: string; markdown: string } | null }> {
+export async function runClientsScenario(
+  options: ClientsScenarioOptions,
+): Promise<{ report: ClientsReport; files: { json: string; markdown: string } | null }> {
   const runId = newRunId();
   const pool: Pool | null = options.databaseUrl ? createPool(options.databaseUrl, { max: 2, applicationName: 'floodgate-loadtest' }) : null;
   let createdKey: string | null = null;
@@ -117,7 +135,13 @@ export async function runClientsScenario(options: ClientsScenarioOptions): Promi
       },
     });
     const integrity = pool
-      ? await checkIntegrity(pool, { runId, from: new Date(result.startedAt), to: new Date(result.finishedAt), acknowledged: result.deliveredSeqs(), drainTimeoutMs: options.drainTimeoutMs })
+      ? await checkIntegrity(pool, {
+          runId,
+          from: new Date(result.startedAt),
+          to: new Date(result.finishedAt),
+          acknowledged: result.deliveredSeqs(),
+          drainTimeoutMs: options.drainTimeoutMs,
+        })
       : { skipped: 'no --database-url' };
 
     const report: ClientsReport = {
@@ -126,7 +150,15 @@ export async function runClientsScenario(options: ClientsScenarioOptions): Promi
       scenario: 'clients',
       runId,
       target: options.url,
-      options: { clients: options.clients, duration: options.duration, seed: options.seed, deliverySloMs: options.deliverySloMs, mix: options.mix ?? OVERLOAD_MIX, sdk: options.sdk ?? {}, ...(options.capacity ? { capacity: options.capacity } : {}) },
+      options: {
+        clients: options.clients,
+        duration: options.duration,
+        seed: options.seed,
+        deliverySloMs: options.deliverySloMs,
+        mix: options.mix ?? OVERLOAD_MIX,
+        sdk: options.sdk ?? {},
+        ...(options.capacity ? { capacity: options.capacity } : {}),
+      },
       machine: machine(),
       startedAt: result.startedAt,
       finishedAt: result.finishedAt,
@@ -144,22 +176,36 @@ export async function runClientsScenario(options: ClientsScenarioOptions): Promi
       report.capacity = {
         ...found,
         deliverySloMs: options.deliverySloMs,
-        steps: rampSteps.filter((s) => s.label !== RAMP_WARM_UP).map((s) => ({ offered: s.offeredPerSec, delivered: s.deliveredPerSec, p99Ms: s.latency.p99, ok: clientStepOk(s, options.deliverySloMs) })),
+        steps: rampSteps
+          .filter((s) => s.label !== RAMP_WARM_UP)
+          .map((s) => ({
+            offered: s.offeredPerSec,
+            delivered: s.deliveredPerSec,
+            p99Ms: s.latency.p99,
+            ok: clientStepOk(s, options.deliverySloMs),
+          })),
       };
-      if (found.capacity === null) report.problems.push(`no ramp step kept delivery p99 ≤ ${options.deliverySloMs} ms: capacity unknown (lower --rate)`);
+      if (found.capacity === null)
+        report.problems.push(`no ramp step kept delivery p99 ≤ ${options.deliverySloMs} ms: capacity unknown (lower --rate)`);
     }
     if (capacity && !options.rampOnly) {
       const levels = result.phases.filter((p) => p.label === CLIENT_LEVELS.double || p.label === CLIENT_LEVELS.quadruple);
-      const critical = levels.reduce((t, l) => ({ tracked: t.tracked + l.fate.critical.tracked, within: t.within + l.fate.critical.within10s }), { tracked: 0, within: 0 });
+      const critical = levels.reduce(
+        (t, l) => ({ tracked: t.tracked + l.fate.critical.tracked, within: t.within + l.fate.critical.within10s }),
+        { tracked: 0, within: 0 },
+      );
       report.overload = {
         capacity,
-        levels: result.phases.filter((p) => p.label !== 'pause' && !p.label.startsWith('ramp')).map((p) => clientLevelFigures(p, capacity!)),
+        levels: result.phases
+          .filter((p) => p.label !== 'pause' && !p.label.startsWith('ramp'))
+          .map((p) => clientLevelFigures(p, capacity!)),
         criticalWithin10sPct: critical.tracked === 0 ? 100 : Math.floor((10000 * critical.within) / critical.tracked) / 100,
         recoverySeconds: clientRecoverySeconds(result.samples, CLIENT_LEVELS.recovery, options.deliverySloMs),
         backlogSeconds: clientBacklogSeconds(result.samples, CLIENT_LEVELS.recovery, CLIENT_LEVELS.unloaded),
       };
     }
-    if ('ok' in integrity && !integrity.ok) report.problems.push(`integrity: ${integrity.missing} delivered events missing, ${integrity.duplicated} duplicated rows`);
+    if ('ok' in integrity && !integrity.ok)
+      report.problems.push(`integrity: ${integrity.missing} delivered events missing, ${integrity.duplicated} duplicated rows`);
     if (result.deliveredTwice > 0) report.problems.push(`${result.deliveredTwice} events were reported delivered twice by the SDK`);
     if (result.totals.delivered === 0) report.problems.push('no event was delivered: check --url and --key');
     if (result.stoppedEarly) report.problems.push(`stopped early: ${result.stoppedEarly}`);

@@ -10,7 +10,11 @@ export function newRunId(): string {
 }
 
 /** The key to send with, and the prefix of the key created for the run (null when one was given). */
-export async function keyForRun(pool: Pool | null, given: string | undefined, tenant: string): Promise<{ key: string; created: string | null }> {
+export async function keyForRun(
+  pool: Pool | null,
+  given: string | undefined,
+  tenant: string,
+): Promise<{ key: string; created: string | null }> {
   if (given) return { key: given, created: null };
   if (!pool) throw new Error('give --key, or --database-url so that a key can be created for the run');
   const { key, prefix } = await createApiKey(pool, { tenant });

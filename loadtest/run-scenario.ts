@@ -83,7 +83,10 @@ export async function runScenario(options: LoadtestOptions): Promise<LoadtestOut
     }
     const keys: Record<string, string> = {};
     if (isMultiTenant(options.scenario)) {
-      if (!pool) throw new Error(`${options.scenario} sends as several tenants, each with its own key: give --database-url so that they can be created`);
+      if (!pool)
+        throw new Error(
+          `${options.scenario} sends as several tenants, each with its own key: give --database-url so that they can be created`,
+        );
       for (const tenant of SCENARIO_TENANTS[options.scenario] ?? []) {
         const created = await createApiKey(pool, { tenant: `loadtest-${tenant}` });
         keys[tenant] = created.key;
@@ -107,7 +110,14 @@ export async function runScenario(options: LoadtestOptions): Promise<LoadtestOut
     if (options.scenario === 'ramp' || (options.scenario === 'overload' && !capacity)) {
       // A ramp (for overload: first, to measure C; then a pause; then the overload segments).
       const rampSeconds = options.scenario === 'ramp' ? duration : 180;
-      const ramp = rampPlan(options.scenario === 'ramp' ? (options.rate ?? defaults.rate!) : 100, options.stepSeconds ?? 5, rampSeconds, 50, mix, options.sloP99Ms);
+      const ramp = rampPlan(
+        options.scenario === 'ramp' ? (options.rate ?? defaults.rate!) : 100,
+        options.stepSeconds ?? 5,
+        rampSeconds,
+        50,
+        mix,
+        options.sloP99Ms,
+      );
       let overload: Segment[] | null = null;
       segments = (done) => {
         if (overload === null) {
@@ -117,7 +127,10 @@ export async function runScenario(options: LoadtestOptions): Promise<LoadtestOut
           rampSteps = [...done];
           capacity = capacityOf(rampSteps, options.sloP99Ms).capacity ?? undefined;
           if (!capacity) return null;
-          overload = [{ label: 'pause', seconds: PAUSE_AFTER_RAMP_SECONDS, rate: 0, connections: 1, mix }, ...fixedPlan('overload', options, capacity)];
+          overload = [
+            { label: 'pause', seconds: PAUSE_AFTER_RAMP_SECONDS, rate: 0, connections: 1, mix },
+            ...fixedPlan('overload', options, capacity),
+          ];
         }
         return overload[done.length - rampSteps.length] ?? null;
       };
@@ -188,7 +201,8 @@ export async function runScenario(options: LoadtestOptions): Promise<LoadtestOut
 
     if (rampSteps.length > 0) {
       report.capacity = { ...capacityOf(rampSteps, options.sloP99Ms), sloP99Ms: options.sloP99Ms };
-      if (report.capacity.capacity === null) problems.push(`no ramp step kept p99 ≤ ${options.sloP99Ms} ms with < 1 % failures: capacity unknown`);
+      if (report.capacity.capacity === null)
+        problems.push(`no ramp step kept p99 ≤ ${options.sloP99Ms} ms with < 1 % failures: capacity unknown`);
     }
     if (options.scenario === 'overload' && capacity) {
       const bySegment = (label: string) => result.segments.find((s) => s.label === label);
@@ -203,20 +217,28 @@ export async function runScenario(options: LoadtestOptions): Promise<LoadtestOut
       };
     }
     if (options.scenario === 'spike') {
-      report.spike = { recoverySeconds: recoverySeconds(result.samples, 'after', options.sloP99Ms), baselineP99Ms: result.segments[0]?.total.latency.p99 ?? 0 };
+      report.spike = {
+        recoverySeconds: recoverySeconds(result.samples, 'after', options.sloP99Ms),
+        baselineP99Ms: result.segments[0]?.total.latency.p99 ?? 0,
+      };
     }
     if (options.scenario === 'soak') report.drift = driftOf(result.samples);
     if (isMultiTenant(options.scenario)) {
       const about = result.segments.find((seg) => seg.label === DISTURBANCE_LABEL[options.scenario as keyof typeof DISTURBANCE_LABEL]);
       if (about) {
         report.tenants = tenantFigures(about, options.sloP99Ms);
-        if (!report.tenants.steadyMet) problems.push(`during ${about.label}, steady tenants ${TENANTS.steady.join(' and ')} did not all keep ≥ 99 % success with p99 ≤ ${options.sloP99Ms} ms`);
+        if (!report.tenants.steadyMet)
+          problems.push(
+            `during ${about.label}, steady tenants ${TENANTS.steady.join(' and ')} did not all keep ≥ 99 % success with p99 ≤ ${options.sloP99Ms} ms`,
+          );
       }
     }
 
-    if ('ok' in integrity && !integrity.ok) problems.push(`integrity: ${integrity.missing} acknowledged events missing, ${integrity.duplicated} duplicated rows`);
+    if ('ok' in integrity && !integrity.ok)
+      problems.push(`integrity: ${integrity.missing} acknowledged events missing, ${integrity.duplicated} duplicated rows`);
     if (result.total.ok === 0) problems.push('no request was accepted (2xx): check --url and --key');
-    if (options.scenario === 'smoke' && result.total.ok !== result.total.requests) problems.push(`smoke: ${result.total.requests - result.total.ok} of ${result.total.requests} requests were not accepted`);
+    if (options.scenario === 'smoke' && result.total.ok !== result.total.requests)
+      problems.push(`smoke: ${result.total.requests - result.total.ok} of ${result.total.requests} requests were not accepted`);
     if (result.stoppedEarly) problems.push(`stopped early: ${result.stoppedEarly}`);
 
     const files = options.out ? await writeReports(options.out, report) : null;

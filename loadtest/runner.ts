@@ -140,7 +140,10 @@ function classTally(t: ClassTallies, priority: Priority): Tally {
   return c;
 }
 
-function summariseClasses(t: ClassTallies, seconds: number): { total: TallySummary; classes: Partial<Record<Priority, TallySummary>>; tenants?: Record<string, TallySummary> } {
+function summariseClasses(
+  t: ClassTallies,
+  seconds: number,
+): { total: TallySummary; classes: Partial<Record<Priority, TallySummary>>; tenants?: Record<string, TallySummary> } {
   const classes: Partial<Record<Priority, TallySummary>> = {};
   for (const p of PRIORITIES) {
     const c = t.classes.get(p);
@@ -194,7 +197,11 @@ function instancesFor(rate: number | null, connections: number): Array<{ rate: n
   const phases = Math.max(1, Math.min(PHASES, whole, Math.max(1, connections)));
   return Array.from({ length: phases }, (_, i) => {
     const r = distribute(whole, phases, i);
-    return { rate: r, connections: Math.max(1, Math.min(distribute(Math.max(connections, phases), phases, i), r)), offsetMs: Math.round((i * 1000) / phases) };
+    return {
+      rate: r,
+      connections: Math.max(1, Math.min(distribute(Math.max(connections, phases), phases, i), r)),
+      offsetMs: Math.round((i * 1000) / phases),
+    };
   });
 }
 
@@ -218,9 +225,12 @@ export async function runLoad(options: RunOptions): Promise<RunResult> {
   let plannedSeconds = 0;
   const check = (seg: Segment) => {
     plannedSeconds += seg.seconds;
-    if (plannedSeconds > HARD_LIMITS.maxSeconds) throw new Error(`a run lasts at most ${HARD_LIMITS.maxSeconds} s; segment ${seg.label} would end at ${plannedSeconds} s`);
-    if (seg.rate !== null && seg.rate > HARD_LIMITS.maxRate) throw new Error(`segment ${seg.label}: rate ${seg.rate} is above the hard limit ${HARD_LIMITS.maxRate}`);
-    if (seg.connections > HARD_LIMITS.maxConnections) throw new Error(`segment ${seg.label}: ${seg.connections} connections is above the hard limit ${HARD_LIMITS.maxConnections}`);
+    if (plannedSeconds > HARD_LIMITS.maxSeconds)
+      throw new Error(`a run lasts at most ${HARD_LIMITS.maxSeconds} s; segment ${seg.label} would end at ${plannedSeconds} s`);
+    if (seg.rate !== null && seg.rate > HARD_LIMITS.maxRate)
+      throw new Error(`segment ${seg.label}: rate ${seg.rate} is above the hard limit ${HARD_LIMITS.maxRate}`);
+    if (seg.connections > HARD_LIMITS.maxConnections)
+      throw new Error(`segment ${seg.label}: ${seg.connections} connections is above the hard limit ${HARD_LIMITS.maxConnections}`);
   };
   if (typeof plan !== 'function') plan.forEach(check);
   plannedSeconds = 0;
@@ -257,7 +267,11 @@ export async function runLoad(options: RunOptions): Promise<RunResult> {
   };
   const ticker = setInterval(takeSample, 1000);
 
-  const headers = (priority: Priority, key: string) => ({ 'content-type': 'application/json', authorization: `Bearer ${key}`, 'x-priority': priority });
+  const headers = (priority: Priority, key: string) => ({
+    'content-type': 'application/json',
+    authorization: `Bearer ${key}`,
+    'x-priority': priority,
+  });
 
   /** Updates the tallies an answer counts in: this second's and this segment's, per class, per tenant and in total. */
   const recorder = (segTally: ClassTallies, priority: Priority, tenant: string | undefined) => (fill: (t: Tally) => void) => {
@@ -273,7 +287,14 @@ export async function runLoad(options: RunOptions): Promise<RunResult> {
     readonly unauthenticated?: boolean;
   }
 
-  function runInstance(segTally: ClassTallies, priority: Priority, rate: number | null, connections: number, seconds: number, sender: Sender): Promise<void> {
+  function runInstance(
+    segTally: ClassTallies,
+    priority: Priority,
+    rate: number | null,
+    connections: number,
+    seconds: number,
+    sender: Sender,
+  ): Promise<void> {
     let lastEvents = 0;
     let lastShed = false;
     let lastRateLimited = false;
@@ -365,7 +386,15 @@ export async function runLoad(options: RunOptions): Promise<RunResult> {
       const record = recorder(segTally, priority, load.tenant);
       const body = options.source.next().body;
       if (++sent >= maxRequests) stopAll(`reached --max-requests (${maxRequests})`);
-      const upload = slowUpload({ url: options.url, key, body, uploadMs, pieces: 5, priority, timeoutMs: uploadMs + options.timeoutSeconds * 1000 });
+      const upload = slowUpload({
+        url: options.url,
+        key,
+        body,
+        uploadMs,
+        pieces: 5,
+        priority,
+        timeoutMs: uploadMs + options.timeoutSeconds * 1000,
+      });
       uploads.push(
         upload.result.then((r) =>
           record((t) => {
@@ -394,7 +423,9 @@ export async function runLoad(options: RunOptions): Promise<RunResult> {
   /** The instances of one segment: per class, or per tenant and class. */
   function launch(seg: Segment, segTally: ClassTallies): Promise<void>[] {
     const launches: Promise<void>[] = [];
-    const loads: readonly TenantLoad[] = seg.tenants ?? [{ tenant: '', kind: 'events', rate: seg.rate, connections: seg.connections, mix: seg.mix }];
+    const loads: readonly TenantLoad[] = seg.tenants ?? [
+      { tenant: '', kind: 'events', rate: seg.rate, connections: seg.connections, mix: seg.mix },
+    ];
     for (const load of loads) {
       const tenant = seg.tenants ? load.tenant : undefined;
       const key = tenant === undefined || load.kind === 'unauthenticated' ? options.key : options.keys?.[tenant];
@@ -431,14 +462,23 @@ export async function runLoad(options: RunOptions): Promise<RunResult> {
       // autocannon stops each instance at its duration; this bounds a segment even if an instance hangs.
       // A rate of 0 is a pause: nothing is sent (the target settles, e.g. between a ramp and what follows it).
       if (launches.length === 0) await new Promise((r) => setTimeout(r, seg.seconds * 1000));
-      const guard = setTimeout(() => stopAll(`segment ${seg.label} overran its ${seg.seconds} s`), (seg.seconds + options.timeoutSeconds + 10) * 1000);
+      const guard = setTimeout(
+        () => stopAll(`segment ${seg.label} overran its ${seg.seconds} s`),
+        (seg.seconds + options.timeoutSeconds + 10) * 1000,
+      );
       await Promise.all(launches);
       clearTimeout(guard);
       // Rates are per planned second (the last answers of a segment arrive a little after its end), unless the
       // segment was cut short.
       const seconds = stoppedEarly ? Math.min(seg.seconds, round((performance.now() - segStart) / 1000, 2)) : seg.seconds;
       loadSeconds += seconds;
-      segments.push({ label: seg.label, offeredRate: seg.rate, seconds, connections: seg.connections, ...summariseClasses(segTally, seconds) });
+      segments.push({
+        label: seg.label,
+        offeredRate: seg.rate,
+        seconds,
+        connections: seg.connections,
+        ...summariseClasses(segTally, seconds),
+      });
       addTally(all.total, segTally.total);
       for (const [p, t] of segTally.classes) addTally(classTally(all, p), t);
       for (const [name, t] of segTally.tenants) addTally(tenantTally(all, name), t);

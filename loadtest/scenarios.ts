@@ -3,7 +3,20 @@
 import type { Priority } from '../lib/event-schema.js';
 import type { Sample, Segment, SegmentResult, MixShare, TallySummary, TenantLoad } from './runner.js';
 
-export const SCENARIOS = ['smoke', 'steady', 'ramp', 'spike', 'overload', 'soak', 'batch', 'duplicates', 'noisy-neighbour', 'slow-upload', 'unauthenticated-flood', 'clients'] as const;
+export const SCENARIOS = [
+  'smoke',
+  'steady',
+  'ramp',
+  'spike',
+  'overload',
+  'soak',
+  'batch',
+  'duplicates',
+  'noisy-neighbour',
+  'slow-upload',
+  'unauthenticated-flood',
+  'clients',
+] as const;
 export type ScenarioName = (typeof SCENARIOS)[number];
 
 /** The question each scenario answers (shown in the usage and in docs/loadtesting.md). */
@@ -12,14 +25,17 @@ export const SCENARIO_QUESTIONS: Record<ScenarioName, string> = {
   steady: 'what latency at the rate I expect? (--rate, default 500 req/s, 60 s)',
   ramp: 'what is the capacity C: the highest rate with p99 within --slo-p99 and < 1 % failures?',
   spike: 'does a 5× burst hurt, and how fast is it back to normal? (--rate is the base)',
-  overload: 'at 2× and 4× C with 20/30/50 critical/normal/low, who is served and who is shed? (after a ½C warm-up and an unloaded ½C reference)',
+  overload:
+    'at 2× and 4× C with 20/30/50 critical/normal/low, who is served and who is shed? (after a ½C warm-up and an unloaded ½C reference)',
   soak: 'does it drift over time: latency, errors, backlog? (default 600 s)',
   batch: 'how many events/s in batches of --batch-size (default 100)?',
   duplicates: 'in a retry storm (half the requests resend earlier events with the same idempotency keys), is each event stored once?',
-  'noisy-neighbour': 'tenant a floods at 10× the --rate of steady tenants b and c (all classes mixed): are b and c still served (≥ 99 %, p99 within --slo-p99) while a is shed?',
+  'noisy-neighbour':
+    'tenant a floods at 10× the --rate of steady tenants b and c (all classes mixed): are b and c still served (≥ 99 %, p99 within --slo-p99) while a is shed?',
   'slow-upload': 'a tenant uploads its bodies slowly (2 s each): are steady tenants b and c still served?',
   'unauthenticated-flood': 'requests with keys nobody issued arrive at 10× --rate: are steady tenants b and c still served?',
-  clients: 'with --clients SDK clients (batching, backoff, Retry-After, throttling), what is C in events/s, and at 2× and 4× C what is delivered, how fast is critical delivered, is anything lost?',
+  clients:
+    'with --clients SDK clients (batching, backoff, Retry-After, throttling), what is C in events/s, and at 2× and 4× C what is delivered, how fast is critical delivered, is anything lost?',
 };
 
 /** The scenarios that run several tenants, each with its own key, and report per tenant. */
@@ -97,8 +113,21 @@ export function tenantPlan(name: MultiTenantScenario, rate: number, duration: nu
       ? events(TENANTS.noisy, FLOOD_FACTOR * rate)
       : name === 'slow-upload'
         ? // As many uploads a second as a steady tenant sends requests (at least 20), each body taking 2 s to arrive.
-          { tenant: TENANTS.slow, kind: 'slow-upload', rate: Math.max(20, rate), connections: 2 * Math.max(20, rate), mix, uploadSeconds: 2 }
-        : { tenant: TENANTS.unauthenticated, kind: 'unauthenticated', rate: FLOOD_FACTOR * rate, connections: connectionsFor(FLOOD_FACTOR * rate), mix };
+          {
+            tenant: TENANTS.slow,
+            kind: 'slow-upload',
+            rate: Math.max(20, rate),
+            connections: 2 * Math.max(20, rate),
+            mix,
+            uploadSeconds: 2,
+          }
+        : {
+            tenant: TENANTS.unauthenticated,
+            kind: 'unauthenticated',
+            rate: FLOOD_FACTOR * rate,
+            connections: connectionsFor(FLOOD_FACTOR * rate),
+            mix,
+          };
   const during = name === 'noisy-neighbour' ? [disturbance, ...steady] : [...steady, disturbance];
   return [segment('before', CALM_SECONDS, calm), segment(DISTURBANCE_LABEL[name], duration, during), segment('after', CALM_SECONDS, calm)];
 }
@@ -157,7 +186,14 @@ export function withinSlo(seg: SegmentResult, sloP99Ms: number): boolean {
 }
 
 /** Ramp segments: from `start` req/s, ×1.25 per step, until a step breaks the SLO or `maxSeconds` is spent. */
-export function rampPlan(start: number, stepSeconds: number, maxSeconds: number, connections: number, mix: readonly MixShare[], sloP99Ms: number) {
+export function rampPlan(
+  start: number,
+  stepSeconds: number,
+  maxSeconds: number,
+  connections: number,
+  mix: readonly MixShare[],
+  sloP99Ms: number,
+) {
   return (done: readonly SegmentResult[]): Segment | null => {
     const last = done.at(-1);
     if (last && !withinSlo(last, sloP99Ms)) return null;
@@ -169,14 +205,27 @@ export function rampPlan(start: number, stepSeconds: number, maxSeconds: number,
 }
 
 /** Capacity from ramp steps: the achieved 2xx rate of the last step within the SLO (null if none was). */
-export function capacityOf(steps: readonly SegmentResult[], sloP99Ms: number): { capacity: number | null; brokeAt: number | null; steps: Array<{ offered: number | null; achieved: number; p99: number; failures: number; withinSlo: boolean }> } {
+export function capacityOf(
+  steps: readonly SegmentResult[],
+  sloP99Ms: number,
+): {
+  capacity: number | null;
+  brokeAt: number | null;
+  steps: Array<{ offered: number | null; achieved: number; p99: number; failures: number; withinSlo: boolean }>;
+} {
   let capacity: number | null = null;
   let brokeAt: number | null = null;
   const rows = steps.map((s) => {
     const ok = withinSlo(s, sloP99Ms);
     if (ok && brokeAt === null) capacity = s.total.okPerSec;
     if (!ok && brokeAt === null) brokeAt = s.offeredRate;
-    return { offered: s.offeredRate, achieved: s.total.okPerSec, p99: s.total.latency.p99, failures: s.total.requests - s.total.ok, withinSlo: ok };
+    return {
+      offered: s.offeredRate,
+      achieved: s.total.okPerSec,
+      p99: s.total.latency.p99,
+      failures: s.total.requests - s.total.ok,
+      withinSlo: ok,
+    };
   });
   return { capacity, brokeAt, steps: rows };
 }
@@ -188,7 +237,13 @@ export function fixedPlan(name: Exclude<ScenarioName, 'ramp'>, knobs: ScenarioKn
   const rate = knobs.rate ?? d.rate;
   const connections = knobs.connections ?? d.connections;
   const mix = knobs.mix ?? (name === 'overload' ? OVERLOAD_MIX : NORMAL_ONLY);
-  const seg = (label: string, seconds: number, r: number | null, c = connections): Segment => ({ label, seconds, rate: r, connections: c, mix });
+  const seg = (label: string, seconds: number, r: number | null, c = connections): Segment => ({
+    label,
+    seconds,
+    rate: r,
+    connections: c,
+    mix,
+  });
   switch (name) {
     case 'spike': {
       const third = Math.max(1, Math.round(duration / 3));
@@ -281,7 +336,9 @@ export function overloadFigures(seg: SegmentResult, capacity: number): OverloadF
 }
 
 /** Soak drift: p99 and failures in the first and last tenth of the run (at least 1 s each). */
-export function driftOf(samples: readonly Sample[]): { firstP99Ms: number; lastP99Ms: number; firstFailures: number; lastFailures: number } | null {
+export function driftOf(
+  samples: readonly Sample[],
+): { firstP99Ms: number; lastP99Ms: number; firstFailures: number; lastFailures: number } | null {
   if (samples.length < 2) return null;
   const n = Math.max(1, Math.floor(samples.length / 10));
   const part = (xs: readonly Sample[]) => ({

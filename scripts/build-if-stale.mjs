@@ -41,7 +41,9 @@ if (!typescriptInstalled()) {
     process.stderr.write('floodgate: dist/ is missing and TypeScript is not installed: run `npm ci` then `npm run build`.\n');
     process.exit(1);
   }
-  process.stderr.write('floodgate: the sources are newer than dist/, but TypeScript is not installed (npm ci --omit=dev): running the existing build.\n');
+  process.stderr.write(
+    'floodgate: the sources are newer than dist/, but TypeScript is not installed (npm ci --omit=dev): running the existing build.\n',
+  );
   process.exit(0);
 }
 

@@ -75,7 +75,12 @@ describe('POST /v1/events', () => {
   });
 
   it('accepts UTF-8 however the charset parameter spells it', async () => {
-    for (const type of ['application/json; charset=utf-8', 'application/json;charset="UTF-8"', 'Application/JSON; CHARSET=utf8', 'application/json; foo=bar']) {
+    for (const type of [
+      'application/json; charset=utf-8',
+      'application/json;charset="UTF-8"',
+      'Application/JSON; CHARSET=utf8',
+      'application/json; foo=bar',
+    ]) {
       const res = await api.post({ type: 'charset' }, { 'content-type': type });
       assert.equal(res.status, 202, type);
       await res.arrayBuffer();
@@ -99,17 +104,42 @@ describe('POST /v1/events', () => {
     ['malformed JSON', () => api.post('{"type":'), 400, 'malformed_json'],
     ['a JSON array body', () => api.post('[{"type":"a"}]'), 400, 'invalid_body'],
     ['an invalid X-Priority', () => api.post({ type: 'a' }, { 'x-priority': 'urgent' }), 400, 'invalid_header'],
-    ['an Idempotency-Key header on a batch', () => api.post({ events: [{ type: 'a' }] }, { 'idempotency-key': 'k-1' }), 400, 'idempotency_key_on_batch'],
-    ['no API key', () => fetch(`${api.url}/v1/events`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: '{"type":"a"}' }), 401, 'unauthorized'],
+    [
+      'an Idempotency-Key header on a batch',
+      () => api.post({ events: [{ type: 'a' }] }, { 'idempotency-key': 'k-1' }),
+      400,
+      'idempotency_key_on_batch',
+    ],
+    [
+      'no API key',
+      () => fetch(`${api.url}/v1/events`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: '{"type":"a"}' }),
+      401,
+      'unauthorized',
+    ],
     ['an unknown API key', () => api.post({ type: 'a' }, { authorization: 'Bearer fgk_nope' }), 401, 'unauthorized'],
     ['an unknown route', () => fetch(`${api.url}/v1/nope`), 404, 'not_found'],
     // GET /v1/events is the query API's listing; PUT is no method of the route.
     ['a wrong method', () => fetch(`${api.url}/v1/events`, { method: 'PUT' }), 405, 'method_not_allowed'],
     ['a body over the limit', () => api.post({ type: 'a', data: { s: 'x'.repeat(1024 * 1024) } }), 413, 'payload_too_large'],
     ['a batch over the limit', () => api.post({ events: Array.from({ length: 1001 }, () => ({ type: 'a' })) }), 413, 'batch_too_large'],
-    ['a wrong content type', () => api.post('type=a', { 'content-type': 'application/x-www-form-urlencoded' }), 415, 'unsupported_media_type'],
-    ['a charset other than UTF-8', () => api.post('{"type":"a"}', { 'content-type': 'application/json; charset=iso-8859-1' }), 415, 'unsupported_media_type'],
-    ['a UTF-16 charset', () => api.post('{"type":"a"}', { 'content-type': 'application/json;charset="UTF-16"' }), 415, 'unsupported_media_type'],
+    [
+      'a wrong content type',
+      () => api.post('type=a', { 'content-type': 'application/x-www-form-urlencoded' }),
+      415,
+      'unsupported_media_type',
+    ],
+    [
+      'a charset other than UTF-8',
+      () => api.post('{"type":"a"}', { 'content-type': 'application/json; charset=iso-8859-1' }),
+      415,
+      'unsupported_media_type',
+    ],
+    [
+      'a UTF-16 charset',
+      () => api.post('{"type":"a"}', { 'content-type': 'application/json;charset="UTF-16"' }),
+      415,
+      'unsupported_media_type',
+    ],
     ['a wrong content encoding', () => api.post('{"type":"a"}', { 'content-encoding': 'br' }), 415, 'unsupported_encoding'],
     ['every event invalid', () => api.post({ events: [{ type: '' }, { nope: 1 }] }), 422, 'invalid_event'],
     ['an empty batch', () => api.post({ events: [] }), 422, 'empty_batch'],
@@ -145,7 +175,11 @@ describe('POST /v1/events', () => {
     const doc = await json(res);
     assert.equal(doc.openapi, '3.1.0');
     assert.deepEqual(doc.components.schemas.Event.required, ['type']);
-    assert.deepEqual(doc.components.schemas.Batch, batchSchema(env.config.maxBatchEvents, '#/components/schemas/Event'), 'the batch shape defined once');
+    assert.deepEqual(
+      doc.components.schemas.Batch,
+      batchSchema(env.config.maxBatchEvents, '#/components/schemas/Event'),
+      'the batch shape defined once',
+    );
     assert.ok(doc.paths['/v1/events'].post.responses['413']);
   });
 
@@ -190,7 +224,11 @@ describe('/readyz when a dependency is down', () => {
   before(async () => {
     env = await createTestEnv();
     // Nothing listens on port 1 of either: the answers must say which check failed, not where it tried.
-    api = await startTestApi(env, { databaseUrl: 'postgres://floodgate_user@127.0.0.1:1/secret_db', redisUrl: 'redis://127.0.0.1:1/0', redisWriteTimeoutMs: 500 });
+    api = await startTestApi(env, {
+      databaseUrl: 'postgres://floodgate_user@127.0.0.1:1/secret_db',
+      redisUrl: 'redis://127.0.0.1:1/0',
+      redisWriteTimeoutMs: 500,
+    });
   });
   after(async () => {
     await api?.close();
@@ -202,7 +240,8 @@ describe('/readyz when a dependency is down', () => {
     assert.equal(ready.status, 503);
     const text = await ready.text();
     assert.deepEqual(JSON.parse(text).details, { postgres: 'unreachable', migrations: 'unknown', redis: 'unreachable' });
-    for (const leak of ['127.0.0.1', ':1', 'ECONNREFUSED', 'floodgate_user', 'secret_db', 'connect']) assert.ok(!text.includes(leak), `${leak} in ${text}`);
+    for (const leak of ['127.0.0.1', ':1', 'ECONNREFUSED', 'floodgate_user', 'secret_db', 'connect'])
+      assert.ok(!text.includes(leak), `${leak} in ${text}`);
   });
 });
 

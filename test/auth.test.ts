@@ -9,7 +9,17 @@ import { createApiKey, findApiKey } from '../lib/api-keys.js';
 import { createPool } from '../lib/db.js';
 import { migrate, readMigrations } from '../lib/migrate.js';
 import { decodeEntry } from '../lib/stream-entry.js';
-import { countEvents, createTestEnv, json, startPrivateRedis, startTestApi, TEST_PG_ADMIN_URL, type PrivateRedis, type TestApi, type TestEnv } from './support.js';
+import {
+  countEvents,
+  createTestEnv,
+  json,
+  startPrivateRedis,
+  startTestApi,
+  TEST_PG_ADMIN_URL,
+  type PrivateRedis,
+  type TestApi,
+  type TestEnv,
+} from './support.js';
 
 /** The value of the series of `name` carrying `label` (e.g. `result="valid"`) in an exposition; 0 when absent. */
 function counter(exposition: string, name: string, label: string): number {
@@ -38,7 +48,6 @@ describe('on a server with the default settings', () => {
   const live = liveApi();
 
   describe('key scopes', () => {
-
     const ingest = (key: string) => post(live.api.url, { 'x-api-key': key });
     const load = (key: string) => fetch(`${live.api.url}/v1/admin/load`, { headers: { authorization: `Bearer ${key}` } });
 
@@ -68,8 +77,7 @@ describe('on a server with the default settings', () => {
   });
 
   describe('the priority ceiling', () => {
-
-    it('answers 403 priority_not_allowed to a class above the key\'s ceiling, and admits its own classes', async () => {
+    it("answers 403 priority_not_allowed to a class above the key's ceiling, and admits its own classes", async () => {
       const { env, api } = live;
       const { key } = await createApiKey(env.pool, { tenant: 'capped', maxPriority: 'low' });
       const queued = await env.redis.xlen(env.config.streamKey);
@@ -90,7 +98,6 @@ describe('on a server with the default settings', () => {
   });
 
   describe('ambiguous credentials', () => {
-
     it('answers 400 ambiguous_credentials when Authorization and X-Api-Key name different keys', async () => {
       const { env, api } = live;
       const { key: other } = await createApiKey(env.pool, { tenant: 'other' });
@@ -123,10 +130,16 @@ describe('migration 004: scopes of the keys made before it', () => {
     const admin = new pg.Client({ connectionString: TEST_PG_ADMIN_URL });
     await admin.connect();
     await admin.query(`CREATE DATABASE ${name}`);
-    const pool = createPool(Object.assign(new URL(TEST_PG_ADMIN_URL), { pathname: `/${name}` }).href, { max: 2, applicationName: 'floodgate-test' });
+    const pool = createPool(Object.assign(new URL(TEST_PG_ADMIN_URL), { pathname: `/${name}` }).href, {
+      max: 2,
+      applicationName: 'floodgate-test',
+    });
     try {
       const all = await readMigrations();
-      await migrate(pool, all.filter((m) => m.version < 4));
+      await migrate(
+        pool,
+        all.filter((m) => m.version < 4),
+      );
       await pool.query(
         `INSERT INTO api_keys (tenant, key_hash, key_prefix, is_admin) VALUES ('t', sha256('plain'), 'fgk_plain', false), ('t', sha256('boss'), 'fgk_boss', true)`,
       );
@@ -177,7 +190,12 @@ describe('the priority ceiling while Redis is down (critical events would go str
 });
 
 describe('unauthenticated traffic', () => {
-  const live = liveApi({ AUTH_CACHE_TTL_MS: '3600000', AUTH_FAILURE_BURST: '5', AUTH_FAILURE_RATE_PER_MINUTE: '1', MAX_BODY_BYTES: '65536' });
+  const live = liveApi({
+    AUTH_CACHE_TTL_MS: '3600000',
+    AUTH_FAILURE_BURST: '5',
+    AUTH_FAILURE_RATE_PER_MINUTE: '1',
+    MAX_BODY_BYTES: '65536',
+  });
 
   it('refuses an address past its budget of failed authentications with 429 and no database lookup; cached valid keys still work', async () => {
     const { env, api } = live;
@@ -216,7 +234,9 @@ describe('unauthenticated traffic', () => {
       socket.on('data', (d: Buffer) => (response += d.toString('latin1')));
       socket.on('close', () => (closed = true));
       socket.on('error', () => {});
-      socket.write(`POST /v1/events HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer fgk_nope\r\nContent-Type: application/json\r\n${framing}\r\n\r\n`);
+      socket.write(
+        `POST /v1/events HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer fgk_nope\r\nContent-Type: application/json\r\n${framing}\r\n\r\n`,
+      );
       const chunked = framing.startsWith('Transfer');
       const piece = Buffer.alloc(64 * 1024, 0x20);
       const chunk = chunked ? Buffer.concat([Buffer.from(`${piece.length.toString(16)}\r\n`), piece, Buffer.from('\r\n')]) : piece;
@@ -261,7 +281,10 @@ describe('the cache of verified keys under a flood of unknown ones', () => {
       ],
     });
     assert.equal(flood['2xx'], 0);
-    assert.ok(counter(await api.metrics(), 'floodgate_auth_key_lookups_total', 'result="unknown"') > 10_000, 'over 10,000 unknown keys looked up');
+    assert.ok(
+      counter(await api.metrics(), 'floodgate_auth_key_lookups_total', 'result="unknown"') > 10_000,
+      'over 10,000 unknown keys looked up',
+    );
     const after = await api.post({ type: 'after.flood' });
     assert.equal(after.status, 202);
     await after.arrayBuffer();

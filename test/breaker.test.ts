@@ -35,7 +35,8 @@ describe('breaker factory', () => {
   it('exports its state and every transition at zero from the start', async () => {
     const { registry } = breaker();
     assert.ok(await metric(registry, 'floodgate_breaker_state{breaker="test_dep"} 0'));
-    for (const to of ['closed', 'half_open', 'open']) assert.ok(await metric(registry, `floodgate_breaker_transitions_total{breaker="test_dep",to="${to}"} 0`), to);
+    for (const to of ['closed', 'half_open', 'open'])
+      assert.ok(await metric(registry, `floodgate_breaker_transitions_total{breaker="test_dep",to="${to}"} 0`), to);
   });
 
   it('opens after failures and then fails fast without calling', async () => {
@@ -67,9 +68,13 @@ describe('breaker factory', () => {
     assert.equal(await b.fire(async () => 'ok'), 'ok');
   });
 
-  it('does not open on errors that are the caller\'s fault', async () => {
+  it("does not open on errors that are the caller's fault", async () => {
     const { breaker: b } = breaker({ volumeThreshold: 1, isCallerError: (err) => (err as Error).message === 'bad row' });
-    for (let i = 0; i < 5; i++) await assert.rejects(b.fire(() => Promise.reject(new Error('bad row'))), /bad row/);
+    for (let i = 0; i < 5; i++)
+      await assert.rejects(
+        b.fire(() => Promise.reject(new Error('bad row'))),
+        /bad row/,
+      );
     assert.equal(b.state(), 'closed');
   });
 

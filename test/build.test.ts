@@ -13,7 +13,8 @@ const read = (path: string) => readFile(new URL(path, ROOT), 'utf8');
 async function shippedSources(): Promise<string[]> {
   const files: string[] = [];
   for (const dir of SHIPPED) {
-    for (const entry of await readdir(new URL(`${dir}/`, ROOT), { recursive: true })) if (entry.endsWith('.ts')) files.push(`${dir}/${entry}`);
+    for (const entry of await readdir(new URL(`${dir}/`, ROOT), { recursive: true }))
+      if (entry.endsWith('.ts')) files.push(`${dir}/${entry}`);
   }
   return files;
 }

@@ -52,7 +52,16 @@ describe('Business events dashboard against PostgreSQL', () => {
       const v = g.values;
       await env.pool.query(
         `INSERT INTO ${table} (tenant, type, bucket, event_count, value_count, value_sum, value_min, value_max) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)`,
-        [g.tenant, g.type, g.bucket, g.events, v.length, v.reduce((a, b) => a + b, 0), v.length ? Math.min(...v) : null, v.length ? Math.max(...v) : null],
+        [
+          g.tenant,
+          g.type,
+          g.bucket,
+          g.events,
+          v.length,
+          v.reduce((a, b) => a + b, 0),
+          v.length ? Math.min(...v) : null,
+          v.length ? Math.max(...v) : null,
+        ],
       );
     }
   }
@@ -64,7 +73,8 @@ describe('Business events dashboard against PostgreSQL', () => {
     const { rows } = await env.pool.query<{ missing: boolean }>("SELECT to_regclass('rollup_minute') IS NULL AS missing");
     if (rows[0]!.missing) {
       for (const table of ['rollup_minute', 'rollup_hour', 'rollup_day']) {
-        await env.pool.query(`CREATE TABLE ${table} (tenant text NOT NULL, type text NOT NULL, bucket timestamptz NOT NULL, event_count bigint NOT NULL,
+        await env.pool
+          .query(`CREATE TABLE ${table} (tenant text NOT NULL, type text NOT NULL, bucket timestamptz NOT NULL, event_count bigint NOT NULL,
           value_count bigint NOT NULL, value_sum double precision NOT NULL, value_min double precision, value_max double precision, PRIMARY KEY (tenant, bucket, type))`);
       }
     }
@@ -93,10 +103,23 @@ describe('Business events dashboard against PostgreSQL', () => {
   const run = async (query: SqlDashboardQuery, ctx: SqlContext): Promise<any[]> => (await env.pool.query(expandSql(query.sql, ctx))).rows;
 
   it('is one dashboard with a datasource, tenant and type variables, and a query per panel', () => {
-    assert.deepEqual(sqlDashboards().map((d) => d.file), ['business-events.json']);
+    assert.deepEqual(
+      sqlDashboards().map((d) => d.file),
+      ['business-events.json'],
+    );
     assert.deepEqual(
       queries().map((q) => q.panel),
-      ['$tenant', '$type', 'Events in range', 'Value sum in range', 'Types in range', 'Freshness', 'Events per minute by type', 'Value sum per minute by type', 'Top types in range'],
+      [
+        '$tenant',
+        '$type',
+        'Events in range',
+        'Value sum in range',
+        'Types in range',
+        'Freshness',
+        'Events per minute by type',
+        'Value sum per minute by type',
+        'Top types in range',
+      ],
     );
   });
 
@@ -109,9 +132,18 @@ describe('Business events dashboard against PostgreSQL', () => {
   });
 
   it('lists the tenants of the range, and the types of the chosen tenants', async () => {
-    assert.deepEqual((await run(find('$tenant'), context(HOUR))).map((r) => r.tenant), ['acme', 'globex']);
-    assert.deepEqual((await run(find('$type'), context(HOUR))).map((r) => r.type), ['order.created', 'page.view']);
-    assert.deepEqual((await run(find('$type'), context(HOUR, { tenant: ['globex'] }))).map((r) => r.type), ['secret.globex']);
+    assert.deepEqual(
+      (await run(find('$tenant'), context(HOUR))).map((r) => r.tenant),
+      ['acme', 'globex'],
+    );
+    assert.deepEqual(
+      (await run(find('$type'), context(HOUR))).map((r) => r.type),
+      ['order.created', 'page.view'],
+    );
+    assert.deepEqual(
+      (await run(find('$type'), context(HOUR, { tenant: ['globex'] }))).map((r) => r.type),
+      ['secret.globex'],
+    );
   });
 
   it('counts the events and values of the chosen tenant and types only', async () => {
@@ -154,7 +186,15 @@ describe('Business events dashboard against PostgreSQL', () => {
   it('ranks the top types with their share and value statistics', async () => {
     const rows = await run(find('Top types in range'), context(HOUR));
     assert.deepEqual(
-      rows.map((r) => [r.type, Number(r.events), Number(r['share %']), Number(r['with value']), r['value min'], r['value max'], r['value mean']]),
+      rows.map((r) => [
+        r.type,
+        Number(r.events),
+        Number(r['share %']),
+        Number(r['with value']),
+        r['value min'],
+        r['value max'],
+        r['value mean'],
+      ]),
       [
         ['page.view', 60, 92.3, 0, null, null, null],
         ['order.created', 5, 7.7, 5, 5, 30, 72 / 5],

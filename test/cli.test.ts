@@ -10,8 +10,17 @@ import { createApiKey, findApiKey } from '../lib/api-keys.js';
 import { readMigrations } from '../lib/migrate.js';
 import { SCENARIOS } from '../loadtest/scenarios.js';
 import { partitionName } from '../lib/partitions.js';
-import { countEvents, createTestEnv, envVars, eventually, FLOODGATE_COMMAND, freePort, spawnFloodgate, TEST_PG_ADMIN_URL, type TestEnv } from './support.js';
-
+import {
+  countEvents,
+  createTestEnv,
+  envVars,
+  eventually,
+  FLOODGATE_COMMAND,
+  freePort,
+  spawnFloodgate,
+  TEST_PG_ADMIN_URL,
+  type TestEnv,
+} from './support.js';
 
 /** Direct children of `pid`, then theirs: the process tree a supervisor owns. */
 async function descendants(pid: number): Promise<number[]> {
@@ -54,7 +63,9 @@ function spawnGroup(args: string[], vars: Record<string, string>) {
   let output = '';
   child.stdout!.on('data', (d: Buffer) => (output += d.toString()));
   child.stderr!.on('data', (d: Buffer) => (output += d.toString()));
-  const exited = new Promise<{ code: number | null; signal: NodeJS.Signals | null }>((resolve) => child.once('exit', (code, signal) => resolve({ code, signal })));
+  const exited = new Promise<{ code: number | null; signal: NodeJS.Signals | null }>((resolve) =>
+    child.once('exit', (code, signal) => resolve({ code, signal })),
+  );
   return {
     child,
     exited,
@@ -99,7 +110,23 @@ describe('floodgate CLI', () => {
 
   it('exits 2 with the usage on an unknown command, a missing command or bad arguments, before reading config', async () => {
     const brokenConfig = { PORT: 'abc' };
-    for (const args of [['frobnicate'], [], ['keys', 'create'], ['keys', 'create', '--tenant', 'acme', '--priority', 'urgent'], ['keys', 'create', '--tenant', 'acme', '--bogus'], ['keys', 'create', '--tenant', 'acme', '--rate-limit', 'fast'], ['keys', 'create', '--tenant', 'acme', '--burst', '0'], ['keys', 'create', '--tenant', 'acme', '--scopes', 'ingest,root'], ['keys', 'create', '--tenant', 'acme', '--max-priority', 'low', '--priority', 'critical'], ['keys', 'create', '--tenant', 'acme', '--expires-in', '30 days'], ['keys'], ['keys', 'revoke'], ['keys', 'rotate'], ['keys', 'rotate', '1', '--grace', 'soon'], ['migrate', 'now']]) {
+    for (const args of [
+      ['frobnicate'],
+      [],
+      ['keys', 'create'],
+      ['keys', 'create', '--tenant', 'acme', '--priority', 'urgent'],
+      ['keys', 'create', '--tenant', 'acme', '--bogus'],
+      ['keys', 'create', '--tenant', 'acme', '--rate-limit', 'fast'],
+      ['keys', 'create', '--tenant', 'acme', '--burst', '0'],
+      ['keys', 'create', '--tenant', 'acme', '--scopes', 'ingest,root'],
+      ['keys', 'create', '--tenant', 'acme', '--max-priority', 'low', '--priority', 'critical'],
+      ['keys', 'create', '--tenant', 'acme', '--expires-in', '30 days'],
+      ['keys'],
+      ['keys', 'revoke'],
+      ['keys', 'rotate'],
+      ['keys', 'rotate', '1', '--grace', 'soon'],
+      ['migrate', 'now'],
+    ]) {
       const result = await run(args, brokenConfig);
       assert.equal(result.code, 2, `floodgate ${args.join(' ')}: ${result.stderr}`);
       assert.match(result.stderr, /usage: floodgate/);
@@ -116,7 +143,19 @@ describe('floodgate CLI', () => {
       const result = await run(args, {});
       assert.equal(result.code, 0);
       assert.match(result.stdout, /usage: floodgate <command>/);
-      for (const command of ['start', 'api', 'worker', 'migrate', 'keys create', 'keys list', 'keys revoke', 'keys rotate', 'loadtest <scenario>', 'loadtest compare']) assert.ok(result.stdout.includes(command), command);
+      for (const command of [
+        'start',
+        'api',
+        'worker',
+        'migrate',
+        'keys create',
+        'keys list',
+        'keys revoke',
+        'keys rotate',
+        'loadtest <scenario>',
+        'loadtest compare',
+      ])
+        assert.ok(result.stdout.includes(command), command);
     }
   });
 
@@ -127,22 +166,49 @@ describe('floodgate CLI', () => {
     assert.equal(result.stdout, `${version}\n`);
   });
 
-  it('<command> --help prints that command\'s usage and exits 0 for every command, without reading config or connecting', async () => {
+  it("<command> --help prints that command's usage and exits 0 for every command, without reading config or connecting", async () => {
     const brokenConfig = { PORT: 'abc', DATABASE_URL: 'postgres://nobody@127.0.0.1:1/none' };
     const expected: [string[], RegExp[]][] = [
-      [['start', '--help'], [/^usage: floodgate start\n/, /private PostgreSQL and Redis/]],
-      [['api', '--help'], [/^usage: floodgate api\n/, /API_PROCESSES/]],
-      [['worker', '--help'], [/^usage: floodgate worker\n/, /WORKER_METRICS_PORT/]],
-      [['migrate', '-h'], [/^usage: floodgate migrate\n/, /advisory lock/]],
-      [['keys', '--help'], [/^usage: floodgate keys create\|list\|revoke/, /keys revoke <id\|prefix>/]],
-      [['keys', 'create', '--help'], [/^usage: floodgate keys create --tenant NAME/, /--rate-limit PER_SECOND/, /--burst N/, /--admin/, /--priority CLASS/]],
+      [
+        ['start', '--help'],
+        [/^usage: floodgate start\n/, /private PostgreSQL and Redis/],
+      ],
+      [
+        ['api', '--help'],
+        [/^usage: floodgate api\n/, /API_PROCESSES/],
+      ],
+      [
+        ['worker', '--help'],
+        [/^usage: floodgate worker\n/, /WORKER_METRICS_PORT/],
+      ],
+      [
+        ['migrate', '-h'],
+        [/^usage: floodgate migrate\n/, /advisory lock/],
+      ],
+      [
+        ['keys', '--help'],
+        [/^usage: floodgate keys create\|list\|revoke/, /keys revoke <id\|prefix>/],
+      ],
+      [
+        ['keys', 'create', '--help'],
+        [/^usage: floodgate keys create --tenant NAME/, /--rate-limit PER_SECOND/, /--burst N/, /--admin/, /--priority CLASS/],
+      ],
       [['keys', 'create', '--tenant', 'acme', '--help'], [/^usage: floodgate keys create --tenant NAME/]],
       [['keys', 'list', '--help'], [/^usage: floodgate keys list\n/]],
       [['keys', 'revoke', '--help'], [/^usage: floodgate keys revoke <id\|prefix>/]],
-      [['loadtest', '--help'], [/^usage: floodgate loadtest <scenario>/, /^ {2}overload {3}/m, /--retry-share F/, /--no-integrity/]],
+      [
+        ['loadtest', '--help'],
+        [/^usage: floodgate loadtest <scenario>/, /^ {2}overload {3}/m, /--retry-share F/, /--no-integrity/],
+      ],
       [['loadtest', 'smoke', '--help'], [/^usage: floodgate loadtest <scenario>/]],
-      [['loadtest', 'compare', '--help'], [/^usage: floodgate loadtest compare A\.json B\.json/, /--threshold/]],
-      [['tenants', 'set-quota', '--help'], [/^usage: floodgate tenants set-quota TENANT/, /^ {2}--events-per-second N\|none {2,}accepted/m]],
+      [
+        ['loadtest', 'compare', '--help'],
+        [/^usage: floodgate loadtest compare A\.json B\.json/, /--threshold/],
+      ],
+      [
+        ['tenants', 'set-quota', '--help'],
+        [/^usage: floodgate tenants set-quota TENANT/, /^ {2}--events-per-second N\|none {2,}accepted/m],
+      ],
     ];
     for (const [args, patterns] of expected) {
       const result = await run(args, brokenConfig);
@@ -152,13 +218,14 @@ describe('floodgate CLI', () => {
       assert.match(result.stdout, /Exit status: 0 done, 1 failure or invalid configuration, 2 wrong usage\./);
     }
     const scenarios = (await run(['loadtest', '--help'], brokenConfig)).stdout;
-    for (const name of SCENARIOS) assert.match(scenarios, new RegExp(`^ {2}${name} {2,}\\S`, 'm'), `loadtest --help: "${name}" stands apart from its question`);
+    for (const name of SCENARIOS)
+      assert.match(scenarios, new RegExp(`^ {2}${name} {2,}\\S`, 'm'), `loadtest --help: "${name}" stands apart from its question`);
     const viaHelp = await run(['help', 'keys', 'create'], brokenConfig);
     const viaFlag = await run(['keys', 'create', '--help'], brokenConfig);
     assert.equal(viaHelp.stdout, viaFlag.stdout, 'floodgate help keys create = floodgate keys create --help');
   });
 
-  it('a usage mistake in a subcommand prints that subcommand\'s usage', async () => {
+  it("a usage mistake in a subcommand prints that subcommand's usage", async () => {
     const result = await run(['keys', 'create', '--tenant', 'acme', '--bogus'], { PORT: 'abc' });
     assert.equal(result.code, 2);
     assert.match(result.stderr, /^floodgate: Unknown option '--bogus'/);
@@ -179,7 +246,9 @@ describe('floodgate CLI', () => {
     const client = new pg.Client({ connectionString: vars.DATABASE_URL });
     await client.connect();
     try {
-      const { rows } = await client.query<{ version: number; n: string }>('SELECT version, count(*) AS n FROM schema_migrations GROUP BY version ORDER BY version');
+      const { rows } = await client.query<{ version: number; n: string }>(
+        'SELECT version, count(*) AS n FROM schema_migrations GROUP BY version ORDER BY version',
+      );
       assert.deepEqual(
         rows.map((r) => [r.version, Number(r.n)]),
         files.map((m) => [m.version, 1]),
@@ -208,10 +277,25 @@ describe('floodgate CLI', () => {
     const listed = await run(['keys', 'list']);
     assert.equal(listed.code, 0, listed.stderr);
     const [header, ...rows] = listed.stdout.trim().split('\n');
-    assert.deepEqual(header!.split(/\s+/), ['id', 'tenant', 'prefix', 'scopes', 'priority', 'max_priority', 'created', 'expires', 'revoked', 'old_secret_until', 'rate_limit']);
+    assert.deepEqual(header!.split(/\s+/), [
+      'id',
+      'tenant',
+      'prefix',
+      'scopes',
+      'priority',
+      'max_priority',
+      'created',
+      'expires',
+      'revoked',
+      'old_secret_until',
+      'rate_limit',
+    ]);
     const row = rows.map((r) => r.split(/\s+/)).find((cells) => cells[0] === String(grant.keyId));
     assert.ok(row, listed.stdout);
-    assert.deepEqual([row[1], row[3], row[4], row[5], row[7], row[8], row[9], row[10]], ['acme', 'ingest', 'critical', 'critical', '-', '-', '-', 'default']);
+    assert.deepEqual(
+      [row[1], row[3], row[4], row[5], row[7], row[8], row[9], row[10]],
+      ['acme', 'ingest', 'critical', 'critical', '-', '-', '-', 'default'],
+    );
     assert.ok(key.startsWith(row[2]!), 'the prefix is the start of the key');
     assert.ok(!listed.stdout.includes(key), 'the secret is never listed');
 
@@ -219,7 +303,10 @@ describe('floodgate CLI', () => {
     assert.equal(revoked.code, 0, revoked.stderr);
     assert.equal(await findApiKey(env.pool, key), null);
     const relisted = await run(['keys', 'list']);
-    assert.match(relisted.stdout.split('\n').find((l) => l.startsWith(`${grant.keyId} `))!, /\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ\s+-\s+default$/);
+    assert.match(
+      relisted.stdout.split('\n').find((l) => l.startsWith(`${grant.keyId} `))!,
+      /\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ\s+-\s+default$/,
+    );
 
     const twice = await run(['keys', 'revoke', String(grant.keyId)]);
     assert.equal(twice.code, 1);
@@ -228,7 +315,18 @@ describe('floodgate CLI', () => {
     const admin = await run(['keys', 'create', '--tenant', 'ops', '--admin']);
     assert.deepEqual((await findApiKey(env.pool, admin.stdout.trim().split('\n').at(-1)!))?.scopes, ['ingest', 'admin']);
 
-    const scoped = await run(['keys', 'create', '--tenant', 'reader', '--scopes', 'read,admin', '--max-priority', 'low', '--expires-in', '30d']);
+    const scoped = await run([
+      'keys',
+      'create',
+      '--tenant',
+      'reader',
+      '--scopes',
+      'read,admin',
+      '--max-priority',
+      'low',
+      '--expires-in',
+      '30d',
+    ]);
     assert.equal(scoped.code, 0, scoped.stderr);
     const scopedGrant = await findApiKey(env.pool, scoped.stdout.trim().split('\n').at(-1)!);
     assert.deepEqual(scopedGrant?.scopes, ['read', 'admin']);
@@ -236,7 +334,10 @@ describe('floodgate CLI', () => {
     assert.equal(scopedGrant?.defaultPriority, 'low', 'without --priority the default is lowered to the ceiling');
     const days = (scopedGrant.expiresAt!.getTime() - Date.now()) / 86_400_000;
     assert.ok(days > 29.9 && days <= 30, `expires in 30 days, got ${days}`);
-    const scopedRow = (await run(['keys', 'list'])).stdout.split('\n').find((l) => l.startsWith(`${scopedGrant.keyId} `))!.split(/\s+/);
+    const scopedRow = (await run(['keys', 'list'])).stdout
+      .split('\n')
+      .find((l) => l.startsWith(`${scopedGrant.keyId} `))!
+      .split(/\s+/);
     assert.deepEqual([scopedRow[3], scopedRow[4], scopedRow[5]], ['read,admin', 'low', 'low']);
     assert.equal(scopedRow[7], scopedGrant.expiresAt!.toISOString().replace(/\.\d{3}Z$/, 'Z'));
 
@@ -268,7 +369,9 @@ describe('floodgate CLI', () => {
     let response = '';
     socket.on('data', (d: Buffer) => (response += d.toString()));
     await new Promise<void>((r) => socket.once('connect', () => r()));
-    socket.write(`POST /v1/events HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer ${key}\r\nContent-Type: application/json\r\nContent-Length: ${body.length}\r\nConnection: close\r\n\r\n${body.slice(0, 5)}`);
+    socket.write(
+      `POST /v1/events HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer ${key}\r\nContent-Type: application/json\r\nContent-Length: ${body.length}\r\nConnection: close\r\n\r\n${body.slice(0, 5)}`,
+    );
     await new Promise((r) => setTimeout(r, 300));
     const tree = await descendants(api.child.pid!);
     api.ctrlC();
@@ -289,12 +392,25 @@ describe('floodgate CLI', () => {
     const { key } = await createApiKey(env.pool, { tenant: 'started' });
     // The worker holds events for 5 s, so they are still in its hands when Ctrl-C comes right after they are
     // accepted. (Not longer: its blocking read lasts up to FLUSH_INTERVAL_MS, and stopping waits for it.)
-    const start = spawnGroup(['start'], envVars(env, { PORT: String(port), HOST: '127.0.0.1', API_PROCESSES: '2', FLUSH_INTERVAL_MS: '5000', FLUSH_BATCH_EVENTS: '100000', LOG_LEVEL: 'info' }));
+    const start = spawnGroup(
+      ['start'],
+      envVars(env, {
+        PORT: String(port),
+        HOST: '127.0.0.1',
+        API_PROCESSES: '2',
+        FLUSH_INTERVAL_MS: '5000',
+        FLUSH_BATCH_EVENTS: '100000',
+        LOG_LEVEL: 'info',
+      }),
+    );
     groups.push(start);
     await eventually(async () => (await fetch(`${url}/readyz`).catch(() => null))?.status === 200, 'api ready', 40_000);
     const children = async () => {
       const { stdout } = await promisify(execFile)('ps', ['-o', 'pid=,args=', '--ppid', String(start.child.pid)]);
-      return stdout.trim().split('\n').map((l) => ({ pid: Number(l.trim().split(/\s+/)[0]), role: l.trim().split(/\s+/).at(-1) }));
+      return stdout
+        .trim()
+        .split('\n')
+        .map((l) => ({ pid: Number(l.trim().split(/\s+/)[0]), role: l.trim().split(/\s+/).at(-1) }));
     };
     await eventually(async () => (await children()).length === 2, 'api and worker children');
     const worker = (await children()).find((c) => c.role === 'worker')!;

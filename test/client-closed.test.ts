@@ -31,7 +31,9 @@ describe('a client that disconnects mid-body', () => {
   it('is counted as client-closed (499), not as a 500 with a stack in the logs', async () => {
     const socket = connect(api.port, '127.0.0.1');
     await new Promise((resolve) => socket.once('connect', resolve));
-    socket.write(`POST /v1/events HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer ${key}\r\nContent-Type: application/json\r\nContent-Length: 100000\r\n\r\n{"type":"half`);
+    socket.write(
+      `POST /v1/events HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer ${key}\r\nContent-Type: application/json\r\nContent-Length: 100000\r\n\r\n{"type":"half`,
+    );
     // Let the server start reading the body, then go away.
     await new Promise((resolve) => setTimeout(resolve, 200));
     socket.destroy();
@@ -40,6 +42,10 @@ describe('a client that disconnects mid-body', () => {
     const metrics = await api.registry.metrics();
     assert.doesNotMatch(metrics, /status="500"/);
     assert.doesNotMatch(metrics, /code="internal_error"/);
-    assert.deepEqual(logged.filter((l) => Number(l.level) >= 50), [], 'nothing logged as an error');
+    assert.deepEqual(
+      logged.filter((l) => Number(l.level) >= 50),
+      [],
+      'nothing logged as an error',
+    );
   });
 });

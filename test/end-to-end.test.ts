@@ -24,7 +24,11 @@ describe('end to end: HTTP → cluster API → Redis → worker → Postgres', (
     const ids: string[] = [];
     const sends = Array.from({ length: 40 }, async (_, i) => {
       const body = { events: Array.from({ length: 25 }, (_, j) => ({ type: 'e2e', idempotency_key: `k-${i}-${j % 20}`, data: { i, j } })) };
-      const res = await fetch(`${url}/v1/events`, { method: 'POST', headers: { 'content-type': 'application/json', authorization: `Bearer ${key}` }, body: JSON.stringify(body) });
+      const res = await fetch(`${url}/v1/events`, {
+        method: 'POST',
+        headers: { 'content-type': 'application/json', authorization: `Bearer ${key}` },
+        body: JSON.stringify(body),
+      });
       assert.equal(res.status, 202);
       ids.push(...(await json(res)).ids);
     });
@@ -37,15 +41,21 @@ describe('end to end: HTTP → cluster API → Redis → worker → Postgres', (
     });
     assert.equal(retry.status, 202);
     assert.equal(ids.length, 1000);
-    await eventually(async () => (await countEvents(env, 'e2e')) === 800 && (await env.redis.xlen(env.config.streamKey)) === 0, '800 distinct keys stored');
+    await eventually(
+      async () => (await countEvents(env, 'e2e')) === 800 && (await env.redis.xlen(env.config.streamKey)) === 0,
+      '800 distinct keys stored',
+    );
     await new Promise((r) => setTimeout(r, 300));
     assert.equal(await countEvents(env, 'e2e'), 800, 'duplicates never arrive late');
     const { rows } = await env.pool.query<{ id: string }>("SELECT id FROM events WHERE tenant = 'e2e'");
     const answered = new Set(ids);
-    assert.ok(rows.every((r) => answered.has(r.id)), 'every stored id was answered to the client');
+    assert.ok(
+      rows.every((r) => answered.has(r.id)),
+      'every stored id was answered to the client',
+    );
   });
 
-  it('answers one scrape with the whole cluster\'s numbers', async () => {
+  it("answers one scrape with the whole cluster's numbers", async () => {
     const text = await (await fetch(metricsUrl)).text();
     const accepted = /^floodgate_events_accepted_total\{priority="normal",role="api"\} (\d+)/m.exec(text);
     assert.ok(accepted, 'accepted counter present');

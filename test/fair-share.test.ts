@@ -43,7 +43,7 @@ describe('weighted fair shedding', () => {
     run(fair, { a: { normal: 100 }, b: { critical: 10 } }, { normal: 0.5, low: 1 });
     assert.ok(shed(fair, 'a', 'normal') > 0, 'its normal traffic is being shed');
     assert.equal(shed(fair, 'a', 'low'), 1, 'so its first low request is shed too');
-    assert.equal(shed(fair, 'b', 'low'), 0, "a tenant with room left in its share is not");
+    assert.equal(shed(fair, 'b', 'low'), 0, 'a tenant with room left in its share is not');
   });
 
   it('with equal tenants, is the class law: the same probabilities for each, low before normal', () => {

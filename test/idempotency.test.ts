@@ -6,7 +6,16 @@ import { createLogger } from '../lib/logger.js';
 import { createRedis, type Redis } from '../lib/redis.js';
 import { decodeEntry } from '../lib/stream-entry.js';
 import { createFlusher, type Flusher } from '../workers/flusher.js';
-import { createTestEnv, eventually, json, startPrivateRedis, startTestApi, type PrivateRedis, type TestApi, type TestEnv } from './support.js';
+import {
+  createTestEnv,
+  eventually,
+  json,
+  startPrivateRedis,
+  startTestApi,
+  type PrivateRedis,
+  type TestApi,
+  type TestEnv,
+} from './support.js';
 
 /** Events queued on the env's stream so far (in `redis`, the env's own client by default). */
 async function queuedEvents(env: TestEnv, redis: Redis = env.redis): Promise<number> {
@@ -32,7 +41,13 @@ describe('a repeated idempotency key is answered with the id stored first', () =
   before(async () => {
     env = await createTestEnv({ SHED_MODE: 'off' });
     api = await startTestApi(env);
-    flusher = createFlusher({ config: env.config, pool: env.pool, redis: env.redis, logger: createLogger('silent', 'test'), consumerName: 'test' });
+    flusher = createFlusher({
+      config: env.config,
+      pool: env.pool,
+      redis: env.redis,
+      logger: createLogger('silent', 'test'),
+      consumerName: 'test',
+    });
   });
   after(async () => {
     await flusher?.close();
@@ -52,7 +67,9 @@ describe('a repeated idempotency key is answered with the id stored first', () =
 
   it('answers a key repeated within one batch with the id of its first event', async () => {
     const before = await queuedEvents(env);
-    const answered = await ids(await api.post({ events: [{ type: 'a', idempotency_key: 'b-1' }, { type: 'a', idempotency_key: 'b-1' }, { type: 'a' }] }));
+    const answered = await ids(
+      await api.post({ events: [{ type: 'a', idempotency_key: 'b-1' }, { type: 'a', idempotency_key: 'b-1' }, { type: 'a' }] }),
+    );
     assert.equal(answered.length, 3);
     assert.equal(answered[1], answered[0]);
     assert.notEqual(answered[2], answered[0]);
@@ -60,13 +77,20 @@ describe('a repeated idempotency key is answered with the id stored first', () =
   });
 
   it('stores each key once, under the id every answer gave', async () => {
-    const concurrent = await Promise.all(Array.from({ length: 20 }, () => api.post({ type: 'race' }, { 'idempotency-key': 'race-1' }).then(ids)));
+    const concurrent = await Promise.all(
+      Array.from({ length: 20 }, () => api.post({ type: 'race' }, { 'idempotency-key': 'race-1' }).then(ids)),
+    );
     const answered = new Set(concurrent.map(([id]) => id));
     assert.equal(answered.size, 1, 'concurrent repeats all get one id');
     await flusher.start();
-    await eventually(async () => (await storedIds(env, 'race-1')).length === 1 && (await env.redis.xlen(env.config.streamKey)) === 0, 'the key stored');
+    await eventually(
+      async () => (await storedIds(env, 'race-1')).length === 1 && (await env.redis.xlen(env.config.streamKey)) === 0,
+      'the key stored',
+    );
     assert.deepEqual(await storedIds(env, 'race-1'), [...answered]);
-    assert.deepEqual(await storedIds(env, 'order-1'), [(await ids(await api.post({ type: 'order.paid' }, { 'idempotency-key': 'order-1' })))[0]]);
+    assert.deepEqual(await storedIds(env, 'order-1'), [
+      (await ids(await api.post({ type: 'order.paid' }, { 'idempotency-key': 'order-1' })))[0],
+    ]);
   });
 });
 
@@ -87,7 +111,13 @@ describe('the answer to a repeat stays right when Redis forgets', () => {
     await store.set(dedupMarkerKey(env.config.streamKey), oldMarker());
     a = await startTestApi(env);
     b = await startTestApi(env);
-    flusher = createFlusher({ config: env.config, pool: env.pool, redis: store, logger: createLogger('silent', 'test'), consumerName: 'test' });
+    flusher = createFlusher({
+      config: env.config,
+      pool: env.pool,
+      redis: store,
+      logger: createLogger('silent', 'test'),
+      consumerName: 'test',
+    });
   });
   after(async () => {
     await flusher?.close();

@@ -51,7 +51,16 @@ describe('Retry-After policy', () => {
 
 /** A key cache that knows every key, as one tenant's: the early refusal decides only for cached keys. */
 const knownKeys = {
-  peek: () => ({ keyId: 1, tenant: 'acme', defaultPriority: 'normal', scopes: ['ingest'], maxPriority: 'critical', expiresAt: null, rateLimit: { perSecond: null, burst: null } }) satisfies KeyGrant,
+  peek: () =>
+    ({
+      keyId: 1,
+      tenant: 'acme',
+      defaultPriority: 'normal',
+      scopes: ['ingest'],
+      maxPriority: 'critical',
+      expiresAt: null,
+      rateLimit: { perSecond: null, burst: null },
+    }) satisfies KeyGrant,
 } as unknown as KeyResolver;
 
 describe('the early refusal', () => {
@@ -83,11 +92,13 @@ describe('the early refusal', () => {
   });
 
   it('answers exactly as a refusal through Koa: status, headers and body from the error catalogue', async () => {
-    const send = (url: string) => fetch(url, { method: 'POST', headers: { 'x-priority': 'low', 'x-request-id': 'same-id', authorization: 'Bearer k' }, body: '{}' });
+    const send = (url: string) =>
+      fetch(url, { method: 'POST', headers: { 'x-priority': 'low', 'x-request-id': 'same-id', authorization: 'Bearer k' }, body: '{}' });
     const [a, b] = await Promise.all([send(early), send(koa)]);
     assert.equal(a.status, 503);
     assert.equal(a.status, b.status);
-    for (const header of ['content-type', 'retry-after', 'x-request-id', 'content-length']) assert.equal(a.headers.get(header), b.headers.get(header), header);
+    for (const header of ['content-type', 'retry-after', 'x-request-id', 'content-length'])
+      assert.equal(a.headers.get(header), b.headers.get(header), header);
     assert.equal(await a.text(), await b.text());
   });
 });
@@ -96,7 +107,12 @@ describe('request state', () => {
   it('marks a request the early path admitted, so the shedder does not decide it again', () => {
     const admit = { decideEarly: () => null } as unknown as Shedder;
     const shed = createEarlyShed(admit, createApiMetrics(new Registry()), knownKeys);
-    const req = { method: 'POST', url: '/v1/events', headers: { 'x-priority': 'normal' }, rawHeaders: ['X-Priority', 'normal', 'Authorization', 'Bearer k'] } as unknown as IncomingMessage;
+    const req = {
+      method: 'POST',
+      url: '/v1/events',
+      headers: { 'x-priority': 'normal' },
+      rawHeaders: ['X-Priority', 'normal', 'Authorization', 'Bearer k'],
+    } as unknown as IncomingMessage;
     assert.equal(shed(req, {} as ServerResponse), false, 'handed on to Koa');
     assert.equal(admittedEarly.has(req), true);
   });

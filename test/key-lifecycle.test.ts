@@ -39,7 +39,10 @@ describe('revocation, rotation and expiry across two API processes', () => {
     env = await createTestEnv({ AUTH_CACHE_TTL_MS: '3600000' });
     [a, b] = [await startTestApi(env), await startTestApi(env)];
     const channel = keyInvalidationChannel(env.config);
-    await eventually(async () => Number(((await env.redis.pubsub('NUMSUB', channel)) as [string, number])[1]) >= 2, 'both processes subscribed');
+    await eventually(
+      async () => Number(((await env.redis.pubsub('NUMSUB', channel)) as [string, number])[1]) >= 2,
+      'both processes subscribed',
+    );
   });
   after(async () => {
     await a?.close();
@@ -53,7 +56,11 @@ describe('revocation, rotation and expiry across two API processes', () => {
     const revoked = await keys(env, ['revoke', String(id)]);
     assert.equal(revoked.code, 0, revoked.stderr);
     const started = Date.now();
-    await eventually(async () => (await status(a, key)) === 401 && (await status(b, key)) === 401, 'both processes refuse the revoked key', 10_000);
+    await eventually(
+      async () => (await status(a, key)) === 401 && (await status(b, key)) === 401,
+      'both processes refuse the revoked key',
+      10_000,
+    );
     // Reported, not asserted: announcement to refusal.
     console.log(`# revocation seen by both processes after ${Date.now() - started} ms`);
   });
@@ -73,7 +80,10 @@ describe('revocation, rotation and expiry across two API processes', () => {
     assert.equal(newGrant?.expiresAt, null, 'the new secret does not expire');
     assert.deepEqual([await status(a, old), await status(b, old), await status(a, fresh), await status(b, fresh)], [202, 202, 202, 202]);
     const listed = await keys(env, ['list']);
-    assert.match(listed.stdout.split('\n').find((l) => l.startsWith(`${newGrant.keyId} `))!, new RegExp(`${fresh.slice(0, 12)} .*${oldGrant!.expiresAt!.toISOString().slice(0, 16)}`));
+    assert.match(
+      listed.stdout.split('\n').find((l) => l.startsWith(`${newGrant.keyId} `))!,
+      new RegExp(`${fresh.slice(0, 12)} .*${oldGrant!.expiresAt!.toISOString().slice(0, 16)}`),
+    );
   });
 
   it('keys rotate --grace 0: the old secret is refused at once by both processes, the new one works', async () => {
@@ -82,7 +92,11 @@ describe('revocation, rotation and expiry across two API processes', () => {
     const rotated = await keys(env, ['rotate', String(id), '--grace', '0']);
     assert.equal(rotated.code, 0, rotated.stderr);
     const fresh = lastLine(rotated.stdout);
-    await eventually(async () => (await status(a, old)) === 401 && (await status(b, old)) === 401, 'both processes refuse the old secret', 10_000);
+    await eventually(
+      async () => (await status(a, old)) === 401 && (await status(b, old)) === 401,
+      'both processes refuse the old secret',
+      10_000,
+    );
     assert.deepEqual([await status(a, fresh), await status(b, fresh)], [202, 202]);
   });
 
@@ -92,7 +106,10 @@ describe('revocation, rotation and expiry across two API processes', () => {
     assert.equal(rotated.code, 0, rotated.stderr);
     const { key: shortLived } = await createApiKey(env.pool, { tenant: 'brief', expiresInMs: 2000 });
     assert.deepEqual([await status(a, old), await status(a, shortLived)], [202, 202]);
-    const until = Math.max((await findApiKey(env.pool, old))!.expiresAt!.getTime(), (await findApiKey(env.pool, shortLived))!.expiresAt!.getTime());
+    const until = Math.max(
+      (await findApiKey(env.pool, old))!.expiresAt!.getTime(),
+      (await findApiKey(env.pool, shortLived))!.expiresAt!.getTime(),
+    );
     await new Promise((r) => setTimeout(r, until - Date.now() + 50));
     assert.deepEqual([await status(a, old), await status(a, shortLived)], [401, 401]);
     assert.equal(await status(a, lastLine(rotated.stdout)), 202);

@@ -9,7 +9,12 @@ describe('latency window', () => {
     for (let i = 1; i <= 10_000; i++) w.record(i / 100); // 0.01 … 100 ms, uniform
     const s = w.snapshot(10);
     assert.equal(s.count, 10_000);
-    for (const [got, want] of [[s.p50, 50], [s.p90, 90], [s.p99, 99], [s.p999, 99.9]] as const) {
+    for (const [got, want] of [
+      [s.p50, 50],
+      [s.p90, 90],
+      [s.p99, 99],
+      [s.p999, 99.9],
+    ] as const) {
       assert.ok(Math.abs(got - want) / want <= 0.0625, `got ${got}, want ≈ ${want}`);
     }
     assert.ok(s.max >= 100 && s.max <= 106.25);

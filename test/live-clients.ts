@@ -62,9 +62,16 @@ export class LiveRefused extends Error {
 }
 
 /** Opens `GET <path>` as Server-Sent Events; resolves once the 200 headers arrived (the subscription is live). */
-export function openSse(baseUrl: string, key: string | undefined, path = '/v1/events/live', headers: Record<string, string> = {}): Promise<LiveClient> {
+export function openSse(
+  baseUrl: string,
+  key: string | undefined,
+  path = '/v1/events/live',
+  headers: Record<string, string> = {},
+): Promise<LiveClient> {
   return new Promise((resolve, reject) => {
-    const req = request(`${baseUrl}${path}`, { headers: { accept: 'text/event-stream', ...(key ? { authorization: `Bearer ${key}` } : {}), ...headers } });
+    const req = request(`${baseUrl}${path}`, {
+      headers: { accept: 'text/event-stream', ...(key ? { authorization: `Bearer ${key}` } : {}), ...headers },
+    });
     req.once('error', reject);
     req.once('response', (res: IncomingMessage) => {
       if (res.statusCode !== 200) {
@@ -121,7 +128,8 @@ export function openWs(baseUrl: string, key: string | undefined, query = ''): Pr
     const ws = new WebSocket(url, {
       headers: key ? { authorization: `Bearer ${key}` } : {},
       // Our own socket, so that a test can stop reading from it like a slow client.
-      createConnection: ((options: { host: string; port: number }) => (socket = connect({ host: options.host, port: Number(options.port) }))) as unknown as typeof connect,
+      createConnection: ((options: { host: string; port: number }) =>
+        (socket = connect({ host: options.host, port: Number(options.port) }))) as unknown as typeof connect,
     });
     ws.once('unexpected-response', (_req, res) => {
       let body = '';

@@ -13,7 +13,11 @@ describe('live view on `floodgate api` with two processes and `floodgate worker`
   const clients: LiveClient[] = [];
 
   const post = async (events: Record<string, unknown>[]) => {
-    const res = await fetch(`${url}/v1/events`, { method: 'POST', headers: { 'content-type': 'application/json', authorization: `Bearer ${key}` }, body: JSON.stringify({ events }) });
+    const res = await fetch(`${url}/v1/events`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json', authorization: `Bearer ${key}` },
+      body: JSON.stringify({ events }),
+    });
     assert.equal(res.status, 202);
     return (await json(res)).ids as string[];
   };
@@ -36,12 +40,23 @@ describe('live view on `floodgate api` with two processes and `floodgate worker`
     for (let i = 0; i < 4; i++) clients.push(await openSse(url, key), await openWs(url, key));
     // The primary asks every process for its metrics; on a busy machine one answer may come too late: ask again.
     let text = '';
-    await eventually(async () => !(text = await (await fetch(metricsUrl)).text()).startsWith('metrics collection failed'), 'a cluster scrape');
-    assert.match(text, /^floodgate_live_connections\{protocol="sse",role="api"\} 4$/m, 'the cluster counts the connections of both processes');
+    await eventually(
+      async () => !(text = await (await fetch(metricsUrl)).text()).startsWith('metrics collection failed'),
+      'a cluster scrape',
+    );
+    assert.match(
+      text,
+      /^floodgate_live_connections\{protocol="sse",role="api"\} 4$/m,
+      'the cluster counts the connections of both processes',
+    );
     assert.match(text, /^floodgate_live_connections\{protocol="ws",role="api"\} 4$/m);
 
     const first = await post([{ type: 'c.one' }, { type: 'c.two' }]);
-    for (const c of clients) assert.deepEqual((await c.waitForEvents(2)).map((r) => r.event.id), first);
+    for (const c of clients)
+      assert.deepEqual(
+        (await c.waitForEvents(2)).map((r) => r.event.id),
+        first,
+      );
 
     // Each client leaves after the first event and comes back: its new connection may land on the other process.
     const cursors = clients.map((c) => c.events[0]!.id);
@@ -53,11 +68,17 @@ describe('live view on `floodgate api` with two processes and `floodgate worker`
     const live = await post([{ type: 'c.four' }]);
     await watcher.waitForEvents(1);
     const resumed = await Promise.all(
-      cursors.map((cursor, i) => (i % 2 === 0 ? openSse(url, key, '/v1/events/live', { 'last-event-id': cursor }) : openWs(url, key, `?last_event_id=${cursor}`))),
+      cursors.map((cursor, i) =>
+        i % 2 === 0 ? openSse(url, key, '/v1/events/live', { 'last-event-id': cursor }) : openWs(url, key, `?last_event_id=${cursor}`),
+      ),
     );
     clients.push(...resumed);
     const expected = [first[1]!, ...missed, ...live];
-    for (const c of resumed) assert.deepEqual((await c.waitForEvents(expected.length)).map((r) => r.event.id), expected);
+    for (const c of resumed)
+      assert.deepEqual(
+        (await c.waitForEvents(expected.length)).map((r) => r.event.id),
+        expected,
+      );
     for (const c of resumed) assert.deepEqual(c.gaps, []);
   });
 

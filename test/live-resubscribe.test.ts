@@ -64,8 +64,11 @@ describe('live view: a lost Redis subscription', () => {
     await ws.waitForEvents(3);
 
     // Cut the API's subscription and keep it out (no room for a new client) while a batch is published.
-    const subscribers = async () => Number(((await client.pubsub('NUMSUB', `${env.config.streamKey}:live:channel:acme`)) as [string, number])[1]);
-    const clientList = String(await client.call('CLIENT', 'LIST')).trim().split('\n');
+    const subscribers = async () =>
+      Number(((await client.pubsub('NUMSUB', `${env.config.streamKey}:live:channel:acme`)) as [string, number])[1]);
+    const clientList = String(await client.call('CLIENT', 'LIST'))
+      .trim()
+      .split('\n');
     const live = clientList.filter((line) => line.includes(` name=${LIVE_CONNECTION_NAME} `));
     assert.equal(live.length, 1, 'one subscription connection for all the connections of the process');
     await client.config('SET', 'maxclients', String(clientList.length - 1));
@@ -83,7 +86,10 @@ describe('live view: a lost Redis subscription', () => {
     publisher.onCommitted(later.entries, { inserted: 2, duplicates: 0 });
     const expected = [...first.ids, ...during.ids, ...later.ids];
     for (const c of [sse, ws]) {
-      assert.deepEqual((await c.waitForEvents(expected.length)).map((r) => r.event.id), expected);
+      assert.deepEqual(
+        (await c.waitForEvents(expected.length)).map((r) => r.event.id),
+        expected,
+      );
     }
     await new Promise((r) => setTimeout(r, 200));
     assert.equal(sse.events.length, expected.length, 'no repeats');

@@ -21,8 +21,22 @@ interface TestWorker {
 async function startWorker(env: TestEnv, name: string): Promise<TestWorker> {
   const registry = new Registry();
   const logger = createLogger('silent', 'worker-test');
-  const publisher = createLivePublisher({ redis: env.redis, pool: env.pool, streamKey: env.config.streamKey, resumeWindowMs: env.config.liveResumeWindowMs, logger, registry });
-  const flusher = createFlusher({ config: env.config, pool: env.pool, redis: env.redis, logger, consumerName: name, onCommitted: publisher.onCommitted });
+  const publisher = createLivePublisher({
+    redis: env.redis,
+    pool: env.pool,
+    streamKey: env.config.streamKey,
+    resumeWindowMs: env.config.liveResumeWindowMs,
+    logger,
+    registry,
+  });
+  const flusher = createFlusher({
+    config: env.config,
+    pool: env.pool,
+    redis: env.redis,
+    logger,
+    consumerName: name,
+    onCommitted: publisher.onCommitted,
+  });
   await flusher.start();
   return {
     flusher,
@@ -79,12 +93,18 @@ describe('live view: GET /v1/events/live over SSE and WebSocket', () => {
     await worker?.close();
     worker = undefined;
     const sse = track(await openSse(api.url, readKey));
-    const ids = await post([{ type: 'order.created', value: 12.5, data: { n: 1 } }, { type: 'order.paid', source: 'web' }]);
+    const ids = await post([
+      { type: 'order.created', value: 12.5, data: { n: 1 } },
+      { type: 'order.paid', source: 'web' },
+    ]);
     await sleep(400);
     assert.equal(sse.events.length, 0, 'accepted but not yet durable: nothing is streamed');
     await ensureWorker();
     const received = await sse.waitForEvents(2);
-    assert.deepEqual(received.map((r) => r.event.id), ids);
+    assert.deepEqual(
+      received.map((r) => r.event.id),
+      ids,
+    );
     const { rows } = await env.pool.query<{ n: string }>('SELECT count(*) AS n FROM events WHERE id = ANY($1::uuid[])', [ids]);
     assert.equal(Number(rows[0]!.n), 2, 'streamed events are in Postgres');
     const first = received[0]!.event;
@@ -101,7 +121,14 @@ describe('live view: GET /v1/events/live over SSE and WebSocket', () => {
     await ensureWorker();
     const sse = track(await openSse(api.url, readKey, '/v1/events/live?type=escape.test'));
     const data = { s: 'line\nbreak\t"quoted" \\ back', u: 'é☃😀', n: [1.5, -0, 1e21, null, true], o: {} };
-    const sent = { type: 'escape.test', source: 'a\tb\\c\nd', idempotency_key: 'k\\1', value: -0.000123, data, timestamp: new Date(Math.floor(Date.now() / 1000) * 1000 - 3_600_000 + 678).toISOString() };
+    const sent = {
+      type: 'escape.test',
+      source: 'a\tb\\c\nd',
+      idempotency_key: 'k\\1',
+      value: -0.000123,
+      data,
+      timestamp: new Date(Math.floor(Date.now() / 1000) * 1000 - 3_600_000 + 678).toISOString(),
+    };
     const [id] = await post([sent]);
     const [received] = await sse.waitForEvents(1);
     const { rows } = await env.pool.query('SELECT source, idempotency_key, value, data, occurred_at FROM events WHERE id = $1', [id]);
@@ -130,7 +157,10 @@ describe('live view: GET /v1/events/live over SSE and WebSocket', () => {
     assert.equal(ws.events.length, 0, 'accepted but not yet durable: nothing is sent');
     await ensureWorker();
     const received = await ws.waitForEvents(2);
-    assert.deepEqual(received.map((r) => r.event.id), ids);
+    assert.deepEqual(
+      received.map((r) => r.event.id),
+      ids,
+    );
     assert.deepEqual(received[1]!.event.data, { deep: { a: [1, 2] } });
   });
 
@@ -138,7 +168,14 @@ describe('live view: GET /v1/events/live over SSE and WebSocket', () => {
     await ensureWorker();
     const sse = track(await openSse(api.url, readKey, '/v1/events/live?type=order.created&type=user.*'));
     const ws = track(await openWs(api.url, readKey, '?type=order.created,user.*'));
-    await post([{ type: 'order.created' }, { type: 'order.paid' }, { type: 'user.signup' }, { type: 'user.login' }, { type: 'users' }, { type: 'order.created.v2' }]);
+    await post([
+      { type: 'order.created' },
+      { type: 'order.paid' },
+      { type: 'user.signup' },
+      { type: 'user.login' },
+      { type: 'users' },
+      { type: 'order.created.v2' },
+    ]);
     await post([{ type: 'fence' }]);
     // The fence is filtered out too; wait until the unfiltered stream has seen it, then compare.
     const all = track(await openSse(api.url, readKey));
@@ -147,7 +184,11 @@ describe('live view: GET /v1/events/live over SSE and WebSocket', () => {
     await sse.waitForEvents(3);
     await ws.waitForEvents(3);
     await sleep(200);
-    for (const c of [sse, ws]) assert.deepEqual(c.events.map((r) => r.event.type), ['order.created', 'user.signup', 'user.login']);
+    for (const c of [sse, ws])
+      assert.deepEqual(
+        c.events.map((r) => r.event.type),
+        ['order.created', 'user.signup', 'user.login'],
+      );
   });
 
   it('refuses malformed filters and resume ids with 400', async () => {
@@ -168,21 +209,35 @@ describe('live view: GET /v1/events/live over SSE and WebSocket', () => {
   });
 
   it('requires an API key with the read scope on both protocols', async () => {
-    await assert.rejects(openSse(api.url, undefined), (err: LiveRefused) => err.status === 401 && JSON.parse(err.body).error === 'unauthorized');
-    await assert.rejects(openWs(api.url, undefined), (err: WsRefused) => err.status === 401 && JSON.parse(err.body).error === 'unauthorized');
+    await assert.rejects(
+      openSse(api.url, undefined),
+      (err: LiveRefused) => err.status === 401 && JSON.parse(err.body).error === 'unauthorized',
+    );
+    await assert.rejects(
+      openWs(api.url, undefined),
+      (err: WsRefused) => err.status === 401 && JSON.parse(err.body).error === 'unauthorized',
+    );
     // The ingest-only key of the same tenant.
     await assert.rejects(openSse(api.url, api.key), (err: LiveRefused) => err.status === 403 && JSON.parse(err.body).error === 'forbidden');
     await assert.rejects(openWs(api.url, api.key), (err: WsRefused) => err.status === 403 && JSON.parse(err.body).error === 'forbidden');
   });
 
-  it('never shows a tenant another tenant\'s events', async () => {
+  it("never shows a tenant another tenant's events", async () => {
     await ensureWorker();
     const acme = [track(await openSse(api.url, readKey)), track(await openWs(api.url, readKey))];
     const globex = [track(await openSse(api.url, otherKey)), track(await openWs(api.url, otherKey))];
     const acmeIds = await post([{ type: 'secret.acme' }, { type: 'secret.acme' }]);
     const globexIds = await post([{ type: 'secret.globex' }], otherKey);
-    for (const c of acme) assert.deepEqual((await c.waitForEvents(2)).map((r) => r.event.id), acmeIds);
-    for (const c of globex) assert.deepEqual((await c.waitForEvents(1)).map((r) => r.event.id), globexIds);
+    for (const c of acme)
+      assert.deepEqual(
+        (await c.waitForEvents(2)).map((r) => r.event.id),
+        acmeIds,
+      );
+    for (const c of globex)
+      assert.deepEqual(
+        (await c.waitForEvents(1)).map((r) => r.event.id),
+        globexIds,
+      );
     await post([{ type: 'fence' }]);
     await post([{ type: 'fence' }], otherKey);
     // Each connection sees its own tenant's fence: anything of the other tenant would have come before it.
@@ -201,7 +256,10 @@ describe('live view: GET /v1/events/live over SSE and WebSocket', () => {
     await post([{ type: 'dup.fence' }]);
     await ensureWorker();
     await eventually(async () => sse.events.some((r) => r.event.type === 'dup.fence'), 'the fence');
-    assert.deepEqual(sse.events.filter((r) => r.event.type === 'dup.once').map((r) => r.event.id), [firstId]);
+    assert.deepEqual(
+      sse.events.filter((r) => r.event.type === 'dup.once').map((r) => r.event.id),
+      [firstId],
+    );
   });
 
   it('resumes after Last-Event-ID (SSE) and last_event_id (WebSocket) without gaps or repeats', async () => {
@@ -229,8 +287,14 @@ describe('live view: GET /v1/events/live over SSE and WebSocket', () => {
     const after = await post([{ type: 'resume.g' }]);
     const expectSse = [before[1]!, ...missed, ...live, ...after];
     const expectWs = [...missed, ...live, ...after];
-    assert.deepEqual((await sse2.waitForEvents(expectSse.length)).map((r) => r.event.id), expectSse);
-    assert.deepEqual((await ws2.waitForEvents(expectWs.length)).map((r) => r.event.id), expectWs);
+    assert.deepEqual(
+      (await sse2.waitForEvents(expectSse.length)).map((r) => r.event.id),
+      expectSse,
+    );
+    assert.deepEqual(
+      (await ws2.waitForEvents(expectWs.length)).map((r) => r.event.id),
+      expectWs,
+    );
     await sleep(200);
     assert.equal(sse2.events.length, expectSse.length, 'no repeats');
     assert.equal(ws2.events.length, expectWs.length, 'no repeats');
@@ -243,12 +307,20 @@ describe('live view: GET /v1/events/live over SSE and WebSocket', () => {
     const sse = track(await openSse(api.url, readKey, '/v1/events/live?type=old.*', { 'last-event-id': '1000-0-0' }));
     await eventually(async () => sse.gaps.length === 1, 'a gap notice');
     const ids = await post([{ type: 'old.after' }]);
-    assert.deepEqual((await sse.waitForEvents(1)).map((r) => r.event.id), ids, 'and goes on live');
+    assert.deepEqual(
+      (await sse.waitForEvents(1)).map((r) => r.event.id),
+      ids,
+      'and goes on live',
+    );
   });
 
   it('holds one Redis subscription per process, whatever the number of connections', async () => {
     await ensureWorker();
-    const many = await Promise.all(Array.from({ length: 40 }, (_, i) => (i % 2 ? openWs(api.url, readKey, '?type=none.*') : openSse(api.url, readKey, '/v1/events/live?type=none.*'))));
+    const many = await Promise.all(
+      Array.from({ length: 40 }, (_, i) =>
+        i % 2 ? openWs(api.url, readKey, '?type=none.*') : openSse(api.url, readKey, '/v1/events/live?type=none.*'),
+      ),
+    );
     many.forEach(track);
     const channel = liveKeys(env.config.streamKey).channel('acme');
     const [, subscribers] = (await env.redis.pubsub('NUMSUB', channel)) as [string, number];
@@ -267,7 +339,10 @@ describe('live view: GET /v1/events/live over SSE and WebSocket', () => {
     const publishedBefore = sample(await worker!.registry.metrics(), 'floodgate_live_published_events_total');
     const res = await api.post({ events: [{ type: 'quiet' }, { type: 'quiet' }] }, { authorization: `Bearer ${key}` });
     assert.equal(res.status, 202);
-    await eventually(async () => (await env.pool.query("SELECT 1 FROM events WHERE tenant = 'unwatched'")).rowCount === 2, 'unwatched events stored');
+    await eventually(
+      async () => (await env.pool.query("SELECT 1 FROM events WHERE tenant = 'unwatched'")).rowCount === 2,
+      'unwatched events stored',
+    );
     await eventually(async () => worker!.publisher.pending() === 0, 'publisher idle');
     assert.equal(await env.redis.exists(keys.log('unwatched')), 0, 'no resume log for a tenant nobody watches');
     assert.equal(sample(await worker!.registry.metrics(), 'floodgate_live_published_events_total'), publishedBefore);
@@ -329,7 +404,10 @@ describe('live view: GET /v1/events/live over SSE and WebSocket', () => {
   it('has no live route with LIVE_ENABLED=false', async () => {
     const off = await startTestApi(env, { liveEnabled: false });
     try {
-      await assert.rejects(openSse(off.url, readKey), (err: LiveRefused) => err.status === 404 && JSON.parse(err.body).error === 'not_found');
+      await assert.rejects(
+        openSse(off.url, readKey),
+        (err: LiveRefused) => err.status === 404 && JSON.parse(err.body).error === 'not_found',
+      );
       await assert.rejects(openWs(off.url, readKey), (err: WsRefused) => err.status === 404);
     } finally {
       await off.close();

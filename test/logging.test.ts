@@ -56,14 +56,24 @@ describe('log output', () => {
     const log = captureLog();
     const logger = createLogger('info', 'test', log.stream);
     const pgError = Object.assign(new Error('relation "events" does not exist'), { code: '42P01' });
-    logger.error({ err: new Error('batch write failed', { cause: pgError }), cause: new Error('redis timed out'), errors: [new Error('a'), new Error('b')] }, 'x');
+    logger.error(
+      {
+        err: new Error('batch write failed', { cause: pgError }),
+        cause: new Error('redis timed out'),
+        errors: [new Error('a'), new Error('b')],
+      },
+      'x',
+    );
     const [record] = log.records();
     assert.equal(record.err.message, 'batch write failed');
     assert.equal(record.err.cause.message, 'relation "events" does not exist');
     assert.equal(record.err.cause.code, '42P01');
     assert.match(record.err.stack, /batch write failed/);
     assert.equal(record.cause.message, 'redis timed out');
-    assert.deepEqual(record.errors.map((e: { message: string }) => e.message), ['a', 'b']);
+    assert.deepEqual(
+      record.errors.map((e: { message: string }) => e.message),
+      ['a', 'b'],
+    );
   });
 });
 
@@ -97,7 +107,12 @@ describe('log output of the API when a critical request can be stored neither in
     await env.pool.query('ALTER TABLE events RENAME TO events_elsewhere');
     const res = await fetch(`${url}/v1/events`, {
       method: 'POST',
-      headers: { 'content-type': 'application/json', authorization: `Bearer ${key}`, 'x-priority': 'critical', 'x-request-id': 'log-test-1' },
+      headers: {
+        'content-type': 'application/json',
+        authorization: `Bearer ${key}`,
+        'x-priority': 'critical',
+        'x-request-id': 'log-test-1',
+      },
       body: JSON.stringify({ type: 'order.paid' }),
     });
     assert.equal(res.status, 503);

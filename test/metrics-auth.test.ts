@@ -70,7 +70,13 @@ describe('metrics endpoints: their own bind address and an optional token', () =
     const [port, metricsPort] = [await freePort(), await freePort()];
     api = await spawnFloodgate(
       ['api'],
-      envVars(env, { PORT: String(port), HOST: '0.0.0.0', API_PROCESSES: '2', METRICS_PORT: String(metricsPort), METRICS_TOKEN: 'api-secret' }),
+      envVars(env, {
+        PORT: String(port),
+        HOST: '0.0.0.0',
+        API_PROCESSES: '2',
+        METRICS_PORT: String(metricsPort),
+        METRICS_TOKEN: 'api-secret',
+      }),
     );
     await eventually(async () => (await fetch(`http://127.0.0.1:${port}/readyz`).catch(() => null))?.status === 200, 'api ready', 30_000);
     await eventually(async () => (await scrape('127.0.0.1', metricsPort, 'api-secret')) === 200, 'metrics endpoint up');

@@ -22,8 +22,14 @@ describe('API metrics, on and off', () => {
     assert.equal((await on.post({ type: 'signup' }, { 'x-priority': 'low' })).status, 202);
     assert.equal((await fetch(`${on.url}/healthz`)).status, 200);
     const text = await on.metrics();
-    assert.match(text, /floodgate_http_request_duration_seconds_count\{[^}]*route="\/v1\/events"[^}]*status="202"[^}]*priority="critical"[^}]*\} 1/);
-    assert.match(text, /floodgate_http_request_duration_seconds_count\{[^}]*route="\/v1\/events"[^}]*status="202"[^}]*priority="low"[^}]*\} 1/);
+    assert.match(
+      text,
+      /floodgate_http_request_duration_seconds_count\{[^}]*route="\/v1\/events"[^}]*status="202"[^}]*priority="critical"[^}]*\} 1/,
+    );
+    assert.match(
+      text,
+      /floodgate_http_request_duration_seconds_count\{[^}]*route="\/v1\/events"[^}]*status="202"[^}]*priority="low"[^}]*\} 1/,
+    );
     assert.match(text, /floodgate_http_request_duration_seconds_count\{[^}]*route="\/healthz"[^}]*priority="none"[^}]*\} 1/);
   });
 

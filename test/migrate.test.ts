@@ -26,7 +26,10 @@ describe('migrations are checksummed: an edited applied migration stops migrate'
     const name = `floodgate_test_migrate_${randomUUID().replace(/-/g, '').slice(0, 12)}`;
     await admin.query(`CREATE DATABASE ${name}`);
     databases.push(name);
-    pool = createPool(Object.assign(new URL(TEST_PG_ADMIN_URL), { pathname: `/${name}` }).href, { max: 2, applicationName: 'floodgate-test' });
+    pool = createPool(Object.assign(new URL(TEST_PG_ADMIN_URL), { pathname: `/${name}` }).href, {
+      max: 2,
+      applicationName: 'floodgate-test',
+    });
     if (dir) await rm(dir, { recursive: true, force: true });
     dir = await mkdtemp(join(tmpdir(), 'floodgate-migrations-'));
     await cp(MIGRATIONS_DIR, dir, { recursive: true });
@@ -40,16 +43,25 @@ describe('migrations are checksummed: an edited applied migration stops migrate'
   });
 
   const recorded = async () =>
-    (await pool.query<{ version: number; name: string; checksum: string | null }>('SELECT version, name, checksum FROM schema_migrations ORDER BY version')).rows;
+    (
+      await pool.query<{ version: number; name: string; checksum: string | null }>(
+        'SELECT version, name, checksum FROM schema_migrations ORDER BY version',
+      )
+    ).rows;
 
   it('records the sha256 of each migration file it applies', async () => {
     const applied = await migrate(pool, await readMigrations(dir));
     const files = await readMigrations(dir);
-    assert.deepEqual(applied, files.map((m) => m.version));
+    assert.deepEqual(
+      applied,
+      files.map((m) => m.version),
+    );
     const rows = await recorded();
     assert.equal(rows.length, files.length);
     for (const [i, file] of files.entries()) {
-      const sha = createHash('sha256').update(await readFile(join(dir, file.name))).digest('hex');
+      const sha = createHash('sha256')
+        .update(await readFile(join(dir, file.name)))
+        .digest('hex');
       assert.deepEqual(rows[i], { version: file.version, name: file.name, checksum: sha });
     }
     assert.deepEqual(await migrate(pool, await readMigrations(dir)), [], 'a second run finds nothing to do and no edit');
@@ -67,7 +79,11 @@ describe('migrations are checksummed: an edited applied migration stops migrate'
       assert.match(err.message, /put the change in a new numbered migration/);
       return true;
     });
-    assert.equal((await recorded()).some((r) => r.version === 900), false, 'the new migration was not applied');
+    assert.equal(
+      (await recorded()).some((r) => r.version === 900),
+      false,
+      'the new migration was not applied',
+    );
     const exists = await pool.query("SELECT to_regclass('next_thing') AS t");
     assert.equal(exists.rows[0].t, null);
   });
@@ -90,7 +106,9 @@ describe('migrations are checksummed: an edited applied migration stops migrate'
     const client = await pool.connect();
     try {
       // The bookkeeping as it was: no checksum column; every shipped migration applied.
-      await client.query('CREATE TABLE schema_migrations (version int PRIMARY KEY, name text NOT NULL, applied_at timestamptz NOT NULL DEFAULT now())');
+      await client.query(
+        'CREATE TABLE schema_migrations (version int PRIMARY KEY, name text NOT NULL, applied_at timestamptz NOT NULL DEFAULT now())',
+      );
       for (const m of files) {
         await client.query(m.sql);
         await client.query('INSERT INTO schema_migrations (version, name) VALUES ($1, $2)', [m.version, m.name]);
@@ -99,7 +117,10 @@ describe('migrations are checksummed: an edited applied migration stops migrate'
       client.release();
     }
     assert.deepEqual(await migrate(pool, files), []);
-    assert.deepEqual((await recorded()).map((r) => r.checksum), files.map((m) => m.checksum));
+    assert.deepEqual(
+      (await recorded()).map((r) => r.checksum),
+      files.map((m) => m.checksum),
+    );
     await appendFile(join(dir, files.at(-1)!.name), '\n-- edited later\n');
     await assert.rejects(migrate(pool, await readMigrations(dir)), EditedMigrationError);
   });

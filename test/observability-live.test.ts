@@ -48,7 +48,10 @@ describe('dashboards and recording rules against a real Prometheus scraping a lo
     env = await createTestEnv({}, pgAdminUrl);
     await env.pool.query('CREATE EXTENSION pg_stat_statements');
     const [port, metricsPort, workerMetricsPort, promPort] = [await freePort(), await freePort(), await freePort(), await freePort()];
-    api = await spawnFloodgate(['api'], envVars(env, { PORT: String(port), HOST: '127.0.0.1', API_PROCESSES: '2', METRICS_PORT: String(metricsPort) }));
+    api = await spawnFloodgate(
+      ['api'],
+      envVars(env, { PORT: String(port), HOST: '127.0.0.1', API_PROCESSES: '2', METRICS_PORT: String(metricsPort) }),
+    );
     worker = await spawnFloodgate(['worker'], envVars(env, { HOST: '127.0.0.1', WORKER_METRICS_PORT: String(workerMetricsPort) }));
     const url = `http://127.0.0.1:${port}`;
     await eventually(async () => (await fetch(`${url}/readyz`).catch(() => null))?.status === 200, 'api ready', 30_000);
@@ -64,9 +67,17 @@ describe('dashboards and recording rules against a real Prometheus scraping a lo
         `  - job_name: floodgate-worker\n    static_configs: [{ targets: ['127.0.0.1:${workerMetricsPort}'] }]`,
       ].join('\n'),
     );
-    prometheus = spawn('prometheus', [`--config.file=${join(dir, 'prometheus.yml')}`, `--storage.tsdb.path=${join(dir, 'data')}`, `--web.listen-address=127.0.0.1:${promPort}`], {
-      stdio: 'ignore',
-    });
+    prometheus = spawn(
+      'prometheus',
+      [
+        `--config.file=${join(dir, 'prometheus.yml')}`,
+        `--storage.tsdb.path=${join(dir, 'data')}`,
+        `--web.listen-address=127.0.0.1:${promPort}`,
+      ],
+      {
+        stdio: 'ignore',
+      },
+    );
     prometheus.once('error', (err) => assert.fail(`prometheus could not start: ${err.message} (apt-get install prometheus)`));
     promUrl = `http://127.0.0.1:${promPort}`;
 
@@ -78,7 +89,11 @@ describe('dashboards and recording rules against a real Prometheus scraping a lo
     while (Date.now() < deadline) {
       const priority = ['critical', 'normal', 'low'][i % 3]!;
       await Promise.all([
-        fetch(`${url}/v1/events`, { method: 'POST', headers: headers(priority), body: JSON.stringify({ events: [{ type: 'seen', idempotency_key: `k${i % 50}` }, { type: 'bad type' }] }) }),
+        fetch(`${url}/v1/events`, {
+          method: 'POST',
+          headers: headers(priority),
+          body: JSON.stringify({ events: [{ type: 'seen', idempotency_key: `k${i % 50}` }, { type: 'bad type' }] }),
+        }),
         fetch(`${url}/v1/events`, { method: 'POST', headers: headers(priority), body: JSON.stringify({ type: 'single', data: { i } }) }),
         fetch(`${url}/v1/events`, { method: 'POST', headers: headers(priority), body: '{"type":' }),
         fetch(`${url}/v1/nope`),
@@ -86,17 +101,25 @@ describe('dashboards and recording rules against a real Prometheus scraping a lo
       i++;
       await new Promise((r) => setTimeout(r, 20));
     }
-    await eventually(async () => {
-      const res = await fetch(`${promUrl}/api/v1/query?query=${encodeURIComponent('count(up == 1)')}`).catch(() => null);
-      const body = res ? ((await res.json()) as { data?: { result?: { value: [number, string] }[] } }) : null;
-      return body?.data?.result?.[0]?.value[1] === '2';
-    }, 'prometheus scraping both targets', 30_000);
+    await eventually(
+      async () => {
+        const res = await fetch(`${promUrl}/api/v1/query?query=${encodeURIComponent('count(up == 1)')}`).catch(() => null);
+        const body = res ? ((await res.json()) as { data?: { result?: { value: [number, string] }[] } }) : null;
+        return body?.data?.result?.[0]?.value[1] === '2';
+      },
+      'prometheus scraping both targets',
+      30_000,
+    );
   });
 
   after(async () => {
     prometheus?.kill('SIGTERM');
     for (const p of [api, worker]) p?.child.kill('SIGTERM');
-    await Promise.all([api?.exited, worker?.exited, prometheus ? new Promise((r) => (prometheus.exitCode !== null ? r(null) : prometheus.once('exit', r))) : null]);
+    await Promise.all([
+      api?.exited,
+      worker?.exited,
+      prometheus ? new Promise((r) => (prometheus.exitCode !== null ? r(null) : prometheus.once('exit', r))) : null,
+    ]);
     if (dir) await rm(dir, { recursive: true, force: true });
     await env?.cleanup();
     await postgres?.stop();
@@ -112,17 +135,21 @@ describe('dashboards and recording rules against a real Prometheus scraping a lo
     const queries = allDashboardQueries();
     assert.ok(queries.length > 40);
     const empty: string[] = [];
-    await eventually(async () => {
-      empty.length = 0;
-      for (const q of queries) {
-        const answer = await query(q.expr);
-        assert.equal(answer.status, 'success', `${q.dashboard} / ${q.panel}: ${q.expr}: ${answer.error}`);
-        const hasData = (answer.data?.result.length ?? 0) > 0;
-        // No excuses: a panel without data on a loaded system is a bug.
-        if (!hasData) empty.push(`${q.dashboard} / ${q.panel}: ${q.expr}`);
-      }
-      return empty.length === 0;
-    }, 'every panel to show data', 60_000).catch(() => assert.fail(`panels with no data:\n${empty.join('\n')}`));
+    await eventually(
+      async () => {
+        empty.length = 0;
+        for (const q of queries) {
+          const answer = await query(q.expr);
+          assert.equal(answer.status, 'success', `${q.dashboard} / ${q.panel}: ${q.expr}: ${answer.error}`);
+          const hasData = (answer.data?.result.length ?? 0) > 0;
+          // No excuses: a panel without data on a loaded system is a bug.
+          if (!hasData) empty.push(`${q.dashboard} / ${q.panel}: ${q.expr}`);
+        }
+        return empty.length === 0;
+      },
+      'every panel to show data',
+      60_000,
+    ).catch(() => assert.fail(`panels with no data:\n${empty.join('\n')}`));
   });
 
   it("the job and instance variables list the API's and the worker's targets", async () => {
@@ -134,14 +161,18 @@ describe('dashboards and recording rules against a real Prometheus scraping a lo
     const rules = await recordingRules();
     assert.ok(rules.length > 20, `parsed ${rules.length} recording rules`);
     const empty: string[] = [];
-    await eventually(async () => {
-      empty.length = 0;
-      for (const rule of rules) {
-        const answer = await query(rule.record);
-        assert.equal(answer.status, 'success');
-        if ((answer.data?.result.length ?? 0) === 0) empty.push(`${rule.record}: ${rule.expr}`);
-      }
-      return empty.length === 0;
-    }, 'every recording rule to have data', 60_000).catch(() => assert.fail(`recording rules with no data:\n${empty.join('\n')}`));
+    await eventually(
+      async () => {
+        empty.length = 0;
+        for (const rule of rules) {
+          const answer = await query(rule.record);
+          assert.equal(answer.status, 'success');
+          if ((answer.data?.result.length ?? 0) === 0) empty.push(`${rule.record}: ${rule.expr}`);
+        }
+        return empty.length === 0;
+      },
+      'every recording rule to have data',
+      60_000,
+    ).catch(() => assert.fail(`recording rules with no data:\n${empty.join('\n')}`));
   });
 });

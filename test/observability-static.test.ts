@@ -29,14 +29,19 @@ const HISTOGRAM_SUFFIXES = ['_bucket', '_sum', '_count'];
 const read = (path: string) => readFile(new URL(path, ROOT), 'utf8');
 
 async function yamlFiles(dir: string): Promise<string[]> {
-  return (await readdir(new URL(dir, ROOT))).filter((f) => f.endsWith('.yml')).sort().map((f) => `${dir}${f}`);
+  return (await readdir(new URL(dir, ROOT)))
+    .filter((f) => f.endsWith('.yml'))
+    .sort()
+    .map((f) => `${dir}${f}`);
 }
 
 /** Runs promtool from the repository root; a missing binary is a failure, never a skip. */
 function promtool(args: string[]): string {
   const run = spawnSync('promtool', args, { cwd: ROOT_PATH, encoding: 'utf8' });
   if (run.error) {
-    assert.fail(`promtool could not be run (${run.error.message}). Install it (Debian/Ubuntu: apt-get install prometheus); these checks are never skipped.`);
+    assert.fail(
+      `promtool could not be run (${run.error.message}). Install it (Debian/Ubuntu: apt-get install prometheus); these checks are never skipped.`,
+    );
   }
   const output = `${run.stdout}${run.stderr}`;
   assert.equal(run.status, 0, `promtool ${args.join(' ')} failed:\n${output}`);
@@ -106,7 +111,21 @@ function field(text: string, key: string): string | undefined {
   return undefined;
 }
 
-const PROMQL_KEYWORDS = new Set(['by', 'without', 'on', 'ignoring', 'group_left', 'group_right', 'and', 'or', 'unless', 'bool', 'offset', 'inf', 'nan']);
+const PROMQL_KEYWORDS = new Set([
+  'by',
+  'without',
+  'on',
+  'ignoring',
+  'group_left',
+  'group_right',
+  'and',
+  'or',
+  'unless',
+  'bool',
+  'offset',
+  'inf',
+  'nan',
+]);
 
 /** Metric (and recording rule) names a PromQL expression selects. */
 function metricNames(expr: string): string[] {
@@ -209,7 +228,11 @@ describe('alerts', () => {
       assert.match(field(alert.text, 'severity') ?? '', /^(critical|warning)$/, `${alert.name}: severity`);
       assert.ok(field(alert.text, 'summary'), `${alert.name}: summary`);
       assert.match(field(alert.text, 'description') ?? '', /\{\{ \$value/, `${alert.name}: description must show {{ $value }}`);
-      assert.match(field(alert.text, 'runbook_url') ?? '', /^https?:\/\/[^\s#]+\/operations\.md#[a-z0-9-]+$/, `${alert.name}: runbook_url (absolute)`);
+      assert.match(
+        field(alert.text, 'runbook_url') ?? '',
+        /^https?:\/\/[^\s#]+\/operations\.md#[a-z0-9-]+$/,
+        `${alert.name}: runbook_url (absolute)`,
+      );
     }
   });
 
@@ -224,7 +247,8 @@ describe('alerts', () => {
       assert.equal(run.status, 0, run.stderr);
       const rewritten = (await readFile(join(copy, 'rules/alerts.yml'), 'utf8')).split('\n').filter((l) => l.includes('runbook_url:'));
       assert.equal(rewritten.length, alerts.length);
-      for (const line of rewritten) assert.match(line, /runbook_url: https:\/\/wiki\.example\.org\/ops\/floodgate\/operations\.md#floodgate[a-z]+$/);
+      for (const line of rewritten)
+        assert.match(line, /runbook_url: https:\/\/wiki\.example\.org\/ops\/floodgate\/operations\.md#floodgate[a-z]+$/);
       const tests = (await readdir(join(copy, 'tests'))).map((f) => join(copy, 'tests', f));
       const promtoolRun = spawnSync('promtool', ['test', 'rules', ...tests], { cwd: copy, encoding: 'utf8' });
       assert.equal(promtoolRun.status, 0, `${promtoolRun.stdout}${promtoolRun.stderr}`);
@@ -236,7 +260,7 @@ describe('alerts', () => {
     }
   });
 
-  it("each runbook link points at an existing section of docs/operations.md", async () => {
+  it('each runbook link points at an existing section of docs/operations.md', async () => {
     const sections = anchors(await read('docs/operations.md'));
     for (const alert of alerts) {
       const anchor = field(alert.text, 'runbook_url')!.split('#')[1]!;
@@ -260,7 +284,14 @@ describe('alerts', () => {
 describe('dashboards', () => {
   it('committed JSON equals the generator output (run: npm run dashboards)', async () => {
     const rendered = renderDashboards();
-    assert.deepEqual([...rendered.keys()].sort(), ['business-events.json', 'ingest-overview.json', 'live-view.json', 'load-shedding.json', 'pipeline.json', 'postgres.json']);
+    assert.deepEqual([...rendered.keys()].sort(), [
+      'business-events.json',
+      'ingest-overview.json',
+      'live-view.json',
+      'load-shedding.json',
+      'pipeline.json',
+      'postgres.json',
+    ]);
     const committed = (await readdir(new URL('grafana/dashboards/', ROOT))).filter((f) => f.endsWith('.json')).sort();
     assert.deepEqual(committed, [...rendered.keys()].sort(), 'grafana/dashboards/ holds exactly the generated files');
     for (const [file, text] of rendered) {
@@ -270,7 +301,9 @@ describe('dashboards', () => {
 
   it('panels that need pg_stat_statements say so when they are empty', () => {
     for (const [file, text] of renderDashboards()) {
-      const model = JSON.parse(text) as { panels: { title: string; targets?: { expr: string }[]; fieldConfig?: { defaults: { noValue?: string } } }[] };
+      const model = JSON.parse(text) as {
+        panels: { title: string; targets?: { expr: string }[]; fieldConfig?: { defaults: { noValue?: string } } }[];
+      };
       for (const panel of model.panels.filter((p) => (p.targets ?? []).some((t) => /floodgate_pg_statement_/.test(t.expr)))) {
         assert.match(panel.fieldConfig?.defaults.noValue ?? '', /pg_stat_statements is not installed/, `${file} / ${panel.title}`);
       }
@@ -317,8 +350,15 @@ describe('dashboards', () => {
     assert.ok(sql.size > 0, 'the Business events dashboard');
     for (const [file, text] of [...renderDashboards()].filter(([f]) => sql.has(f))) {
       const model = JSON.parse(text) as {
-        templating: { list: { name: string; type: string; query: unknown; includeAll?: boolean; datasource?: { type: string; uid: string } }[] };
-        panels: { type: string; title: string; datasource?: { type: string; uid: string }; targets?: { datasource: { uid: string }; rawSql?: string; format?: string }[] }[];
+        templating: {
+          list: { name: string; type: string; query: unknown; includeAll?: boolean; datasource?: { type: string; uid: string } }[];
+        };
+        panels: {
+          type: string;
+          title: string;
+          datasource?: { type: string; uid: string };
+          targets?: { datasource: { uid: string }; rawSql?: string; format?: string }[];
+        }[];
       };
       const [datasource, ...variables] = model.templating.list;
       assert.equal(datasource!.type, 'datasource', file);
@@ -346,7 +386,9 @@ describe('dashboards', () => {
   it('every series selector is narrowed by $job, and raw series by $instance too', () => {
     for (const query of allDashboardQueries()) {
       for (const name of metricNames(query.expr)) {
-        const selectors = [...query.template.matchAll(new RegExp(`(?<![\\w:])${name.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')}\\{([^}]*)\\}`, 'g'))];
+        const selectors = [
+          ...query.template.matchAll(new RegExp(`(?<![\\w:])${name.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')}\\{([^}]*)\\}`, 'g')),
+        ];
         assert.ok(selectors.length > 0, `${query.dashboard} / ${query.panel}: ${name} has no matchers in ${query.template}`);
         for (const [, matchers] of selectors) {
           assert.match(matchers!, /job=~"\$job"/, `${query.dashboard} / ${query.panel}: ${name}`);
@@ -365,7 +407,11 @@ describe('dashboards', () => {
 
   it('panels read rates and percentiles from recording rules, not raw rate() or histogram_quantile()', () => {
     for (const query of allDashboardQueries()) {
-      assert.doesNotMatch(query.expr, /\b(rate|irate|increase|histogram_quantile)\s*\(/, `${query.dashboard} / ${query.panel}: ${query.expr}`);
+      assert.doesNotMatch(
+        query.expr,
+        /\b(rate|irate|increase|histogram_quantile)\s*\(/,
+        `${query.dashboard} / ${query.panel}: ${query.expr}`,
+      );
     }
   });
 });
@@ -378,7 +424,10 @@ describe('metric names in rules and dashboards', () => {
       ...rules.map((r) => ({ where: `${r.kind} ${r.name}`, expr: r.expr })),
       ...allDashboardQueries().map((q) => ({ where: `${q.dashboard} / ${q.panel}`, expr: q.expr })),
     ];
-    assert.ok(uses.every((u) => u.expr.length > 0), 'a rule without an expr was parsed');
+    assert.ok(
+      uses.every((u) => u.expr.length > 0),
+      'a rule without an expr was parsed',
+    );
     const unknown: string[] = [];
     for (const use of uses) {
       for (const name of metricNames(use.expr)) {
@@ -391,7 +440,9 @@ describe('metric names in rules and dashboards', () => {
 
   it('the name extractor sees through functions, matchers, ranges and grouping', () => {
     assert.deepEqual(
-      metricNames('sum by (route, le) (rate(a_bucket{route="/v1/events",le="0.05"}[5m])) / on (x) group_left(y) b:c:d or vector(0) > bool 2'),
+      metricNames(
+        'sum by (route, le) (rate(a_bucket{route="/v1/events",le="0.05"}[5m])) / on (x) group_left(y) b:c:d or vector(0) > bool 2',
+      ),
       ['a_bucket', 'b:c:d'],
     );
   });
@@ -401,7 +452,9 @@ describe('metric names in rules and dashboards', () => {
 function dockerCompose(args: string[]): string {
   const run = spawnSync('docker-compose', ['-f', 'docker-compose.yml', ...args], { cwd: ROOT_PATH, encoding: 'utf8' });
   if (run.error) {
-    assert.fail(`docker-compose could not be run (${run.error.message}). Install it (Debian/Ubuntu: apt-get install docker-compose); this check is never skipped.`);
+    assert.fail(
+      `docker-compose could not be run (${run.error.message}). Install it (Debian/Ubuntu: apt-get install docker-compose); this check is never skipped.`,
+    );
   }
   assert.equal(run.status, 0, `docker-compose ${args.join(' ')} failed:\n${run.stdout}${run.stderr}`);
   return run.stdout;
@@ -443,7 +496,10 @@ describe('docker-compose.yml', () => {
       const grace = /^ {4}stop_grace_period: (\d+)s$/m.exec(block);
       assert.ok(grace, `${name}: stop_grace_period in seconds`);
       const shutdownMs = Number(/SHUTDOWN_TIMEOUT_MS: '?(\d+)'?/.exec(block)?.[1] ?? CONFIG_VARIABLES.shutdownTimeoutMs.defaultValue);
-      assert.ok(Number(grace[1]) * 1000 >= shutdownMs + marginMs, `${name}: stop_grace_period ${grace[1]}s vs SHUTDOWN_TIMEOUT_MS ${shutdownMs}`);
+      assert.ok(
+        Number(grace[1]) * 1000 >= shutdownMs + marginMs,
+        `${name}: stop_grace_period ${grace[1]}s vs SHUTDOWN_TIMEOUT_MS ${shutdownMs}`,
+      );
     }
   });
 

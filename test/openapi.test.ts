@@ -16,13 +16,22 @@ import { createTestEnv, json, startTestApi, type TestApi, type TestEnv } from '.
 interface Response {
   description: string;
   headers?: Record<string, { $ref?: string }>;
-  content?: Record<string, { schema: { allOf?: [unknown, { properties: { error: { enum: string[] } } }] }; examples?: Record<string, { value: { error: string } }> }>;
+  content?: Record<
+    string,
+    {
+      schema: { allOf?: [unknown, { properties: { error: { enum: string[] } } }] };
+      examples?: Record<string, { value: { error: string } }>;
+    }
+  >;
 }
 interface Operation {
   operationId: string;
   responses: Record<string, Response>;
 }
-type Document = { paths: Record<string, Record<string, Operation>>; components: { responses: Record<string, Response> } } & Record<string, unknown>;
+type Document = { paths: Record<string, Record<string, Operation>>; components: { responses: Record<string, Response> } } & Record<
+  string,
+  unknown
+>;
 
 const doc = openApiDocument({ maxBatchEvents: 1000 }) as Document;
 const operations = Object.entries(doc.paths).flatMap(([path, item]) => Object.entries(item).map(([method, op]) => ({ path, method, op })));
@@ -42,14 +51,29 @@ describe('OpenAPI document', () => {
 
   it('gives every operation a unique operationId', () => {
     const ids = operations.map((o) => o.op.operationId);
-    assert.ok(ids.every((id) => /^[a-z][A-Za-z]+$/.test(id)), ids.join(', '));
+    assert.ok(
+      ids.every((id) => /^[a-z][A-Za-z]+$/.test(id)),
+      ids.join(', '),
+    );
     assert.equal(new Set(ids).size, ids.length);
   });
 
   it('lists every error code of a status in its response (no code hides another), with an example each', () => {
     const ingest = doc.paths['/v1/events']!.post!.responses;
-    assert.deepEqual(codesOf(ingest['400']!), ['malformed_json', 'invalid_body', 'invalid_header', 'idempotency_key_on_batch', 'ambiguous_credentials']);
-    assert.deepEqual(codesOf(ingest['429']!), ['rate_limited', 'too_many_auth_failures', 'quota_exceeded', 'too_many_in_flight', 'too_many_connections']);
+    assert.deepEqual(codesOf(ingest['400']!), [
+      'malformed_json',
+      'invalid_body',
+      'invalid_header',
+      'idempotency_key_on_batch',
+      'ambiguous_credentials',
+    ]);
+    assert.deepEqual(codesOf(ingest['429']!), [
+      'rate_limited',
+      'too_many_auth_failures',
+      'quota_exceeded',
+      'too_many_in_flight',
+      'too_many_connections',
+    ]);
     assert.deepEqual(codesOf(ingest['413']!), ['payload_too_large', 'batch_too_large']);
     assert.deepEqual(codesOf(ingest['415']!), ['unsupported_media_type', 'unsupported_encoding']);
     assert.deepEqual(codesOf(ingest['422']!), ['invalid_event', 'empty_batch']);
@@ -64,14 +88,24 @@ describe('OpenAPI document', () => {
           assert.ok(response.description.includes(`\`${code}\``), `${method} ${path} ${status} describes ${code}`);
         }
         const examples = response.content!['application/json']!.examples!;
-        assert.deepEqual(Object.values(examples).map((e) => e.value.error), codes, `${method} ${path} ${status}: one example per code`);
+        assert.deepEqual(
+          Object.values(examples).map((e) => e.value.error),
+          codes,
+          `${method} ${path} ${status}: one example per code`,
+        );
       }
     }
   });
 
   it('documents every code of the catalogue somewhere', () => {
-    const documented = new Set([...operations.flatMap((o) => Object.values(o.op.responses).flatMap(codesOf)), ...Object.values(doc.components.responses).flatMap(codesOf)]);
-    assert.deepEqual(Object.keys(ERROR_CATALOGUE).filter((code) => !documented.has(code)), []);
+    const documented = new Set([
+      ...operations.flatMap((o) => Object.values(o.op.responses).flatMap(codesOf)),
+      ...Object.values(doc.components.responses).flatMap(codesOf),
+    ]);
+    assert.deepEqual(
+      Object.keys(ERROR_CATALOGUE).filter((code) => !documented.has(code)),
+      [],
+    );
   });
 
   it('documents X-Request-Id on every response, and Retry-After where a code sends it', () => {
@@ -91,7 +125,8 @@ describe('OpenAPI document', () => {
     const validate = ajv.compile({ ...components.schemas.Error!, $id: 'error' });
     for (const { op } of operations) {
       for (const response of Object.values(op.responses)) {
-        for (const example of Object.values(response.content?.['application/json']?.examples ?? {})) assert.ok(validate(example.value), JSON.stringify(validate.errors));
+        for (const example of Object.values(response.content?.['application/json']?.examples ?? {}))
+          assert.ok(validate(example.value), JSON.stringify(validate.errors));
       }
     }
   });
@@ -111,7 +146,14 @@ describe('OpenAPI document against the running API', () => {
 
   it('documents every route the router serves, and no route it does not', () => {
     const logger = createLogger('silent', 'test');
-    const buckets = createSharedBuckets({ redis: env.redis, keyPrefix: `${env.config.streamKey}:limits`, processes: 1, registry: new Registry(), logger, shared: false });
+    const buckets = createSharedBuckets({
+      redis: env.redis,
+      keyPrefix: `${env.config.streamKey}:limits`,
+      processes: 1,
+      registry: new Registry(),
+      logger,
+      shared: false,
+    });
     const quotas = createQuotaGuard(buckets, createTenantPolicies({ pool: env.pool, refreshMs: 60_000, logger }));
     const app = createApp({ config: env.config, pool: env.pool, redis: env.redis, logger, latestMigration: 0, buckets, quotas });
     const router = app.middleware.map((m) => (m as { router?: Router }).router).find((r) => r !== undefined);
@@ -120,7 +162,9 @@ describe('OpenAPI document against the running API', () => {
       layer.methods.filter((m) => m !== 'HEAD').map((m) => `${m.toLowerCase()} ${String(layer.path).replace(/:(\w+)/g, '{$1}')}`),
     );
     // Routes served only under some configuration (LIVE_ENABLED) say so; this app runs with the defaults.
-    const conditional = new Set(operations.filter((o) => (o.op as { 'x-served-when'?: string })['x-served-when']).map((o) => `${o.method} ${o.path}`));
+    const conditional = new Set(
+      operations.filter((o) => (o.op as { 'x-served-when'?: string })['x-served-when']).map((o) => `${o.method} ${o.path}`),
+    );
     const documented = operations.map((o) => `${o.method} ${o.path}`).filter((r) => served.includes(r) || !conditional.has(r));
     assert.deepEqual([...served].sort(), [...documented].sort());
   });
@@ -132,14 +176,21 @@ describe('OpenAPI document against the running API', () => {
       { path: '/v1/events', method: 'post', res: () => api.post({ events: [] }) },
       { path: '/v1/events', method: 'post', res: () => api.post({ type: 'x' }, { authorization: 'Bearer nope' }) },
       { path: '/v1/events', method: 'post', res: () => api.post({ type: 'x' }, { 'content-type': 'text/plain' }) },
-      { path: '/v1/admin/load', method: 'get', res: () => fetch(`${api.url}/v1/admin/load`, { headers: { authorization: `Bearer ${api.key}` } }) },
+      {
+        path: '/v1/admin/load',
+        method: 'get',
+        res: () => fetch(`${api.url}/v1/admin/load`, { headers: { authorization: `Bearer ${api.key}` } }),
+      },
     ];
     for (const c of cases) {
       const res = await c.res();
       const body = await json(res);
       const response = doc.paths[c.path]![c.method]!.responses[String(res.status)];
       assert.ok(response, `${c.method} ${c.path} answered ${res.status}, which is not documented`);
-      assert.ok(codesOf(response).includes(body.error), `${c.method} ${c.path} ${res.status} ${body.error} is not among ${codesOf(response).join(', ')}`);
+      assert.ok(
+        codesOf(response).includes(body.error),
+        `${c.method} ${c.path} ${res.status} ${body.error} is not among ${codesOf(response).join(', ')}`,
+      );
       assert.equal(res.headers.get('x-request-id'), body.request_id);
     }
     const missing = await fetch(`${api.url}/v1/nope`);

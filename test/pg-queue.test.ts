@@ -9,7 +9,18 @@ import type { Config } from '../lib/config.js';
 import { createLogger } from '../lib/logger.js';
 import { setQueuePersistence } from '../lib/pg-queue.js';
 import { createPgFlusher, type PgFlusher } from '../workers/pg-flusher.js';
-import { countEvents, createTestEnv, envVars, eventually, freePort, json, spawnFloodgate, startTestApi, type TestApi, type TestEnv } from './support.js';
+import {
+  countEvents,
+  createTestEnv,
+  envVars,
+  eventually,
+  freePort,
+  json,
+  spawnFloodgate,
+  startTestApi,
+  type TestApi,
+  type TestEnv,
+} from './support.js';
 import { assertRollupsMatchEvents } from './rollup-support.js';
 
 /** A TCP listener standing in for Redis: QUEUE=postgres must never connect to it. */
@@ -21,7 +32,11 @@ async function redisTrap(): Promise<{ url: string; connections: () => number; cl
   });
   await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
   const { port } = server.address() as { port: number };
-  return { url: `redis://127.0.0.1:${port}/0`, connections: () => connections, close: () => new Promise((resolve) => server.close(() => resolve())) };
+  return {
+    url: `redis://127.0.0.1:${port}/0`,
+    connections: () => connections,
+    close: () => new Promise((resolve) => server.close(() => resolve())),
+  };
 }
 
 async function queueRows(env: TestEnv): Promise<number> {
@@ -65,7 +80,9 @@ describe('QUEUE=postgres: the queue is a Postgres table', () => {
     } finally {
       await flusher.close();
     }
-    const { rows } = await env.pool.query<{ n: string; d: string }>("SELECT count(*) AS n, count(DISTINCT id) AS d FROM events WHERE type = 'pg.e2e'");
+    const { rows } = await env.pool.query<{ n: string; d: string }>(
+      "SELECT count(*) AS n, count(DISTINCT id) AS d FROM events WHERE type = 'pg.e2e'",
+    );
     assert.equal(Number(rows[0]!.n), ids.length);
     assert.equal(Number(rows[0]!.d), ids.length);
     const ready = await fetch(`${api.url}/readyz`);
@@ -79,12 +96,21 @@ describe('QUEUE=postgres: the queue is a Postgres table', () => {
     const again = await json(await api.post({ type: 'pg.idem' }, { 'idempotency-key': 'order-1' }));
     assert.deepEqual(again.ids, first.ids, 'a repeat while the first is still queued');
     const batch = await json(
-      await api.post({ events: [{ type: 'pg.idem', idempotency_key: 'order-2' }, { type: 'pg.idem', idempotency_key: 'order-2' }, { type: 'pg.idem', idempotency_key: 'order-1' }, { type: 'pg.idem' }] }),
+      await api.post({
+        events: [
+          { type: 'pg.idem', idempotency_key: 'order-2' },
+          { type: 'pg.idem', idempotency_key: 'order-2' },
+          { type: 'pg.idem', idempotency_key: 'order-1' },
+          { type: 'pg.idem' },
+        ],
+      }),
     );
     assert.equal(batch.ids[1], batch.ids[0], 'a key repeated within a batch');
     assert.equal(batch.ids[2], first.ids[0], 'a key sent before, in a batch');
     // Concurrent requests with the same key: one claim wins, everyone gets its id.
-    const racing = await Promise.all(Array.from({ length: 8 }, () => api.post({ type: 'pg.idem' }, { 'idempotency-key': 'order-3' }).then(json)));
+    const racing = await Promise.all(
+      Array.from({ length: 8 }, () => api.post({ type: 'pg.idem' }, { 'idempotency-key': 'order-3' }).then(json)),
+    );
     assert.equal(new Set(racing.map((r) => r.ids[0])).size, 1);
 
     const flusher = flusherFor(env, config);
@@ -130,7 +156,13 @@ async function fillQueue(env: TestEnv, requests: number, perRequest: number, typ
   const { checkEvent } = await import('../lib/event-schema.js');
   const { Registry } = await import('prom-client');
   const logger = createLogger('silent', 'fill');
-  const enqueuer = createPgEnqueuer({ config: env.config, pool: env.pool, breaker: createQueueWriteBreaker(env.config, new Registry(), logger), metrics: createUninstrumentedApiMetrics(), logger });
+  const enqueuer = createPgEnqueuer({
+    config: env.config,
+    pool: env.pool,
+    breaker: createQueueWriteBreaker(env.config, new Registry(), logger),
+    metrics: createUninstrumentedApiMetrics(),
+    logger,
+  });
   for (let i = 0; i < requests; i++) {
     const now = Date.now();
     const events = Array.from({ length: perRequest }, (_, j) => {
@@ -143,7 +175,10 @@ async function fillQueue(env: TestEnv, requests: number, perRequest: number, typ
 }
 
 async function assertExactlyOnce(env: TestEnv, type: string, expected: number): Promise<void> {
-  const { rows } = await env.pool.query<{ n: string; d: string }>('SELECT count(*) AS n, count(DISTINCT id) AS d FROM events WHERE type = $1', [type]);
+  const { rows } = await env.pool.query<{ n: string; d: string }>(
+    'SELECT count(*) AS n, count(DISTINCT id) AS d FROM events WHERE type = $1',
+    [type],
+  );
   assert.equal(Number(rows[0]!.n), expected, 'every event stored, none twice');
   assert.equal(Number(rows[0]!.d), expected);
   assert.equal(await queueRows(env), 0, 'the queue is empty');
@@ -164,7 +199,10 @@ describe('QUEUE=postgres: a worker killed mid-batch', () => {
   it('loses and duplicates nothing: its transaction rolls back and another worker writes the rows', async () => {
     await fillQueue(env, 40, 50, 'pg.kill');
     const lock = await blockMerge(env);
-    const worker = await spawnFloodgate(['worker'], envVars(env, { QUEUE: 'postgres', REDIS_URL: trap.url, FLUSH_INTERVAL_MS: '20', LOG_LEVEL: 'error' }));
+    const worker = await spawnFloodgate(
+      ['worker'],
+      envVars(env, { QUEUE: 'postgres', REDIS_URL: trap.url, FLUSH_INTERVAL_MS: '20', LOG_LEVEL: 'error' }),
+    );
     try {
       const waiting = async () =>
         (
@@ -249,14 +287,15 @@ describe('QUEUE=postgres: a Postgres crash', () => {
   it('logged (the default): every acknowledged event survives and is stored exactly once after recovery', async () => {
     let api = await startTestApi(env);
     const ids: string[] = [];
-    for (let i = 0; i < 10; i++) ids.push(...(await json(await api.post({ events: Array.from({ length: 10 }, () => ({ type: 'pg.crash' })) }))).ids);
+    for (let i = 0; i < 10; i++)
+      ids.push(...(await json(await api.post({ events: Array.from({ length: 10 }, () => ({ type: 'pg.crash' })) }))).ids);
     await crashAndRestart();
     // The API rides out the restart through its pool; a request during the outage was refused, not acknowledged.
     await eventually(async () => (await api.post({ type: 'pg.crash.after' })).status === 202, 'the API accepting again', 30_000);
     await api.close();
     api = await startTestApi(env);
     await api.close();
-    assert.equal(await queueRows(env) >= 10, true, 'the acknowledged requests are still queued');
+    assert.equal((await queueRows(env)) >= 10, true, 'the acknowledged requests are still queued');
     const flusher = flusherFor(env, env.config);
     await flusher.start();
     try {
@@ -265,7 +304,10 @@ describe('QUEUE=postgres: a Postgres crash', () => {
       await flusher.close();
     }
     const { rows } = await env.pool.query<{ id: string }>("SELECT id::text FROM events WHERE type = 'pg.crash' ORDER BY id");
-    assert.deepEqual(rows.map((r) => r.id), [...ids].sort());
+    assert.deepEqual(
+      rows.map((r) => r.id),
+      [...ids].sort(),
+    );
   });
 
   it('unlogged: a crash empties the queue, losing acknowledged events (why logged is the default)', async () => {

@@ -58,7 +58,11 @@ const FAMILIES: Record<string, 'gauge' | 'counter'> = {
   floodgate_pg_statement_time_seconds_total: 'counter',
   floodgate_pg_statement_rows_total: 'counter',
 };
-const STATEMENT_FAMILIES = ['floodgate_pg_statement_calls_total', 'floodgate_pg_statement_time_seconds_total', 'floodgate_pg_statement_rows_total'];
+const STATEMENT_FAMILIES = [
+  'floodgate_pg_statement_calls_total',
+  'floodgate_pg_statement_time_seconds_total',
+  'floodgate_pg_statement_rows_total',
+];
 /** Families that may rightly have no sample: no section failed, or pg_stat_statements is not usable. */
 const MAY_BE_EMPTY = new Set(['floodgate_pg_scrape_errors_total', ...STATEMENT_FAMILIES]);
 
@@ -124,7 +128,10 @@ describe('Postgres stats collector', () => {
 
     assert.equal(value(samples, 'floodgate_pg_up'), 1);
     const today = partitionName(now);
-    assert.ok(value(samples, 'floodgate_pg_partition_inserts_total', { partition: today }) >= 25, "today's partition counts the inserted rows");
+    assert.ok(
+      value(samples, 'floodgate_pg_partition_inserts_total', { partition: today }) >= 25,
+      "today's partition counts the inserted rows",
+    );
     assert.ok(value(samples, 'floodgate_pg_partition_live_tuples', { partition: today }) >= 25);
     assert.ok(value(samples, 'floodgate_pg_tuples_total', { operation: 'inserted' }) >= 25);
     assert.ok(value(samples, 'floodgate_pg_transactions_total', { outcome: 'commit' }) > 0);
@@ -137,7 +144,11 @@ describe('Postgres stats collector', () => {
 
     assert.equal(value(samples, 'floodgate_pg_partition_tomorrow_present'), 1);
     assert.equal(value(samples, 'floodgate_pg_partition_days_ahead'), env.config.partitionsAheadDays);
-    assert.equal(value(samples, 'floodgate_pg_partitions'), env.config.retentionDays + 2 + env.config.partitionsAheadDays, 'retention + slack + today + ahead');
+    assert.equal(
+      value(samples, 'floodgate_pg_partitions'),
+      env.config.retentionDays + 2 + env.config.partitionsAheadDays,
+      'retention + slack + today + ahead',
+    );
     assert.equal(select(samples, 'floodgate_pg_partition_inserts_total', { partition: partitionName(Date.now() + DAY_MS) }).length, 1);
 
     const todaySize = value(samples, 'floodgate_pg_partition_size_bytes', { partition: today });
@@ -147,7 +158,10 @@ describe('Postgres stats collector', () => {
 
     const idleInTransaction = select(samples, 'floodgate_pg_connections', { state: 'idle in transaction' });
     assert.ok(idleInTransaction.reduce((n, s) => n + s.value, 0) >= 1, 'the open transaction shows');
-    assert.ok(select(samples, 'floodgate_pg_connections').every((s) => s.labels.wait_event_type !== ''), 'wait_event_type is never empty');
+    assert.ok(
+      select(samples, 'floodgate_pg_connections').every((s) => s.labels.wait_event_type !== ''),
+      'wait_event_type is never empty',
+    );
     const inDatabase = select(samples, 'floodgate_pg_connections').reduce((n, s) => n + s.value, 0);
     assert.ok(value(samples, 'floodgate_pg_server_connections') >= inDatabase);
     assert.ok(value(samples, 'floodgate_pg_max_connections') >= value(samples, 'floodgate_pg_server_connections'));
@@ -214,7 +228,12 @@ describe('Postgres stats collector', () => {
     const { samples } = await scrape(registry);
     assert.equal(value(samples, 'floodgate_pg_up'), 0);
     // Unlabelled counters disappear rather than drop to 0, which Prometheus would take for a counter reset.
-    for (const name of ['floodgate_pg_wal_bytes_total', 'floodgate_pg_partition_tomorrow_present', 'floodgate_pg_connections', 'floodgate_pg_partition_size_bytes']) {
+    for (const name of [
+      'floodgate_pg_wal_bytes_total',
+      'floodgate_pg_partition_tomorrow_present',
+      'floodgate_pg_connections',
+      'floodgate_pg_partition_size_bytes',
+    ]) {
       assert.deepEqual(select(samples, name), [], `${name} is absent`);
     }
   });
@@ -224,16 +243,23 @@ describe('Postgres stats collector', () => {
     const name = `floodgate_test_idle_${Date.now().toString(36)}`;
     const admin = await connect(TEST_PG_ADMIN_URL);
     await admin.query(`CREATE DATABASE ${name}`);
-    const pool = createPool(Object.assign(new URL(TEST_PG_ADMIN_URL), { pathname: `/${name}` }).href, { max: 3, applicationName: COLLECTOR_APPLICATION_NAME });
+    const pool = createPool(Object.assign(new URL(TEST_PG_ADMIN_URL), { pathname: `/${name}` }).href, {
+      max: 3,
+      applicationName: COLLECTOR_APPLICATION_NAME,
+    });
     try {
       const registry = new Registry();
       registerPgStats({ registry, pool });
       const { samples } = await scrape(registry);
       const connections = select(samples, 'floodgate_pg_connections');
-      assert.deepEqual(
-        connections.map((c) => c.labels.state).sort(),
-        ['active', 'disabled', 'fastpath function call', 'idle', 'idle in transaction', 'idle in transaction (aborted)'],
-      );
+      assert.deepEqual(connections.map((c) => c.labels.state).sort(), [
+        'active',
+        'disabled',
+        'fastpath function call',
+        'idle',
+        'idle in transaction',
+        'idle in transaction (aborted)',
+      ]);
       assert.ok(connections.every((c) => c.value === 0 && c.labels.wait_event_type === 'none'));
       assert.ok(value(samples, 'floodgate_pg_server_connections') >= 1, 'the server-wide count includes everyone, the collector too');
       assert.ok(value(samples, 'floodgate_pg_max_connections') > 0);

@@ -97,9 +97,10 @@ describe('Postgres stalled: the worker holds off, the backlog sheds non-critical
     lock = undefined;
 
     await eventually(async () => (await env.redis.xlen(env.config.streamKey)) === 0, 'the backlog drained', 60_000);
-    const { rows } = await env.pool.query<{ n: string; d: string }>('SELECT count(*) AS n, count(DISTINCT id) AS d FROM events WHERE id = ANY($1::uuid[])', [
-      acknowledged,
-    ]);
+    const { rows } = await env.pool.query<{ n: string; d: string }>(
+      'SELECT count(*) AS n, count(DISTINCT id) AS d FROM events WHERE id = ANY($1::uuid[])',
+      [acknowledged],
+    );
     assert.equal(Number(rows[0]!.d), acknowledged.length, 'every acknowledged event is stored');
     assert.equal(Number(rows[0]!.n), acknowledged.length, 'and stored once');
     assert.equal(await env.pool.query('SELECT 1 FROM events').then((r) => r.rowCount), acknowledged.length, 'nothing else was stored');

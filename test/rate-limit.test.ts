@@ -63,7 +63,11 @@ describe('per-key rate limits (token bucket) on a real listening server', () => 
     const { key } = await createApiKey(env.pool, { tenant: 'tiny', rateLimit: { perSecond: 0.01, burst: 1 } });
     assert.deepEqual(await statuses(key, 1), [202]);
     // An unparseable body would be a 400 if it were read: the 429 comes first.
-    const res = await fetch(`${api.url}/v1/events`, { method: 'POST', headers: { 'content-type': 'application/json', authorization: `Bearer ${key}` }, body: '{"type":' });
+    const res = await fetch(`${api.url}/v1/events`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json', authorization: `Bearer ${key}` },
+      body: '{"type":',
+    });
     assert.equal(res.status, 429);
     const retryAfter = Number(res.headers.get('retry-after'));
     assert.ok(retryAfter > 90 && retryAfter <= 100, `about the 100 s until the next token at 0.01 per second, got ${retryAfter}`);
@@ -91,7 +95,11 @@ describe('the share of a rate limit each API process enforces alone (RATE_LIMIT_
     assert.deepEqual(processLimit(grant(100, 200), config), { rate: 25, burst: 50, periodSeconds: 0 });
     assert.deepEqual(processLimit(grant(2, 2), config), { rate: 0.5, burst: 1, periodSeconds: 0 }, 'at least one token per process');
     assert.equal(processLimit(grant(null, null), config), null, 'no default: unlimited');
-    assert.equal(processLimit(grant(0, 10), loadConfig({ API_PROCESSES: '1', RATE_LIMIT_PER_SECOND: '5' })), null, '0 exempts a key from the default');
+    assert.equal(
+      processLimit(grant(0, 10), loadConfig({ API_PROCESSES: '1', RATE_LIMIT_PER_SECOND: '5' })),
+      null,
+      '0 exempts a key from the default',
+    );
   });
 
   it('defaults the burst to one second of the rate', () => {

@@ -9,7 +9,11 @@ import { anchors, prose } from './markdown.js';
 
 const ROOT = fileURLToPath(new URL('../', import.meta.url));
 const read = (path: string) => readFile(join(ROOT, path), 'utf8');
-const exists = (path: string) => access(join(ROOT, path)).then(() => true, () => false);
+const exists = (path: string) =>
+  access(join(ROOT, path)).then(
+    () => true,
+    () => false,
+  );
 
 const readme = await read('README.md');
 const tableRows = (text: string) => text.split('\n').filter((line) => line.startsWith('|'));
@@ -89,7 +93,10 @@ describe('README and docs', () => {
     const roots = 'app|bench|bin|cli|client|db|docs|grafana|lib|loadtest|prometheus|test|workers';
     const pathLike = new RegExp(`\`((?:${roots})/[A-Za-z0-9_./-]*)\``, 'g');
     // Where runs write their reports: created on first use, never committed.
-    const generated = (await read('.gitignore')).split('\n').map((line) => line.trim().replace(/\/$/, '')).filter(Boolean);
+    const generated = (await read('.gitignore'))
+      .split('\n')
+      .map((line) => line.trim().replace(/\/$/, ''))
+      .filter(Boolean);
     for (const [path, text] of manual) {
       for (const m of prose(text).matchAll(pathLike)) {
         const named = m[1]!;

@@ -1,6 +1,15 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
-import { createTestEnv, eventually, json, startPrivateRedis, startTestApi, type PrivateRedis, type TestApi, type TestEnv } from './support.js';
+import {
+  createTestEnv,
+  eventually,
+  json,
+  startPrivateRedis,
+  startTestApi,
+  type PrivateRedis,
+  type TestApi,
+  type TestEnv,
+} from './support.js';
 
 describe('Redis down: the redis_write breaker and the critical fallback to Postgres', () => {
   let redis: PrivateRedis;
@@ -50,7 +59,10 @@ describe('Redis down: the redis_write breaker and the critical fallback to Postg
     assert.equal(retry.status, 202);
     assert.deepEqual((await json(retry)).ids, stored.ids, 'the repeat is answered with the id stored first');
 
-    const batch = await api.post({ events: [{ type: 'a' }, { type: 'b', idempotency_key: 'k-b' }, { type: 'not valid' }] }, { 'x-priority': 'critical' });
+    const batch = await api.post(
+      { events: [{ type: 'a' }, { type: 'b', idempotency_key: 'k-b' }, { type: 'not valid' }] },
+      { 'x-priority': 'critical' },
+    );
     assert.equal(batch.status, 201);
     const batchBody = await json(batch);
     assert.equal(batchBody.accepted, 2);
@@ -63,13 +75,17 @@ describe('Redis down: the redis_write breaker and the critical fallback to Postg
       assert.match(res.headers.get('retry-after') ?? '', /^[1-9]\d*$/);
     }
 
-    const { rows: keyed } = await env.pool.query<{ id: string }>("SELECT id FROM events WHERE tenant = 'acme' AND idempotency_key = 'order-1'");
+    const { rows: keyed } = await env.pool.query<{ id: string }>(
+      "SELECT id FROM events WHERE tenant = 'acme' AND idempotency_key = 'order-1'",
+    );
     assert.deepEqual(
       keyed.map((r) => r.id),
       stored.ids,
       'the retried idempotency key is stored once, under the id the first answer gave',
     );
-    const { rows: batchRows } = await env.pool.query<{ n: string }>('SELECT count(*) AS n FROM events WHERE id = ANY($1::uuid[])', [batchBody.ids]);
+    const { rows: batchRows } = await env.pool.query<{ n: string }>('SELECT count(*) AS n FROM events WHERE id = ANY($1::uuid[])', [
+      batchBody.ids,
+    ]);
     assert.equal(Number(batchRows[0]!.n), 2);
 
     await eventually(async () => (await redisBreaker()) === 'open', 'the redis_write breaker to open');

@@ -111,10 +111,17 @@ describe('Redis stats collector', () => {
 
   it('keeps reporting lag after acknowledged entries are deleted, as the flusher does', async () => {
     const { streamKey, consumerGroup } = env.config;
-    const reply = (await env.redis.xreadgroup('GROUP', consumerGroup, 'consumer-1', 'COUNT', 1, 'STREAMS', streamKey, '>')) as [string, [string, string[]][]][];
+    const reply = (await env.redis.xreadgroup('GROUP', consumerGroup, 'consumer-1', 'COUNT', 1, 'STREAMS', streamKey, '>')) as [
+      string,
+      [string, string[]][],
+    ][];
     const ids = (reply[0]?.[1] ?? []).map(([id]) => id);
     assert.equal(ids.length, 1);
-    await env.redis.multi().xack(streamKey, consumerGroup, ...ids).xdel(streamKey, ...ids).exec();
+    await env.redis
+      .multi()
+      .xack(streamKey, consumerGroup, ...ids)
+      .xdel(streamKey, ...ids)
+      .exec();
     const registry = new Registry();
     register(registry);
     const { samples } = await scrape(registry);

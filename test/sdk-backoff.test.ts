@@ -45,10 +45,25 @@ describe('client SDK: retry schedule, throttling and the bounded queue', () => {
 
   it('backoff is exponential with full jitter, capped, and never shorter than Retry-After', () => {
     const half = () => 0.5;
-    assert.deepEqual([0, 1, 2, 3, 4, 5, 6].map((n) => retryDelayMs(n, POLICY, half)), [100, 200, 400, 800, 1600, 2500, 2500]);
-    assert.deepEqual([0, 3, 6].map((n) => retryDelayMs(n, POLICY, () => 0)), [0, 0, 0], 'full jitter reaches down to 0');
-    assert.equal(retryDelayMs(0, POLICY, () => 0, 3000), 3000, 'Retry-After is a floor');
-    assert.equal(retryDelayMs(6, POLICY, () => 0.9999, 1000), 4999, 'a longer backoff stands');
+    assert.deepEqual(
+      [0, 1, 2, 3, 4, 5, 6].map((n) => retryDelayMs(n, POLICY, half)),
+      [100, 200, 400, 800, 1600, 2500, 2500],
+    );
+    assert.deepEqual(
+      [0, 3, 6].map((n) => retryDelayMs(n, POLICY, () => 0)),
+      [0, 0, 0],
+      'full jitter reaches down to 0',
+    );
+    assert.equal(
+      retryDelayMs(0, POLICY, () => 0, 3000),
+      3000,
+      'Retry-After is a floor',
+    );
+    assert.equal(
+      retryDelayMs(6, POLICY, () => 0.9999, 1000),
+      4999,
+      'a longer backoff stands',
+    );
     assert.equal(retryDelayMs(0, POLICY, half, 3_600_000), 60_000, 'an absurd Retry-After is capped');
     assert.equal(parseRetryAfter('3', 0), 3000);
     assert.equal(parseRetryAfter('Thu, 01 Jan 1970 00:00:10 GMT', 4000), 6000);
@@ -62,17 +77,39 @@ describe('client SDK: retry schedule, throttling and the bounded queue', () => {
     proxy.setFaults((n) => faults[n] ?? 'forward');
     const clock = virtualTime();
     const reports: RequestReport[] = [];
-    const client = createClient({ url: proxy.url, key, ...POLICY, flushIntervalMs: 0, throttle: false, random: () => 0.5, now: clock.now, timers: clock.timers, onRequest: (r) => reports.push(r) });
+    const client = createClient({
+      url: proxy.url,
+      key,
+      ...POLICY,
+      flushIntervalMs: 0,
+      throttle: false,
+      random: () => 0.5,
+      now: clock.now,
+      timers: clock.timers,
+      onRequest: (r) => reports.push(r),
+    });
     const k = client.track({ type: 'sdk.schedule' }, { priority: 'critical' });
     await client.flush();
     // 503 Retry-After 2 s beats 100 ms; then 200 and 400 ms of plain backoff; 429's 1 s beats 800 ms.
     assert.deepEqual(clock.delays, [2000, 200, 400, 1000]);
-    assert.deepEqual(reports.map((r) => r.retryInMs), [2000, 200, 400, 1000, null]);
-    assert.deepEqual(reports.map((r) => r.status), [503, 500, null, 429, 202]);
+    assert.deepEqual(
+      reports.map((r) => r.retryInMs),
+      [2000, 200, 400, 1000, null],
+    );
+    assert.deepEqual(
+      reports.map((r) => r.status),
+      [503, 500, null, 429, 202],
+    );
     // sent_at is read from the injected clock at each attempt: the attempts are exactly the delays apart.
     const sent = proxy.seen.map((r) => Date.parse(r.sentAt!));
-    assert.deepEqual(sent.slice(1).map((t, i) => t - sent[i]!), [2000, 200, 400, 1000]);
-    assert.ok(proxy.seen.every((r) => r.keys[0] === k), 'every attempt carries the same idempotency key');
+    assert.deepEqual(
+      sent.slice(1).map((t, i) => t - sent[i]!),
+      [2000, 200, 400, 1000],
+    );
+    assert.ok(
+      proxy.seen.every((r) => r.keys[0] === k),
+      'every attempt carries the same idempotency key',
+    );
     assert.equal((await fg.stored('sdk-schedule', 1)).get(k)?.count, 1, 'stored once though the 429 attempt reached Floodgate too');
     await client.close();
   });
@@ -81,7 +118,16 @@ describe('client SDK: retry schedule, throttling and the bounded queue', () => {
     proxy.setFaults(() => ({ status: 503 }));
     const clock = virtualTime();
     const errors: FloodgateError[] = [];
-    const client = createClient({ url: proxy.url, key: 'k', maxRetries: 3, flushIntervalMs: 0, throttle: false, now: clock.now, timers: clock.timers, onError: (e) => errors.push(e) });
+    const client = createClient({
+      url: proxy.url,
+      key: 'k',
+      maxRetries: 3,
+      flushIntervalMs: 0,
+      throttle: false,
+      now: clock.now,
+      timers: clock.timers,
+      onError: (e) => errors.push(e),
+    });
     client.track({ type: 'doomed' });
     await client.flush();
     assert.equal(client.stats().requests, 4);
@@ -114,7 +160,18 @@ describe('client SDK: retry schedule, throttling and the bounded queue', () => {
     const spans: Record<string, { requests: number; throttled: number; virtualMs: number }> = {};
     for (const throttle of [false, undefined] as const) {
       const clock = virtualTime(0);
-      const client = createClient({ url: proxy.url, key: 'k', maxRetries: 20, retryBaseMs: 10, retryMaxMs: 100, flushIntervalMs: 0, throttle, random: seededRandom(3), now: clock.now, timers: clock.timers });
+      const client = createClient({
+        url: proxy.url,
+        key: 'k',
+        maxRetries: 20,
+        retryBaseMs: 10,
+        retryMaxMs: 100,
+        flushIntervalMs: 0,
+        throttle,
+        random: seededRandom(3),
+        now: clock.now,
+        timers: clock.timers,
+      });
       client.track({ type: 'x' });
       await client.flush();
       const s = client.stats();
@@ -124,7 +181,10 @@ describe('client SDK: retry schedule, throttling and the bounded queue', () => {
     assert.equal(spans.off!.throttled, 0);
     assert.equal(spans.on!.requests, spans.off!.requests, 'the same attempts reach the server…');
     assert.ok(spans.on!.throttled > 10, `…after ${spans.on!.throttled} held back`);
-    assert.ok(spans.on!.requests / spans.on!.virtualMs < spans.off!.requests / spans.off!.virtualMs, `…spread over more time (${JSON.stringify(spans)})`);
+    assert.ok(
+      spans.on!.requests / spans.on!.virtualMs < spans.off!.requests / spans.off!.virtualMs,
+      `…spread over more time (${JSON.stringify(spans)})`,
+    );
   });
 
   it('a full queue drops the lowest class first (oldest first), counts it, and delivers the rest once', async () => {
@@ -132,7 +192,16 @@ describe('client SDK: retry schedule, throttling and the bounded queue', () => {
     proxy.setFaults(() => ({ status: 503, retryAfter: '1' }));
     const errors: FloodgateError[] = [];
     const refusals: RequestReport[] = [];
-    const client = createClient({ url: proxy.url, key, maxQueueEvents: 50, flushAt: 10, flushIntervalMs: 3_600_000, throttle: false, onError: (e) => errors.push(e), onRequest: (r) => refusals.push(r) });
+    const client = createClient({
+      url: proxy.url,
+      key,
+      maxQueueEvents: 50,
+      flushAt: 10,
+      flushIntervalMs: 3_600_000,
+      throttle: false,
+      onError: (e) => errors.push(e),
+      onRequest: (r) => refusals.push(r),
+    });
     const keys = { low: [] as string[], normal: [] as string[], critical: [] as string[] };
     for (const priority of ['low', 'normal', 'critical'] as const) {
       for (let i = 0; i < 30; i++) {
@@ -162,7 +231,15 @@ describe('client SDK: retry schedule, throttling and the bounded queue', () => {
   it('bounds the bytes it holds too; an event larger than a batch is refused at track', async () => {
     proxy.setFaults(() => ({ status: 503, retryAfter: '60' }));
     const errors: FloodgateError[] = [];
-    const client = createClient({ url: proxy.url, key: 'k', maxQueueBytes: 20 * 1024, flushBytes: 8 * 1024, flushIntervalMs: 3_600_000, throttle: false, onError: (e) => errors.push(e) });
+    const client = createClient({
+      url: proxy.url,
+      key: 'k',
+      maxQueueBytes: 20 * 1024,
+      flushBytes: 8 * 1024,
+      flushIntervalMs: 3_600_000,
+      throttle: false,
+      onError: (e) => errors.push(e),
+    });
     const kilobyte = 'x'.repeat(1000);
     for (let i = 0; i < 200; i++) {
       client.track({ type: 'sdk.bytes', data: { kilobyte, i } }, { priority: i < 100 ? 'low' : 'critical' });

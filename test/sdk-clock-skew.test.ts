@@ -7,7 +7,7 @@ import { startSdkFloodgate, type SdkFloodgate } from './sdk-floodgate.js';
 
 const HOUR = 3_600_000;
 
-describe('client clock skew: a batch\'s sent_at corrects its timestamps', () => {
+describe("client clock skew: a batch's sent_at corrects its timestamps", () => {
   let fg: SdkFloodgate;
   before(async () => {
     fg = await startSdkFloodgate();
@@ -17,7 +17,11 @@ describe('client clock skew: a batch\'s sent_at corrects its timestamps', () => 
   });
 
   const post = (key: string, body: unknown) =>
-    fetch(`${fg.api.url}/v1/events`, { method: 'POST', headers: { 'content-type': 'application/json', authorization: `Bearer ${key}` }, body: JSON.stringify(body) });
+    fetch(`${fg.api.url}/v1/events`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json', authorization: `Bearer ${key}` },
+      body: JSON.stringify(body),
+    });
 
   it('corrects only beyond the threshold', () => {
     assert.equal(clockCorrectionMs(1_000_000, 1_000_000 + CLOCK_SKEW_THRESHOLD_MS), 0);
@@ -50,7 +54,10 @@ describe('client clock skew: a batch\'s sent_at corrects its timestamps', () => 
     const stamp = Date.now() - 60_000;
     const res = await post(key, {
       sent_at: new Date(Date.now() - 5000).toISOString(),
-      events: [{ type: 'skew', timestamp: new Date(stamp).toISOString(), idempotency_key: 'kept' }, { type: 'skew', idempotency_key: 'none' }],
+      events: [
+        { type: 'skew', timestamp: new Date(stamp).toISOString(), idempotency_key: 'kept' },
+        { type: 'skew', idempotency_key: 'none' },
+      ],
     });
     assert.equal(res.status, 202);
     const rows = await fg.stored('skew-small', 2);
@@ -61,7 +68,10 @@ describe('client clock skew: a batch\'s sent_at corrects its timestamps', () => 
   it('corrects before the time bounds: a client clock two days ahead is not "in the future"', async () => {
     const key = await fg.key('skew-ahead');
     const clientNow = Date.now() + 48 * HOUR;
-    const res = await post(key, { sent_at: new Date(clientNow).toISOString(), events: [{ type: 'skew', timestamp: new Date(clientNow).toISOString(), idempotency_key: 'ahead' }] });
+    const res = await post(key, {
+      sent_at: new Date(clientNow).toISOString(),
+      events: [{ type: 'skew', timestamp: new Date(clientNow).toISOString(), idempotency_key: 'ahead' }],
+    });
     assert.equal(res.status, 202, 'accepted once corrected');
     const row = (await fg.stored('skew-ahead', 1)).get('ahead')!;
     assert.ok(Math.abs(row.occurredAt.getTime() - row.receivedAt.getTime()) < 1000);
@@ -88,6 +98,9 @@ describe('client clock skew: a batch\'s sent_at corrects its timestamps', () => 
     const k = client.track({ type: 'skew.sdk' });
     await client.close();
     const row = (await fg.stored('skew-sdk', 1)).get(k)!;
-    assert.ok(row.occurredAt.getTime() >= before - 1000 && row.occurredAt.getTime() <= Date.now() + 1000, `stored ${row.occurredAt.toISOString()}`);
+    assert.ok(
+      row.occurredAt.getTime() >= before - 1000 && row.occurredAt.getTime() <= Date.now() + 1000,
+      `stored ${row.occurredAt.toISOString()}`,
+    );
   });
 });

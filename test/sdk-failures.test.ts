@@ -32,7 +32,10 @@ describe('client SDK: exactly once across injected failures', () => {
     const again = await fg.stored(tenant, keys.length);
     assert.equal(again.size, stored.size, 'no late arrivals');
     assert.deepEqual([...stored.keys()].sort(), [...keys].sort(), 'every tracked event stored, nothing else');
-    assert.ok([...stored.values()].every((r) => r.count === 1), 'each once');
+    assert.ok(
+      [...stored.values()].every((r) => r.count === 1),
+      'each once',
+    );
     const s = client.stats();
     assert.equal(s.delivered, keys.length);
     assert.equal(s.exhausted + s.refused + s.rejected + s.dropped.low + s.dropped.normal + s.dropped.critical, 0);
@@ -60,14 +63,23 @@ describe('client SDK: exactly once across injected failures', () => {
   it('503 with Retry-After (after Floodgate stored the batch, and instead of it): never retried sooner, stored once', async () => {
     const tenant = 'sdk-503';
     const key = await fg.key(tenant);
-    const faults: Fault[] = [{ status: 503, retryAfter: '1', forwarded: true }, { status: 503, retryAfter: '1' }];
+    const faults: Fault[] = [
+      { status: 503, retryAfter: '1', forwarded: true },
+      { status: 503, retryAfter: '1' },
+    ];
     proxy.setFaults((n) => faults[n] ?? 'forward');
     const reports: RequestReport[] = [];
     const client = createClient({ url: proxy.url, key, flushAt: 50, retryBaseMs: 10, onRequest: (r) => reports.push(r) });
     const keys = Array.from({ length: 50 }, (_, i) => client.track({ type: 'sdk.503', data: { i } }, { priority: 'critical' }));
     await client.flush();
-    assert.deepEqual(reports.map((r) => r.status), [503, 503, 202]);
-    assert.ok(reports.slice(0, 2).every((r) => r.retryInMs! >= 1000), 'waits at least Retry-After');
+    assert.deepEqual(
+      reports.map((r) => r.status),
+      [503, 503, 202],
+    );
+    assert.ok(
+      reports.slice(0, 2).every((r) => r.retryInMs! >= 1000),
+      'waits at least Retry-After',
+    );
     const [a, b, c] = proxy.seen.slice(-3);
     assert.ok(b!.at - a!.at >= 1000 && c!.at - b!.at >= 1000, `attempts ${b!.at - a!.at} and ${c!.at - b!.at} ms apart`);
     assert.notEqual(a!.sentAt, c!.sentAt, 'sent_at is the time of each attempt');
@@ -84,7 +96,10 @@ describe('client SDK: exactly once across injected failures', () => {
     await client.flush();
     const limited = reports.filter((r) => r.status === 429);
     assert.ok(limited.length > 0, 'the key was rate limited');
-    assert.ok(limited.every((r) => r.errorCode === 'rate_limited' && r.retryInMs! >= 1000), 'each retry waited at least Retry-After (1 s)');
+    assert.ok(
+      limited.every((r) => r.errorCode === 'rate_limited' && r.retryInMs! >= 1000),
+      'each retry waited at least Retry-After (1 s)',
+    );
     await assertExactlyOnce(tenant, keys, client);
     await client.close();
   });
@@ -101,7 +116,16 @@ describe('client SDK: exactly once across injected failures', () => {
       if (r < 0.55) return { status: 500 };
       return 'forward';
     });
-    const client = createClient({ url: proxy.url, key, flushAt: 25, retryBaseMs: 10, retryMaxMs: 100, maxRetries: 50, throttle: false, gzipAboveBytes: 1000 });
+    const client = createClient({
+      url: proxy.url,
+      key,
+      flushAt: 25,
+      retryBaseMs: 10,
+      retryMaxMs: 100,
+      maxRetries: 50,
+      throttle: false,
+      gzipAboveBytes: 1000,
+    });
     const keys = trackMany(client, 600, 'sdk.storm');
     await client.flush();
     assert.ok(client.stats().retries > 5, `retried ${client.stats().retries} times`);
@@ -120,10 +144,25 @@ describe('client SDK: exactly once across injected failures', () => {
     try {
       await ready();
       const reports: RequestReport[] = [];
-      const client = createClient({ url, key, flushAt: 20, flushIntervalMs: 50, maxRetries: 100, retryBaseMs: 50, retryMaxMs: 500, onRequest: (r) => reports.push(r) });
+      const client = createClient({
+        url,
+        key,
+        flushAt: 20,
+        flushIntervalMs: 50,
+        maxRetries: 100,
+        retryBaseMs: 50,
+        retryMaxMs: 500,
+        onRequest: (r) => reports.push(r),
+      });
       const keys: string[] = [];
       let i = 0;
-      const ticker = setInterval(() => keys.push(...Array.from({ length: 5 }, () => client.track({ type: 'sdk.restart', data: { i: i++ } }, { priority: CLASSES[i % 3] }))), 10);
+      const ticker = setInterval(
+        () =>
+          keys.push(
+            ...Array.from({ length: 5 }, () => client.track({ type: 'sdk.restart', data: { i: i++ } }, { priority: CLASSES[i % 3] })),
+          ),
+        10,
+      );
       try {
         await eventually(async () => client.stats().delivered > 200, 'traffic flowing', 30_000);
         api.child.kill('SIGTERM');
@@ -138,7 +177,10 @@ describe('client SDK: exactly once across injected failures', () => {
       }
       const result = await client.close({ timeoutMs: 30_000 });
       assert.equal(result.undelivered, 0);
-      assert.ok(reports.some((r) => r.status === null && r.outcome === 'transient'), 'connection failures were retried');
+      assert.ok(
+        reports.some((r) => r.status === null && r.outcome === 'transient'),
+        'connection failures were retried',
+      );
       await assertExactlyOnce(tenant, keys, client);
     } finally {
       api.child.kill('SIGTERM');

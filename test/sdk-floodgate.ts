@@ -35,13 +35,19 @@ export async function startSdkFloodgate(env: Record<string, string> = {}): Promi
     api,
     key: async (tenant, rateLimit) => (await createApiKey(testEnv.pool, { tenant, ...(rateLimit ? { rateLimit } : {}) })).key,
     async stored(tenant, n) {
-      await eventually(async () => (await countEvents(testEnv, tenant)) >= n && (await testEnv.redis.xlen(testEnv.config.streamKey)) === 0, `${n} rows for ${tenant}`, 30_000);
+      await eventually(
+        async () => (await countEvents(testEnv, tenant)) >= n && (await testEnv.redis.xlen(testEnv.config.streamKey)) === 0,
+        `${n} rows for ${tenant}`,
+        30_000,
+      );
       const { rows } = await testEnv.pool.query<{ key: string; n: string; priority: Priority; occurred_at: Date; received_at: Date }>(
         `SELECT idempotency_key AS key, count(*) AS n, min(priority) AS priority, min(occurred_at) AS occurred_at, min(received_at) AS received_at
          FROM events WHERE tenant = $1 GROUP BY idempotency_key`,
         [tenant],
       );
-      return new Map(rows.map((r) => [r.key, { count: Number(r.n), priority: r.priority, occurredAt: r.occurred_at, receivedAt: r.received_at }]));
+      return new Map(
+        rows.map((r) => [r.key, { count: Number(r.n), priority: r.priority, occurredAt: r.occurred_at, receivedAt: r.received_at }]),
+      );
     },
     async close() {
       await api?.close();

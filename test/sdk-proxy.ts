@@ -44,7 +44,10 @@ async function readAll(req: IncomingMessage): Promise<Buffer> {
 
 function describe(body: Buffer, gzip: boolean): { keys: string[]; sentAt: string | undefined } {
   try {
-    const parsed = JSON.parse((gzip ? gunzipSync(body) : body).toString()) as { events?: Array<{ idempotency_key?: string }>; sent_at?: string };
+    const parsed = JSON.parse((gzip ? gunzipSync(body) : body).toString()) as {
+      events?: Array<{ idempotency_key?: string }>;
+      sent_at?: string;
+    };
     return { keys: (parsed.events ?? []).map((e) => e.idempotency_key ?? ''), sentAt: parsed.sent_at };
   } catch {
     return { keys: [], sentAt: undefined };
@@ -67,18 +70,30 @@ export async function startFaultProxy(upstream: string): Promise<FaultProxy> {
       let answer: Response | undefined;
       let answerBody = '';
       if (forwarded) {
-        const headers = Object.fromEntries(FORWARDED_HEADERS.flatMap((h) => (typeof req.headers[h] === 'string' ? [[h, req.headers[h]]] : [])));
+        const headers = Object.fromEntries(
+          FORWARDED_HEADERS.flatMap((h) => (typeof req.headers[h] === 'string' ? [[h, req.headers[h]]] : [])),
+        );
         answer = await fetch(`${upstream}${req.url}`, { method: req.method, headers, body: req.method === 'POST' ? body : undefined });
         answerBody = await answer.text();
       }
       if (fault === 'reset-after-forward') return req.socket.resetAndDestroy();
       if (fault === 'forward') {
         const retryAfter = answer!.headers.get('retry-after');
-        res.writeHead(answer!.status, { 'content-type': answer!.headers.get('content-type') ?? 'application/json', ...(retryAfter ? { 'retry-after': retryAfter } : {}) });
+        res.writeHead(answer!.status, {
+          'content-type': answer!.headers.get('content-type') ?? 'application/json',
+          ...(retryAfter ? { 'retry-after': retryAfter } : {}),
+        });
         return res.end(answerBody);
       }
       res.writeHead(fault.status, { 'content-type': 'application/json', ...(fault.retryAfter ? { 'retry-after': fault.retryAfter } : {}) });
-      res.end(fault.body ?? JSON.stringify({ error: fault.status === 503 ? 'overloaded' : `http_${fault.status}`, message: 'injected by the test proxy', request_id: 'proxy' }));
+      res.end(
+        fault.body ??
+          JSON.stringify({
+            error: fault.status === 503 ? 'overloaded' : `http_${fault.status}`,
+            message: 'injected by the test proxy',
+            request_id: 'proxy',
+          }),
+      );
     })().catch(() => req.socket.destroy());
   });
   server.listen(0, '127.0.0.1');

@@ -78,7 +78,10 @@ describe('client SDK against a real Floodgate', () => {
     assert.equal(errors.length, 2);
     assert.equal(errors[1]!.code, 'event_rejected');
     assert.equal(errors[1]!.reason, 'invalid_event');
-    assert.deepEqual(errors[1]!.events.map((e) => e.errors?.[0]?.path), ['/type', '/timestamp']);
+    assert.deepEqual(
+      errors[1]!.events.map((e) => e.errors?.[0]?.path),
+      ['/type', '/timestamp'],
+    );
     assert.throws(() => client.track({ type: '' }), TypeError, 'an event without a type is a programming error');
     await client.close();
   });
@@ -86,7 +89,12 @@ describe('client SDK against a real Floodgate', () => {
   it('surfaces a refused request (401) without retrying it', async () => {
     const errors: FloodgateError[] = [];
     const requests: RequestReport[] = [];
-    const client = createClient({ url: fg.api.url, key: 'fgk_not_a_key', onError: (e) => errors.push(e), onRequest: (r) => requests.push(r) });
+    const client = createClient({
+      url: fg.api.url,
+      key: 'fgk_not_a_key',
+      onError: (e) => errors.push(e),
+      onRequest: (r) => requests.push(r),
+    });
     client.track({ type: 'nope' });
     client.track({ type: 'nope' });
     await client.flush();

@@ -25,7 +25,12 @@ interface Step {
   heldOff: number;
 }
 
-function simulate(controller: ShedController, offeredAt: (t: number) => number, seconds: number, backlogAt: (t: number) => number = () => 0): Step[] {
+function simulate(
+  controller: ShedController,
+  offeredAt: (t: number) => number,
+  seconds: number,
+  backlogAt: (t: number) => number = () => 0,
+): Step[] {
   let queue = 0;
   const steps: Step[] = [];
   for (let t = 0; t < seconds; t += DT) {
@@ -71,9 +76,15 @@ interface ClosedLoopStep {
 function closedLoop(controller: ShedController, quotaPerConnection: number, seconds: number): ClosedLoopStep[] {
   const steps: ClosedLoopStep[] = [];
   for (let t = 0; t < seconds; t += DT) {
-    const p = { critical: controller.probability('critical'), normal: controller.probability('normal'), low: controller.probability('low') };
-    const rates = (latency: number) => PRIORITIES.map((c) => ({ c, rate: Math.min(CONNECTIONS[c] * quotaPerConnection, CONNECTIONS[c] / latency) }));
-    const work = (latency: number) => rates(latency).reduce((w, { c, rate }) => w + (rate * (p[c] * REFUSE_MS + (1 - p[c]) * ADMIT_MS)) / 1000, 0);
+    const p = {
+      critical: controller.probability('critical'),
+      normal: controller.probability('normal'),
+      low: controller.probability('low'),
+    };
+    const rates = (latency: number) =>
+      PRIORITIES.map((c) => ({ c, rate: Math.min(CONNECTIONS[c] * quotaPerConnection, CONNECTIONS[c] / latency) }));
+    const work = (latency: number) =>
+      rates(latency).reduce((w, { c, rate }) => w + (rate * (p[c] * REFUSE_MS + (1 - p[c]) * ADMIT_MS)) / 1000, 0);
     let latency = BASE_S / Math.max(1 - 0.8 * work(BASE_S), 0.2);
     if (work(BASE_S) > 1) {
       let [lo, hi] = [BASE_S, 10];
@@ -112,7 +123,10 @@ describe('shedding controller (deterministic simulation)', () => {
     const goodput = mean(settled.map((s) => s.admitted));
     assert.ok(goodput >= 0.85 * CAPACITY && goodput <= 1.05 * CAPACITY, `goodput ${goodput}`);
     assert.ok(mean(settled.map((s) => s.p99)) <= 2 * DEFAULT_CONTROLLER_PARAMS.targetP99Ms, 'p99 held near the target');
-    assert.ok(settled.every((s) => s.shedByClass.critical === 0), 'critical never shed');
+    assert.ok(
+      settled.every((s) => s.shedByClass.critical === 0),
+      'critical never shed',
+    );
     const shedLow = settled.reduce((a, s) => a + s.shedByClass.low, 0);
     const shedNormal = settled.reduce((a, s) => a + s.shedByClass.normal, 0);
     assert.ok(shedLow > 0.95 * (shedLow + shedNormal), 'at 2× the lowest class absorbs the shedding');
@@ -125,16 +139,23 @@ describe('shedding controller (deterministic simulation)', () => {
     const sd = Math.sqrt(mean(levels.map((l) => (l - m) ** 2)));
     assert.ok(sd < 0.05, `level std-dev ${sd}`);
     // No on/off flapping: the low class is never fully re-admitted once the controller has settled.
-    assert.ok(levels.every((l) => l > 0.2), 'no return to zero while overloaded');
+    assert.ok(
+      levels.every((l) => l > 0.2),
+      'no return to zero while overloaded',
+    );
   });
 
   it('sheds low before normal on a ramp, and normal only once low is fully shed', () => {
     const steps = simulate(createShedController(), (t) => CAPACITY * (0.5 + t / 20), 80);
     for (const s of steps) {
-      if (s.shedByClass.normal > 0) assert.equal(s.shedByClass.low, s.offered * MIX.low, `t=${s.t}: normal shed while low was not all shed`);
+      if (s.shedByClass.normal > 0)
+        assert.equal(s.shedByClass.low, s.offered * MIX.low, `t=${s.t}: normal shed while low was not all shed`);
       assert.equal(s.shedByClass.critical, 0);
     }
-    assert.ok(steps.some((s) => s.shedByClass.normal > 0), 'at 4.5× even normal is shed');
+    assert.ok(
+      steps.some((s) => s.shedByClass.normal > 0),
+      'at 4.5× even normal is shed',
+    );
   });
 
   it('rides out a 4× spike and recovers within 5 s after it ends', () => {
@@ -143,20 +164,38 @@ describe('shedding controller (deterministic simulation)', () => {
     const spike = between(steps, 20, spikeEnd);
     assert.ok(spike.every((s) => s.shedByClass.critical === 0));
     const recovered = between(steps, spikeEnd + 5, 45);
-    assert.ok(recovered.every((s) => s.level === 0), 'all traffic admitted again 5 s after the spike');
+    assert.ok(
+      recovered.every((s) => s.level === 0),
+      'all traffic admitted again 5 s after the spike',
+    );
   });
 
   it('sheds non-critical traffic as the stream backlog passes its watermarks, whatever the latency', () => {
     const { backlogLowWatermark: low, backlogHighWatermark: high } = DEFAULT_CONTROLLER_PARAMS;
     const controller = createShedController();
-    simulate(controller, () => 0.5 * CAPACITY, 5, () => low + (high - low) / 4);
+    simulate(
+      controller,
+      () => 0.5 * CAPACITY,
+      5,
+      () => low + (high - low) / 4,
+    );
     assert.ok(Math.abs(controller.probability('low') - 0.5) < 1e-9, 'halfway to the low class being shed');
     assert.equal(controller.probability('normal'), 0);
-    simulate(controller, () => 0.5 * CAPACITY, 5, () => high);
+    simulate(
+      controller,
+      () => 0.5 * CAPACITY,
+      5,
+      () => high,
+    );
     assert.equal(controller.probability('low'), 1);
     assert.equal(controller.probability('normal'), 1);
     assert.equal(controller.probability('critical'), 0);
-    simulate(controller, () => 0.5 * CAPACITY, 1, () => 0);
+    simulate(
+      controller,
+      () => 0.5 * CAPACITY,
+      1,
+      () => 0,
+    );
     assert.equal(controller.probability('low'), 0, 'the floor lifts as soon as the backlog drains');
   });
 
@@ -164,8 +203,14 @@ describe('shedding controller (deterministic simulation)', () => {
     // Quota 4/s per connection: 2000 requests/s offered, where the core fits about 1250 admitted ones.
     const guarded = closedLoop(createShedController(), 4, 60);
     const unguarded = closedLoop(createShedController({ ...DEFAULT_CONTROLLER_PARAMS, normalMinRelief: -Infinity }), 4, 60);
-    assert.ok(guarded.some((s) => s.heldOff > 0), 'a probe found shedding normal futile');
-    assert.ok(unguarded.every((s) => s.heldOff === 0), 'without the relief test nothing is held off');
+    assert.ok(
+      guarded.some((s) => s.heldOff > 0),
+      'a probe found shedding normal futile',
+    );
+    assert.ok(
+      unguarded.every((s) => s.heldOff === 0),
+      'without the relief test nothing is held off',
+    );
     const probes = guarded.filter((s, i) => s.heldOff > 0 && (guarded[i - 1]?.heldOff ?? 0) === 0).length;
     assert.ok(probes <= 2, `futile probes back off (${probes} in 60 s)`);
     const settled = (steps: ClosedLoopStep[]) => between(steps, 10, 60);
@@ -176,7 +221,10 @@ describe('shedding controller (deterministic simulation)', () => {
       return low / settled(steps).reduce((a, s) => a + s.shedByClass.low + s.shedByClass.normal, 0);
     };
     assert.ok(lowShare(guarded) > 0.9, `shed from low ${lowShare(guarded)}`);
-    assert.ok(guarded.every((s) => s.shedByClass.critical === 0), 'critical never shed');
+    assert.ok(
+      guarded.every((s) => s.shedByClass.critical === 0),
+      'critical never shed',
+    );
     const worst = (steps: ClosedLoopStep[]) => Math.max(...settled(steps).map((s) => s.p99));
     assert.ok(worst(guarded) <= 1.5 * worst(unguarded), 'and latency no worse to speak of: shedding normal was not buying any');
   });
@@ -184,9 +232,15 @@ describe('shedding controller (deterministic simulation)', () => {
   it('keeps shedding normal traffic where that relieves the pressure', () => {
     const controller = createShedController();
     const steps = simulate(controller, (t) => (t < 5 ? 0.7 : 4) * CAPACITY, 60);
-    assert.ok(between(steps, 20, 60).every((s) => s.shedByClass.normal > 0), 'normal is shed at 4×');
+    assert.ok(
+      between(steps, 20, 60).every((s) => s.shedByClass.normal > 0),
+      'normal is shed at 4×',
+    );
     // The queue built in the first second drains only slowly, and each probe still sees the pressure falling.
-    assert.ok(steps.every((s) => s.heldOff === 0), 'never held off');
+    assert.ok(
+      steps.every((s) => s.heldOff === 0),
+      'never held off',
+    );
     assert.ok(mean(between(steps, 20, 60).map((s) => s.admitted)) >= 0.85 * CAPACITY);
   });
 
@@ -201,7 +255,11 @@ describe('shedding controller (deterministic simulation)', () => {
     };
     for (const [param, name] of Object.entries(variables)) {
       const variable = Object.values(CONFIG_VARIABLES).find((v) => v.name === name);
-      assert.equal(DEFAULT_CONTROLLER_PARAMS[param as keyof ControllerParams], Number(variable?.defaultValue), `${param} is ${name}'s default`);
+      assert.equal(
+        DEFAULT_CONTROLLER_PARAMS[param as keyof ControllerParams],
+        Number(variable?.defaultValue),
+        `${param} is ${name}'s default`,
+      );
     }
   });
 

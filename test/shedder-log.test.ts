@@ -12,7 +12,7 @@ import { createRedis } from '../lib/redis.js';
 import { TEST_REDIS_URL } from './support.js';
 
 describe('shedder logs', () => {
-  it('report the shed level as shedLevel, leaving pino\'s level field to mean the log level', async () => {
+  it("report the shed level as shedLevel, leaving pino's level field to mean the log level", async () => {
     const lines: Record<string, unknown>[] = [];
     const sink = new Writable({
       write(chunk: Buffer, _encoding, done) {
@@ -21,7 +21,13 @@ describe('shedder logs', () => {
       },
     });
     // A controller that is shedding, so that the first tick logs it.
-    const state: ControllerState = { level: 1.5, pressure: 3, backlogFloor: 0, normalHeldOffSeconds: 0, shedProbability: { critical: 0, normal: 0.5, low: 1 } };
+    const state: ControllerState = {
+      level: 1.5,
+      pressure: 3,
+      backlogFloor: 0,
+      normalHeldOffSeconds: 0,
+      shedProbability: { critical: 0, normal: 0.5, low: 1 },
+    };
     const controller: ShedController = { tick: () => state, probability: () => 0, overHardLimit: () => false, state: () => state };
     const redis = createRedis(TEST_REDIS_URL);
     const shedder = createShedder({

@@ -48,7 +48,10 @@ describe('load shedding on a real listening server', () => {
       assert.equal(counts.critical[202], sent('critical'));
       assert.ok(shed('low') > 0, 'low is shed');
       assert.ok(shed('low') / sent('low') > shed('normal') / sent('normal'), `low shed ratio above normal's: ${JSON.stringify(counts)}`);
-      assert.ok(retryAfter.every((r) => /^[1-5]$/.test(r)), 'a jittered Retry-After of 1-5 s');
+      assert.ok(
+        retryAfter.every((r) => /^[1-5]$/.test(r)),
+        'a jittered Retry-After of 1-5 s',
+      );
     });
 
     it('refuses a request that names its class before reading its body, the same way and counted the same way', async () => {
@@ -67,7 +70,12 @@ describe('load shedding on a real listening server', () => {
           await res?.arrayBuffer();
           res = await fetch(`${api.url}/v1/events`, {
             method: 'POST',
-            headers: { 'content-type': 'application/json', authorization: `Bearer ${api.key}`, 'x-priority': 'low', 'x-request-id': 'early-1' },
+            headers: {
+              'content-type': 'application/json',
+              authorization: `Bearer ${api.key}`,
+              'x-priority': 'low',
+              'x-request-id': 'early-1',
+            },
             body: '{"type":',
           });
         }
@@ -81,11 +89,22 @@ describe('load shedding on a real listening server', () => {
       assert.deepEqual(await json(res!), { error: 'overloaded', message: 'shedding low traffic; retry later', request_id: 'early-1' });
       const metrics = await api.metrics();
       assert.match(metrics, /floodgate_http_errors_total\{[^}]*route="\/v1\/events",code="overloaded"[^}]*\} [1-9]/);
-      assert.match(metrics, /floodgate_http_request_duration_seconds_count\{[^}]*route="\/v1\/events",method="POST",status="503",priority="low"[^}]*\} [1-9]/);
+      assert.match(
+        metrics,
+        /floodgate_http_request_duration_seconds_count\{[^}]*route="\/v1\/events",method="POST",status="503",priority="low"[^}]*\} [1-9]/,
+      );
       // Shedding is per tenant, so a key the server does not know is left to authentication: 401, whatever the load.
-      const unknown = await fetch(`${api.url}/v1/events`, { method: 'POST', headers: { 'content-type': 'application/json', authorization: 'Bearer not-a-key', 'x-priority': 'low' }, body: '{}' });
+      const unknown = await fetch(`${api.url}/v1/events`, {
+        method: 'POST',
+        headers: { 'content-type': 'application/json', authorization: 'Bearer not-a-key', 'x-priority': 'low' },
+        body: '{}',
+      });
       assert.equal(unknown.status, 401);
-      const anonymous = await fetch(`${api.url}/v1/events`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: '{}' });
+      const anonymous = await fetch(`${api.url}/v1/events`, {
+        method: 'POST',
+        headers: { 'content-type': 'application/json' },
+        body: '{}',
+      });
       assert.equal(anonymous.status, 401);
     });
 

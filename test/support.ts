@@ -11,7 +11,11 @@ import { createRedis, type Redis } from '../lib/redis.js';
  * How tests run the `floodgate` command: `node --import tsx cli/main.ts`, the sources as they are now, never a
  * dist/ that may predate them (bin/floodgate.js runs dist/). Children forked by the command inherit the flags.
  */
-export const FLOODGATE_COMMAND: readonly string[] = ['--import', import.meta.resolve('tsx'), fileURLToPath(new URL('../cli/main.ts', import.meta.url))];
+export const FLOODGATE_COMMAND: readonly string[] = [
+  '--import',
+  import.meta.resolve('tsx'),
+  fileURLToPath(new URL('../cli/main.ts', import.meta.url)),
+];
 
 /** Server URLs the tests use; CI starts both (see .ci/run). */
 export const TEST_PG_ADMIN_URL = 'postgres://postgres@127.0.0.1:5432/postgres';
@@ -148,7 +152,12 @@ export async function enqueue(
     if (!check.ok) throw new Error(`test event invalid: ${JSON.stringify(check.errors)}`);
     return check.event;
   });
-  await env.redis.xadd(env.config.streamKey, '*', ENTRY_FIELD, encodeEntry(options.tenant ?? 'acme', options.priority ?? 'normal', receivedAt, valid));
+  await env.redis.xadd(
+    env.config.streamKey,
+    '*',
+    ENTRY_FIELD,
+    encodeEntry(options.tenant ?? 'acme', options.priority ?? 'normal', receivedAt, valid),
+  );
   return valid.map((e) => e.id);
 }
 
@@ -226,7 +235,10 @@ export interface TestCluster {
 export async function startCluster(env: TestEnv, apiProcesses = 2): Promise<TestCluster> {
   const [port, metricsPort] = [await freePort(), await freePort()];
   const url = `http://127.0.0.1:${port}`;
-  const api = await spawnFloodgate(['api'], envVars(env, { PORT: String(port), HOST: '127.0.0.1', API_PROCESSES: String(apiProcesses), METRICS_PORT: String(metricsPort) }));
+  const api = await spawnFloodgate(
+    ['api'],
+    envVars(env, { PORT: String(port), HOST: '127.0.0.1', API_PROCESSES: String(apiProcesses), METRICS_PORT: String(metricsPort) }),
+  );
   const worker = await spawnFloodgate(['worker'], envVars(env, { FLUSH_INTERVAL_MS: '50' }));
   const stop = async () => {
     for (const p of [api, worker]) p.child.kill('SIGTERM');
@@ -270,7 +282,9 @@ export async function startPrivateRedis(): Promise<PrivateRedis> {
 
   async function start(): Promise<void> {
     dir = await mkdtemp(`${tmpdir()}/floodgate-redis-`);
-    child = spawn('redis-server', ['--port', String(port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no', '--dir', dir], { stdio: 'ignore' });
+    child = spawn('redis-server', ['--port', String(port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no', '--dir', dir], {
+      stdio: 'ignore',
+    });
     const probe = new Redis(url, { lazyConnect: true, maxRetriesPerRequest: 0, retryStrategy: () => 50 });
     probe.on('error', () => {});
     try {

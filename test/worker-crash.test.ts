@@ -45,14 +45,27 @@ describe('worker crashes and shutdown', () => {
   async function enqueueMixed(tenant: string, entries: number): Promise<string[]> {
     const ids: string[] = [];
     for (let i = 0; i < entries; i++) {
-      ids.push(...(await enqueue(env, Array.from({ length: 50 }, (_, j) => ({ type: 'crash', ...(j % 2 ? { idempotency_key: `${tenant}-${i}-${j}` } : {}) })), { tenant })));
+      ids.push(
+        ...(await enqueue(
+          env,
+          Array.from({ length: 50 }, (_, j) => ({ type: 'crash', ...(j % 2 ? { idempotency_key: `${tenant}-${i}-${j}` } : {}) })),
+          { tenant },
+        )),
+      );
     }
     return ids;
   }
 
   async function assertExactlyOnce(tenant: string, ids: string[]): Promise<void> {
-    await eventually(async () => (await countEvents(env, tenant)) >= ids.length && (await env.redis.xlen(env.config.streamKey)) === 0, `${ids.length} rows for ${tenant}`, 30_000);
-    const { rows } = await env.pool.query<{ n: string; d: string }>('SELECT count(*) AS n, count(DISTINCT id) AS d FROM events WHERE tenant = $1', [tenant]);
+    await eventually(
+      async () => (await countEvents(env, tenant)) >= ids.length && (await env.redis.xlen(env.config.streamKey)) === 0,
+      `${ids.length} rows for ${tenant}`,
+      30_000,
+    );
+    const { rows } = await env.pool.query<{ n: string; d: string }>(
+      'SELECT count(*) AS n, count(DISTINCT id) AS d FROM events WHERE tenant = $1',
+      [tenant],
+    );
     assert.equal(Number(rows[0]!.n), ids.length, 'no duplicates');
     assert.equal(Number(rows[0]!.d), ids.length);
     const pending = (await env.redis.xpending(env.config.streamKey, env.config.consumerGroup)) as [number];

@@ -7,13 +7,18 @@ import { createFlusher, type Flusher } from '../workers/flusher.js';
 import { createMaintenance } from '../workers/maintenance.js';
 import { countEvents, createTestEnv, enqueue, eventually, type TestEnv } from './support.js';
 
-
 describe('flush worker', () => {
   let env: TestEnv;
   let flusher: Flusher;
   before(async () => {
     env = await createTestEnv({ FLUSH_BATCH_EVENTS: '500', FLUSH_INTERVAL_MS: '20', MAX_DELIVERY_ATTEMPTS: '2' });
-    flusher = createFlusher({ config: env.config, pool: env.pool, redis: env.redis, logger: createLogger('silent', 'test'), consumerName: 'test-consumer' });
+    flusher = createFlusher({
+      config: env.config,
+      pool: env.pool,
+      redis: env.redis,
+      logger: createLogger('silent', 'test'),
+      consumerName: 'test-consumer',
+    });
     await flusher.start();
   });
   after(async () => {
@@ -24,10 +29,18 @@ describe('flush worker', () => {
   it('stores N events as exactly N rows, batches larger than the flush size included, and empties the stream', async () => {
     const ids: string[] = [];
     for (let i = 0; i < 30; i++) {
-      ids.push(...(await enqueue(env, Array.from({ length: 100 }, (_, j) => ({ type: 'bulk', data: { i, j } })), { tenant: 'bulk' })));
+      ids.push(
+        ...(await enqueue(
+          env,
+          Array.from({ length: 100 }, (_, j) => ({ type: 'bulk', data: { i, j } })),
+          { tenant: 'bulk' },
+        )),
+      );
     }
     await eventually(async () => (await countEvents(env, 'bulk')) === 3000, '3000 rows');
-    const { rows } = await env.pool.query<{ n: string; distinct_ids: string }>("SELECT count(*) AS n, count(DISTINCT id) AS distinct_ids FROM events WHERE tenant = 'bulk'");
+    const { rows } = await env.pool.query<{ n: string; distinct_ids: string }>(
+      "SELECT count(*) AS n, count(DISTINCT id) AS distinct_ids FROM events WHERE tenant = 'bulk'",
+    );
     assert.equal(Number(rows[0]!.distinct_ids), 3000);
     const stored = await env.pool.query<{ id: string }>("SELECT id FROM events WHERE tenant = 'bulk'");
     assert.deepEqual(new Set(stored.rows.map((r) => r.id)), new Set(ids));
@@ -36,10 +49,19 @@ describe('flush worker', () => {
 
   it('stores an idempotency key once: same entry, across entries, across days; per tenant', async () => {
     const now = Date.now();
-    await enqueue(env, [{ type: 'k', idempotency_key: 'same-entry' }, { type: 'k', idempotency_key: 'same-entry' }], { tenant: 'dedup' });
+    await enqueue(
+      env,
+      [
+        { type: 'k', idempotency_key: 'same-entry' },
+        { type: 'k', idempotency_key: 'same-entry' },
+      ],
+      { tenant: 'dedup' },
+    );
     await enqueue(env, [{ type: 'k', idempotency_key: 'across-entries' }], { tenant: 'dedup' });
     await enqueue(env, [{ type: 'k', idempotency_key: 'across-entries' }], { tenant: 'dedup' });
-    await enqueue(env, [{ type: 'k', idempotency_key: 'across-days', timestamp: new Date(now - 2 * DAY).toISOString() }], { tenant: 'dedup' });
+    await enqueue(env, [{ type: 'k', idempotency_key: 'across-days', timestamp: new Date(now - 2 * DAY).toISOString() }], {
+      tenant: 'dedup',
+    });
     await enqueue(env, [{ type: 'k', idempotency_key: 'across-days', timestamp: new Date(now).toISOString() }], { tenant: 'dedup' });
     await enqueue(env, [{ type: 'k', idempotency_key: 'same-entry' }], { tenant: 'other-tenant' });
     await eventually(async () => (await env.redis.xlen(env.config.streamKey)) === 0, 'all written');
@@ -75,9 +97,13 @@ describe('flush worker', () => {
 
   it('round-trips text that COPY must escape', async () => {
     const nasty = 'tab\there\nnewline\r\ncrlf back\\slash \\N "quotes" \'single\' 日本語 😀 \u2028 \\t literal';
-    const [id] = await enqueue(env, [{ type: 'escape.test', source: nasty, idempotency_key: nasty, data: { nasty, [nasty]: [nasty, { nested: nasty }], n: 1.5 } }], {
-      tenant: 'escape',
-    });
+    const [id] = await enqueue(
+      env,
+      [{ type: 'escape.test', source: nasty, idempotency_key: nasty, data: { nasty, [nasty]: [nasty, { nested: nasty }], n: 1.5 } }],
+      {
+        tenant: 'escape',
+      },
+    );
     await eventually(async () => (await countEvents(env, 'escape')) === 1, 'escaped row');
     const { rows } = await env.pool.query('SELECT id, source, idempotency_key, data FROM events WHERE tenant = $1', ['escape']);
     assert.equal(rows[0].id, id);
@@ -104,7 +130,10 @@ describe('flush worker', () => {
     const dead = await env.redis.xrange(env.config.deadLetterStreamKey, '-', '+');
     const reasons = dead.map(([, fields]) => fields[fields.indexOf('reason') + 1]!);
     assert.ok(reasons.some((r) => r.startsWith('undecodable')));
-    assert.ok(reasons.some((r) => /write failed 2 times: .*partition/.test(r)), reasons.join(' | '));
+    assert.ok(
+      reasons.some((r) => /write failed 2 times: .*partition/.test(r)),
+      reasons.join(' | '),
+    );
     await eventually(async () => (await env.redis.xlen(env.config.streamKey)) === 0, 'stream emptied');
     const pending = (await env.redis.xpending(env.config.streamKey, env.config.consumerGroup)) as [number];
     assert.equal(pending[0], 0);
@@ -119,7 +148,7 @@ describe('maintenance', () => {
   after(() => env?.cleanup());
 
   it('keeps partitions ahead, drops expired ones and forgets old idempotency keys', async () => {
-    await env.pool.query("SELECT floodgate_create_partitions(current_date - 30, current_date - 29)");
+    await env.pool.query('SELECT floodgate_create_partitions(current_date - 30, current_date - 29)');
     await env.pool.query(
       "INSERT INTO idempotency_keys VALUES ('t', 'old', gen_random_uuid(), now() - interval '2 hours'), ('t', 'new', gen_random_uuid(), now())",
     );

@@ -108,7 +108,15 @@ export function createFlusher(deps: FlusherDeps): Flusher {
   const group = config.consumerGroup;
   const reader = redis.duplicate();
   reader.on('error', () => {});
-  const stats: FlusherStats = { entriesRead: 0, entriesReclaimed: 0, eventsWritten: 0, duplicatesDropped: 0, flushes: 0, flushErrors: 0, deadLettered: 0 };
+  const stats: FlusherStats = {
+    entriesRead: 0,
+    entriesReclaimed: 0,
+    eventsWritten: 0,
+    duplicatesDropped: 0,
+    flushes: 0,
+    flushErrors: 0,
+    deadLettered: 0,
+  };
 
   let buffer: Held[] = [];
   let bufferedEvents = 0;
@@ -165,7 +173,18 @@ export function createFlusher(deps: FlusherDeps): Flusher {
   async function deadLetter(items: { id: string; payload: string; reason: string }[]): Promise<void> {
     const tx = redis.multi();
     for (const { id, payload, reason } of items) {
-      tx.xadd(deadLetterKey, '*', 'entry_id', id, 'reason', reason.slice(0, 1000), 'failed_at', new Date().toISOString(), 'payload', payload);
+      tx.xadd(
+        deadLetterKey,
+        '*',
+        'entry_id',
+        id,
+        'reason',
+        reason.slice(0, 1000),
+        'failed_at',
+        new Date().toISOString(),
+        'payload',
+        payload,
+      );
     }
     const ids = items.map((i) => i.id);
     tx.xack(key, group, ...ids);
@@ -173,14 +192,20 @@ export function createFlusher(deps: FlusherDeps): Flusher {
     await tx.exec();
     stats.deadLettered += items.length;
     for (const { id, reason } of items) {
-      metrics?.deadLettered.inc({ reason: reason.startsWith('undecodable') ? 'undecodable' : reason.startsWith('delivered') ? 'redelivered' : 'write_failed' });
+      metrics?.deadLettered.inc({
+        reason: reason.startsWith('undecodable') ? 'undecodable' : reason.startsWith('delivered') ? 'redelivered' : 'write_failed',
+      });
       log.error({ entryId: id, reason }, 'entry moved to the dead-letter stream');
     }
   }
 
   async function acknowledge(ids: string[]): Promise<void> {
     try {
-      await redis.multi().xack(key, group, ...ids).xdel(key, ...ids).exec();
+      await redis
+        .multi()
+        .xack(key, group, ...ids)
+        .xdel(key, ...ids)
+        .exec();
     } catch (err) {
       // Rows are committed; the entries stay pending and a later delivery is a no-op thanks to the keys.
       log.error({ err, entries: ids.length }, 'could not acknowledge written entries');
@@ -266,7 +291,11 @@ export function createFlusher(deps: FlusherDeps): Flusher {
         }
         held.attempts++;
         if (held.attempts + held.priorDeliveries >= config.maxDeliveryAttempts) {
-          doomed.push({ id: held.id, payload: held.payload, reason: `write failed ${held.attempts + held.priorDeliveries} times: ${(err as Error).message}` });
+          doomed.push({
+            id: held.id,
+            payload: held.payload,
+            reason: `write failed ${held.attempts + held.priorDeliveries} times: ${(err as Error).message}`,
+          });
         } else {
           retry.push(held);
         }
@@ -278,16 +307,25 @@ export function createFlusher(deps: FlusherDeps): Flusher {
 
   /** Takes over entries another consumer left pending longer than claimIdleMs (e.g. it crashed mid-flush). */
   async function reclaim(): Promise<void> {
-    const pending = (await redis.xpending(key, group, 'IDLE', config.claimIdleMs, '-', '+', MAX_ENTRIES_PER_READ)) as [string, string, number, number][];
+    const pending = (await redis.xpending(key, group, 'IDLE', config.claimIdleMs, '-', '+', MAX_ENTRIES_PER_READ)) as [
+      string,
+      string,
+      number,
+      number,
+    ][];
     const candidates = pending.filter(([, owner]) => owner !== consumerName);
     if (candidates.length === 0) return;
     const deliveries = new Map(candidates.map(([id, , , count]) => [id, count]));
     const tooMany = candidates.filter(([, , , count]) => count >= config.maxDeliveryAttempts).map(([id]) => id);
-    const [, claimed, deleted] = (await redis.xautoclaim(key, group, consumerName, config.claimIdleMs, candidates[0]![0], 'COUNT', candidates.length)) as [
-      string,
-      RawEntry[],
-      string[]?,
-    ];
+    const [, claimed, deleted] = (await redis.xautoclaim(
+      key,
+      group,
+      consumerName,
+      config.claimIdleMs,
+      candidates[0]![0],
+      'COUNT',
+      candidates.length,
+    )) as [string, RawEntry[], string[]?];
     if (deleted && deleted.length > 0) await redis.xack(key, group, ...deleted);
     const live = claimed.filter((e): e is RawEntry => Array.isArray(e) && Array.isArray(e[1]));
     const poisoned = live.filter(([id]) => tooMany.includes(id));
@@ -313,8 +351,7 @@ export function createFlusher(deps: FlusherDeps): Flusher {
     let reply: [string, RawEntry[]][] | null;
     try {
       reply = (await reader.xreadgroup('GROUP', group, consumerName, 'COUNT', need, 'BLOCK', block, 'STREAMS', key, '>')) as
-        | [string, RawEntry[]][]
-        | null;
+        [string, RawEntry[]][] | null;
     } catch (err) {
       if (String((err as Error).message).startsWith(REDIS_REPLY.noGroup)) {
         log.warn('consumer group missing (stream deleted?); recreating it');

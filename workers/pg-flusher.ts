@@ -4,7 +4,16 @@ import type { Config } from '../lib/config.js';
 import type { Pool, PoolClient } from '../lib/db.js';
 import type { Logger } from '../lib/logger.js';
 import { writeEntriesInTransaction, type WriteResult } from '../lib/pg-batch-write.js';
-import { CLAIM_ROW, CLAIM_ROWS, COUNT_FAILURE, OLDEST_IDS, DEAD_LETTER_ROWS, DELETE_ROWS, setQueuePersistence, type QueueRow } from '../lib/pg-queue.js';
+import {
+  CLAIM_ROW,
+  CLAIM_ROWS,
+  COUNT_FAILURE,
+  OLDEST_IDS,
+  DEAD_LETTER_ROWS,
+  DELETE_ROWS,
+  setQueuePersistence,
+  type QueueRow,
+} from '../lib/pg-queue.js';
 import type { QueueConsumer } from '../lib/queue.js';
 import { decodeEntry, type StreamEntry } from '../lib/stream-entry.js';
 import { createPostgresWriteBreaker, retryLater, type FlusherStats } from './flusher.js';
@@ -53,7 +62,15 @@ export function createPgFlusher(deps: PgFlusherDeps): PgFlusher {
   const { config, pool, metrics } = deps;
   const breaker = deps.breaker ?? createPostgresWriteBreaker(config, new Registry(), deps.logger);
   const log = deps.logger.child({ queue: 'postgres' });
-  const stats: FlusherStats = { entriesRead: 0, entriesReclaimed: 0, eventsWritten: 0, duplicatesDropped: 0, flushes: 0, flushErrors: 0, deadLettered: 0 };
+  const stats: FlusherStats = {
+    entriesRead: 0,
+    entriesReclaimed: 0,
+    eventsWritten: 0,
+    duplicatesDropped: 0,
+    flushes: 0,
+    flushErrors: 0,
+    deadLettered: 0,
+  };
   let stopping = false;
   let loop: Promise<void> | undefined;
   let closing: Promise<void> | undefined;
@@ -217,7 +234,8 @@ export function createPgFlusher(deps: PgFlusherDeps): PgFlusher {
     // Rows are held by a transaction, never in memory between passes.
     buffered: () => 0,
     async start() {
-      if (await setQueuePersistence(pool, config.queuePostgresTable)) log.warn({ table: config.queuePostgresTable }, 'changed the queue table persistence');
+      if (await setQueuePersistence(pool, config.queuePostgresTable))
+        log.warn({ table: config.queuePostgresTable }, 'changed the queue table persistence');
       loop = run();
       log.info('postgres queue flusher started');
     },

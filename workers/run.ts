@@ -56,14 +56,26 @@ export async function runWorker(config: Config, logger: Logger): Promise<Running
       ? createLivePublisher({ redis, pool, streamKey: config.streamKey, resumeWindowMs: config.liveResumeWindowMs, logger, registry })
       : undefined;
   const flusher = redis
-    ? (isSharded(config) ? createShardedFlusher : createFlusher)({ config, pool, redis, logger, consumerName: `${hostname()}-${process.pid}`, metrics, breaker, onCommitted: live?.onCommitted })
+    ? (isSharded(config) ? createShardedFlusher : createFlusher)({
+        config,
+        pool,
+        redis,
+        logger,
+        consumerName: `${hostname()}-${process.pid}`,
+        metrics,
+        breaker,
+        onCommitted: live?.onCommitted,
+      })
     : createPgFlusher({ config, pool, logger, metrics, breaker });
   const maintenance = createMaintenance({ config, pool, logger });
   await maintenance.start();
   await flusher.start();
   const metricsServer =
     config.metricsEnabled && config.workerMetricsPort > 0
-      ? await startMetricsServer(config.workerMetricsPort, config, async () => ({ contentType: registry.contentType, body: await registry.metrics() }))
+      ? await startMetricsServer(config.workerMetricsPort, config, async () => ({
+          contentType: registry.contentType,
+          body: await registry.metrics(),
+        }))
       : undefined;
 
   let closing: Promise<void> | undefined;

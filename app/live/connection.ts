@@ -123,7 +123,8 @@ export function createLiveConnection(options: ConnectionOptions): LiveConnection
       if (held) {
         held.push({ id: batch.id, events });
         heldBytes += sizeOf(events);
-        if (heldBytes > maxBufferBytes) connection.close('slow_consumer', `more than ${maxBufferBytes} bytes of events arrived while the connection was starting`);
+        if (heldBytes > maxBufferBytes)
+          connection.close('slow_consumer', `more than ${maxBufferBytes} bytes of events arrived while the connection was starting`);
         return;
       }
       lastId = batch.id;

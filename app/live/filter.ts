@@ -25,7 +25,8 @@ export function parseTypeFilter(values: string | readonly string[] | undefined):
   let all = patterns.length === 0;
   for (const pattern of patterns) {
     const parsed = parseTypePattern(pattern);
-    if (parsed === undefined) throw apiError('invalid_parameter', `type "${pattern.slice(0, 140)}" is neither an event type nor a prefix ending in *`);
+    if (parsed === undefined)
+      throw apiError('invalid_parameter', `type "${pattern.slice(0, 140)}" is neither an event type nor a prefix ending in *`);
     if (parsed === null) all = true;
     else if ('prefix' in parsed) prefixes.push(parsed.prefix);
     else exact.add(parsed.exact);

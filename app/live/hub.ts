@@ -48,7 +48,12 @@ export function createLiveHub(deps: LiveHubDeps): LiveHub {
   const { config, logger } = deps;
   const log = logger.child({ scope: 'live' });
   const metrics = createLiveMetrics(deps.registry);
-  const subscriber: LiveSubscriber = createLiveSubscriber({ redis: deps.redis, streamKey: config.streamKey, logger, registry: deps.registry });
+  const subscriber: LiveSubscriber = createLiveSubscriber({
+    redis: deps.redis,
+    streamKey: config.streamKey,
+    logger,
+    registry: deps.registry,
+  });
   const connections = new Set<LiveConnection>();
   /** Ends of connections that had a socket, awaited on shutdown. */
   const ended = new Map<LiveConnection, () => void>();
@@ -106,7 +111,9 @@ export function createLiveHub(deps: LiveHubDeps): LiveHub {
     async open(tenant, filter, resumeAfter) {
       if (closing) throw apiError('not_ready', 'the server is shutting down', undefined, { 'Retry-After': '1' });
       if (connections.size >= config.liveMaxConnections) {
-        throw apiError('overloaded', `this server holds its maximum of ${config.liveMaxConnections} live connections`, undefined, { 'Retry-After': '5' });
+        throw apiError('overloaded', `this server holds its maximum of ${config.liveMaxConnections} live connections`, undefined, {
+          'Retry-After': '5',
+        });
       }
       const connection = createLiveConnection({ tenant, filter, maxBufferBytes: config.liveMaxBufferBytes, metrics, onEnd });
       connections.add(connection);
@@ -140,7 +147,8 @@ export function createLiveHub(deps: LiveHubDeps): LiveHub {
       closing ??= (async () => {
         clearInterval(heartbeat);
         const waits = [...connections].map((c) => new Promise<void>((resolve) => ended.set(c, resolve)));
-        for (const connection of connections) connection.close('server_shutdown', 'the server is shutting down; reconnect with Last-Event-ID to resume');
+        for (const connection of connections)
+          connection.close('server_shutdown', 'the server is shutting down; reconnect with Last-Event-ID to resume');
         let timer: NodeJS.Timeout | undefined;
         await Promise.race([Promise.all(waits), new Promise((resolve) => (timer = setTimeout(resolve, CLOSE_GRACE_MS + 500)))]);
         clearTimeout(timer);

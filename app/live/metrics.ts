@@ -22,8 +22,18 @@ export interface LiveMetrics {
 export function createLiveMetrics(registry: Registry): LiveMetrics {
   const registers = [registry];
   const metrics: LiveMetrics = {
-    connections: new Gauge({ name: 'floodgate_live_connections', help: 'Open live connections by protocol (sse, ws).', labelNames: ['protocol'], registers }),
-    eventsSent: new FastCounter({ name: 'floodgate_live_events_sent_total', help: 'Durable events written to live connections, by protocol.', labelNames: ['protocol'], registers }),
+    connections: new Gauge({
+      name: 'floodgate_live_connections',
+      help: 'Open live connections by protocol (sse, ws).',
+      labelNames: ['protocol'],
+      registers,
+    }),
+    eventsSent: new FastCounter({
+      name: 'floodgate_live_events_sent_total',
+      help: 'Durable events written to live connections, by protocol.',
+      labelNames: ['protocol'],
+      registers,
+    }),
     closes: new Counter({
       name: 'floodgate_live_closes_total',
       help: 'Live connections ended, by protocol and reason (client_closed, slow_consumer, server_shutdown, heartbeat_timeout, error).',

@@ -38,7 +38,12 @@ export function liveEvents(hub: LiveHub): Middleware<AuthenticatedState> {
     ctx.respond = false;
     if (isUpgrade(ctx.req)) {
       ctx.status = 101;
-      acceptWebSocket(ctx.req, wss, (ws) => void session.start(createWsSink(ws)), () => session.abort());
+      acceptWebSocket(
+        ctx.req,
+        wss,
+        (ws) => void session.start(createWsSink(ws)),
+        () => session.abort(),
+      );
     } else {
       ctx.status = 200;
       void session.start(createSseSink(ctx.res));

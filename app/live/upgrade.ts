@@ -17,7 +17,10 @@ const pendingUpgrades = new WeakMap<IncomingMessage, PendingUpgrade>();
 function isLiveWebSocket(req: IncomingMessage): boolean {
   if (req.method !== 'GET') return false;
   const path = (req.url ?? '').split('?', 1)[0];
-  const upgrade = String(req.headers.upgrade ?? '').toLowerCase().split(',').map((s) => s.trim());
+  const upgrade = String(req.headers.upgrade ?? '')
+    .toLowerCase()
+    .split(',')
+    .map((s) => s.trim());
   return path === LIVE_PATH && upgrade.includes('websocket');
 }
 
@@ -35,7 +38,11 @@ function asPlainRequest(server: Server, req: IncomingMessage, socket: Duplex, he
     const lower = name.toLowerCase();
     if (lower === 'upgrade') continue;
     if (lower === 'connection') {
-      value = value.split(',').map((t) => t.trim()).filter((t) => t !== '' && t.toLowerCase() !== 'upgrade').join(', ');
+      value = value
+        .split(',')
+        .map((t) => t.trim())
+        .filter((t) => t !== '' && t.toLowerCase() !== 'upgrade')
+        .join(', ');
       if (value === '') continue;
     }
     lines.push(`${name}: ${value}`);

@@ -68,13 +68,29 @@ const UNAUTHORIZED_HEADERS = { 'WWW-Authenticate': 'Bearer' };
  * invalid, or an address past its budget of failed authentications), the grant of a key already verified, or
  * the key to look up. The one rule for the Koa middleware and the early refusal alike.
  */
-export function authenticateFromCache(req: IncomingMessage, keys: KeyResolver): { readonly grant: KeyGrant } | { readonly refusal: ApiError } | { readonly lookup: string } {
+export function authenticateFromCache(
+  req: IncomingMessage,
+  keys: KeyResolver,
+): { readonly grant: KeyGrant } | { readonly refusal: ApiError } | { readonly lookup: string } {
   const presented = presentedKey(req);
   if ('problem' in presented) {
     if (presented.problem === 'ambiguous') {
-      return { refusal: refusal(req, 'ambiguous_credentials', 'send one API key, in either "Authorization: Bearer <key>" or "X-Api-Key", not two different ones') };
+      return {
+        refusal: refusal(
+          req,
+          'ambiguous_credentials',
+          'send one API key, in either "Authorization: Bearer <key>" or "X-Api-Key", not two different ones',
+        ),
+      };
     }
-    return { refusal: refusal(req, 'unauthorized', 'missing API key: send "Authorization: Bearer <key>" or "X-Api-Key: <key>"', UNAUTHORIZED_HEADERS) };
+    return {
+      refusal: refusal(
+        req,
+        'unauthorized',
+        'missing API key: send "Authorization: Bearer <key>" or "X-Api-Key: <key>"',
+        UNAUTHORIZED_HEADERS,
+      ),
+    };
   }
   const grant = keys.peek(presented.key);
   if (grant) return { grant };
@@ -82,7 +98,11 @@ export function authenticateFromCache(req: IncomingMessage, keys: KeyResolver): 
   if (grant === null) return { refusal: invalidKey(req, keys, address) };
   const retryAfter = keys.failures.retryAfter(address);
   if (retryAfter > 0) {
-    return { refusal: refusal(req, 'too_many_auth_failures', 'too many failed authentications from this address; retry later', { 'Retry-After': String(retryAfter) }) };
+    return {
+      refusal: refusal(req, 'too_many_auth_failures', 'too many failed authentications from this address; retry later', {
+        'Retry-After': String(retryAfter),
+      }),
+    };
   }
   return { lookup: presented.key };
 }
@@ -113,7 +133,8 @@ export function authenticate(keys: KeyResolver, options: { scope: Scope }): Midd
       }
       if (!grant) throw invalidKey(req, keys, req.socket.remoteAddress ?? '');
     }
-    if (!grant.scopes.includes(options.scope)) throw refusal(req, 'forbidden', `this endpoint needs a key with the "${options.scope}" scope`);
+    if (!grant.scopes.includes(options.scope))
+      throw refusal(req, 'forbidden', `this endpoint needs a key with the "${options.scope}" scope`);
     ctx.state.grant = grant satisfies KeyGrant;
     await next();
   };

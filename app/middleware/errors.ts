@@ -26,7 +26,10 @@ export function errorHandler(logger: Logger): Middleware<State> {
         if (ctx.status === 404) render(ctx, apiError('not_found', `no route for ${ctx.method} ${ctx.path}`));
         else if (ctx.status === 405 || ctx.status === 501) {
           const allow = ctx.response.get('Allow');
-          render(ctx, apiError('method_not_allowed', `${ctx.method} is not allowed on ${ctx.path}`, undefined, allow ? { Allow: allow } : undefined));
+          render(
+            ctx,
+            apiError('method_not_allowed', `${ctx.method} is not allowed on ${ctx.path}`, undefined, allow ? { Allow: allow } : undefined),
+          );
         }
       }
     } catch (err) {
@@ -42,7 +45,9 @@ export function errorHandler(logger: Logger): Middleware<State> {
       }
       // The tenant (once authenticated) and request id on the line, so one customer's failures can be found.
       const tenant = ctx.state.grant?.tenant;
-      logger.child({ reqId: ctx.state.requestId, ...(tenant === undefined ? {} : { tenant }) }).error({ err, method: ctx.method, path: ctx.path }, 'unhandled error');
+      logger
+        .child({ reqId: ctx.state.requestId, ...(tenant === undefined ? {} : { tenant }) })
+        .error({ err, method: ctx.method, path: ctx.path }, 'unhandled error');
       render(ctx, apiError('internal_error', 'internal error'));
     }
   };

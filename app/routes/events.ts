@@ -114,7 +114,10 @@ export function ingestEvents(deps: IngestDeps): Middleware<IngestState> {
     const { events, batch, sentAt } = rawEvents(parseJson(await readBody(ctx.req, encoding, config)), config.maxBatchEvents);
     // One key for many events cannot say which of them it identifies: each event of a batch carries its own.
     if (batch && headerKey) {
-      throw apiError('idempotency_key_on_batch', 'the Idempotency-Key header applies to a single event; give each event of a batch its own "idempotency_key"');
+      throw apiError(
+        'idempotency_key_on_batch',
+        'the Idempotency-Key header applies to a single event; give each event of a batch its own "idempotency_key"',
+      );
     }
 
     const receivedAt = Date.now();

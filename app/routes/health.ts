@@ -60,7 +60,10 @@ export function readyz(pool: Pool, redis: Redis | undefined, latestMigration: nu
       .map(([name]) => name);
     if (failed.join() !== lastFailed) {
       lastFailed = failed.join();
-      const reasons = { postgres: postgres.status === 'rejected' ? (postgres.reason as unknown) : undefined, redis: queue.status === 'rejected' ? (queue.reason as unknown) : undefined };
+      const reasons = {
+        postgres: postgres.status === 'rejected' ? (postgres.reason as unknown) : undefined,
+        redis: queue.status === 'rejected' ? (queue.reason as unknown) : undefined,
+      };
       if (failed.length > 0) log.warn({ checks, reasons }, 'not ready');
       else log.info({ checks }, 'ready again');
     }

@@ -165,7 +165,14 @@ export function createShedController(params: ControllerParams = DEFAULT_CONTROLL
       return;
     }
     const t = window.seconds;
-    window = { n: window.n + 1, seconds: t + dt, t: window.t + t, p: window.p + pressure, tt: window.tt + t * t, tp: window.tp + t * pressure };
+    window = {
+      n: window.n + 1,
+      seconds: t + dt,
+      t: window.t + t,
+      p: window.p + pressure,
+      tt: window.tt + t * t,
+      tp: window.tp + t * pressure,
+    };
     if (window.seconds < params.normalProbeSeconds) return;
     const { n } = window;
     const mean = window.p / n;

@@ -37,7 +37,14 @@ export interface LoadSnapshot {
   readonly signals: { p99Ms: number; samples: number; eventLoopDelayP99Ms: number; backlogEntries: number; inFlight: number };
   /** Fair shedding: tenants tracked, how many are shed now, and those with the most demand. */
   readonly fairness: { tenants: number; shedTenants: number; top: TenantView[] };
-  readonly targets: { p99Ms: number; eventLoopDelayMs: number; backlogLowEntries: number; backlogHighEntries: number; hardMaxInFlight: number; hardEventLoopDelayMs: number };
+  readonly targets: {
+    p99Ms: number;
+    eventLoopDelayMs: number;
+    backlogLowEntries: number;
+    backlogHighEntries: number;
+    hardMaxInFlight: number;
+    hardEventLoopDelayMs: number;
+  };
   /** Every breaker this process has: the dependency breakers passed in and the class gates. */
   readonly breakers: Record<string, BreakerState>;
   readonly gates: { openAfterMs: number; resetTimeoutMs: number };
@@ -45,7 +52,11 @@ export interface LoadSnapshot {
 
 /** The 503 overloaded answer (message and jittered Retry-After), the same wherever a request is refused. */
 export function overloadedAnswer(priority: Priority, random: () => number = Math.random): ErrorAnswer {
-  return { code: 'overloaded', message: `shedding ${priority} traffic; retry later`, headers: { 'Retry-After': jitteredRetryAfter(random) } };
+  return {
+    code: 'overloaded',
+    message: `shedding ${priority} traffic; retry later`,
+    headers: { 'Retry-After': jitteredRetryAfter(random) },
+  };
 }
 
 export interface Shedder {
@@ -96,15 +107,62 @@ function shedMetrics(registry: Registry, config: Config) {
       labelNames: ['priority', 'reason'],
       registers,
     }),
-    level: new Gauge({ name: 'floodgate_shed_level', help: 'Controller shed level, 0 (admit all) to 2 (shed all non-critical).', registers, aggregator: 'average' }),
-    pressure: new Gauge({ name: 'floodgate_shed_pressure', help: 'Controller pressure: the worst of latency and event-loop delay relative to target (1 = at target).', registers, aggregator: 'max' }),
-    probability: new Gauge({ name: 'floodgate_shed_probability', help: 'Probability that a request of this class is shed now.', labelNames: ['priority'], registers, aggregator: 'average' }),
-    targetP99: new Gauge({ name: 'floodgate_shed_target_p99_seconds', help: 'The latency SLO the controller holds.', registers, aggregator: 'max' }),
-    windowP99: new Gauge({ name: 'floodgate_shed_window_p99_seconds', help: 'Sliding-window p99 of admitted requests, as the controller sees it.', registers, aggregator: 'max' }),
-    eventLoopDelay: new Gauge({ name: 'floodgate_shed_event_loop_delay_p99_seconds', help: 'Event-loop delay p99 over the last controller tick.', registers, aggregator: 'max' }),
-    backlog: new Gauge({ name: 'floodgate_shed_backlog_entries', help: 'Stream entries not yet written, as last polled by the API.', registers, aggregator: 'max' }),
-    shedTenants: new Gauge({ name: 'floodgate_shed_tenants_over_share', help: 'Tenants above their fair share whose requests are being shed.', registers, aggregator: 'max' }),
-    mode: new Gauge({ name: 'floodgate_shed_mode', help: 'The active shedding mode (1 for the active one).', labelNames: ['mode'], registers, aggregator: 'max' }),
+    level: new Gauge({
+      name: 'floodgate_shed_level',
+      help: 'Controller shed level, 0 (admit all) to 2 (shed all non-critical).',
+      registers,
+      aggregator: 'average',
+    }),
+    pressure: new Gauge({
+      name: 'floodgate_shed_pressure',
+      help: 'Controller pressure: the worst of latency and event-loop delay relative to target (1 = at target).',
+      registers,
+      aggregator: 'max',
+    }),
+    probability: new Gauge({
+      name: 'floodgate_shed_probability',
+      help: 'Probability that a request of this class is shed now.',
+      labelNames: ['priority'],
+      registers,
+      aggregator: 'average',
+    }),
+    targetP99: new Gauge({
+      name: 'floodgate_shed_target_p99_seconds',
+      help: 'The latency SLO the controller holds.',
+      registers,
+      aggregator: 'max',
+    }),
+    windowP99: new Gauge({
+      name: 'floodgate_shed_window_p99_seconds',
+      help: 'Sliding-window p99 of admitted requests, as the controller sees it.',
+      registers,
+      aggregator: 'max',
+    }),
+    eventLoopDelay: new Gauge({
+      name: 'floodgate_shed_event_loop_delay_p99_seconds',
+      help: 'Event-loop delay p99 over the last controller tick.',
+      registers,
+      aggregator: 'max',
+    }),
+    backlog: new Gauge({
+      name: 'floodgate_shed_backlog_entries',
+      help: 'Stream entries not yet written, as last polled by the API.',
+      registers,
+      aggregator: 'max',
+    }),
+    shedTenants: new Gauge({
+      name: 'floodgate_shed_tenants_over_share',
+      help: 'Tenants above their fair share whose requests are being shed.',
+      registers,
+      aggregator: 'max',
+    }),
+    mode: new Gauge({
+      name: 'floodgate_shed_mode',
+      help: 'The active shedding mode (1 for the active one).',
+      labelNames: ['mode'],
+      registers,
+      aggregator: 'max',
+    }),
     decision: new Histogram({
       name: 'floodgate_shed_decision_duration_seconds',
       help: 'Time to decide admission for one request (sampled 1 in 16).',
@@ -176,13 +234,26 @@ export function createShedder(deps: ShedderDeps): Shedder {
     drawReason = state.backlogFloor > 0 && state.backlogFloor >= state.level ? 'backlog' : 'controller';
     gates.update();
     if (state.normalHeldOffSeconds > heldOffBefore) {
-      log.warn({ mode: config.shedMode, holdOffSeconds: state.normalHeldOffSeconds, pressure: state.pressure }, 'shedding normal traffic did not relieve the pressure: admitting it again, low traffic stays shed');
+      log.warn(
+        { mode: config.shedMode, holdOffSeconds: state.normalHeldOffSeconds, pressure: state.pressure },
+        'shedding normal traffic did not relieve the pressure: admitting it again, low traffic stays shed',
+      );
     }
     heldOffBefore = state.normalHeldOffSeconds;
     if (state.level > 0 && Date.now() - lastLogged > 10_000) {
       lastLogged = Date.now();
       // shedLevel, not level: pino's own `level` field carries the log level, and a second one would shadow it.
-      log.warn({ mode: config.shedMode, shedLevel: state.level, pressure: state.pressure, backlog, p99Ms: window.p99, tenantsShed: fair.counts().shed }, 'shedding non-critical traffic');
+      log.warn(
+        {
+          mode: config.shedMode,
+          shedLevel: state.level,
+          pressure: state.pressure,
+          backlog,
+          p99Ms: window.p99,
+          tenantsShed: fair.counts().shed,
+        },
+        'shedding non-critical traffic',
+      );
     }
   }
 

@@ -3,7 +3,15 @@
 // holds one class), retrying transient failures with backoff and throttling itself when the server refuses.
 import { randomUUID } from 'node:crypto';
 import { FloodgateError, type ErrorCode, type FailedEvent } from './errors.js';
-import { isPriority, PRIORITIES, resolveOptions, type ClientOptions, type DeliveredEvent, type Priority, type TrackEvent } from './options.js';
+import {
+  isPriority,
+  PRIORITIES,
+  resolveOptions,
+  type ClientOptions,
+  type DeliveredEvent,
+  type Priority,
+  type TrackEvent,
+} from './options.js';
 import { createEventQueue, type QueuedEvent } from './queue.js';
 import { retryDelayMs } from './retry.js';
 import { createThrottle, type Throttle } from './throttle.js';
@@ -77,13 +85,32 @@ export function createClient(options: ClientOptions): FloodgateClient {
   const queue = createEventQueue({ maxEvents: o.maxQueueEvents, maxBytes: o.maxQueueBytes });
   const abort = new AbortController();
   const stats: ClientStats = {
-    tracked: 0, delivered: 0, rejected: 0, refused: 0, exhausted: 0, dropped: { critical: 0, normal: 0, low: 0 }, tooLarge: 0, closed: 0,
-    held: queue.held, requests: 0, retries: 0, throttled: 0,
+    tracked: 0,
+    delivered: 0,
+    rejected: 0,
+    refused: 0,
+    exhausted: 0,
+    dropped: { critical: 0, normal: 0, low: 0 },
+    tooLarge: 0,
+    closed: 0,
+    held: queue.held,
+    requests: 0,
+    retries: 0,
+    throttled: 0,
   };
   const lanes = new Map<Priority, Lane>(
     PRIORITIES.map((priority) => [
       priority,
-      { priority, batch: null, state: 'idle', timer: null, level: 0, urgentThrough: -1, heldBack: false, throttle: o.throttle ? createThrottle({ ...o.throttle, now: o.now, random: o.random }) : null },
+      {
+        priority,
+        batch: null,
+        state: 'idle',
+        timer: null,
+        level: 0,
+        urgentThrough: -1,
+        heldBack: false,
+        throttle: o.throttle ? createThrottle({ ...o.throttle, now: o.now, random: o.random }) : null,
+      },
     ]),
   );
   const lastSeq: Record<Priority, number> = { critical: -1, normal: -1, low: -1 };
@@ -102,9 +129,18 @@ export function createClient(options: ClientOptions): FloodgateClient {
       process.emitWarning(err as Error, { code: 'FLOODGATE_CALLBACK' });
     }
   };
-  const fail = (code: ErrorCode, events: readonly QueuedEvent[], detail: { status?: number | null; reason?: string | null; message?: string; errors?: Map<number, readonly FieldError[]> } = {}) => {
+  const fail = (
+    code: ErrorCode,
+    events: readonly QueuedEvent[],
+    detail: { status?: number | null; reason?: string | null; message?: string; errors?: Map<number, readonly FieldError[]> } = {},
+  ) => {
     if (events.length === 0) return;
-    const failed: FailedEvent[] = events.map((e, i) => ({ key: e.key, priority: e.priority, event: e.event, ...(detail.errors?.has(i) ? { errors: detail.errors.get(i)! } : {}) }));
+    const failed: FailedEvent[] = events.map((e, i) => ({
+      key: e.key,
+      priority: e.priority,
+      event: e.event,
+      ...(detail.errors?.has(i) ? { errors: detail.errors.get(i)! } : {}),
+    }));
     call(o.onError, new FloodgateError(code, failed, detail));
   };
 
@@ -142,7 +178,12 @@ export function createClient(options: ClientOptions): FloodgateClient {
       const head = queue.peek(p);
       if (!head) return clearTimer(lane);
       const waiting = queue.waiting(p);
-      const due = closing || head.seq <= lane.urgentThrough || waiting.events >= o.flushAt || waiting.bytes >= o.flushBytes || o.now() - head.trackedAt >= o.flushIntervalMs;
+      const due =
+        closing ||
+        head.seq <= lane.urgentThrough ||
+        waiting.events >= o.flushAt ||
+        waiting.bytes >= o.flushBytes ||
+        o.now() - head.trackedAt >= o.flushIntervalMs;
       if (!due) {
         if (lane.state !== 'waiting') setTimer(lane, Math.max(0, head.trackedAt + o.flushIntervalMs - o.now()), 'waiting');
         return;
@@ -166,17 +207,44 @@ export function createClient(options: ClientOptions): FloodgateClient {
     stats.requests++;
     if (attempt > 0) stats.retries++;
     const started = o.now();
-    const attemptOf = { url: o.url, key: o.key, priority: lane.priority, gzipAboveBytes: o.gzipAboveBytes, timeoutMs: o.requestTimeoutMs, signal: abort.signal, now: o.now, fetch: o.fetch };
+    const attemptOf = {
+      url: o.url,
+      key: o.key,
+      priority: lane.priority,
+      gzipAboveBytes: o.gzipAboveBytes,
+      timeoutMs: o.requestTimeoutMs,
+      signal: abort.signal,
+      now: o.now,
+      fetch: o.fetch,
+    };
     // sendBatch turns every network failure into an outcome; anything else thrown (a failed gzip) is retried too.
     const attempted = sendBatch({ ...attemptOf, eventsJson: batch.events.map((e) => e.json) }).catch(
-      (err: unknown): Awaited<ReturnType<typeof sendBatch>> => ({ kind: 'transient', status: null, reason: `client_error: ${(err as Error)?.message}`, retryAfterMs: null, bytes: 0, gzip: false }),
+      (err: unknown): Awaited<ReturnType<typeof sendBatch>> => ({
+        kind: 'transient',
+        status: null,
+        reason: `client_error: ${(err as Error)?.message}`,
+        retryAfterMs: null,
+        bytes: 0,
+        gzip: false,
+      }),
     );
     void attempted.then((outcome) => {
       if (batch.settled) return; // close() gave these events up at its deadline
       lane.state = 'idle';
       const retryInMs = settle(lane, batch, attempt, outcome);
       const errorCode = outcome.kind === 'accepted' ? null : outcome.reason;
-      call(o.onRequest, { priority: lane.priority, events: batch.events.length, bytes: outcome.bytes, gzip: outcome.gzip, status: outcome.status, outcome: outcome.kind, errorCode, durationMs: o.now() - started, attempt, retryInMs });
+      call(o.onRequest, {
+        priority: lane.priority,
+        events: batch.events.length,
+        bytes: outcome.bytes,
+        gzip: outcome.gzip,
+        status: outcome.status,
+        outcome: outcome.kind,
+        errorCode,
+        durationMs: o.now() - started,
+        attempt,
+        retryInMs,
+      });
       if (retryInMs === null) pump(lane);
       else setTimer(lane, retryInMs, 'backoff');
     });
@@ -210,12 +278,18 @@ export function createClient(options: ClientOptions): FloodgateClient {
       const rejected = indexes.map((i) => batch.events[i]!);
       stats.rejected += rejected.length;
       const errors = new Map(indexes.map((index, i) => [i, invalid.get(index)!] as const));
-      fail('event_rejected', rejected, { status: outcome.status, reason: outcome.kind === 'refused' ? outcome.reason : 'invalid_event', errors });
+      fail('event_rejected', rejected, {
+        status: outcome.status,
+        reason: outcome.kind === 'refused' ? outcome.reason : 'invalid_event',
+        errors,
+      });
       if (outcome.kind === 'accepted') {
         const deliveredAt = o.now();
         let next = 0;
         const delivered: DeliveredEvent[] = batch.events.flatMap((e, i) =>
-          invalid.has(i) ? [] : [{ key: e.key, priority: e.priority, event: e.event, trackedAt: e.trackedAt, deliveredAt, id: outcome.ids[next++] ?? null }],
+          invalid.has(i)
+            ? []
+            : [{ key: e.key, priority: e.priority, event: e.event, trackedAt: e.trackedAt, deliveredAt, id: outcome.ids[next++] ?? null }],
         );
         stats.delivered += delivered.length;
         if (delivered.length > 0) call(o.onDelivered, delivered);
@@ -228,8 +302,16 @@ export function createClient(options: ClientOptions): FloodgateClient {
   /** Serialises an event for the wire, with its key and a timestamp from this machine's clock unless given. */
   function wireJson(event: TrackEvent, key: string): string {
     const t = event.timestamp;
-    const timestamp = t === undefined ? new Date(o.now()).toISOString() : t instanceof Date || typeof t === 'number' ? new Date(t).toISOString() : t;
-    return JSON.stringify({ type: event.type, timestamp, source: event.source, value: event.value, data: event.data, idempotency_key: key });
+    const timestamp =
+      t === undefined ? new Date(o.now()).toISOString() : t instanceof Date || typeof t === 'number' ? new Date(t).toISOString() : t;
+    return JSON.stringify({
+      type: event.type,
+      timestamp,
+      source: event.source,
+      value: event.value,
+      data: event.data,
+      idempotency_key: key,
+    });
   }
 
   /** Settles every held event as `client_closed`; in-flight answers that arrive later are ignored. */
@@ -307,7 +389,10 @@ export function createClient(options: ClientOptions): FloodgateClient {
         closing = true;
         for (const lane of lanes.values()) pump(lane);
         let deadline: ReturnType<typeof setTimeout> | undefined;
-        const timedOut = await Promise.race([flushed.then(() => false), new Promise<boolean>((r) => (deadline = setTimeout(() => r(true), timeoutMs)))]);
+        const timedOut = await Promise.race([
+          flushed.then(() => false),
+          new Promise<boolean>((r) => (deadline = setTimeout(() => r(true), timeoutMs))),
+        ]);
         clearTimeout(deadline);
         const undelivered = timedOut ? giveUp() : 0;
         hardClosed = true;

@@ -38,7 +38,11 @@ export class FloodgateError extends Error {
   /** The API's error code (`unauthorized`, `payload_too_large`…) or the network error's code (`ECONNRESET`, `timeout`). */
   readonly reason: string | null;
 
-  constructor(code: ErrorCode, events: readonly FailedEvent[], detail: { status?: number | null; reason?: string | null; message?: string } = {}) {
+  constructor(
+    code: ErrorCode,
+    events: readonly FailedEvent[],
+    detail: { status?: number | null; reason?: string | null; message?: string } = {},
+  ) {
     super(`${ERROR_CODES[code]} (${events.length} event${events.length === 1 ? '' : 's'})${detail.message ? `: ${detail.message}` : ''}`);
     this.code = code;
     this.events = events;

@@ -135,7 +135,18 @@ export const DEFAULTS = {
   throttle: { k: 2, windowMs: 10_000 },
 } as const satisfies Partial<ClientOptions>;
 
-type NumberOption = 'flushAt' | 'flushBytes' | 'flushIntervalMs' | 'gzipAboveBytes' | 'maxQueueEvents' | 'maxQueueBytes' | 'requestTimeoutMs' | 'maxRetries' | 'retryBaseMs' | 'retryMaxMs' | 'maxRetryAfterMs';
+type NumberOption =
+  | 'flushAt'
+  | 'flushBytes'
+  | 'flushIntervalMs'
+  | 'gzipAboveBytes'
+  | 'maxQueueEvents'
+  | 'maxQueueBytes'
+  | 'requestTimeoutMs'
+  | 'maxRetries'
+  | 'retryBaseMs'
+  | 'retryMaxMs'
+  | 'maxRetryAfterMs';
 const NUMBER_RULES: Array<[NumberOption, number, number]> = [
   ['flushAt', 1, 100_000],
   ['flushBytes', 1024, 64 * 1024 * 1024],
@@ -158,7 +169,7 @@ const realTimers: Timers = {
 /** Fills in the defaults and checks every option; throws one TypeError listing every problem. */
 export function resolveOptions(options: ClientOptions): ResolvedOptions {
   const problems: string[] = [];
-  const given = (options ?? {});
+  const given = options ?? {};
   let url = '';
   try {
     const parsed = new URL(given.url);
@@ -173,11 +184,13 @@ export function resolveOptions(options: ClientOptions): ResolvedOptions {
   const numbers = {} as Record<NumberOption, number>;
   for (const [name, min, max] of NUMBER_RULES) {
     const value = (given as unknown as Record<string, unknown>)[name] ?? DEFAULTS[name];
-    if (typeof value !== 'number' || Number.isNaN(value) || value < min || value > max) problems.push(`${name} must be a number from ${min} to ${max}, got ${JSON.stringify(value)}`);
+    if (typeof value !== 'number' || Number.isNaN(value) || value < min || value > max)
+      problems.push(`${name} must be a number from ${min} to ${max}, got ${JSON.stringify(value)}`);
     numbers[name] = value as number;
   }
   const throttle = given.throttle === undefined ? DEFAULTS.throttle : given.throttle;
-  if (throttle !== false && !(throttle.k >= 1 && throttle.windowMs >= 1000)) problems.push('throttle needs k ≥ 1 and windowMs ≥ 1000, or false');
+  if (throttle !== false && !(throttle.k >= 1 && throttle.windowMs >= 1000))
+    problems.push('throttle needs k ≥ 1 and windowMs ≥ 1000, or false');
   if (problems.length > 0) throw new TypeError(`invalid Floodgate client options:\n  ${problems.join('\n  ')}`);
   return Object.freeze({
     ...numbers,

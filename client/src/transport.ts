@@ -17,7 +17,13 @@ export interface FieldError {
 export type Outcome =
   | { kind: 'accepted'; status: number; ids: readonly string[]; rejected: ReadonlyArray<{ index: number; errors: readonly FieldError[] }> }
   | { kind: 'transient'; status: number | null; reason: string; retryAfterMs: number | null }
-  | { kind: 'refused'; status: number; reason: string; message: string; rejected: ReadonlyArray<{ index: number; errors: readonly FieldError[] }> };
+  | {
+      kind: 'refused';
+      status: number;
+      reason: string;
+      message: string;
+      rejected: ReadonlyArray<{ index: number; errors: readonly FieldError[] }>;
+    };
 
 /** One request: where, with which key and class, and the events' JSON. */
 export interface Attempt {
@@ -81,7 +87,8 @@ export async function sendBatch(a: Attempt): Promise<Outcome & { bytes: number; 
     return { kind, status: res.status, ids, rejected: rejections(parsed?.rejected), ...wire };
   }
   const reason = typeof parsed?.error === 'string' ? parsed.error : `http_${res.status}`;
-  if (kind === 'transient') return { kind, status: res.status, reason, retryAfterMs: parseRetryAfter(res.headers.get('retry-after'), a.now()), ...wire };
+  if (kind === 'transient')
+    return { kind, status: res.status, reason, retryAfterMs: parseRetryAfter(res.headers.get('retry-after'), a.now()), ...wire };
   const details = parsed?.details as { rejected?: unknown } | undefined;
   const message = typeof parsed?.message === 'string' ? parsed.message : answer.slice(0, 200);
   return { kind, status: res.status, reason, message, rejected: rejections(details?.rejected), ...wire };

@@ -11,7 +11,11 @@ import { sql } from '../sql.js';
 // a constant, so PostgreSQL skips the other two tables.
 const LEVELS = [
   { table: 'rollup_minute', seconds: 60, when: `<= interval '2 days'` },
-  { table: 'rollup_hour', seconds: 3600, when: `> interval '2 days' AND $__timeTo()::timestamptz - $__timeFrom()::timestamptz <= interval '62 days'` },
+  {
+    table: 'rollup_hour',
+    seconds: 3600,
+    when: `> interval '2 days' AND $__timeTo()::timestamptz - $__timeFrom()::timestamptz <= interval '62 days'`,
+  },
   { table: 'rollup_day', seconds: 86400, when: `> interval '62 days'` },
 ] as const;
 
@@ -59,7 +63,8 @@ export const dashboard: SqlDashboardSpec = {
           height: 5,
           unit: 'short',
           queries: [sql(`${ROLLUP}\nSELECT coalesce(sum(event_count), 0) AS "events" FROM r`, 'table')],
-          description: 'Events of the chosen tenants and types whose time falls in the range (buckets that start in it), as stored: duplicates refused by idempotency key are not counted.',
+          description:
+            'Events of the chosen tenants and types whose time falls in the range (buckets that start in it), as stored: duplicates refused by idempotency key are not counted.',
         },
         {
           title: 'Value sum in range',
@@ -68,7 +73,8 @@ export const dashboard: SqlDashboardSpec = {
           height: 5,
           unit: 'short',
           queries: [sql(`${ROLLUP}\nSELECT coalesce(sum(value_sum), 0) AS "value sum" FROM r`, 'table')],
-          description: 'Sum of the `value` field over the same events (events without a value add nothing): revenue, quantities, durations, whatever the tenant puts there.',
+          description:
+            'Sum of the `value` field over the same events (events without a value add nothing): revenue, quantities, durations, whatever the tenant puts there.',
         },
         {
           title: 'Types in range',
@@ -77,7 +83,8 @@ export const dashboard: SqlDashboardSpec = {
           height: 5,
           unit: 'short',
           queries: [sql(`${ROLLUP}\nSELECT count(DISTINCT type) AS "types" FROM r`, 'table')],
-          description: 'Distinct event types among the chosen ones that had at least one event in the range. A type that stops appearing shows here first.',
+          description:
+            'Distinct event types among the chosen ones that had at least one event in the range. A type that stops appearing shows here first.',
         },
         {
           title: 'Freshness',
@@ -91,7 +98,12 @@ export const dashboard: SqlDashboardSpec = {
             { value: 600, color: RED },
           ],
           noValue: 'no events in the last day',
-          queries: [sql(`SELECT extract(epoch FROM now() - (${NEWEST_MINUTE}) - interval '1 minute')::float8 AS "seconds since the newest minute"`, 'table')],
+          queries: [
+            sql(
+              `SELECT extract(epoch FROM now() - (${NEWEST_MINUTE}) - interval '1 minute')::float8 AS "seconds since the newest minute"`,
+              'table',
+            ),
+          ],
           description:
             'Seconds since the end of the newest minute with events of the chosen tenants (the rollups are written in the transaction that stores the events). ' +
             'Steady traffic keeps it under a minute or two; a climb means events stopped arriving or are not being stored (see the Pipeline dashboard). A quiet tenant climbs too.',
@@ -107,7 +119,11 @@ export const dashboard: SqlDashboardSpec = {
           unit: 'short',
           min: 0,
           stack: true,
-          queries: [sql(`${ROLLUP}\nSELECT bucket AS "time", type AS metric, sum(event_count) * 60.0 / min(seconds) AS value FROM r GROUP BY 1, 2 ORDER BY 1, 2`)],
+          queries: [
+            sql(
+              `${ROLLUP}\nSELECT bucket AS "time", type AS metric, sum(event_count) * 60.0 / min(seconds) AS value FROM r GROUP BY 1, 2 ORDER BY 1, 2`,
+            ),
+          ],
           description:
             'Events per minute of each chosen type (all chosen tenants together), stacked. Read from minute rollups for ranges up to 2 days, ' +
             'hour rollups up to 62 days and day rollups beyond, always scaled to a per-minute rate.',
@@ -116,7 +132,11 @@ export const dashboard: SqlDashboardSpec = {
           title: 'Value sum per minute by type',
           width: 24,
           unit: 'short',
-          queries: [sql(`${ROLLUP}\nSELECT bucket AS "time", type AS metric, sum(value_sum) * 60.0 / min(seconds) AS value FROM r WHERE value_count > 0 GROUP BY 1, 2 ORDER BY 1, 2`)],
+          queries: [
+            sql(
+              `${ROLLUP}\nSELECT bucket AS "time", type AS metric, sum(value_sum) * 60.0 / min(seconds) AS value FROM r WHERE value_count > 0 GROUP BY 1, 2 ORDER BY 1, 2`,
+            ),
+          ],
           description:
             'Sum of `value` per minute of each type that carries one (types whose events have no value are left out), at the same resolution as the panel above.',
         },

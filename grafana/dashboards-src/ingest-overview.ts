@@ -49,7 +49,8 @@ export const dashboard: DashboardSpec = {
           height: 5,
           unit: 'ops',
           queries: [q('floodgate:events_accepted:rate1m', 'events/s')],
-          description: 'Events answered 202 per second, all priorities. A sudden drop with steady requests means clients are being refused.',
+          description:
+            'Events answered 202 per second, all priorities. A sudden drop with steady requests means clients are being refused.',
         },
         {
           title: 'Requests in flight',
@@ -111,7 +112,8 @@ export const dashboard: DashboardSpec = {
           min: 0,
           stack: true,
           queries: [q('priority:floodgate_events_accepted:rate1m', '{{priority}}')],
-          description: 'Events accepted (202) per second by priority class, stacked. Under load shedding low goes first, then normal; critical should stay flat.',
+          description:
+            'Events accepted (202) per second by priority class, stacked. Under load shedding low goes first, then normal; critical should stay flat.',
         },
         {
           title: 'Ingest answers by priority and status',
@@ -127,21 +129,27 @@ export const dashboard: DashboardSpec = {
           unit: 'ops',
           min: 0,
           queries: [q('reason:floodgate_events_rejected:rate1m', '{{reason}}')],
-          description: 'Events refused by validation inside otherwise well-formed requests. A rise usually means one client shipped a bad build; check the logs by tenant.',
+          description:
+            'Events refused by validation inside otherwise well-formed requests. A rise usually means one client shipped a bad build; check the logs by tenant.',
         },
         {
           title: 'Events per request',
           unit: 'short',
           min: 0,
           queries: [q('floodgate:request_events:mean1m', 'mean events per accepted request')],
-          description: 'Mean batch size of accepted requests. A drop to 1 with the same event rate multiplies request overhead: expect higher CPU and latency.',
+          description:
+            'Mean batch size of accepted requests. A drop to 1 with the same event rate multiplies request overhead: expect higher CPU and latency.',
         },
         {
           title: 'Request and response bytes',
           unit: 'Bps',
           min: 0,
-          queries: [q('route:floodgate_http_request_bytes:rate1m', 'in {{route}}'), q('route:floodgate_http_response_bytes:rate1m', 'out {{route}}')],
-          description: 'Body bytes per second as sent on the wire (compressed bodies count compressed). Large jumps with flat request rates mean bigger batches or payloads.',
+          queries: [
+            q('route:floodgate_http_request_bytes:rate1m', 'in {{route}}'),
+            q('route:floodgate_http_response_bytes:rate1m', 'out {{route}}'),
+          ],
+          description:
+            'Body bytes per second as sent on the wire (compressed bodies count compressed). Large jumps with flat request rates mean bigger batches or payloads.',
         },
       ],
     },
@@ -161,16 +169,14 @@ export const dashboard: DashboardSpec = {
           title: 'Budget-spending error ratio: POST /v1/events',
           unit: 'percentunit',
           min: 0,
-          queries: [
-            q('floodgate:slo_availability_errors:ratio_rate5m', '5m'),
-            q('floodgate:slo_availability_errors:ratio_rate1h', '1h'),
-          ],
+          queries: [q('floodgate:slo_availability_errors:ratio_rate5m', '5m'), q('floodgate:slo_availability_errors:ratio_rate1h', '1h')],
           thresholds: [
             { value: null, color: GREEN },
             { value: 0.006, color: ORANGE },
             { value: 0.0144, color: RED },
           ],
-          description: 'Share of ingest requests failing with internal_error or dependency_unavailable. Dashed lines: the slow (0.6 %) and fast (1.44 %) burn thresholds.',
+          description:
+            'Share of ingest requests failing with internal_error or dependency_unavailable. Dashed lines: the slow (0.6 %) and fast (1.44 %) burn thresholds.',
         },
       ],
     },
@@ -208,7 +214,8 @@ export const dashboard: DashboardSpec = {
           unit: 'short',
           min: 0,
           queries: [q('sum(floodgate_http_requests_in_flight)', 'in flight')],
-          description: "Concurrent requests (Little's law: rate x latency). Grows before latency does when something downstream slows down.",
+          description:
+            "Concurrent requests (Little's law: rate x latency). Grows before latency does when something downstream slows down.",
         },
         {
           title: 'Redis write latency (XADD)',
@@ -241,7 +248,7 @@ export const dashboard: DashboardSpec = {
           queries: [q('max by (role) (nodejs_eventloop_lag_p99_seconds)', '{{role}}')],
           thresholds: steps(0.1),
           description:
-            'How late timers fire: the time a ready callback waits for the event loop. Every request waits that long; above 100 ms (dashed, the shedder\'s backstop target) the shedder acts on it. ' +
+            "How late timers fire: the time a ready callback waits for the event loop. Every request waits that long; above 100 ms (dashed, the shedder's backstop target) the shedder acts on it. " +
             'For the API the cluster endpoint averages its processes, so one stuck process shows diluted.',
         },
         {
@@ -269,7 +276,8 @@ export const dashboard: DashboardSpec = {
             q('sum by (role) (nodejs_heap_size_used_bytes)', 'heap used {{role}}'),
             q('sum by (role) (nodejs_heap_size_total_bytes)', 'heap total {{role}}'),
           ],
-          description: 'Resident memory and V8 heap per role (API summed across processes). Steady growth of heap used across GCs is a leak; RSS far above heap is buffers (large bodies, COPY).',
+          description:
+            'Resident memory and V8 heap per role (API summed across processes). Steady growth of heap used across GCs is a leak; RSS far above heap is buffers (large bodies, COPY).',
         },
         {
           title: 'Time in garbage collection',
@@ -277,7 +285,8 @@ export const dashboard: DashboardSpec = {
           min: 0,
           stack: true,
           queries: [q('role_kind:nodejs_gc_duration_seconds:rate1m', '{{role}} {{kind}}')],
-          description: 'Share of wall time spent in GC pauses, by GC kind. More than a few percent adds directly to latency; major GCs point at heap pressure.',
+          description:
+            'Share of wall time spent in GC pauses, by GC kind. More than a few percent adds directly to latency; major GCs point at heap pressure.',
         },
       ],
     },

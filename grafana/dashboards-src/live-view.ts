@@ -78,7 +78,10 @@ export const dashboard: DashboardSpec = {
           width: 8,
           unit: 'ops',
           min: 0,
-          queries: [q('floodgate:live_published_events:rate1m', 'published'), q('floodgate:live_batches_received:rate1m', 'batches received by the API')],
+          queries: [
+            q('floodgate:live_published_events:rate1m', 'published'),
+            q('floodgate:live_batches_received:rate1m', 'batches received by the API'),
+          ],
           description:
             'Durable events the workers published for tenants with live listeners (none are published for the others), and the batches the API processes received.',
         },

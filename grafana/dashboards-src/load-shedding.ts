@@ -5,7 +5,8 @@ export const dashboard: DashboardSpec = {
   file: 'load-shedding.json',
   uid: 'floodgate-load-shedding',
   title: 'Floodgate / Load shedding',
-  description: 'The adaptive shedding controller: latency against its target, its level and per-class probabilities, what it shed and the circuit breakers.',
+  description:
+    'The adaptive shedding controller: latency against its target, its level and per-class probabilities, what it shed and the circuit breakers.',
   rows: [
     {
       title: 'Controller',
@@ -31,7 +32,8 @@ export const dashboard: DashboardSpec = {
           unit: 'none',
           showName: true,
           queries: [q('max by (mode) (floodgate_shed_mode) == 1', '{{mode}}')],
-          description: 'The active mode: off (controller idle), shadow (decisions counted but every request admitted) or enforce (requests really refused).',
+          description:
+            'The active mode: off (controller idle), shadow (decisions counted but every request admitted) or enforce (requests really refused).',
         },
         {
           title: 'Shed level',
@@ -64,7 +66,8 @@ export const dashboard: DashboardSpec = {
           min: 0,
           max: 1,
           queries: [q('max by (priority) (floodgate_shed_probability)', '{{priority}}')],
-          description: 'Probability that a new request of each class is refused now. low reaches 100 % before normal starts; critical stays at 0 outside hard limits.',
+          description:
+            'Probability that a new request of each class is refused now. low reaches 100 % before normal starts; critical stays at 0 outside hard limits.',
         },
       ],
     },
@@ -96,7 +99,8 @@ export const dashboard: DashboardSpec = {
           unit: 'percentunit',
           min: 0,
           queries: [q('floodgate:shed_requests:ratio_rate1m', 'shed / all ingest requests')],
-          description: 'Shed requests as a share of all POST /v1/events requests. Sustained for 15 minutes raises FloodgateSheddingActiveTooLong.',
+          description:
+            'Shed requests as a share of all POST /v1/events requests. Sustained for 15 minutes raises FloodgateSheddingActiveTooLong.',
         },
         {
           title: 'Accepted events by priority',
@@ -113,7 +117,7 @@ export const dashboard: DashboardSpec = {
           stack: true,
           queries: [q('priority:floodgate_rate_limited_requests:rate1m', '{{priority}}')],
           description:
-            'Requests refused with 429 rate_limited because their key\'s token bucket was empty, by class. This is a client over its own limit, ' +
+            "Requests refused with 429 rate_limited because their key's token bucket was empty, by class. This is a client over its own limit, " +
             'not the service protecting itself: a rise here with no shedding means one tenant is sending faster than its key allows (keys list shows the limits).',
         },
       ],
@@ -164,7 +168,8 @@ export const dashboard: DashboardSpec = {
             q('floodgate:shed_decision_duration_seconds:p50_1m', 'p50'),
             q('floodgate:shed_decision_duration_seconds:p99_1m', 'p99'),
           ],
-          description: 'Time the shedding middleware takes to admit or refuse a request. It runs on every request, so it should stay in microseconds.',
+          description:
+            'Time the shedding middleware takes to admit or refuse a request. It runs on every request, so it should stay in microseconds.',
         },
       ],
     },

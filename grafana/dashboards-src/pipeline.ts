@@ -17,7 +17,8 @@ export const dashboard: DashboardSpec = {
           unit: 's',
           queries: [q('floodgate:time_to_durable_seconds:p99_1m', 'p99')],
           thresholds: steps(2, 1),
-          description: 'p99 of receipt at the API to commit in Postgres over the last minute. Red above 2 s: FloodgateTimeToDurableHigh fires after 5 minutes of that.',
+          description:
+            'p99 of receipt at the API to commit in Postgres over the last minute. Red above 2 s: FloodgateTimeToDurableHigh fires after 5 minutes of that.',
         },
         {
           title: 'Time to durable p50 and p99',
@@ -80,21 +81,24 @@ export const dashboard: DashboardSpec = {
           unit: 'short',
           min: 0,
           queries: [q('max(floodgate_redis_dead_letter_length)', 'dead letters')],
-          description: 'Entries waiting in the dead-letter stream. Should be 0; any entry is an accepted request whose events are not stored. See the FloodgateDeadLetterEntriesAppearing runbook.',
+          description:
+            'Entries waiting in the dead-letter stream. Should be 0; any entry is an accepted request whose events are not stored. See the FloodgateDeadLetterEntriesAppearing runbook.',
         },
         {
           title: 'Redis memory',
           unit: 'bytes',
           min: 0,
           queries: [q('max(floodgate_redis_used_memory_bytes)', 'used memory')],
-          description: 'Memory used by Redis. The stream backlog lives here: it grows with lag. If it reaches maxmemory, XADD fails and the API answers 503 dependency_unavailable.',
+          description:
+            'Memory used by Redis. The stream backlog lives here: it grows with lag. If it reaches maxmemory, XADD fails and the API answers 503 dependency_unavailable.',
         },
         {
           title: 'Redis clients and commands',
           unit: 'short',
           min: 0,
           queries: [q('max(floodgate_redis_connected_clients)', 'clients'), q('max(floodgate_redis_ops_per_second)', 'commands/s')],
-          description: 'Connected clients (API processes, workers, tools) and commands per second as Redis reports them (instantaneous_ops_per_sec).',
+          description:
+            'Connected clients (API processes, workers, tools) and commands per second as Redis reports them (instantaneous_ops_per_sec).',
         },
       ],
     },
@@ -109,7 +113,8 @@ export const dashboard: DashboardSpec = {
             q('outcome:floodgate_worker_flush_duration_seconds:p50_1m', 'p50'),
             q('outcome:floodgate_worker_flush_duration_seconds:p99_1m', 'p99'),
           ],
-          description: 'Time to COPY, insert and commit one batch. Growing with the same batch size points at Postgres (locks, I/O, autovacuum); see the Postgres dashboard.',
+          description:
+            'Time to COPY, insert and commit one batch. Growing with the same batch size points at Postgres (locks, I/O, autovacuum); see the Postgres dashboard.',
         },
         {
           title: 'Batch size',
@@ -127,7 +132,10 @@ export const dashboard: DashboardSpec = {
           title: 'Rows written and duplicates dropped',
           unit: 'ops',
           min: 0,
-          queries: [q('floodgate:worker_rows_written:rate1m', 'rows written'), q('floodgate:worker_duplicates_dropped:rate1m', 'duplicates dropped')],
+          queries: [
+            q('floodgate:worker_rows_written:rate1m', 'rows written'),
+            q('floodgate:worker_duplicates_dropped:rate1m', 'duplicates dropped'),
+          ],
           description:
             'Rows inserted per second, and events skipped because their idempotency key or id was already stored. Duplicates spike after a worker crash ' +
             '(reclaimed entries are rewritten) or when clients retry with keys: both expected.',
@@ -136,8 +144,12 @@ export const dashboard: DashboardSpec = {
           title: 'Stream entries read and reclaimed',
           unit: 'ops',
           min: 0,
-          queries: [q('floodgate:worker_entries_read:rate1m', 'read'), q('floodgate:worker_entries_reclaimed:rate1m', 'reclaimed (XAUTOCLAIM)')],
-          description: 'Entries (one per accepted request) read from the consumer group. Reclaimed entries were held by a consumer that died or stalled for CLAIM_IDLE_MS.',
+          queries: [
+            q('floodgate:worker_entries_read:rate1m', 'read'),
+            q('floodgate:worker_entries_reclaimed:rate1m', 'reclaimed (XAUTOCLAIM)'),
+          ],
+          description:
+            'Entries (one per accepted request) read from the consumer group. Reclaimed entries were held by a consumer that died or stalled for CLAIM_IDLE_MS.',
         },
         {
           title: 'Flush errors by kind',
@@ -153,7 +165,8 @@ export const dashboard: DashboardSpec = {
           unit: 'short',
           min: 0,
           queries: [q('sum(floodgate_worker_buffered_events)', 'buffered')],
-          description: 'Events read from the stream and held in worker memory awaiting a flush. Stuck at a high value with flush errors: the worker is retrying one batch.',
+          description:
+            'Events read from the stream and held in worker memory awaiting a flush. Stuck at a high value with flush errors: the worker is retrying one batch.',
         },
         {
           title: 'Dead-lettered entries by reason',

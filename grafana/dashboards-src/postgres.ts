@@ -5,7 +5,8 @@ export const dashboard: DashboardSpec = {
   file: 'postgres.json',
   uid: 'floodgate-postgres',
   title: 'Floodgate / Postgres',
-  description: "Postgres as the flush worker's pg_stat collector sees it: reachability, connections, partitions, I/O and the costliest statements.",
+  description:
+    "Postgres as the flush worker's pg_stat collector sees it: reachability, connections, partitions, I/O and the costliest statements.",
   rows: [
     {
       title: 'Health',
@@ -21,7 +22,8 @@ export const dashboard: DashboardSpec = {
             { value: 0, text: 'DOWN', color: RED },
             { value: 1, text: 'up', color: GREEN },
           ],
-          description: "The worker's probe query succeeded on its last scrape. No value at all means no worker is scraped (FloodgatePostgresDown fires either way).",
+          description:
+            "The worker's probe query succeeded on its last scrape. No value at all means no worker is scraped (FloodgatePostgresDown fires either way).",
         },
         {
           title: 'Connections used',
@@ -46,7 +48,8 @@ export const dashboard: DashboardSpec = {
             { value: 0, text: 'MISSING', color: RED },
             { value: 1, text: 'present', color: GREEN },
           ],
-          description: "Whether the events partition for tomorrow (UTC) exists. MISSING means the maintenance loop is failing; at midnight flushes would fail.",
+          description:
+            'Whether the events partition for tomorrow (UTC) exists. MISSING means the maintenance loop is failing; at midnight flushes would fail.',
         },
         {
           title: 'Oldest transaction',
@@ -94,7 +97,8 @@ export const dashboard: DashboardSpec = {
           min: 0,
           queries: [q('max(floodgate_pg_oldest_transaction_age_seconds)', 'oldest open transaction')],
           thresholds: steps(300),
-          description: 'A sawtooth under a few seconds is the worker committing batches. A line climbing for minutes is a stuck or forgotten transaction: find it in pg_stat_activity.',
+          description:
+            'A sawtooth under a few seconds is the worker committing batches. A line climbing for minutes is a stuck or forgotten transaction: find it in pg_stat_activity.',
         },
         {
           title: 'Cache hit ratio',
@@ -106,7 +110,8 @@ export const dashboard: DashboardSpec = {
             { value: 0.9, color: ORANGE },
             { value: 0.99, color: GREEN },
           ],
-          description: 'Share of block reads served from shared buffers. An ingest workload is mostly writes, so a drop here usually means reads from someone else (ad-hoc queries, exports).',
+          description:
+            'Share of block reads served from shared buffers. An ingest workload is mostly writes, so a drop here usually means reads from someone else (ad-hoc queries, exports).',
         },
       ],
     },
@@ -136,7 +141,8 @@ export const dashboard: DashboardSpec = {
           unit: 'bytes',
           min: 0,
           queries: [q('max(floodgate_pg_database_size_bytes)', 'database'), q('floodgate_pg_partition_size_bytes', '{{partition}}')],
-          description: 'On-disk size of the database and of each events partition (with indexes). Each day should be about the same size at the same traffic; partitions past RETENTION_DAYS are dropped.',
+          description:
+            'On-disk size of the database and of each events partition (with indexes). Each day should be about the same size at the same traffic; partitions past RETENTION_DAYS are dropped.',
         },
       ],
     },
@@ -168,17 +174,20 @@ export const dashboard: DashboardSpec = {
           unit: 'percentunit',
           min: 0,
           queries: [q('topk(10, query:floodgate_pg_statement_time_seconds:rate5m)', '{{query}}')],
-          noValue: 'No data: pg_stat_statements is not installed in this database or not in shared_preload_libraries (floodgate_pg_stat_statements_available = 0)',
+          noValue:
+            'No data: pg_stat_statements is not installed in this database or not in shared_preload_libraries (floodgate_pg_stat_statements_available = 0)',
           description:
-            'Execution seconds per second of the costliest statements (1 = one backend busy all the time). The worker\'s COPY and INSERT … ON CONFLICT should dominate; anything else at the top is competing load.',
+            "Execution seconds per second of the costliest statements (1 = one backend busy all the time). The worker's COPY and INSERT … ON CONFLICT should dominate; anything else at the top is competing load.",
         },
         {
           title: 'Top statements by calls',
           unit: 'ops',
           min: 0,
           queries: [q('topk(10, query:floodgate_pg_statement_calls:rate5m)', '{{query}}')],
-          noValue: 'No data: pg_stat_statements is not installed in this database or not in shared_preload_libraries (floodgate_pg_stat_statements_available = 0)',
-          description: 'Calls per second of the most frequent statements. A statement called per event rather than per batch shows up here first.',
+          noValue:
+            'No data: pg_stat_statements is not installed in this database or not in shared_preload_libraries (floodgate_pg_stat_statements_available = 0)',
+          description:
+            'Calls per second of the most frequent statements. A statement called per event rather than per batch shows up here first.',
         },
       ],
     },

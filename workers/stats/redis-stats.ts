@@ -84,8 +84,14 @@ export function registerRedisStats(options: RedisStatsOptions): void {
   const usedMemory = scrape.gauge({ name: 'floodgate_redis_used_memory_bytes', help: 'Memory Redis has allocated (INFO used_memory).' });
   const maxMemory = scrape.gauge({ name: 'floodgate_redis_maxmemory_bytes', help: 'Redis maxmemory setting; 0 means no limit.' });
   const clients = scrape.gauge({ name: 'floodgate_redis_connected_clients', help: 'Client connections to Redis, all clients.' });
-  const opsPerSecond = scrape.gauge({ name: 'floodgate_redis_ops_per_second', help: "Commands per second, Redis's own recent estimate (instantaneous_ops_per_sec)." });
-  const commands = scrape.counter({ name: 'floodgate_redis_commands_processed_total', help: 'Commands Redis has processed since it started.' });
+  const opsPerSecond = scrape.gauge({
+    name: 'floodgate_redis_ops_per_second',
+    help: "Commands per second, Redis's own recent estimate (instantaneous_ops_per_sec).",
+  });
+  const commands = scrape.counter({
+    name: 'floodgate_redis_commands_processed_total',
+    help: 'Commands Redis has processed since it started.',
+  });
   const evicted = scrape.counter({
     name: 'floodgate_redis_evicted_keys_total',
     help: 'Keys Redis evicted for maxmemory since it started; an evicted stream is lost events.',
@@ -160,7 +166,11 @@ export function registerRedisStats(options: RedisStatsOptions): void {
     help: 'Entries the group has read (XINFO GROUPS entries-read); absent while Redis cannot tell.',
     labelNames: ['group'],
   });
-  const consumers = scrape.gauge({ name: 'floodgate_redis_group_consumers', help: 'Consumers registered in the group.', labelNames: ['group'] });
+  const consumers = scrape.gauge({
+    name: 'floodgate_redis_group_consumers',
+    help: 'Consumers registered in the group.',
+    labelNames: ['group'],
+  });
   scrape.section('group', [groupExists, pending, lag, entriesRead, consumers], async () => {
     const perShard = await Promise.all(
       shards.map(async (shard) => {

@@ -20,7 +20,7 @@ export function activitySection({ scrape, timed }: PgSectionContext): void {
     name: 'floodgate_pg_server_connections',
     help: 'Client connections to the whole server, all databases: what max_connections limits.',
   });
-  const maxConnections = scrape.gauge({ name: 'floodgate_pg_max_connections', help: 'The server\'s max_connections setting.' });
+  const maxConnections = scrape.gauge({ name: 'floodgate_pg_max_connections', help: "The server's max_connections setting." });
   const oldestTransaction = scrape.gauge({
     name: 'floodgate_pg_oldest_transaction_age_seconds',
     help: 'Age of the oldest open transaction in this database (0 if none): long ones hold back vacuum.',

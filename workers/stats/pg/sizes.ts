@@ -10,7 +10,10 @@ export function sizesSection({ scrape, timed }: PgSectionContext): void {
     help: 'Total size of each events partition: table, indexes and TOAST.',
     labelNames: ['partition'],
   });
-  const eventsSize = scrape.gauge({ name: 'floodgate_pg_events_size_bytes', help: 'Total size of all events partitions: tables, indexes and TOAST.' });
+  const eventsSize = scrape.gauge({
+    name: 'floodgate_pg_events_size_bytes',
+    help: 'Total size of all events partitions: tables, indexes and TOAST.',
+  });
   scrape.section('sizes', [partitionSize, eventsSize], () =>
     timed(async (client) => {
       const { rows } = await client.query<{ relname: string; bytes: string }>(

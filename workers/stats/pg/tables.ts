@@ -13,8 +13,16 @@ export function tablesSection({ scrape, timed }: PgSectionContext): void {
     help: 'Rows inserted into each events partition (pg_stat_user_tables n_tup_ins).',
     labelNames: ['partition'],
   });
-  const partitionLive = scrape.gauge({ name: 'floodgate_pg_partition_live_tuples', help: 'Estimated live rows per events partition.', labelNames: ['partition'] });
-  const partitionDead = scrape.gauge({ name: 'floodgate_pg_partition_dead_tuples', help: 'Estimated dead rows per events partition.', labelNames: ['partition'] });
+  const partitionLive = scrape.gauge({
+    name: 'floodgate_pg_partition_live_tuples',
+    help: 'Estimated live rows per events partition.',
+    labelNames: ['partition'],
+  });
+  const partitionDead = scrape.gauge({
+    name: 'floodgate_pg_partition_dead_tuples',
+    help: 'Estimated dead rows per events partition.',
+    labelNames: ['partition'],
+  });
   const partitionVacuumAge = scrape.gauge({
     name: 'floodgate_pg_partition_last_autovacuum_age_seconds',
     help: 'Seconds since autovacuum last processed each events partition; -1 if never.',
@@ -25,9 +33,21 @@ export function tablesSection({ scrape, timed }: PgSectionContext): void {
     help: 'Seconds since autoanalyze last processed each events partition; -1 if never.',
     labelNames: ['partition'],
   });
-  const tableInserts = scrape.counter({ name: 'floodgate_pg_table_inserts_total', help: 'Rows inserted into each watched table (idempotency_keys).', labelNames: ['table'] });
-  const tableLive = scrape.gauge({ name: 'floodgate_pg_table_live_tuples', help: 'Estimated live rows per watched table.', labelNames: ['table'] });
-  const tableDead = scrape.gauge({ name: 'floodgate_pg_table_dead_tuples', help: 'Estimated dead rows per watched table.', labelNames: ['table'] });
+  const tableInserts = scrape.counter({
+    name: 'floodgate_pg_table_inserts_total',
+    help: 'Rows inserted into each watched table (idempotency_keys).',
+    labelNames: ['table'],
+  });
+  const tableLive = scrape.gauge({
+    name: 'floodgate_pg_table_live_tuples',
+    help: 'Estimated live rows per watched table.',
+    labelNames: ['table'],
+  });
+  const tableDead = scrape.gauge({
+    name: 'floodgate_pg_table_dead_tuples',
+    help: 'Estimated dead rows per watched table.',
+    labelNames: ['table'],
+  });
   const tableVacuumAge = scrape.gauge({
     name: 'floodgate_pg_table_last_autovacuum_age_seconds',
     help: 'Seconds since autovacuum last processed each watched table; -1 if never.',
@@ -40,7 +60,18 @@ export function tablesSection({ scrape, timed }: PgSectionContext): void {
   });
   scrape.section(
     'tables',
-    [partitionInserts, partitionLive, partitionDead, partitionVacuumAge, partitionAnalyzeAge, tableInserts, tableLive, tableDead, tableVacuumAge, tableAnalyzeAge],
+    [
+      partitionInserts,
+      partitionLive,
+      partitionDead,
+      partitionVacuumAge,
+      partitionAnalyzeAge,
+      tableInserts,
+      tableLive,
+      tableDead,
+      tableVacuumAge,
+      tableAnalyzeAge,
+    ],
     () =>
       timed(async (client) => {
         // to_regclass and pg_inherits take no lock on the tables, so a held ACCESS EXCLUSIVE lock does not block this.
