@@ -18,6 +18,7 @@ import { measureRollupOverhead } from './rollup-overhead.js';
 import type { Scenario } from './rollup-variants.js';
 import { measureViewRefresh } from './view-refresh.js';
 import { fillEvents, measureIndexChoice, measureQueries } from './stats-latency.js';
+import { measureStatsUnderLoad } from './stats-under-load.js';
 
 const { values: args } = parseArgs({
   options: {
@@ -31,6 +32,11 @@ const { values: args } = parseArgs({
     // Which rollup variants to compare (indexes into bench/rollup-cost.ts's list; the first is the baseline).
     variants: { type: 'string', default: '0,1,2,3,4' },
     scenarios: { type: 'string', default: '0,1,2,3' },
+    // The `load` part (not in the default parts): concurrent GET /v1/stats against a running Floodgate under ingest.
+    'load-concurrency': { type: 'string', default: '50' },
+    'load-rate': { type: 'string', default: '1500' },
+    'load-seconds': { type: 'string', default: '20' },
+    'load-events-seconds': { type: 'string', default: '10' },
     keep: { type: 'boolean', default: false },
     // Reuse the databases of a run kept with --keep (its id, printed at the start): the 3 M events are not refilled.
     reuse: { type: 'string' },
@@ -124,6 +130,27 @@ try {
     console.log('| Query | Median ms | p90 ms | Runs | Partitions the plan may read |');
     console.log('| --- | ---: | ---: | ---: | --- |');
     for (const f of figures) console.log(`| ${f.name} | ${f.medianMs} | ${f.p90Ms} | ${f.runs} | ${f.partitions} |`);
+  }
+  if (parts.has('load')) {
+    const concurrency = Number(args['load-concurrency']);
+    const f = await measureStatsUnderLoad(urlOf(names[0]!), {
+      tenant: 'tenant-3',
+      concurrency,
+      rate: Number(args['load-rate']),
+      seconds: Number(args['load-seconds']),
+      eventsSeconds: Number(args['load-events-seconds']),
+    });
+    console.log(
+      `\n${concurrency} concurrent readers of tenant-3, 24h step 5m group_by=type, while ingest posts ${f.ingestRate} events/s ` +
+        `(${f.ingested} accepted, ${f.refused} refused); load average ${f.loadAverage.map((x) => x.toFixed(1)).join(' ')}:\n`,
+    );
+    console.log('| Reader | Requests | Failed | p50 ms | p99 ms |');
+    console.log('| --- | ---: | ---: | ---: | ---: |');
+    console.log(`| GET /v1/stats (rollups) | ${f.api.requests} | ${f.api.failed} | ${f.api.p50Ms} | ${f.api.p99Ms} |`);
+    console.log(
+      `| the same from events (pool of ${concurrency}) | ${f.events.requests} | ${f.events.failed} | ${f.events.p50Ms} | ${f.events.p99Ms} |`,
+    );
+    console.log(`\nevents / rollups: p50 ${(f.events.p50Ms / f.api.p50Ms).toFixed(1)}×, p99 ${(f.events.p99Ms / f.api.p99Ms).toFixed(1)}×`);
   }
   if (parts.has('indexes')) {
     const { figures: indexes, buildSeconds } = await measureIndexChoice(pool, loadConfig({}).retentionDays);

@@ -14,16 +14,22 @@
  */
 import { Agent, request, type IncomingMessage } from 'node:http';
 import { readFileSync } from 'node:fs';
+import { loadavg } from 'node:os';
 import { parseArgs } from 'node:util';
 import { createApiKey } from '../lib/api-keys.js';
 import { createBenchEnv, startFloodgate, type BenchEnv, type StartedFloodgate } from './bench-env.js';
 import { processCpuMicros } from './cpu.js';
+import { ingest } from './ingest-rate.js';
+import { histogramBuckets, quantileBetween, scrape } from './scrape.js';
 
 const { values: args } = parseArgs({
   options: {
     connections: { type: 'string', default: '1000' },
     rate: { type: 'string', default: '100' },
     'worker-rate': { type: 'string', default: '4000' },
+    // Events/s of a second tenant nobody watches, during both fan-out windows: the rest of the ingest a live
+    // audience shares the API and the worker with (0: none).
+    'background-rate': { type: 'string', default: '0' },
     seconds: { type: 'string', default: '15' },
     'database-url': { type: 'string', default: process.env.BENCH_DATABASE_URL ?? 'postgres://postgres@127.0.0.1:5432/floodgate_bench' },
   },
@@ -32,7 +38,7 @@ const CONNECTIONS = Number(args.connections);
 const RATE = Number(args.rate);
 const WORKER_RATE = Number(args['worker-rate']);
 const SECONDS = Number(args.seconds);
-const TICK_MS = 50;
+const BACKGROUND_RATE = Number(args['background-rate']);
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
@@ -44,43 +50,6 @@ function rssMiB(pid: number): number {
 function quantile(sorted: number[], q: number): number {
   if (sorted.length === 0) return NaN;
   return sorted[Math.min(sorted.length - 1, Math.floor(q * sorted.length))]!;
-}
-
-/** Posts `rate` events/s for `seconds` in batches every TICK_MS; returns how many were accepted and refused. */
-async function ingest(url: string, key: string, rate: number, seconds: number, tag: string): Promise<{ sent: number; refused: number }> {
-  const perTick = Math.max(1, Math.round((rate * TICK_MS) / 1000));
-  const ticks = Math.round((seconds * 1000) / TICK_MS);
-  const pad = 'x'.repeat(100);
-  let sent = 0;
-  let refused = 0;
-  let n = 0;
-  const inFlight = new Set<Promise<void>>();
-  const started = performance.now();
-  for (let t = 0; t < ticks; t++) {
-    const events = Array.from({ length: perTick }, (_, i) => ({ type: `bench.${(n + i) % 5}`, value: i, data: { tag, n: n + i, pad } }));
-    n += perTick;
-    // A refusal (503 on a machine too busy for Redis to answer in time) is counted, not retried: the figures
-    // are per accepted event.
-    const p: Promise<void> = fetch(`${url}/v1/events`, {
-      method: 'POST',
-      headers: { 'content-type': 'application/json', authorization: `Bearer ${key}` },
-      body: JSON.stringify({ events }),
-    })
-      .then(async (res) => {
-        await res.arrayBuffer();
-        if (res.status === 202) sent += perTick;
-        else refused += perTick;
-      })
-      .catch(() => {
-        refused += perTick;
-      })
-      .finally(() => inFlight.delete(p));
-    inFlight.add(p);
-    const due = started + (t + 1) * TICK_MS;
-    await sleep(Math.max(0, due - performance.now()));
-  }
-  await Promise.all(inFlight);
-  return { sent, refused };
 }
 
 /** N SSE connections counting the events they receive; the first also measures accept → delivery latency. */
@@ -156,17 +125,27 @@ async function fanOut(bench: BenchEnv): Promise<Record<string, number>> {
   try {
     const tenant = `fanout-${bench.runId}`;
     const { key } = await createApiKey(bench.pool, { tenant, scopes: ['ingest', 'read'] });
+    const background = await createApiKey(bench.pool, { tenant: `background-${bench.runId}`, scopes: ['ingest'] });
     const window = async (label: string) => {
       const api = cpuWindow(floodgate.apiPid);
       const worker = cpuWindow(floodgate.workerPid!);
       const own = process.cpuUsage();
       const started = performance.now();
-      const { sent, refused } = await ingest(floodgate.url, key, RATE, SECONDS, label);
+      const durableBefore = histogramBuckets(await scrape(floodgate.workerMetricsUrl!), 'floodgate_time_to_durable_seconds');
+      const [{ sent, refused }, other] = await Promise.all([
+        ingest(floodgate.url, key, RATE, SECONDS, label),
+        BACKGROUND_RATE > 0 ? ingest(floodgate.url, background.key, BACKGROUND_RATE, SECONDS, label) : { sent: 0, refused: 0 },
+      ]);
+      const durableAfter = histogramBuckets(await scrape(floodgate.workerMetricsUrl!), 'floodgate_time_to_durable_seconds');
       const elapsed = (performance.now() - started) / 1000;
       const used = process.cpuUsage(own);
       return {
         sent,
         refused,
+        backgroundSent: other.sent,
+        backgroundRefused: other.refused,
+        // Acceptance → commit of every event stored in the window, from the worker's histogram.
+        durableP99Ms: (quantileBetween(durableBefore, durableAfter, 0.99) ?? NaN) * 1000,
         elapsed,
         apiCpu: api() / 1e6 / elapsed,
         workerCpu: worker() / 1e6 / elapsed,
@@ -196,6 +175,11 @@ async function fanOut(bench: BenchEnv): Promise<Record<string, number>> {
       ratePerSecond: RATE,
       seconds: SECONDS,
       refusedEvents: quiet.refused + loud.refused,
+      backgroundRatePerSecond: BACKGROUND_RATE,
+      backgroundAccepted: quiet.backgroundSent + loud.backgroundSent,
+      backgroundRefused: quiet.backgroundRefused + loud.backgroundRefused,
+      durableP99MsWithoutListeners: quiet.durableP99Ms,
+      durableP99MsWithListeners: loud.durableP99Ms,
       apiCpuWithoutListeners: quiet.apiCpu,
       apiCpuWithListeners: loud.apiCpu,
       workerCpuWithoutListeners: quiet.workerCpu,
@@ -211,6 +195,7 @@ async function fanOut(bench: BenchEnv): Promise<Record<string, number>> {
       apiRssMiBAfterStreaming: rssAfter,
       apiHeapUsedMiBConnectedIdle: heapBefore / 2 ** 20,
       apiHeapUsedMiBAfterStreaming: heapAfter / 2 ** 20,
+      apiRssKiBPerIdleConnection: ((rssBefore - rssIdle) * 1024) / CONNECTIONS,
       latencyP50Ms: quantile(latencies, 0.5),
       latencyP99Ms: quantile(latencies, 0.99),
       serverCloses: closes,
@@ -254,13 +239,31 @@ async function workerCost(bench: BenchEnv, mode: 'off' | 'unwatched' | 'watched'
 const bench = await createBenchEnv('bench-live', args['database-url']);
 try {
   const started = new Date().toISOString();
+  const loadBefore = loadavg()[0];
   const fan = await fanOut(bench);
-  const cost = {
-    off: await workerCost(bench, 'off'),
-    unwatched: await workerCost(bench, 'unwatched'),
-    watched: await workerCost(bench, 'watched'),
-  };
-  console.log(JSON.stringify({ started, machine: `${process.platform} node ${process.version}`, fanOut: fan, workerCost: cost }, null, 2));
+  const loadAfterFanOut = loadavg()[0];
+  // --worker-rate 0 skips the worker's cost part (the fan-out alone, e.g. at a larger audience).
+  const cost =
+    WORKER_RATE <= 0
+      ? null
+      : {
+          off: await workerCost(bench, 'off'),
+          unwatched: await workerCost(bench, 'unwatched'),
+          watched: await workerCost(bench, 'watched'),
+        };
+  console.log(
+    JSON.stringify(
+      {
+        started,
+        machine: `${process.platform} node ${process.version}`,
+        loadAverage1m: { before: loadBefore, afterFanOut: loadAfterFanOut },
+        fanOut: fan,
+        workerCost: cost,
+      },
+      null,
+      2,
+    ),
+  );
 } finally {
   await bench.close();
 }

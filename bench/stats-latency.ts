@@ -92,7 +92,7 @@ async function time(name: string, runs: number, run: () => Promise<unknown>, par
 }
 
 /** The stats answer computed from events instead of rollups, for comparison. */
-function statsFromEvents(request: StatsRequest, from: number, to: number): { text: string; values: unknown[] } {
+export function statsFromEvents(request: StatsRequest, from: number, to: number): { text: string; values: unknown[] } {
   return {
     text: `SELECT date_bin($4::interval, occurred_at, 'epoch') AS t, ${request.groupBy ? 'type' : "''"} AS g, count(*), count(value), sum(value), min(value), max(value)
            FROM events WHERE tenant = $1 AND occurred_at >= $2 AND occurred_at < $3 GROUP BY 1, 2`,

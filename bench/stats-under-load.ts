@@ -1,0 +1,115 @@
+// The stats API at scale: concurrent GET /v1/stats against a running Floodgate (one API process and a worker) over
+// a filled database while ingest runs at a fixed rate, next to the same question asked of `events` at the same
+// concurrency under the same ingest.
+import { loadavg } from 'node:os';
+import { createApiKey } from '../lib/api-keys.js';
+import { createPool } from '../lib/db.js';
+import { createBenchEnv, startFloodgate } from './bench-env.js';
+import { ingest } from './ingest-rate.js';
+import { statsFromEvents } from './stats-latency.js';
+import { planStats, type StatsRequest } from '../lib/stats-query.js';
+
+const DAY = 86_400_000;
+
+/** Latency quantiles of one set of requests, and how many failed. */
+export interface LatencyFigure {
+  readonly requests: number;
+  readonly failed: number;
+  readonly p50Ms: number;
+  readonly p99Ms: number;
+}
+
+/** What one run under load measured. */
+export interface StatsUnderLoad {
+  readonly api: LatencyFigure;
+  readonly events: LatencyFigure;
+  readonly ingestRate: number;
+  readonly ingested: number;
+  readonly refused: number;
+  readonly loadAverage: readonly number[];
+}
+
+function figure(ms: number[], failed: number): LatencyFigure {
+  ms.sort((a, b) => a - b);
+  const at = (q: number) => Math.round((ms[Math.min(ms.length - 1, Math.floor(q * ms.length))] ?? NaN) * 10) / 10;
+  return { requests: ms.length + failed, failed, p50Ms: at(0.5), p99Ms: at(0.99) };
+}
+
+/** `concurrency` loops each calling `run` until `until`; latencies of the successful calls. */
+async function closedLoop(concurrency: number, until: () => boolean, run: () => Promise<boolean>): Promise<LatencyFigure> {
+  const ms: number[] = [];
+  let failed = 0;
+  await Promise.all(
+    Array.from({ length: concurrency }, async () => {
+      while (!until()) {
+        const started = performance.now();
+        if (await run().catch(() => false)) ms.push(performance.now() - started);
+        else failed++;
+      }
+    }),
+  );
+  return figure(ms, failed);
+}
+
+/**
+ * Starts Floodgate over `databaseUrl` (already filled), then for `seconds` runs `concurrency` clients looping
+ * GET /v1/stats?window=24h&step=5m&group_by=type as `tenant` while ingest posts `rate` events/s of the same
+ * tenant; then, under the same ingest, `concurrency` connections asking `events` the same question for
+ * `eventsSeconds` (at least one round each).
+ */
+export async function measureStatsUnderLoad(
+  databaseUrl: string,
+  options: { tenant: string; concurrency: number; rate: number; seconds: number; eventsSeconds: number },
+): Promise<StatsUnderLoad> {
+  const bench = await createBenchEnv('bench-analytics-load', databaseUrl);
+  const floodgate = await startFloodgate(bench, { env: { API_PROCESSES: '1', SHED_MODE: 'off' } });
+  const readers = createPool(databaseUrl, { max: options.concurrency, applicationName: 'floodgate-bench-analytics-load' });
+  try {
+    const { key } = await createApiKey(bench.pool, { tenant: options.tenant, scopes: ['ingest', 'read'] });
+    const url = `${floodgate.url}/v1/stats?window=24h&step=5m&group_by=type`;
+    const headers = { authorization: `Bearer ${key}` };
+    const stop = new AbortController();
+    // Runs until both readers are done, however long a round of the slow reads takes.
+    const ingesting = ingest(floodgate.url, key, options.rate, 3600, 'stats-load', stop.signal);
+    // Let the ingest reach its rate (and the worker its steady batches) before timing readers.
+    await new Promise((r) => setTimeout(r, 1000));
+    const apiEnd = performance.now() + options.seconds * 1000;
+    const api = await closedLoop(
+      options.concurrency,
+      () => performance.now() > apiEnd,
+      async () => {
+        const res = await fetch(url, { headers });
+        await res.arrayBuffer();
+        return res.status === 200;
+      },
+    );
+    const request: StatsRequest = {
+      tenant: options.tenant,
+      windowMs: DAY,
+      stepMs: 300_000,
+      type: null,
+      groupBy: 'type',
+      aggregates: ['count'],
+    };
+    const eventsEnd = performance.now() + options.eventsSeconds * 1000;
+    let first = true;
+    const events = await closedLoop(
+      options.concurrency,
+      // Every connection asks at least once, however long one round takes.
+      () => !first && performance.now() > eventsEnd,
+      async () => {
+        const plan = planStats(request, Date.now());
+        await readers.query(statsFromEvents(request, plan.from, plan.to));
+        first = false;
+        return true;
+      },
+    );
+    stop.abort();
+    const { sent, refused } = await ingesting;
+    return { api, events, ingestRate: options.rate, ingested: sent, refused, loadAverage: loadavg() };
+  } finally {
+    await readers.end();
+    await floodgate.stop();
+    await bench.close();
+  }
+}
