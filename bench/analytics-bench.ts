@@ -32,7 +32,8 @@ const { values: args } = parseArgs({
     // Which rollup variants to compare (indexes into bench/rollup-cost.ts's list; the first is the baseline).
     variants: { type: 'string', default: '0,1,2,3,4' },
     scenarios: { type: 'string', default: '0,1,2,3' },
-    // The `load` part (not in the default parts): concurrent GET /v1/stats against a running Floodgate under ingest.
+    // The `load` part (not in the default parts; it reads the database `queries` filled, so run them together, or
+    // --reuse a kept run without the parts that truncate: overhead, cost, refresh): concurrent GET /v1/stats against a running Floodgate under ingest.
     'load-concurrency': { type: 'string', default: '50' },
     'load-rate': { type: 'string', default: '1500' },
     'load-seconds': { type: 'string', default: '20' },
@@ -141,7 +142,7 @@ try {
       eventsSeconds: Number(args['load-events-seconds']),
     });
     console.log(
-      `\n${concurrency} concurrent readers of tenant-3, 24h step 5m group_by=type, while ingest posts ${f.ingestRate} events/s ` +
+      `\n${concurrency} concurrent readers of tenant-3 (${f.windowEvents} events in the 24h window), 24h step 5m group_by=type, while ingest posts ${f.ingestRate} events/s ` +
         `(${f.ingested} accepted, ${f.refused} refused); load average ${f.loadAverage.map((x) => x.toFixed(1)).join(' ')}:\n`,
     );
     console.log('| Reader | Requests | Failed | p50 ms | p99 ms |');

@@ -4,7 +4,7 @@
 import { loadavg } from 'node:os';
 import { createApiKey } from '../lib/api-keys.js';
 import { createPool } from '../lib/db.js';
-import { createBenchEnv, startFloodgate } from './bench-env.js';
+import { createBenchEnv, startFloodgate, type StartedFloodgate } from './bench-env.js';
 import { ingest } from './ingest-rate.js';
 import { statsFromEvents } from './stats-latency.js';
 import { planStats, type StatsRequest } from '../lib/stats-query.js';
@@ -27,6 +27,8 @@ export interface StatsUnderLoad {
   readonly ingested: number;
   readonly refused: number;
   readonly loadAverage: readonly number[];
+  /** The tenant's events in the 24-hour window when the readers started: what the raw reads aggregate. */
+  readonly windowEvents: number;
 }
 
 function figure(ms: number[], failed: number): LatencyFigure {
@@ -62,15 +64,20 @@ export async function measureStatsUnderLoad(
   options: { tenant: string; concurrency: number; rate: number; seconds: number; eventsSeconds: number },
 ): Promise<StatsUnderLoad> {
   const bench = await createBenchEnv('bench-analytics-load', databaseUrl);
-  const floodgate = await startFloodgate(bench, { env: { API_PROCESSES: '1', SHED_MODE: 'off' } });
   const readers = createPool(databaseUrl, { max: options.concurrency, applicationName: 'floodgate-bench-analytics-load' });
+  let floodgate: StartedFloodgate | undefined;
   try {
+    floodgate = await startFloodgate(bench, { env: { API_PROCESSES: '1', SHED_MODE: 'off' } });
     const { key } = await createApiKey(bench.pool, { tenant: options.tenant, scopes: ['ingest', 'read'] });
     const url = `${floodgate.url}/v1/stats?window=24h&step=5m&group_by=type`;
     const headers = { authorization: `Bearer ${key}` };
     const stop = new AbortController();
     // Runs until both readers are done, however long a round of the slow reads takes.
     const ingesting = ingest(floodgate.url, key, options.rate, 3600, 'stats-load', stop.signal);
+    const { rows } = await bench.pool.query<{ n: string }>(
+      "SELECT count(*) AS n FROM events WHERE tenant = $1 AND occurred_at >= now() - interval '24 hours'",
+      [options.tenant],
+    );
     // Let the ingest reach its rate (and the worker its steady batches) before timing readers.
     await new Promise((r) => setTimeout(r, 1000));
     const apiEnd = performance.now() + options.seconds * 1000;
@@ -106,10 +113,10 @@ export async function measureStatsUnderLoad(
     );
     stop.abort();
     const { sent, refused } = await ingesting;
-    return { api, events, ingestRate: options.rate, ingested: sent, refused, loadAverage: loadavg() };
+    return { api, events, ingestRate: options.rate, ingested: sent, refused, loadAverage: loadavg(), windowEvents: Number(rows[0]!.n) };
   } finally {
     await readers.end();
-    await floodgate.stop();
+    await floodgate?.stop();
     await bench.close();
   }
 }
