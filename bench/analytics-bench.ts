@@ -151,6 +151,10 @@ try {
     console.log(
       `| the same from events (pool of ${concurrency}) | ${f.events.requests} | ${f.events.failed} | ${f.events.p50Ms} | ${f.events.p99Ms} |`,
     );
+    console.log(
+      `\ncores while the API readers ran: API ${f.cores.api.toFixed(2)}, worker ${f.cores.worker.toFixed(2)}, ` +
+        `Postgres backends of the database ${f.cores.postgres.toFixed(2)}`,
+    );
     console.log(`\nevents / rollups: p50 ${(f.events.p50Ms / f.api.p50Ms).toFixed(1)}×, p99 ${(f.events.p99Ms / f.api.p99Ms).toFixed(1)}×`);
   }
   if (parts.has('indexes')) {

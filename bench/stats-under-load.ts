@@ -5,6 +5,7 @@ import { loadavg } from 'node:os';
 import { createApiKey } from '../lib/api-keys.js';
 import { createPool } from '../lib/db.js';
 import { createBenchEnv, startFloodgate, type StartedFloodgate } from './bench-env.js';
+import { processCpuMicros } from './cpu.js';
 import { ingest } from './ingest-rate.js';
 import { statsFromEvents } from './stats-latency.js';
 import { planStats, type StatsRequest } from '../lib/stats-query.js';
@@ -29,6 +30,15 @@ export interface StatsUnderLoad {
   readonly loadAverage: readonly number[];
   /** The tenant's events in the 24-hour window when the readers started: what the raw reads aggregate. */
   readonly windowEvents: number;
+  /** Cores used while the API readers ran: the API process, the worker, and the database's Postgres backends. */
+  readonly cores: { readonly api: number; readonly worker: number; readonly postgres: number };
+}
+
+/** CPU µs of the given processes from now until the returned function is called. */
+function cpuOf(pids: number[]): () => number {
+  const sum = () => pids.reduce((total, pid) => total + (processCpuMicros(pid) ?? 0), 0);
+  const start = sum();
+  return () => sum() - start;
 }
 
 function figure(ms: number[], failed: number): LatencyFigure {
@@ -80,16 +90,26 @@ export async function measureStatsUnderLoad(
     );
     // Let the ingest reach its rate (and the worker its steady batches) before timing readers.
     await new Promise((r) => setTimeout(r, 1000));
-    const apiEnd = performance.now() + options.seconds * 1000;
-    const api = await closedLoop(
-      options.concurrency,
-      () => performance.now() > apiEnd,
-      async () => {
-        const res = await fetch(url, { headers });
-        await res.arrayBuffer();
-        return res.status === 200;
-      },
+    const ask = async () => {
+      const res = await fetch(url, { headers });
+      await res.arrayBuffer();
+      return res.status === 200;
+    };
+    // One round first, so that the API's pool holds all its connections when their backends are counted.
+    await Promise.all(Array.from({ length: options.concurrency }, ask));
+    const { rows: backends } = await bench.pool.query<{ pid: number }>(
+      'SELECT pid FROM pg_stat_activity WHERE datname = current_database() AND pid <> pg_backend_pid()',
     );
+    const cpu = {
+      api: cpuOf([floodgate.apiPid]),
+      worker: cpuOf([floodgate.workerPid!]),
+      postgres: cpuOf(backends.map((b) => b.pid)),
+    };
+    const apiStarted = performance.now();
+    const apiEnd = apiStarted + options.seconds * 1000;
+    const api = await closedLoop(options.concurrency, () => performance.now() > apiEnd, ask);
+    const apiMicros = (performance.now() - apiStarted) * 1000;
+    const cores = { api: cpu.api() / apiMicros, worker: cpu.worker() / apiMicros, postgres: cpu.postgres() / apiMicros };
     const request: StatsRequest = {
       tenant: options.tenant,
       windowMs: DAY,
@@ -113,7 +133,16 @@ export async function measureStatsUnderLoad(
     );
     stop.abort();
     const { sent, refused } = await ingesting;
-    return { api, events, ingestRate: options.rate, ingested: sent, refused, loadAverage: loadavg(), windowEvents: Number(rows[0]!.n) };
+    return {
+      api,
+      events,
+      ingestRate: options.rate,
+      ingested: sent,
+      refused,
+      loadAverage: loadavg(),
+      windowEvents: Number(rows[0]!.n),
+      cores,
+    };
   } finally {
     await readers.end();
     await floodgate?.stop();
