@@ -112,6 +112,14 @@ async function metric(url: string, name: string): Promise<number> {
     .reduce((sum, l) => sum + Number(l.split(' ').at(-1)), 0);
 }
 
+/** The lines of a metrics text for batches someone listened to (the publish histogram has both kinds). */
+function listened(text: string): string {
+  return text
+    .split('\n')
+    .filter((line) => line.includes('listened="true"'))
+    .join('\n');
+}
+
 /** CPU µs of a process between two calls of the returned function. */
 function cpuWindow(pid: number): () => number {
   const start = processCpuMicros(pid) ?? 0;
@@ -131,12 +139,16 @@ async function fanOut(bench: BenchEnv): Promise<Record<string, number>> {
       const worker = cpuWindow(floodgate.workerPid!);
       const own = process.cpuUsage();
       const started = performance.now();
-      const durableBefore = histogramBuckets(await scrape(floodgate.workerMetricsUrl!), 'floodgate_time_to_durable_seconds');
+      const workerBefore = await scrape(floodgate.workerMetricsUrl!);
+      const durableBefore = histogramBuckets(workerBefore, 'floodgate_time_to_durable_seconds');
+      const publishBefore = histogramBuckets(listened(workerBefore), 'floodgate_live_publish_duration_seconds');
       const [{ sent, refused }, other] = await Promise.all([
         ingest(floodgate.url, key, RATE, SECONDS, label),
         BACKGROUND_RATE > 0 ? ingest(floodgate.url, background.key, BACKGROUND_RATE, SECONDS, label) : { sent: 0, refused: 0 },
       ]);
-      const durableAfter = histogramBuckets(await scrape(floodgate.workerMetricsUrl!), 'floodgate_time_to_durable_seconds');
+      const workerAfter = await scrape(floodgate.workerMetricsUrl!);
+      const durableAfter = histogramBuckets(workerAfter, 'floodgate_time_to_durable_seconds');
+      const publishAfter = histogramBuckets(listened(workerAfter), 'floodgate_live_publish_duration_seconds');
       const elapsed = (performance.now() - started) / 1000;
       const used = process.cpuUsage(own);
       return {
@@ -146,6 +158,8 @@ async function fanOut(bench: BenchEnv): Promise<Record<string, number>> {
         backgroundRefused: other.refused,
         // Acceptance → commit of every event stored in the window, from the worker's histogram.
         durableP99Ms: (quantileBetween(durableBefore, durableAfter, 0.99) ?? NaN) * 1000,
+        // Commit → the batch published to Redis (listener check included), per batch of a listened tenant.
+        publishP99Ms: (quantileBetween(publishBefore, publishAfter, 0.99) ?? NaN) * 1000,
         elapsed,
         apiCpu: api() / 1e6 / elapsed,
         workerCpu: worker() / 1e6 / elapsed,
@@ -180,6 +194,7 @@ async function fanOut(bench: BenchEnv): Promise<Record<string, number>> {
       backgroundRefused: quiet.backgroundRefused + loud.backgroundRefused,
       durableP99MsWithoutListeners: quiet.durableP99Ms,
       durableP99MsWithListeners: loud.durableP99Ms,
+      publishP99MsWithListeners: loud.publishP99Ms,
       apiCpuWithoutListeners: quiet.apiCpu,
       apiCpuWithListeners: loud.apiCpu,
       workerCpuWithoutListeners: quiet.workerCpu,
