@@ -116,7 +116,7 @@ async function metric(url: string, name: string): Promise<number> {
 function listened(text: string): string {
   return text
     .split('\n')
-    .filter((line) => line.includes('listened="true"'))
+    .filter((line) => line.includes('listened="yes"'))
     .join('\n');
 }
 
