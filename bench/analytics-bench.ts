@@ -4,6 +4,7 @@
 //   3. REFRESH MATERIALIZED VIEW CONCURRENTLY of hour/day views over a full retention of minute rollups
 //   4. stats and events query latency over a few million events
 //   5. a page of events with the (tenant, occurred_at, id) index and with the (tenant, occurred_at) one it replaced
+//   6. (`--parts load`, with `queries`) concurrent GET /v1/stats against a running Floodgate while ingest runs
 // Every figure is a ratio or a latency measured within this one run, on a private database it drops at the end.
 import { randomUUID } from 'node:crypto';
 import { parseArgs } from 'node:util';

@@ -4,7 +4,8 @@
  * 1. Fan-out: one API process (API_PROCESSES=1) and a worker; events ingested at a steady rate, first with no live
  *    connection, then with N SSE connections of the tenant (no filter). Reports events delivered per second
  *    against what was due, the API's and the worker's CPU in both windows (the difference is the fan-out's cost),
- *    the API's RSS, and accept → live delivery latency seen by one probe connection.
+ *    the API's RSS, and accept → live delivery latency seen by one probe connection. `--background-rate` adds the
+ *    ingest of a second tenant nobody watches to both windows.
  * 2. The worker's cost: the same ingest (a higher rate) with LIVE_ENABLED=false, with the live view on but nobody
  *    listening, and with one listener of the tenant; worker CPU per 1,000 events stored, and the bytes it sent
  *    Redis for the live view.
