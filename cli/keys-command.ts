@@ -12,11 +12,11 @@ import {
   type Scope,
 } from '../lib/api-keys.js';
 import type { Config } from '../lib/config.js';
-import { createPool, type Pool } from '../lib/db.js';
-import { SQLSTATE } from '../lib/errors.js';
+import type { Pool } from '../lib/db.js';
 import { isPriority, type Priority } from '../lib/event-schema.js';
 import { keyInvalidationChannel, publishKeyInvalidation } from '../lib/key-invalidation.js';
 import { createRedis } from '../lib/redis.js';
+import { withCommandPool } from './command-pool.js';
 import { UsageError } from './usage.js';
 
 const TENANT = /^[A-Za-z0-9_.-]{1,64}$/;
@@ -141,16 +141,7 @@ function asUsage<T>(parse: () => T): T {
 
 /** `floodgate keys …`: the created key is printed once, as the last line of stdout, so `| tail -n 1` captures it. */
 export async function keysCommand(config: Config, parsed: KeysAction): Promise<void> {
-  const pool = createPool(config.databaseUrl, { max: 1, applicationName: 'floodgate-keys' });
-  try {
-    await runKeys(pool, config, parsed);
-  } catch (err) {
-    if ((err as { code?: string }).code === SQLSTATE.undefinedTable)
-      throw new Error('the api_keys table does not exist yet: run `floodgate migrate` first', { cause: err });
-    throw err;
-  } finally {
-    await pool.end();
-  }
+  await withCommandPool(config, 'floodgate-keys', 'api_keys', (pool) => runKeys(pool, config, parsed));
 }
 
 /**

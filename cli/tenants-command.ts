@@ -1,8 +1,8 @@
 import { parseArgs } from 'node:util';
 import type { Config } from '../lib/config.js';
-import { createPool, type Pool } from '../lib/db.js';
-import { SQLSTATE } from '../lib/errors.js';
+import type { Pool } from '../lib/db.js';
 import { clearTenantQuota, listTenantQuotas, setTenantQuota, type TenantPolicy, type TenantPolicyChange } from '../lib/tenant-quotas.js';
+import { withCommandPool } from './command-pool.js';
 import { UsageError } from './usage.js';
 
 const TENANT = /^[A-Za-z0-9_.-]{1,64}$/;
@@ -119,14 +119,5 @@ async function runTenants(pool: Pool, parsed: TenantsAction, config: Config): Pr
 
 /** `floodgate tenants …`: per-tenant quotas on accepted events and weights in fair shedding. */
 export async function tenantsCommand(config: Config, parsed: TenantsAction): Promise<void> {
-  const pool = createPool(config.databaseUrl, { max: 1, applicationName: 'floodgate-tenants' });
-  try {
-    await runTenants(pool, parsed, config);
-  } catch (err) {
-    if ((err as { code?: string }).code === SQLSTATE.undefinedTable)
-      throw new Error('the tenant_quotas table does not exist yet: run `floodgate migrate` first', { cause: err });
-    throw err;
-  } finally {
-    await pool.end();
-  }
+  await withCommandPool(config, 'floodgate-tenants', 'tenant_quotas', (pool) => runTenants(pool, parsed, config));
 }
