@@ -14,14 +14,21 @@ type Role = 'api' | 'worker';
 /** One supervised child role: the current process, and whether we are still restarting it. */
 interface Supervised {
   readonly role: Role;
+  /** Variables this child gets on top of ours (a worker's own metrics port). */
+  readonly env: Readonly<Record<string, string>>;
   child: ChildProcess | undefined;
   restartTimer: NodeJS.Timeout | undefined;
   stopping: boolean;
 }
 
+/** Worker n's metrics port: WORKER_METRICS_PORT + n, so WORKERS workers do not fight over one port (0 stays off). */
+export function workerEnv(config: Pick<Config, 'workerMetricsPort'>, n: number): Record<string, string> {
+  return config.workerMetricsPort > 0 ? { WORKER_METRICS_PORT: String(config.workerMetricsPort + n) } : {};
+}
+
 /**
  * `floodgate start`: private PostgreSQL/Redis (no Redis with QUEUE=postgres) when the defaults do not answer, migrations, then `floodgate api`
- * and `floodgate worker` as child processes, each restarted with backoff if it dies. On SIGTERM/SIGINT the API
+ * and WORKERS × `floodgate worker` as child processes, each restarted with backoff if it dies. On SIGTERM/SIGINT the API
  * stops first (no new events), then the worker (its final flush holds everything accepted), then the private
  * servers.
  */
@@ -37,7 +44,11 @@ export async function startCommand(config: Config, logger: Logger): Promise<void
     const startedAt = Date.now();
     // Same environment (inherited) and stdio; the IPC channel marks the child as supervised: it leaves Ctrl-C
     // to us and stops if we vanish.
-    const child = spawn(process.execPath, [...process.execArgv, entry, s.role], { stdio: ['inherit', 'inherit', 'inherit', 'ipc'] });
+    const child = spawn(process.execPath, [...process.execArgv, entry, s.role], {
+      // Passed through unread: the child parses it with lib/config.ts like any floodgate process.
+      env: { ...process.env, ...s.env },
+      stdio: ['inherit', 'inherit', 'inherit', 'ipc'],
+    });
     s.child = child;
     let ended = false;
     const onEnd = (code: number | null, signal: NodeJS.Signals | null, err?: Error) => {
@@ -51,8 +62,8 @@ export async function startCommand(config: Config, logger: Logger): Promise<void
     child.once('exit', (code, signal) => onEnd(code, signal));
     child.once('error', (err) => onEnd(null, null, err));
   };
-  const supervise = (role: Role) => {
-    const s: Supervised = { role, child: undefined, restartTimer: undefined, stopping: false };
+  const supervise = (role: Role, env: Record<string, string> = {}) => {
+    const s: Supervised = { role, env, child: undefined, restartTimer: undefined, stopping: false };
     supervised.push(s);
     launch(s, restartBackoff());
   };
@@ -87,12 +98,15 @@ export async function startCommand(config: Config, logger: Logger): Promise<void
     if (stopping) return;
     await applySchema(config, (line) => log.info(line));
     if (stopping) return;
-    supervise('worker');
+    // WORKERS flush workers join one consumer group; each needs its own metrics port (two cannot listen on one),
+    // and one crashing is restarted alone while the others keep reading (and reclaim what it left pending).
+    for (let n = 0; n < config.workers; n++) supervise('worker', workerEnv(config, n));
     supervise('api');
     log.info(
       {
         port: config.port,
         apiProcesses: config.apiProcesses,
+        workers: config.workers,
         metricsPort: config.metricsPort,
         workerMetricsPort: config.workerMetricsPort,
       },
@@ -107,7 +121,9 @@ export async function startCommand(config: Config, logger: Logger): Promise<void
       await startup.catch(() => {});
       let clean = true;
       for (const role of ['api', 'worker'] as const) {
-        for (const s of supervised.filter((x) => x.role === role)) clean = (await stopChild(s)) && clean;
+        // Every worker of a role at once: each flushes its own buffer, none waits for another's.
+        const stopped = await Promise.all(supervised.filter((x) => x.role === role).map(stopChild));
+        clean = stopped.every(Boolean) && clean;
       }
       await stopServices(services);
       for (const s of [...services].reverse()) sayOnStderr(`stopped the private ${s.name}`);

@@ -32,12 +32,13 @@ const SCENARIO_LIST = SCENARIOS.map((name) => `  ${name.padEnd(SCENARIO_WIDTH)}$
 export const COMMAND_HELP = {
   start: {
     synopsis: ['start'],
-    summary: 'migrate, then run the API and one flush worker, supervised together',
-    details: `Creates the database if needed and applies migrations, then runs \`floodgate api\` and \`floodgate worker\`
-as child processes, restarting either with backoff if it dies. When DATABASE_URL / REDIS_URL are the defaults
-and nothing answers there, it starts a private PostgreSQL and Redis under .data/ first.
-On SIGTERM or Ctrl-C: the API stops accepting and finishes in-flight requests, then the worker flushes what
-it holds, then the private servers stop.`,
+    summary: 'migrate, then run the API and WORKERS flush workers, supervised together',
+    details: `Creates the database if needed and applies migrations, then runs \`floodgate api\` and WORKERS (default 1)
+\`floodgate worker\` processes as children, restarting each with backoff if it dies (worker n serves /metrics on
+WORKER_METRICS_PORT + n). When DATABASE_URL / REDIS_URL are the defaults and nothing answers there, it starts a
+private PostgreSQL and Redis under .data/ first.
+On SIGTERM or Ctrl-C: the API stops accepting and finishes in-flight requests, then the workers flush what
+they hold, then the private servers stop.`,
   },
   api: {
     synopsis: ['api'],

@@ -144,6 +144,12 @@ export const CONFIG_VARIABLES = {
     defaultDoc: 'number of CPUs',
     parse: integer(1, 256),
   },
+  workers: {
+    name: 'WORKERS',
+    doc: 'Flush worker processes started by `floodgate start`, each restarted if it dies. Worker n (from 0) serves `/metrics` on `WORKER_METRICS_PORT` + n.',
+    defaultValue: '1',
+    parse: integer(1, 64),
+  },
   logLevel: {
     name: 'LOG_LEVEL',
     doc: 'pino log level.',
@@ -492,6 +498,9 @@ export function loadConfig(env: Readonly<Record<string, string | undefined>>, ov
     const c = out as Config;
     if (c.maxDecompressedBytes < c.maxBodyBytes) {
       problems.push('MAX_DECOMPRESSED_BYTES must be at least MAX_BODY_BYTES');
+    }
+    if (c.workerMetricsPort > 0 && c.workerMetricsPort + c.workers - 1 > 65535) {
+      problems.push('WORKER_METRICS_PORT + WORKERS - 1 must be at most 65535 (each worker takes the next port)');
     }
     if (c.shedBacklogHighEntries <= c.shedBacklogLowEntries) {
       problems.push('SHED_BACKLOG_HIGH_ENTRIES must be above SHED_BACKLOG_LOW_ENTRIES');

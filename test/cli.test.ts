@@ -439,3 +439,60 @@ describe('floodgate CLI', () => {
     assert.doesNotMatch(start.output(), /exiting now|killing/);
   });
 });
+
+describe('floodgate start with WORKERS=2', () => {
+  let env: TestEnv;
+  let start: ReturnType<typeof spawnGroup> | undefined;
+  before(async () => {
+    env = await createTestEnv();
+  });
+  after(async () => {
+    start?.kill();
+    await env?.cleanup();
+  });
+
+  it('runs two worker processes, each with its own metrics port, and stores every event exactly once', async () => {
+    const [port, workerMetricsPort] = [await freePort(), await freePort()];
+    const url = `http://127.0.0.1:${port}`;
+    const { key } = await createApiKey(env.pool, { tenant: 'twoworkers' });
+    start = spawnGroup(
+      ['start'],
+      envVars(env, {
+        PORT: String(port),
+        HOST: '127.0.0.1',
+        API_PROCESSES: '1',
+        WORKERS: '2',
+        WORKER_METRICS_PORT: String(workerMetricsPort),
+        FLUSH_INTERVAL_MS: '50',
+        LOG_LEVEL: 'info',
+      }),
+    );
+    const group = start;
+    await eventually(async () => (await fetch(`${url}/readyz`).catch(() => null))?.status === 200, 'api ready', 40_000);
+    const workers = async () => {
+      const { stdout } = await promisify(execFile)('ps', ['-o', 'args=', '--ppid', String(group.child.pid)]);
+      return stdout.split('\n').filter((l) => l.trim().endsWith(' worker')).length;
+    };
+    await eventually(async () => (await workers()) === 2, 'two worker children');
+    // Each worker got its own metrics port (the second would otherwise fail to listen and crash-loop); a worker
+    // serves it only once its flusher has joined the consumer group.
+    for (const p of [workerMetricsPort, workerMetricsPort + 1]) {
+      await eventually(async () => (await fetch(`http://127.0.0.1:${p}/metrics`).catch(() => null))?.status === 200, `metrics on ${p}`);
+    }
+
+    const sent = 20;
+    for (let i = 0; i < sent; i++) {
+      const res = await fetch(`${url}/v1/events`, {
+        method: 'POST',
+        headers: { 'content-type': 'application/json', authorization: `Bearer ${key}` },
+        body: JSON.stringify({ events: [{ type: 'w', idempotency_key: `k${i}` }, { type: 'w' }] }),
+      });
+      assert.equal(res.status, 202);
+    }
+    await eventually(async () => (await countEvents(env, 'twoworkers')) === sent * 2, 'every event stored');
+    group.ctrlC();
+    const { code } = await group.exited;
+    assert.equal(code, 0, group.output());
+    assert.equal(await countEvents(env, 'twoworkers'), sent * 2, 'stored exactly once: no event written twice');
+  });
+});

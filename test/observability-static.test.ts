@@ -467,12 +467,13 @@ describe('docker-compose.yml', () => {
 
   it('defines the whole stack, a healthcheck on every long-running service, Redis with AOF and the provisioning mounted', async () => {
     const services = dockerCompose(['config', '--services']).trim().split('\n').sort();
-    assert.deepEqual(services, ['api', 'grafana', 'migrate', 'postgres', 'prometheus', 'redis', 'worker']);
+    const clusterProfile = ['api-cluster', 'redis-cluster-init', ...[1, 2, 3, 4, 5, 6].map((n) => `redis-node-${n}`), 'worker-cluster'];
+    assert.deepEqual(services, ['api', 'grafana', 'migrate', 'postgres', 'prometheus', 'redis', 'worker', ...clusterProfile].sort());
     const resolved = dockerCompose(['config']);
     const blocks = new Map<string, string>();
     const body = `\n${resolved}`.slice(`\n${resolved}`.indexOf('\nservices:\n'));
-    for (const m of body.matchAll(/^ {2}([a-z]+):\n((?: {4}.*\n|\n)*)/gm)) blocks.set(m[1]!, m[2]!);
-    for (const name of services.filter((s) => s !== 'migrate')) {
+    for (const m of body.matchAll(/^ {2}([a-z0-9-]+):\n((?: {4}.*\n|\n)*)/gm)) blocks.set(m[1]!, m[2]!);
+    for (const name of services.filter((s) => s !== 'migrate' && s !== 'redis-cluster-init')) {
       assert.match(blocks.get(name) ?? '', /^ {4}healthcheck:/m, `${name} has no healthcheck`);
     }
     assert.match(blocks.get('redis')!, /--appendonly[\s\S]*yes/, 'Redis keeps an append-only file');
@@ -485,14 +486,14 @@ describe('docker-compose.yml', () => {
   function serviceBlocks(): Map<string, string> {
     const resolved = `\n${dockerCompose(['config'])}`;
     const body = resolved.slice(resolved.indexOf('\nservices:\n'));
-    return new Map([...body.matchAll(/^ {2}([a-z]+):\n((?: {4}.*\n|\n)*)/gm)].map((m) => [m[1]!, m[2]!]));
+    return new Map([...body.matchAll(/^ {2}([a-z0-9-]+):\n((?: {4}.*\n|\n)*)/gm)].map((m) => [m[1]!, m[2]!]));
   }
 
   it("gives the API and the worker longer to stop than SHUTDOWN_TIMEOUT_MS, so Docker's SIGKILL never cuts the final flush", () => {
     // The API's primary waits 2 s past the timeout for its processes; the worker acknowledges and closes after its flush.
     const marginMs = 5000;
     for (const [name, block] of serviceBlocks()) {
-      if (name !== 'api' && name !== 'worker') continue;
+      if (!['api', 'worker', 'api-cluster', 'worker-cluster'].includes(name)) continue;
       const grace = /^ {4}stop_grace_period: (\d+)s$/m.exec(block);
       assert.ok(grace, `${name}: stop_grace_period in seconds`);
       const shutdownMs = Number(/SHUTDOWN_TIMEOUT_MS: '?(\d+)'?/.exec(block)?.[1] ?? CONFIG_VARIABLES.shutdownTimeoutMs.defaultValue);
@@ -515,10 +516,35 @@ describe('docker-compose.yml', () => {
       // Items come short (`- 127.0.0.1:9090:9090/tcp`) or long (`- published: 8080` / `target: 8080` / `host_ip: …`).
       for (const item of ports.split(/^ {4}- /m).filter(Boolean)) {
         published.push(name);
-        if (name === 'api') continue;
+        if (name === 'api' || name === 'api-cluster') continue;
         assert.match(item, /^127\.0\.0\.1:|host_ip: 127\.0\.0\.1/m, `${name} publishes ${item.trim()} on every interface`);
       }
     }
-    assert.deepEqual(published.sort(), ['api', 'grafana', 'prometheus']);
+    assert.deepEqual(published.sort(), ['api', 'api-cluster', 'grafana', 'prometheus']);
+  });
+
+  it('the cluster profile: 3 masters and 3 replicas with AOF, created once, and an API and worker pointed at them', () => {
+    const blocks = serviceBlocks();
+    const profile = (name: string) => /^ {4}profiles:\n {4}- cluster$/m.test(blocks.get(name) ?? '');
+    const nodes = [1, 2, 3, 4, 5, 6].map((n) => `redis-node-${n}`);
+    for (const name of [...nodes, 'redis-cluster-init', 'api-cluster', 'worker-cluster']) {
+      assert.ok(profile(name), `${name} runs only with --profile cluster`);
+    }
+    for (const name of ['api', 'worker', 'redis', 'postgres']) assert.ok(!profile(name), `${name} runs without a profile`);
+    for (const name of nodes) {
+      const block = blocks.get(name)!;
+      assert.match(block, /- --cluster-enabled\n {4}- ['"]yes['"]/, `${name} is a cluster node`);
+      assert.match(block, /- --appendonly\n {4}- ['"]yes['"]/, `${name} keeps an append-only file`);
+      assert.match(block, new RegExp(`- ${name}:/data:rw`), `${name} keeps its data and nodes.conf on its own volume`);
+    }
+    const init = blocks.get('redis-cluster-init')!;
+    assert.match(init, /redis-cli --cluster create [\s\S]*--cluster-replicas 1 --cluster-yes/);
+    for (const name of nodes) assert.match(init, new RegExp(`${name}:\\n {8}condition: service_healthy`), `init waits for ${name}`);
+    for (const name of ['api-cluster', 'worker-cluster']) {
+      const block = blocks.get(name)!;
+      assert.match(block, /REDIS_CLUSTER_NODES: redis-node-1:6379,redis-node-2:6379,redis-node-3:6379/);
+      assert.match(block, /STREAM_SHARDS: '\d+'/);
+      assert.match(block, /redis-cluster-init:\n {8}condition: service_completed_successfully/, `${name} waits for the cluster`);
+    }
   });
 });
