@@ -1,0 +1,164 @@
+// `npm run bench:profile`: where one API process spends its CPU. Runs `floodgate api` (one process, built, under
+// `node --cpu-prof`) with a worker, and a bare node:http server under the same profiler, each at the same fixed
+// request rate (autocannon, open loop), in three phases: single events, batches of 100, and refusals (low-class
+// requests refused 503 overloaded by SHED_MODE=enforce with a 1 ms latency target, from a key already cached).
+// Each phase gets a fresh API process and so its own .cpuprofile; CPU per request is read from /proc around the
+// measured window, as bench/cpu.ts does. `bench/profile-breakdown.ts` turns the profiles into areas.
+import autocannon from 'autocannon';
+import { mkdir, writeFile } from 'node:fs/promises';
+import { loadavg } from 'node:os';
+import { join } from 'node:path';
+import { parseArgs } from 'node:util';
+import pg from 'pg';
+import { createApiKey } from '../lib/api-keys.js';
+import { createBenchEnv } from './bench-env.js';
+import { processCpuMicros } from './cpu.js';
+import { FLOODGATE_BIN, freePort, startNode, waitForOk, type Child } from './processes.js';
+import { createEventSource } from '../loadtest/events.js';
+import { machine } from '../loadtest/report.js';
+import { INGEST_ROUTE } from '../app/routes/events.js';
+import { reportRun } from './profile-breakdown.js';
+
+const { values: args } = parseArgs({
+  options: {
+    duration: { type: 'string', default: '15' },
+    warmup: { type: 'string', default: '3' },
+    rate: { type: 'string', default: '1500' },
+    'batch-rate': { type: 'string', default: '150' },
+    connections: { type: 'string', default: '20' },
+    out: { type: 'string', default: '/tmp/floodgate-profile' },
+  },
+});
+const duration = Number(args.duration);
+const warmup = Number(args.warmup);
+const connections = Number(args.connections);
+const runId = Date.now().toString(36);
+const databaseName = `floodgate_profile_${runId}`;
+const databaseUrl = `postgres://postgres@127.0.0.1:5432/${databaseName}`;
+
+interface Phase {
+  readonly name: string;
+  readonly batchSize: number;
+  readonly rate: number;
+  readonly priority: 'normal' | 'low';
+  readonly env: Record<string, string>;
+}
+
+/** One target under one phase, as results.json holds it. */
+export interface Measured {
+  readonly name: string;
+  readonly target: string;
+  readonly requests: number;
+  readonly events: number;
+  readonly status: Record<string, number>;
+  readonly cpuMicros: number;
+  /** The measured window on the monotonic clock, in µs. */
+  readonly window: { from: number; to: number };
+  readonly perRequestMicros: number;
+  readonly perEventMicros: number;
+  readonly loadAverage: number[];
+}
+
+/** Fixed-rate load at `url` for `seconds`; the answers counted by status. */
+async function load(
+  url: string,
+  key: string,
+  phase: Phase,
+  seconds: number,
+): Promise<{ requests: number; status: Record<string, number> }> {
+  const source = createEventSource({ seed: 7, runId: `profile-${runId}`, batchSize: phase.batchSize });
+  const headers = { 'content-type': 'application/json', authorization: `Bearer ${key}`, 'x-priority': phase.priority };
+  const requests = Array.from({ length: 100 }, () => ({ method: 'POST' as const, path: INGEST_ROUTE, headers, body: source.next().body }));
+  const result = await autocannon({ url, connections, overallRate: phase.rate, duration: seconds, requests, timeout: 10 });
+  const status: Record<string, number> = {};
+  for (const [code, stats] of Object.entries(result.statusCodeStats ?? {})) status[code] = stats?.count ?? 0;
+  if (result.errors) status.errors = result.errors;
+  if (result.timeouts) status.timeouts = result.timeouts;
+  return { requests: result.requests.total, status };
+}
+
+/** Warm-up, then the measured window with the target's CPU read from /proc on either side. */
+async function measure(target: string, pid: number, url: string, key: string, phase: Phase): Promise<Measured> {
+  await load(url, key, phase, warmup);
+  // The profiler's clock is CLOCK_MONOTONIC, as hrtime is: the window picks the measured samples out of the profile.
+  const from = Number(process.hrtime.bigint() / 1000n);
+  const before = processCpuMicros(pid)!;
+  const answered = await load(url, key, phase, duration);
+  const cpuMicros = processCpuMicros(pid)! - before;
+  const to = Number(process.hrtime.bigint() / 1000n);
+  const m: Measured = {
+    name: phase.name,
+    target,
+    requests: answered.requests,
+    events: answered.requests * phase.batchSize,
+    status: answered.status,
+    cpuMicros,
+    window: { from, to },
+    perRequestMicros: Math.round((cpuMicros / answered.requests) * 10) / 10,
+    perEventMicros: Math.round((cpuMicros / (answered.requests * phase.batchSize)) * 100) / 100,
+    loadAverage: loadavg().map((l) => Math.round(l * 100) / 100),
+  };
+  console.log(
+    `${phase.name.padEnd(22)} ${target.padEnd(9)} ${m.requests} req  ${JSON.stringify(m.status)}  ${m.perRequestMicros} µs/req  ${m.perEventMicros} µs/event  load ${m.loadAverage.join(' ')}`,
+  );
+  return m;
+}
+
+/** Starts node with the profiler writing into `dir`, and waits until `readyUrl` answers. */
+async function profiled(dir: string, script: string[], env: Record<string, string>, readyUrl: string): Promise<Child> {
+  await mkdir(dir, { recursive: true });
+  const child = startNode(['--cpu-prof', '--cpu-prof-dir', dir, ...script], env);
+  await waitForOk(readyUrl, 30_000);
+  return child;
+}
+
+const m = machine();
+console.log(`floodgate API profile — ${m.cpus} × ${m.model}, node ${m.node}, ${new Date().toISOString()}`);
+const bench = await createBenchEnv('profile', databaseUrl, { API_PROCESSES: '1', METRICS_PORT: '0' });
+const { key } = await createApiKey(bench.pool, { tenant: 'profile' });
+const phases: Phase[] = [
+  { name: 'single event', batchSize: 1, rate: Number(args.rate), priority: 'normal', env: { SHED_TARGET_P99_MS: '60000' } },
+  { name: 'batch of 100', batchSize: 100, rate: Number(args['batch-rate']), priority: 'normal', env: { SHED_TARGET_P99_MS: '60000' } },
+  { name: 'refusal (503)', batchSize: 1, rate: Number(args.rate), priority: 'low', env: { SHED_MODE: 'enforce', SHED_TARGET_P99_MS: '1' } },
+];
+const results: Measured[] = [];
+const out = join(args.out, runId);
+const workerPort = await freePort();
+const worker = startNode([FLOODGATE_BIN, 'worker'], { ...bench.env, WORKER_METRICS_PORT: String(workerPort) });
+try {
+  await waitForOk(`http://127.0.0.1:${workerPort}/metrics`);
+  for (const [i, phase] of phases.entries()) {
+    const slug = ['single', 'batch', 'refusal'][i]!;
+    const barePort = await freePort();
+    const bare = await profiled(
+      join(out, `bare-${slug}`),
+      ['--import', 'tsx', 'bench/bare-server.ts', String(barePort)],
+      {},
+      `http://127.0.0.1:${barePort}/`,
+    );
+    try {
+      results.push(await measure('bare', bare.process.pid!, `http://127.0.0.1:${barePort}`, key, phase));
+    } finally {
+      await bare.stop();
+    }
+    const port = await freePort();
+    const env = { ...bench.env, SHED_MODE: 'enforce', ...phase.env, HOST: '127.0.0.1', PORT: String(port) };
+    const api = await profiled(join(out, `api-${slug}`), [FLOODGATE_BIN, 'api'], env, `http://127.0.0.1:${port}/readyz`);
+    try {
+      results.push(await measure('floodgate', api.process.pid!, `http://127.0.0.1:${port}`, key, phase));
+    } finally {
+      await api.stop();
+    }
+  }
+} finally {
+  await worker.stop();
+  await bench.close();
+  const admin = new pg.Client({ connectionString: 'postgres://postgres@127.0.0.1:5432/postgres' });
+  await admin.connect();
+  await admin.query(`DROP DATABASE IF EXISTS ${databaseName} WITH (FORCE)`);
+  await admin.end();
+}
+
+await writeFile(join(out, 'results.json'), JSON.stringify({ machine: m, results }, null, 2));
+console.log(await reportRun(out));
+console.log(`\nprofiles and results.json in ${out}`);
