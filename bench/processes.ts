@@ -68,3 +68,13 @@ export async function waitForOk(url: string, timeoutMs = 30_000): Promise<void> 
   }
   throw new Error(`${url} not ready after ${timeoutMs} ms: ${last}`);
 }
+
+/** Polls `probe` until it holds, or throws naming `what` after `timeoutMs`. */
+export async function eventually(probe: () => Promise<boolean>, what: string, timeoutMs = 20_000): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  while (Date.now() < deadline) {
+    if (await probe()) return;
+    await new Promise((r) => setTimeout(r, 50));
+  }
+  throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}`);
+}

@@ -1,6 +1,9 @@
 // Postgres queue vs Redis stream, in one run on one machine: what one enqueue costs (Redis XADD, Postgres logged
 // and unlogged insert), how fast a worker drains a backlog, and time-to-durable under a steady load.
 // Usage: node --import tsx bench/queue-bench.ts [requests=3000] [eventsPerRequest=10]
+// With --topology: events/s durable and time-to-durable per queue topology (Postgres queue, one Redis, a Redis
+// Cluster with 3 and 6 shards) and worker count; see bench/queue-topology.ts.
+//   node --import tsx bench/queue-bench.ts --topology [requests=600] [eventsPerRequest=10] [workers=1,2]
 import { Registry } from 'prom-client';
 import { createEnqueuer } from '../app/enqueue.js';
 import { createUninstrumentedApiMetrics } from '../app/metrics.js';
@@ -16,9 +19,13 @@ import { createPgFlusher } from '../workers/pg-flusher.js';
 import { createWorkerMetrics } from '../workers/worker-metrics.js';
 import { generateEvent, seededRandom } from '../loadtest/events.js';
 import { createBenchEnv, type BenchEnv } from './bench-env.js';
+import { histogramQuantile } from './queue-topology.js';
+import { runTopologyBench } from './queue-topology-run.js';
 
-const REQUESTS = Number(process.argv[2] ?? 3000);
-const PER_REQUEST = Number(process.argv[3] ?? 10);
+const TOPOLOGY = process.argv.includes('--topology');
+const ARGS = process.argv.slice(2).filter((a) => a !== '--topology');
+const REQUESTS = Number(ARGS[0] ?? (TOPOLOGY ? 600 : 3000));
+const PER_REQUEST = Number(ARGS[1] ?? 10);
 const CONCURRENCY = 16;
 const STEADY_RATE = 200; // requests per second during the time-to-durable phase
 const STEADY_SECONDS = 4;
@@ -46,17 +53,6 @@ function enqueuerFor(bench: BenchEnv, config: Config): Enqueuer {
 async function countRows(bench: BenchEnv): Promise<number> {
   const { rows } = await bench.pool.query<{ n: string }>('SELECT count(*) AS n FROM events');
   return Number(rows[0]!.n);
-}
-
-/** Quantile from a prom-client histogram's cumulative buckets: the upper bound of the bucket holding it. */
-async function quantile(registry: Registry, name: string, q: number): Promise<number> {
-  const metric = (await registry.getMetricsAsJSON()).find((m) => m.name === name) as {
-    values: { metricName?: string; labels: { le?: number | string }; value: number }[];
-  };
-  const buckets = metric.values.filter((v) => v.metricName === `${name}_bucket`);
-  const total = buckets.find((b) => b.labels.le === '+Inf')?.value ?? 0;
-  const hit = buckets.find((b) => b.value >= q * total);
-  return Number(hit?.labels.le ?? NaN);
 }
 
 async function runMode(mode: Mode, bench: BenchEnv): Promise<Record<string, number>> {
@@ -120,33 +116,42 @@ async function runMode(mode: Mode, bench: BenchEnv): Promise<Record<string, numb
     enqueueRequestsPerSec: REQUESTS / enqueueSeconds,
     enqueueMsPerRequest: (enqueueSeconds * 1000 * CONCURRENCY) / REQUESTS,
     drainEventsPerSec: total / drainSeconds,
-    durableP50: await quantile(steadyRegistry, 'floodgate_time_to_durable_seconds', 0.5),
-    durableP99: await quantile(steadyRegistry, 'floodgate_time_to_durable_seconds', 0.99),
+    durableP50: await histogramQuantile(steadyRegistry, 'floodgate_time_to_durable_seconds', 0.5),
+    durableP99: await histogramQuantile(steadyRegistry, 'floodgate_time_to_durable_seconds', 0.99),
   };
 }
 
-const bench = await createBenchEnv('queue-bench', 'postgres://postgres@127.0.0.1:5432/floodgate_queue_bench', { FLUSH_INTERVAL_MS: '100' });
-try {
-  console.log(
-    `${REQUESTS} requests × ${PER_REQUEST} events, ${CONCURRENCY} in flight; steady ${STEADY_RATE} req/s for ${STEADY_SECONDS} s`,
+if (TOPOLOGY) {
+  await runTopologyBench(
+    { requests: REQUESTS, perRequest: PER_REQUEST, steadyRate: 100, steadySeconds: 3 },
+    (ARGS[2] ?? '1,2').split(',').map(Number),
   );
-  console.log('mode                 enqueue req/s  ms/request  drain events/s  durable p50 ≤  p99 ≤');
-  const results: Record<string, Record<string, number>> = {};
-  for (const mode of ['redis', 'postgres-logged', 'postgres-unlogged'] as const) {
-    const r = await runMode(mode, bench);
-    results[mode] = r;
+} else {
+  const bench = await createBenchEnv('queue-bench', 'postgres://postgres@127.0.0.1:5432/floodgate_queue_bench', {
+    FLUSH_INTERVAL_MS: '100',
+  });
+  try {
     console.log(
-      `${mode.padEnd(20)} ${r.enqueueRequestsPerSec!.toFixed(0).padStart(13)} ${r.enqueueMsPerRequest!.toFixed(2).padStart(11)} ${r.drainEventsPerSec!.toFixed(0).padStart(15)} ${`${r.durableP50}s`.padStart(13)} ${`${r.durableP99}s`.padStart(6)}`,
+      `${REQUESTS} requests × ${PER_REQUEST} events, ${CONCURRENCY} in flight; steady ${STEADY_RATE} req/s for ${STEADY_SECONDS} s`,
     );
+    console.log('mode                 enqueue req/s  ms/request  drain events/s  durable p50 ≤  p99 ≤');
+    const results: Record<string, Record<string, number>> = {};
+    for (const mode of ['redis', 'postgres-logged', 'postgres-unlogged'] as const) {
+      const r = await runMode(mode, bench);
+      results[mode] = r;
+      console.log(
+        `${mode.padEnd(20)} ${r.enqueueRequestsPerSec!.toFixed(0).padStart(13)} ${r.enqueueMsPerRequest!.toFixed(2).padStart(11)} ${r.drainEventsPerSec!.toFixed(0).padStart(15)} ${`${r.durableP50}s`.padStart(13)} ${`${r.durableP99}s`.padStart(6)}`,
+      );
+    }
+    const base = results.redis!;
+    for (const mode of ['postgres-logged', 'postgres-unlogged']) {
+      const r = results[mode]!;
+      console.log(
+        `${mode} / redis: enqueue ${(r.enqueueRequestsPerSec! / base.enqueueRequestsPerSec!).toFixed(2)}×, drain ${(r.drainEventsPerSec! / base.drainEventsPerSec!).toFixed(2)}×`,
+      );
+    }
+  } finally {
+    await bench.pool.query('TRUNCATE event_queue').catch(() => {});
+    await bench.close();
   }
-  const base = results.redis!;
-  for (const mode of ['postgres-logged', 'postgres-unlogged']) {
-    const r = results[mode]!;
-    console.log(
-      `${mode} / redis: enqueue ${(r.enqueueRequestsPerSec! / base.enqueueRequestsPerSec!).toFixed(2)}×, drain ${(r.drainEventsPerSec! / base.drainEventsPerSec!).toFixed(2)}×`,
-    );
-  }
-} finally {
-  await bench.pool.query('TRUNCATE event_queue').catch(() => {});
-  await bench.close();
 }

@@ -15,7 +15,7 @@ import {
   type TestApi,
   type TestEnv,
 } from './support.js';
-import { startRedisCluster, type TestRedisCluster } from './redis-cluster.js';
+import { startRedisCluster, type TestRedisCluster } from '../bench/redis-cluster.js';
 
 const SHARDS = 4;
 const TENANTS = ['north', 'south', 'east', 'west', 'up', 'down'];

@@ -6,6 +6,7 @@ import { createPool, type Pool } from '../lib/db.js';
 import { migrate } from '../lib/migrate.js';
 import { ensurePartitions } from '../lib/partitions.js';
 import { createRedis, type Redis } from '../lib/redis.js';
+import { eventually } from '../bench/processes.js';
 
 /**
  * How tests run the `floodgate` command: `node --import tsx cli/main.ts`, the sources as they are now, never a
@@ -161,15 +162,8 @@ export async function enqueue(
   return valid.map((e) => e.id);
 }
 
-/** Polls `probe` until it returns true, failing with `what` after `timeoutMs`. */
-export async function eventually(probe: () => Promise<boolean>, what: string, timeoutMs = 20_000): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  while (Date.now() < deadline) {
-    if (await probe()) return;
-    await new Promise((r) => setTimeout(r, 50));
-  }
-  throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}`);
-}
+// Polling lives with the process helpers in bench/, which the cluster helper shares with test/.
+export { eventually };
 
 /** Rows in `events` (optionally for one tenant). */
 export async function countEvents(env: TestEnv, tenant?: string): Promise<number> {

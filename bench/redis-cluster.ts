@@ -3,11 +3,11 @@ import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
-import { eventually, freePort } from './support.js';
+import { eventually, freePort } from './processes.js';
 
 const run = promisify(execFile);
 
-/** A Redis Cluster (masters with one replica each) owned by one test, from the installed redis-server. */
+/** A Redis Cluster (masters with one replica each) owned by one test or benchmark, from the installed redis-server. */
 export interface TestRedisCluster {
   /** `host:port` of every node, the REDIS_CLUSTER_NODES value. */
   readonly seeds: string;
