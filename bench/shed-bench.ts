@@ -1,4 +1,4 @@
-// `npm run bench:shedding`: the load shedding benchmark (issue 4), in one run.
+// `npm run bench:shedding`: the load shedding benchmark, in one run.
 //   1. start Floodgate (API + worker, private database and stream keys) with SHED_MODE=off;
 //   2. find C: ramp until p99 > --slo-p99 or ≥ 1 % failures (skipped with --capacity);
 //   3. offer ½C (unloaded), 2×C, 4×C, then ½C again (recovery) with 20/30/50 critical/normal/low;
