@@ -9,7 +9,7 @@ import { REQUEST_ID_HEADER, requestIdFrom } from './middleware/request-id.js';
 import { parsePriority, PRIORITY_HEADER } from './priority.js';
 import { INGEST_ROUTE } from './routes/events.js';
 import { overloadedAnswer, type Shedder } from './shedding/shedder.js';
-import { admittedEarly } from './state.js';
+import { admittedEarly, authenticatedEarly } from './state.js';
 
 /**
  * Answers ingest requests before Koa sees them when the answer needs no Koa: no context, no routing, no error
@@ -63,6 +63,7 @@ export function createEarlyShed(
     if ('refusal' in cached) return answer(req, res, cached.refusal, 'none', started);
     if (!('grant' in cached)) return false;
     const { grant } = cached;
+    authenticatedEarly.set(req, grant);
     const header = req.headers[PRIORITY_HEADER];
     if (typeof header !== 'string') return false;
     // A missing class (the key's default applies) or an invalid one (a 400) needs Koa; so does a class above the

@@ -27,3 +27,9 @@ export type IngestState = AuthenticatedState & { priority: Priority };
  * request leaves it when it is collected.
  */
 export const admittedEarly = new WeakSet<IncomingMessage>();
+
+/**
+ * The grant the early path read from the key cache for a request it let through, so authentication in Koa
+ * does not parse the credentials and look the key up a second time.
+ */
+export const authenticatedEarly = new WeakMap<IncomingMessage, KeyGrant>();

@@ -4,7 +4,7 @@ import type { KeyGrant, Scope } from '../../lib/api-keys.js';
 import { apiError, type ApiError, type ErrorCode } from '../../lib/errors.js';
 import type { KeyResolver } from '../key-resolver.js';
 import { jitteredRetryAfter } from '../retry-after.js';
-import type { State } from '../state.js';
+import { authenticatedEarly, type State } from '../state.js';
 
 const MAX_KEY_LENGTH = 256;
 const BEARER = /^Bearer\s+(\S+)\s*$/i;
@@ -121,7 +121,8 @@ function invalidKey(req: IncomingMessage, keys: KeyResolver, address: string): A
 export function authenticate(keys: KeyResolver, options: { scope: Scope }): Middleware<State> {
   return async (ctx, next) => {
     const req = ctx.req;
-    const cached = authenticateFromCache(req, keys);
+    const early = authenticatedEarly.get(req);
+    const cached = early ? { grant: early } : authenticateFromCache(req, keys);
     if ('refusal' in cached) throw cached.refusal;
     let grant: KeyGrant | null;
     if ('grant' in cached) grant = cached.grant;
