@@ -1,5 +1,6 @@
 import type { Registry } from 'prom-client';
 import { createDependencyBreaker, type Breaker } from '../lib/breaker.js';
+import { isSlotMoving } from '../lib/cluster-redirects.js';
 import type { Config } from '../lib/config.js';
 import type { Logger } from '../lib/logger.js';
 
@@ -10,7 +11,15 @@ import type { Logger } from '../lib/logger.js';
  * turns away a write the shedder admitted.
  */
 export function createRedisWriteBreaker(config: Config, registry: Registry, logger: Logger): Breaker {
-  return createDependencyBreaker(config, { name: 'redis_write', registry, logger, timeoutMs: 0, capacity: config.shedHardMaxInFlight });
+  return createDependencyBreaker(config, {
+    name: 'redis_write',
+    registry,
+    logger,
+    timeoutMs: 0,
+    capacity: config.shedHardMaxInFlight,
+    // A slot still moving after REDIS_WRITE_TIMEOUT_MS fails its own shard's keyed writes, not Redis as a whole.
+    isCallerError: isSlotMoving,
+  });
 }
 
 /**

@@ -1,3 +1,4 @@
+import { retryClusterRedirects } from '../lib/cluster-redirects.js';
 import type { Config } from '../lib/config.js';
 import type { Redis } from '../lib/redis.js';
 import { shardIndexOf, streamShards } from '../lib/shards.js';
@@ -46,7 +47,13 @@ export function withReplicaAcks(inner: Enqueuer, redis: Redis, config: Config): 
   const waitMs = Math.max(1, Math.floor(config.redisWriteTimeoutMs * 0.8));
   async function confirm(tenant: string): Promise<void> {
     const key = shards[shardIndexOf(tenant, shards.length)]!.streamKey;
-    const replies = await redis.pipeline().exists(key).wait(wanted, waitMs).exec();
+    // EXISTS only routes the pipeline to the shard's master; when it was refused (the slot moved), WAIT was answered
+    // by a node that is not the master the write went to, so its count means nothing: ask the right one again.
+    const replies = await retryClusterRedirects(async () => {
+      const answers = await redis.pipeline().exists(key).wait(wanted, waitMs).exec();
+      if (answers?.[0]?.[0]) throw answers[0][0];
+      return answers;
+    }, config.redisWriteTimeoutMs);
     const [err, confirmed] = replies?.[1] ?? [new Error('no reply to WAIT'), 0];
     if (err) throw err;
     if (Number(confirmed) < wanted) throw new ReplicaAckError(wanted, Number(confirmed));

@@ -20,6 +20,17 @@ export interface TestRedisCluster {
   restart(port: number): void;
   /** Waits until every live node reports cluster_state:ok and (unless `replicas` is false) every master has its replica. */
   ready(timeoutMs?: number, replicas?: boolean): Promise<void>;
+  /** The slot of `key`. */
+  slotOf(key: string): Promise<number>;
+  /** The ports of the nodes that are masters now. */
+  masters(): Promise<number[]>;
+  /**
+   * Moves `slot` from the master on `from` to the master on `to` the way `redis-cli --cluster reshard` does:
+   * SETSLOT IMPORTING on the target, MIGRATING on the source, MIGRATE of its keys `batch` at a time (pausing
+   * `pauseMs` between batches, so that clients meet the slot half-moved), then SETSLOT NODE on both and on every
+   * other master. Resolves with the number of keys moved.
+   */
+  migrateSlot(slot: number, from: number, to: number, options?: { batch?: number; pauseMs?: number }): Promise<number>;
   /** Kills every node and removes their files. */
   stop(): Promise<void>;
 }
@@ -110,11 +121,41 @@ export async function startRedisCluster(masters = 3): Promise<TestRedisCluster> 
     await stop();
     throw err;
   }
+  const slotOf = async (key: string) => Number((await cli(live()[0]!, 'cluster', 'keyslot', key)).trim());
+  const nodeId = async (port: number) => (await cli(port, 'cluster', 'myid')).trim();
+  const masterPorts = async () => {
+    const roles = await Promise.all(live().map(async (p) => ((await cli(p, 'role').catch(() => '')).startsWith('master') ? p : 0)));
+    return roles.filter((p) => p > 0);
+  };
   return {
     seeds: ports.map((p) => `127.0.0.1:${p}`).join(','),
     ports,
+    slotOf,
+    masters: masterPorts,
+    async migrateSlot(slot, from, to, { batch = 10, pauseMs = 0 } = {}) {
+      const [fromId, toId] = [await nodeId(from), await nodeId(to)];
+      await cli(to, 'cluster', 'setslot', String(slot), 'importing', fromId);
+      await cli(from, 'cluster', 'setslot', String(slot), 'migrating', toId);
+      let moved = 0;
+      for (;;) {
+        const keys = (await cli(from, 'cluster', 'getkeysinslot', String(slot), String(batch))).split('\n').filter((k) => k !== '');
+        if (keys.length === 0) break;
+        const reply = await cli(from, 'migrate', '127.0.0.1', String(to), '', '0', '10000', 'keys', ...keys);
+        if (!/OK|NOKEY/.test(reply)) throw new Error(`MIGRATE of slot ${slot}: ${reply}`);
+        moved += keys.length;
+        if (pauseMs > 0) await new Promise((r) => setTimeout(r, pauseMs));
+      }
+      // The target first (it stops answering TRYAGAIN/ASK-only), then the source (it starts answering MOVED), then
+      // the rest, as redis-cli does.
+      await cli(to, 'cluster', 'setslot', String(slot), 'node', toId);
+      await cli(from, 'cluster', 'setslot', String(slot), 'node', toId);
+      for (const port of await masterPorts()) {
+        if (port !== from && port !== to) await cli(port, 'cluster', 'setslot', String(slot), 'node', toId).catch(() => '');
+      }
+      return moved;
+    },
     async masterOf(key) {
-      const slot = Number((await cli(live()[0]!, 'cluster', 'keyslot', key)).trim());
+      const slot = await slotOf(key);
       const reply = await cli(live()[0]!, 'cluster', 'slots');
       // redis-cli prints CLUSTER SLOTS flat: start, end, then per node ip, port, id (and maybe hostname fields).
       const lines = reply.split('\n').map((l) => l.trim());

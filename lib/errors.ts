@@ -181,4 +181,12 @@ export const REDIS_REPLY = {
   noSuchKey: 'ERR no such key',
   /** EVALSHA of a script the server does not hold (restarted, or SCRIPT FLUSH): send it with EVAL */
   noScript: 'NOSCRIPT',
+  /** Redis Cluster: the key's slot is served by another node now (the command did not run) */
+  moved: 'MOVED ',
+  /** Redis Cluster: the key's slot is being migrated and the key is on the target already (the command did not run) */
+  ask: 'ASK ',
+  /** Redis Cluster: a multi-key command met its slot half-migrated, some keys moved and some not (it did not run) */
+  tryAgain: 'TRYAGAIN',
+  /** Redis Cluster: the cluster is not serving the slot right now, e.g. mid-failover (the command did not run) */
+  clusterDown: 'CLUSTERDOWN',
 } as const;

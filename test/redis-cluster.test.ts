@@ -130,21 +130,26 @@ describe('Redis Cluster with sharded streams (3 masters, 3 replicas, STREAM_SHAR
     }
   });
 
-  it('SIGKILL of a master under load: its replica takes over, and every event answered 202 (replica-acked) is stored once', async () => {
-    const acked = await startTestApi(env, { redisMinReplicasAck: 1 });
-    const tenant = 'north';
-    const victim = await cluster.masterOf(streamShards(env.config)[shardIndexOf(tenant, SHARDS)]!.streamKey);
+  /**
+   * Ingest with idempotency keys into one tenant's shard through an API with `minReplicasAck`, SIGKILL that shard's
+   * master, wait for its replica's promotion, bring the old master back (as a replica), and drain. Answers which
+   * events were answered 202 and are not stored under the id answered.
+   */
+  async function failoverUnderLoad(tenant: string, minReplicasAck: number) {
+    const acked = await startTestApi(env, { redisMinReplicasAck: minReplicasAck });
+    const shardKey = streamShards(env.config)[shardIndexOf(tenant, SHARDS)]!.streamKey;
+    const victim = await cluster.masterOf(shardKey);
     const accepted: { key: string; id: string }[] = [];
     const statuses = new Map<number, number>();
     let stop = false;
     let n = 0;
     const sender = async () => {
       while (!stop) {
-        const key = `load-${n++}`;
+        const key = `load-${minReplicasAck}-${n++}`;
         const res = await fetch(`${acked.url}/v1/events`, {
           method: 'POST',
           headers: { 'content-type': 'application/json', authorization: `Bearer ${keys.get(tenant)}` },
-          body: JSON.stringify({ type: 'failover', idempotency_key: key }),
+          body: JSON.stringify({ type: `failover-${minReplicasAck}`, idempotency_key: key }),
         }).catch(() => undefined);
         if (!res) continue;
         statuses.set(res.status, (statuses.get(res.status) ?? 0) + 1);
@@ -153,10 +158,9 @@ describe('Redis Cluster with sharded streams (3 masters, 3 replicas, STREAM_SHAR
         else await new Promise((r) => setTimeout(r, 20));
       }
     };
+    const senders = Array.from({ length: 4 }, sender);
     try {
-      const senders = Array.from({ length: 4 }, sender);
       await eventually(async () => accepted.length >= 50, 'load flowing before the kill');
-      const shardKey = streamShards(env.config)[shardIndexOf(tenant, SHARDS)]!.streamKey;
       await cluster.kill(victim);
       // The replica is promoted once the others mark the master failed (cluster-node-timeout 2 s). Only then may the
       // old master come back: it keeps no data, and back before the failover it would still be master and wipe
@@ -175,16 +179,31 @@ describe('Redis Cluster with sharded streams (3 masters, 3 replicas, STREAM_SHAR
       // map is refreshed (ioredis retries a pipeline only when all its errors agree): ask again.
       await eventually(async () => (await backlog().catch(() => -1)) === 0, 'every shard drained after the failover', 60_000);
       const { rows } = await env.pool.query<{ id: string; idempotency_key: string }>(
-        "SELECT id, idempotency_key FROM events WHERE tenant = $1 AND type = 'failover'",
-        [tenant],
+        'SELECT id, idempotency_key FROM events WHERE tenant = $1 AND type = $2',
+        [tenant, `failover-${minReplicasAck}`],
       );
       const stored = new Map(rows.map((r) => [r.idempotency_key, r.id]));
-      const missing = accepted.filter((a) => stored.get(a.key) !== a.id);
-      assert.deepEqual(missing, [], `every 202 is stored under the id answered (statuses: ${JSON.stringify([...statuses])})`);
       assert.equal(new Set(rows.map((r) => r.idempotency_key)).size, rows.length, 'no key stored twice');
+      return { accepted, missing: accepted.filter((a) => stored.get(a.key) !== a.id), statuses: JSON.stringify([...statuses]) };
     } finally {
       stop = true;
+      await Promise.all(senders);
       await acked.close();
     }
+  }
+
+  it('SIGKILL of a master under load: its replica takes over, and every event answered 202 (replica-acked) is stored once', async () => {
+    const { missing, statuses } = await failoverUnderLoad('north', 1);
+    assert.deepEqual(missing, [], `every 202 is stored under the id answered (statuses: ${statuses})`);
+  });
+
+  it('SIGKILL of a master under load without replica acks (REDIS_MIN_REPLICAS_ACK=0): reports what was lost, recovers by itself', async () => {
+    // Nothing is promised here for events acknowledged before the master's death; the count is reported (see
+    // docs/scaling.md). What must hold: the shard is served again, drains, and nothing is stored twice.
+    const { accepted, missing, statuses } = await failoverUnderLoad('north', 0);
+    console.log(
+      `# REDIS_MIN_REPLICAS_ACK=0: ${missing.length} of ${accepted.length} events answered 202 were lost in the failover (statuses: ${statuses})`,
+    );
+    assert.ok(accepted.length >= 100);
   });
 });

@@ -3,6 +3,7 @@ import { createServer, type Socket } from 'node:net';
 import { after, before, describe, it } from 'node:test';
 import { Registry } from 'prom-client';
 import { createRedis } from '../lib/redis.js';
+import { streamShards } from '../lib/shards.js';
 import { registerRedisStats } from '../workers/stats/redis-stats.js';
 import { metricTypes, parseExposition, select, value } from './exposition.js';
 import { createTestEnv, freePort, type TestEnv } from './support.js';
@@ -129,6 +130,32 @@ describe('Redis stats collector', () => {
     assert.equal(value(samples, 'floodgate_redis_stream_length', { stream: streamKey }), 2);
     assert.equal(value(samples, 'floodgate_redis_group_pending', group), 1);
     assert.equal(value(samples, 'floodgate_redis_group_lag', group), 1, 'one entry not yet delivered');
+  });
+
+  it('with STREAM_SHARDS: one series per shard, labelled by its index, for lengths, pending, lag and oldest pending age', async () => {
+    const config = { ...env.config, streamKey: `${env.config.streamKey}:sharded`, deadLetterStreamKey: `${env.config.deadLetterStreamKey}:sharded` };
+    const shards = streamShards({ ...config, streamShards: 3 });
+    const { consumerGroup } = config;
+    // Shard 0: a group with one of two entries pending; shard 1: three entries and no group yet; shard 2: nothing.
+    await env.redis.xgroup('CREATE', shards[0]!.streamKey, consumerGroup, '0', 'MKSTREAM');
+    for (let i = 0; i < 2; i++) await env.redis.xadd(shards[0]!.streamKey, '*', 'n', String(i));
+    await env.redis.xreadgroup('GROUP', consumerGroup, 'consumer-1', 'COUNT', 1, 'STREAMS', shards[0]!.streamKey, '>');
+    for (let i = 0; i < 3; i++) await env.redis.xadd(shards[1]!.streamKey, '*', 'n', String(i));
+    await env.redis.xadd(shards[2]!.deadLetterStreamKey, '*', 'reason', 'test');
+    const registry = new Registry();
+    registerRedisStats({ registry, redis: env.redis, ...config, shards });
+    const { samples } = await scrape(registry);
+    const per = (name: string) => select(samples, name).map((s) => [s.labels.shard, s.value]);
+    assert.deepEqual(per('floodgate_redis_stream_length'), [['0', 2], ['1', 3], ['2', 0]]);
+    assert.deepEqual(per('floodgate_redis_dead_letter_length'), [['0', 0], ['1', 0], ['2', 1]]);
+    assert.deepEqual(per('floodgate_redis_group_exists'), [['0', 1], ['1', 0], ['2', 0]]);
+    assert.deepEqual(per('floodgate_redis_group_pending'), [['0', 1], ['1', 0], ['2', 0]]);
+    assert.deepEqual(per('floodgate_redis_group_lag'), [['0', 1], ['1', 0], ['2', 0]]);
+    const ages = per('floodgate_redis_oldest_pending_age_seconds');
+    assert.deepEqual(ages.map(([shard]) => shard), ['0', '1', '2']);
+    assert.ok(Number(ages[0]![1]) >= 0 && ages[1]![1] === 0 && ages[2]![1] === 0, JSON.stringify(ages));
+    assert.equal(select(samples, 'floodgate_redis_stream_length', { shard: '1' })[0]!.labels.stream, shards[1]!.streamKey);
+    for (const s of shards) await env.redis.del(s.streamKey, s.deadLetterStreamKey);
   });
 
   it('shows redis_up 0 within the timeout when nothing listens on the port', async () => {

@@ -17,9 +17,9 @@ export interface RedisStatsOptions {
   readonly deadLetterStreamKey: string;
   readonly consumerGroup: string;
   /**
-   * The stream shards (STREAM_SHARDS) when there are several: lengths are reported per stream (its `stream`
-   * label), the group figures summed over the shards and the oldest pending entry across them. Without it, the
-   * one stream `streamKey` and its `deadLetterStreamKey`.
+   * The stream shards (STREAM_SHARDS) when there are several: every stream and group figure is reported per shard
+   * (its `shard` label, the shard's index). Without it, the one stream `streamKey` and its `deadLetterStreamKey`,
+   * as shard "0".
    */
   readonly shards?: readonly StreamShard[];
   /** Whole-scrape budget: the scrape returns by then whatever Redis does. */
@@ -126,19 +126,19 @@ export function registerRedisStats(options: RedisStatsOptions): void {
   const streamLength = scrape.gauge({
     name: 'floodgate_redis_stream_length',
     help: 'Entries in the ingest stream: accepted, not yet written and acknowledged (the flusher deletes what it acknowledges).',
-    labelNames: ['stream'],
+    labelNames: ['stream', 'shard'],
   });
   const deadLetterLength = scrape.gauge({
     name: 'floodgate_redis_dead_letter_length',
     help: 'Entries in the dead-letter stream: requests that could not be written after every attempt.',
-    labelNames: ['stream'],
+    labelNames: ['stream', 'shard'],
   });
   scrape.section('streams', [streamLength, deadLetterLength], async () => {
     const lengths = await Promise.all(shards.map((s) => Promise.all([redis.xlen(s.streamKey), redis.xlen(s.deadLetterStreamKey)])));
     return () => {
       shards.forEach((s, i) => {
-        streamLength.set({ stream: s.streamKey }, lengths[i]![0]);
-        deadLetterLength.set({ stream: s.deadLetterStreamKey }, lengths[i]![1]);
+        streamLength.set({ stream: s.streamKey, shard: String(s.index) }, lengths[i]![0]);
+        deadLetterLength.set({ stream: s.deadLetterStreamKey, shard: String(s.index) }, lengths[i]![1]);
       });
     };
   });
@@ -147,29 +147,29 @@ export function registerRedisStats(options: RedisStatsOptions): void {
   const groupExists = scrape.gauge({
     name: 'floodgate_redis_group_exists',
     help: '1 if the consumer group exists on the ingest stream; 0 means the other group figures are zeros by default.',
-    labelNames: ['group'],
+    labelNames: ['group', 'shard'],
   });
   const pending = scrape.gauge({
     name: 'floodgate_redis_group_pending',
     help: 'Entries delivered to a consumer of the group and not yet acknowledged (XINFO GROUPS pending).',
-    labelNames: ['group'],
+    labelNames: ['group', 'shard'],
   });
   const lag = scrape.gauge({
     name: 'floodgate_redis_group_lag',
     help:
       'Entries not yet delivered to the group (XINFO GROUPS lag). When Redis cannot tell (deletions in the range), ' +
       'stream length minus pending, which is exact while acknowledged entries are deleted.',
-    labelNames: ['group'],
+    labelNames: ['group', 'shard'],
   });
   const entriesRead = scrape.counter({
     name: 'floodgate_redis_group_entries_read_total',
     help: 'Entries the group has read (XINFO GROUPS entries-read); absent while Redis cannot tell.',
-    labelNames: ['group'],
+    labelNames: ['group', 'shard'],
   });
   const consumers = scrape.gauge({
     name: 'floodgate_redis_group_consumers',
     help: 'Consumers registered in the group.',
-    labelNames: ['group'],
+    labelNames: ['group', 'shard'],
   });
   scrape.section('group', [groupExists, pending, lag, entriesRead, consumers], async () => {
     const perShard = await Promise.all(
@@ -184,35 +184,21 @@ export function registerRedisStats(options: RedisStatsOptions): void {
         return { group: groups.map(pairs).find((g) => String(g.get('name')) === consumerGroup), length };
       }),
     );
-    const labels = { group: consumerGroup };
     return () => {
-      // With shards: the group exists when it does on every shard; counts are sums, consumers the most on one shard.
-      let exists = 1;
-      let waitingSum = 0;
-      let lagSum = 0;
-      let consumerCount = 0;
-      let readSum: number | undefined = 0;
-      for (const { group, length } of perShard) {
-        if (!group) {
-          exists = 0;
-          continue;
-        }
-        const waiting = num(group.get('pending'));
-        waitingSum += waiting;
-        consumerCount = Math.max(consumerCount, num(group.get('consumers')));
-        const reportedLag = group.get('lag');
+      // One series per shard: a shard whose stream or group is missing reads as zeros with group_exists 0.
+      perShard.forEach(({ group, length }, i) => {
+        const labels = { group: consumerGroup, shard: String(shards[i]!.index) };
+        groupExists.set(labels, group ? 1 : 0);
+        const waiting = group ? num(group.get('pending')) : 0;
+        pending.set(labels, waiting);
+        consumers.set(labels, group ? num(group.get('consumers')) : 0);
+        const reportedLag = group?.get('lag');
         // Redis 7 answers nil when deletions make its counter unusable; Floodgate deletes every entry it acknowledges.
-        lagSum += reportedLag === null || reportedLag === undefined ? Math.max(0, length - waiting) : num(reportedLag);
-        const read = group.get('entries-read');
-        readSum = read === null || read === undefined || readSum === undefined ? undefined : readSum + num(read);
-      }
-      const any = perShard.some((s) => s.group);
-      groupExists.set(labels, exists);
-      pending.set(labels, waitingSum);
-      consumers.set(labels, consumerCount);
-      lag.set(labels, lagSum);
-      if (!any) entriesRead.inc(labels, 0);
-      else if (readSum !== undefined) entriesRead.inc(labels, readSum);
+        lag.set(labels, !group ? 0 : reportedLag === null || reportedLag === undefined ? Math.max(0, length - waiting) : num(reportedLag));
+        const read = group?.get('entries-read');
+        if (!group) entriesRead.inc(labels, 0);
+        else if (read !== null && read !== undefined) entriesRead.inc(labels, num(read));
+      });
     };
   });
 
@@ -220,7 +206,7 @@ export function registerRedisStats(options: RedisStatsOptions): void {
   const oldestPendingAge = scrape.gauge({
     name: 'floodgate_redis_oldest_pending_age_seconds',
     help: 'Age of the oldest delivered-but-unacknowledged entry of the group, from its stream id (0 if none).',
-    labelNames: ['group'],
+    labelNames: ['group', 'shard'],
   });
   scrape.section('pending', [oldestPendingAge], async () => {
     const [time, ...summaries] = await Promise.all([
@@ -232,14 +218,14 @@ export function registerRedisStats(options: RedisStatsOptions): void {
         }),
       ),
     ]);
+    // Aged by one node's clock (each id carries its own master's clock; masters' clocks are assumed close).
     const nowMs = num(time[0]) * 1000 + Math.floor(num(time[1]) / 1000);
-    // The oldest across shards (each id carries its master's clock; masters' clocks are assumed close).
-    const oldest = summaries
-      .map((summary) => (num(summary[0]) > 0 ? idMillis(summary[1]) : undefined))
-      .filter((ms): ms is number => ms !== undefined);
-    const oldestMs = oldest.length > 0 ? Math.min(...oldest) : undefined;
+    const oldest = summaries.map((summary) => (num(summary[0]) > 0 ? idMillis(summary[1]) : undefined));
     return () => {
-      oldestPendingAge.set({ group: consumerGroup }, oldestMs === undefined ? 0 : Math.max(0, (nowMs - oldestMs) / 1000));
+      oldest.forEach((ms, i) => {
+        const labels = { group: consumerGroup, shard: String(shards[i]!.index) };
+        oldestPendingAge.set(labels, ms === undefined ? 0 : Math.max(0, (nowMs - ms) / 1000));
+      });
     };
   });
 }

@@ -1,0 +1,51 @@
+import { REDIS_REPLY } from './errors.js';
+
+/** ioredis's error once it has followed `maxRedirections` redirects of one command without it running. */
+const GAVE_UP = 'Too many Cluster redirections';
+
+/**
+ * Whether a Redis error is a cluster node's refusal to run the command here and now: MOVED, ASK, TRYAGAIN or
+ * CLUSTERDOWN (or ioredis giving up after following such replies). The command did not run, so sending it again
+ * cannot write twice.
+ *
+ * ioredis follows these replies itself for a lone command, but not always: an auto-pipelined batch is sent again
+ * only when every failed command in it failed alike and the rest only read, so during a slot migration an XADD
+ * batched with writes to another slot of the same master comes back with the ASK or MOVED meant for it; and a
+ * multi-key script (the enqueue script: stream, marker and dedup keys) is answered TRYAGAIN for as long as the
+ * slot is half-moved, longer than ioredis's few retries when the slot holds many keys.
+ */
+export function isClusterRedirect(err: unknown): boolean {
+  const message = err instanceof Error ? err.message : '';
+  return (
+    message.startsWith(REDIS_REPLY.moved) ||
+    message.startsWith(REDIS_REPLY.ask) ||
+    message.startsWith(REDIS_REPLY.tryAgain) ||
+    message.startsWith(REDIS_REPLY.clusterDown) ||
+    message.startsWith(GAVE_UP)
+  );
+}
+
+/**
+ * Whether a cluster refusal is about one slot being moved (MOVED, ASK, TRYAGAIN, not CLUSTERDOWN): Redis answered,
+ * it is not down, so the write breaker does not count it; other shards' writes go on while one slot moves.
+ */
+export function isSlotMoving(err: unknown): boolean {
+  return isClusterRedirect(err) && !(err instanceof Error && err.message.startsWith(REDIS_REPLY.clusterDown));
+}
+
+/**
+ * Runs a Redis write, sending it again while a cluster node refuses it without running it (`isClusterRedirect`),
+ * with a short growing pause, until `budgetMs` from the first try has passed; then the last refusal is thrown.
+ * A single Redis never answers these, so there it is one try.
+ */
+export async function retryClusterRedirects<T>(write: () => Promise<T>, budgetMs: number): Promise<T> {
+  const deadline = Date.now() + budgetMs;
+  for (let pause = 10; ; pause = Math.min(pause * 2, 200)) {
+    try {
+      return await write();
+    } catch (err) {
+      if (!isClusterRedirect(err) || Date.now() + pause > deadline) throw err;
+      await new Promise((r) => setTimeout(r, pause));
+    }
+  }
+}
