@@ -1,6 +1,5 @@
 import { createHash } from 'node:crypto';
 import type { Breaker } from '../lib/breaker.js';
-import { retryClusterRedirects } from '../lib/cluster-redirects.js';
 import type { Config } from '../lib/config.js';
 import type { Pool } from '../lib/db.js';
 import { REDIS_REPLY } from '../lib/errors.js';
@@ -125,13 +124,8 @@ export function createEnqueuer(deps: EnqueueDeps): Enqueuer {
   let resetThrough = 0;
   let lastLookupWarning = 0;
 
-  /**
-   * Runs one Redis write through the breaker, timing it as the XADD latency. On a cluster, a write a node refused
-   * without running it because its slot is moving (MOVED/ASK/TRYAGAIN) is sent again within the write timeout.
-   */
-  const onCluster = config.redisClusterNodes.length > 0;
-  const guarded = <T>(write: () => Promise<T>): Promise<T> =>
-    guardedWrite(redisBreaker, metrics.redisWriteDuration, onCluster ? () => retryClusterRedirects(write, config.redisWriteTimeoutMs) : write).catch((e) => { console.error('DEBUGWRITE', config.streamKey.slice(-6), String(e).slice(0, 200), e.stack?.slice(0,600)); throw e; });
+  /** Runs one Redis write through the breaker, timing it as the XADD latency. */
+  const guarded = <T>(write: () => Promise<T>): Promise<T> => guardedWrite(redisBreaker, metrics.redisWriteDuration, write);
 
   function vouches(now: number): boolean {
     return markerSince !== undefined && directWrites === resetThrough && now - Number(markerSince) >= horizonMs;

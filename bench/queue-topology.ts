@@ -12,11 +12,9 @@ import { createLogger } from '../lib/logger.js';
 import type { Enqueuer } from '../lib/queue.js';
 import { createQueueRedis, type Redis } from '../lib/redis.js';
 import { isSharded, streamShards } from '../lib/shards.js';
-import { createPgFlusher } from '../workers/pg-flusher.js';
-import { createShardedFlusher } from '../workers/sharded-flusher.js';
-import { createWorkerMetrics, type WorkerMetrics } from '../workers/worker-metrics.js';
 import { generateEvent, seededRandom } from '../loadtest/events.js';
 import type { BenchEnv } from './bench-env.js';
+import { FLOODGATE_BIN, freePort, startNode, waitForOk, type Child } from './processes.js';
 
 /** One queue layout under test. */
 export interface Topology {
@@ -62,9 +60,18 @@ async function countRows(bench: BenchEnv): Promise<number> {
   return Number(rows[0]!.n);
 }
 
-async function waitForRows(bench: BenchEnv, n: number): Promise<void> {
+/**
+ * Waits until `n` rows are stored; answers the rate from the first row seen to the last, which leaves the
+ * workers' start (a process loading its code and connecting) out of the drain figure.
+ */
+async function waitForRows(bench: BenchEnv, n: number): Promise<number> {
   const deadline = Date.now() + 300_000;
-  while ((await countRows(bench)) < n) {
+  let first: { at: number; rows: number } | undefined;
+  for (;;) {
+    const rows = await countRows(bench);
+    const at = performance.now();
+    if (rows > 0 && !first) first = { at, rows };
+    if (rows >= n) return first && at > first.at ? (n - first.rows) / ((at - first.at) / 1000) : NaN;
     if (Date.now() > deadline) throw new Error(`timed out waiting for ${n} durable events`);
     await new Promise((r) => setTimeout(r, 20));
   }
@@ -91,15 +98,46 @@ function enqueuerFor(config: Config, bench: BenchEnv, redis: Redis | undefined):
     : createEnqueuer({ ...deps, redis, redisBreaker: breaker });
 }
 
-/** `workers` flushers in this process (each with its own consumer name, as separate processes would have). */
-async function startWorkers(config: Config, bench: BenchEnv, redis: Redis | undefined, workers: number, metrics: WorkerMetrics) {
-  const started = Array.from({ length: workers }, (_, i) =>
-    redis
-      ? createShardedFlusher({ config, pool: bench.pool, redis, logger, consumerName: `bench-${i}`, metrics })
-      : createPgFlusher({ config, pool: bench.pool, logger, metrics }),
+/** The cumulative buckets of a histogram in Prometheus text, summed over several expositions, by `le`. */
+function summedBuckets(texts: readonly string[], name: string): Map<string, number> {
+  const sums = new Map<string, number>();
+  for (const text of texts) {
+    for (const m of text.matchAll(new RegExp(`^${name}_bucket\\{[^}]*le="([^"]+)"[^}]*\\} (\\S+)$`, 'gm'))) {
+      sums.set(m[1]!, (sums.get(m[1]!) ?? 0) + Number(m[2]));
+    }
+  }
+  return sums;
+}
+
+/** Quantile from cumulative buckets: the upper bound of the bucket holding it. */
+function bucketQuantile(buckets: Map<string, number>, q: number): number {
+  const total = buckets.get('+Inf') ?? 0;
+  const ordered = [...buckets].filter(([le]) => le !== '+Inf').sort((a, b) => Number(a[0]) - Number(b[0]));
+  return Number(ordered.find(([, count]) => count >= q * total)?.[0] ?? NaN);
+}
+
+/**
+ * `workers` separate `floodgate worker` processes over the topology (each its own process, connections and
+ * consumer name, as deployed), started and ready (metrics endpoint answering). `scrape` reads their metrics.
+ */
+async function startWorkers(env: Record<string, string>, workers: number) {
+  const ports = await Promise.all(Array.from({ length: workers }, () => freePort()));
+  const children: Child[] = ports.map((port) =>
+    startNode([FLOODGATE_BIN, 'worker'], { ...env, HOST: '127.0.0.1', WORKER_METRICS_PORT: String(port) }),
   );
-  await Promise.all(started.map((w) => w.start()));
-  return { close: () => Promise.all(started.map((w) => w.close())) };
+  const close = async () => {
+    await Promise.all(children.map((c) => c.stop()));
+  };
+  try {
+    await Promise.all(ports.map((port) => waitForOk(`http://127.0.0.1:${port}/metrics`, 60_000)));
+  } catch (err) {
+    await close();
+    throw err;
+  }
+  return {
+    scrape: () => Promise.all(ports.map(async (port) => (await fetch(`http://127.0.0.1:${port}/metrics`)).text())),
+    close,
+  };
 }
 
 async function sendAll(enqueuer: Enqueuer, batches: ValidEvent[][]): Promise<void> {
@@ -115,16 +153,18 @@ async function sendAll(enqueuer: Enqueuer, batches: ValidEvent[][]): Promise<voi
 }
 
 /**
- * One run: a preloaded backlog drained by `workers` flushers (events/s durable), then a steady open-loop load
- * with fresh workers (time-to-durable p50/p99 from the workers' histogram). Deletes the keys it wrote.
+ * One run: a preloaded backlog drained by `workers` worker processes (events/s durable, from the first row
+ * stored to the last), then a steady open-loop load with fresh workers (time-to-durable p50/p99 from the
+ * workers' histograms, scraped and added up). Deletes the keys it wrote.
  */
 export async function runTopology(bench: BenchEnv, topology: Topology, workers: number, load: TopologyLoad): Promise<TopologyFigures> {
-  const config = loadConfig({
+  const env = {
     ...bench.env,
     QUEUE: topology.queue,
     STREAM_SHARDS: String(topology.shards),
     ...(topology.clusterSeeds ? { REDIS_CLUSTER_NODES: topology.clusterSeeds } : {}),
-  });
+  };
+  const config = loadConfig(env);
   await bench.pool.query('TRUNCATE events, idempotency_keys, event_queue');
   const redis = topology.queue === 'redis' ? createQueueRedis(config) : undefined;
   const shards = streamShards(config);
@@ -139,14 +179,11 @@ export async function runTopology(bench: BenchEnv, topology: Topology, workers: 
       Array.from({ length: load.requests }, () => events(load.perRequest)),
     );
 
-    const drainStart = performance.now();
-    const draining = await startWorkers(config, bench, redis, workers, createWorkerMetrics(new Registry()));
-    await waitForRows(bench, total);
-    const drainSeconds = (performance.now() - drainStart) / 1000;
-    await draining.close();
+    const draining = startWorkers(env, workers);
+    const drainEventsPerSec = await waitForRows(bench, total);
+    await (await draining).close();
 
-    const registry = new Registry();
-    const steadyWorkers = await startWorkers(config, bench, redis, workers, createWorkerMetrics(registry));
+    const steadyWorkers = await startWorkers(env, workers);
     const steady = Array.from({ length: load.steadyRate * load.steadySeconds }, () => events(load.perRequest));
     const t0 = performance.now();
     const sends: Promise<unknown>[] = [];
@@ -157,11 +194,12 @@ export async function runTopology(bench: BenchEnv, topology: Topology, workers: 
     }
     await Promise.all(sends);
     await waitForRows(bench, total + steady.length * load.perRequest);
+    const durable = summedBuckets(await steadyWorkers.scrape(), 'floodgate_time_to_durable_seconds');
     await steadyWorkers.close();
     return {
-      drainEventsPerSec: total / drainSeconds,
-      durableP50: await histogramQuantile(registry, 'floodgate_time_to_durable_seconds', 0.5),
-      durableP99: await histogramQuantile(registry, 'floodgate_time_to_durable_seconds', 0.99),
+      drainEventsPerSec,
+      durableP50: bucketQuantile(durable, 0.5),
+      durableP99: bucketQuantile(durable, 0.99),
     };
   } finally {
     if (redis) {

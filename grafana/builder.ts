@@ -68,6 +68,8 @@ export interface DashboardSpec {
   readonly title: string;
   readonly description: string;
   readonly rows: readonly RowSpec[];
+  /** Adds the `shard` variable (see variables.ts); its panels select `shard=~"$shard"` themselves. */
+  readonly shardVariable?: boolean;
 }
 
 /** A dashboard over the PostgreSQL data source: SQL panels and its own query variables (sql.ts). */
@@ -279,7 +281,7 @@ export function dashboardJson(spec: AnyDashboardSpec): Json {
     timepicker: {},
     fiscalYearStartMonth: 0,
     liveNow: false,
-    templating: { list: sqlSpec ? sqlVariablesJson(sqlSpec.variables) : dashboardVariables() },
+    templating: { list: isSqlDashboard(spec) ? sqlVariablesJson(spec.variables) : dashboardVariables(spec.shardVariable === true) },
     annotations: {
       list: [
         {

@@ -17,8 +17,14 @@ export const ALL_VALUE = '.*';
  */
 export const TARGET_METRIC = 'nodejs_eventloop_utilization_ratio';
 
-/** The variables substituted into queries, in the order Grafana shows them. */
-export const FILTER_VARIABLES = ['job', 'instance'] as const;
+/** The variables substituted into queries, in the order Grafana shows them (`shard` only where a dashboard has it). */
+export const FILTER_VARIABLES = ['job', 'instance', 'shard'] as const;
+
+/**
+ * The metric the `shard` variable lists its values from: every stream shard has a length series, labelled with
+ * its index (a single Redis or stream is shard "0"). Panels over per-shard series select `shard=~"$shard"`.
+ */
+export const SHARD_METRIC = 'floodgate_redis_stream_length';
 
 /** A `label_values()` query variable with multi-select and an "All" option (the default). */
 function labelVariable(name: string, label: string, query: string, description: string): Json {
@@ -60,8 +66,14 @@ export function datasourceVariable(plugin: string, description: string): Json {
   };
 }
 
-/** The templating list of a dashboard: data source, job, instance. */
-export function dashboardVariables(): Json[] {
+/** The templating list of a dashboard: data source, job, instance, and `shard` when `withShard`. */
+export function dashboardVariables(withShard = false): Json[] {
+  const shard = labelVariable(
+    'shard',
+    'Shard',
+    `label_values(${SHARD_METRIC}{job=~"$job"}, shard)`,
+    'Stream shards (STREAM_SHARDS; one Redis stream each, "0" when the queue is not sharded). Narrows the per-shard panels only.',
+  );
   return [
     datasourceVariable('prometheus', 'The Prometheus that scrapes Floodgate and loads its recording rules (prometheus/rules/).'),
     labelVariable(
@@ -76,6 +88,7 @@ export function dashboardVariables(): Json[] {
       `label_values(${TARGET_METRIC}{job=~"$job"}, instance)`,
       'Scrape targets within the chosen jobs. Narrows the panels that read per-process series (gauges, process metrics); rates and percentiles from recording rules cover the whole job.',
     ),
+    ...(withShard ? [shard] : []),
   ];
 }
 

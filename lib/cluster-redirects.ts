@@ -2,17 +2,13 @@ import { REDIS_REPLY } from './errors.js';
 
 /** ioredis's error once it has followed `maxRedirections` redirects of one command without it running. */
 const GAVE_UP = 'Too many Cluster redirections';
+/** ioredis's refusal to send an auto-pipelined batch whose slots the refreshed slot map puts on different nodes. */
+const SPLIT_BATCH = 'All keys in the pipeline should belong to the same slots allocation group';
 
 /**
  * Whether a Redis error is a cluster node's refusal to run the command here and now: MOVED, ASK, TRYAGAIN or
- * CLUSTERDOWN (or ioredis giving up after following such replies). The command did not run, so sending it again
- * cannot write twice.
- *
- * ioredis follows these replies itself for a lone command, but not always: an auto-pipelined batch is sent again
- * only when every failed command in it failed alike and the rest only read, so during a slot migration an XADD
- * batched with writes to another slot of the same master comes back with the ASK or MOVED meant for it; and a
- * multi-key script (the enqueue script: stream, marker and dedup keys) is answered TRYAGAIN for as long as the
- * slot is half-moved, longer than ioredis's few retries when the slot holds many keys.
+ * CLUSTERDOWN (or ioredis giving up after following such replies, or refusing to send a batch the slot map split).
+ * The command did not run, so sending it again cannot write twice.
  */
 export function isClusterRedirect(err: unknown): boolean {
   const message = err instanceof Error ? err.message : '';
@@ -21,7 +17,8 @@ export function isClusterRedirect(err: unknown): boolean {
     message.startsWith(REDIS_REPLY.ask) ||
     message.startsWith(REDIS_REPLY.tryAgain) ||
     message.startsWith(REDIS_REPLY.clusterDown) ||
-    message.startsWith(GAVE_UP)
+    message.startsWith(GAVE_UP) ||
+    message.startsWith(SPLIT_BATCH)
   );
 }
 

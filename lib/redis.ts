@@ -1,4 +1,5 @@
 import { Cluster, Redis, type RedisOptions } from 'ioredis';
+import { isClusterRedirect, retryClusterRedirects } from './cluster-redirects.js';
 import type { Config } from './config.js';
 
 export type { Redis };
@@ -49,5 +50,49 @@ export function createQueueRedis(config: Pick<Config, 'redisUrl' | 'redisCluster
     },
   );
   cluster.on('error', () => {});
-  return cluster as unknown as Redis;
+  return followSlotMoves(cluster, options.commandTimeout ?? DEFAULT_SLOT_MOVE_BUDGET_MS) as unknown as Redis;
+}
+
+/** How long a refused write is sent again while its slot moves, when the caller set no command timeout. */
+const DEFAULT_SLOT_MOVE_BUDGET_MS = 2000;
+
+/** The queue writes of the API's request path: the XADD and the enqueue script. */
+const RESENT_ALONE = ['xadd', 'evalsha', 'eval'] as const;
+
+/**
+ * The cluster client, with its request-path writes following slot migrations (`redis-cli --cluster reshard`)
+ * to the end. ioredis follows MOVED and ASK for a command sent alone, but an auto-pipelined batch only when
+ * every failed command in it failed alike and the rest only read: a write batched with writes to other slots of
+ * the same master gets the redirect meant for it as its answer, for as long as the slot moves. And a script over
+ * several keys (the enqueue script) is answered TRYAGAIN as long as the slot is half-moved. Such a write did
+ * not run (`isClusterRedirect`); it is sent again as a pipeline of its own, which ioredis redirects, within
+ * `budgetMs` (REDIS_WRITE_TIMEOUT_MS), after which the refusal is the caller's error.
+ */
+function followSlotMoves(cluster: Cluster, budgetMs: number): Cluster {
+  const resent = new Map<string | symbol, (...args: (string | number | Buffer)[]) => Promise<unknown>>(
+    RESENT_ALONE.map((name) => [
+      name,
+      async (...args) => {
+        try {
+          return await cluster.call(name, ...args);
+        } catch (err) {
+          if (!isClusterRedirect(err)) throw err;
+          return retryClusterRedirects(async (): Promise<unknown> => {
+            const replies = (await cluster.pipeline([[name, ...args]]).exec()) ?? [];
+            const [error, result] = replies[0] ?? [new Error(`no reply to ${name}`), null];
+            if (error) throw error;
+            return result;
+          }, budgetMs);
+        }
+      },
+    ]),
+  );
+  return new Proxy(cluster, {
+    get(target, prop) {
+      const own = resent.get(prop);
+      if (own) return own;
+      const value: unknown = Reflect.get(target, prop, target);
+      return typeof value === 'function' ? (value as (...a: unknown[]) => unknown).bind(target) : value;
+    },
+  });
 }

@@ -213,6 +213,18 @@ describe('Prometheus configuration and rules', () => {
     assert.match(config, /rule_files:\s*\n\s*- rules\/\*\.yml/);
   });
 
+  it("scrapes the cluster profile's API and workers through Docker's DNS (no target, hence no alert, without the profile)", async () => {
+    const config = await read('prometheus/prometheus.yml');
+    assert.match(config, /job_name: floodgate-api-cluster[\s\S]*?names: \["api-cluster"\]\s*\n\s*type: A\s*\n\s*port: 9464/);
+    assert.match(config, /job_name: floodgate-worker-cluster[\s\S]*?names: \["worker-cluster"\]\s*\n\s*type: A\s*\n\s*port: 9465/);
+    // The ports scraped are the ones the profile's services serve their metrics on.
+    const compose = await read('docker-compose.yml');
+    const service = (name: string) =>
+      compose.slice(compose.indexOf(`\n  ${name}:\n`), compose.indexOf('\n\n', compose.indexOf(`\n  ${name}:\n`)));
+    assert.match(service('api-cluster'), /METRICS_PORT: "9464"/);
+    assert.match(service('worker-cluster'), /WORKER_METRICS_PORT: "9465"/);
+  });
+
   it('recording rules are named level:metric:operations', () => {
     for (const name of recorded) assert.match(name, /^[a-z_]+:[a-z0-9_]+:[a-z0-9_]+$/, name);
   });

@@ -133,7 +133,11 @@ describe('Redis stats collector', () => {
   });
 
   it('with STREAM_SHARDS: one series per shard, labelled by its index, for lengths, pending, lag and oldest pending age', async () => {
-    const config = { ...env.config, streamKey: `${env.config.streamKey}:sharded`, deadLetterStreamKey: `${env.config.deadLetterStreamKey}:sharded` };
+    const config = {
+      ...env.config,
+      streamKey: `${env.config.streamKey}:sharded`,
+      deadLetterStreamKey: `${env.config.deadLetterStreamKey}:sharded`,
+    };
     const shards = streamShards({ ...config, streamShards: 3 });
     const { consumerGroup } = config;
     // Shard 0: a group with one of two entries pending; shard 1: three entries and no group yet; shard 2: nothing.
@@ -146,13 +150,36 @@ describe('Redis stats collector', () => {
     registerRedisStats({ registry, redis: env.redis, ...config, shards });
     const { samples } = await scrape(registry);
     const per = (name: string) => select(samples, name).map((s) => [s.labels.shard, s.value]);
-    assert.deepEqual(per('floodgate_redis_stream_length'), [['0', 2], ['1', 3], ['2', 0]]);
-    assert.deepEqual(per('floodgate_redis_dead_letter_length'), [['0', 0], ['1', 0], ['2', 1]]);
-    assert.deepEqual(per('floodgate_redis_group_exists'), [['0', 1], ['1', 0], ['2', 0]]);
-    assert.deepEqual(per('floodgate_redis_group_pending'), [['0', 1], ['1', 0], ['2', 0]]);
-    assert.deepEqual(per('floodgate_redis_group_lag'), [['0', 1], ['1', 0], ['2', 0]]);
+    assert.deepEqual(per('floodgate_redis_stream_length'), [
+      ['0', 2],
+      ['1', 3],
+      ['2', 0],
+    ]);
+    assert.deepEqual(per('floodgate_redis_dead_letter_length'), [
+      ['0', 0],
+      ['1', 0],
+      ['2', 1],
+    ]);
+    assert.deepEqual(per('floodgate_redis_group_exists'), [
+      ['0', 1],
+      ['1', 0],
+      ['2', 0],
+    ]);
+    assert.deepEqual(per('floodgate_redis_group_pending'), [
+      ['0', 1],
+      ['1', 0],
+      ['2', 0],
+    ]);
+    assert.deepEqual(per('floodgate_redis_group_lag'), [
+      ['0', 1],
+      ['1', 0],
+      ['2', 0],
+    ]);
     const ages = per('floodgate_redis_oldest_pending_age_seconds');
-    assert.deepEqual(ages.map(([shard]) => shard), ['0', '1', '2']);
+    assert.deepEqual(
+      ages.map(([shard]) => shard),
+      ['0', '1', '2'],
+    );
     assert.ok(Number(ages[0]![1]) >= 0 && ages[1]![1] === 0 && ages[2]![1] === 0, JSON.stringify(ages));
     assert.equal(select(samples, 'floodgate_redis_stream_length', { shard: '1' })[0]!.labels.stream, shards[1]!.streamKey);
     for (const s of shards) await env.redis.del(s.streamKey, s.deadLetterStreamKey);

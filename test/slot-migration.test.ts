@@ -106,17 +106,23 @@ describe('moving the slot of a busy shard to another master while ingest runs (3
     ];
     try {
       await eventually(async () => keyed.size >= 600, 'load flowing before the move', 60_000);
+      let began = Date.now();
       const movedThere = await cluster.migrateSlot(slot, home, away, { batch: 25, pauseMs: 20 });
+      const thereMs = Date.now() - began;
       assert.equal(await cluster.masterOf(busyShard.streamKey), away, 'the slot is served by the other master');
       let mark = keyed.size;
       await eventually(async () => keyed.size >= mark + 300, 'requests accepted on the new master', 60_000);
+      began = Date.now();
       const movedBack = await cluster.migrateSlot(slot, away, home, { batch: 25, pauseMs: 20 });
+      const backMs = Date.now() - began;
       assert.equal(await cluster.masterOf(busyShard.streamKey), home, 'the slot is back on its first master');
       mark = keyed.size;
       await eventually(async () => keyed.size >= mark + 300, 'requests accepted after moving back', 60_000);
       stop = true;
       await Promise.all(senders);
-      console.log(`# moved ${movedThere} keys there and ${movedBack} back; ${keyed.size} keys and ${unkeyed.length} unkeyed events answered 202`);
+      console.log(
+        `# moved ${movedThere} keys there in ${thereMs} ms and ${movedBack} back in ${backMs} ms; ${keyed.size} keys and ${unkeyed.length} unkeyed events answered 202`,
+      );
       assert.ok(movedThere > 100, `the slot held the shard's stream and its dedup keys (${movedThere} keys)`);
       // A keyed request runs one script over the stream and its dedup keys; while the slot is half-moved, Redis
       // answers TRYAGAIN (some of the keys moved, the new ones exist nowhere). The API retries it until

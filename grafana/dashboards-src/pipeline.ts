@@ -6,6 +6,7 @@ export const dashboard: DashboardSpec = {
   uid: 'floodgate-pipeline',
   title: 'Floodgate / Pipeline',
   description: 'From the Redis stream to Postgres: backlog, consumer group, flushes and time to durable.',
+  shardVariable: true,
   rows: [
     {
       title: 'Durability',
@@ -52,21 +53,21 @@ export const dashboard: DashboardSpec = {
           title: 'Stream length',
           unit: 'short',
           min: 0,
-          queries: [q('max(floodgate_redis_stream_length)', 'entries in the stream')],
+          queries: [q('max(sum without (shard, stream) (floodgate_redis_stream_length))', 'entries in the stream')],
           description:
-            'Entries in the ingest stream (one per accepted request). Workers delete entries once written, so this is the backlog plus what is being flushed; it should hover near zero.',
+            'Entries in the ingest stream (one per accepted request), summed over the stream shards. Workers delete entries once written, so this is the backlog plus what is being flushed; it should hover near zero.',
         },
         {
           title: 'Consumer group lag and pending',
           unit: 'short',
           min: 0,
           queries: [
-            q('max by (group) (floodgate_redis_group_lag)', 'lag {{group}} (not yet delivered)'),
-            q('max by (group) (floodgate_redis_group_pending)', 'pending {{group}} (delivered, not acknowledged)'),
+            q('max by (group) (sum without (shard) (floodgate_redis_group_lag))', 'lag {{group}} (not yet delivered)'),
+            q('max by (group) (sum without (shard) (floodgate_redis_group_pending))', 'pending {{group}} (delivered, not acknowledged)'),
           ],
           thresholds: steps(10000),
           description:
-            'lag: entries no worker has read yet; pending: read but not yet committed and acknowledged. Lag above the dashed line and rising for 10 minutes raises FloodgateConsumerLagGrowing.',
+            'Summed over the stream shards. lag: entries no worker has read yet; pending: read but not yet committed and acknowledged. Lag above the dashed line and rising for 10 minutes raises FloodgateConsumerLagGrowing.',
         },
         {
           title: 'Oldest pending entry age',
@@ -74,15 +75,15 @@ export const dashboard: DashboardSpec = {
           min: 0,
           queries: [q('max by (group) (floodgate_redis_oldest_pending_age_seconds)', '{{group}}')],
           description:
-            'How long the oldest delivered-but-unacknowledged entry has waited. Above CLAIM_IDLE_MS its consumer is presumed dead and another worker reclaims it; a steadily climbing line means a stuck worker.',
+            'The oldest across the stream shards. How long the oldest delivered-but-unacknowledged entry has waited. Above CLAIM_IDLE_MS its consumer is presumed dead and another worker reclaims it; a steadily climbing line means a stuck worker.',
         },
         {
           title: 'Dead-letter stream length',
           unit: 'short',
           min: 0,
-          queries: [q('max(floodgate_redis_dead_letter_length)', 'dead letters')],
+          queries: [q('max(sum without (shard, stream) (floodgate_redis_dead_letter_length))', 'dead letters')],
           description:
-            'Entries waiting in the dead-letter stream. Should be 0; any entry is an accepted request whose events are not stored. See the FloodgateDeadLetterEntriesAppearing runbook.',
+            'Entries waiting in the dead-letter streams (one per stream shard), summed. Should be 0; any entry is an accepted request whose events are not stored. See the FloodgateDeadLetterEntriesAppearing runbook.',
         },
         {
           title: 'Redis memory',
@@ -99,6 +100,46 @@ export const dashboard: DashboardSpec = {
           queries: [q('max(floodgate_redis_connected_clients)', 'clients'), q('max(floodgate_redis_ops_per_second)', 'commands/s')],
           description:
             'Connected clients (API processes, workers, tools) and commands per second as Redis reports them (instantaneous_ops_per_sec).',
+        },
+      ],
+    },
+    {
+      title: 'Stream shards',
+      panels: [
+        {
+          title: 'Stream length by shard',
+          unit: 'short',
+          min: 0,
+          queries: [q('max by (shard) (floodgate_redis_stream_length{shard=~"$shard"})', 'shard {{shard}}')],
+          description:
+            "Entries in each shard's stream (STREAM_SHARDS; tenants are routed to a shard by a hash of their name). One shard far above the others is one busy tenant or a shard whose master is slow; every shard rising together is the workers or Postgres.",
+        },
+        {
+          title: 'Backlog by shard: lag and pending',
+          unit: 'short',
+          min: 0,
+          queries: [
+            q('max by (shard) (floodgate_redis_group_lag{shard=~"$shard"})', 'lag, shard {{shard}}'),
+            q('max by (shard) (floodgate_redis_group_pending{shard=~"$shard"})', 'pending, shard {{shard}}'),
+          ],
+          description:
+            "Per shard, entries no worker has read yet (lag) and entries read but not yet committed and acknowledged (pending). Each worker reads every shard, so lag on one shard only points at that shard's Redis master rather than at the workers.",
+        },
+        {
+          title: 'Entries read per second by shard',
+          unit: 'ops',
+          min: 0,
+          queries: [q('shard:floodgate_redis_group_entries_read:rate1m{shard=~"$shard"}', 'shard {{shard}}')],
+          description:
+            'Stream entries (accepted requests) the consumer group read from each shard per second: how the load spreads over the shards. A shard at zero while its length grows has no worker reading it.',
+        },
+        {
+          title: 'Oldest pending entry age by shard',
+          unit: 's',
+          min: 0,
+          queries: [q('max by (shard) (floodgate_redis_oldest_pending_age_seconds{shard=~"$shard"})', 'shard {{shard}}')],
+          description:
+            'Per shard, how long the oldest delivered-but-unacknowledged entry has waited. Above CLAIM_IDLE_MS another worker reclaims it from that shard; one shard climbing alone is a flush stuck on that shard.',
         },
       ],
     },
