@@ -3,7 +3,7 @@
 // Usage: node --import tsx bench/queue-bench.ts [requests=3000] [eventsPerRequest=10]
 // With --topology: events/s durable and time-to-durable per queue topology (Postgres queue, one Redis, a Redis
 // Cluster with 3 and 6 shards) and worker count; see bench/queue-topology.ts.
-//   node --import tsx bench/queue-bench.ts --topology [requests=600] [eventsPerRequest=10] [workers=1,2]
+//   npm run build && node --import tsx bench/queue-bench.ts --topology [requests=600] [eventsPerRequest=10] [workers=1,2]
 import { Registry } from 'prom-client';
 import { createEnqueuer } from '../app/enqueue.js';
 import { createUninstrumentedApiMetrics } from '../app/metrics.js';

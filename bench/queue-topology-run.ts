@@ -1,5 +1,6 @@
 // The `--topology` run of bench/queue-bench.ts: starts a private Redis Cluster (3 masters, 3 replicas) and a
 // private database, measures every topology × worker count in one run, prints the table, and removes all of it.
+// The workers are `floodgate worker` processes from the build (run `npm run build` first).
 import { loadavg } from 'node:os';
 import pg from 'pg';
 import { createBenchEnv, type BenchEnv } from './bench-env.js';
@@ -32,6 +33,7 @@ export async function runTopologyBench(load: TopologyLoad, workerCounts: number[
       `${load.requests} requests × ${load.perRequest} events backlog, ${16} in flight; steady ${load.steadyRate} req/s for ${load.steadySeconds} s; ` +
         `load average before ${loadBefore.map((l) => l.toFixed(2)).join(' ')}`,
     );
+    console.log('workers: separate `floodgate worker` processes');
     console.log('topology             workers  drain events/s  durable p50 ≤  p99 ≤');
     const results = new Map<string, TopologyFigures>();
     for (const workers of workerCounts) {

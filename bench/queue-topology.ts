@@ -1,5 +1,5 @@
 // Pipeline throughput against queue topology: the Postgres queue, one Redis, and a Redis Cluster with sharded
-// streams, each drained by 1 or more flush workers. Run by `bench/queue-bench.ts --topology`.
+// streams, each drained by 1 or more flush worker processes. Run by `bench/queue-bench.ts --topology`.
 import { Registry } from 'prom-client';
 import { createEnqueuer, dedupMarkerKey } from '../app/enqueue.js';
 import { createUninstrumentedApiMetrics } from '../app/metrics.js';
@@ -102,7 +102,7 @@ function enqueuerFor(config: Config, bench: BenchEnv, redis: Redis | undefined):
 function summedBuckets(texts: readonly string[], name: string): Map<string, number> {
   const sums = new Map<string, number>();
   for (const text of texts) {
-    for (const m of text.matchAll(new RegExp(`^${name}_bucket\\{[^}]*le="([^"]+)"[^}]*\\} (\\S+)$`, 'gm'))) {
+    for (const m of text.matchAll(new RegExp(`^${name}_bucket\\{(?:[^}]*,)?le="([^"]+)"[^}]*\\} (\\S+)$`, 'gm'))) {
       sums.set(m[1]!, (sums.get(m[1]!) ?? 0) + Number(m[2]));
     }
   }

@@ -332,7 +332,7 @@ describe('dashboards', () => {
     }
   });
 
-  it('import into any Grafana: a datasource variable (no hard-coded uid), and job and instance variables', () => {
+  it('import into any Grafana: a datasource variable (no hard-coded uid), job and instance variables (and shard on Pipeline)', () => {
     const prometheus = new Set(prometheusDashboards().map((d) => d.file));
     for (const [file, text] of [...renderDashboards()].filter(([f]) => prometheus.has(f))) {
       const model = JSON.parse(text) as {
@@ -340,10 +340,13 @@ describe('dashboards', () => {
         panels: { type: string; title: string; datasource?: { uid: string }; targets?: { datasource: { uid: string } }[] }[];
       };
       const variables = new Map(model.templating.list.map((v) => [v.name, v]));
-      assert.deepEqual([...variables.keys()], ['datasource', 'job', 'instance'], file);
+      const sharded = file === 'pipeline.json';
+      assert.deepEqual([...variables.keys()], ['datasource', 'job', 'instance', ...(sharded ? ['shard'] : [])], file);
       assert.equal(variables.get('datasource')!.type, 'datasource');
       assert.equal(variables.get('datasource')!.query, 'prometheus');
-      for (const name of ['job', 'instance']) {
+      // Only panels over per-shard series select the shard, and only where the variable exists.
+      assert.equal(text.includes('$shard'), sharded, `${file}: $shard used exactly where the variable is defined`);
+      for (const name of ['job', 'instance', ...(sharded ? ['shard'] : [])]) {
         assert.equal(variables.get(name)!.datasource?.uid, '${datasource}', `${file} $${name}`);
         assert.equal(variables.get(name)!.includeAll, true, `${file} $${name}`);
       }
