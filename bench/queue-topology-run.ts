@@ -26,6 +26,9 @@ export async function runTopologyBench(load: TopologyLoad, workerCounts: number[
     const topologies: Topology[] = [
       { name: 'postgres queue', queue: 'postgres', shards: 1 },
       { name: 'redis, 1 shard', queue: 'redis', shards: 1 },
+      // Sharding without a cluster: apart from the cluster's own cost, a worker runs one flusher per shard, so
+      // more shards mean more batches written to Postgres at once. This row separates the two.
+      { name: 'redis, 3 shards', queue: 'redis', shards: 3 },
       { name: 'cluster, 3 shards', queue: 'redis', shards: 3, clusterSeeds: cluster.seeds },
       { name: 'cluster, 6 shards', queue: 'redis', shards: 6, clusterSeeds: cluster.seeds },
     ];
@@ -51,6 +54,10 @@ export async function runTopologyBench(load: TopologyLoad, workerCounts: number[
         .filter((t) => t.name !== 'redis, 1 shard')
         .map((t) => `${t.name} ${(results.get(`${t.name}/${workers}`)!.drainEventsPerSec / base).toFixed(2)}×`);
       console.log(`${workers} worker(s), relative to redis 1 shard: ${ratios.join(', ')}`);
+      const sharded = results.get(`redis, 3 shards/${workers}`)!.drainEventsPerSec;
+      console.log(
+        `${workers} worker(s), cluster 3 shards relative to one Redis with 3 shards: ${(results.get(`cluster, 3 shards/${workers}`)!.drainEventsPerSec / sharded).toFixed(2)}×`,
+      );
     }
     console.log(
       `load average after ${loadavg()
