@@ -12,14 +12,11 @@ const SPLIT_BATCH = 'All keys in the pipeline should belong to the same slots al
  */
 export function isClusterRedirect(err: unknown): boolean {
   const message = err instanceof Error ? err.message : '';
-  return (
-    message.startsWith(REDIS_REPLY.moved) ||
-    message.startsWith(REDIS_REPLY.ask) ||
-    message.startsWith(REDIS_REPLY.tryAgain) ||
-    message.startsWith(REDIS_REPLY.clusterDown) ||
-    message.startsWith(GAVE_UP) ||
-    message.startsWith(SPLIT_BATCH)
-  );
+  if (message.startsWith(SPLIT_BATCH)) return true;
+  // ioredis's message ends in the last reply it followed, e.g. `… Last error: ReplyError: TRYAGAIN …`; after a
+  // closed connection instead, the command may have run.
+  const reply = message.startsWith(GAVE_UP) ? (/Last error: (?:ReplyError: )?(.*)$/s.exec(message)?.[1] ?? '') : message;
+  return [REDIS_REPLY.moved, REDIS_REPLY.ask, REDIS_REPLY.tryAgain, REDIS_REPLY.clusterDown].some((prefix) => reply.startsWith(prefix));
 }
 
 /**
@@ -27,7 +24,7 @@ export function isClusterRedirect(err: unknown): boolean {
  * it is not down, so the write breaker does not count it; other shards' writes go on while one slot moves.
  */
 export function isSlotMoving(err: unknown): boolean {
-  return isClusterRedirect(err) && !(err instanceof Error && err.message.startsWith(REDIS_REPLY.clusterDown));
+  return isClusterRedirect(err) && !(err instanceof Error && err.message.includes(REDIS_REPLY.clusterDown));
 }
 
 /**
