@@ -60,21 +60,14 @@ async function countRows(bench: BenchEnv): Promise<number> {
   return Number(rows[0]!.n);
 }
 
-/**
- * Waits until `n` rows are stored; answers the rate from the first row seen to the last, which leaves the
- * workers' start (a process loading its code and connecting) out of the drain figure.
- */
+/** Waits until `n` rows are stored; answers when (performance.now()) the last one was seen. */
 async function waitForRows(bench: BenchEnv, n: number): Promise<number> {
   const deadline = Date.now() + 300_000;
-  let first: { at: number; rows: number } | undefined;
-  for (;;) {
-    const rows = await countRows(bench);
-    const at = performance.now();
-    if (rows > 0 && !first) first = { at, rows };
-    if (rows >= n) return first && at > first.at ? (n - first.rows) / ((at - first.at) / 1000) : NaN;
+  while ((await countRows(bench)) < n) {
     if (Date.now() > deadline) throw new Error(`timed out waiting for ${n} durable events`);
-    await new Promise((r) => setTimeout(r, 20));
+    await new Promise((r) => setTimeout(r, 10));
   }
+  return performance.now();
 }
 
 /** Quantile from a prom-client histogram's cumulative buckets: the upper bound of the bucket holding it. */
@@ -116,9 +109,21 @@ function bucketQuantile(buckets: Map<string, number>, q: number): number {
   return Number(ordered.find(([, count]) => count >= q * total)?.[0] ?? NaN);
 }
 
+/** Polls `url` every 5 ms until it answers 200; answers when (performance.now()). */
+async function answeredAt(url: string, timeoutMs: number): Promise<number> {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    if ((await fetch(url).catch(() => undefined))?.ok) return performance.now();
+    if (Date.now() > deadline) return waitForOk(url, 0).then(() => performance.now());
+    await new Promise((r) => setTimeout(r, 5));
+  }
+}
+
 /**
  * `workers` separate `floodgate worker` processes over the topology (each its own process, connections and
- * consumer name, as deployed), started and ready (metrics endpoint answering). `scrape` reads their metrics.
+ * consumer name, as deployed), started and ready. A worker serves its metrics right after its flusher started
+ * reading, so `firstReadyAt` (performance.now()) is when the first of them began draining. `scrape` reads their
+ * metrics.
  */
 async function startWorkers(env: Record<string, string>, workers: number) {
   const ports = await Promise.all(Array.from({ length: workers }, () => freePort()));
@@ -128,13 +133,15 @@ async function startWorkers(env: Record<string, string>, workers: number) {
   const close = async () => {
     await Promise.all(children.map((c) => c.stop()));
   };
+  let firstReadyAt: number;
   try {
-    await Promise.all(ports.map((port) => waitForOk(`http://127.0.0.1:${port}/metrics`, 60_000)));
+    firstReadyAt = Math.min(...(await Promise.all(ports.map((port) => answeredAt(`http://127.0.0.1:${port}/metrics`, 60_000)))));
   } catch (err) {
     await close();
     throw err;
   }
   return {
+    firstReadyAt,
     scrape: () => Promise.all(ports.map(async (port) => (await fetch(`http://127.0.0.1:${port}/metrics`)).text())),
     close,
   };
@@ -153,8 +160,8 @@ async function sendAll(enqueuer: Enqueuer, batches: ValidEvent[][]): Promise<voi
 }
 
 /**
- * One run: a preloaded backlog drained by `workers` worker processes (events/s durable, from the first row
- * stored to the last), then a steady open-loop load with fresh workers (time-to-durable p50/p99 from the
+ * One run: a preloaded backlog drained by `workers` worker processes (events/s durable, from the first worker
+ * reading to the last row stored), then a steady open-loop load with fresh workers (time-to-durable p50/p99 from the
  * workers' histograms, scraped and added up). Deletes the keys it wrote.
  */
 export async function runTopology(bench: BenchEnv, topology: Topology, workers: number, load: TopologyLoad): Promise<TopologyFigures> {
@@ -180,8 +187,11 @@ export async function runTopology(bench: BenchEnv, topology: Topology, workers: 
     );
 
     const draining = startWorkers(env, workers);
-    const drainEventsPerSec = await waitForRows(bench, total);
-    await (await draining).close();
+    const drainedAt = await waitForRows(bench, total);
+    const drainers = await draining;
+    // From the first worker reading (its start-up left out) to the last row stored.
+    const drainEventsPerSec = drainedAt > drainers.firstReadyAt ? total / ((drainedAt - drainers.firstReadyAt) / 1000) : NaN;
+    await drainers.close();
 
     const steadyWorkers = await startWorkers(env, workers);
     const steady = Array.from({ length: load.steadyRate * load.steadySeconds }, () => events(load.perRequest));
