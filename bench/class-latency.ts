@@ -1,0 +1,301 @@
+// `npm run bench:class-latency`: critical traffic's latency while low-priority traffic floods, in one run.
+//   1. start Floodgate (API + worker, private database and stream keys) once per configuration (--configs);
+//   2. probe: critical requests at --probe-rate a second (open loop, its own keep-alive connections), first
+//      unloaded for --unloaded s, then for --duration s while --connections connections flood the low class in
+//      a closed loop from another process (bench/class-flood.ts), so the flood's event loop does not delay the
+//      probe;
+//   3. report critical p50/p99 unloaded and under the flood and their ratio (aim: p99 ≤ 2× unloaded), and where
+//      the time went: the API's own time for critical requests, the XADD, the event-loop delay, what the flood
+//      got (answered/s, shed), and the API's CPU.
+import { spawn } from 'node:child_process';
+import { Agent, request } from 'node:http';
+import { mkdir, writeFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import { parseArgs } from 'node:util';
+import { createApiKey } from '../lib/api-keys.js';
+import { machine } from '../loadtest/report.js';
+import { createBenchEnv, startFloodgate, type StartedFloodgate } from './bench-env.js';
+import { processCpuMicros } from './cpu.js';
+import { REPO_ROOT } from './processes.js';
+import { gauge, quantileBetween, scrape } from './scrape.js';
+
+/** Configurations the benchmark can compare, each an environment for Floodgate. */
+const CONFIGS: Record<string, Record<string, string>> = {
+  // The shipped defaults.
+  defaults: {},
+};
+
+const { values: args } = parseArgs({
+  options: {
+    unloaded: { type: 'string', default: '15' },
+    duration: { type: 'string', default: '20' },
+    connections: { type: 'string', default: '400' },
+    'probe-rate': { type: 'string', default: '50' },
+    configs: { type: 'string', default: Object.keys(CONFIGS).join(',') },
+    'database-url': { type: 'string', default: 'postgres://postgres@127.0.0.1:5432/floodgate_classbench' },
+    out: { type: 'string', default: `${REPO_ROOT}bench/reports` },
+  },
+});
+const configs = args.configs.split(',').map((c) => c.trim());
+for (const c of configs) if (!(c in CONFIGS)) throw new Error(`--configs: unknown "${c}" (known: ${Object.keys(CONFIGS).join(', ')})`);
+
+/** Cumulative buckets of histogram `name`, summed over the series whose labels include every `match`. */
+function buckets(text: string, name: string, match: Record<string, string>): Map<number, number> {
+  const out = new Map<number, number>();
+  const re = new RegExp(`^${name}_bucket\\{([^}]*)\\} (\\S+)$`, 'gm');
+  for (let m = re.exec(text); m; m = re.exec(text)) {
+    const labels = m[1]!;
+    if (!Object.entries(match).every(([k, v]) => labels.includes(`${k}="${v}"`))) continue;
+    const le = /le="([^"]+)"/.exec(labels)?.[1];
+    const bound = le === '+Inf' ? Infinity : Number(le);
+    out.set(bound, (out.get(bound) ?? 0) + Number(m[2]));
+  }
+  return out;
+}
+
+const quantile = (sorted: readonly number[], q: number) =>
+  sorted.length === 0 ? NaN : sorted[Math.min(sorted.length - 1, Math.max(0, Math.ceil(q * sorted.length) - 1))]!;
+
+interface ProbeResult {
+  sent: number;
+  ok: number;
+  refused: number;
+  failed: number;
+  p50: number;
+  p99: number;
+  max: number;
+}
+
+/** Critical requests at `rate` a second for `seconds`, each timed from send to the end of its answer. */
+async function probe(url: string, key: string, rate: number, seconds: number): Promise<ProbeResult> {
+  const agent = new Agent({ keepAlive: true, maxSockets: 32 });
+  const body = JSON.stringify({ type: 'probe', source: 'bench', data: { class: 'critical' } });
+  const latencies: number[] = [];
+  let sent = 0;
+  let refused = 0;
+  let failed = 0;
+  const pending = new Set<Promise<void>>();
+  const one = () =>
+    new Promise<void>((resolve) => {
+      const started = performance.now();
+      const req = request(
+        `${url}/v1/events`,
+        {
+          method: 'POST',
+          agent,
+          timeout: 10_000,
+          headers: {
+            authorization: `Bearer ${key}`,
+            'content-type': 'application/json',
+            'content-length': Buffer.byteLength(body),
+            'x-priority': 'critical',
+          },
+        },
+        (res) => {
+          res.resume();
+          res.on('end', () => {
+            if (res.statusCode! < 300) latencies.push(performance.now() - started);
+            else refused++;
+            resolve();
+          });
+        },
+      );
+      req.on('timeout', () => req.destroy(new Error('timeout')));
+      req.on('error', () => {
+        failed++;
+        resolve();
+      });
+      req.end(body);
+    });
+  const startedAt = performance.now();
+  await new Promise<void>((resolve) => {
+    const timer = setInterval(() => {
+      // Open loop: the number due by now, whatever the earlier ones are doing.
+      const due = Math.floor(((performance.now() - startedAt) / 1000) * rate);
+      while (sent < due) {
+        sent++;
+        const p = one();
+        pending.add(p);
+        void p.then(() => pending.delete(p));
+      }
+      if (performance.now() - startedAt >= seconds * 1000) {
+        clearInterval(timer);
+        resolve();
+      }
+    }, 5);
+  });
+  await Promise.all(pending);
+  agent.destroy();
+  const sorted = latencies.sort((a, b) => a - b);
+  return { sent, ok: sorted.length, refused, failed, p50: quantile(sorted, 0.5), p99: quantile(sorted, 0.99), max: sorted.at(-1) ?? NaN };
+}
+
+interface FloodResult {
+  requests: number;
+  perSec: number;
+  statuses: Record<string, number>;
+  errors: number;
+  timeouts: number;
+}
+
+/** The low-class flood in its own process. */
+function flood(url: string, key: string, connections: number, seconds: number): Promise<FloodResult> {
+  return new Promise((resolve, reject) => {
+    const child = spawn(process.execPath, ['--import', 'tsx', join(REPO_ROOT, 'bench/class-flood.ts'), url, key, 'low', String(connections), String(seconds)], {
+      cwd: REPO_ROOT,
+      stdio: ['ignore', 'pipe', 'inherit'],
+    });
+    let out = '';
+    child.stdout.on('data', (c: Buffer) => (out += c.toString()));
+    child.once('exit', (code) => {
+      try {
+        if (code !== 0) throw new Error(`class-flood exited ${code}`);
+        resolve(JSON.parse(out.trim().split('\n').at(-1)!) as FloodResult);
+      } catch (err) {
+        reject(err);
+      }
+    });
+  });
+}
+
+interface Phase {
+  probe: ProbeResult;
+  /** The API's own time for critical requests (from Koa's first middleware to the answer), p50/p99 ms. */
+  serverP50: number | null;
+  serverP99: number | null;
+  /** XADD as the API saw it, every class, p50/p99 ms. */
+  xaddP50: number | null;
+  xaddP99: number | null;
+  /** Event-loop delay p99 (Node's monitor) averaged over the phase's seconds, and its highest, ms. */
+  loopDelayMean: number | null;
+  loopDelayMax: number | null;
+  /** Low requests refused (503) by the shedder during the phase. */
+  lowShed: number;
+  /** The API's CPU, share of one core. */
+  apiCpu: number;
+  flood: FloodResult | null;
+  /** GET /v1/admin/load at the end of the phase. */
+  load: unknown;
+}
+
+async function phase(floodgate: StartedFloodgate, keys: { probe: string; flood: string; admin: string }, seconds: number, connections: number): Promise<Phase> {
+  const before = await scrape(floodgate.metricsUrl);
+  const cpuBefore = processCpuMicros(floodgate.apiPid) ?? 0;
+  const wallBefore = performance.now();
+  const lags: number[] = [];
+  const watcher = setInterval(() => {
+    void scrape(floodgate.metricsUrl).then(
+      (text) => {
+        const lag = gauge(text, 'nodejs_eventloop_lag_p99_seconds');
+        if (lag !== null) lags.push(lag * 1000);
+      },
+      () => {},
+    );
+  }, 1000);
+  const [probeResult, floodResult] = await Promise.all([
+    probe(floodgate.url, keys.probe, Number(args['probe-rate']), seconds),
+    connections > 0 ? flood(floodgate.url, keys.flood, connections, seconds) : Promise.resolve(null),
+  ]);
+  clearInterval(watcher);
+  const apiCpu = ((processCpuMicros(floodgate.apiPid) ?? 0) - cpuBefore) / ((performance.now() - wallBefore) * 1000);
+  const after = await scrape(floodgate.metricsUrl);
+  const server = (q: number) => {
+    const name = 'floodgate_http_request_duration_seconds';
+    const v = quantileBetween(buckets(before, name, { priority: 'critical' }), buckets(after, name, { priority: 'critical' }), q);
+    return v === null ? null : v * 1000;
+  };
+  const xadd = (q: number) => {
+    const name = 'floodgate_redis_write_duration_seconds';
+    const v = quantileBetween(buckets(before, name, { outcome: 'ok' }), buckets(after, name, { outcome: 'ok' }), q);
+    return v === null ? null : v * 1000;
+  };
+  const shed = (text: string) => {
+    let n = 0;
+    for (const m of text.matchAll(/^floodgate_shed_requests_total\{([^}]*)\} (\S+)$/gm)) if (m[1]!.includes('priority="low"')) n += Number(m[2]);
+    return n;
+  };
+  const load = await fetch(`${floodgate.url}/v1/admin/load`, { headers: { authorization: `Bearer ${keys.admin}` } }).then(
+    (r) => r.json(),
+    () => null,
+  );
+  return {
+    probe: probeResult,
+    serverP50: server(0.5),
+    serverP99: server(0.99),
+    xaddP50: xadd(0.5),
+    xaddP99: xadd(0.99),
+    loopDelayMean: lags.length ? lags.reduce((a, b) => a + b, 0) / lags.length : null,
+    loopDelayMax: lags.length ? Math.max(...lags) : null,
+    lowShed: shed(after) - shed(before),
+    apiCpu,
+    flood: floodResult,
+    load,
+  };
+}
+
+const bench = await createBenchEnv('classbench', args['database-url']);
+const keys = {
+  probe: (await createApiKey(bench.pool, { tenant: 'classbench' })).key,
+  flood: (await createApiKey(bench.pool, { tenant: 'classbench' })).key,
+  admin: (await createApiKey(bench.pool, { tenant: 'classbench', scopes: ['admin'] })).key,
+};
+const results: Array<{ config: string; unloaded: Phase; flooded: Phase }> = [];
+try {
+  for (const config of configs) {
+    console.error(`\n== ${config}`);
+    const floodgate = await startFloodgate(bench, { env: { SHED_MODE: 'enforce', ...CONFIGS[config] } });
+    try {
+      await probe(floodgate.url, keys.probe, Number(args['probe-rate']), 3);
+      const unloaded = await phase(floodgate, keys, Number(args.unloaded), 0);
+      console.error(`unloaded: critical p50 ${unloaded.probe.p50.toFixed(1)} ms, p99 ${unloaded.probe.p99.toFixed(1)} ms`);
+      const flooded = await phase(floodgate, keys, Number(args.duration), Number(args.connections));
+      console.error(`flooded: critical p50 ${flooded.probe.p50.toFixed(1)} ms, p99 ${flooded.probe.p99.toFixed(1)} ms`);
+      results.push({ config, unloaded, flooded });
+    } finally {
+      await floodgate.stop();
+    }
+  }
+} finally {
+  await bench.close();
+}
+
+const ms = (v: number | null) => (v === null || Number.isNaN(v) ? '-' : `${v.toFixed(1)} ms`);
+const rows = results.flatMap(({ config, unloaded, flooded }) =>
+  (
+    [
+      ['unloaded', unloaded],
+      [`low flood, ${args.connections} connections`, flooded],
+    ] as const
+  ).map(([label, p]) =>
+    [
+      config,
+      label,
+      `${p.probe.ok}/${p.probe.sent}`,
+      ms(p.probe.p50),
+      ms(p.probe.p99),
+      p === flooded ? `${(flooded.probe.p99 / unloaded.probe.p99).toFixed(2)}×` : '1×',
+      `${ms(p.serverP50)} / ${ms(p.serverP99)}`,
+      `${ms(p.xaddP50)} / ${ms(p.xaddP99)}`,
+      `${ms(p.loopDelayMean)} (max ${ms(p.loopDelayMax)})`,
+      p.flood ? `${Math.round(p.flood.perSec)}/s, ${Object.entries(p.flood.statuses).map(([s, n]) => `${s}: ${n}`).join(', ')}` : '-',
+      `${p.lowShed}`,
+      `${Math.round(p.apiCpu * 100)} %`,
+    ].join(' | '),
+  ),
+);
+const m = machine();
+const markdown = `| Configuration | Phase | Critical 2xx / sent | Critical p50 | Critical p99 | p99 × unloaded | API time critical p50 / p99 | XADD p50 / p99 | Event-loop delay p99 | Low flood answered | Low shed | API CPU |
+| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |
+${rows.map((r) => `| ${r} |`).join('\n')}
+
+Critical probe: ${args['probe-rate']} requests/s, open loop, one event each; ${args.unloaded} s unloaded, then ${args.duration} s under a closed-loop
+flood of ${args.connections} connections of low-class single-event requests (same tenant, another key) from another process.
+Aim: critical p99 under the flood ≤ 2× unloaded. ${m.cpus} × ${m.model}, ${m.memGiB} GiB, node ${m.node}.
+`;
+console.log(`\n${markdown}`);
+await mkdir(args.out, { recursive: true });
+const file = join(args.out, `class-latency-${new Date().toISOString().replace(/[:.]/g, '-')}`);
+await writeFile(`${file}.md`, markdown);
+await writeFile(`${file}.json`, JSON.stringify({ machine: m, args, results }, null, 2));
+console.log(`report: ${file}.md`);
+process.exit(0);
