@@ -21,7 +21,11 @@ import { gauge, quantileBetween, scrape } from './scrape.js';
 
 /** Configurations the benchmark can compare, each an environment for Floodgate. */
 const CONFIGS: Record<string, Record<string, string>> = {
-  // The shipped defaults.
+  // As before per-class targets: one target for every class, no limit on non-critical requests in flight.
+  'one-target': { SHED_TARGET_P99_CRITICAL_MS: '50', SHED_NONCRITICAL_MAX_IN_FLIGHT: '0' },
+  // The critical target alone, without the in-flight limit.
+  'critical-target': { SHED_NONCRITICAL_MAX_IN_FLIGHT: '0' },
+  // The shipped defaults: critical's own target and the adaptive in-flight limit.
   defaults: {},
 };
 
@@ -31,7 +35,7 @@ const { values: args } = parseArgs({
     duration: { type: 'string', default: '20' },
     connections: { type: 'string', default: '400' },
     'probe-rate': { type: 'string', default: '50' },
-    configs: { type: 'string', default: Object.keys(CONFIGS).join(',') },
+    configs: { type: 'string', default: 'one-target,defaults' },
     'database-url': { type: 'string', default: 'postgres://postgres@127.0.0.1:5432/floodgate_classbench' },
     out: { type: 'string', default: `${REPO_ROOT}bench/reports` },
   },
@@ -233,7 +237,7 @@ async function phase(floodgate: StartedFloodgate, keys: { probe: string; flood: 
   };
 }
 
-const bench = await createBenchEnv('classbench', args['database-url']);
+const bench = await createBenchEnv('classbench', args['database-url'], { API_PROCESSES: '1' });
 const keys = {
   probe: (await createApiKey(bench.pool, { tenant: 'classbench' })).key,
   flood: (await createApiKey(bench.pool, { tenant: 'classbench' })).key,
