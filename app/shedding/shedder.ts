@@ -401,22 +401,29 @@ export function createShedder(deps: ShedderDeps): Shedder {
     return gated.then((refused) => (refused ? 'breaker' : draw(priority, load)));
   }
 
-  /** Counts the request as in flight from the moment its body has been read; returns what to do when it is answered. */
-  function trackWork(req: IncomingMessage, load: TenantLoad, priority: Priority): () => void {
+  /**
+   * Counts the request as in flight from the moment its body has been read; returns what to do when it is
+   * answered. `slotHeld`: it already holds a slot of the non-critical limit; otherwise it takes one (without
+   * waiting) once its body has been read.
+   */
+  function trackWork(req: IncomingMessage, load: TenantLoad, priority: Priority, slotHeld: boolean): () => void {
     let bodyReadAt = 0;
     const onBodyRead = () => {
       bodyReadAt = performance.now();
       inFlight++;
       if (load.inFlight++ === 0) tenantsInFlight++;
+      if (!slotHeld) workLimit.enter(priority);
     };
     req.once('end', onBodyRead);
     return () => {
       if (bodyReadAt === 0) {
         req.off('end', onBodyRead);
+        if (slotHeld) workLimit.release(priority);
         return;
       }
       inFlight--;
       if (--load.inFlight === 0) tenantsInFlight--;
+      workLimit.release(priority);
       const ms = performance.now() - bodyReadAt;
       latency.record(ms);
       classWindows[priority].record(ms);
@@ -454,20 +461,25 @@ export function createShedder(deps: ShedderDeps): Shedder {
             }
           }
         }
-        // The in-flight limit on normal and low work: waiting costs a socket, not CPU (enforce mode only).
-        const slot = workLimit.acquire(priority);
-        const granted = slot === true || (slot !== false && (await slot));
-        if (!granted) {
-          metrics.shed.inc({ priority, reason: 'queue' });
-          const answer = overloadedAnswer(priority, random);
-          throw apiError(answer.code, answer.message, undefined, answer.headers);
+        // The in-flight limit on normal and low work (enforce mode only). Only a request whose body has arrived
+        // in full waits for it: waiting then costs a socket and a body already in memory, no CPU. One whose body
+        // is still arriving goes on and counts against the limit once it is read, so that slow uploads can
+        // neither hold slots nor the queue.
+        const waits = ctx.req.complete;
+        if (waits) {
+          const slot = workLimit.acquire(priority);
+          const granted = slot === true || (slot !== false && (await slot));
+          if (!granted) {
+            metrics.shed.inc({ priority, reason: 'queue' });
+            const answer = overloadedAnswer(priority, random);
+            throw apiError(answer.code, answer.message, undefined, answer.headers);
+          }
         }
-        const done = trackWork(ctx.req, load, priority);
+        const done = trackWork(ctx.req, load, priority, waits);
         try {
           await next();
         } finally {
           done();
-          workLimit.release(priority);
         }
       };
     },

@@ -56,7 +56,9 @@ interface WaitQueue {
 export interface WorkLimit {
   /** A slot for a request of this class: true at once, a promise when it has to wait (false: refused). */
   acquire(priority: Priority): boolean | Promise<boolean>;
-  /** Gives back the slot a granted non-critical request held. */
+  /** Counts a non-critical request against the limit without making it wait (one whose body arrived late). */
+  enter(priority: Priority): void;
+  /** Gives back the slot a granted (or entered) non-critical request held. */
   release(priority: Priority): void;
   /** One step of the limit from the critical class's pressure (0: no trusted critical samples). */
   update(criticalPressure: number): void;
@@ -134,6 +136,9 @@ export function createWorkLimit(options: { maxLimit: number; queueTimeoutMs: num
       return new Promise<boolean>((resolve) => {
         queues[priority].items.push({ at: now(), settle: resolve });
       });
+    },
+    enter(priority) {
+      if (enabled && priority !== 'critical') inFlight++;
     },
     release(priority) {
       if (!enabled || priority === 'critical') return;
