@@ -27,6 +27,9 @@ const CONFIGS: Record<string, Record<string, string>> = {
   'critical-target': { SHED_NONCRITICAL_MAX_IN_FLIGHT: '0' },
   // The shipped defaults: critical's own target and the adaptive in-flight limit.
   defaults: {},
+  // The in-flight limit alone: targets no flood reaches, so the controller refuses nothing and the limit holds
+  // the flood back.
+  'limit-only': { SHED_TARGET_P99_MS: '60000', SHED_TARGET_P99_CRITICAL_MS: '25', SHED_TARGET_EVENT_LOOP_DELAY_MS: '60000' },
 };
 
 const { values: args } = parseArgs({
@@ -72,7 +75,8 @@ interface ProbeResult {
 
 /** Critical requests at `rate` a second for `seconds`, each timed from send to the end of its answer. */
 async function probe(url: string, key: string, rate: number, seconds: number): Promise<ProbeResult> {
-  const agent = new Agent({ keepAlive: true, maxSockets: 32 });
+  // No cap on sockets: a capped pool would queue the probe's own requests and time that wait as the server's.
+  const agent = new Agent({ keepAlive: true });
   const body = JSON.stringify({ type: 'probe', source: 'bench', data: { class: 'critical' } });
   const latencies: number[] = [];
   let sent = 0;
