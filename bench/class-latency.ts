@@ -22,10 +22,12 @@ import { gauge, quantileBetween, scrape } from './scrape.js';
 /** Configurations the benchmark can compare, each an environment for Floodgate. */
 const CONFIGS: Record<string, Record<string, string>> = {
   // As before per-class targets: one target for every class, no limit on non-critical requests in flight.
-  'one-target': { SHED_TARGET_P99_CRITICAL_MS: '50', SHED_NONCRITICAL_MAX_IN_FLIGHT: '0' },
-  // The critical target alone, without the in-flight limit.
-  'critical-target': { SHED_NONCRITICAL_MAX_IN_FLIGHT: '0' },
-  // The shipped defaults: critical's own target and the adaptive in-flight limit.
+  'one-target': { SHED_TARGET_P99_CRITICAL_MS: '50', SHED_NONCRITICAL_MAX_IN_FLIGHT: '0', SHED_REFUSAL_DELAY_MS: '0' },
+  // The critical target alone, without the in-flight limit nor held refusals.
+  'critical-target': { SHED_NONCRITICAL_MAX_IN_FLIGHT: '0', SHED_REFUSAL_DELAY_MS: '0' },
+  // The critical target and the in-flight limit, refusals answered at once.
+  'no-refusal-delay': { SHED_REFUSAL_DELAY_MS: '0' },
+  // The shipped defaults: critical's own target, the adaptive in-flight limit, refusals held a moment.
   defaults: {},
   // The in-flight limit alone: targets no flood reaches, so the controller refuses nothing and the limit holds
   // the flood back.

@@ -304,7 +304,7 @@ export const CONFIG_VARIABLES = {
   },
   shedNoncriticalMaxInFlight: {
     name: 'SHED_NONCRITICAL_MAX_IN_FLIGHT',
-    doc: 'Ceiling of the adaptive limit on normal and low requests in flight per API process (critical ones are never limited): past the limit they wait, before their body is read, normal before low, newest first, so that critical requests never queue behind them. 0 turns the limit off.',
+    doc: 'Ceiling of the adaptive limit on normal and low requests in flight per API process (critical ones are never limited): past the limit a request whose body has arrived waits before it is parsed, normal before low, newest first, so that critical requests never queue behind them. 0 turns the limit off.',
     defaultValue: '64',
     parse: integer(0, 1_000_000),
   },
@@ -313,6 +313,12 @@ export const CONFIG_VARIABLES = {
     doc: 'How long a normal or low request may wait for the in-flight limit before it is refused with 503 `overloaded` (reason `queue`).',
     defaultValue: '1000',
     parse: integer(1, 600_000),
+  },
+  shedRefusalDelayMs: {
+    name: 'SHED_REFUSAL_DELAY_MS',
+    doc: "How long the answer to a refused normal or low request (503 `overloaded`) is held, in ms; 0 answers at once. A client that sends its next request as soon as it has an answer (one per connection) then sends at most one a connection per delay, so a flood of refusals cannot take the event loop from critical requests. Holding an answer costs a socket and a timer, no CPU.",
+    defaultValue: '250',
+    parse: integer(0, 10_000),
   },
   shedTargetEventLoopDelayMs: {
     name: 'SHED_TARGET_EVENT_LOOP_DELAY_MS',

@@ -63,6 +63,7 @@ export interface LoadSnapshot {
     classP99Ms: Record<Priority, number>;
     noncriticalMaxInFlight: number;
     queueTimeoutMs: number;
+    refusalDelayMs: number;
     eventLoopDelayMs: number;
     backlogLowEntries: number;
     backlogHighEntries: number;
@@ -100,6 +101,14 @@ export interface Shedder {
    * middleware decides as usual.
    */
   decideEarly(priority: Priority, tenant: string): ShedReason | null | undefined;
+  /**
+   * How long to hold the answer to a refused request of this class before sending it, in ms (0: at once):
+   * SHED_REFUSAL_DELAY_MS for normal and low in enforce mode, 0 for critical. A closed-loop client that comes
+   * straight back after a refusal then sends one request per connection per delay, not as fast as the server
+   * can refuse: refusals cost about 0.4 of an admission, and a flood of them fills the event loop that
+   * critical requests need.
+   */
+  refusalDelayMs(priority: Priority): number;
   snapshot(): LoadSnapshot;
   /** One controller step now (the timer calls it every 250 ms; tests call it directly). */
   tick(): void;
@@ -430,8 +439,12 @@ export function createShedder(deps: ShedderDeps): Shedder {
     };
   }
 
+  const refusalDelayMs = (priority: Priority) =>
+    config.shedMode === 'enforce' && priority !== 'critical' ? config.shedRefusalDelayMs : 0;
+
   return {
     tick,
+    refusalDelayMs,
     decideEarly(priority, tenant) {
       if (config.shedMode !== 'enforce') return undefined;
       // A gate's half-open trial answers asynchronously: leave it to the middleware, before firing it here.
@@ -456,6 +469,8 @@ export function createShedder(deps: ShedderDeps): Shedder {
             metrics.shed.inc({ priority, reason });
             if (config.shedMode === 'enforce') {
               // Refused before the body is read or parsed: a shed request costs a fraction of an admitted one.
+              const delay = refusalDelayMs(priority);
+              if (delay > 0) await new Promise((resolve) => setTimeout(resolve, delay));
               const answer = overloadedAnswer(priority, random);
               throw apiError(answer.code, answer.message, undefined, answer.headers);
             }
@@ -494,6 +509,7 @@ export function createShedder(deps: ShedderDeps): Shedder {
           p99Ms: config.shedTargetP99Ms,
           classP99Ms: classTargets(config),
           noncriticalMaxInFlight: config.shedNoncriticalMaxInFlight,
+          refusalDelayMs: config.shedRefusalDelayMs,
           queueTimeoutMs: config.shedQueueTimeoutMs,
           eventLoopDelayMs: config.shedTargetEventLoopDelayMs,
           backlogLowEntries: config.shedBacklogLowEntries,
