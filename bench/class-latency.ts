@@ -29,6 +29,8 @@ const CONFIGS: Record<string, Record<string, string>> = {
   'no-refusal-delay': { SHED_REFUSAL_DELAY_MS: '0' },
   // The shipped defaults: critical's own target, the adaptive in-flight limit, refusals held a moment.
   defaults: {},
+  // The defaults with refusals held for a second (the shortest Retry-After) instead of 250 ms.
+  'refusal-delay-1s': { SHED_REFUSAL_DELAY_MS: '1000' },
   // The in-flight limit alone: targets no flood reaches, so the controller refuses nothing and the limit holds
   // the flood back.
   'limit-only': { SHED_TARGET_P99_MS: '60000', SHED_TARGET_P99_CRITICAL_MS: '25', SHED_TARGET_EVENT_LOOP_DELAY_MS: '60000' },
