@@ -148,7 +148,7 @@ export function routeDocs(config: Pick<Config, 'maxBatchEvents'>): RouteDoc[] {
             controller: {
               type: 'object',
               description:
-                'Shed level (0-2), pressure (1 = at target), each class\'s pressure against its own target, backlog floor, normal hold-off and shed probability per class.',
+                "Shed level (0-2), pressure (1 = at target), each class's pressure against its own target, backlog floor, normal hold-off and shed probability per class.",
               properties: {
                 level: { type: 'number' },
                 pressure: { type: 'number' },
@@ -161,11 +161,11 @@ export function routeDocs(config: Pick<Config, 'maxBatchEvents'>): RouteDoc[] {
             signals: {
               type: 'object',
               additionalProperties: { type: 'number' },
-              description: 'p99Ms, samples, eventLoopDelayP99Ms, backlogEntries, inFlight, and each class\'s own window (classes).',
+              description: "p99Ms, samples, eventLoopDelayP99Ms, backlogEntries, inFlight, and each class's own window (classes).",
               properties: {
                 classes: {
                   type: 'object',
-                  description: 'Per class: p99Ms and samples of its admitted requests over the controller\'s window.',
+                  description: "Per class: p99Ms and samples of its admitted requests over the controller's window.",
                   additionalProperties: {
                     type: 'object',
                     properties: { p99Ms: { type: 'number' }, samples: { type: 'number' } },
@@ -176,12 +176,13 @@ export function routeDocs(config: Pick<Config, 'maxBatchEvents'>): RouteDoc[] {
             targets: {
               type: 'object',
               additionalProperties: { type: 'number' },
-              description: 'The targets and limits from the configuration, with each class\'s own p99 target (classP99Ms).',
+              description: "The targets and limits from the configuration, with each class's own p99 target (classP99Ms).",
               properties: { classP99Ms: { type: 'object', additionalProperties: { type: 'number' } } },
             },
             workLimit: {
               type: 'object',
-              description: 'The adaptive limit on normal and low requests in flight: whether it is on, the limit now, its ceiling, the slots held, the requests waiting per class, the queue timeout.',
+              description:
+                'The adaptive limit on normal and low requests in flight: whether it is on, the limit now, its ceiling, the slots held, the requests waiting per class, the queue timeout.',
               properties: {
                 enabled: { type: 'boolean' },
                 limit: { type: 'number' },

@@ -4,7 +4,8 @@
 import autocannon from 'autocannon';
 
 const [url, key, priority, connections, seconds] = process.argv.slice(2);
-if (!url || !key || !priority || !connections || !seconds) throw new Error('usage: class-flood <url> <key> <class> <connections> <seconds>');
+if (!url || !key || !priority || !connections || !seconds)
+  throw new Error('usage: class-flood <url> <key> <class> <connections> <seconds>');
 const body = JSON.stringify({ type: 'flood', source: 'bench', data: { class: priority } });
 const result = await autocannon({
   url: `${url}/v1/events`,

@@ -153,10 +153,14 @@ interface FloodResult {
 /** The low-class flood in its own process. */
 function flood(url: string, key: string, connections: number, seconds: number): Promise<FloodResult> {
   return new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, ['--import', 'tsx', join(REPO_ROOT, 'bench/class-flood.ts'), url, key, 'low', String(connections), String(seconds)], {
-      cwd: REPO_ROOT,
-      stdio: ['ignore', 'pipe', 'inherit'],
-    });
+    const child = spawn(
+      process.execPath,
+      ['--import', 'tsx', join(REPO_ROOT, 'bench/class-flood.ts'), url, key, 'low', String(connections), String(seconds)],
+      {
+        cwd: REPO_ROOT,
+        stdio: ['ignore', 'pipe', 'inherit'],
+      },
+    );
     let out = '';
     child.stdout.on('data', (c: Buffer) => (out += c.toString()));
     child.once('exit', (code) => {
@@ -164,7 +168,7 @@ function flood(url: string, key: string, connections: number, seconds: number): 
         if (code !== 0) throw new Error(`class-flood exited ${code}`);
         resolve(JSON.parse(out.trim().split('\n').at(-1)!) as FloodResult);
       } catch (err) {
-        reject(err);
+        reject(err instanceof Error ? err : new Error(String(err)));
       }
     });
   });
@@ -190,7 +194,12 @@ interface Phase {
   load: unknown;
 }
 
-async function phase(floodgate: StartedFloodgate, keys: { probe: string; flood: string; admin: string }, seconds: number, connections: number): Promise<Phase> {
+async function phase(
+  floodgate: StartedFloodgate,
+  keys: { probe: string; flood: string; admin: string },
+  seconds: number,
+  connections: number,
+): Promise<Phase> {
   const before = await scrape(floodgate.metricsUrl);
   const cpuBefore = processCpuMicros(floodgate.apiPid) ?? 0;
   const wallBefore = performance.now();
@@ -223,7 +232,8 @@ async function phase(floodgate: StartedFloodgate, keys: { probe: string; flood: 
   };
   const shed = (text: string) => {
     let n = 0;
-    for (const m of text.matchAll(/^floodgate_shed_requests_total\{([^}]*)\} (\S+)$/gm)) if (m[1]!.includes('priority="low"')) n += Number(m[2]);
+    for (const m of text.matchAll(/^floodgate_shed_requests_total\{([^}]*)\} (\S+)$/gm))
+      if (m[1]!.includes('priority="low"')) n += Number(m[2]);
     return n;
   };
   const load = await fetch(`${floodgate.url}/v1/admin/load`, { headers: { authorization: `Bearer ${keys.admin}` } }).then(
@@ -289,7 +299,11 @@ const rows = results.flatMap(({ config, unloaded, flooded }) =>
       `${ms(p.serverP50)} / ${ms(p.serverP99)}`,
       `${ms(p.xaddP50)} / ${ms(p.xaddP99)}`,
       `${ms(p.loopDelayMean)} (max ${ms(p.loopDelayMax)})`,
-      p.flood ? `${Math.round(p.flood.perSec)}/s, ${Object.entries(p.flood.statuses).map(([s, n]) => `${s}: ${n}`).join(', ')}` : '-',
+      p.flood
+        ? `${Math.round(p.flood.perSec)}/s, ${Object.entries(p.flood.statuses)
+            .map(([s, n]) => `${s}: ${n}`)
+            .join(', ')}`
+        : '-',
       `${p.lowShed}`,
       `${Math.round(p.apiCpu * 100)} %`,
     ].join(' | '),

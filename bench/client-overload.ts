@@ -87,7 +87,9 @@ try {
     capacity = ramp.report.capacity?.capacity ?? undefined;
     if (!capacity) {
       console.log(renderClientsMarkdown(ramp.report));
-      throw new Error(`no ramp step kept up (delivery p99 ≤ ${args['delivery-slo']} ms, nothing lost, no growing backlog): lower --ramp-start`);
+      throw new Error(
+        `no ramp step kept up (delivery p99 ≤ ${args['delivery-slo']} ms, nothing lost, no growing backlog): lower --ramp-start`,
+      );
     }
     console.error(`C = ${capacity} events/s`);
   }

@@ -292,7 +292,7 @@ export const CONFIG_VARIABLES = {
   },
   shedTargetP99CriticalMs: {
     name: 'SHED_TARGET_P99_CRITICAL_MS',
-    doc: "Latency target of critical requests alone: p99 of admitted critical requests, in ms; 0 takes half of `SHED_TARGET_P99_MS`. At most `SHED_TARGET_P99_MS`. Over it, the shedder sheds low, then normal traffic, and lowers the limit on non-critical requests in flight (`SHED_NONCRITICAL_MAX_IN_FLIGHT`).",
+    doc: 'Latency target of critical requests alone: p99 of admitted critical requests, in ms; 0 takes half of `SHED_TARGET_P99_MS`. At most `SHED_TARGET_P99_MS`. Over it, the shedder sheds low, then normal traffic, and lowers the limit on non-critical requests in flight (`SHED_NONCRITICAL_MAX_IN_FLIGHT`).',
     defaultValue: '0',
     parse: integer(0, 60_000),
   },
@@ -316,7 +316,7 @@ export const CONFIG_VARIABLES = {
   },
   shedRefusalDelayMs: {
     name: 'SHED_REFUSAL_DELAY_MS',
-    doc: "How long the answer to a refused normal or low request (503 `overloaded`) is held, in ms; 0 answers at once. A client that sends its next request as soon as it has an answer (one per connection) then sends at most one a connection per delay, so a flood of refusals cannot take the event loop from critical requests. Holding an answer costs a socket and a timer, no CPU.",
+    doc: 'How long the answer to a refused normal or low request (503 `overloaded`) is held, in ms; 0 answers at once. A client that sends its next request as soon as it has an answer (one per connection) then sends at most one a connection per delay, so a flood of refusals cannot take the event loop from critical requests. Holding an answer costs a socket and a timer, no CPU.',
     defaultValue: '250',
     parse: integer(0, 10_000),
   },

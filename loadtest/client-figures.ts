@@ -44,7 +44,8 @@ export const RAMP_WARM_UP = 'ramp warm-up';
 export const RAMP_SETTLE = 'ramp settle';
 
 /** Whether a phase of the ramp is a judged step (not the warm-up nor a pause). */
-export const isRampStep = (phase: { label: string }) => phase.label.startsWith('ramp ') && phase.label !== RAMP_WARM_UP && phase.label !== RAMP_SETTLE;
+export const isRampStep = (phase: { label: string }) =>
+  phase.label.startsWith('ramp ') && phase.label !== RAMP_WARM_UP && phase.label !== RAMP_SETTLE;
 
 /**
  * The search for C: a warm-up at `start` events/s, then steps of `stepSeconds`, each judged by `keptUp`
@@ -124,7 +125,8 @@ export function clientCapacityOf(
     if (a.offeredPerSec === b.offeredPerSec && !keptUp(a) && !keptUp(b)) brokeAt = Math.min(brokeAt ?? Infinity, a.offeredPerSec);
   }
   let capacity: number | null = null;
-  for (const s of judged) if (keptUp(s) && (brokeAt === null || s.offeredPerSec < brokeAt)) capacity = Math.max(capacity ?? 0, s.offeredPerSec);
+  for (const s of judged)
+    if (keptUp(s) && (brokeAt === null || s.offeredPerSec < brokeAt)) capacity = Math.max(capacity ?? 0, s.offeredPerSec);
   return { capacity, brokeAt };
 }
 

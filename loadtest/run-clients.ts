@@ -242,7 +242,9 @@ export async function runClientsScenario(
         })),
       };
       if (found.capacity === null)
-        report.problems.push(`no ramp step kept up (delivery p99 ≤ ${options.deliverySloMs} ms, nothing lost, no growing backlog): capacity unknown (lower --rate)`);
+        report.problems.push(
+          `no ramp step kept up (delivery p99 ≤ ${options.deliverySloMs} ms, nothing lost, no growing backlog): capacity unknown (lower --rate)`,
+        );
     }
     if (capacity && !options.rampOnly) {
       const levels = result.phases.filter((p) => p.label === CLIENT_LEVELS.double || p.label === CLIENT_LEVELS.quadruple);

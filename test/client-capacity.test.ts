@@ -9,7 +9,14 @@ const SLO = 2000;
 function served(phase: ClientPhase, capacity: number, noisy: (rate: number) => boolean): ClientPhaseResult {
   const rate = phase.eventsPerSec;
   const over = rate > capacity || noisy(rate);
-  const fate = { tracked: rate * phase.seconds, delivered: 0, within10s: 0, dropped: 0, failed: 0, latency: { count: 1, p50: 1, p90: 1, p99: 1, p999: 1, max: 1 } };
+  const fate = {
+    tracked: rate * phase.seconds,
+    delivered: 0,
+    within10s: 0,
+    dropped: 0,
+    failed: 0,
+    latency: { count: 1, p50: 1, p90: 1, p99: 1, p999: 1, max: 1 },
+  };
   return {
     label: phase.label,
     seconds: phase.seconds,

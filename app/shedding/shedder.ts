@@ -317,7 +317,10 @@ export function createShedder(deps: ShedderDeps): Shedder {
       low: signalOf(classWindows.low.snapshot(WINDOW_SECONDS)),
     };
     lastSignals = { p99Ms: window.p99, samples: window.count, classes };
-    const state = controller.tick({ p99Ms: window.p99, samples: window.count, classes, eventLoopDelayP99Ms: eventLoopDelayMs, backlog }, dt);
+    const state = controller.tick(
+      { p99Ms: window.p99, samples: window.count, classes, eventLoopDelayP99Ms: eventLoopDelayMs, backlog },
+      dt,
+    );
     workLimit.update(state.classPressure.critical);
     const limitState = workLimit.state();
     metrics.workLimit.set(limitState.enabled ? limitState.limit : 0);
@@ -439,8 +442,7 @@ export function createShedder(deps: ShedderDeps): Shedder {
     };
   }
 
-  const refusalDelayMs = (priority: Priority) =>
-    config.shedMode === 'enforce' && priority !== 'critical' ? config.shedRefusalDelayMs : 0;
+  const refusalDelayMs = (priority: Priority) => (config.shedMode === 'enforce' && priority !== 'critical' ? config.shedRefusalDelayMs : 0);
 
   return {
     tick,
