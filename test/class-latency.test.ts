@@ -121,3 +121,49 @@ describe('per-class targets on a real listening server', () => {
     assert.match(metrics, /floodgate_shed_requests_total\{priority="low",reason="queue"[^}]*\} 0/);
   });
 });
+
+describe('held refusals on a real listening server', () => {
+  let env: TestEnv;
+  let api: TestApi;
+  before(async () => {
+    // No worker and a backlog past the high watermark: every normal and low request is shed, critical is not.
+    env = await createTestEnv({
+      SHED_MODE: 'enforce',
+      SHED_BACKLOG_LOW_ENTRIES: '1',
+      SHED_BACKLOG_HIGH_ENTRIES: '2',
+      SHED_REFUSAL_DELAY_MS: '300',
+      GATE_OPEN_AFTER_MS: '600000',
+    });
+    for (let i = 0; i < 5; i++) await env.redis.xadd(env.config.streamKey, '*', 'e', 'x');
+    api = await startTestApi(env);
+  });
+  after(async () => {
+    await api?.close();
+    await env?.cleanup();
+  });
+
+  it('answers a refused low request only after SHED_REFUSAL_DELAY_MS, in the early path and through Koa, and critical at once', async () => {
+    await eventually(async () => {
+      const load = await json(await fetch(`${api.url}/v1/admin/load`, { headers: { authorization: `Bearer ${api.adminKey}` } }));
+      return load.controller.shedProbability.low === 1 && load.targets.refusalDelayMs === 300;
+    }, 'the backlog to shed every low request');
+    // A tenant's first requests are admitted until its demand is measured (fair shedding): send until one is shed.
+    await eventually(async () => {
+      const res = await api.post({ type: 'warm-up' }, { 'x-priority': 'low' });
+      await res.arrayBuffer();
+      return res.status === 503;
+    }, 'a low request to be shed');
+    // With X-Priority (decided before Koa, once the key is cached) and without it (the key's default, decided in Koa).
+    const cases: Record<string, string>[] = [{ 'x-priority': 'low' }, { 'x-priority': 'low' }, { 'x-priority': 'normal' }, {}];
+    for (const headers of cases) {
+      const started = performance.now();
+      const res = await api.post({ type: 'held' }, headers);
+      const elapsed = performance.now() - started;
+      assert.equal(res.status, 503);
+      assert.equal((await json(res)).error, 'overloaded');
+      assert.ok(elapsed >= 290, `held for the delay: ${elapsed.toFixed(0)} ms`);
+    }
+    const critical = await api.post({ type: 'held' }, { 'x-priority': 'critical' });
+    assert.equal(critical.status, 202, 'critical is admitted');
+  });
+});
