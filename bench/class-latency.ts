@@ -27,10 +27,10 @@ const CONFIGS: Record<string, Record<string, string>> = {
   'critical-target': { SHED_NONCRITICAL_MAX_IN_FLIGHT: '0', SHED_REFUSAL_DELAY_MS: '0' },
   // The critical target and the in-flight limit, refusals answered at once.
   'no-refusal-delay': { SHED_REFUSAL_DELAY_MS: '0' },
-  // The shipped defaults: critical's own target, the adaptive in-flight limit, refusals held a moment.
+  // The shipped defaults: critical's own target, the adaptive in-flight limit, refusals held a second.
   defaults: {},
-  // The defaults with refusals held for a second (the shortest Retry-After) instead of 250 ms.
-  'refusal-delay-1s': { SHED_REFUSAL_DELAY_MS: '1000' },
+  // The defaults with refusals held 250 ms instead of a second.
+  'refusal-delay-250ms': { SHED_REFUSAL_DELAY_MS: '250' },
   // The in-flight limit alone: targets no flood reaches, so the controller refuses nothing and the limit holds
   // the flood back.
   'limit-only': { SHED_TARGET_P99_MS: '60000', SHED_TARGET_P99_CRITICAL_MS: '25', SHED_TARGET_EVENT_LOOP_DELAY_MS: '60000' },
@@ -38,11 +38,12 @@ const CONFIGS: Record<string, Record<string, string>> = {
 
 const { values: args } = parseArgs({
   options: {
-    unloaded: { type: 'string', default: '15' },
-    duration: { type: 'string', default: '20' },
+    unloaded: { type: 'string', default: '8' },
+    duration: { type: 'string', default: '10' },
+    rounds: { type: 'string', default: '3' },
     connections: { type: 'string', default: '400' },
     'probe-rate': { type: 'string', default: '50' },
-    configs: { type: 'string', default: 'one-target,defaults' },
+    configs: { type: 'string', default: 'one-target,no-refusal-delay,defaults' },
     'database-url': { type: 'string', default: 'postgres://postgres@127.0.0.1:5432/floodgate_classbench' },
     out: { type: 'string', default: `${REPO_ROOT}bench/reports` },
   },
@@ -68,6 +69,8 @@ const quantile = (sorted: readonly number[], q: number) =>
   sorted.length === 0 ? NaN : sorted[Math.min(sorted.length - 1, Math.max(0, Math.ceil(q * sorted.length) - 1))]!;
 
 interface ProbeResult {
+  /** Latencies of the 2xx answers, ms. */
+  latencies: number[];
   sent: number;
   ok: number;
   refused: number;
@@ -139,7 +142,16 @@ async function probe(url: string, key: string, rate: number, seconds: number): P
   await Promise.all(pending);
   agent.destroy();
   const sorted = latencies.sort((a, b) => a - b);
-  return { sent, ok: sorted.length, refused, failed, p50: quantile(sorted, 0.5), p99: quantile(sorted, 0.99), max: sorted.at(-1) ?? NaN };
+  return {
+    latencies: sorted,
+    sent,
+    ok: sorted.length,
+    refused,
+    failed,
+    p50: quantile(sorted, 0.5),
+    p99: quantile(sorted, 0.99),
+    max: sorted.at(-1) ?? NaN,
+  };
 }
 
 interface FloodResult {
@@ -255,32 +267,70 @@ async function phase(
   };
 }
 
-const bench = await createBenchEnv('classbench', args['database-url'], { API_PROCESSES: '1' });
+// One Floodgate per configuration, all started at once (each with its own stream keys), and the phases
+// interleaved round by round: on a shared machine whose load changes from minute to minute, comparing
+// configurations measured minutes apart would compare the machine's moods.
+const benches = [];
+for (const [i] of configs.entries()) benches.push(await createBenchEnv(`classbench${i}`, args['database-url'], { API_PROCESSES: '1' }));
+const pool = benches[0]!.pool;
 const keys = {
-  probe: (await createApiKey(bench.pool, { tenant: 'classbench' })).key,
-  flood: (await createApiKey(bench.pool, { tenant: 'classbench' })).key,
-  admin: (await createApiKey(bench.pool, { tenant: 'classbench', scopes: ['admin'] })).key,
+  probe: (await createApiKey(pool, { tenant: 'classbench' })).key,
+  flood: (await createApiKey(pool, { tenant: 'classbench' })).key,
+  admin: (await createApiKey(pool, { tenant: 'classbench', scopes: ['admin'] })).key,
 };
-const results: Array<{ config: string; unloaded: Phase; flooded: Phase }> = [];
+const phases = configs.map((config) => ({ config, unloaded: [] as Phase[], flooded: [] as Phase[] }));
+const servers: StartedFloodgate[] = [];
 try {
-  for (const config of configs) {
-    console.error(`\n== ${config}`);
-    const floodgate = await startFloodgate(bench, { env: { SHED_MODE: 'enforce', ...CONFIGS[config] } });
-    try {
-      await probe(floodgate.url, keys.probe, Number(args['probe-rate']), 3);
-      const unloaded = await phase(floodgate, keys, Number(args.unloaded), 0);
-      console.error(`unloaded: critical p50 ${unloaded.probe.p50.toFixed(1)} ms, p99 ${unloaded.probe.p99.toFixed(1)} ms`);
-      const flooded = await phase(floodgate, keys, Number(args.duration), Number(args.connections));
-      console.error(`flooded: critical p50 ${flooded.probe.p50.toFixed(1)} ms, p99 ${flooded.probe.p99.toFixed(1)} ms`);
-      results.push({ config, unloaded, flooded });
-    } finally {
-      await floodgate.stop();
+  for (const [i, config] of configs.entries())
+    servers.push(await startFloodgate(benches[i]!, { env: { SHED_MODE: 'enforce', ...CONFIGS[config] } }));
+  for (const server of servers) await probe(server.url, keys.probe, Number(args['probe-rate']), 3);
+  for (let round = 1; round <= Number(args.rounds); round++) {
+    for (const [i, config] of configs.entries()) {
+      const unloaded = await phase(servers[i]!, keys, Number(args.unloaded), 0);
+      const flooded = await phase(servers[i]!, keys, Number(args.duration), Number(args.connections));
+      phases[i]!.unloaded.push(unloaded);
+      phases[i]!.flooded.push(flooded);
+      console.error(
+        `round ${round} ${config}: critical p50/p99 unloaded ${unloaded.probe.p50.toFixed(1)}/${unloaded.probe.p99.toFixed(1)} ms, flooded ${flooded.probe.p50.toFixed(1)}/${flooded.probe.p99.toFixed(1)} ms`,
+      );
     }
   }
 } finally {
-  await bench.close();
+  for (const server of servers) await server.stop();
+  for (const b of benches) await b.close();
 }
 
+/** The rounds of one phase together: the probe's latencies pooled, the API's figures as their median. */
+function combine(list: Phase[]) {
+  const latencies = list.flatMap((p) => p.probe.latencies).sort((a, b) => a - b);
+  const median = (f: (p: Phase) => number | null) => {
+    const v = list.map(f).filter((x): x is number => x !== null).sort((a, b) => a - b);
+    return v.length === 0 ? null : v[Math.floor(v.length / 2)]!;
+  };
+  const sum = (f: (p: Phase) => number) => list.reduce((n, p) => n + f(p), 0);
+  const statuses: Record<string, number> = {};
+  for (const p of list) for (const [k, v] of Object.entries(p.flood?.statuses ?? {})) statuses[k] = (statuses[k] ?? 0) + v;
+  return {
+    ok: latencies.length,
+    sent: sum((p) => p.probe.sent),
+    p50: quantile(latencies, 0.5),
+    p99: quantile(latencies, 0.99),
+    roundP99s: list.map((p) => p.probe.p99),
+    serverP50: median((p) => p.serverP50),
+    serverP99: median((p) => p.serverP99),
+    xaddP50: median((p) => p.xaddP50),
+    xaddP99: median((p) => p.xaddP99),
+    loopDelayMean: median((p) => p.loopDelayMean),
+    loopDelayMax: median((p) => p.loopDelayMax),
+    floodPerSec: list.some((p) => p.flood) ? sum((p) => p.flood?.perSec ?? 0) / list.length : null,
+    statuses,
+    lowShed: sum((p) => p.lowShed),
+    apiCpu: median((p) => p.apiCpu) ?? 0,
+  };
+}
+const results = phases.map((p) => ({ config: p.config, unloaded: combine(p.unloaded), flooded: combine(p.flooded), rounds: p }));
+
+const withoutLatencies = (p: Phase) => ({ ...p, probe: { ...p.probe, latencies: undefined } });
 const ms = (v: number | null) => (v === null || Number.isNaN(v) ? '-' : `${v.toFixed(1)} ms`);
 const rows = results.flatMap(({ config, unloaded, flooded }) =>
   (
@@ -292,36 +342,53 @@ const rows = results.flatMap(({ config, unloaded, flooded }) =>
     [
       config,
       label,
-      `${p.probe.ok}/${p.probe.sent}`,
-      ms(p.probe.p50),
-      ms(p.probe.p99),
-      p === flooded ? `${(flooded.probe.p99 / unloaded.probe.p99).toFixed(2)}×` : '1×',
+      `${p.ok}/${p.sent}`,
+      ms(p.p50),
+      `${ms(p.p99)} (${p.roundP99s.map((v) => v.toFixed(0)).join(', ')})`,
+      p === flooded ? `${(flooded.p99 / unloaded.p99).toFixed(2)}×` : '1×',
       `${ms(p.serverP50)} / ${ms(p.serverP99)}`,
       `${ms(p.xaddP50)} / ${ms(p.xaddP99)}`,
       `${ms(p.loopDelayMean)} (max ${ms(p.loopDelayMax)})`,
-      p.flood
-        ? `${Math.round(p.flood.perSec)}/s, ${Object.entries(p.flood.statuses)
-            .map(([s, n]) => `${s}: ${n}`)
-            .join(', ')}`
-        : '-',
+      p.floodPerSec === null
+        ? '-'
+        : `${Math.round(p.floodPerSec)}/s, ${Object.entries(p.statuses)
+            .map(([st, n]) => `${st}: ${n}`)
+            .join(', ')}`,
       `${p.lowShed}`,
       `${Math.round(p.apiCpu * 100)} %`,
     ].join(' | '),
   ),
 );
 const m = machine();
-const markdown = `| Configuration | Phase | Critical 2xx / sent | Critical p50 | Critical p99 | p99 × unloaded | API time critical p50 / p99 | XADD p50 / p99 | Event-loop delay p99 | Low flood answered | Low shed | API CPU |
+const markdown = `| Configuration | Phase | Critical 2xx / sent | Critical p50 | Critical p99 (each round) | p99 × unloaded | API time critical p50 / p99 | XADD p50 / p99 | Event-loop delay p99 | Low flood answered | Low shed | API CPU |
 | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |
 ${rows.map((r) => `| ${r} |`).join('\n')}
 
-Critical probe: ${args['probe-rate']} requests/s, open loop, one event each; ${args.unloaded} s unloaded, then ${args.duration} s under a closed-loop
-flood of ${args.connections} connections of low-class single-event requests (same tenant, another key) from another process.
+Critical probe: ${args['probe-rate']} requests/s, open loop, one event each, on connections of its own; per round and configuration ${args.unloaded} s
+unloaded, then ${args.duration} s under a closed-loop flood of ${args.connections} connections of low-class single-event requests (same tenant,
+another key) from another process; ${args.rounds} rounds, the configurations interleaved (one Floodgate each, all running). Probe
+latencies are pooled over the rounds; the API's figures (its own time for critical requests, the XADD, the event-loop delay p99
+and API CPU) are the median of the rounds.
 Aim: critical p99 under the flood ≤ 2× unloaded. ${m.cpus} × ${m.model}, ${m.memGiB} GiB, node ${m.node}.
 `;
 console.log(`\n${markdown}`);
 await mkdir(args.out, { recursive: true });
 const file = join(args.out, `class-latency-${new Date().toISOString().replace(/[:.]/g, '-')}`);
 await writeFile(`${file}.md`, markdown);
-await writeFile(`${file}.json`, JSON.stringify({ machine: m, args, results }, null, 2));
+await writeFile(
+  `${file}.json`,
+  JSON.stringify(
+    {
+      machine: m,
+      args,
+      results: results.map((r) => ({
+        ...r,
+        rounds: { unloaded: r.rounds.unloaded.map(withoutLatencies), flooded: r.rounds.flooded.map(withoutLatencies) },
+      })),
+    },
+    null,
+    2,
+  ),
+);
 console.log(`report: ${file}.md`);
 process.exit(0);
