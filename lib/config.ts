@@ -316,8 +316,8 @@ export const CONFIG_VARIABLES = {
   },
   shedRefusalDelayMs: {
     name: 'SHED_REFUSAL_DELAY_MS',
-    doc: 'How long the answer to a refused normal or low request (503 `overloaded`) is held, in ms; 0 answers at once. A client that sends its next request as soon as it has an answer (one per connection) then sends at most one a connection per delay, so a flood of refusals cannot take the event loop from critical requests. Holding an answer costs a socket and a timer, no CPU.',
-    defaultValue: '250',
+    doc: 'How long the answer to a refused normal or low request (503 `overloaded`) is held, in ms; 0 answers at once. A client that sends its next request as soon as it has an answer (one per connection) then sends at most one a connection per delay, so a flood of refusals cannot take the event loop from critical requests. Holding an answer costs a socket and a timer, no CPU; the default is the shortest `Retry-After` the answer carries, so a client that honours it loses nothing.',
+    defaultValue: '1000',
     parse: integer(0, 10_000),
   },
   shedTargetEventLoopDelayMs: {
