@@ -40,7 +40,7 @@ const { values: args } = parseArgs({
 /** Runs the scenario against a Floodgate started in `mode`, reading every role's CPU each second. */
 async function runWith(bench: BenchEnv, mode: string, options: Omit<ClientsScenarioOptions, 'url'>) {
   const redisPid = Number(/^process_id:(\d+)/m.exec(await bench.redis.info('server'))?.[1]) || undefined;
-  const target = args['target-p99'] ? { SHED_TARGET_P99_MS: args['target-p99'] } : {};
+  const target: Record<string, string> = args['target-p99'] ? { SHED_TARGET_P99_MS: args['target-p99'] } : {};
   const floodgate = await startFloodgate(bench, { env: { SHED_MODE: mode, ...target } });
   const seconds: CpuSecond[] = [];
   try {
