@@ -123,8 +123,7 @@ async function probe(url: string, key: string, rate: number, seconds: number): P
             if (res.statusCode! < 300) {
               latencies.push(performance.now() - started);
               if (settled) steady.push(performance.now() - started);
-            }
-            else refused++;
+            } else refused++;
             resolve();
           });
         },
@@ -320,7 +319,10 @@ function combine(list: Phase[]) {
   const latencies = list.flatMap((p) => p.probe.latencies).sort((a, b) => a - b);
   const steady = list.flatMap((p) => p.probe.steady).sort((a, b) => a - b);
   const median = (f: (p: Phase) => number | null) => {
-    const v = list.map(f).filter((x): x is number => x !== null).sort((a, b) => a - b);
+    const v = list
+      .map(f)
+      .filter((x): x is number => x !== null)
+      .sort((a, b) => a - b);
     return v.length === 0 ? null : v[Math.floor(v.length / 2)]!;
   };
   const sum = (f: (p: Phase) => number) => list.reduce((n, p) => n + f(p), 0);
