@@ -37,13 +37,22 @@ describe('the limit on normal and low requests in flight', () => {
     }
   });
 
-  it('shrinks while critical traffic is over its target and grows back once it is within it and the limit is used', () => {
+  it('shrinks while critical traffic is over its target and the limit is in use, and grows back once critical is within it', () => {
     let now = 0;
     const limit = createWorkLimit({ maxLimit: 64, queueTimeoutMs: 1000, maxQueued: 10, now: () => now });
     try {
       for (let i = 0; i < 40; i++) {
         now += 250;
         limit.update(3);
+      }
+      assert.equal(limit.state().limit, 64, 'a limit nobody reaches is not what slows critical down: left alone');
+      for (let i = 0; i < 40; i++) {
+        // Every slot taken: the limit is in use.
+        const slots = limit.state().limit;
+        for (let j = 0; j < slots; j++) assert.equal(limit.acquire('low'), true);
+        now += 250;
+        limit.update(3);
+        for (let j = 0; j < slots; j++) limit.release('low');
       }
       assert.equal(limit.state().limit, MIN_LIMIT, 'down to the floor');
       now += 250;

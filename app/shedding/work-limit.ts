@@ -49,9 +49,10 @@ interface WaitQueue {
  * also slows it down, where refusing it would make it come straight back.
  *
  * The limit is AIMD on the critical class's pressure (its p99 over its own target, from the controller): cut by a
- * quarter while critical traffic is over target (at most every 500 ms), raised by 5 % (at least one) per tick
- * while it is comfortably within it and the limit is being used, between MIN_LIMIT and `maxLimit`. Without
- * critical traffic there is nothing to protect and the limit grows.
+ * quarter while critical traffic is over target and the limit is in use (at most every 500 ms), raised by 5 % (at
+ * least one) per tick while critical is comfortably within it and the limit is in use, between MIN_LIMIT and
+ * `maxLimit`. A limit nobody reaches is left alone: it is not what slows critical down. Without critical traffic
+ * there is nothing to protect and the limit grows.
  */
 export interface WorkLimit {
   /** A slot for a request of this class: true at once, a promise when it has to wait (false: refused). */
@@ -149,8 +150,11 @@ export function createWorkLimit(options: { maxLimit: number; queueTimeoutMs: num
       if (!enabled) return;
       if (inFlight >= Math.floor(limit)) used = true;
       const t = now();
+      // Cut only a limit that is holding requests back: when normal and low work is not using it, it is not what
+      // keeps critical over its target (another process taking the machine's CPU, a slow Redis), and cutting it
+      // would only throttle them for nothing.
       if (criticalPressure > 1) {
-        if (t - lastDecrease >= DECREASE_EVERY_MS) {
+        if (used && t - lastDecrease >= DECREASE_EVERY_MS) {
           limit = Math.max(MIN_LIMIT, limit * DECREASE);
           lastDecrease = t;
         }
