@@ -8,6 +8,7 @@
 //      the time went: the API's own time for critical requests, the XADD, the event-loop delay, what the flood
 //      got (answered/s, shed), and the API's CPU.
 import { spawn } from 'node:child_process';
+import { readFileSync } from 'node:fs';
 import { Agent, request } from 'node:http';
 import { mkdir, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
@@ -202,7 +203,22 @@ function flood(url: string, key: string, connections: number, seconds: number): 
   });
 }
 
+/** The kernel's count of connections dropped because a listen queue was full (machine-wide), or null. */
+function listenOverflows(): number | null {
+  try {
+    const lines = readFileSync('/proc/net/netstat', 'utf8').split('\n');
+    const header = lines.findIndex((l) => l.startsWith('TcpExt:') && l.includes('ListenOverflows'));
+    const names = lines[header]!.split(/\s+/);
+    const values = lines[header + 1]!.split(/\s+/);
+    return Number(values[names.indexOf('ListenOverflows')]);
+  } catch {
+    return null;
+  }
+}
+
 interface Phase {
+  /** Connections the kernel dropped for a full listen queue during the phase, machine-wide (null: not on Linux). */
+  listenOverflows: number | null;
   probe: ProbeResult;
   /** The API's own time for critical requests (from Koa's first middleware to the answer), p50/p99 ms. */
   serverP50: number | null;
@@ -229,6 +245,7 @@ async function phase(
   connections: number,
 ): Promise<Phase> {
   const before = await scrape(floodgate.metricsUrl);
+  const overflowsBefore = listenOverflows();
   const cpuBefore = processCpuMicros(floodgate.apiPid) ?? 0;
   const wallBefore = performance.now();
   const lags: number[] = [];
@@ -268,7 +285,9 @@ async function phase(
     (r) => r.json(),
     () => null,
   );
+  const overflowsAfter = listenOverflows();
   return {
+    listenOverflows: overflowsBefore === null || overflowsAfter === null ? null : overflowsAfter - overflowsBefore,
     probe: probeResult,
     serverP50: server(0.5),
     serverP99: server(0.99),
@@ -347,6 +366,7 @@ function combine(list: Phase[]) {
     floodPerSec: list.some((p) => p.flood) ? sum((p) => p.flood?.perSec ?? 0) / list.length : null,
     statuses,
     lowShed: sum((p) => p.lowShed),
+    listenOverflows: list.some((p) => p.listenOverflows === null) ? null : sum((p) => p.listenOverflows ?? 0),
     apiCpu: median((p) => p.apiCpu) ?? 0,
   };
 }
@@ -364,7 +384,7 @@ const rows = results.flatMap(({ config, unloaded, flooded }) =>
     [
       config,
       label,
-      `${p.ok}/${p.sent} (${p.newConnections})`,
+      `${p.ok}/${p.sent} (${p.newConnections}; ${p.listenOverflows ?? '-'})`,
       ms(p.p50),
       `${ms(p.p99)} (${p.roundP99s.map((v) => v.toFixed(0)).join(', ')})`,
       p === flooded ? `${(flooded.p99 / unloaded.p99).toFixed(2)}×` : '1×',
@@ -383,7 +403,7 @@ const rows = results.flatMap(({ config, unloaded, flooded }) =>
   ),
 );
 const m = machine();
-const markdown = `| Configuration | Phase | Critical 2xx / sent (new connections) | Critical p50 | Critical p99 (each round) | p99 × unloaded | p99 after the first ${ONSET_SECONDS} s (× unloaded) | API time critical p50 / p99 | XADD p50 / p99 | Event-loop delay p99 | Low flood answered | Low shed | API CPU |
+const markdown = `| Configuration | Phase | Critical 2xx / sent (new connections; listen-queue drops, machine-wide) | Critical p50 | Critical p99 (each round) | p99 × unloaded | p99 after the first ${ONSET_SECONDS} s (× unloaded) | API time critical p50 / p99 | XADD p50 / p99 | Event-loop delay p99 | Low flood answered | Low shed | API CPU |
 | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |
 ${rows.map((r) => `| ${r} |`).join('\n')}
 
