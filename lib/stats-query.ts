@@ -26,16 +26,22 @@ export interface StatsRequest {
 
 /** Which rollup level answers, and the step-aligned range [from, to) it reads. */
 export interface StatsPlan {
-  readonly resolution: 'minute' | 'hour' | 'day';
-  readonly table: 'rollup_minute' | 'rollup_hour' | 'rollup_day';
+  readonly resolution: StatsResolution;
+  /** What the read names: rollup_minute, or the live view of a coarser level (db/migrations/010_rollup_watermark.sql). */
+  readonly table: 'rollup_minute' | 'rollup_5m_live' | 'rollup_hour_live' | 'rollup_day_live';
   readonly from: number;
   readonly to: number;
   readonly buckets: number;
 }
 
+/** The rollup levels, as an answer's `resolution` names them. */
+export const STATS_RESOLUTIONS = ['minute', '5m', 'hour', 'day'] as const;
+export type StatsResolution = (typeof STATS_RESOLUTIONS)[number];
+
 const LEVELS = [
-  { resolution: 'day', table: 'rollup_day', width: DAY_MS },
-  { resolution: 'hour', table: 'rollup_hour', width: HOUR_MS },
+  { resolution: 'day', table: 'rollup_day_live', width: DAY_MS },
+  { resolution: 'hour', table: 'rollup_hour_live', width: HOUR_MS },
+  { resolution: '5m', table: 'rollup_5m_live', width: 5 * MINUTE_MS },
   { resolution: 'minute', table: 'rollup_minute', width: MINUTE_MS },
 ] as const;
 
@@ -52,32 +58,28 @@ export function planStats(request: Pick<StatsRequest, 'windowMs' | 'stepMs'>, no
   return { resolution: level.resolution, table: level.table, from, to, buckets: (to - from) / request.stepMs };
 }
 
-/** One bucket of one series: the aggregates over the rollup rows it covers. */
-export interface StatsPoint {
-  readonly count: number;
-  readonly valueCount: number;
-  readonly sum: number;
-  readonly min: number | null;
-  readonly max: number | null;
-}
+/**
+ * One row of a stats read, as node-postgres hands it over in array mode (no object per row, no Date parsed):
+ * the tenant's newest minute (epoch ms, on every row), then the bucket's index in [from, to), its group, the
+ * count and value count (bigint, as decimal text), and the sum, minimum and maximum of the values.
+ */
+type StatsRow = [
+  newest: number | null,
+  i: number | null,
+  g: string | null,
+  count: string | null,
+  valueCount: string | null,
+  sum: number | null,
+  min: number | null,
+  max: number | null,
+];
 
-/** The stored answer: sparse points per group, and the newest committed minute of the tenant. */
+/** The stored answer: the rows of each group (in byte order of the group), and the newest committed minute. */
 export interface StatsData {
-  /** Start of the newest minute (not in the future) holding a committed event of the tenant; null if none. */
-  readonly newestMinute: Date | null;
-  /** Group value ('' without group_by) → bucket start (epoch ms) → point. */
-  readonly groups: ReadonlyMap<string, ReadonlyMap<number, StatsPoint>>;
-}
-
-interface StatsRow {
-  newest: Date | null;
-  t: Date | null;
-  g: string | null;
-  count: string;
-  value_count: string;
-  sum: number;
-  min: number | null;
-  max: number | null;
+  /** Start (epoch ms) of the newest minute (not in the future) holding a committed event of the tenant; null if none. */
+  readonly newestMinute: number | null;
+  /** Group value ('' without group_by) → its sparse rows, each naming its bucket's index. */
+  readonly groups: ReadonlyMap<string, readonly StatsRow[]>;
 }
 
 // starts_with rather than LIKE: type names may hold `_`, a LIKE wildcard. The filter is the last parameter.
@@ -99,8 +101,9 @@ export interface StatsReadOptions {
 /**
  * The one statement readStats runs (one snapshot: the freshness it reports is the freshness of the numbers).
  * Both the rollup range and the freshness probe name their bucket range, so only the partitions in it are read.
+ * Each row names its bucket by index from `from` (an int, not a timestamp to parse) and comes as an array.
  */
-export function statsQuery(request: StatsRequest, plan: StatsPlan, options: StatsReadOptions): Statement {
+export function statsQuery(request: StatsRequest, plan: StatsPlan, options: StatsReadOptions): Statement & { rowMode: 'array' } {
   const type = typeCondition(request.type, 8);
   const group = request.groupBy === 'type' ? 'type' : "''";
   // Series in byte order of their type, whatever the database's collation.
@@ -110,42 +113,48 @@ export function statsQuery(request: StatsRequest, plan: StatsPlan, options: Stat
       SELECT max(bucket) AS newest FROM rollup_minute WHERE tenant = $1 AND bucket >= $4 AND bucket <= $5
     ),
     points AS (
-      SELECT date_bin($6::interval, bucket, 'epoch') AS t, ${group} AS g, sum(event_count)::bigint AS count, sum(value_count)::bigint AS value_count,
-             sum(value_sum) AS sum, min(value_min) AS min, max(value_max) AS max
+      SELECT floor(extract(epoch FROM bucket - $2::timestamptz)::float8 / $6::float8)::int AS i, ${group} AS g, sum(event_count)::bigint AS count,
+             sum(value_count)::bigint AS value_count, sum(value_sum) AS sum, min(value_min) AS min, max(value_max) AS max
       FROM ${plan.table}
       WHERE tenant = $1 AND bucket >= $2 AND bucket < $3 ${type.sql}
       GROUP BY 1, 2
       ORDER BY ${order}
       LIMIT $7
     )
-    SELECT n.newest, p.* FROM newest n LEFT JOIN points p ON true`;
+    SELECT (extract(epoch FROM n.newest) * 1000)::float8, p.* FROM newest n LEFT JOIN points p ON true`;
   const values = [
     request.tenant,
     new Date(plan.from),
     new Date(plan.to),
     new Date(options.now - (options.retentionDays + 1) * DAY_MS),
     new Date(options.now),
-    `${request.stepMs / 1000} seconds`,
+    request.stepMs / 1000,
     options.maxPoints + 1,
     ...type.values,
   ];
-  return { text, values };
+  return { text, values, rowMode: 'array' };
 }
 
 /** Reads the points of a planned stats request; more groups × buckets than `maxPoints` is a 422. */
 export async function readStats(pool: Pool, request: StatsRequest, plan: StatsPlan, options: StatsReadOptions): Promise<StatsData> {
   const { rows } = await pool.query<StatsRow>(prepared(statsQuery(request, plan, options)));
   if (rows.length > options.maxPoints) throw tooManyPoints(plan.buckets, null, options.maxPoints);
-  const groups = new Map<string, Map<number, StatsPoint>>();
+  const groups = new Map<string, StatsRow[]>();
+  let current: StatsRow[] | undefined;
+  let currentGroup: string | undefined;
   for (const r of rows) {
-    if (r.t === null) continue;
-    let points = groups.get(r.g ?? '');
-    if (!points) groups.set(r.g ?? '', (points = new Map<number, StatsPoint>()));
-    points.set(r.t.getTime(), { count: Number(r.count), valueCount: Number(r.value_count), sum: r.sum, min: r.min, max: r.max });
+    if (r[1] === null) continue;
+    const g = r[2] ?? '';
+    if (g !== currentGroup) {
+      currentGroup = g;
+      current = groups.get(g);
+      if (!current) groups.set(g, (current = []));
+    }
+    current!.push(r);
   }
   const series = request.groupBy ? groups.size : 1;
   if (series * plan.buckets > options.maxPoints) throw tooManyPoints(plan.buckets, series, options.maxPoints);
-  return { newestMinute: rows[0]?.newest ?? null, groups };
+  return { newestMinute: rows[0]?.[0] ?? null, groups };
 }
 
 function tooManyPoints(buckets: number, groups: number | null, maxPoints: number) {
@@ -156,18 +165,56 @@ function tooManyPoints(buckets: number, groups: number | null, maxPoints: number
   );
 }
 
-/** One point as the API renders it: the requested aggregates only; avg, min and max are null without values. */
-export function renderPoint(
-  t: number,
-  point: StatsPoint | undefined,
-  aggregates: readonly StatsAggregate[],
-): Record<string, string | number | null> {
-  const out: Record<string, string | number | null> = { t: new Date(t).toISOString() };
-  for (const agg of aggregates) {
-    if (agg === 'count') out.count = point?.count ?? 0;
-    else if (agg === 'sum') out.sum = point?.sum ?? 0;
-    else if (agg === 'avg') out.avg = point && point.valueCount > 0 ? point.sum / point.valueCount : null;
-    else out[agg] = point?.[agg] ?? null;
+/** A JSON number as JSON.stringify writes it (a non-finite one is null). */
+const num = (x: number): string => (Number.isFinite(x) ? String(x) : 'null');
+
+/** What renderStats writes besides the numbers. */
+export interface StatsHeader {
+  readonly window: string;
+  readonly step: string;
+}
+
+/**
+ * The answer's JSON, written directly: each bucket's `{"t":"…"` prefix and its empty point are made once and
+ * shared by every series, and a point with events is one string built from its row. Points hold the requested
+ * aggregates only, in the order asked; a bucket without events has count 0, sum 0 and null avg, min and max.
+ */
+export function renderStats(request: StatsRequest, plan: StatsPlan, data: StatsData, header: StatsHeader): string {
+  const { aggregates } = request;
+  const prefixes = new Array<string>(plan.buckets);
+  const empties = new Array<string>(plan.buckets);
+  let emptyTail = '';
+  for (const agg of aggregates) emptyTail += agg === 'count' || agg === 'sum' ? `,"${agg}":0` : `,"${agg}":null`;
+  emptyTail += '}';
+  for (let i = 0; i < plan.buckets; i++) {
+    prefixes[i] = `{"t":"${new Date(plan.from + i * request.stepMs).toISOString()}"`;
+    empties[i] = prefixes[i] + emptyTail;
   }
-  return out;
+  const point = (r: StatsRow): string => {
+    let out = prefixes[r[1]!]!;
+    for (const agg of aggregates) {
+      if (agg === 'count') out += `,"count":${r[3]}`;
+      else if (agg === 'sum') out += `,"sum":${num(r[5] ?? 0)}`;
+      else if (agg === 'avg') out += Number(r[4]) > 0 ? `,"avg":${num(r[5]! / Number(r[4]))}` : ',"avg":null';
+      else {
+        const v = agg === 'min' ? r[6] : r[7];
+        out += v === null ? `,"${agg}":null` : `,"${agg}":${num(v)}`;
+      }
+    }
+    return out + '}';
+  };
+  const groups = request.groupBy ? [...data.groups.keys()] : [''];
+  const series: string[] = [];
+  for (const g of groups) {
+    const cells = empties.slice();
+    for (const r of data.groups.get(g) ?? []) cells[r[1]!] = point(r);
+    const points = `"points":[${cells.join(',')}]}`;
+    series.push(request.groupBy ? `{${JSON.stringify(request.groupBy)}:${JSON.stringify(g)},${points}` : `{${points}`);
+  }
+  return (
+    `{"window":${JSON.stringify(header.window)},"step":${JSON.stringify(header.step)},"resolution":"${plan.resolution}",` +
+    `"from":"${new Date(plan.from).toISOString()}","to":"${new Date(plan.to).toISOString()}",` +
+    `"newest_minute":${data.newestMinute === null ? 'null' : `"${new Date(data.newestMinute).toISOString()}"`},` +
+    `"group_by":${JSON.stringify(request.groupBy)},"aggregates":${JSON.stringify(aggregates)},"series":[${series.join(',')}]}`
+  );
 }

@@ -89,7 +89,7 @@ describe('rollups', () => {
     await assertRollupsMatchEvents(env.pool);
   });
 
-  it('stays exact with writers upserting the same buckets and the same events at once: no deadlock, no lost update', async () => {
+  it('stays exact with writers upserting the same buckets and the same events at once, and roll-ups between them: no deadlock, no lost update', async () => {
     const pools = Array.from({ length: 4 }, () => createPool(env.databaseUrl, { max: 2, applicationName: 'floodgate-test' }));
     try {
       // Every batch hits the same tenant × type × minute rows; half the batches are written by two writers at once.
@@ -105,7 +105,21 @@ describe('rollups', () => {
         }
         return inserted;
       });
-      const results = await Promise.all(work);
+      // Roll-ups run all the while (the events are five minutes old: below the watermark, so every write also
+      // marks its minutes stale and every pass recomputes them).
+      let writing = true;
+      let passes = 0;
+      const rolling = (async () => {
+        while (writing) {
+          await rollUp(env.pool, 0);
+          passes++;
+        }
+      })();
+      const results = await Promise.all(work).finally(() => {
+        writing = false;
+      });
+      await rolling;
+      assert.ok(passes > 1, 'roll-ups ran during the writes');
       const distinctKeyed = 6 * 40;
       const expected = 24 * 120 + distinctKeyed;
       assert.equal(
