@@ -98,27 +98,61 @@ export interface StatsReadOptions {
   readonly maxPoints: number;
 }
 
+const COLUMNS = 'bucket, type, event_count, value_count, value_sum, value_min, value_max';
+
+/**
+ * The rows a coarse level answers from at one snapshot: the level's stored rows of the range but those of stale
+ * buckets, the minute rows at or after the roll-up watermark, and the minute rows of the stale buckets below it
+ * (the rule of the rollup_*_live views of db/migrations/010_rollup_watermark.sql, written out so that the
+ * conditions reach every arm and the rows are aggregated once, straight into the answer's buckets).
+ */
+function coarseRows(table: string, width: string, type: string): string {
+  return `
+    mark AS MATERIALIZED (SELECT upto FROM rollup_watermark),
+    stale AS MATERIALIZED (
+      SELECT DISTINCT date_bin('${width}', bucket, 'epoch') AS b FROM rollup_stale WHERE tenant = $1 AND bucket >= $2 AND bucket < $3
+    ),
+    src AS (
+      SELECT ${COLUMNS} FROM ${table}
+      WHERE tenant = $1 AND bucket >= $2 AND bucket < $3 ${type} AND bucket NOT IN (SELECT b FROM stale)
+      UNION ALL
+      SELECT ${COLUMNS} FROM rollup_minute
+      WHERE tenant = $1 AND bucket >= $2 AND bucket < $3 ${type} AND bucket >= (SELECT upto FROM mark)
+      UNION ALL
+      SELECT m.bucket, m.type, m.event_count, m.value_count, m.value_sum, m.value_min, m.value_max
+      FROM stale s JOIN rollup_minute m ON m.tenant = $1 AND m.bucket >= s.b AND m.bucket < s.b + interval '${width}'
+      WHERE m.bucket >= $2 AND m.bucket < $3 ${type.replace(/\btype\b/g, 'm.type')} AND m.bucket < (SELECT upto FROM mark)
+    ),`;
+}
+
+const COARSE = {
+  rollup_5m_live: { table: 'rollup_5m', width: '5 minutes' },
+  rollup_hour_live: { table: 'rollup_hour', width: '1 hour' },
+  rollup_day_live: { table: 'rollup_day', width: '1 day' },
+} as const;
+
 /**
  * The one statement readStats runs (one snapshot: the freshness it reports is the freshness of the numbers).
  * Both the rollup range and the freshness probe name their bucket range, so only the partitions in it are read.
- * Each row names its bucket by index from `from` (an int, not a timestamp to parse) and comes as an array.
+ * Each row names its bucket by index from `from` (an int, not a timestamp to parse) and comes as an array; rows
+ * come in no particular order (readStats orders the groups).
  */
 export function statsQuery(request: StatsRequest, plan: StatsPlan, options: StatsReadOptions): Statement & { rowMode: 'array' } {
   const type = typeCondition(request.type, 8);
   const group = request.groupBy === 'type' ? 'type' : "''";
-  // Series in byte order of their type, whatever the database's collation.
-  const order = request.groupBy === 'type' ? 'type COLLATE "C", 1' : '1';
+  const source =
+    plan.table === 'rollup_minute'
+      ? `src AS (SELECT ${COLUMNS} FROM rollup_minute WHERE tenant = $1 AND bucket >= $2 AND bucket < $3 ${type.sql}),`
+      : coarseRows(COARSE[plan.table].table, COARSE[plan.table].width, type.sql);
   const text = `
     WITH newest AS (
       SELECT max(bucket) AS newest FROM rollup_minute WHERE tenant = $1 AND bucket >= $4 AND bucket <= $5
-    ),
+    ),${source}
     points AS (
       SELECT floor(extract(epoch FROM bucket - $2::timestamptz)::float8 / $6::float8)::int AS i, ${group} AS g, sum(event_count)::bigint AS count,
              sum(value_count)::bigint AS value_count, sum(value_sum) AS sum, min(value_min) AS min, max(value_max) AS max
-      FROM ${plan.table}
-      WHERE tenant = $1 AND bucket >= $2 AND bucket < $3 ${type.sql}
+      FROM src
       GROUP BY 1, 2
-      ORDER BY ${order}
       LIMIT $7
     )
     SELECT (extract(epoch FROM n.newest) * 1000)::float8, p.* FROM newest n LEFT JOIN points p ON true`;
@@ -135,25 +169,25 @@ export function statsQuery(request: StatsRequest, plan: StatsPlan, options: Stat
   return { text, values, rowMode: 'array' };
 }
 
+/** Byte order of the UTF-8 encodings (what ORDER BY … COLLATE "C" gives), whatever the strings hold. */
+const byteOrder = (a: string, b: string): number => Buffer.compare(Buffer.from(a), Buffer.from(b));
+
 /** Reads the points of a planned stats request; more groups × buckets than `maxPoints` is a 422. */
 export async function readStats(pool: Pool, request: StatsRequest, plan: StatsPlan, options: StatsReadOptions): Promise<StatsData> {
   const { rows } = await pool.query<StatsRow>(prepared(statsQuery(request, plan, options)));
   if (rows.length > options.maxPoints) throw tooManyPoints(plan.buckets, null, options.maxPoints);
-  const groups = new Map<string, StatsRow[]>();
-  let current: StatsRow[] | undefined;
-  let currentGroup: string | undefined;
+  const byGroup = new Map<string, StatsRow[]>();
   for (const r of rows) {
     if (r[1] === null) continue;
     const g = r[2] ?? '';
-    if (g !== currentGroup) {
-      currentGroup = g;
-      current = groups.get(g);
-      if (!current) groups.set(g, (current = []));
-    }
-    current!.push(r);
+    const list = byGroup.get(g);
+    if (list) list.push(r);
+    else byGroup.set(g, [r]);
   }
-  const series = request.groupBy ? groups.size : 1;
+  const series = request.groupBy ? byGroup.size : 1;
   if (series * plan.buckets > options.maxPoints) throw tooManyPoints(plan.buckets, series, options.maxPoints);
+  // Series in byte order of their type, whatever the database's collation.
+  const groups = new Map([...byGroup].sort(([a], [b]) => byteOrder(a, b)));
   return { newestMinute: rows[0]?.[0] ?? null, groups };
 }
 

@@ -47,17 +47,20 @@ BEGIN
   SELECT tenant, type, date_bin('5 minutes', bucket, 'epoch'), sum(event_count), sum(value_count), sum(value_sum), min(value_min), max(value_max)
   FROM rollup_minute
   WHERE bucket >= lo AND bucket < hi AND bucket < mark
-  GROUP BY 1, 2, 3;
+  GROUP BY 1, 2, 3
+  ORDER BY 1, 3, 2;
   INSERT INTO rollup_hour
   SELECT tenant, type, date_bin('1 hour', bucket, 'epoch'), sum(event_count), sum(value_count), sum(value_sum), min(value_min), max(value_max)
   FROM rollup_5m
   WHERE bucket >= lo AND bucket < hi
-  GROUP BY 1, 2, 3;
+  GROUP BY 1, 2, 3
+  ORDER BY 1, 3, 2;
   INSERT INTO rollup_day
   SELECT tenant, type, date_bin('1 day', bucket, 'epoch'), sum(event_count), sum(value_count), sum(value_sum), min(value_min), max(value_max)
   FROM rollup_hour
   WHERE bucket >= lo AND bucket < hi
-  GROUP BY 1, 2, 3;
+  GROUP BY 1, 2, 3
+  ORDER BY 1, 3, 2;
 END $$;
 
 -- One roll-up pass: recompute the buckets late events made stale, then roll the minutes from the watermark up to
