@@ -79,7 +79,11 @@ try {
     await ensurePartitions(pool, loadConfig({}));
   }
   const pool = pools[0]!;
-  console.log(`# bench:analytics ${new Date().toISOString()} run ${runId} ${JSON.stringify(machine())} load average ${loadavg().map((x) => x.toFixed(1)).join(' ')}`);
+  console.log(
+    `# bench:analytics ${new Date().toISOString()} run ${runId} ${JSON.stringify(machine())} load average ${loadavg()
+      .map((x) => x.toFixed(1))
+      .join(' ')}`,
+  );
   if (parts.has('overhead')) {
     console.log(
       '\n| Scenario | Statement without rollups: wall ms (CPU ms) | + rollups in the merge statement | + rollups by trigger | Samples |',

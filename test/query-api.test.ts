@@ -171,7 +171,11 @@ describe('query API', () => {
         if ('min' in p) assert.equal(p.min, e?.min ?? null);
         if ('max' in p) assert.equal(p.max, e?.max ?? null);
         if ('avg' in p) assert.equal(p.avg, e && e.valueCount > 0 ? e.sum / e.valueCount : null);
-        assert.deepEqual(Object.keys(p), ['t', ...c.query.match(/agg=([a-z,]+)/)?.[1]!.split(',') ?? ['count']], 'the aggregates asked for, in order');
+        assert.deepEqual(
+          Object.keys(p),
+          ['t', ...(c.query.match(/agg=([a-z,]+)/)?.[1]!.split(',') ?? ['count'])],
+          'the aggregates asked for, in order',
+        );
       }
       const total = series.points.reduce((n: number, p: { count: number }) => n + p.count, 0);
       assert.equal(

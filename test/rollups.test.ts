@@ -230,7 +230,15 @@ describe('rollups', () => {
     assert.ok(dropped.includes(`rollup_minute_p${day(now - 20 * DAY)}`));
     assert.ok(!(await partitionExists(env, `rollup_minute_p${day(now - 20 * DAY)}`)));
     const cutoff = Math.floor((now - 16 * DAY) / DAY) * DAY;
-    for (const table of ['rollup_minute', 'rollup_5m', 'rollup_hour', 'rollup_day', 'rollup_5m_live', 'rollup_hour_live', 'rollup_day_live']) {
+    for (const table of [
+      'rollup_minute',
+      'rollup_5m',
+      'rollup_hour',
+      'rollup_day',
+      'rollup_5m_live',
+      'rollup_hour_live',
+      'rollup_day_live',
+    ]) {
       const { rows } = await env.pool.query<{ old: string; kept: string }>(
         `SELECT count(*) FILTER (WHERE bucket < $1) AS old, coalesce(sum(event_count) FILTER (WHERE bucket >= $1), 0) AS kept FROM ${table} WHERE tenant = 'retention'`,
         [new Date(cutoff)],

@@ -66,14 +66,7 @@ function defaultStep(windowMs: number): number {
  * window of 24h and of 1d, or agg listed in another order, are different answers only where the output differs).
  */
 export function statsKey(request: StatsRequest): string {
-  return JSON.stringify([
-    request.tenant,
-    request.windowMs,
-    request.stepMs,
-    request.type,
-    request.groupBy,
-    request.aggregates,
-  ]);
+  return JSON.stringify([request.tenant, request.windowMs, request.stepMs, request.type, request.groupBy, request.aggregates]);
 }
 
 function tooManyBuckets(buckets: number, maxBuckets: number) {
