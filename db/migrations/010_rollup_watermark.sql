@@ -33,6 +33,46 @@ CREATE TABLE rollup_stale (
 -- The roll-up reads the minutes crossing the watermark of every tenant: by bucket, not by tenant first.
 CREATE INDEX rollup_minute_bucket ON rollup_minute (bucket);
 
+-- Minute rows are updated by every batch that adds to them. Half of each page of a minute partition is left
+-- free, so that an update finds room on its own page: a HOT update that touches no index (neither the primary
+-- key nor the bucket index above). Existing partitions keep it for the pages they fill from now on.
+CREATE OR REPLACE FUNCTION floodgate_create_partitions(from_day date, to_day date) RETURNS SETOF text
+LANGUAGE plpgsql AS $$
+DECLARE
+  day date := from_day;
+  parent text;
+  name text;
+BEGIN
+  WHILE day <= to_day LOOP
+    FOREACH parent IN ARRAY ARRAY['events', 'rollup_minute'] LOOP
+      name := parent || '_p' || to_char(day, 'YYYYMMDD');
+      IF to_regclass(quote_ident(name)) IS NULL THEN
+        BEGIN
+          EXECUTE format(
+            'CREATE TABLE %I PARTITION OF %I FOR VALUES FROM (%L) TO (%L) %s',
+            name, parent, (day::timestamp AT TIME ZONE 'UTC'), ((day + 1)::timestamp AT TIME ZONE 'UTC'),
+            CASE WHEN parent = 'rollup_minute' THEN 'WITH (fillfactor = 50)' ELSE '' END);
+          RETURN NEXT name;
+        EXCEPTION WHEN duplicate_table OR unique_violation THEN
+          NULL;
+        END;
+      END IF;
+    END LOOP;
+    day := day + 1;
+  END LOOP;
+END $$;
+
+DO $$
+DECLARE
+  part record;
+BEGIN
+  FOR part IN
+    SELECT c.relname FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid WHERE i.inhparent = 'rollup_minute'::regclass
+  LOOP
+    EXECUTE format('ALTER TABLE %I SET (fillfactor = 50)', part.relname);
+  END LOOP;
+END $$;
+
 -- Recomputes the coarse rows of [lo, hi) (whole days) from the minute rows before the watermark.
 CREATE FUNCTION floodgate_reroll(lo timestamptz, hi timestamptz) RETURNS void
 LANGUAGE plpgsql AS $$
