@@ -7,19 +7,19 @@ import { createLivePublisher, type LivePublisher } from '../lib/live-publisher.j
 import { LIVE_CONNECTION_NAME } from '../lib/live-subscriber.js';
 import { createLogger } from '../lib/logger.js';
 import { createRedis, type Redis } from '../lib/redis.js';
-import { decodeEntry, encodeEntry, type StreamEntry } from '../lib/stream-entry.js';
+import { decodeEntry, encodeEntry, type QueuedEntry } from '../lib/stream-entry.js';
 import { openSse, openWs, type LiveClient } from './live-clients.js';
 import { createTestEnv, eventually, startPrivateRedis, startTestApi, type PrivateRedis, type TestApi, type TestEnv } from './support.js';
 
 /** A committed batch of `n` events of one tenant, as the flusher hands it to the publisher. */
-function batch(tenant: string, n: number, tag: string): { entries: StreamEntry[]; ids: string[] } {
+function batch(tenant: string, n: number, tag: string): { entries: QueuedEntry[]; ids: string[] } {
   const now = Date.now();
   const events = Array.from({ length: n }, (_, i) => {
     const check = checkEvent({ type: 'gap.test', data: { tag, i } }, now, { retentionDays: 30, maxEventDataBytes: 32_768 });
     if (!check.ok) throw new Error('invalid test event');
     return check.event;
   });
-  return { entries: [decodeEntry(encodeEntry(tenant, 'normal', now, events))], ids: events.map((e) => e.id) };
+  return { entries: [{ queueId: tag, entry: decodeEntry(encodeEntry(tenant, 'normal', now, events)) }], ids: events.map((e) => e.id) };
 }
 
 describe('live view: a lost Redis subscription', () => {
