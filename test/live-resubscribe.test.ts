@@ -3,6 +3,7 @@ import { after, before, describe, it } from 'node:test';
 import { Registry } from 'prom-client';
 import { createApiKey } from '../lib/api-keys.js';
 import { checkEvent } from '../lib/event-schema.js';
+import { liveKeys } from '../lib/live-channel.js';
 import { createLivePublisher, type LivePublisher } from '../lib/live-publisher.js';
 import { LIVE_CONNECTION_NAME } from '../lib/live-subscriber.js';
 import { createLogger } from '../lib/logger.js';
@@ -65,7 +66,7 @@ describe('live view: a lost Redis subscription', () => {
 
     // Cut the API's subscription and keep it out (no room for a new client) while a batch is published.
     const subscribers = async () =>
-      Number(((await client.pubsub('NUMSUB', `${env.config.streamKey}:live:channel:acme`)) as [string, number])[1]);
+      Number(((await client.pubsub('NUMSUB', liveKeys(env.config.streamKey).channel('acme'))) as [string, number])[1]);
     const clientList = String(await client.call('CLIENT', 'LIST'))
       .trim()
       .split('\n');
