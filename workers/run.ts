@@ -49,10 +49,10 @@ export async function runWorker(config: Config, logger: Logger): Promise<Running
     registerPgQueueStats({ registry, pool: statsPool, logger });
   }
   const breaker = createPostgresWriteBreaker(config, registry, logger);
-  // The live view publishes through Redis: with QUEUE=postgres it is off, as with LIVE_ENABLED=false. Also on a
-  // Redis Cluster, where its multi-tenant MGET would cross slots (see docs/scaling.md).
+  // The live view publishes through Redis (a single one or a cluster): with QUEUE=postgres it is off, as with
+  // LIVE_ENABLED=false (see docs/live.md).
   const live =
-    config.liveEnabled && redis && config.redisClusterNodes.length === 0
+    config.liveEnabled && redis
       ? createLivePublisher({
           redis,
           pool,
