@@ -117,6 +117,22 @@ export function createLiveSubscriber(deps: LiveSubscriberDeps): LiveSubscriber {
     for (const batch of held) dispatch(state, batch);
   }
 
+  /**
+   * Catches a tenant up, trying again while its log cannot be read (on a cluster its master may be failing over):
+   * until then its batches are held, so its connections see them late but none lost or out of order.
+   */
+  async function catchUpRetrying(tenant: string, state: TenantState): Promise<void> {
+    for (let attempt = 1; !closing && states.get(tenant) === state; attempt++) {
+      try {
+        await catchUp(tenant, state);
+        return;
+      } catch (err) {
+        if (attempt === 1) log.error({ err, tenant }, 'could not catch up a live channel; trying again');
+        await new Promise((resolve) => setTimeout(resolve, Math.min(attempt * 200, 2000)));
+      }
+    }
+  }
+
   function refreshMarkers(): Promise<unknown> {
     if (states.size === 0) return Promise.resolve();
     const pipeline = redis.pipeline();
@@ -141,11 +157,7 @@ export function createLiveSubscriber(deps: LiveSubscriberDeps): LiveSubscriber {
   sub.onRestored(() => {
     log.warn({ tenants: states.size }, 'live subscription restored; catching up from the resume logs');
     refreshMarkers().catch(() => {});
-    void Promise.all(
-      [...states].map(([tenant, state]) =>
-        catchUp(tenant, state).catch((err: unknown) => log.error({ err, tenant }, 'could not catch up a live channel')),
-      ),
-    );
+    for (const [tenant, state] of states) void catchUpRetrying(tenant, state);
   });
 
   const refresher = setInterval(() => {
