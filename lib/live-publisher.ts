@@ -54,6 +54,9 @@ export function liveDedupWindowMs(config: Pick<Config, 'liveResumeWindowMs' | 'c
 // grows the worker's memory; the write path never waits for the live view.
 const MAX_PENDING_BATCHES = 64;
 const LOG_EVERY_MS = 10_000;
+// Tries of one batch while Redis fails: 200 ms, then doubling, about 6 s in all (a cluster failover's length).
+const PUBLISH_ATTEMPTS = 6;
+const RETRY_BASE_MS = 200;
 
 /** One committed event of a listened tenant, as the live view will forward it. */
 interface Outgoing {
@@ -291,13 +294,23 @@ export function createLivePublisher(deps: LivePublisherDeps): LivePublisher {
     const started = performance.now();
     const tenants = [...new Set(entries.map((q) => q.entry.tenant))];
     let listened: string[] = [];
-    try {
-      listened = await listenedOf(tenants);
-      for (const tenant of listened) await publishTenant(tenant, entries, result.duplicates > 0);
-    } catch (err) {
-      const lost = entries.filter((q) => listened.includes(q.entry.tenant)).reduce((n, q) => n + q.entry.count, 0);
-      if (lost > 0) dropped.inc({ reason: 'redis_error' }, lost);
-      logRarely({ err }, 'could not publish a committed batch to the live view');
+    for (let attempt = 1; ; attempt++) {
+      try {
+        listened = await listenedOf(tenants);
+        for (const tenant of listened) await publishTenant(tenant, entries, result.duplicates > 0);
+        break;
+      } catch (err) {
+        // Publishing again is harmless (the script skips what it published before), so a failover of a tenant's
+        // master (a few seconds on a cluster) delays its batches rather than losing them from the live view.
+        if (attempt < PUBLISH_ATTEMPTS && !closed) {
+          await new Promise((resolve) => setTimeout(resolve, RETRY_BASE_MS * 2 ** (attempt - 1)));
+          continue;
+        }
+        const lost = entries.filter((q) => listened.includes(q.entry.tenant)).reduce((n, q) => n + q.entry.count, 0);
+        if (lost > 0) dropped.inc({ reason: 'redis_error' }, lost);
+        logRarely({ err }, 'could not publish a committed batch to the live view');
+        break;
+      }
     }
     duration.observe({ listened: listened.length > 0 ? 'yes' : 'no' }, (performance.now() - started) / 1000);
   }
