@@ -65,8 +65,7 @@ describe('live view and key revocations on a Redis Cluster (3 masters, 3 replica
   after(async () => {
     for (const c of clients) c.close();
     worker?.child.kill('SIGTERM');
-    const out = await worker?.exited;
-    console.log('WORKER', out?.stdout.slice(-3000), out?.stderr.slice(-2000));
+    await worker?.exited;
     await api?.close();
     redis?.disconnect();
     await env?.cleanup();
