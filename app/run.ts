@@ -70,9 +70,7 @@ export async function runApi(config: Config, logger: Logger): Promise<RunningApi
   // Revocations and rotations announced by `floodgate keys` reach this process's key cache within moments.
   // QUEUE=postgres: no feed; cached keys are then revalidated every second (the key resolver's unfed TTL).
   const invalidations =
-    redis !== undefined
-      ? startKeyInvalidationFeed({ config, channel: keyInvalidationChannel(config), listener: keys, logger })
-      : undefined;
+    redis !== undefined ? startKeyInvalidationFeed({ config, channel: keyInvalidationChannel(config), listener: keys, logger }) : undefined;
   // The live view fans out through Redis (a single one or a cluster): with QUEUE=postgres it is off, as with
   // LIVE_ENABLED=false (see docs/live.md).
   const live = config.liveEnabled && redis ? createLiveHub({ config, redis, logger, registry }) : undefined;

@@ -91,7 +91,7 @@ export const CONFIG_VARIABLES = {
   },
   redisClusterNodes: {
     name: 'REDIS_CLUSTER_NODES',
-    doc: 'Comma-separated `host:port` seeds of a Redis Cluster; empty uses the single Redis at `REDIS_URL`. With a cluster the stream keys and each tenant's live-view keys carry a hash tag; the live view and the key-revocation feed subscribe on one node (see docs/scaling.md).',
+    doc: 'Comma-separated `host:port` seeds of a Redis Cluster; empty uses the single Redis at `REDIS_URL`. With a cluster the stream keys and the live-view keys of each tenant carry a hash tag; the live view and the key-revocation feed subscribe on one node (see docs/scaling.md).',
     defaultValue: '',
     parse: hostPorts,
   },

@@ -255,7 +255,9 @@ export function createLivePublisher(deps: LivePublisherDeps): LivePublisher {
 
   async function publishTenant(tenant: string, entries: readonly QueuedEntry[], hadDuplicates: boolean): Promise<void> {
     const iso = createIsoCache();
-    const mine = entries.filter((q) => q.entry.tenant === tenant).map((q) => ({ queueId: q.queueId, events: entryEvents(q.entry.rows, iso) }));
+    const mine = entries
+      .filter((q) => q.entry.tenant === tenant)
+      .map((q) => ({ queueId: q.queueId, events: entryEvents(q.entry.rows, iso) }));
     if (hadDuplicates) {
       // Some events were not inserted: refused duplicates of a key, or stored by an earlier delivery.
       let owners: Set<string>;
@@ -266,7 +268,10 @@ export function createLivePublisher(deps: LivePublisherDeps): LivePublisher {
           mine.flatMap((m) => m.events),
         );
       } catch (err) {
-        dropped.inc({ reason: 'db_error' }, mine.reduce((n, m) => n + m.events.length, 0));
+        dropped.inc(
+          { reason: 'db_error' },
+          mine.reduce((n, m) => n + m.events.length, 0),
+        );
         logRarely({ err, tenant }, 'could not tell stored events from duplicates; batch not published to the live view');
         return;
       }
@@ -278,9 +283,7 @@ export function createLivePublisher(deps: LivePublisherDeps): LivePublisher {
     // Sent back to back on one connection (one slot on a cluster): Redis runs them, and subscribers see them, in
     // this order.
     const outcomes = await Promise.all(groups.map((group) => runScript(tenant, group)));
-    groups.forEach((group, g) =>
-      group.forEach((part, i) => (outcomes[g]![i] === '0' ? repeats : published).inc(part.events)),
-    );
+    groups.forEach((group, g) => group.forEach((part, i) => (outcomes[g]![i] === '0' ? repeats : published).inc(part.events)));
   }
 
   /** Which of `tenants` have a listener: one MGET on a single Redis, one GET per tenant (pipelined) on a cluster. */

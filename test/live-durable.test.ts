@@ -23,14 +23,18 @@ async function crashWorker(env: TestEnv, fault: 'after-commit' | 'after-publish'
   child.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
   // A worker that never reaches its fault point (it read nothing) must not hold the test: it is killed and fails it.
   const timer = setTimeout(() => child.kill('SIGTERM'), 30_000);
-  const [code, signal] = (await new Promise((resolve) => child.once('exit', (...args) => resolve(args)))) as [number | null, NodeJS.Signals | null];
+  const [code, signal] = await new Promise<[number | null, NodeJS.Signals | null]>((resolve) =>
+    child.once('exit', (c, s) => resolve([c, s])),
+  );
   clearTimeout(timer);
   assert.equal(signal, 'SIGKILL', `the worker killed itself at its fault point (exit ${code}: ${stderr})`);
   return signal;
 }
 
 /** The worker that takes over: flusher and live publisher as `floodgate worker` wires them. */
-async function startRescuer(env: TestEnv): Promise<{ flusher: Flusher; publisher: LivePublisher; registry: Registry; close(): Promise<void> }> {
+async function startRescuer(
+  env: TestEnv,
+): Promise<{ flusher: Flusher; publisher: LivePublisher; registry: Registry; close(): Promise<void> }> {
   const registry = new Registry();
   const logger = createLogger('silent', 'worker-test');
   const publisher = createLivePublisher({

@@ -9,7 +9,17 @@ import { LIVE_CONNECTION_NAME } from '../lib/live-subscriber.js';
 import { createQueueRedis, type Redis } from '../lib/redis.js';
 import { startRedisCluster, type TestRedisCluster } from '../bench/redis-cluster.js';
 import { openSse, openWs, type LiveClient } from './live-clients.js';
-import { createTestEnv, envVars, eventually, json, spawnFloodgate, startTestApi, type FloodgateProcess, type TestApi, type TestEnv } from './support.js';
+import {
+  createTestEnv,
+  envVars,
+  eventually,
+  json,
+  spawnFloodgate,
+  startTestApi,
+  type FloodgateProcess,
+  type TestApi,
+  type TestEnv,
+} from './support.js';
 
 const run = promisify(execFile);
 const TENANTS = ['red', 'green', 'blue', 'amber', 'violet', 'teal'];
@@ -77,7 +87,9 @@ describe('live view and key revocations on a Redis Cluster (3 masters, 3 replica
     const masters = new Set<number>();
     for (const tenant of TENANTS) {
       const slots = new Set(
-        [names.log(tenant), names.published(tenant), names.listening(tenant), names.channel(tenant)].map((k) => redis.cluster('KEYSLOT', k)),
+        [names.log(tenant), names.published(tenant), names.listening(tenant), names.channel(tenant)].map((k) =>
+          redis.cluster('KEYSLOT', k),
+        ),
       );
       assert.equal(new Set(await Promise.all(slots)).size, 1, `${tenant}: one slot`);
       masters.add(await cluster.masterOf(names.log(tenant)));
@@ -86,12 +98,17 @@ describe('live view and key revocations on a Redis Cluster (3 masters, 3 replica
   });
 
   it("delivers each tenant's events to its connections only, once and in order, over SSE and WebSocket", async () => {
-    const watched = new Map(await Promise.all(TENANTS.map(async (t) => [t, [await openSse(api.url, keys.get(t)!), await openWs(api.url, keys.get(t)!)]] as const)));
+    const watched = new Map(
+      await Promise.all(TENANTS.map(async (t) => [t, [await openSse(api.url, keys.get(t)), await openWs(api.url, keys.get(t))]] as const)),
+    );
     for (const pair of watched.values()) clients.push(...pair);
     const expected = new Map<string, string[]>();
     for (let round = 0; round < 3; round++) {
       for (const tenant of TENANTS) {
-        const sent = await post(tenant, [{ type: `${tenant}.a`, data: { round } }, { type: `${tenant}.b`, idempotency_key: `${tenant}-${round}` }]);
+        const sent = await post(tenant, [
+          { type: `${tenant}.a`, data: { round } },
+          { type: `${tenant}.b`, idempotency_key: `${tenant}-${round}` },
+        ]);
         expected.set(tenant, [...(expected.get(tenant) ?? []), ...sent]);
       }
     }
@@ -108,7 +125,7 @@ describe('live view and key revocations on a Redis Cluster (3 masters, 3 replica
     const [sse] = clients.filter((c, i) => i === TENANTS.indexOf(tenant) * 2);
     const cursor = sse!.events.at(-1)!.id;
     const missed = await post(tenant, [{ type: 'missed.one' }, { type: 'missed.two' }]);
-    const resumed = await openSse(api.url, keys.get(tenant)!, '/v1/events/live', { 'last-event-id': cursor });
+    const resumed = await openSse(api.url, keys.get(tenant), '/v1/events/live', { 'last-event-id': cursor });
     clients.push(resumed);
     assert.deepEqual(
       (await resumed.waitForEvents(2)).map((r) => r.event.id),
@@ -132,7 +149,15 @@ describe('live view and key revocations on a Redis Cluster (3 masters, 3 replica
       assert.deepEqual(ids(c), [...before, ...during, ...later], 'every event once, in order');
     }
     // Bring the cluster back to full strength (the node rejoins, as a replica if it had been a master).
-    await eventually(async () => (await cluster.ready(5000, false).then(() => true, () => false)) === true, 'cluster ok', 60_000);
+    await eventually(
+      async () =>
+        (await cluster.ready(5000, false).then(
+          () => true,
+          () => false,
+        )) === true,
+      'cluster ok',
+      60_000,
+    );
     cluster.restart(port);
     await cluster.ready(60_000, true);
   });
@@ -142,7 +167,9 @@ describe('live view and key revocations on a Redis Cluster (3 masters, 3 replica
     const subscribers = async () => {
       let n = 0;
       for (const port of cluster.ports) {
-        const { stdout } = await run('redis-cli', ['-h', '127.0.0.1', '-p', String(port), 'PUBSUB', 'NUMSUB', channel]).catch(() => ({ stdout: '' }));
+        const { stdout } = await run('redis-cli', ['-h', '127.0.0.1', '-p', String(port), 'PUBSUB', 'NUMSUB', channel]).catch(() => ({
+          stdout: '',
+        }));
         n += Number(stdout.trim().split('\n')[1] ?? 0);
       }
       return n;
@@ -161,7 +188,10 @@ describe('live view and key revocations on a Redis Cluster (3 masters, 3 replica
     await new Promise((r) => setTimeout(r, 1500));
     assert.equal(await status(), 202);
     assert.equal(await lookups(), looked, 'the cached key was not looked up again: the process is fed');
-    const revoked = await spawnFloodgate(['keys', 'revoke', String(id)], envVars(env, { REDIS_CLUSTER_NODES: env.config.redisClusterNodes.map((n) => `${n.host}:${n.port}`).join(',') }));
+    const revoked = await spawnFloodgate(
+      ['keys', 'revoke', String(id)],
+      envVars(env, { REDIS_CLUSTER_NODES: env.config.redisClusterNodes.map((n) => `${n.host}:${n.port}`).join(',') }),
+    );
     const done = await revoked.exited;
     assert.equal(done.code, 0, done.stderr);
     assert.doesNotMatch(done.stderr, /could not announce/);

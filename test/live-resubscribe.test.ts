@@ -60,7 +60,7 @@ describe('live view: a lost Redis subscription', () => {
     const ws = await openWs(api.url, key);
     clients.push(sse, ws);
     const first = batch('acme', 3, 'before');
-    publisher.onCommitted(first.entries, { inserted: 3, duplicates: 0 });
+    void publisher.onCommitted(first.entries, { inserted: 3, duplicates: 0 });
     await sse.waitForEvents(3);
     await ws.waitForEvents(3);
 
@@ -75,7 +75,7 @@ describe('live view: a lost Redis subscription', () => {
     await client.config('SET', 'maxclients', String(clientList.length - 1));
     await client.call('CLIENT', 'KILL', 'ID', /\bid=(\d+)/.exec(live[0]!)![1]!);
     const during = batch('acme', 4, 'during');
-    publisher.onCommitted(during.entries, { inserted: 4, duplicates: 0 });
+    void publisher.onCommitted(during.entries, { inserted: 4, duplicates: 0 });
     await eventually(async () => publisher.pending() === 0, 'published while the subscription is down');
     assert.equal(await subscribers(), 0, 'the batch was published while nobody was subscribed');
     await new Promise((r) => setTimeout(r, 300));
@@ -84,7 +84,7 @@ describe('live view: a lost Redis subscription', () => {
     await client.config('SET', 'maxclients', '10000');
     await eventually(async () => (await subscribers()) === 1, 'resubscribed');
     const later = batch('acme', 2, 'after');
-    publisher.onCommitted(later.entries, { inserted: 2, duplicates: 0 });
+    void publisher.onCommitted(later.entries, { inserted: 2, duplicates: 0 });
     const expected = [...first.ids, ...during.ids, ...later.ids];
     for (const c of [sse, ws]) {
       assert.deepEqual(
