@@ -61,7 +61,7 @@ function clusterNodes(redis: Redis): RedisNode[] {
  * The API's half of the live view. One subscriber connection per process, subscribed to the channels of the
  * tenants its connections watch (not one per connection: thousands of connections cost Redis one client).
  * While it watches a tenant it keeps the tenant's listener marker alive, so the worker publishes its batches.
- * If the subscription is lost (Redis restart, network), Redis drops whatever was published meanwhile; on
+ * If the subscription is lost (Redis restart, network, its cluster node gone), what was published meanwhile is lost; on
  * reconnecting, each tenant catches up from its resume log after the last batch it dispatched, so listeners
  * see neither a gap nor a repeat.
  */
