@@ -452,6 +452,24 @@ export const CONFIG_VARIABLES = {
     defaultValue: '10000',
     parse: integer(1, 10_000_000),
   },
+  statsCacheMs: {
+    name: 'STATS_CACHE_MS',
+    doc: 'How long an API process may reuse a `GET /v1/stats` answer for the same tenant and question; 0 (the default): never, every answer is read after its request arrived and reflects every event committed before. Identical questions asked at the same moment share one read either way. See docs/analytics.md.',
+    defaultValue: '0',
+    parse: integer(0, 60_000),
+  },
+  rollupIntervalMs: {
+    name: 'ROLLUP_INTERVAL_MS',
+    doc: "How often the worker's maintenance loop rolls minute rollups up into the 5-minute, hour and day rollups and recomputes the buckets late events made stale.",
+    defaultValue: '15000',
+    parse: integer(100, 3_600_000),
+  },
+  rollupLagMs: {
+    name: 'ROLLUP_LAG_MS',
+    doc: 'How far behind now the roll-up watermark stays: minutes older than this are rolled up, younger ones are read from the minute rollups. Events arriving for a minute below the watermark are late: each marks its bucket stale until the next roll-up.',
+    defaultValue: '120000',
+    parse: integer(0, 86_400_000),
+  },
 } as const satisfies Record<string, ConfigVariable<unknown>>;
 
 type Variables = typeof CONFIG_VARIABLES;
