@@ -40,7 +40,7 @@ export const dashboard: DashboardSpec = {
           thresholds: steps(180),
           description:
             'How old the newest minute in the rollups (rollup_minute, read by GET /v1/stats and the Business events dashboard) is: the start of the newest ' +
-            'minute a worker added events to, so a sawtooth between 0 and about 60 s with steady traffic. Rollups commit with their events, so a climb ' +
+            'minute a worker added events to, so a sawtooth between 0 and about 60 s with steady traffic. Minute rollups commit with their events, so a climb ' +
             'means nothing new is being stored (or no events arrive). Above the dashed line for 5 minutes while events are accepted, FloodgateRollupsStale fires.',
         },
         {
