@@ -143,8 +143,11 @@ interface RunResult {
 
 const SLUGS: Record<string, string> = { 'single event': 'single', 'batch of 100': 'batch', 'refusal (503)': 'refusal' };
 
-/** The report of a `bench/api-profile.ts` run directory: CPU per request, the ratio to bare, and each breakdown. */
-export async function reportRun(dir: string): Promise<string> {
+/**
+ * The report of a `bench/api-profile.ts` run directory: CPU per request, the ratio to bare, and each breakdown
+ * (left out of a run without the profiler).
+ */
+export async function reportRun(dir: string, profiled = true): Promise<string> {
   const { results } = JSON.parse(await readFile(join(dir, 'results.json'), 'utf8')) as { results: RunResult[] };
   const single = results.find((r) => r.target === 'floodgate' && SLUGS[r.name] === 'single');
   const report: string[] = [];
@@ -161,10 +164,12 @@ export async function reportRun(dir: string): Promise<string> {
         `refused ${refused} of ${api.requests}; per refusal, admitted ones charged at ${single.perRequestMicros} µs: ${perRefusal.toFixed(1)} µs`,
       );
     }
-    for (const [target, measured] of [
-      ['api', api],
-      ['bare', bare],
-    ] as const) {
+    for (const [target, measured] of profiled
+      ? ([
+          ['api', api],
+          ['bare', bare],
+        ] as const)
+      : []) {
       const sub = join(dir, `${target}-${SLUGS[api.name]}`);
       // Every thread writes a profile (tsx's loader thread too): the main thread's is the one numbered .0.
       for (const file of (await readdir(sub)).filter((f) => /\.0\.\d+\.cpuprofile$/.test(f))) {
