@@ -268,7 +268,8 @@ export function checkEvent(
   if (e.timestamp !== undefined) {
     occurredAt = parseTimestamp(e.timestamp) + correctionMs;
     if (Number.isNaN(occurredAt)) (errors ??= []).push({ path: '/timestamp', message: 'is not a valid RFC 3339 time' });
-    else if (occurredAt > receivedAt + MAX_FUTURE_MS) (errors ??= []).push({ path: '/timestamp', message: 'is more than 24 h in the future' });
+    else if (occurredAt > receivedAt + MAX_FUTURE_MS)
+      (errors ??= []).push({ path: '/timestamp', message: 'is more than 24 h in the future' });
     else if (occurredAt < receivedAt - limits.retentionDays * DAY_MS) {
       (errors ??= []).push({ path: '/timestamp', message: `is older than the ${limits.retentionDays}-day retention` });
     }

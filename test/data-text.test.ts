@@ -27,7 +27,11 @@ function textOf(data: string): string | undefined {
 function sameStored(text: string, data: unknown): void {
   const canonical = (v: unknown): unknown =>
     v !== null && typeof v === 'object' && !Array.isArray(v)
-      ? Object.fromEntries(Object.entries(v).sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0)).map(([k, x]) => [k, canonical(x)]))
+      ? Object.fromEntries(
+          Object.entries(v)
+            .sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0))
+            .map(([k, x]) => [k, canonical(x)]),
+        )
       : Array.isArray(v)
         ? v.map(canonical)
         : v;
@@ -82,7 +86,8 @@ describe('the data texts of a request body', () => {
   });
 
   it('leave to serialising the numbers it would write differently', () => {
-    for (const n of ['1e3', '1E3', '2.50', '1.0', '1234567890123456', '5e-2', '1e400', '-0', '-0.0']) assert.equal(textOf(`{"n":${n}}`), undefined, n);
+    for (const n of ['1e3', '1E3', '2.50', '1.0', '1234567890123456', '5e-2', '1e400', '-0', '-0.0'])
+      assert.equal(textOf(`{"n":${n}}`), undefined, n);
     for (const n of ['0', '-1', '3.25', '123456789012345', '0.001', '-0.5']) assert.equal(textOf(`{"n":${n}}`), `{"n":${n}}`, n);
     assert.equal(textOf('{"s":"1e3 and 2.50 in a string"}'), '{"s":"1e3 and 2.50 in a string"}');
   });
