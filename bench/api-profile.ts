@@ -31,8 +31,14 @@ const { values: args } = parseArgs({
     // phase's 150 req/s adds hundreds of µs to every request of the API and of the bare server alike.
     'no-profile': { type: 'boolean', default: false },
     phases: { type: 'string', default: 'single,batch,refusal' },
+    // Measured windows per target, taken in turns (bare, API, bare, API…) while all of them run: on a machine
+    // whose other load comes and goes, each target then sees about the same share of it.
+    rounds: { type: 'string', default: '1' },
+    // Another build's bin/floodgate.js, measured in the same turns as this one ("baseline"): before and after.
+    'baseline-bin': { type: 'string' },
   },
 });
+const rounds = Number(args.rounds);
 const profile = !args['no-profile'];
 const selected = new Set(args.phases.split(','));
 const duration = Number(args.duration);
@@ -83,15 +89,46 @@ async function load(
   return { requests: result.requests.total, status };
 }
 
-/** Warm-up, then the measured window with the target's CPU read from /proc on either side. */
-async function measure(target: string, pid: number, url: string, key: string, phase: Phase): Promise<Measured> {
-  await load(url, key, phase, warmup);
+/** A running target: what `measure` loads and reads the CPU of. */
+interface Target {
+  readonly name: string;
+  readonly pid: number;
+  readonly url: string;
+}
+
+/** One measured window of a target: its CPU read from /proc on either side. */
+async function window(target: Target, key: string, phase: Phase) {
   // The profiler's clock is CLOCK_MONOTONIC, as hrtime is: the window picks the measured samples out of the profile.
   const from = Number(process.hrtime.bigint() / 1000n);
-  const before = processCpuMicros(pid)!;
-  const answered = await load(url, key, phase, duration);
-  const cpuMicros = processCpuMicros(pid)! - before;
-  const to = Number(process.hrtime.bigint() / 1000n);
+  const before = processCpuMicros(target.pid)!;
+  const answered = await load(target.url, key, phase, duration);
+  const cpuMicros = processCpuMicros(target.pid)! - before;
+  return { ...answered, cpuMicros, from, to: Number(process.hrtime.bigint() / 1000n) };
+}
+
+/** Warm-up of each target, then `rounds` measured windows of each in turns; one result per target. */
+async function measure(targets: Target[], key: string, phase: Phase): Promise<Measured[]> {
+  for (const target of targets) await load(target.url, key, phase, warmup);
+  const windows = targets.map(() => [] as Awaited<ReturnType<typeof window>>[]);
+  for (let r = 0; r < rounds; r++) for (const [i, target] of targets.entries()) windows[i]!.push(await window(target, key, phase));
+  return targets.map((target, i) => summarise(target.name, phase, windows[i]!));
+}
+
+/** A target's windows added up. */
+function summarise(
+  target: string,
+  phase: Phase,
+  windows: { requests: number; status: Record<string, number>; cpuMicros: number; from: number; to: number }[],
+): Measured {
+  const answered = { requests: 0, status: {} as Record<string, number> };
+  let cpuMicros = 0;
+  for (const w of windows) {
+    answered.requests += w.requests;
+    cpuMicros += w.cpuMicros;
+    for (const [code, n] of Object.entries(w.status)) answered.status[code] = (answered.status[code] ?? 0) + n;
+  }
+  const from = windows[0]!.from;
+  const to = windows.at(-1)!.to;
   const m: Measured = {
     name: phase.name,
     target,
@@ -136,25 +173,26 @@ try {
   for (const [i, phase] of phases.entries()) {
     const slug = ['single', 'batch', 'refusal'][i]!;
     if (!selected.has(slug)) continue;
-    const barePort = await freePort();
-    const bare = await profiled(
-      join(out, `bare-${slug}`),
-      ['--import', 'tsx', 'bench/bare-server.ts', String(barePort)],
-      {},
-      `http://127.0.0.1:${barePort}/`,
-    );
+    const children: Child[] = [];
+    const targets: Target[] = [];
     try {
-      results.push(await measure('bare', bare.process.pid!, `http://127.0.0.1:${barePort}`, key, phase));
+      const barePort = await freePort();
+      const bareArgs = ['--import', 'tsx', 'bench/bare-server.ts', String(barePort)];
+      children.push(await profiled(join(out, `bare-${slug}`), bareArgs, {}, `http://127.0.0.1:${barePort}/`));
+      targets.push({ name: 'bare', pid: children.at(-1)!.process.pid!, url: `http://127.0.0.1:${barePort}` });
+      // Rounds of one target each would only repeat its measurement: with one round, each runs alone, in turn.
+      if (rounds === 1) results.push(...(await measure(targets.splice(0), key, phase)));
+      for (const [name, bin] of [['floodgate', FLOODGATE_BIN], ...(args['baseline-bin'] ? [['baseline', args['baseline-bin']]] : [])]) {
+        const port = await freePort();
+        const env = { ...bench.env, SHED_MODE: 'enforce', ...phase.env, HOST: '127.0.0.1', PORT: String(port) };
+        const dir = join(out, `${name === 'floodgate' ? 'api' : name}-${slug}`);
+        children.push(await profiled(dir, [bin!, 'api'], env, `http://127.0.0.1:${port}/readyz`));
+        targets.push({ name: name!, pid: children.at(-1)!.process.pid!, url: `http://127.0.0.1:${port}` });
+        if (rounds === 1) results.push(...(await measure(targets.splice(0), key, phase)));
+      }
+      if (targets.length > 0) results.push(...(await measure(targets, key, phase)));
     } finally {
-      await bare.stop();
-    }
-    const port = await freePort();
-    const env = { ...bench.env, SHED_MODE: 'enforce', ...phase.env, HOST: '127.0.0.1', PORT: String(port) };
-    const api = await profiled(join(out, `api-${slug}`), [FLOODGATE_BIN, 'api'], env, `http://127.0.0.1:${port}/readyz`);
-    try {
-      results.push(await measure('floodgate', api.process.pid!, `http://127.0.0.1:${port}`, key, phase));
-    } finally {
-      await api.stop();
+      for (const child of children) await child.stop();
     }
   }
 } finally {

@@ -132,7 +132,8 @@ export function formatBreakdown({ total, areas }: { total: number; areas: Map<st
 /** What `bench/api-profile.ts` records of each target and phase in results.json. */
 interface RunResult {
   readonly name: string;
-  readonly target: 'bare' | 'floodgate';
+  /** `floodgate` is this build's API, `baseline` another build's (api-profile.ts --baseline-bin). */
+  readonly target: 'bare' | 'floodgate' | 'baseline';
   readonly requests: number;
   readonly status: Record<string, number>;
   readonly cpuMicros: number;
@@ -149,12 +150,13 @@ const SLUGS: Record<string, string> = { 'single event': 'single', 'batch of 100'
  */
 export async function reportRun(dir: string, profiled = true): Promise<string> {
   const { results } = JSON.parse(await readFile(join(dir, 'results.json'), 'utf8')) as { results: RunResult[] };
-  const single = results.find((r) => r.target === 'floodgate' && SLUGS[r.name] === 'single');
   const report: string[] = [];
-  for (const api of results.filter((r) => r.target === 'floodgate')) {
+  for (const api of results.filter((r) => r.target !== 'bare')) {
+    const single = results.find((r) => r.target === api.target && SLUGS[r.name] === 'single');
     const bare = results.find((r) => r.target === 'bare' && r.name === api.name)!;
+    const label = api.target === 'floodgate' ? '' : ` (${api.target})`;
     report.push(
-      `\n## ${api.name}: ${api.perRequestMicros} µs/req (${api.perEventMicros} µs/event), bare ${bare.perRequestMicros} µs/req, ratio ${(api.perRequestMicros / bare.perRequestMicros).toFixed(2)}; ${JSON.stringify(api.status)}`,
+      `\n## ${api.name}${label}: ${api.perRequestMicros} µs/req (${api.perEventMicros} µs/event), bare ${bare.perRequestMicros} µs/req, ratio ${(api.perRequestMicros / bare.perRequestMicros).toFixed(2)}; ${JSON.stringify(api.status)}`,
     );
     const refused = api.status['503'] ?? 0;
     if (refused > 0 && single) {
@@ -166,7 +168,7 @@ export async function reportRun(dir: string, profiled = true): Promise<string> {
     }
     for (const [target, measured] of profiled
       ? ([
-          ['api', api],
+          [api.target === 'floodgate' ? 'api' : api.target, api],
           ['bare', bare],
         ] as const)
       : []) {
