@@ -27,9 +27,10 @@ const AREAS: ReadonlyArray<readonly [string, RegExp]> = [
   ['GC', /^\(garbage collector\)$/],
   ['V8/native (program)', /^\(program\)$/],
   // JSON.parse and JSON.stringify run inside the function that calls them (builtins get no frame of their own).
+  // Finding each event's `data` text (lib/data-text.ts) is what replaced serialising `data` again: same area.
   [
     'JSON parse/encode',
-    /^JSON\.(parse|stringify)$|^(parse|stringify)$|\/app\/body\.[jt]s#parseJson$|\/lib\/event-schema\.[jt]s#stringifyBounded$/,
+    /^JSON\.(parse|stringify)$|^(parse|stringify)$|\/app\/body\.[jt]s#parseJson$|\/lib\/event-schema\.[jt]s#stringifyBounded$|\/lib\/data-text\./,
   ],
   ['validation (event schema, ajv)', /node_modules\/ajv|\/lib\/event-schema\.|^ajv:/],
   ['auth', /\/app\/middleware\/auth\.|\/app\/key-resolver\.|\/app\/auth-failures\.|\/lib\/api-keys\./],
