@@ -37,7 +37,7 @@ const AREAS: ReadonlyArray<readonly [string, RegExp]> = [
   ['body reading/gzip', /\/app\/body\.|node_modules\/(raw-body|co-body|inflation|iconv-lite)|node:zlib|node:internal\/zlib/],
   [
     'Redis (ioredis, enqueue)',
-    /node_modules\/(ioredis|redis-parser|denque|cluster-key-slot|standard-as-callback)|\/app\/(enqueue|sharded-enqueue|guarded-write|redis-breaker)\.|\/lib\/(redis|stream-entry|shards|queue)\./,
+    /node_modules\/(ioredis|redis-parser|denque|cluster-key-slot|standard-as-callback)|\/app\/(enqueue|sharded-enqueue|guarded-write|redis-breaker|write-coalescer)\.|\/lib\/(redis|stream-entry|shards|queue)\./,
   ],
   [
     'metrics',
