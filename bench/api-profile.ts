@@ -4,6 +4,8 @@
 // requests refused 503 overloaded by SHED_MODE=enforce with a 1 ms latency target, from a key already cached).
 // Each phase gets a fresh API process and so its own .cpuprofile; CPU per request is read from /proc around the
 // measured window, as bench/cpu.ts does. `bench/profile-breakdown.ts` turns the profiles into areas.
+// The profiler's own CPU counts in the process's, more in the API's than in the bare server's: CPU figures are
+// best read with --no-profile, and with --rounds on a machine whose other load varies (see docs/benchmarks.md).
 import autocannon from 'autocannon';
 import { mkdir, writeFile } from 'node:fs/promises';
 import { loadavg } from 'node:os';
