@@ -34,6 +34,10 @@ function isPlainObject(value: unknown): value is Record<string, unknown> {
   return typeof value === 'object' && value !== null && !Array.isArray(value);
 }
 
+function hasData(event: unknown): boolean {
+  return isPlainObject(event) && event.data !== undefined;
+}
+
 /** Splits a parsed body into the raw events it carries and the batch's `sent_at` (ms), enforcing the batch shape (lib/event-schema.ts batchSchema). */
 function rawEvents(body: unknown, maxBatchEvents: number): { events: unknown[]; batch: boolean; sentAt: number | null } {
   if (!isPlainObject(body)) throw apiError('invalid_body', 'the body must be an event object or {"events": [...]}');
@@ -125,8 +129,9 @@ export function ingestEvents(deps: IngestDeps): Middleware<IngestState> {
 
     const receivedAt = Date.now();
     const correction = sentAt === null ? 0 : clockCorrectionMs(sentAt, receivedAt);
-    // Each event's `data` as sent, where it may be stored so: not serialised again (lib/data-text.ts).
-    const texts = dataTexts(body.text, batch, events.length, textLimits);
+    // Each event's `data` as sent, where it may be stored so: not serialised again (lib/data-text.ts). Without any
+    // `data` there is nothing to find, and the body is not scanned.
+    const texts = events.some(hasData) ? dataTexts(body.text, batch, events.length, textLimits) : undefined;
     const valid: ValidEvent[] = [];
     const rejected: Rejection[] = [];
     for (let i = 0; i < events.length; i++) {
