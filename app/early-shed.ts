@@ -144,7 +144,11 @@ export function createEarlyShed(
       admittedEarly.add(req);
       return false;
     }
-    // The same answer, rendered the same way, as a refusal through Koa's error middleware.
-    return refuse(req, res, priority, started);
+    // The same answer, rendered the same way, as a refusal through Koa's error middleware; held for as long as
+    // the shedder says (a client that comes straight back then waits first).
+    const delay = shedder.refusalDelayMs(priority);
+    if (delay === 0) return refuse(req, res, priority, started);
+    setTimeout(() => refuse(req, res, priority, started), delay);
+    return true;
   };
 }

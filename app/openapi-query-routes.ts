@@ -1,4 +1,4 @@
-import { STATS_AGGREGATES, STATS_GROUP_BY } from '../lib/stats-query.js';
+import { STATS_AGGREGATES, STATS_GROUP_BY, STATS_RESOLUTIONS } from '../lib/stats-query.js';
 import type { OpenApiObject, RouteDoc } from './openapi.js';
 import { MAX_PAGE } from './routes/event-reads.js';
 
@@ -48,8 +48,8 @@ const STATS: OpenApiObject = {
     step: { type: 'string' },
     resolution: {
       type: 'string',
-      enum: ['minute', 'hour', 'day'],
-      description: 'The rollup that answered: the coarsest whose buckets tile the step.',
+      enum: [...STATS_RESOLUTIONS],
+      description: 'The rollup that answered: the coarsest whose buckets tile the step (minute, 5 minutes, hour, day).',
     },
     from: { type: 'string', format: 'date-time', description: 'Start of the first bucket (inclusive).' },
     to: { type: 'string', format: 'date-time', description: 'End of the last bucket (exclusive).' },
@@ -81,7 +81,7 @@ export function queryRouteDocs(): RouteDoc[] {
       operationId: 'getStats',
       summary: "Counts and value aggregates of the key's tenant per step over a window, from the rollups",
       description:
-        'The coarsest rollup whose buckets tile the step answers (minute, hour or day), over step-aligned buckets from the one holding now - window ' +
+        'The coarsest rollup whose buckets tile the step answers (minute, 5 minutes, hour or day), over step-aligned buckets from the one holding now - window ' +
         'to the one holding now. More than STATS_MAX_BUCKETS buckets: 400 too_many_buckets; more than STATS_MAX_POINTS points (series × buckets): ' +
         '422 too_many_points.',
       scope: 'read',

@@ -147,10 +147,12 @@ export function routeDocs(config: Pick<Config, 'maxBatchEvents'>): RouteDoc[] {
             mode: { type: 'string', enum: ['off', 'shadow', 'enforce'] },
             controller: {
               type: 'object',
-              description: 'Shed level (0-2), pressure (1 = at target), backlog floor, normal hold-off and shed probability per class.',
+              description:
+                "Shed level (0-2), pressure (1 = at target), each class's pressure against its own target, backlog floor, normal hold-off and shed probability per class.",
               properties: {
                 level: { type: 'number' },
                 pressure: { type: 'number' },
+                classPressure: { type: 'object', additionalProperties: { type: 'number' } },
                 backlogFloor: { type: 'number' },
                 normalHeldOffSeconds: { type: 'number' },
                 shedProbability: { type: 'object', additionalProperties: { type: 'number' } },
@@ -159,9 +161,37 @@ export function routeDocs(config: Pick<Config, 'maxBatchEvents'>): RouteDoc[] {
             signals: {
               type: 'object',
               additionalProperties: { type: 'number' },
-              description: 'p99Ms, samples, eventLoopDelayP99Ms, backlogEntries, inFlight.',
+              description: "p99Ms, samples, eventLoopDelayP99Ms, backlogEntries, inFlight, and each class's own window (classes).",
+              properties: {
+                classes: {
+                  type: 'object',
+                  description: "Per class: p99Ms and samples of its admitted requests over the controller's window.",
+                  additionalProperties: {
+                    type: 'object',
+                    properties: { p99Ms: { type: 'number' }, samples: { type: 'number' } },
+                  },
+                },
+              },
             },
-            targets: { type: 'object', additionalProperties: { type: 'number' } },
+            targets: {
+              type: 'object',
+              additionalProperties: { type: 'number' },
+              description: "The targets and limits from the configuration, with each class's own p99 target (classP99Ms).",
+              properties: { classP99Ms: { type: 'object', additionalProperties: { type: 'number' } } },
+            },
+            workLimit: {
+              type: 'object',
+              description:
+                'The adaptive limit on normal and low requests in flight: whether it is on, the limit now, its ceiling, the slots held, the requests waiting per class, the queue timeout.',
+              properties: {
+                enabled: { type: 'boolean' },
+                limit: { type: 'number' },
+                maxLimit: { type: 'number' },
+                inFlight: { type: 'number' },
+                queued: { type: 'object', additionalProperties: { type: 'number' } },
+                queueTimeoutMs: { type: 'number' },
+              },
+            },
             breakers: { type: 'object', additionalProperties: { type: 'string', enum: ['closed', 'open', 'half-open'] } },
             gates: { type: 'object', additionalProperties: { type: 'number' } },
           },

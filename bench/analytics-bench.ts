@@ -7,6 +7,7 @@
 //   6. (`--parts load`, with `queries`) concurrent GET /v1/stats against a running Floodgate while ingest runs
 // Every figure is a ratio or a latency measured within this one run, on a private database it drops at the end.
 import { randomUUID } from 'node:crypto';
+import { loadavg } from 'node:os';
 import { parseArgs } from 'node:util';
 import pg from 'pg';
 import { loadConfig } from '../lib/config.js';
@@ -78,7 +79,11 @@ try {
     await ensurePartitions(pool, loadConfig({}));
   }
   const pool = pools[0]!;
-  console.log(`# bench:analytics ${new Date().toISOString()} run ${runId} ${JSON.stringify(machine())}`);
+  console.log(
+    `# bench:analytics ${new Date().toISOString()} run ${runId} ${JSON.stringify(machine())} load average ${loadavg()
+      .map((x) => x.toFixed(1))
+      .join(' ')}`,
+  );
   if (parts.has('overhead')) {
     console.log(
       '\n| Scenario | Statement without rollups: wall ms (CPU ms) | + rollups in the merge statement | + rollups by trigger | Samples |',
@@ -103,12 +108,13 @@ try {
       variants,
     );
     console.log(
-      '\n| Scenario | Variant | Events/s | vs no rollups | Median ms per step | Backend CPU ms per batch | Minute rows per batch |',
+      '\n| Scenario | Variant | Events/s | vs no rollups | Median ms per step | Backend CPU ms per batch | Roll-up CPU ms per batch (passes, stale minutes) | Minute rows per batch |',
     );
-    console.log('| --- | --- | ---: | ---: | ---: | ---: | ---: |');
+    console.log('| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: |');
     for (const r of rows) {
+      const rollUps = r.rollUps ? `${r.rollUpCpuMsPerBatch} (${r.rollUps.passes}, ${r.rollUps.staleMinutes})` : '';
       console.log(
-        `| ${r.scenario} | ${r.variant} | ${r.eventsPerSec} | ${r.relative.toFixed(3)} | ${r.msPerBatch} | ${r.backendCpuMsPerBatch} | ${r.groupsPerBatch} |`,
+        `| ${r.scenario} | ${r.variant} | ${r.eventsPerSec} | ${r.relative.toFixed(3)} | ${r.msPerBatch} | ${r.backendCpuMsPerBatch} | ${rollUps} | ${r.groupsPerBatch} |`,
       );
     }
   }

@@ -17,6 +17,25 @@ export interface RollupCostRow {
   readonly backendCpuMsPerBatch: number;
   readonly relative: number;
   readonly groupsPerBatch: number;
+  /** For a variant whose coarser levels the maintenance loop rolls up: backend CPU of its passes (one every
+   * ROLLUP_PASS_MS of the scenario, as the default ROLLUP_INTERVAL_MS runs them), per batch written; null otherwise. */
+  readonly rollUpCpuMsPerBatch: number | null;
+  /** How many roll-up passes ran, and the stale minutes they recomputed. */
+  readonly rollUps: { passes: number; staleMinutes: number } | null;
+}
+
+/** The default ROLLUP_INTERVAL_MS and ROLLUP_LAG_MS (lib/config.ts). */
+const ROLLUP_PASS_MS = 15_000;
+const ROLLUP_LAG_MS = 120_000;
+
+/** One roll-up pass as the maintenance loop runs it; its backend CPU µs and the stale minutes it recomputed. */
+async function rollUpPass(pool: Pool, pids: Set<number>): Promise<{ cpu: number; stale: number }> {
+  const before = await backendCpu(pool, pids);
+  const { rows } = await pool.query<{ stale_minutes: number }>(
+    "SELECT stale_minutes FROM floodgate_roll_up(now() - $1::float8 * interval '1 millisecond')",
+    [ROLLUP_LAG_MS],
+  );
+  return { cpu: (await backendCpu(pool, pids)) - before, stale: rows[0]!.stale_minutes };
 }
 
 /** A variant's own database (created and migrated by the caller): the variants run side by side. */
@@ -64,8 +83,12 @@ export async function measureRollupCost(
     const cpuMicros = variants.map(() => 0);
     const pids = variants.map(() => new Set<number>());
     let measuredEvents = 0;
-    for (const [i, variant] of variants.entries())
+    const rollUps = variants.map(() => ({ passes: 0, staleMinutes: 0, cpu: 0, last: performance.now() }));
+    for (const [i, variant] of variants.entries()) {
       await databases[i]!.pool.query(variant.tables ? `${TRUNCATE}, ${variant.tables}` : TRUNCATE);
+      // The watermark where the maintenance loop keeps it: ROLLUP_LAG_MS behind now.
+      if (variant.rollUp) await rollUpPass(databases[i]!.pool, pids[i]!);
+    }
     for (let step = 0; step < steps; step++) {
       const group = batches.slice(step * scenario.writers, (step + 1) * scenario.writers);
       for (let k = 0; k < variants.length; k++) {
@@ -80,6 +103,16 @@ export async function measureRollupCost(
           cpuMicros[v]! += cpu;
           seconds[v]! += elapsed;
           perBatch[v]!.push(elapsed * 1000);
+        }
+        const r = rollUps[v]!;
+        if (variants[v]!.rollUp && (performance.now() - r.last >= ROLLUP_PASS_MS || step === steps - 1)) {
+          const pass = await rollUpPass(pool, pids[v]!);
+          r.last = performance.now();
+          if (step >= WARM_UP_STEPS) {
+            r.passes++;
+            r.staleMinutes += pass.stale;
+            r.cpu += pass.cpu;
+          }
         }
       }
       if (step >= WARM_UP_STEPS) measuredEvents += group.reduce((n, b) => n + b.reduce((m, e) => m + e.count, 0), 0);
@@ -102,6 +135,10 @@ export async function measureRollupCost(
         relative: Math.round((measuredEvents / seconds[i]! / base) * 1000) / 1000,
         groupsPerBatch: groups,
         backendCpuMsPerBatch: Math.round(cpuMicros[i]! / 1000 / ((steps - WARM_UP_STEPS) * scenario.writers)),
+        rollUpCpuMsPerBatch: variant.rollUp
+          ? Math.round((rollUps[i]!.cpu / 1000 / ((steps - WARM_UP_STEPS) * scenario.writers)) * 10) / 10
+          : null,
+        rollUps: variant.rollUp ? { passes: rollUps[i]!.passes, staleMinutes: rollUps[i]!.staleMinutes } : null,
       });
     }
     console.error(`rollup cost: ${scenario.name} done`);

@@ -33,7 +33,7 @@ export async function fillEvents(
   options: { events: number; tenants: number; days: number },
 ): Promise<{ rebuildSeconds: number; minuteRows: number; hourRows: number; dayRows: number }> {
   const { events, tenants, days } = options;
-  await pool.query('TRUNCATE events, idempotency_keys, rollup_minute, rollup_hour, rollup_day');
+  await pool.query('TRUNCATE events, idempotency_keys, rollup_minute, rollup_5m, rollup_hour, rollup_day, rollup_stale');
   const chunk = 250_000;
   for (let start = 0; start < events; start += chunk) {
     await pool.query(
@@ -54,7 +54,7 @@ export async function fillEvents(
     [days],
   );
   const rebuildSeconds = (performance.now() - started) / 1000;
-  await pool.query('VACUUM ANALYZE events, rollup_minute, rollup_hour, rollup_day');
+  await pool.query('VACUUM ANALYZE events, rollup_minute, rollup_5m, rollup_hour, rollup_day');
   const { rows } = await pool.query<{ minute: string; hour: string; day: string }>(
     'SELECT (SELECT count(*) FROM rollup_minute) AS minute, (SELECT count(*) FROM rollup_hour) AS hour, (SELECT count(*) FROM rollup_day) AS day',
   );

@@ -292,9 +292,39 @@ export const CONFIG_VARIABLES = {
   },
   shedTargetP99Ms: {
     name: 'SHED_TARGET_P99_MS',
-    doc: 'Latency SLO the shedder holds: p99 of admitted requests, in ms.',
+    doc: 'Latency SLO the shedder holds: p99 of admitted requests, in ms; the target of normal traffic, and of low and critical traffic unless they have their own (`SHED_TARGET_P99_LOW_MS`, `SHED_TARGET_P99_CRITICAL_MS`).',
     defaultValue: '50',
     parse: integer(1, 60_000),
+  },
+  shedTargetP99CriticalMs: {
+    name: 'SHED_TARGET_P99_CRITICAL_MS',
+    doc: 'Latency target of critical requests alone: p99 of admitted critical requests, in ms; 0 takes half of `SHED_TARGET_P99_MS`. At most `SHED_TARGET_P99_MS`. Over it, the shedder sheds low, then normal traffic, and lowers the limit on non-critical requests in flight (`SHED_NONCRITICAL_MAX_IN_FLIGHT`).',
+    defaultValue: '0',
+    parse: integer(0, 60_000),
+  },
+  shedTargetP99LowMs: {
+    name: 'SHED_TARGET_P99_LOW_MS',
+    doc: 'Latency target of low requests alone, in ms; 0 takes `SHED_TARGET_P99_MS`. At least `SHED_TARGET_P99_MS`.',
+    defaultValue: '0',
+    parse: integer(0, 60_000),
+  },
+  shedNoncriticalMaxInFlight: {
+    name: 'SHED_NONCRITICAL_MAX_IN_FLIGHT',
+    doc: 'Ceiling of the adaptive limit on normal and low requests in flight per API process (critical ones are never limited): past the limit a request whose body has arrived waits before it is parsed, normal before low, newest first, so that critical requests never queue behind them. 0 turns the limit off.',
+    defaultValue: '64',
+    parse: integer(0, 1_000_000),
+  },
+  shedQueueTimeoutMs: {
+    name: 'SHED_QUEUE_TIMEOUT_MS',
+    doc: 'How long a normal or low request may wait for the in-flight limit before it is refused with 503 `overloaded` (reason `queue`).',
+    defaultValue: '1000',
+    parse: integer(1, 600_000),
+  },
+  shedRefusalDelayMs: {
+    name: 'SHED_REFUSAL_DELAY_MS',
+    doc: 'How long the answer to a refused normal or low request (503 `overloaded`) is held, in ms; 0 answers at once. A client that sends its next request as soon as it has an answer (one per connection) then sends at most one a connection per delay, so a flood of refusals cannot take the event loop from critical requests. Holding an answer costs a socket and a timer, no CPU; the default is the shortest `Retry-After` the answer carries, so a client that honours it loses nothing.',
+    defaultValue: '1000',
+    parse: integer(0, 10_000),
   },
   shedTargetEventLoopDelayMs: {
     name: 'SHED_TARGET_EVENT_LOOP_DELAY_MS',
@@ -458,6 +488,24 @@ export const CONFIG_VARIABLES = {
     defaultValue: '10000',
     parse: integer(1, 10_000_000),
   },
+  statsCacheMs: {
+    name: 'STATS_CACHE_MS',
+    doc: 'How long an API process may reuse a `GET /v1/stats` answer for the same tenant and question; 0 (the default): never, every answer is read after its request arrived and reflects every event committed before. Identical questions asked at the same moment share one read either way. See docs/analytics.md.',
+    defaultValue: '0',
+    parse: integer(0, 60_000),
+  },
+  rollupIntervalMs: {
+    name: 'ROLLUP_INTERVAL_MS',
+    doc: "How often the worker's maintenance loop rolls minute rollups up into the 5-minute, hour and day rollups and recomputes the buckets late events made stale.",
+    defaultValue: '15000',
+    parse: integer(100, 3_600_000),
+  },
+  rollupLagMs: {
+    name: 'ROLLUP_LAG_MS',
+    doc: 'How far behind now the roll-up watermark stays: minutes older than this are rolled up, younger ones are read from the minute rollups. Events arriving for a minute below the watermark are late: each marks its bucket stale until the next roll-up.',
+    defaultValue: '120000',
+    parse: integer(0, 86_400_000),
+  },
 } as const satisfies Record<string, ConfigVariable<unknown>>;
 
 type Variables = typeof CONFIG_VARIABLES;
@@ -507,6 +555,12 @@ export function loadConfig(env: Readonly<Record<string, string | undefined>>, ov
     }
     if (c.workerMetricsPort > 0 && c.workerMetricsPort + c.workers - 1 > 65535) {
       problems.push('WORKER_METRICS_PORT + WORKERS - 1 must be at most 65535 (each worker takes the next port)');
+    }
+    if (c.shedTargetP99CriticalMs > c.shedTargetP99Ms) {
+      problems.push('SHED_TARGET_P99_CRITICAL_MS must be at most SHED_TARGET_P99_MS (critical traffic gets the tighter target)');
+    }
+    if (c.shedTargetP99LowMs !== 0 && c.shedTargetP99LowMs < c.shedTargetP99Ms) {
+      problems.push('SHED_TARGET_P99_LOW_MS must be at least SHED_TARGET_P99_MS (low traffic gets the looser target)');
     }
     if (c.shedBacklogHighEntries <= c.shedBacklogLowEntries) {
       problems.push('SHED_BACKLOG_HIGH_ENTRIES must be above SHED_BACKLOG_LOW_ENTRIES');

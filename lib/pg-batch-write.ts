@@ -64,9 +64,13 @@ const ROLLUP_SET = `event_count = r.event_count + EXCLUDED.event_count,
     value_min = LEAST(r.value_min, EXCLUDED.value_min),
     value_max = GREATEST(r.value_max, EXCLUDED.value_max)`;
 
-/** The rollup tables (db/migrations/006_rollups.sql) and the bucket width of each. */
+/**
+ * The rollup tables (db/migrations/006_rollups.sql, 010_rollup_watermark.sql) and the bucket width of each. The
+ * batch write keeps the first; the maintenance loop rolls it up into the others (lib/rollup-maintenance.ts).
+ */
 export const ROLLUP_LEVELS = [
   { table: 'rollup_minute', width: '1 minute' },
+  { table: 'rollup_5m', width: '5 minutes' },
   { table: 'rollup_hour', width: '1 hour' },
   { table: 'rollup_day', width: '1 day' },
 ] as const;
@@ -75,11 +79,11 @@ export const ROLLUP_LEVELS = [
 export interface RollupShape {
   readonly dimensions: readonly string[];
   readonly tablePrefix: string;
-  /** How many levels, from the minute up (3: minute, hour and day). */
+  /** How many levels, from the minute up (1: minute only, as the product writes; 4: minute, 5 minutes, hour, day). */
   readonly levels: number;
 }
 
-const PRODUCT_SHAPE: RollupShape = { dimensions: ['type'], tablePrefix: 'rollup', levels: ROLLUP_LEVELS.length };
+const PRODUCT_SHAPE: RollupShape = { dimensions: ['type'], tablePrefix: 'rollup', levels: 1 };
 
 /**
  * The common table expressions that add the rows of a CTE named `inserted` to the rollups: each level
@@ -117,9 +121,28 @@ export function rollupCtes(shape: RollupShape = PRODUCT_SHAPE): string {
   return parts.join(',\n');
 }
 
-// One statement stores the new events and adds exactly them to the rollups, in the transaction of the write.
+/**
+ * The minutes of this write that lie before the roll-up watermark (late events): recorded in rollup_stale, so that
+ * readers ignore the coarse rows of their buckets and the next roll-up recomputes them. Runs after the minute
+ * upsert, in key order. The watermark cannot move before this write commits: the write holds the roll-up lock
+ * in shared mode (ROLLUP_SHARED_LOCK), which every roll-up takes in exclusive mode.
+ */
+export const STALE_CTE = `rollup_stale_insert AS (
+  INSERT INTO rollup_stale (tenant, bucket)
+  SELECT DISTINCT tenant, bucket FROM rollup_minute_delta
+  WHERE bucket < (SELECT upto FROM rollup_watermark)
+  ORDER BY 1, 2
+  ON CONFLICT DO NOTHING
+)`;
+
+/** Taken by every batch write right before its merge statement, in its own statement (whose snapshot then follows it). */
+export const ROLLUP_SHARED_LOCK = 'SELECT pg_advisory_xact_lock_shared(floodgate_rollup_key())';
+
+// One statement stores the new events and adds exactly them to the minute rollups, in the transaction of the
+// write; minutes before the watermark are marked stale for the roll-up.
 export const MERGE_STAGING = `WITH ${INSERT_EVENTS_CTES},
-${rollupCtes()}
+${rollupCtes()},
+${STALE_CTE}
 SELECT coalesce(sum(event_count), 0)::int AS inserted,
        (extract(epoch FROM max(bucket) FILTER (WHERE bucket <= now())) * 1000)::float8 AS newest_minute
 FROM rollup_minute_delta`;
@@ -159,7 +182,7 @@ export interface WriteOptions {
 /**
  * Stores the events of `entries` in one transaction: COPY into a temporary staging table, then one
  * INSERT … ON CONFLICT DO NOTHING that keeps each event and each (tenant, idempotency key) once and adds the
- * events it stored to the minute, hour and day rollups.
+ * events it stored to the minute rollups (and marks the minutes before the roll-up watermark stale).
  */
 export async function writeEntries(pool: Pool, entries: readonly StreamEntry[], options: WriteOptions = {}): Promise<WriteResult> {
   const events = entries.reduce((n, e) => n + e.count, 0);
@@ -201,9 +224,13 @@ export async function writeEntriesInTransaction(
   await client.query(CREATE_STAGING);
   await copyIntoStaging(client, entries);
   signal?.throwIfAborted();
-  const result = await client.query<{ inserted: number; newest_minute?: number | null }>(options.merge ?? MERGE_STAGING);
-  const inserted = result.rows[0]?.inserted ?? 0;
-  return { inserted, duplicates: events - inserted, newestMinute: result.rows[0]?.newest_minute ?? null };
+  // Two statements in one round trip (simple protocol): the lock, then the merge, whose snapshot is taken after it.
+  const results = (await client.query(`${ROLLUP_SHARED_LOCK};\n${options.merge ?? MERGE_STAGING}`)) as unknown as {
+    rows: { inserted: number; newest_minute?: number | null }[];
+  }[];
+  const row = results[results.length - 1]?.rows[0];
+  const inserted = row?.inserted ?? 0;
+  return { inserted, duplicates: events - inserted, newestMinute: row?.newest_minute ?? null };
 }
 
 // 57014 query_canceled: our statement_timeout fired (a stalled database) or an operator cancelled the query;

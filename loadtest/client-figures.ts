@@ -3,47 +3,131 @@
 import { PRIORITIES } from '../lib/event-schema.js';
 import type { ClientPhase, ClientPhaseResult, ClientSecond } from './client-model.js';
 
-const RAMP_FACTOR = 1.25;
+/** Each step of the search's first, geometric part offers this many times the last one that kept up. */
+const RAMP_FACTOR = 1.5;
+/** The bisection stops once the rate that failed is within this factor of the one that kept up. */
+const BISECT_UNTIL = 1.1;
+/** Below this many events/s the search gives up. */
+const MIN_RATE = 10;
+/** Seconds offering nothing after a step that failed, so that the next step does not inherit its backlog. */
+const SETTLE_SECONDS = 3;
 /** A ramp step fails when the generator tracked less than this share of the offered events. */
 const MIN_TRACKED_SHARE = 0.9;
+/**
+ * A step keeps up while the clients' backlog grows by at most this many seconds of the tracked rate (batches
+ * filling up: the SDK sends a batch at 100 events or after 1 s) plus this share of what the step tracked.
+ */
+const HELD_SECONDS = 1.5;
+const HELD_GROWTH_SHARE = 0.1;
 
-/** Whether a ramp step kept up: p99 delivery latency within the SLO, nothing dropped or given up, the offer tracked. */
+/**
+ * Whether a ramp step kept up: the generator tracked the offer, nothing was dropped or given up, the clients'
+ * backlog did not grow beyond batches filling up, and delivery p99 stayed within the SLO.
+ */
 export function clientStepOk(step: ClientPhaseResult, deliverySloMs: number): boolean {
   const lost = PRIORITIES.reduce((n, p) => n + step.fate[p].dropped + step.fate[p].failed, 0);
+  const tracked = step.trackedPerSec * step.seconds;
+  const heldGrowth = step.heldAtEnd - step.heldAtStart;
   return (
     step.latency.count > 0 &&
     step.latency.p99 <= deliverySloMs &&
     lost === 0 &&
-    step.trackedPerSec >= MIN_TRACKED_SHARE * step.offeredPerSec
+    step.trackedPerSec >= MIN_TRACKED_SHARE * step.offeredPerSec &&
+    step.heldAtEnd <= HELD_SECONDS * step.trackedPerSec + Math.max(0, step.heldAtStart) + HELD_GROWTH_SHARE * tracked &&
+    heldGrowth <= HELD_SECONDS * step.trackedPerSec + HELD_GROWTH_SHARE * tracked
   );
 }
 
 /** Label of the ramp's first phase, which only warms up (connections, JIT) and is not judged. */
 export const RAMP_WARM_UP = 'ramp warm-up';
+/** Label of the pauses after a failed step; not judged. */
+export const RAMP_SETTLE = 'ramp settle';
 
-/** Ramp phases: a warm-up at `start` events/s, then from `start` ×1.25 per step until a step breaks the SLO or `maxSeconds` is spent. */
-export function clientRampPlan(start: number, stepSeconds: number, maxSeconds: number, deliverySloMs: number) {
+/** Whether a phase of the ramp is a judged step (not the warm-up nor a pause). */
+export const isRampStep = (phase: { label: string }) =>
+  phase.label.startsWith('ramp ') && phase.label !== RAMP_WARM_UP && phase.label !== RAMP_SETTLE;
+
+/**
+ * The search for C: a warm-up at `start` events/s, then steps of `stepSeconds`, each judged by `keptUp`
+ * (clientStepOk, plus whatever else the caller checks, such as the worker keeping up):
+ * - ×1.5 from `start` while steps keep up; if the first one does not, halving until one does;
+ * - then bisection (geometric) between the highest rate that kept up and the lowest that did not, until they
+ *   are within 10 %;
+ * - a step that fails is repeated once before it counts (one noisy step on a shared machine must not end the
+ *   search), after SETTLE_SECONDS offering nothing so that it does not inherit the backlog of the failure.
+ * Ends when `maxSeconds` would be exceeded. C is then the highest rate that kept up (clientCapacityOf).
+ */
+export function clientRampPlan(start: number, stepSeconds: number, maxSeconds: number, keptUp: (step: ClientPhaseResult) => boolean) {
+  let spent = 0;
+  let lo: number | null = null;
+  let hi: number | null = null;
+  let failedOnce: number | null = null;
+  let afterSettle: ClientPhase | null = null;
+  const phase = (label: string, seconds: number, eventsPerSec: number): ClientPhase | null => {
+    if (spent + seconds > maxSeconds) return null;
+    spent += seconds;
+    return { label, seconds, eventsPerSec };
+  };
+  const step = (rate: number, again = false) => phase(`ramp ${rate}/s${again ? ' again' : ''}`, stepSeconds, rate);
+  /** The next rate to try, or null when the search is over. */
+  const nextRate = (): number | null => {
+    let rate: number;
+    if (hi === null) rate = lo === null ? start : Math.round(lo * RAMP_FACTOR);
+    else if (lo === null) rate = Math.round(hi / 2);
+    else if (hi / lo <= BISECT_UNTIL) return null;
+    else rate = Math.round(Math.sqrt(lo * hi));
+    return rate < MIN_RATE ? null : rate;
+  };
+  /** A pause, then `next`: a failed step's backlog must not count against the next one. */
+  const settleThen = (next: ClientPhase | null): ClientPhase | null => {
+    if (!next) return null;
+    afterSettle = next;
+    return phase(RAMP_SETTLE, SETTLE_SECONDS, 0);
+  };
   return (done: readonly ClientPhaseResult[]): ClientPhase | null => {
-    if (done.length === 0) return { label: RAMP_WARM_UP, seconds: stepSeconds, eventsPerSec: start };
-    const last = done.at(-1)!;
-    if (last.label !== RAMP_WARM_UP && !clientStepOk(last, deliverySloMs)) return null;
-    if ((done.length + 1) * stepSeconds > maxSeconds) return null;
-    const rate = Math.round(start * RAMP_FACTOR ** (done.length - 1));
-    return { label: `ramp ${rate}/s`, seconds: stepSeconds, eventsPerSec: rate };
+    const last = done.at(-1);
+    if (!last) return phase(RAMP_WARM_UP, stepSeconds, start);
+    if (last.label === RAMP_WARM_UP) return step(start);
+    if (last.label === RAMP_SETTLE) return afterSettle;
+    if (!isRampStep(last)) return null;
+    const rate = last.offeredPerSec;
+    if (keptUp(last)) {
+      lo = Math.max(lo ?? 0, rate);
+      if (hi !== null && lo >= hi) hi = null;
+      failedOnce = null;
+      const next = nextRate();
+      return next === null ? null : step(next);
+    }
+    if (failedOnce !== rate) {
+      // Once is noise until it happens again.
+      failedOnce = rate;
+      return settleThen(step(rate, true));
+    }
+    failedOnce = null;
+    hi = Math.min(hi ?? Infinity, rate);
+    const next = nextRate();
+    return next === null ? null : settleThen(step(next));
   };
 }
 
-/** C from ramp steps: the offered rate of the last step that kept up before the first that did not (null: none did). */
+/**
+ * C from the judged steps: the highest rate that kept up below the lowest that failed twice in a row (a rate
+ * that failed once and then kept up is noise); null when none kept up.
+ */
 export function clientCapacityOf(
   steps: readonly ClientPhaseResult[],
-  deliverySloMs: number,
+  keptUp: (step: ClientPhaseResult) => boolean,
 ): { capacity: number | null; brokeAt: number | null } {
-  let capacity: number | null = null;
-  for (const s of steps.filter((x) => x.label !== RAMP_WARM_UP)) {
-    if (!clientStepOk(s, deliverySloMs)) return { capacity, brokeAt: s.offeredPerSec };
-    capacity = s.offeredPerSec;
+  const judged = steps.filter(isRampStep);
+  let brokeAt: number | null = null;
+  for (let i = 1; i < judged.length; i++) {
+    const [a, b] = [judged[i - 1]!, judged[i]!];
+    if (a.offeredPerSec === b.offeredPerSec && !keptUp(a) && !keptUp(b)) brokeAt = Math.min(brokeAt ?? Infinity, a.offeredPerSec);
   }
-  return { capacity, brokeAt: null };
+  let capacity: number | null = null;
+  for (const s of judged)
+    if (keptUp(s) && (brokeAt === null || s.offeredPerSec < brokeAt)) capacity = Math.max(capacity ?? 0, s.offeredPerSec);
+  return { capacity, brokeAt };
 }
 
 /** Labels of the overload plan's phases. */

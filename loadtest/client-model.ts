@@ -163,6 +163,7 @@ export async function runClientModel(o: ClientModelOptions): Promise<ClientModel
       random: seededRandom(Math.floor(random() * 2 ** 31)),
     }),
   );
+  const heldNow = () => clients.reduce((n, c) => n + c.stats().held.events, 0);
   const throttledSoFar = () => clients.reduce((n, c) => n + c.stats().throttled, 0);
 
   const started = performance.now();
@@ -185,7 +186,7 @@ export async function runClientModel(o: ClientModelOptions): Promise<ClientModel
       offeredPerSec: phase?.eventsPerSec ?? 0,
       ...counts,
       latency: percentilesOf(second),
-      held: clients.reduce((n, c) => n + c.stats().held.events, 0),
+      held: heldNow(),
     };
     samples.push(sample);
     o.onSecond?.(sample);
@@ -228,6 +229,7 @@ export async function runClientModel(o: ClientModelOptions): Promise<ClientModel
       fates.push(fateTallies());
       phaseTally = tallies();
       const phaseStart = performance.now();
+      const heldAtStart = heldNow();
       const owed = { events: 0, at: phaseStart };
       const rate = phase.eventsPerSec;
       await new Promise<void>((resolve) => {
@@ -252,6 +254,8 @@ export async function runClientModel(o: ClientModelOptions): Promise<ClientModel
         errors: phaseTally.errors,
         throttled: phaseTally.throttled,
         latency: mergedPercentiles(phaseTally),
+        heldAtStart,
+        heldAtEnd: heldNow(),
         // Filled in once the run is over: events tracked late in the phase are delivered after it.
         fate: fateOf(fates[phaseIndex]!),
       });

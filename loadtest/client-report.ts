@@ -47,8 +47,8 @@ function findings(r: ClientsReport): string[] {
   if (r.capacity) {
     out.push(
       r.capacity.capacity === null
-        ? `capacity: not found (the first step broke delivery p99 ≤ ${r.capacity.deliverySloMs} ms)`
-        : `capacity C ≈ ${r.capacity.capacity} events/s for this client mix (last ramp step with delivery p99 ≤ ${r.capacity.deliverySloMs} ms, nothing dropped; ${r.capacity.brokeAt === null ? 'no step broke it' : `broke at ${r.capacity.brokeAt}/s`})`,
+        ? `capacity: not found (no step down to the lowest the search tries kept delivery p99 ≤ ${r.capacity.deliverySloMs} ms with nothing dropped and no growing backlog)`
+        : `capacity C ≈ ${r.capacity.capacity} events/s for this client mix (highest ramp step that kept up: delivery p99 ≤ ${r.capacity.deliverySloMs} ms, nothing dropped, the clients' and the worker's backlogs not growing; ${r.capacity.brokeAt === null ? 'no step failed twice' : `failed twice at ${r.capacity.brokeAt}/s`})`,
     );
   }
   if (r.overload) {

@@ -58,6 +58,9 @@ export interface ClientPhaseResult {
   throttled: number;
   /** Delivery latency of the events delivered during the phase, all classes, ms. */
   latency: Percentiles;
+  /** Events the clients held (waiting or in flight) when the phase began and when it ended. */
+  heldAtStart: number;
+  heldAtEnd: number;
   /** Fate of the events tracked in this phase, per class, as of the end of the run. */
   fate: Record<Priority, PhaseFate>;
 }

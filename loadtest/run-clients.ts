@@ -13,7 +13,7 @@ import {
   clientRecoverySeconds,
   clientStepOk,
   CLIENT_LEVELS,
-  RAMP_WARM_UP,
+  isRampStep,
   type ClientLevelFigures,
 } from './client-figures.js';
 import { runClientModel, type ClientModelResult, type ClientPhase, type ClientPhaseResult, type ClientSecond } from './client-model.js';
@@ -51,6 +51,11 @@ export interface ClientsScenarioOptions {
   readonly progress: boolean;
   readonly out?: string;
   readonly onSecond?: (s: ClientSecond) => void;
+  /**
+   * Entries waiting in the target's queue (its stream backlog), when the caller can read it: a ramp step then
+   * keeps up only if the worker kept up with what was delivered (the backlog grew by at most a tenth of it).
+   */
+  readonly streamBacklog?: () => Promise<number>;
 }
 
 /** The JSON report of a `clients` run. */
@@ -69,7 +74,16 @@ export interface ClientsReport {
     capacity: number | null;
     brokeAt: number | null;
     deliverySloMs: number;
-    steps: Array<{ offered: number; delivered: number; p99Ms: number; ok: boolean }>;
+    steps: Array<{
+      label: string;
+      offered: number;
+      tracked: number;
+      delivered: number;
+      p99Ms: number;
+      heldAtEnd: number;
+      workerBacklogGrowth: number | null;
+      ok: boolean;
+    }>;
   };
   overload?: {
     capacity: number;
@@ -91,6 +105,42 @@ export interface ClientsReport {
 }
 
 const PAUSE_SECONDS = 5;
+/** A step keeps the worker up when the stream backlog grew by at most this share of the events it tracked, plus a batch. */
+const WORKER_GROWTH_SHARE = 0.1;
+const WORKER_GROWTH_SLACK = 500;
+
+/** The stream backlog read twice a second, and how much it grew over each phase. */
+function watchBacklog(read: (() => Promise<number>) | undefined) {
+  let latest: number | null = null;
+  const atStart = new Map<number, number | null>();
+  const grew = new WeakMap<ClientPhaseResult, number | null>();
+  const poll = () => {
+    if (!read) return;
+    read().then(
+      (v) => (latest = v),
+      () => {},
+    );
+  };
+  const timer = read ? setInterval(poll, 500) : undefined;
+  poll();
+  return {
+    /** Called as phase `done.length` begins: the backlog then ends the last phase and starts the next. */
+    phaseBoundary(done: readonly ClientPhaseResult[]) {
+      const last = done.at(-1);
+      const start = atStart.get(done.length - 1);
+      if (last && !grew.has(last)) grew.set(last, start === undefined || start === null || latest === null ? null : latest - start);
+      atStart.set(done.length, latest);
+    },
+    growth: (step: ClientPhaseResult): number | null => grew.get(step) ?? null,
+    keptUp(step: ClientPhaseResult): boolean {
+      const g = grew.get(step);
+      return g === undefined || g === null || g <= WORKER_GROWTH_SHARE * step.trackedPerSec * step.seconds + WORKER_GROWTH_SLACK;
+    },
+    stop() {
+      if (timer) clearInterval(timer);
+    },
+  };
+}
 const RAMP_MAX_SECONDS = 180;
 
 /** Runs the `clients` scenario against `options.url`; writes JSON and Markdown reports to `options.out`. */
@@ -105,14 +155,17 @@ export async function runClientsScenario(
     createdKey = created;
     let capacity = options.capacity;
     let rampSteps: ClientPhaseResult[] = [];
-    const ramp = clientRampPlan(options.rampStart, options.stepSeconds, RAMP_MAX_SECONDS, options.deliverySloMs);
+    const backlog = watchBacklog(options.streamBacklog);
+    const keptUp = (step: ClientPhaseResult) => clientStepOk(step, options.deliverySloMs) && backlog.keptUp(step);
+    const ramp = clientRampPlan(options.rampStart, options.stepSeconds, RAMP_MAX_SECONDS, keptUp);
     let overload: ClientPhase[] | null = capacity ? clientOverloadPlan(capacity, options.duration) : null;
     const phases = (done: readonly ClientPhaseResult[]): ClientPhase | null => {
+      backlog.phaseBoundary(done);
       if (overload === null) {
         const step = ramp(done);
         if (step) return step;
         rampSteps = [...done];
-        capacity = clientCapacityOf(rampSteps, options.deliverySloMs).capacity ?? undefined;
+        capacity = clientCapacityOf(rampSteps, keptUp).capacity ?? undefined;
         if (!capacity || options.rampOnly) return null;
         overload = [{ label: 'pause', seconds: PAUSE_SECONDS, eventsPerSec: 0 }, ...clientOverloadPlan(capacity, options.duration)];
       }
@@ -134,6 +187,7 @@ export async function runClientsScenario(
         options.onSecond?.(s);
       },
     });
+    backlog.stop();
     const integrity = pool
       ? await checkIntegrity(pool, {
           runId,
@@ -172,21 +226,25 @@ export async function runClientsScenario(
       problems: [],
     };
     if (rampSteps.length > 0) {
-      const found = clientCapacityOf(rampSteps, options.deliverySloMs);
+      const found = clientCapacityOf(rampSteps, keptUp);
       report.capacity = {
         ...found,
         deliverySloMs: options.deliverySloMs,
-        steps: rampSteps
-          .filter((s) => s.label !== RAMP_WARM_UP)
-          .map((s) => ({
-            offered: s.offeredPerSec,
-            delivered: s.deliveredPerSec,
-            p99Ms: s.latency.p99,
-            ok: clientStepOk(s, options.deliverySloMs),
-          })),
+        steps: rampSteps.filter(isRampStep).map((s) => ({
+          label: s.label,
+          offered: s.offeredPerSec,
+          tracked: s.trackedPerSec,
+          delivered: s.deliveredPerSec,
+          p99Ms: s.latency.p99,
+          heldAtEnd: s.heldAtEnd,
+          workerBacklogGrowth: backlog.growth(s),
+          ok: keptUp(s),
+        })),
       };
       if (found.capacity === null)
-        report.problems.push(`no ramp step kept delivery p99 ≤ ${options.deliverySloMs} ms: capacity unknown (lower --rate)`);
+        report.problems.push(
+          `no ramp step kept up (delivery p99 ≤ ${options.deliverySloMs} ms, nothing lost, no growing backlog): capacity unknown (lower --rate)`,
+        );
     }
     if (capacity && !options.rampOnly) {
       const levels = result.phases.filter((p) => p.label === CLIENT_LEVELS.double || p.label === CLIENT_LEVELS.quadruple);

@@ -1,6 +1,7 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
 import { createApiKey } from '../lib/api-keys.js';
+import { rollUp } from '../lib/rollup-maintenance.js';
 import { writeEvents } from './rollup-support.js';
 import { createTestEnv, json, startTestApi, type TestApi, type TestEnv } from './support.js';
 
@@ -115,7 +116,7 @@ describe('query API', () => {
     {
       query: 'window=24h&step=5m&group_by=type&agg=count,sum,avg,min,max',
       stepMs: 5 * MINUTE,
-      resolution: 'minute',
+      resolution: '5m',
       type: {},
       grouped: true,
     },
@@ -130,53 +131,113 @@ describe('query API', () => {
     {
       query: 'window=48h&step=90m&type=order.paid&agg=count,avg,max',
       stepMs: 90 * MINUTE,
-      resolution: 'minute',
+      resolution: '5m',
       type: { exact: 'order.paid' },
       grouped: false,
     },
     { query: 'window=2h&type=a_*&group_by=type', stepMs: MINUTE, resolution: 'minute', type: { prefix: 'a_' }, grouped: true },
+    { query: 'window=6h&step=7m&agg=sum,count', stepMs: 7 * MINUTE, resolution: 'minute', type: {}, grouped: false },
     { query: 'window=7d&step=6h&type=aXb', stepMs: 6 * HOUR, resolution: 'hour', type: { exact: 'aXb' }, grouped: false },
   ];
-  for (const c of cases) {
-    it(`GET /v1/stats?${c.query} equals the same aggregate over events (${c.resolution} rollups)`, async () => {
-      const asked = Date.now();
-      const res = await get(`/v1/stats?${c.query}`);
-      const answered = Date.now();
-      assert.equal(res.status, 200, await res.clone().text());
-      const body = await json(res);
-      assert.equal(body.resolution, c.resolution);
-      const from = Date.parse(body.from);
-      const to = Date.parse(body.to);
-      assert.equal(from % c.stepMs, 0, 'buckets start on step boundaries');
-      assert.equal((to - from) % c.stepMs, 0);
-      assert.ok(to > asked && from <= answered - parseWindow(body.window), 'the range covers the window up to now');
-      const expected = await fromEvents('acme', body.from, body.to, c.stepMs, c.type, c.grouped);
-      const groups = c.grouped ? [...expected.keys()].sort() : [''];
-      assert.deepEqual(
-        body.series.map((s: { type?: string }) => s.type ?? ''),
-        groups,
-        'one series per group holding events (one series without group_by)',
-      );
-      for (const series of body.series) {
-        assert.equal(series.points.length, (to - from) / c.stepMs, 'every bucket is present');
-        const want = expected.get(series.type ?? '') ?? new Map<string, Expected>();
-        for (const p of series.points) {
-          const e = want.get(p.t);
-          assert.equal(p.count, e?.count ?? 0, `${series.type ?? 'all'} ${p.t} count`);
-          if ('sum' in p) assert.equal(p.sum, e?.sum ?? 0);
-          if ('min' in p) assert.equal(p.min, e?.min ?? null);
-          if ('max' in p) assert.equal(p.max, e?.max ?? null);
-          if ('avg' in p) assert.equal(p.avg, e && e.valueCount > 0 ? e.sum / e.valueCount : null);
-        }
-        const total = series.points.reduce((n: number, p: { count: number }) => n + p.count, 0);
-        assert.equal(
-          total,
-          [...want.values()].reduce((n, e) => n + e.count, 0),
-          'no event counted outside its bucket',
+  type Case = (typeof cases)[number];
+
+  /** Asks `c` of the API (as `key`, of `tenant`) and asserts the answer equals the same aggregate over events. */
+  async function assertAnswersFromEvents(c: Case, tenant = 'acme', key = readKey, base = api.url) {
+    const asked = Date.now();
+    const res = await get(`/v1/stats?${c.query}`, key, base);
+    const answered = Date.now();
+    assert.equal(res.status, 200, await res.clone().text());
+    const body = await json(res);
+    assert.equal(body.resolution, c.resolution);
+    const from = Date.parse(body.from);
+    const to = Date.parse(body.to);
+    assert.equal(from % c.stepMs, 0, 'buckets start on step boundaries');
+    assert.equal((to - from) % c.stepMs, 0);
+    assert.ok(to > asked && from <= answered - parseWindow(body.window), 'the range covers the window up to now');
+    const expected = await fromEvents(tenant, body.from, body.to, c.stepMs, c.type, c.grouped);
+    const groups = c.grouped ? [...expected.keys()].sort() : [''];
+    assert.deepEqual(
+      body.series.map((s: { type?: string }) => s.type ?? ''),
+      groups,
+      'one series per group holding events (one series without group_by)',
+    );
+    for (const series of body.series) {
+      assert.equal(series.points.length, (to - from) / c.stepMs, 'every bucket is present');
+      const want = expected.get(series.type ?? '') ?? new Map<string, Expected>();
+      for (const p of series.points) {
+        const e = want.get(p.t);
+        assert.equal(p.count, e?.count ?? 0, `${series.type ?? 'all'} ${p.t} count`);
+        if ('sum' in p) assert.equal(p.sum, e?.sum ?? 0);
+        if ('min' in p) assert.equal(p.min, e?.min ?? null);
+        if ('max' in p) assert.equal(p.max, e?.max ?? null);
+        if ('avg' in p) assert.equal(p.avg, e && e.valueCount > 0 ? e.sum / e.valueCount : null);
+        assert.deepEqual(
+          Object.keys(p),
+          ['t', ...(c.query.match(/agg=([a-z,]+)/)?.[1]!.split(',') ?? ['count'])],
+          'the aggregates asked for, in order',
         );
       }
+      const total = series.points.reduce((n: number, p: { count: number }) => n + p.count, 0);
+      assert.equal(
+        total,
+        [...want.values()].reduce((n, e) => n + e.count, 0),
+        'no event counted outside its bucket',
+      );
+    }
+    return body;
+  }
+
+  for (const c of cases) {
+    it(`GET /v1/stats?${c.query} equals the same aggregate over events (${c.resolution} rollups)`, async () => {
+      await assertAnswersFromEvents(c);
     });
   }
+
+  it('stays equal to events after a roll-up, with late events below the watermark, and with events past it', async () => {
+    await rollUp(env.pool, 0);
+    for (const c of cases) await assertAnswersFromEvents(c);
+    // Late events (two days and five hours old, below the watermark) and new ones (above it), not rolled up yet.
+    await writeEvents(env, 'acme', [
+      { type: 'late.one', value: 4.5, timestamp: new Date(now - 2 * 24 * HOUR).toISOString() },
+      { type: 'late.two', value: -2, timestamp: new Date(now - 5 * HOUR - 17 * MINUTE).toISOString() },
+      { type: 'fresh.one', timestamp: new Date(Date.now()).toISOString() },
+    ]);
+    for (const c of cases) await assertAnswersFromEvents(c);
+    await rollUp(env.pool, 0);
+    for (const c of cases) await assertAnswersFromEvents(c);
+  });
+
+  it('shares one read among identical questions asked at once, never across tenants, and never reuses one read later by default', async () => {
+    const c = cases[0]!;
+    const [acme, globex] = await Promise.all([
+      Promise.all(Array.from({ length: 8 }, () => get(`/v1/stats?${c.query}`).then((r) => r.text()))),
+      Promise.all(Array.from({ length: 8 }, () => get(`/v1/stats?${c.query}`, otherReadKey).then((r) => r.text()))),
+    ]);
+    assert.notEqual(acme[0], globex[0], "each tenant's answer is its own");
+    await assertAnswersFromEvents(c, 'acme');
+    await assertAnswersFromEvents(c, 'globex', otherReadKey);
+    // With STATS_CACHE_MS at 0 an event committed before a request is in its answer, however recent the last read.
+    const before = await json(await get('/v1/stats?window=1h&step=1h&type=fresh.two'));
+    await writeEvents(env, 'acme', [{ type: 'fresh.two', timestamp: new Date().toISOString() }]);
+    const afterWrite = await json(await get('/v1/stats?window=1h&step=1h&type=fresh.two'));
+    const total = (body: { series: { points: { count: number }[] }[] }) => body.series[0]!.points.reduce((n, p) => n + p.count, 0);
+    assert.equal(total(afterWrite), total(before) + 1);
+  });
+
+  it('with STATS_CACHE_MS reuses an answer within the tenant only', async () => {
+    const cached = await startTestApi(env, { statsCacheMs: 60_000 });
+    try {
+      const c = cases[0]!;
+      const first = await get(`/v1/stats?${c.query}`, readKey, cached.url).then((r) => r.text());
+      await writeEvents(env, 'acme', [{ type: 'fresh.three', timestamp: new Date().toISOString() }]);
+      assert.equal(await get(`/v1/stats?${c.query}`, readKey, cached.url).then((r) => r.text()), first, 'reused within STATS_CACHE_MS');
+      // Another tenant asking the very same question reads its own numbers.
+      await assertAnswersFromEvents(c, 'globex', otherReadKey, cached.url);
+      await assertAnswersFromEvents(c, 'acme', readKey, api.url);
+    } finally {
+      await cached.close();
+    }
+  });
 
   it("reports the newest minute holding a committed event, and only the tenant's own events", async () => {
     const { rows } = await env.pool.query<{ newest: Date }>(

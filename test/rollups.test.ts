@@ -7,6 +7,7 @@ import { createLogger } from '../lib/logger.js';
 import { migrate, readMigrations } from '../lib/migrate.js';
 import { dropExpiredPartitions, ensurePartitions } from '../lib/partitions.js';
 import { writeEntries } from '../lib/pg-batch-write.js';
+import { rollUp } from '../lib/rollup-maintenance.js';
 import { ENTRY_FIELD, decodeEntry, encodeEntry, type StreamEntry } from '../lib/stream-entry.js';
 import { Registry } from 'prom-client';
 import { createFlusher } from '../workers/flusher.js';
@@ -71,10 +72,10 @@ describe('rollups', () => {
 
   it('counts nothing of a write that failed after its merge had run, and exactly once when it is retried', async () => {
     const batch = [entry(env, 'retry', 30), entry(env, 'retry', 30, { seed: 5 })];
-    // The day rollup is the merge's last upsert: events and minute rows are written by then, and must go.
+    // The statement times out waiting for the stale-minute ledger it names; whatever it wrote must go.
     const lock = await env.pool.connect();
     await lock.query('BEGIN');
-    await lock.query('LOCK TABLE rollup_day IN EXCLUSIVE MODE');
+    await lock.query('LOCK TABLE rollup_stale IN EXCLUSIVE MODE');
     try {
       await assert.rejects(writeEntries(env.pool, batch, { statementTimeoutMs: 300 }), { code: '57014' });
     } finally {
@@ -88,7 +89,7 @@ describe('rollups', () => {
     await assertRollupsMatchEvents(env.pool);
   });
 
-  it('stays exact with writers upserting the same buckets and the same events at once: no deadlock, no lost update', async () => {
+  it('stays exact with writers upserting the same buckets and the same events at once, and roll-ups between them: no deadlock, no lost update', async () => {
     const pools = Array.from({ length: 4 }, () => createPool(env.databaseUrl, { max: 2, applicationName: 'floodgate-test' }));
     try {
       // Every batch hits the same tenant × type × minute rows; half the batches are written by two writers at once.
@@ -104,7 +105,21 @@ describe('rollups', () => {
         }
         return inserted;
       });
-      const results = await Promise.all(work);
+      // Roll-ups run all the while (the events are five minutes old: below the watermark, so every write also
+      // marks its minutes stale and every pass recomputes them).
+      let writing = true;
+      let passes = 0;
+      const rolling = (async () => {
+        while (writing) {
+          await rollUp(env.pool, 0);
+          passes++;
+        }
+      })();
+      const results = await Promise.all(work).finally(() => {
+        writing = false;
+      });
+      await rolling;
+      assert.ok(passes > 1, 'roll-ups ran during the writes');
       const distinctKeyed = 6 * 40;
       const expected = 24 * 120 + distinctKeyed;
       assert.equal(
@@ -119,28 +134,80 @@ describe('rollups', () => {
     }
   });
 
-  it('puts a late event within retention into the minute, hour and day it occurred in', async () => {
+  it('puts a late event within retention into the minute, 5 minutes, hour and day it occurred in, before and after the roll-up', async () => {
     const midnight = Math.floor((Date.now() - 3 * DAY) / DAY) * DAY;
     const when = midnight + 13 * 3600_000 + 37 * 60_000 + 42_000;
+    await rollUp(env.pool, 0);
     await writeEntries(env.pool, [entry(env, 'late', 1, { at: when })]);
     const minute = new Date(midnight + 13 * 3600_000 + 37 * 60_000);
-    const hour = new Date(midnight + 13 * 3600_000);
-    const day = new Date(midnight);
-    for (const [table, bucket] of [
-      ['rollup_minute', minute],
-      ['rollup_hour', hour],
-      ['rollup_day', day],
-    ] as const) {
+    const expected = {
+      rollup_minute: minute,
+      rollup_5m: new Date(midnight + 13 * 3600_000 + 35 * 60_000),
+      rollup_hour: new Date(midnight + 13 * 3600_000),
+      rollup_day: new Date(midnight),
+    };
+    const read = async (table: string) => {
       const { rows } = await env.pool.query<{ bucket: Date; event_count: string }>(
-        `SELECT bucket, event_count FROM ${table} WHERE tenant = 'late'`,
+        `SELECT bucket, sum(event_count) AS event_count FROM ${table} WHERE tenant = 'late' GROUP BY 1 ORDER BY 1`,
       );
-      assert.deepEqual(
-        rows.map((r) => [r.bucket.toISOString(), Number(r.event_count)]),
-        [[bucket.toISOString(), 1]],
-        table,
-      );
+      return rows.map((r) => [r.bucket.toISOString(), Number(r.event_count)]);
+    };
+    // Below the watermark: the minute is exact at once and marked stale; readers take its buckets from minutes.
+    const { rows: stale } = await env.pool.query<{ bucket: Date }>("SELECT bucket FROM rollup_stale WHERE tenant = 'late'");
+    assert.deepEqual(
+      stale.map((r) => r.bucket.toISOString()),
+      [minute.toISOString()],
+    );
+    for (const [table, bucket] of Object.entries(expected)) {
+      const view = table === 'rollup_minute' ? table : `${table}_live`;
+      assert.deepEqual(await read(view), [[bucket.toISOString(), 1]], view);
     }
-    await assertRollupsMatchEvents(env.pool);
+    await assertRollupsMatchEvents(env.pool, 'late event, before the roll-up');
+    // The roll-up recomputes exactly the stale buckets: the stored coarse rows hold it, the ledger is empty.
+    assert.equal((await rollUp(env.pool, 0)).staleMinutes, 1);
+    for (const [table, bucket] of Object.entries(expected)) assert.deepEqual(await read(table), [[bucket.toISOString(), 1]], table);
+    assert.equal((await env.pool.query("SELECT 1 FROM rollup_stale WHERE tenant = 'late'")).rowCount, 0);
+    await assertRollupsMatchEvents(env.pool, 'late event, after the roll-up');
+    // A second late event in the same hour but another 5 minutes adds to what was rolled up.
+    await writeEntries(env.pool, [entry(env, 'late', 1, { at: when + 9 * 60_000, seed: 1 })]);
+    await assertRollupsMatchEvents(env.pool, 'second late event, before the roll-up');
+    await rollUp(env.pool, 0);
+    assert.deepEqual(await read('rollup_hour'), [[expected.rollup_hour.toISOString(), 2]]);
+    await assertRollupsMatchEvents(env.pool, 'second late event, after the roll-up');
+  });
+
+  it('stays exact across the watermark: minutes above it, buckets it splits, the roll-up moving it over midnight', async () => {
+    // Events every 20 s over the 40 minutes around the last UTC midnight; the watermark starts inside a 5-minute
+    // bucket and an hour of the day before, then moves across midnight while late events keep arriving.
+    const midnight = Math.floor(Date.now() / DAY) * DAY;
+    const start = midnight - 20 * 60_000;
+    const batch = (seed: number) =>
+      Array.from({ length: 4 }, (_, k) => entry(env, 'edge', 30, { at: start + k * 600_000 + seed * 7_000, seed: seed * 10 + k }));
+    await rollUp(env.pool, 0);
+    // Put the watermark back by hand and rebuild the coarse rows below it (a fresh database's watermark is the
+    // minute its migration ran).
+    const mark = midnight - 7 * 60_000;
+    await env.pool.query('UPDATE rollup_watermark SET upto = $1', [new Date(mark)]);
+    await env.pool.query("SELECT floodgate_reroll($1::timestamptz - interval '40 days', $1::timestamptz + interval '2 days')", [
+      new Date(midnight),
+    ]);
+    await assertRollupsMatchEvents(env.pool, 'watermark put back');
+    await writeEntries(env.pool, batch(0));
+    await assertRollupsMatchEvents(env.pool, 'events on both sides of the watermark and of midnight');
+    for (const [i, target] of [midnight - 3 * 60_000, midnight + 2 * 60_000, midnight + 11 * 60_000].entries()) {
+      const { rows } = await env.pool.query<{ watermark: Date }>('SELECT watermark FROM floodgate_roll_up($1)', [new Date(target)]);
+      assert.equal(rows[0]!.watermark.getTime(), target);
+      await assertRollupsMatchEvents(env.pool, `watermark at ${new Date(target).toISOString()}`);
+      await writeEntries(env.pool, batch(i + 1));
+      await assertRollupsMatchEvents(env.pool, `late events under the watermark at ${new Date(target).toISOString()}`);
+    }
+    const { rows: back } = await env.pool.query<{ watermark: Date }>('SELECT watermark FROM floodgate_roll_up($1)', [new Date(mark)]);
+    assert.equal(back[0]!.watermark.getTime(), midnight + 11 * 60_000, 'the watermark never moves back');
+    const { rows } = await env.pool.query<{ n: string }>("SELECT count(*) AS n FROM rollup_stale WHERE tenant = 'edge'");
+    assert.equal(Number(rows[0]!.n), 0, 'that pass recomputed the stale buckets');
+    await writeEntries(env.pool, batch(9));
+    await rollUp(env.pool, 0);
+    await assertRollupsMatchEvents(env.pool, 'after the last roll-up');
   });
 
   it('drops the rollups of a day when retention drops its events, and keeps the other days', async () => {
@@ -154,13 +221,24 @@ describe('rollups', () => {
       await partitionExists(env, `rollup_minute_p${day(now - 20 * DAY)}`),
       'minute partitions are created with the events partitions',
     );
+    // The old day's first events rolled up, a later one still stale when the day is dropped: both kinds must go.
+    await rollUp(env.pool, 0);
+    await writeEntries(env.pool, [entry(env, 'retention', 3, { at: now - 20 * DAY + 60_000, seed: 2 })]);
     // Fifteen days on, the day 20 days back is past the 30-day retention (plus a day of slack).
     const dropped = await dropExpiredPartitions(env.pool, env.config, now + 15 * DAY);
     assert.ok(dropped.includes(`events_p${day(now - 20 * DAY)}`));
     assert.ok(dropped.includes(`rollup_minute_p${day(now - 20 * DAY)}`));
     assert.ok(!(await partitionExists(env, `rollup_minute_p${day(now - 20 * DAY)}`)));
     const cutoff = Math.floor((now - 16 * DAY) / DAY) * DAY;
-    for (const table of ['rollup_minute', 'rollup_hour', 'rollup_day']) {
+    for (const table of [
+      'rollup_minute',
+      'rollup_5m',
+      'rollup_hour',
+      'rollup_day',
+      'rollup_5m_live',
+      'rollup_hour_live',
+      'rollup_day_live',
+    ]) {
       const { rows } = await env.pool.query<{ old: string; kept: string }>(
         `SELECT count(*) FILTER (WHERE bucket < $1) AS old, coalesce(sum(event_count) FILTER (WHERE bucket >= $1), 0) AS kept FROM ${table} WHERE tenant = 'retention'`,
         [new Date(cutoff)],
@@ -168,18 +246,28 @@ describe('rollups', () => {
       assert.equal(Number(rows[0]!.old), 0, `${table}: rows of the dropped day are gone`);
       assert.equal(Number(rows[0]!.kept), 10, `${table}: the day within retention keeps its rows`);
     }
+    assert.equal((await env.pool.query("SELECT 1 FROM rollup_stale WHERE tenant = 'retention'")).rowCount, 0, 'no stale minute left');
     await assertRollupsMatchEvents(env.pool);
     await ensurePartitions(env.pool, env.config);
   });
 
-  it('rebuilding a day from events reproduces what the writes maintained', async () => {
+  it('rebuilding a day from events reproduces what the writes and roll-ups maintained', async () => {
     await writeEntries(env.pool, [entry(env, 'rebuild', 90), entry(env, 'rebuild', 45, { seed: 9, keyPrefix: 'rb' })]);
-    const before = await env.pool.query('SELECT * FROM rollup_hour ORDER BY tenant, bucket, type');
+    await writeEntries(env.pool, [entry(env, 'rebuild', 20, { seed: 4, at: Date.now() - 2 * DAY })]);
+    const snapshot = async () =>
+      Promise.all(
+        ['rollup_minute', 'rollup_5m_live', 'rollup_hour_live', 'rollup_day_live'].map(
+          async (table) => (await env.pool.query(`SELECT * FROM ${table} ORDER BY tenant, bucket, type`)).rows,
+        ),
+      );
+    const before = await snapshot();
     const today = new Date().toISOString().slice(0, 10);
     await env.pool.query('SELECT floodgate_rebuild_rollups($1::date - 40, $1::date + 3)', [today]);
-    const afterRebuild = await env.pool.query('SELECT * FROM rollup_hour ORDER BY tenant, bucket, type');
-    assert.deepEqual(afterRebuild.rows, before.rows);
+    assert.deepEqual(await snapshot(), before);
+    assert.equal((await env.pool.query('SELECT 1 FROM rollup_stale')).rowCount, 0, 'a rebuild leaves nothing stale');
     await assertRollupsMatchEvents(env.pool);
+    await rollUp(env.pool, 0);
+    assert.deepEqual(await snapshot(), before);
   });
 
   it('through the flush worker: entries put on the stream again are not counted again; the worker reports the newest minute', async () => {
@@ -292,8 +380,15 @@ describe('rollups migration', () => {
                CASE WHEN i % 2 = 0 THEN (i % 97) / 4.0 END
         FROM generate_series(1, 5000) i`);
       await migrate(pool, all);
-      const { rows } = await pool.query<{ n: string }>('SELECT sum(event_count) AS n FROM rollup_day');
+      const { rows } = await pool.query<{ n: string }>('SELECT sum(event_count) AS n FROM rollup_day_live');
       assert.equal(Number(rows[0]!.n), 5000);
+      // The hour and day rows of migration 006 held every minute; 010 keeps in them only the minutes below its
+      // watermark, and builds the 5-minute rows the same way.
+      const { rows: below } = await pool.query<{ day: string; minute: string }>(
+        `SELECT (SELECT sum(event_count) FROM rollup_day) AS day,
+                (SELECT sum(event_count) FROM rollup_minute WHERE bucket < (SELECT upto FROM rollup_watermark)) AS minute`,
+      );
+      assert.equal(below[0]!.day, below[0]!.minute);
       await assertRollupsMatchEvents(pool, 'after the backfill');
     } finally {
       await pool.end();

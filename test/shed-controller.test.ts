@@ -263,6 +263,49 @@ describe('shedding controller (deterministic simulation)', () => {
     }
   });
 
+  it('holds critical traffic to its own, tighter target: sheds low, then normal, while the other classes are within theirs', () => {
+    const controller = createShedController();
+    const classes = (critical: number) => ({
+      critical: { p99Ms: critical, samples: 200 },
+      normal: { p99Ms: 30, samples: 300 },
+      low: { p99Ms: 30, samples: 500 },
+    });
+    // The all-class p99 (40 ms) is within the general 50 ms target; critical's 40 ms is over its 25 ms.
+    const state = controller.tick({ p99Ms: 40, samples: 1000, classes: classes(40), eventLoopDelayP99Ms: 5, backlog: 0 }, 1);
+    assert.ok(state.classPressure.critical > 1.5, `critical over its target: ${JSON.stringify(state.classPressure)}`);
+    assert.ok(state.classPressure.normal < 1 && state.classPressure.low < 1);
+    for (let i = 0; i < 20; i++)
+      controller.tick({ p99Ms: 40, samples: 1000, classes: classes(40), eventLoopDelayP99Ms: 5, backlog: 0 }, 0.25);
+    assert.ok(controller.probability('low') > 0, 'low is shed for critical');
+    assert.ok(controller.probability('low') >= controller.probability('normal'), 'low before normal');
+    assert.equal(controller.probability('critical'), 0, 'critical itself is never shed by the law');
+    // Within its target again: the shedding is released.
+    for (let i = 0; i < 40; i++)
+      controller.tick({ p99Ms: 20, samples: 1000, classes: classes(10), eventLoopDelayP99Ms: 5, backlog: 0 }, 0.25);
+    assert.equal(controller.probability('low'), 0);
+
+    // The same latencies under one target for every class (the critical target at the general one): nothing shed.
+    const one = createShedController({ ...DEFAULT_CONTROLLER_PARAMS, classTargetP99Ms: { critical: 50, normal: 50, low: 50 } });
+    for (let i = 0; i < 20; i++) one.tick({ p99Ms: 40, samples: 1000, classes: classes(40), eventLoopDelayP99Ms: 5, backlog: 0 }, 0.25);
+    assert.equal(one.probability('low'), 0);
+  });
+
+  it('judges a class only on enough samples of its own, else the all-class window', () => {
+    const controller = createShedController();
+    const few = { p99Ms: 500, samples: 5 };
+    const state = controller.tick(
+      { p99Ms: 20, samples: 15, classes: { critical: few, normal: few, low: few }, eventLoopDelayP99Ms: 0, backlog: 0 },
+      1,
+    );
+    assert.deepEqual(state.classPressure, { critical: 0, normal: 0, low: 0 });
+    assert.equal(state.pressure, 0, 'fifteen samples in all: not trusted either');
+    const trusted = controller.tick(
+      { p99Ms: 100, samples: 30, classes: { critical: few, normal: few, low: few }, eventLoopDelayP99Ms: 5, backlog: 0 },
+      1,
+    );
+    assert.equal(trusted.pressure, 2, 'the all-class window against the general target');
+  });
+
   it('refuses critical only past the hard limits', () => {
     const controller = createShedController();
     assert.equal(controller.overHardLimit(100, 20), false);

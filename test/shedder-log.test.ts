@@ -24,6 +24,7 @@ describe('shedder logs', () => {
     const state: ControllerState = {
       level: 1.5,
       pressure: 3,
+      classPressure: { critical: 0, normal: 3, low: 0 },
       backlogFloor: 0,
       normalHeldOffSeconds: 0,
       shedProbability: { critical: 0, normal: 0.5, low: 1 },

@@ -3,7 +3,8 @@ import type { Config } from '../../lib/config.js';
 import type { Pool } from '../../lib/db.js';
 import { apiError } from '../../lib/errors.js';
 import type { AuthenticatedState } from '../state.js';
-import { STATS_AGGREGATES, planStats, readStats, renderPoint, type StatsAggregate, type StatsRequest } from '../../lib/stats-query.js';
+import { STATS_AGGREGATES, planStats, readStats, renderStats, type StatsAggregate, type StatsRequest } from '../../lib/stats-query.js';
+import { createFlights } from '../stats-flights.js';
 import { formatDuration, invalidParameter, parseDuration, parseTypeFilter, queryParams, timedRead } from '../query-params.js';
 
 const MINUTE_MS = 60_000;
@@ -16,7 +17,7 @@ const STEP_LADDER = [1, 5, 15, 60, 360, 1440].map((minutes) => minutes * MINUTE_
 const DEFAULT_STEP_BUCKETS = 300;
 
 /** What the stats route reads and how much it may answer. */
-export type StatsConfig = Pick<Config, 'retentionDays' | 'statsMaxBuckets' | 'statsMaxPoints' | 'queryTimeoutMs'>;
+export type StatsConfig = Pick<Config, 'retentionDays' | 'statsMaxBuckets' | 'statsMaxPoints' | 'queryTimeoutMs' | 'statsCacheMs'>;
 
 function parseAggregates(text: string | undefined): StatsAggregate[] {
   if (text === undefined) return ['count'];
@@ -61,49 +62,48 @@ function defaultStep(windowMs: number): number {
 }
 
 /**
+ * The key of a question for sharing reads: the tenant and every parameter that shapes the answer, normalised (a
+ * window of 24h and of 1d, or agg listed in another order, are different answers only where the output differs).
+ */
+export function statsKey(request: StatsRequest): string {
+  return JSON.stringify([request.tenant, request.windowMs, request.stepMs, request.type, request.groupBy, request.aggregates]);
+}
+
+function tooManyBuckets(buckets: number, maxBuckets: number) {
+  return apiError('too_many_buckets', `window / step gives ${buckets} buckets, more than ${maxBuckets}: take a coarser step`, {
+    buckets,
+    max_buckets: maxBuckets,
+  });
+}
+
+/**
  * GET /v1/stats: counts and value aggregates of the key's tenant over a window, per step, from the coarsest
  * rollup that answers exactly. Every bucket of the range is present (zero count when nothing happened); the
  * answer names the newest minute holding a committed event, read in the same snapshot as the numbers.
+ * Identical questions of one tenant asked at once share one read and one rendering (app/stats-flights.ts).
  */
 export function statsRoute(deps: { config: StatsConfig; pool: Pool }): Middleware<AuthenticatedState> {
   const { config, pool } = deps;
-  return async (ctx) => {
-    const { grant } = ctx.state;
-    const request = parseStatsRequest(grant.tenant, queryParams(ctx.query, PARAMETERS), config);
+  const flights = createFlights<Buffer>({ reuseMs: config.statsCacheMs });
+  const answer = async (request: StatsRequest): Promise<Buffer> => {
     const now = Date.now();
     const plan = planStats(request, now);
-    if (plan.buckets > config.statsMaxBuckets) {
-      throw apiError(
-        'too_many_buckets',
-        `window / step gives ${plan.buckets} buckets, more than ${config.statsMaxBuckets}: take a coarser step`,
-        {
-          buckets: plan.buckets,
-          max_buckets: config.statsMaxBuckets,
-        },
-      );
-    }
+    if (plan.buckets > config.statsMaxBuckets) throw tooManyBuckets(plan.buckets, config.statsMaxBuckets);
     const data = await timedRead(
       () => readStats(pool, request, plan, { now, retentionDays: config.retentionDays, maxPoints: config.statsMaxPoints }),
       config.queryTimeoutMs,
     );
-    const starts = Array.from({ length: plan.buckets }, (_, i) => plan.from + i * request.stepMs);
-    const groups = request.groupBy ? [...data.groups.keys()] : [''];
-    const series = groups.map((g) => {
-      const points = data.groups.get(g);
-      const rendered = starts.map((t) => renderPoint(t, points?.get(t), request.aggregates));
-      return request.groupBy ? { [request.groupBy]: g, points: rendered } : { points: rendered };
-    });
+    const header = { window: formatDuration(request.windowMs), step: formatDuration(request.stepMs) };
+    return Buffer.from(renderStats(request, plan, data, header));
+  };
+  return async (ctx) => {
+    const { grant } = ctx.state;
+    const request = parseStatsRequest(grant.tenant, queryParams(ctx.query, PARAMETERS), config);
+    // Decided before any read, and before joining one.
+    const buckets = planStats(request, Date.now()).buckets;
+    if (buckets > config.statsMaxBuckets) throw tooManyBuckets(buckets, config.statsMaxBuckets);
+    const body = await flights.get(statsKey(request), () => answer(request));
     ctx.type = 'application/json';
-    ctx.body = JSON.stringify({
-      window: formatDuration(request.windowMs),
-      step: formatDuration(request.stepMs),
-      resolution: plan.resolution,
-      from: new Date(plan.from).toISOString(),
-      to: new Date(plan.to).toISOString(),
-      newest_minute: data.newestMinute?.toISOString() ?? null,
-      group_by: request.groupBy,
-      aggregates: request.aggregates,
-      series,
-    });
+    ctx.body = body;
   };
 }

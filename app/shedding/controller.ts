@@ -29,8 +29,10 @@ import type { Priority } from '../../lib/event-schema.js';
  * watermarks.
  */
 export interface ControllerParams {
-  /** Latency target for admitted requests' p99, in ms. */
+  /** Latency target for admitted requests' p99, in ms: the all-class window's, when no class has enough samples of its own. */
   readonly targetP99Ms: number;
+  /** Latency target of each class's own p99, in ms (critical tighter than the rest). */
+  readonly classTargetP99Ms: Readonly<Record<Priority, number>>;
   /** Event-loop delay p99 target, in ms. */
   readonly targetEventLoopDelayMs: number;
   /** Shed level per second per unit of relative error while over target. */
@@ -56,11 +58,17 @@ export interface ControllerParams {
   readonly normalMaxHoldOffSeconds: number;
 }
 
-/** What the controller reads on each tick. */
-export interface Signals {
+/** One latency window as the controller reads it: its p99 and how many samples it holds. */
+export interface WindowSignal {
   readonly p99Ms: number;
-  /** Admitted requests in the latency window; too few samples mean the p99 is not trusted. */
+  /** Admitted requests in the window; too few samples mean the p99 is not trusted. */
   readonly samples: number;
+}
+
+/** What the controller reads on each tick. */
+export interface Signals extends WindowSignal {
+  /** Each class's own window; when one has enough samples its p99 counts against its class's target. */
+  readonly classes?: Readonly<Record<Priority, WindowSignal>>;
   readonly eventLoopDelayP99Ms: number;
   readonly backlog: number;
 }
@@ -68,6 +76,8 @@ export interface Signals {
 export interface ControllerState {
   readonly level: number;
   readonly pressure: number;
+  /** Each class's p99 over its own target (0 while the class has too few samples to be trusted). */
+  readonly classPressure: Readonly<Record<Priority, number>>;
   readonly backlogFloor: number;
   /** Seconds left during which the controller does not shed normal traffic (a probe found it futile); 0 otherwise. */
   readonly normalHeldOffSeconds: number;
@@ -85,11 +95,21 @@ const CONTROLLER_TUNING = {
   normalMaxHoldOffSeconds: 160,
 } as const satisfies Partial<ControllerParams>;
 
+/** Each class's latency target under `config`: 0 for critical means half the general target, 0 for low the general target. */
+export function classTargets(config: Config): Record<Priority, number> {
+  return {
+    critical: config.shedTargetP99CriticalMs || config.shedTargetP99Ms / 2,
+    normal: config.shedTargetP99Ms,
+    low: config.shedTargetP99LowMs || config.shedTargetP99Ms,
+  };
+}
+
 /** The controller's parameters under `config`: targets, watermarks and hard limits come from configuration only. */
 export function controllerParams(config: Config): ControllerParams {
   return {
     ...CONTROLLER_TUNING,
     targetP99Ms: config.shedTargetP99Ms,
+    classTargetP99Ms: classTargets(config),
     targetEventLoopDelayMs: config.shedTargetEventLoopDelayMs,
     backlogLowWatermark: config.shedBacklogLowEntries,
     backlogHighWatermark: config.shedBacklogHighEntries,
@@ -136,6 +156,7 @@ export interface ShedController {
 export function createShedController(params: ControllerParams = DEFAULT_CONTROLLER_PARAMS): ShedController {
   let level = 0;
   let pressure = 0;
+  let classPressure: Record<Priority, number> = { critical: 0, normal: 0, low: 0 };
   let smoothedPressure = 0;
   let backlogFloor = 0;
   let pLow = 0;
@@ -153,10 +174,27 @@ export function createShedController(params: ControllerParams = DEFAULT_CONTROLL
   const snapshot = (): ControllerState => ({
     level: Math.max(level, backlogFloor),
     pressure,
+    classPressure,
     backlogFloor,
     normalHeldOffSeconds: Math.round(heldOffSeconds * 10) / 10,
     shedProbability: { critical: 0, normal: pNormal, low: pLow },
   });
+
+  /**
+   * The worst of each class's p99 over its own target, among classes with enough samples to be trusted; the
+   * all-class window against the general target only when no class has enough (a little traffic of each).
+   */
+  function latencyPressure(signals: Signals): number {
+    const ratio = (w: WindowSignal, target: number) => (w.samples >= MIN_SAMPLES ? w.p99Ms / target : 0);
+    const classes = signals.classes;
+    classPressure = {
+      critical: classes ? ratio(classes.critical, params.classTargetP99Ms.critical) : 0,
+      normal: classes ? ratio(classes.normal, params.classTargetP99Ms.normal) : 0,
+      low: classes ? ratio(classes.low, params.classTargetP99Ms.low) : 0,
+    };
+    const trusted = classes ? Object.values(classes).some((w) => w.samples >= MIN_SAMPLES) : false;
+    return trusted ? Math.max(classPressure.critical, classPressure.normal, classPressure.low) : ratio(signals, params.targetP99Ms);
+  }
 
   /** While at the maximum level: hold normal traffic off when a probe window ends without the pressure falling. */
   function judgeProbe(dt: number): void {
@@ -198,7 +236,7 @@ export function createShedController(params: ControllerParams = DEFAULT_CONTROLL
 
   return {
     tick(signals, dt) {
-      const latencyRatio = signals.samples >= MIN_SAMPLES ? signals.p99Ms / params.targetP99Ms : 0;
+      const latencyRatio = latencyPressure(signals);
       pressure = Math.max(latencyRatio, signals.eventLoopDelayP99Ms / params.targetEventLoopDelayMs);
       smoothedPressure += (pressure - smoothedPressure) * (1 - Math.exp(-dt / PRESSURE_SMOOTHING_SECONDS));
       calmSeconds = pressure <= 1 ? calmSeconds + dt : 0;

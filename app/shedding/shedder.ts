@@ -6,20 +6,31 @@ import type { Breaker, BreakerState } from '../../lib/breaker.js';
 import type { Config } from '../../lib/config.js';
 import { apiError, type ErrorAnswer } from '../../lib/errors.js';
 import { PRIORITIES, type Priority } from '../../lib/event-schema.js';
-import type { LatencyWindow } from '../../lib/latency-window.js';
+import { createLatencyWindow, type LatencyWindow, type WindowSnapshot } from '../../lib/latency-window.js';
 import type { Logger } from '../../lib/logger.js';
 import type { QueueDepth } from '../../lib/queue.js';
 import type { Redis } from '../../lib/redis.js';
 import { streamShards } from '../../lib/shards.js';
 import { jitteredRetryAfter } from '../retry-after.js';
 import { admittedEarly, type IngestState } from '../state.js';
-import { controllerParams, createShedController, type ControllerState, type ShedController } from './controller.js';
+import {
+  classTargets,
+  controllerParams,
+  createShedController,
+  type ControllerState,
+  type ShedController,
+  type WindowSignal,
+} from './controller.js';
 import { CLASS_INDEX, createFairShare, type TenantLoad, type TenantView } from './fair-share.js';
 import { createClassGates, GATED } from './gates.js';
+import { createWorkLimit, type WorkLimitState } from './work-limit.js';
 
 export type ShedMode = Config['shedMode'];
-/** Why a request was shed: latency pressure, the stream backlog past its watermarks, a hard limit, an open class gate. */
-export type ShedReason = 'controller' | 'backlog' | 'hard_limit' | 'breaker';
+/**
+ * Why a request was shed: latency pressure, the stream backlog past its watermarks, a hard limit, an open class
+ * gate, or a wait for the non-critical in-flight limit past its timeout (or a full queue).
+ */
+export type ShedReason = 'controller' | 'backlog' | 'hard_limit' | 'breaker' | 'queue';
 
 const TICK_MS = 250;
 const BACKLOG_POLL_MS = 1000;
@@ -29,16 +40,30 @@ const WINDOW_SECONDS = 2;
 const DECISION_SAMPLE = 16;
 /** Tenants shown in GET /v1/admin/load, those with the most demand first. */
 const TOP_TENANTS = 10;
+const EMPTY: WindowSnapshot = { count: 0, p50: 0, p90: 0, p99: 0, p999: 0, max: 0 };
 
 /** What GET /v1/admin/load shows. */
 export interface LoadSnapshot {
   readonly mode: ShedMode;
   readonly controller: ControllerState;
-  readonly signals: { p99Ms: number; samples: number; eventLoopDelayP99Ms: number; backlogEntries: number; inFlight: number };
+  readonly signals: {
+    p99Ms: number;
+    samples: number;
+    eventLoopDelayP99Ms: number;
+    backlogEntries: number;
+    inFlight: number;
+    /** Each class's own latency window: p99 (ms) and samples over the controller's window. */
+    classes: Record<Priority, WindowSignal>;
+  };
   /** Fair shedding: tenants tracked, how many are shed now, and those with the most demand. */
   readonly fairness: { tenants: number; shedTenants: number; top: TenantView[] };
   readonly targets: {
     p99Ms: number;
+    /** Each class's own p99 target, in ms. */
+    classP99Ms: Record<Priority, number>;
+    noncriticalMaxInFlight: number;
+    queueTimeoutMs: number;
+    refusalDelayMs: number;
     eventLoopDelayMs: number;
     backlogLowEntries: number;
     backlogHighEntries: number;
@@ -48,6 +73,8 @@ export interface LoadSnapshot {
   /** Every breaker this process has: the dependency breakers passed in and the class gates. */
   readonly breakers: Record<string, BreakerState>;
   readonly gates: { openAfterMs: number; resetTimeoutMs: number };
+  /** The adaptive limit on normal and low requests in flight, and who waits for it. */
+  readonly workLimit: WorkLimitState;
 }
 
 /** The 503 overloaded answer (message and jittered Retry-After), the same wherever a request is refused. */
@@ -74,6 +101,14 @@ export interface Shedder {
    * middleware decides as usual.
    */
   decideEarly(priority: Priority, tenant: string): ShedReason | null | undefined;
+  /**
+   * How long to hold the answer to a refused request of this class before sending it, in ms (0: at once):
+   * SHED_REFUSAL_DELAY_MS for normal and low in enforce mode, 0 for critical. A closed-loop client that comes
+   * straight back after a refusal then sends one request per connection per delay, not as fast as the server
+   * can refuse: refusals cost about 0.4 of an admission, and a flood of them fills the event loop that
+   * critical requests need.
+   */
+  refusalDelayMs(priority: Priority): number;
   snapshot(): LoadSnapshot;
   /** One controller step now (the timer calls it every 250 ms; tests call it directly). */
   tick(): void;
@@ -132,6 +167,46 @@ function shedMetrics(registry: Registry, config: Config) {
       registers,
       aggregator: 'max',
     }),
+    classWindowP99: new Gauge({
+      name: 'floodgate_shed_class_window_p99_seconds',
+      help: "Sliding-window p99 of each class's admitted requests, as the controller sees it.",
+      labelNames: ['priority'],
+      registers,
+      aggregator: 'max',
+    }),
+    classTargetP99: new Gauge({
+      name: 'floodgate_shed_class_target_p99_seconds',
+      help: 'The latency target of each class.',
+      labelNames: ['priority'],
+      registers,
+      aggregator: 'max',
+    }),
+    classPressure: new Gauge({
+      name: 'floodgate_shed_class_pressure',
+      help: "Each class's p99 over its own target (0 while it has too few samples).",
+      labelNames: ['priority'],
+      registers,
+      aggregator: 'max',
+    }),
+    workLimit: new Gauge({
+      name: 'floodgate_shed_noncritical_limit',
+      help: 'Normal and low requests allowed in flight now (the adaptive limit; 0 when off).',
+      registers,
+      aggregator: 'sum',
+    }),
+    workInFlight: new Gauge({
+      name: 'floodgate_shed_noncritical_in_flight',
+      help: 'Normal and low requests holding a slot of the limit.',
+      registers,
+      aggregator: 'sum',
+    }),
+    queued: new Gauge({
+      name: 'floodgate_shed_queued_requests',
+      help: 'Normal and low requests waiting for the in-flight limit, by priority.',
+      labelNames: ['priority'],
+      registers,
+      aggregator: 'sum',
+    }),
     windowP99: new Gauge({
       name: 'floodgate_shed_window_p99_seconds',
       help: 'Sliding-window p99 of admitted requests, as the controller sees it.',
@@ -174,6 +249,9 @@ function shedMetrics(registry: Registry, config: Config) {
   for (const mode of ['off', 'shadow', 'enforce'] as const) metrics.mode.set({ mode }, mode === config.shedMode ? 1 : 0);
   for (const p of PRIORITIES) metrics.shed.inc({ priority: p, reason: 'controller' }, 0);
   for (const p of GATED) metrics.shed.inc({ priority: p, reason: 'breaker' }, 0);
+  for (const p of GATED) metrics.shed.inc({ priority: p, reason: 'queue' }, 0);
+  const targets = classTargets(config);
+  for (const p of PRIORITIES) metrics.classTargetP99.set({ priority: p }, targets[p] / 1000);
   return metrics;
 }
 
@@ -198,6 +276,16 @@ export function createShedder(deps: ShedderDeps): Shedder {
   const metrics = shedMetrics(deps.registry, config);
   const fair = createFairShare(deps.weightOf);
   const gates = createClassGates(config, deps.registry, logger, (priority) => fair.classFullyShed(priority));
+  // Each class's own window (critical has a tighter target than the rest); the all-class one stays the fallback.
+  const classWindows = Object.fromEntries(PRIORITIES.map((p) => [p, createLatencyWindow(WINDOW_SECONDS + 1)])) as Record<
+    Priority,
+    LatencyWindow
+  >;
+  const workLimit = createWorkLimit({
+    maxLimit: config.shedMode === 'enforce' ? config.shedNoncriticalMaxInFlight : 0,
+    queueTimeoutMs: config.shedQueueTimeoutMs,
+    maxQueued: config.shedHardMaxInFlight,
+  });
   const loopDelay: IntervalHistogram = monitorEventLoopDelay({ resolution: 10 });
   loopDelay.enable();
 
@@ -206,7 +294,8 @@ export function createShedder(deps: ShedderDeps): Shedder {
   let tenantsInFlight = 0;
   let backlog = 0;
   let eventLoopDelayMs = 0;
-  let lastSignals = { p99Ms: 0, samples: 0 };
+  const signalOf = (w: WindowSnapshot): WindowSignal => ({ p99Ms: w.p99, samples: w.count });
+  let lastSignals = { p99Ms: 0, samples: 0, classes: { critical: signalOf(EMPTY), normal: signalOf(EMPTY), low: signalOf(EMPTY) } };
   let lastTick = performance.now();
   let decisions = 0;
   // What currently sets the shed level: the backlog floor when it is at least the latency-driven level.
@@ -222,8 +311,25 @@ export function createShedder(deps: ShedderDeps): Shedder {
     // max rather than p99: with 10 ms resolution a 250 ms tick holds few samples, and one stall is the signal.
     eventLoopDelayMs = Number.isFinite(loopDelay.max) ? loopDelay.max / 1e6 : 0;
     loopDelay.reset();
-    lastSignals = { p99Ms: window.p99, samples: window.count };
-    const state = controller.tick({ p99Ms: window.p99, samples: window.count, eventLoopDelayP99Ms: eventLoopDelayMs, backlog }, dt);
+    const classes = {
+      critical: signalOf(classWindows.critical.snapshot(WINDOW_SECONDS)),
+      normal: signalOf(classWindows.normal.snapshot(WINDOW_SECONDS)),
+      low: signalOf(classWindows.low.snapshot(WINDOW_SECONDS)),
+    };
+    lastSignals = { p99Ms: window.p99, samples: window.count, classes };
+    const state = controller.tick(
+      { p99Ms: window.p99, samples: window.count, classes, eventLoopDelayP99Ms: eventLoopDelayMs, backlog },
+      dt,
+    );
+    workLimit.update(state.classPressure.critical);
+    const limitState = workLimit.state();
+    metrics.workLimit.set(limitState.enabled ? limitState.limit : 0);
+    metrics.workInFlight.set(limitState.inFlight);
+    for (const p of GATED) metrics.queued.set({ priority: p }, limitState.queued[p]);
+    for (const p of PRIORITIES) {
+      metrics.classWindowP99.set({ priority: p }, classes[p].p99Ms / 1000);
+      metrics.classPressure.set({ priority: p }, state.classPressure[p]);
+    }
     fair.update(Math.max(dt, 1e-3), (p) => controller.probability(p));
     metrics.level.set(state.level);
     metrics.pressure.set(state.pressure);
@@ -307,28 +413,40 @@ export function createShedder(deps: ShedderDeps): Shedder {
     return gated.then((refused) => (refused ? 'breaker' : draw(priority, load)));
   }
 
-  /** Counts the request as in flight from the moment its body has been read; returns what to do when it is answered. */
-  function trackWork(req: IncomingMessage, load: TenantLoad): () => void {
+  /**
+   * Counts the request as in flight from the moment its body has been read; returns what to do when it is
+   * answered. `slotHeld`: it already holds a slot of the non-critical limit; otherwise it takes one (without
+   * waiting) once its body has been read.
+   */
+  function trackWork(req: IncomingMessage, load: TenantLoad, priority: Priority, slotHeld: boolean): () => void {
     let bodyReadAt = 0;
     const onBodyRead = () => {
       bodyReadAt = performance.now();
       inFlight++;
       if (load.inFlight++ === 0) tenantsInFlight++;
+      if (!slotHeld) workLimit.enter(priority);
     };
     req.once('end', onBodyRead);
     return () => {
       if (bodyReadAt === 0) {
         req.off('end', onBodyRead);
+        if (slotHeld) workLimit.release(priority);
         return;
       }
       inFlight--;
       if (--load.inFlight === 0) tenantsInFlight--;
-      latency.record(performance.now() - bodyReadAt);
+      workLimit.release(priority);
+      const ms = performance.now() - bodyReadAt;
+      latency.record(ms);
+      classWindows[priority].record(ms);
     };
   }
 
+  const refusalDelayMs = (priority: Priority) => (config.shedMode === 'enforce' && priority !== 'critical' ? config.shedRefusalDelayMs : 0);
+
   return {
     tick,
+    refusalDelayMs,
     decideEarly(priority, tenant) {
       if (config.shedMode !== 'enforce') return undefined;
       // A gate's half-open trial answers asynchronously: leave it to the middleware, before firing it here.
@@ -340,12 +458,12 @@ export function createShedder(deps: ShedderDeps): Shedder {
     middleware() {
       return async (ctx, next) => {
         const load = fair.load(ctx.state.grant.tenant);
+        const { priority } = ctx.state;
         // Admitted by decideEarly: one decision per request, or the effective shed probability would compound.
         const early = admittedEarly.has(ctx.req);
         if (config.shedMode !== 'off' && !early) {
           const sampled = ++decisions % DECISION_SAMPLE === 0;
           const started = sampled ? performance.now() : 0;
-          const { priority } = ctx.state;
           const decided = decide(priority, load);
           const reason = decided instanceof Promise ? await decided : decided;
           if (sampled) metrics.decision.observe((performance.now() - started) / 1000);
@@ -353,12 +471,28 @@ export function createShedder(deps: ShedderDeps): Shedder {
             metrics.shed.inc({ priority, reason });
             if (config.shedMode === 'enforce') {
               // Refused before the body is read or parsed: a shed request costs a fraction of an admitted one.
+              const delay = refusalDelayMs(priority);
+              if (delay > 0) await new Promise((resolve) => setTimeout(resolve, delay));
               const answer = overloadedAnswer(priority, random);
               throw apiError(answer.code, answer.message, undefined, answer.headers);
             }
           }
         }
-        const done = trackWork(ctx.req, load);
+        // The in-flight limit on normal and low work (enforce mode only). Only a request whose body has arrived
+        // in full waits for it: waiting then costs a socket and a body already in memory, no CPU. One whose body
+        // is still arriving goes on and counts against the limit once it is read, so that slow uploads can
+        // neither hold slots nor the queue.
+        const waits = ctx.req.complete;
+        if (waits) {
+          const slot = workLimit.acquire(priority);
+          const granted = slot === true || (slot !== false && (await slot));
+          if (!granted) {
+            metrics.shed.inc({ priority, reason: 'queue' });
+            const answer = overloadedAnswer(priority, random);
+            throw apiError(answer.code, answer.message, undefined, answer.headers);
+          }
+        }
+        const done = trackWork(ctx.req, load, priority, waits);
         try {
           await next();
         } finally {
@@ -375,6 +509,10 @@ export function createShedder(deps: ShedderDeps): Shedder {
         fairness: { tenants: counts.tenants, shedTenants: counts.shed, top: fair.top(TOP_TENANTS) },
         targets: {
           p99Ms: config.shedTargetP99Ms,
+          classP99Ms: classTargets(config),
+          noncriticalMaxInFlight: config.shedNoncriticalMaxInFlight,
+          refusalDelayMs: config.shedRefusalDelayMs,
+          queueTimeoutMs: config.shedQueueTimeoutMs,
           eventLoopDelayMs: config.shedTargetEventLoopDelayMs,
           backlogLowEntries: config.shedBacklogLowEntries,
           backlogHighEntries: config.shedBacklogHighEntries,
@@ -383,6 +521,7 @@ export function createShedder(deps: ShedderDeps): Shedder {
         },
         breakers: Object.fromEntries([...(deps.dependencies ?? []), ...gates.breakers].map((b) => [b.name, b.state()])),
         gates: { openAfterMs: config.gateOpenAfterMs, resetTimeoutMs: config.gateResetTimeoutMs },
+        workLimit: workLimit.state(),
       };
     },
     async close() {
@@ -390,6 +529,7 @@ export function createShedder(deps: ShedderDeps): Shedder {
       clearInterval(poller);
       loopDelay.disable();
       gates.shutdown();
+      workLimit.close();
     },
   };
 }

@@ -1,7 +1,8 @@
 /**
  * The "Floodgate / Business events" dashboard (grafana/dashboards/business-events.json): what the tenants' events
- * say, read from the rollup tables in PostgreSQL (rollup_minute, rollup_hour, rollup_day: per tenant, type and
- * bucket, the event count and the count, sum, min and max of `value`), never from the events table.
+ * say, read from the rollups in PostgreSQL (rollup_minute and the live views of the coarser levels,
+ * rollup_hour_live and rollup_day_live: per tenant, type and bucket, the event count and the count, sum, min and
+ * max of `value`, exact at every moment), never from the events table.
  */
 import { GREEN, ORANGE, RED, type SqlDashboardSpec } from '../builder.js';
 import { sql } from '../sql.js';
@@ -12,11 +13,11 @@ import { sql } from '../sql.js';
 const LEVELS = [
   { table: 'rollup_minute', seconds: 60, when: `<= interval '2 days'` },
   {
-    table: 'rollup_hour',
+    table: 'rollup_hour_live',
     seconds: 3600,
     when: `> interval '2 days' AND $__timeTo()::timestamptz - $__timeFrom()::timestamptz <= interval '62 days'`,
   },
-  { table: 'rollup_day', seconds: 86400, when: `> interval '62 days'` },
+  { table: 'rollup_day_live', seconds: 86400, when: `> interval '62 days'` },
 ] as const;
 
 /** The rows of the selected tenants and types at the level that fits the range, with each bucket's width in seconds. */
@@ -43,13 +44,13 @@ export const dashboard: SqlDashboardSpec = {
       name: 'tenant',
       label: 'Tenant',
       description: 'Tenants with events in the chosen time range (from the day rollups).',
-      sql: `SELECT DISTINCT tenant FROM rollup_day WHERE bucket > $__timeFrom()::timestamptz - interval '1 day' AND bucket <= $__timeTo()::timestamptz ORDER BY 1`,
+      sql: `SELECT DISTINCT tenant FROM rollup_day_live WHERE bucket > $__timeFrom()::timestamptz - interval '1 day' AND bucket <= $__timeTo()::timestamptz ORDER BY 1`,
     },
     {
       name: 'type',
       label: 'Type',
       description: 'Event types of the chosen tenants in the chosen time range.',
-      sql: `SELECT DISTINCT type FROM rollup_day WHERE tenant IN ($tenant) AND bucket > $__timeFrom()::timestamptz - interval '1 day' AND bucket <= $__timeTo()::timestamptz ORDER BY 1`,
+      sql: `SELECT DISTINCT type FROM rollup_day_live WHERE tenant IN ($tenant) AND bucket > $__timeFrom()::timestamptz - interval '1 day' AND bucket <= $__timeTo()::timestamptz ORDER BY 1`,
     },
   ],
   rows: [

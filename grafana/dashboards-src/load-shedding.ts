@@ -51,6 +51,31 @@ export const dashboard: DashboardSpec = {
             'Critical is only refused by the hard limits. One line for the whole API: its metrics endpoint averages the level of its processes.',
         },
         {
+          title: 'p99 per class vs its target',
+          unit: 's',
+          min: 0,
+          queries: [
+            q('max by (priority) (floodgate_shed_class_window_p99_seconds)', '{{priority}} p99'),
+            q('max by (priority) (floodgate_shed_class_target_p99_seconds)', '{{priority}} target'),
+          ],
+          description:
+            "Each class's sliding-window p99 against its own target (critical's is tighter than the rest): the controller's pressure is the worst class against its target. " +
+            'Critical over its target sheds low, then normal, and lowers the limit on normal and low requests in flight.',
+        },
+        {
+          title: 'Normal and low in flight: limit and queue',
+          unit: 'short',
+          min: 0,
+          queries: [
+            q('sum(floodgate_shed_noncritical_limit)', 'limit'),
+            q('sum(floodgate_shed_noncritical_in_flight)', 'in flight'),
+            q('sum by (priority) (floodgate_shed_queued_requests)', 'waiting {{priority}}'),
+          ],
+          description:
+            'The adaptive limit on normal and low requests in flight (critical never waits for it): it shrinks while critical is over its target and grows back once it is within it. ' +
+            'Requests past the limit wait, normal before low; one that waits SHED_QUEUE_TIMEOUT_MS is refused (reason queue).',
+        },
+        {
           title: 'Pressure',
           unit: 'short',
           min: 0,
