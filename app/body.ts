@@ -124,11 +124,18 @@ function collect(req: IncomingMessage, limit: number, timeoutMs: number): Promis
   });
 }
 
-/** Parses JSON, turning syntax errors into a 400 that says where. */
-export function parseJson(body: Buffer): unknown {
+/** A parsed body and the text it was parsed from. */
+export interface ParsedBody {
+  readonly value: unknown;
+  readonly text: string;
+}
+
+/** Parses JSON, turning syntax errors into a 400 that says where; the text is kept for lib/data-text.ts. */
+export function parseJson(body: Buffer): ParsedBody {
   if (body.length === 0) throw apiError('malformed_json', 'the body is empty');
+  const text = body.toString('utf8');
   try {
-    return JSON.parse(body.toString('utf8'));
+    return { value: JSON.parse(text), text };
   } catch (err) {
     throw apiError('malformed_json', `the body is not valid JSON: ${(err as Error).message.slice(0, 200)}`);
   }

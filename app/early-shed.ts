@@ -6,10 +6,39 @@ import type { ApiMetrics } from './metrics.js';
 import { authenticateFromCache } from './middleware/auth.js';
 import { recordAnswer } from './middleware/metrics.js';
 import { REQUEST_ID_HEADER, requestIdFrom } from './middleware/request-id.js';
+import type { Priority } from '../lib/event-schema.js';
 import { parsePriority, PRIORITY_HEADER } from './priority.js';
+import { jitteredRetryAfter } from './retry-after.js';
 import { INGEST_ROUTE } from './routes/events.js';
 import { overloadedAnswer, type Shedder } from './shedding/shedder.js';
 import { admittedEarly, authenticatedEarly } from './state.js';
+
+const REQUEST_ID_HEADER_LOWER = REQUEST_ID_HEADER.toLowerCase();
+const OVERLOADED_STATUS = ERROR_CATALOGUE.overloaded.status;
+
+/** An error body rendered up to its request id: `head + requestId + tail`, `bytes` long without the id. */
+interface Prerendered {
+  readonly head: string;
+  readonly tail: string;
+  readonly bytes: number;
+  /** Whether Retry-After is the answer's only header (the one `refuse` writes); otherwise it is not used. */
+  readonly retryAfterOnly: boolean;
+}
+
+/**
+ * Renders `error` with errorBody once. A request id is ASCII that JSON writes as it is (see requestIdFrom), so
+ * putting it between the two halves gives errorBody's own output, and its length is its size in bytes.
+ */
+function prerender(error: ErrorAnswer): Prerendered {
+  const marker = 'request-id';
+  const body = errorBody(error, marker);
+  const at = body.lastIndexOf(`"${marker}"`) + 1;
+  const head = body.slice(0, at);
+  const tail = body.slice(at + marker.length);
+  const headers = Object.keys(error.headers ?? {});
+  const retryAfterOnly = headers.length === 1 && headers[0] === 'Retry-After';
+  return { head, tail, bytes: Buffer.byteLength(head) + Buffer.byteLength(tail), retryAfterOnly };
+}
 
 /**
  * Answers ingest requests before Koa sees them when the answer needs no Koa: no context, no routing, no error
@@ -33,9 +62,48 @@ export function createEarlyShed(
   keys: KeyResolver,
   random: () => number = Math.random,
 ): (req: IncomingMessage, res: ServerResponse) => boolean {
+  // The 503 of each class, rendered once: under overload it is most of the answers, and only its request id and
+  // its jittered Retry-After differ from one to the next.
+  const overloaded = new Map<Priority, Prerendered>();
+  const overloadedOf = (priority: Priority) => {
+    let rendered = overloaded.get(priority);
+    if (rendered === undefined) overloaded.set(priority, (rendered = prerender(overloadedAnswer(priority, () => 0))));
+    return rendered;
+  };
+
+  /** Writes a 503 overloaded from its pre-rendered parts, as `answer` would write it. */
+  function refuse(req: IncomingMessage, res: ServerResponse, priority: Priority, started: number): true {
+    if (!overloadedOf(priority).retryAfterOnly) return answer(req, res, overloadedAnswer(priority, random), priority, started);
+    const requestId = requestIdFrom(req.headers[REQUEST_ID_HEADER_LOWER]);
+    const { head, tail, bytes } = overloadedOf(priority);
+    const sentBytes = bytes + requestId.length;
+    res.writeHead(OVERLOADED_STATUS, [
+      'Retry-After',
+      jitteredRetryAfter(random),
+      'Content-Type',
+      ERROR_CONTENT_TYPE,
+      'Content-Length',
+      String(sentBytes),
+      REQUEST_ID_HEADER,
+      requestId,
+    ]);
+    res.end(head + requestId + tail);
+    const seconds = (performance.now() - started) / 1000;
+    recordAnswer(metrics, {
+      route: INGEST_ROUTE,
+      method: 'POST',
+      status: OVERLOADED_STATUS,
+      priority,
+      seconds,
+      sentBytes,
+      errorCode: 'overloaded',
+    });
+    return true;
+  }
+
   /** Writes an error answer exactly as Koa's error middleware would, and records it under the same metrics. */
   function answer(req: IncomingMessage, res: ServerResponse, error: ErrorAnswer, priority: string, started: number): true {
-    const requestId = requestIdFrom(req.headers[REQUEST_ID_HEADER.toLowerCase()]);
+    const requestId = requestIdFrom(req.headers[REQUEST_ID_HEADER_LOWER]);
     const status = ERROR_CATALOGUE[error.code].status;
     const body = errorBody(error, requestId);
     const sentBytes = Buffer.byteLength(body);
@@ -79,8 +147,8 @@ export function createEarlyShed(
     // The same answer, rendered the same way, as a refusal through Koa's error middleware; held for as long as
     // the shedder says (a client that comes straight back then waits first).
     const delay = shedder.refusalDelayMs(priority);
-    if (delay === 0) return answer(req, res, overloadedAnswer(priority, random), priority, started);
-    setTimeout(() => answer(req, res, overloadedAnswer(priority, random), priority, started), delay);
+    if (delay === 0) return refuse(req, res, priority, started);
+    setTimeout(() => refuse(req, res, priority, started), delay);
     return true;
   };
 }

@@ -10,6 +10,7 @@ import type { Redis } from '../lib/redis.js';
 import { ENTRY_FIELD, encodeEntry, entryHeader, entryRows } from '../lib/stream-entry.js';
 import type { Enqueuer } from '../lib/queue.js';
 import { guardedWrite } from './guarded-write.js';
+import { createWriteCoalescer } from './write-coalescer.js';
 import type { ApiMetrics } from './metrics.js';
 
 export type { Enqueuer };
@@ -124,6 +125,9 @@ export function createEnqueuer(deps: EnqueueDeps): Enqueuer {
   let resetThrough = 0;
   let lastLookupWarning = 0;
 
+  // Plain XADDs of requests arriving together share a write to Redis (app/write-coalescer.ts says when).
+  const coalescer = createWriteCoalescer(config.redisWriteCoalesceMs);
+
   /** Runs one Redis write through the breaker, timing it as the XADD latency. */
   const guarded = <T>(write: () => Promise<T>): Promise<T> => guardedWrite(redisBreaker, metrics.redisWriteDuration, write);
 
@@ -209,7 +213,9 @@ export function createEnqueuer(deps: EnqueueDeps): Enqueuer {
     async enqueue(tenant, priority, receivedAt, events) {
       if (directWrites === resetThrough && events.every((e) => e.idempotencyKey === null)) {
         // The common case: nothing to deduplicate, one plain XADD (auto-pipelined with its neighbours).
-        await guarded(() => redis.xadd(config.streamKey, '*', ENTRY_FIELD, encodeEntry(tenant, priority, receivedAt, events)));
+        const entry = encodeEntry(tenant, priority, receivedAt, events);
+        // Held before the breaker, not inside it: the breaker and the write latency see Redis's time alone.
+        await coalescer.run(() => guarded(() => redis.xadd(config.streamKey, '*', ENTRY_FIELD, entry)));
         return events.map((e) => e.id);
       }
       // The marker changed under a first attempt that relied on it (Redis wiped, or another process reset it):

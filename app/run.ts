@@ -46,9 +46,6 @@ export async function runApi(config: Config, logger: Logger): Promise<RunningApi
   // QUEUE=postgres: no Redis connection at all (key revocations then reach this process within a second, by
   // revalidation; see docs/scaling.md).
   const redis = config.queue === 'redis' ? createQueueRedis(config, { commandTimeout: config.redisWriteTimeoutMs }) : undefined;
-  // On a Redis Cluster the live view and the key-revocation feed are off (see docs/scaling.md): cached keys are then
-  // revalidated every second, as with QUEUE=postgres.
-  const onCluster = config.redisClusterNodes.length > 0;
   const migrations = await readMigrations();
   const latestMigration = migrations.at(-1)?.version ?? 0;
   // With metrics off the registry stays empty (no default collectors, no GC observer) and instruments do nothing.
@@ -73,11 +70,10 @@ export async function runApi(config: Config, logger: Logger): Promise<RunningApi
   // Revocations and rotations announced by `floodgate keys` reach this process's key cache within moments.
   // QUEUE=postgres: no feed; cached keys are then revalidated every second (the key resolver's unfed TTL).
   const invalidations =
-    redis && !onCluster
-      ? startKeyInvalidationFeed({ redisUrl: config.redisUrl, channel: keyInvalidationChannel(config), listener: keys, logger })
-      : undefined;
-  // The live view fans out through Redis: with QUEUE=postgres it is off, as with LIVE_ENABLED=false.
-  const live = config.liveEnabled && redis && !onCluster ? createLiveHub({ config, redis, logger, registry }) : undefined;
+    redis !== undefined ? startKeyInvalidationFeed({ config, channel: keyInvalidationChannel(config), listener: keys, logger }) : undefined;
+  // The live view fans out through Redis (a single one or a cluster): with QUEUE=postgres it is off, as with
+  // LIVE_ENABLED=false (see docs/live.md).
+  const live = config.liveEnabled && redis ? createLiveHub({ config, redis, logger, registry }) : undefined;
   const buckets = createSharedBuckets({
     redis,
     keyPrefix: `${config.streamKey}:limits`,

@@ -4,6 +4,8 @@
 // requests refused 503 overloaded by SHED_MODE=enforce with a 1 ms latency target, from a key already cached).
 // Each phase gets a fresh API process and so its own .cpuprofile; CPU per request is read from /proc around the
 // measured window, as bench/cpu.ts does. `bench/profile-breakdown.ts` turns the profiles into areas.
+// The profiler's own CPU counts in the process's, more in the API's than in the bare server's: CPU figures are
+// best read with --no-profile, and with --rounds on a machine whose other load varies (see docs/benchmarks.md).
 import autocannon from 'autocannon';
 import { mkdir, writeFile } from 'node:fs/promises';
 import { loadavg } from 'node:os';
@@ -27,8 +29,20 @@ const { values: args } = parseArgs({
     'batch-rate': { type: 'string', default: '150' },
     connections: { type: 'string', default: '20' },
     out: { type: 'string', default: '/tmp/floodgate-profile' },
+    // Without the profiler: its sampling costs CPU every millisecond whatever the load, which at the batch
+    // phase's 150 req/s adds hundreds of µs to every request of the API and of the bare server alike.
+    'no-profile': { type: 'boolean', default: false },
+    phases: { type: 'string', default: 'single,batch,refusal' },
+    // Measured windows per target, taken in turns (bare, API, bare, API…) while all of them run: on a machine
+    // whose other load comes and goes, each target then sees about the same share of it.
+    rounds: { type: 'string', default: '1' },
+    // Another build's bin/floodgate.js, measured in the same turns as this one ("baseline"): before and after.
+    'baseline-bin': { type: 'string' },
   },
 });
+const rounds = Number(args.rounds);
+const profile = !args['no-profile'];
+const selected = new Set(args.phases.split(','));
 const duration = Number(args.duration);
 const warmup = Number(args.warmup);
 const connections = Number(args.connections);
@@ -77,15 +91,46 @@ async function load(
   return { requests: result.requests.total, status };
 }
 
-/** Warm-up, then the measured window with the target's CPU read from /proc on either side. */
-async function measure(target: string, pid: number, url: string, key: string, phase: Phase): Promise<Measured> {
-  await load(url, key, phase, warmup);
+/** A running target: what `measure` loads and reads the CPU of. */
+interface Target {
+  readonly name: string;
+  readonly pid: number;
+  readonly url: string;
+}
+
+/** One measured window of a target: its CPU read from /proc on either side. */
+async function window(target: Target, key: string, phase: Phase) {
   // The profiler's clock is CLOCK_MONOTONIC, as hrtime is: the window picks the measured samples out of the profile.
   const from = Number(process.hrtime.bigint() / 1000n);
-  const before = processCpuMicros(pid)!;
-  const answered = await load(url, key, phase, duration);
-  const cpuMicros = processCpuMicros(pid)! - before;
-  const to = Number(process.hrtime.bigint() / 1000n);
+  const before = processCpuMicros(target.pid)!;
+  const answered = await load(target.url, key, phase, duration);
+  const cpuMicros = processCpuMicros(target.pid)! - before;
+  return { ...answered, cpuMicros, from, to: Number(process.hrtime.bigint() / 1000n) };
+}
+
+/** Warm-up of each target, then `rounds` measured windows of each in turns; one result per target. */
+async function measure(targets: Target[], key: string, phase: Phase): Promise<Measured[]> {
+  for (const target of targets) await load(target.url, key, phase, warmup);
+  const windows = targets.map(() => [] as Awaited<ReturnType<typeof window>>[]);
+  for (let r = 0; r < rounds; r++) for (const [i, target] of targets.entries()) windows[i]!.push(await window(target, key, phase));
+  return targets.map((target, i) => summarise(target.name, phase, windows[i]!));
+}
+
+/** A target's windows added up. */
+function summarise(
+  target: string,
+  phase: Phase,
+  windows: { requests: number; status: Record<string, number>; cpuMicros: number; from: number; to: number }[],
+): Measured {
+  const answered = { requests: 0, status: {} as Record<string, number> };
+  let cpuMicros = 0;
+  for (const w of windows) {
+    answered.requests += w.requests;
+    cpuMicros += w.cpuMicros;
+    for (const [code, n] of Object.entries(w.status)) answered.status[code] = (answered.status[code] ?? 0) + n;
+  }
+  const from = windows[0]!.from;
+  const to = windows.at(-1)!.to;
   const m: Measured = {
     name: phase.name,
     target,
@@ -107,7 +152,7 @@ async function measure(target: string, pid: number, url: string, key: string, ph
 /** Starts node with the profiler writing into `dir`, and waits until `readyUrl` answers. */
 async function profiled(dir: string, script: string[], env: Record<string, string>, readyUrl: string): Promise<Child> {
   await mkdir(dir, { recursive: true });
-  const child = startNode(['--cpu-prof', '--cpu-prof-dir', dir, ...script], env);
+  const child = startNode(profile ? ['--cpu-prof', '--cpu-prof-dir', dir, ...script] : script, env);
   await waitForOk(readyUrl, 30_000);
   return child;
 }
@@ -129,25 +174,27 @@ try {
   await waitForOk(`http://127.0.0.1:${workerPort}/metrics`);
   for (const [i, phase] of phases.entries()) {
     const slug = ['single', 'batch', 'refusal'][i]!;
-    const barePort = await freePort();
-    const bare = await profiled(
-      join(out, `bare-${slug}`),
-      ['--import', 'tsx', 'bench/bare-server.ts', String(barePort)],
-      {},
-      `http://127.0.0.1:${barePort}/`,
-    );
+    if (!selected.has(slug)) continue;
+    const children: Child[] = [];
+    const targets: Target[] = [];
     try {
-      results.push(await measure('bare', bare.process.pid!, `http://127.0.0.1:${barePort}`, key, phase));
+      const barePort = await freePort();
+      const bareArgs = ['--import', 'tsx', 'bench/bare-server.ts', String(barePort)];
+      children.push(await profiled(join(out, `bare-${slug}`), bareArgs, {}, `http://127.0.0.1:${barePort}/`));
+      targets.push({ name: 'bare', pid: children.at(-1)!.process.pid!, url: `http://127.0.0.1:${barePort}` });
+      // Rounds of one target each would only repeat its measurement: with one round, each runs alone, in turn.
+      if (rounds === 1) results.push(...(await measure(targets.splice(0), key, phase)));
+      for (const [name, bin] of [['floodgate', FLOODGATE_BIN], ...(args['baseline-bin'] ? [['baseline', args['baseline-bin']]] : [])]) {
+        const port = await freePort();
+        const env = { ...bench.env, SHED_MODE: 'enforce', ...phase.env, HOST: '127.0.0.1', PORT: String(port) };
+        const dir = join(out, `${name === 'floodgate' ? 'api' : name}-${slug}`);
+        children.push(await profiled(dir, [bin!, 'api'], env, `http://127.0.0.1:${port}/readyz`));
+        targets.push({ name: name!, pid: children.at(-1)!.process.pid!, url: `http://127.0.0.1:${port}` });
+        if (rounds === 1) results.push(...(await measure(targets.splice(0), key, phase)));
+      }
+      if (targets.length > 0) results.push(...(await measure(targets, key, phase)));
     } finally {
-      await bare.stop();
-    }
-    const port = await freePort();
-    const env = { ...bench.env, SHED_MODE: 'enforce', ...phase.env, HOST: '127.0.0.1', PORT: String(port) };
-    const api = await profiled(join(out, `api-${slug}`), [FLOODGATE_BIN, 'api'], env, `http://127.0.0.1:${port}/readyz`);
-    try {
-      results.push(await measure('floodgate', api.process.pid!, `http://127.0.0.1:${port}`, key, phase));
-    } finally {
-      await api.stop();
+      for (const child of children) await child.stop();
     }
   }
 } finally {
@@ -160,5 +207,5 @@ try {
 }
 
 await writeFile(join(out, 'results.json'), JSON.stringify({ machine: m, results }, null, 2));
-console.log(await reportRun(out));
+console.log(await reportRun(out, profile));
 console.log(`\nprofiles and results.json in ${out}`);

@@ -143,6 +143,7 @@ async function fanOut(bench: BenchEnv): Promise<Record<string, number>> {
       const workerBefore = await scrape(floodgate.workerMetricsUrl!);
       const durableBefore = histogramBuckets(workerBefore, 'floodgate_time_to_durable_seconds');
       const publishBefore = histogramBuckets(listened(workerBefore), 'floodgate_live_publish_duration_seconds');
+      const batchesBefore = await metric(floodgate.metricsUrl, 'floodgate_live_batches_received_total');
       const [{ sent, refused }, other] = await Promise.all([
         ingest(floodgate.url, key, RATE, SECONDS, label),
         BACKGROUND_RATE > 0 ? ingest(floodgate.url, background.key, BACKGROUND_RATE, SECONDS, label) : { sent: 0, refused: 0 },
@@ -152,7 +153,9 @@ async function fanOut(bench: BenchEnv): Promise<Record<string, number>> {
       const publishAfter = histogramBuckets(listened(workerAfter), 'floodgate_live_publish_duration_seconds');
       const elapsed = (performance.now() - started) / 1000;
       const used = process.cpuUsage(own);
+      const batchesReceived = (await metric(floodgate.metricsUrl, 'floodgate_live_batches_received_total')) - batchesBefore;
       return {
+        batchesReceived,
         sent,
         refused,
         backgroundSent: other.sent,
@@ -196,6 +199,8 @@ async function fanOut(bench: BenchEnv): Promise<Record<string, number>> {
       durableP99MsWithoutListeners: quiet.durableP99Ms,
       durableP99MsWithListeners: loud.durableP99Ms,
       publishP99MsWithListeners: loud.publishP99Ms,
+      // Live batches the API received from Redis in the window: each is written to every connection.
+      batchesReceivedWithListeners: loud.batchesReceived,
       apiCpuWithoutListeners: quiet.apiCpu,
       apiCpuWithListeners: loud.apiCpu,
       workerCpuWithoutListeners: quiet.workerCpu,

@@ -27,16 +27,17 @@ const AREAS: ReadonlyArray<readonly [string, RegExp]> = [
   ['GC', /^\(garbage collector\)$/],
   ['V8/native (program)', /^\(program\)$/],
   // JSON.parse and JSON.stringify run inside the function that calls them (builtins get no frame of their own).
+  // Finding each event's `data` text (lib/data-text.ts) is what replaced serialising `data` again: same area.
   [
     'JSON parse/encode',
-    /^JSON\.(parse|stringify)$|^(parse|stringify)$|\/app\/body\.[jt]s#parseJson$|\/lib\/event-schema\.[jt]s#stringifyBounded$/,
+    /^JSON\.(parse|stringify)$|^(parse|stringify)$|\/app\/body\.[jt]s#parseJson$|\/lib\/event-schema\.[jt]s#stringifyBounded$|\/lib\/data-text\./,
   ],
   ['validation (event schema, ajv)', /node_modules\/ajv|\/lib\/event-schema\.|^ajv:/],
   ['auth', /\/app\/middleware\/auth\.|\/app\/key-resolver\.|\/app\/auth-failures\.|\/lib\/api-keys\./],
   ['body reading/gzip', /\/app\/body\.|node_modules\/(raw-body|co-body|inflation|iconv-lite)|node:zlib|node:internal\/zlib/],
   [
     'Redis (ioredis, enqueue)',
-    /node_modules\/(ioredis|redis-parser|denque|cluster-key-slot|standard-as-callback)|\/app\/(enqueue|sharded-enqueue|guarded-write|redis-breaker)\.|\/lib\/(redis|stream-entry|shards|queue)\./,
+    /node_modules\/(ioredis|redis-parser|denque|cluster-key-slot|standard-as-callback)|\/app\/(enqueue|sharded-enqueue|guarded-write|redis-breaker|write-coalescer)\.|\/lib\/(redis|stream-entry|shards|queue)\./,
   ],
   [
     'metrics',
@@ -132,7 +133,8 @@ export function formatBreakdown({ total, areas }: { total: number; areas: Map<st
 /** What `bench/api-profile.ts` records of each target and phase in results.json. */
 interface RunResult {
   readonly name: string;
-  readonly target: 'bare' | 'floodgate';
+  /** `floodgate` is this build's API, `baseline` another build's (api-profile.ts --baseline-bin). */
+  readonly target: 'bare' | 'floodgate' | 'baseline';
   readonly requests: number;
   readonly status: Record<string, number>;
   readonly cpuMicros: number;
@@ -143,15 +145,19 @@ interface RunResult {
 
 const SLUGS: Record<string, string> = { 'single event': 'single', 'batch of 100': 'batch', 'refusal (503)': 'refusal' };
 
-/** The report of a `bench/api-profile.ts` run directory: CPU per request, the ratio to bare, and each breakdown. */
-export async function reportRun(dir: string): Promise<string> {
+/**
+ * The report of a `bench/api-profile.ts` run directory: CPU per request, the ratio to bare, and each breakdown
+ * (left out of a run without the profiler).
+ */
+export async function reportRun(dir: string, profiled = true): Promise<string> {
   const { results } = JSON.parse(await readFile(join(dir, 'results.json'), 'utf8')) as { results: RunResult[] };
-  const single = results.find((r) => r.target === 'floodgate' && SLUGS[r.name] === 'single');
   const report: string[] = [];
-  for (const api of results.filter((r) => r.target === 'floodgate')) {
+  for (const api of results.filter((r) => r.target !== 'bare')) {
+    const single = results.find((r) => r.target === api.target && SLUGS[r.name] === 'single');
     const bare = results.find((r) => r.target === 'bare' && r.name === api.name)!;
+    const label = api.target === 'floodgate' ? '' : ` (${api.target})`;
     report.push(
-      `\n## ${api.name}: ${api.perRequestMicros} µs/req (${api.perEventMicros} µs/event), bare ${bare.perRequestMicros} µs/req, ratio ${(api.perRequestMicros / bare.perRequestMicros).toFixed(2)}; ${JSON.stringify(api.status)}`,
+      `\n## ${api.name}${label}: ${api.perRequestMicros} µs/req (${api.perEventMicros} µs/event), bare ${bare.perRequestMicros} µs/req, ratio ${(api.perRequestMicros / bare.perRequestMicros).toFixed(2)}; ${JSON.stringify(api.status)}`,
     );
     const refused = api.status['503'] ?? 0;
     if (refused > 0 && single) {
@@ -161,10 +167,12 @@ export async function reportRun(dir: string): Promise<string> {
         `refused ${refused} of ${api.requests}; per refusal, admitted ones charged at ${single.perRequestMicros} µs: ${perRefusal.toFixed(1)} µs`,
       );
     }
-    for (const [target, measured] of [
-      ['api', api],
-      ['bare', bare],
-    ] as const) {
+    for (const [target, measured] of profiled
+      ? ([
+          [api.target === 'floodgate' ? 'api' : api.target, api],
+          ['bare', bare],
+        ] as const)
+      : []) {
       const sub = join(dir, `${target}-${SLUGS[api.name]}`);
       // Every thread writes a profile (tsx's loader thread too): the main thread's is the one numbered .0.
       for (const file of (await readdir(sub)).filter((f) => /\.0\.\d+\.cpuprofile$/.test(f))) {

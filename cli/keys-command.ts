@@ -15,7 +15,7 @@ import type { Config } from '../lib/config.js';
 import type { Pool } from '../lib/db.js';
 import { isPriority, type Priority } from '../lib/event-schema.js';
 import { keyInvalidationChannel, publishKeyInvalidation } from '../lib/key-invalidation.js';
-import { createRedis } from '../lib/redis.js';
+import { createQueueRedis } from '../lib/redis.js';
 import { withCommandPool } from './command-pool.js';
 import { UsageError } from './usage.js';
 
@@ -152,9 +152,8 @@ export async function keysCommand(config: Config, parsed: KeysAction): Promise<v
 async function announce(config: Config, keyIds: readonly number[], what: string): Promise<void> {
   // QUEUE=postgres runs without Redis: API processes revalidate cached keys every second instead.
   if (config.queue === 'postgres') return;
-  // On a Redis Cluster API processes run without the feed and revalidate cached keys every second.
-  if (config.redisClusterNodes.length > 0) return;
-  const redis = createRedis(config.redisUrl, {
+  // A cluster client sends PUBLISH to one node; the cluster bus passes it to every node, so every subscriber hears it.
+  const redis = createQueueRedis(config, {
     lazyConnect: true,
     maxRetriesPerRequest: 0,
     retryStrategy: () => null,

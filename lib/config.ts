@@ -91,7 +91,7 @@ export const CONFIG_VARIABLES = {
   },
   redisClusterNodes: {
     name: 'REDIS_CLUSTER_NODES',
-    doc: 'Comma-separated `host:port` seeds of a Redis Cluster; empty uses the single Redis at `REDIS_URL`. With a cluster the stream keys carry a hash tag, and the live view and the key-revocation feed are off (see docs/scaling.md).',
+    doc: 'Comma-separated `host:port` seeds of a Redis Cluster; empty uses the single Redis at `REDIS_URL`. With a cluster the stream keys and the live-view keys of each tenant carry a hash tag; the live view and the key-revocation feed subscribe on one node (see docs/scaling.md).',
     defaultValue: '',
     parse: hostPorts,
   },
@@ -210,6 +210,12 @@ export const CONFIG_VARIABLES = {
     doc: 'How long the API waits for Redis to acknowledge a write before answering 503.',
     defaultValue: '2000',
     parse: integer(10, 60_000),
+  },
+  redisWriteCoalesceMs: {
+    name: 'REDIS_WRITE_COALESCE_MS',
+    doc: 'While ingest requests arrive less than this many ms apart, the stream write of each waits up to this long, so that the writes of requests arriving together share one write to Redis (each is still its own entry, answered once it is in Redis): up to this much latency for less CPU under load. 0 writes each at once.',
+    defaultValue: '1',
+    parse: integer(0, 50),
   },
   authCacheTtlMs: {
     name: 'AUTH_CACHE_TTL_MS',

@@ -1,6 +1,7 @@
 import { Ajv2020, type ErrorObject } from 'ajv/dist/2020.js';
 import * as addFormatsModule from 'ajv-formats';
 import { DAY_MS } from './partitions.js';
+import type { DataTextLimits } from './data-text.js';
 import { uuidv7 } from './uuid7.js';
 
 // ajv-formats is CommonJS with `exports.default`; under NodeNext the default import is the module object.
@@ -189,47 +190,106 @@ export function parseTimestamp(text: string): number {
   return Date.parse(`${text.slice(0, 17)}59${text.slice(19)}`) + 1000;
 }
 
+const TYPE_PATTERN = new RegExp(EVENT_SCHEMA.properties.type.pattern);
+
+/**
+ * Whether `raw` certainly passes EVENT_SCHEMA, checked by hand: ajv's generated code costs more than the rest
+ * of an event's checks (it counts code points to check lengths). Answers false whenever it is unsure (a length
+ * that code points might still bring within bounds, anything unusual), and ajv then decides and names the errors.
+ */
+function plainlyValid(raw: unknown): boolean {
+  if (typeof raw !== 'object' || raw === null || Array.isArray(raw)) return false;
+  const e = raw as Record<string, unknown>;
+  let typed = false;
+  for (const key in e) {
+    const v = e[key];
+    switch (key) {
+      case 'type':
+        if (typeof v !== 'string' || v.length === 0 || v.length > 128 || !TYPE_PATTERN.test(v)) return false;
+        typed = true;
+        break;
+      case 'timestamp':
+        // Its schema is SENT_AT_SCHEMA's, word for word.
+        if (!validators.sentAt(v)) return false;
+        break;
+      case 'source':
+      case 'idempotency_key':
+        if (typeof v !== 'string' || v.length === 0 || v.length > 255) return false;
+        break;
+      case 'value':
+        if (typeof v !== 'number' || !Number.isFinite(v)) return false;
+        break;
+      case 'data':
+        if (typeof v !== 'object' || v === null || Array.isArray(v)) return false;
+        break;
+      default:
+        return false;
+    }
+  }
+  return typed;
+}
+
+/** Limits of `data` as lib/data-text.ts applies them to a text stored as sent. */
+export function dataTextLimits(limits: ValidationLimits): DataTextLimits {
+  return { maxBytes: limits.maxEventDataBytes, maxDepth: MAX_DATA_DEPTH };
+}
+
+/** `data` serialised, or the errors that refuse it. */
+function checkData(data: object, limits: ValidationLimits): string | FieldError {
+  const dataJson = stringifyBounded(data);
+  if (dataJson === null) return { path: '/data', message: `must not nest deeper than ${MAX_DATA_DEPTH} levels` };
+  if (Buffer.byteLength(dataJson) > limits.maxEventDataBytes) {
+    return { path: '/data', message: `must be at most ${limits.maxEventDataBytes} bytes as JSON` };
+  }
+  if (UNSTORABLE_IN_JSON.test(dataJson)) return { path: '/data', message: 'must not contain NUL characters or unpaired surrogates' };
+  if (jsonDepth(dataJson) > MAX_DATA_DEPTH) return { path: '/data', message: `must not nest deeper than ${MAX_DATA_DEPTH} levels` };
+  return dataJson;
+}
+
 /**
  * Validates one raw event and assigns its id; `headerKey` is the request's Idempotency-Key for single events,
  * `correctionMs` the batch's clock correction (see clockCorrectionMs), applied before the time bounds are checked.
+ * `dataText` is the JSON text of the event's `data` as sent, when lib/data-text.ts found that it may be stored
+ * as it is (within the limits of `dataTextLimits`): it is then not serialised again.
  */
-export function checkEvent(raw: unknown, receivedAt: number, limits: ValidationLimits, headerKey?: string, correctionMs = 0): EventCheck {
-  if (!validateShape(raw)) return { ok: false, errors: toFieldErrors(validateShape.errors) };
+export function checkEvent(
+  raw: unknown,
+  receivedAt: number,
+  limits: ValidationLimits,
+  headerKey?: string,
+  correctionMs = 0,
+  dataText?: string,
+): EventCheck {
+  if (!plainlyValid(raw) && !validateShape(raw)) return { ok: false, errors: toFieldErrors(validateShape.errors) };
   const e = raw as { type: string; timestamp?: string; source?: string; idempotency_key?: string; value?: number; data?: object };
-  const errors: FieldError[] = [];
+  let errors: FieldError[] | undefined;
 
   let occurredAt = receivedAt;
   if (e.timestamp !== undefined) {
     occurredAt = parseTimestamp(e.timestamp) + correctionMs;
-    if (Number.isNaN(occurredAt)) errors.push({ path: '/timestamp', message: 'is not a valid RFC 3339 time' });
-    else if (occurredAt > receivedAt + MAX_FUTURE_MS) errors.push({ path: '/timestamp', message: 'is more than 24 h in the future' });
+    if (Number.isNaN(occurredAt)) (errors ??= []).push({ path: '/timestamp', message: 'is not a valid RFC 3339 time' });
+    else if (occurredAt > receivedAt + MAX_FUTURE_MS)
+      (errors ??= []).push({ path: '/timestamp', message: 'is more than 24 h in the future' });
     else if (occurredAt < receivedAt - limits.retentionDays * DAY_MS) {
-      errors.push({ path: '/timestamp', message: `is older than the ${limits.retentionDays}-day retention` });
+      (errors ??= []).push({ path: '/timestamp', message: `is older than the ${limits.retentionDays}-day retention` });
     }
   }
-  if (e.value !== undefined && !Number.isFinite(e.value)) errors.push({ path: '/value', message: 'must be a finite number' });
+  if (e.value !== undefined && !Number.isFinite(e.value)) (errors ??= []).push({ path: '/value', message: 'must be a finite number' });
   if (e.source !== undefined && UNSTORABLE_IN_TEXT.test(e.source)) {
-    errors.push({ path: '/source', message: 'must not contain NUL or unpaired surrogates' });
+    (errors ??= []).push({ path: '/source', message: 'must not contain NUL or unpaired surrogates' });
   }
   const key = e.idempotency_key ?? headerKey ?? null;
   if (key !== null && (key.length > 255 || UNSTORABLE_IN_TEXT.test(key))) {
-    errors.push({ path: '/idempotency_key', message: 'must be 1-255 characters without NUL or unpaired surrogates' });
+    (errors ??= []).push({ path: '/idempotency_key', message: 'must be 1-255 characters without NUL or unpaired surrogates' });
   }
 
   let dataJson: string | null = null;
   if (e.data !== undefined) {
-    dataJson = stringifyBounded(e.data);
-    if (dataJson === null) {
-      errors.push({ path: '/data', message: `must not nest deeper than ${MAX_DATA_DEPTH} levels` });
-    } else if (Buffer.byteLength(dataJson) > limits.maxEventDataBytes) {
-      errors.push({ path: '/data', message: `must be at most ${limits.maxEventDataBytes} bytes as JSON` });
-    } else if (UNSTORABLE_IN_JSON.test(dataJson)) {
-      errors.push({ path: '/data', message: 'must not contain NUL characters or unpaired surrogates' });
-    } else if (jsonDepth(dataJson) > MAX_DATA_DEPTH) {
-      errors.push({ path: '/data', message: `must not nest deeper than ${MAX_DATA_DEPTH} levels` });
-    }
+    const checked = dataText ?? checkData(e.data, limits);
+    if (typeof checked === 'string') dataJson = checked;
+    else (errors ??= []).push(checked);
   }
-  if (errors.length > 0) return { ok: false, errors };
+  if (errors !== undefined) return { ok: false, errors };
   return {
     ok: true,
     event: {

@@ -1,6 +1,7 @@
 import type { Config } from './config.js';
 import type { Logger } from './logger.js';
-import { createRedis, type Redis } from './redis.js';
+import type { Redis } from './redis.js';
+import { createRedisSubscriber } from './redis-subscriber.js';
 
 /**
  * The Redis pub/sub channel announcing revoked and rotated keys; named after the stream so that deployments
@@ -29,45 +30,45 @@ export interface KeyInvalidationFeed {
 }
 
 /**
- * Subscribes to the invalidation channel. A subscription that comes back after the connection dropped may
+ * Subscribes to the invalidation channel, on REDIS_URL or on a Redis Cluster (classic pub/sub: an announcement
+ * published on any node reaches every node). A subscription that comes back after the connection dropped may
  * have missed announcements, so the listener then forgets everything it cached.
  */
 export function startKeyInvalidationFeed(deps: {
-  redisUrl: string;
+  config: Pick<Config, 'redisUrl' | 'redisClusterNodes'>;
   channel: string;
   listener: InvalidationListener;
   logger: Logger;
 }): KeyInvalidationFeed {
   const { channel, listener } = deps;
   const log = deps.logger.child({ scope: 'key-invalidation' });
-  // Retries forever (every 2 s at most): a subscriber has nothing better to do while Redis is away.
-  const sub = createRedis(deps.redisUrl, { enableAutoPipelining: false, maxRetriesPerRequest: null });
-  let subscribedBefore = false;
+  // Waits for Redis rather than failing: a subscriber has nothing better to do while Redis is away.
+  const sub = createRedisSubscriber(deps.config, { connectionName: 'floodgate-key-feed', redisOptions: { maxRetriesPerRequest: null } });
   let closed = false;
 
-  sub.on('message', (from: string, message: string) => {
+  sub.onMessage((from, message) => {
     if (from !== channel) return;
     const ids = message.split(',').map(Number).filter(Number.isSafeInteger);
     if (ids.length > 0) listener.invalidate(ids);
   });
-  sub.on('ready', () => {
-    sub.subscribe(channel).then(
-      () => {
-        if (closed) return;
-        if (subscribedBefore) listener.invalidateAll();
-        subscribedBefore = true;
-        listener.setFed(true);
-      },
-      (err: unknown) => log.warn({ err }, 'cannot subscribe to key invalidations; cached keys are revalidated every second'),
-    );
+  sub.onLost(() => listener.setFed(false));
+  sub.onRestored(() => {
+    if (closed) return;
+    listener.invalidateAll();
+    listener.setFed(true);
   });
-  sub.on('close', () => listener.setFed(false));
+  sub.subscribe(channel).then(
+    () => {
+      if (!closed) listener.setFed(true);
+    },
+    (err: unknown) => log.warn({ err }, 'cannot subscribe to key invalidations; cached keys are revalidated every second'),
+  );
 
   return {
     async close() {
       closed = true;
       listener.setFed(false);
-      sub.disconnect();
+      await sub.close();
     },
   };
 }

@@ -17,15 +17,22 @@ export interface LiveKeys {
   log(tenant: string): string;
   /** Present (with a TTL) while some API process holds a live connection of the tenant. */
   listening(tenant: string): string;
+  /** Sorted set of the queue entries already published (member: entry tag, score: Redis time in ms). */
+  published(tenant: string): string;
 }
 
-/** The live keys under `streamKey` (STREAM_KEY): `<streamKey>:live:{channel,log,listening}:<tenant>`. */
+/**
+ * The live keys under `streamKey` (STREAM_KEY): `<streamKey>:live:{<tenant>}:{channel,log,listening,published}`.
+ * The tenant is the hash tag, so on a Redis Cluster a tenant's keys share one slot (the publish script touches
+ * the log and the published set together) while different tenants spread over the masters.
+ */
 export function liveKeys(streamKey: string): LiveKeys {
-  const prefix = `${streamKey}:live`;
+  const prefix = (tenant: string) => `${streamKey}:live:{${tenant}}`;
   return {
-    channel: (tenant) => `${prefix}:channel:${tenant}`,
-    log: (tenant) => `${prefix}:log:${tenant}`,
-    listening: (tenant) => `${prefix}:listening:${tenant}`,
+    channel: (tenant) => `${prefix(tenant)}:channel`,
+    log: (tenant) => `${prefix(tenant)}:log`,
+    listening: (tenant) => `${prefix(tenant)}:listening`,
+    published: (tenant) => `${prefix(tenant)}:published`,
   };
 }
 
@@ -119,16 +126,39 @@ export function parseMessage(message: string): LiveBatch | null {
 }
 
 /**
- * Appends one body to a tenant's resume log and publishes it, atomically, with the entry id Redis assigned.
- * KEYS: log; ARGV: channel, body, window ms, max entries. The log is trimmed by age (Redis's own clock, the one
- * its ids use) and by length, and expires a window after its last batch: a tenant nobody listens to any more
+ * Appends the parts of one batch that were not published before to a tenant's resume log and publishes them,
+ * atomically, with the entry id Redis assigned. Returns that id ('' when every part had been published before)
+ * and one flag per part, '1' published now or '0' published before.
+ * KEYS: log, published set; ARGV: channel, window ms, max entries, dedup ms, then pairs of (part tag, part body).
+ *
+ * A part is the stored events of one queue entry (or a slice of a large one) and its tag names that entry in its
+ * queue, the same on every delivery. `ZADD NX` of the tag tells whether the part was published before (its
+ * worker died after publishing and before acknowledging, and the entry came back): the log and the channel then
+ * carry each part once, so every connection and every resume sees each event once.
+ *
+ * The log is trimmed by age (Redis's own clock, the one its ids use) and by length, and expires a window after
+ * its last batch; the published set forgets tags older than the dedup span: a tenant nobody listens to any more
  * leaves nothing behind.
  */
 export const PUBLISH_SCRIPT = `
-local id = redis.call('XADD', KEYS[1], 'MAXLEN', '~', ARGV[4], '*', '${LOG_FIELD}', ARGV[2])
-local now = redis.call('TIME')
-local minId = tonumber(now[1]) * 1000 + math.floor(tonumber(now[2]) / 1000) - tonumber(ARGV[3])
-redis.call('XTRIM', KEYS[1], 'MINID', '~', string.format('%d', minId))
-redis.call('PEXPIRE', KEYS[1], ARGV[3])
-redis.call('PUBLISH', ARGV[1], id .. '\\n' .. ARGV[2])
-return id`;
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+local parts = {}
+local flags = {}
+for i = 5, #ARGV, 2 do
+  if redis.call('ZADD', KEYS[2], 'NX', now, ARGV[i]) == 1 then
+    parts[#parts + 1] = ARGV[i + 1]
+    flags[#flags + 1] = '1'
+  else
+    flags[#flags + 1] = '0'
+  end
+end
+redis.call('ZREMRANGEBYSCORE', KEYS[2], '-inf', string.format('%d', now - tonumber(ARGV[4])))
+redis.call('PEXPIRE', KEYS[2], ARGV[4])
+if #parts == 0 then return {'', table.concat(flags)} end
+local body = table.concat(parts)
+local id = redis.call('XADD', KEYS[1], 'MAXLEN', '~', ARGV[3], '*', '${LOG_FIELD}', body)
+redis.call('XTRIM', KEYS[1], 'MINID', '~', string.format('%d', now - tonumber(ARGV[2])))
+redis.call('PEXPIRE', KEYS[1], ARGV[2])
+redis.call('PUBLISH', ARGV[1], id .. '\\n' .. body)
+return {id, table.concat(flags)}`;

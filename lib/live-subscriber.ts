@@ -2,14 +2,18 @@ import { Counter, Gauge, Registry } from 'prom-client';
 import { LISTENING_TTL_MS, LOG_FIELD, compareEntryIds, liveKeys, parseBody, parseMessage, type LiveBatch } from './live-channel.js';
 import type { Logger } from './logger.js';
 import type { Redis } from './redis.js';
+import type { Config } from './config.js';
+import { createRedisSubscriber, type RedisNode } from './redis-subscriber.js';
 
 /** Receives a tenant's batches in order; called synchronously, so it must not block or throw. */
 export type LiveListener = (batch: LiveBatch) => void;
 
 /** What the API's live subscriber needs. */
 export interface LiveSubscriberDeps {
-  /** The API's command client (markers, log reads); the subscriber duplicates it for its one subscription. */
+  /** The API's command client (markers, log reads): a single Redis or a Cluster. */
   readonly redis: Redis;
+  /** Where the one subscription connects: REDIS_URL, or a node of REDIS_CLUSTER_NODES. */
+  readonly config: Pick<Config, 'redisUrl' | 'redisClusterNodes'>;
   readonly streamKey: string;
   readonly logger: Logger;
   readonly registry?: Registry;
@@ -46,11 +50,18 @@ export const LIVE_CONNECTION_NAME = 'floodgate-live';
 
 type LogEntries = [id: string, fields: string[]][];
 
+/** The nodes a Cluster client knows (none for a single Redis): where the subscription may move when its node goes. */
+function clusterNodes(redis: Redis): RedisNode[] {
+  if (!redis.isCluster) return [];
+  const cluster = redis as unknown as { nodes(role: 'all'): { options: { host?: string; port?: number } }[] };
+  return cluster.nodes('all').map((n) => ({ host: n.options.host ?? '127.0.0.1', port: n.options.port ?? 6379 }));
+}
+
 /**
  * The API's half of the live view. One subscriber connection per process, subscribed to the channels of the
  * tenants its connections watch (not one per connection: thousands of connections cost Redis one client).
  * While it watches a tenant it keeps the tenant's listener marker alive, so the worker publishes its batches.
- * If the subscription is lost (Redis restart, network), Redis drops whatever was published meanwhile; on
+ * If the subscription is lost (Redis restart, network, its cluster node gone), what was published meanwhile is lost; on
  * reconnecting, each tenant catches up from its resume log after the last batch it dispatched, so listeners
  * see neither a gap nor a repeat.
  */
@@ -59,8 +70,7 @@ export function createLiveSubscriber(deps: LiveSubscriberDeps): LiveSubscriber {
   const keys = liveKeys(deps.streamKey);
   const log = deps.logger.child({ scope: 'live-subscriber' });
   // Subscriber mode takes the connection over; commands go on the shared client.
-  const sub = redis.duplicate({ enableAutoPipelining: false, connectionName: LIVE_CONNECTION_NAME });
-  sub.on('error', () => {});
+  const sub = createRedisSubscriber(deps.config, { connectionName: LIVE_CONNECTION_NAME, clusterNodes: () => clusterNodes(redis) });
   const states = new Map<string, TenantState>();
   const byChannel = new Map<string, string>();
   const registers = [deps.registry ?? new Registry()];
@@ -77,7 +87,6 @@ export function createLiveSubscriber(deps: LiveSubscriberDeps): LiveSubscriber {
     help: 'Live batches received from Redis (one per tenant per published chunk).',
     registers,
   });
-  let lost = false;
   let closing: Promise<void> | undefined;
 
   function dispatch(state: TenantState, batch: LiveBatch): void {
@@ -108,6 +117,22 @@ export function createLiveSubscriber(deps: LiveSubscriberDeps): LiveSubscriber {
     for (const batch of held) dispatch(state, batch);
   }
 
+  /**
+   * Catches a tenant up, trying again while its log cannot be read (on a cluster its master may be failing over):
+   * until then its batches are held, so its connections see them late but none lost or out of order.
+   */
+  async function catchUpRetrying(tenant: string, state: TenantState): Promise<void> {
+    for (let attempt = 1; !closing && states.get(tenant) === state; attempt++) {
+      try {
+        await catchUp(tenant, state);
+        return;
+      } catch (err) {
+        if (attempt === 1) log.error({ err, tenant }, 'could not catch up a live channel; trying again');
+        await new Promise((resolve) => setTimeout(resolve, Math.min(attempt * 200, 2000)));
+      }
+    }
+  }
+
   function refreshMarkers(): Promise<unknown> {
     if (states.size === 0) return Promise.resolve();
     const pipeline = redis.pipeline();
@@ -115,7 +140,7 @@ export function createLiveSubscriber(deps: LiveSubscriberDeps): LiveSubscriber {
     return pipeline.exec();
   }
 
-  sub.on('message', (channel: string, message: string) => {
+  sub.onMessage((channel, message) => {
     const tenant = byChannel.get(channel);
     const state = tenant === undefined ? undefined : states.get(tenant);
     const batch = state ? parseMessage(message) : null;
@@ -124,29 +149,15 @@ export function createLiveSubscriber(deps: LiveSubscriberDeps): LiveSubscriber {
     if (state.held) state.held.push(batch);
     else dispatch(state, batch);
   });
-  sub.on('close', () => {
-    if (closing || lost) return;
-    lost = true;
+  sub.onLost(() => {
     for (const state of states.values()) state.held ??= [];
   });
-  sub.on('ready', () => {
-    if (!lost) return;
-    lost = false;
-    // ioredis re-subscribes on reconnect; what was published while we were away is in the logs.
+  // Subscribed again, and a PING after the subscriptions was answered: no batch falls between the log read and
+  // the subscription. What was published while we were away is in the logs.
+  sub.onRestored(() => {
     log.warn({ tenants: states.size }, 'live subscription restored; catching up from the resume logs');
     refreshMarkers().catch(() => {});
-    // ioredis re-sent SUBSCRIBE just before 'ready'; a PING answered on the same connection comes after it took
-    // effect, so no batch falls between the log read and the subscription.
-    sub
-      .ping()
-      .then(() =>
-        Promise.all(
-          [...states].map(([tenant, state]) =>
-            catchUp(tenant, state).catch((err: unknown) => log.error({ err, tenant }, 'could not catch up a live channel')),
-          ),
-        ),
-      )
-      .catch((err: unknown) => log.error({ err }, 'could not catch up the live channels'));
+    for (const [tenant, state] of states) void catchUpRetrying(tenant, state);
   });
 
   const refresher = setInterval(() => {
@@ -197,8 +208,7 @@ export function createLiveSubscriber(deps: LiveSubscriberDeps): LiveSubscriber {
         clearInterval(refresher);
         states.clear();
         byChannel.clear();
-        if (sub.status === 'ready') await sub.quit().catch(() => sub.disconnect());
-        else sub.disconnect();
+        await sub.close();
       })();
       return closing;
     },

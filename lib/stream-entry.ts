@@ -20,6 +20,12 @@ export interface StreamEntry {
   readonly rows: string;
 }
 
+/** An entry as a queue delivered it: `queueId` names it in its queue, the same on every delivery of it. */
+export interface QueuedEntry {
+  readonly queueId: string;
+  readonly entry: StreamEntry;
+}
+
 /**
  * The header line of an entry around its event count: `prefix + count + suffix`. Split so that a writer that
  * decides in Redis which events to keep (the idempotent enqueue script) can put in the count it kept.

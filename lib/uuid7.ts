@@ -8,15 +8,9 @@ let poolOffset = POOL_SIZE;
 let lastMs = 0;
 let sequence = 0; // 12-bit counter in rand_a keeps ids monotonic within one millisecond
 
-function randomBytes(n: number): Buffer {
-  if (poolOffset + n > POOL_SIZE) {
-    randomFillSync(pool);
-    poolOffset = 0;
-  }
-  const slice = pool.subarray(poolOffset, poolOffset + n);
-  poolOffset += n;
-  return slice;
-}
+// The id's first 13 characters (the millisecond and a dash) change once per millisecond: kept, not rebuilt.
+let prefixMs = -1;
+let prefix = '';
 
 /** A UUIDv7 (RFC 9562): 48-bit Unix milliseconds, a per-process monotonic counter, 62 random bits. */
 export function uuidv7(now: number = Date.now()): string {
@@ -31,40 +25,42 @@ export function uuidv7(now: number = Date.now()): string {
     }
   } else {
     lastMs = ms;
-    sequence = randomBytes(1)[0]! & 0x7f; // start low so the counter rarely overflows
+    if (poolOffset >= POOL_SIZE) refill();
+    sequence = pool[poolOffset++]! & 0x7f; // start low so the counter rarely overflows
   }
-  const r = randomBytes(8);
-  const b = new Uint8Array(16);
-  b[0] = (ms / 2 ** 40) & 0xff;
-  b[1] = (ms / 2 ** 32) & 0xff;
-  b[2] = (ms >>> 24) & 0xff;
-  b[3] = (ms >>> 16) & 0xff;
-  b[4] = (ms >>> 8) & 0xff;
-  b[5] = ms & 0xff;
-  b[6] = 0x70 | ((sequence >>> 8) & 0x0f);
-  b[7] = sequence & 0xff;
-  b[8] = 0x80 | (r[0]! & 0x3f);
-  for (let i = 9; i < 16; i++) b[i] = r[i - 8]!;
+  if (ms !== prefixMs) {
+    prefixMs = ms;
+    prefix =
+      HEX[(ms / 2 ** 40) & 0xff]! +
+      HEX[(ms / 2 ** 32) & 0xff]! +
+      HEX[(ms >>> 24) & 0xff]! +
+      HEX[(ms >>> 16) & 0xff]! +
+      '-' +
+      HEX[(ms >>> 8) & 0xff]! +
+      HEX[ms & 0xff]! +
+      '-';
+  }
+  if (poolOffset + 8 > POOL_SIZE) refill();
+  const r = poolOffset;
+  poolOffset += 8;
   return (
-    HEX[b[0]]! +
-    HEX[b[1]]! +
-    HEX[b[2]]! +
-    HEX[b[3]]! +
+    prefix +
+    HEX[0x70 | ((sequence >>> 8) & 0x0f)]! +
+    HEX[sequence & 0xff]! +
     '-' +
-    HEX[b[4]]! +
-    HEX[b[5]]! +
+    HEX[0x80 | (pool[r]! & 0x3f)]! +
+    HEX[pool[r + 1]!]! +
     '-' +
-    HEX[b[6]]! +
-    HEX[b[7]]! +
-    '-' +
-    HEX[b[8]]! +
-    HEX[b[9]!]! +
-    '-' +
-    HEX[b[10]!]! +
-    HEX[b[11]!]! +
-    HEX[b[12]!]! +
-    HEX[b[13]!]! +
-    HEX[b[14]!]! +
-    HEX[b[15]!]!
+    HEX[pool[r + 2]!]! +
+    HEX[pool[r + 3]!]! +
+    HEX[pool[r + 4]!]! +
+    HEX[pool[r + 5]!]! +
+    HEX[pool[r + 6]!]! +
+    HEX[pool[r + 7]!]!
   );
+}
+
+function refill(): void {
+  randomFillSync(pool);
+  poolOffset = 0;
 }

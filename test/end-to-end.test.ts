@@ -61,4 +61,32 @@ describe('end to end: HTTP → cluster API → Redis → worker → Postgres', (
     assert.ok(accepted, 'accepted counter present');
     assert.equal(Number(accepted[1]), 1020, 'summed over both API processes');
   });
+
+  it('stores data written with whitespace, escapes and any number notation as the same jsonb as its parsed value', async () => {
+    const datas = [
+      '{ "a" : [ 1 , 2.5 , -3 ] ,\n\t"s" : "\\u00e9 \u00e9 \\ud83d\\ude00 \ud83d\ude00 \\/ / tab\\there \\\\u0000" }',
+      '{"n":1e3,"m":2.50,"z":-0,"big":12345678901234567890,"tiny":1E-7}',
+      '{"2":"two","b":{"1":true,"a":null},"b":{"last":"wins"}}',
+      '{"deep":[[[{"x":[{"y":"}]\\""}]}]]]}',
+    ];
+    const body = `{"events":[${datas.map((d, i) => `{"type":"e2e.data","source":"s${i}","data":${d}}`).join(',')}]}`;
+    const res = await fetch(`${url}/v1/events`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json', authorization: `Bearer ${key}` },
+      body,
+    });
+    assert.equal(res.status, 202, JSON.stringify(await res.clone().json()));
+    await eventually(
+      async () => (await env.pool.query("SELECT 1 FROM events WHERE type = 'e2e.data'")).rowCount === datas.length,
+      'stored',
+    );
+    for (const [i, data] of datas.entries()) {
+      const reserialised = JSON.stringify(JSON.parse(data));
+      const { rows } = await env.pool.query<{ same: boolean; data: unknown }>(
+        "SELECT data = $1::jsonb AS same, data FROM events WHERE type = 'e2e.data' AND source = $2",
+        [reserialised, `s${i}`],
+      );
+      assert.equal(rows[0]?.same, true, `${data} stored as ${JSON.stringify(rows[0]?.data)}`);
+    }
+  });
 });

@@ -1,4 +1,5 @@
 import assert from 'node:assert/strict';
+import { createApiKey } from '../lib/api-keys.js';
 import { mkdtemp, rm } from 'node:fs/promises';
 import { createServer, type Server } from 'node:net';
 import { tmpdir } from 'node:os';
@@ -88,6 +89,14 @@ describe('QUEUE=postgres: the queue is a Postgres table', () => {
     const ready = await fetch(`${api.url}/readyz`);
     assert.equal(ready.status, 200);
     assert.deepEqual((await json(ready)).checks, { postgres: 'ok', migrations: 'ok' });
+    assert.equal(trap.connections(), 0, 'nothing connected to Redis');
+  });
+
+  it('has no live view (it needs Redis, see docs/live.md): the live route answers 404 and nothing connects to Redis', async () => {
+    const { key } = await createApiKey(env.pool, { tenant: 'acme', scopes: ['read'] });
+    const res = await fetch(`${api.url}/v1/events/live`, { headers: { authorization: `Bearer ${key}`, accept: 'text/event-stream' } });
+    assert.equal(res.status, 404);
+    assert.equal((await json(res)).error, 'not_found');
     assert.equal(trap.connections(), 0, 'nothing connected to Redis');
   });
 

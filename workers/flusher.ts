@@ -7,7 +7,7 @@ import { isTransientDbError, writeEntries, type WriteResult } from '../lib/pg-ba
 import type { Logger } from '../lib/logger.js';
 import type { Redis } from '../lib/redis.js';
 import type { StreamShard } from '../lib/shards.js';
-import { ENTRY_FIELD, decodeEntry, type StreamEntry } from '../lib/stream-entry.js';
+import { ENTRY_FIELD, decodeEntry, type QueuedEntry, type StreamEntry } from '../lib/stream-entry.js';
 import type { WorkerMetrics } from './worker-metrics.js';
 
 export interface FlusherDeps {
@@ -21,8 +21,12 @@ export interface FlusherDeps {
   readonly metrics?: WorkerMetrics;
   /** Guards the batch write (see createPostgresWriteBreaker); one with a private registry when omitted. */
   readonly breaker?: Breaker;
-  /** Called after each batch commits, before it is acknowledged (the live view's publisher); must not block. */
-  readonly onCommitted?: (entries: readonly StreamEntry[], result: WriteResult) => void;
+  /**
+   * Called after each batch commits (the live view's publisher); must not block. The batch is acknowledged once
+   * the promise it returns settles, without holding up the next write: a worker that dies before then leaves the
+   * entries pending, and whoever takes them over writes them again (a no-op) and calls this hook for them again.
+   */
+  readonly onCommitted?: (entries: readonly QueuedEntry[], result: WriteResult) => Promise<void> | void;
   /** The stream shard to read (its stream and dead-letter keys); STREAM_KEY and DEAD_LETTER_STREAM_KEY when omitted. */
   readonly shard?: StreamShard;
   /** Told the events held after every change; sets the buffered-events gauge when omitted. */
@@ -104,6 +108,7 @@ export function createFlusher(deps: FlusherDeps): Flusher {
   const breaker = deps.breaker ?? createPostgresWriteBreaker(config, new Registry(), logger);
   const key = deps.shard?.streamKey ?? config.streamKey;
   const deadLetterKey = deps.shard?.deadLetterStreamKey ?? config.deadLetterStreamKey;
+  const shardIndex = deps.shard?.index ?? 0;
   const log = logger.child({ stream: key, consumer: consumerName });
   const group = config.consumerGroup;
   const reader = redis.duplicate();
@@ -128,6 +133,8 @@ export function createFlusher(deps: FlusherDeps): Flusher {
   let backoffMs = 0;
   // One write may run while the next batch is being read: Postgres and this process then work in parallel.
   let writing: Promise<void> = Promise.resolve();
+  // Acknowledgements waiting for the commit hook (the live view publishing the batch).
+  const acks = new Set<Promise<void>>();
 
   const reclaimEveryMs = Math.max(100, Math.min(config.claimIdleMs / 2, 10_000));
 
@@ -235,8 +242,18 @@ export function createFlusher(deps: FlusherDeps): Flusher {
     stats.eventsWritten += result.inserted;
     stats.duplicatesDropped += result.duplicates;
     observeDurable(batch, committedAt);
-    deps.onCommitted?.(entries, result);
-    await acknowledge(batch.map((h) => h.id));
+    const ids = batch.map((h) => h.id);
+    const hooked = deps.onCommitted?.(
+      batch.map((h) => ({ queueId: `${shardIndex}:${h.id}`, entry: h.entry })),
+      result,
+    );
+    if (!hooked) return acknowledge(ids);
+    const ack: Promise<void> = hooked.then(
+      () => acknowledge(ids),
+      () => acknowledge(ids),
+    );
+    acks.add(ack);
+    void ack.finally(() => acks.delete(ack));
   }
 
   /** Writes everything held; on a transient failure keeps it all and arms the backoff. */
@@ -398,6 +415,13 @@ export function createFlusher(deps: FlusherDeps): Flusher {
     if (buffer.length > 0) {
       // Not lost: the entries stay pending in the group and another worker reclaims them.
       log.error({ entries: buffer.length, events: bufferedEvents }, 'shutting down with unwritten entries; they stay pending in Redis');
+    }
+    if (acks.size > 0) {
+      // Written, not yet published: past the deadline they stay pending, and whoever takes them over publishes them.
+      let timer: NodeJS.Timeout | undefined;
+      const late = new Promise<void>((resolve) => (timer = setTimeout(resolve, Math.max(0, deadline - Date.now()))));
+      await Promise.race([Promise.all(acks), late]);
+      clearTimeout(timer);
     }
   }
 

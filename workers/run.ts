@@ -6,7 +6,7 @@ import { createRegistry } from '../lib/metrics.js';
 import { startMetricsServer } from '../lib/metrics-server.js';
 import { createQueueRedis } from '../lib/redis.js';
 import { isSharded, streamShards } from '../lib/shards.js';
-import { createLivePublisher } from '../lib/live-publisher.js';
+import { createLivePublisher, liveDedupWindowMs } from '../lib/live-publisher.js';
 import { createFlusher, createPostgresWriteBreaker } from './flusher.js';
 import { createShardedFlusher } from './sharded-flusher.js';
 import { createMaintenance } from './maintenance.js';
@@ -49,11 +49,19 @@ export async function runWorker(config: Config, logger: Logger): Promise<Running
     registerPgQueueStats({ registry, pool: statsPool, logger });
   }
   const breaker = createPostgresWriteBreaker(config, registry, logger);
-  // The live view publishes through Redis: with QUEUE=postgres it is off, as with LIVE_ENABLED=false. Also on a
-  // Redis Cluster, where its multi-tenant MGET would cross slots (see docs/scaling.md).
+  // The live view publishes through Redis (a single one or a cluster): with QUEUE=postgres it is off, as with
+  // LIVE_ENABLED=false (see docs/live.md).
   const live =
-    config.liveEnabled && redis && config.redisClusterNodes.length === 0
-      ? createLivePublisher({ redis, pool, streamKey: config.streamKey, resumeWindowMs: config.liveResumeWindowMs, logger, registry })
+    config.liveEnabled && redis
+      ? createLivePublisher({
+          redis,
+          pool,
+          streamKey: config.streamKey,
+          resumeWindowMs: config.liveResumeWindowMs,
+          dedupWindowMs: liveDedupWindowMs(config),
+          logger,
+          registry,
+        })
       : undefined;
   const flusher = redis
     ? (isSharded(config) ? createShardedFlusher : createFlusher)({

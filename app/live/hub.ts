@@ -12,7 +12,7 @@ import { CLOSE_GRACE_MS } from './sse.js';
 
 /** What the live hub needs. */
 export interface LiveHubDeps {
-  readonly config: Pick<Config, 'streamKey' | 'liveMaxConnections' | 'liveMaxBufferBytes'>;
+  readonly config: Pick<Config, 'streamKey' | 'liveMaxConnections' | 'liveMaxBufferBytes' | 'redisUrl' | 'redisClusterNodes'>;
   readonly redis: Redis;
   readonly logger: Logger;
   readonly registry: Registry;
@@ -50,6 +50,7 @@ export function createLiveHub(deps: LiveHubDeps): LiveHub {
   const metrics = createLiveMetrics(deps.registry);
   const subscriber: LiveSubscriber = createLiveSubscriber({
     redis: deps.redis,
+    config,
     streamKey: config.streamKey,
     logger,
     registry: deps.registry,

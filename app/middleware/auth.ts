@@ -8,7 +8,8 @@ import { authenticatedEarly, type State } from '../state.js';
 
 const MAX_KEY_LENGTH = 256;
 const BEARER = /^Bearer\s+(\S+)\s*$/i;
-const CREDENTIAL_HEADERS = new Set(['authorization', 'x-api-key']);
+const AUTHORIZATION = 'authorization';
+const X_API_KEY = 'x-api-key';
 
 /** The key a request presents, or why it presents none that can be used. */
 export type Presented = { readonly key: string } | { readonly problem: 'missing' | 'malformed' | 'ambiguous' };
@@ -19,25 +20,33 @@ export type Presented = { readonly key: string } | { readonly problem: 'missing'
  * unclear whose request this is, so neither is picked.
  */
 export function presentedKey(req: IncomingMessage): Presented {
-  const values = new Set<string>();
+  let key: string | undefined;
+  let differing = false;
   let malformed = false;
   const raw = req.rawHeaders;
   for (let i = 0; i < raw.length; i += 2) {
-    const name = raw[i]!.toLowerCase();
-    if (!CREDENTIAL_HEADERS.has(name)) continue;
+    const header = raw[i]!;
+    // Every request passes here: most of its headers are told apart by their length, without lowercasing them.
+    if (header.length !== AUTHORIZATION.length && header.length !== X_API_KEY.length) continue;
+    const name = header.toLowerCase();
+    if (name !== AUTHORIZATION && name !== X_API_KEY) continue;
     const value = raw[i + 1]!.trim();
     // An empty header is no credential (some clients send one when unconfigured).
     if (value === '') continue;
-    if (name === 'x-api-key') values.add(value);
-    else {
+    let presented = value;
+    if (name === AUTHORIZATION) {
       const bearer = BEARER.exec(value);
-      if (bearer) values.add(bearer[1]!);
-      else malformed = true;
+      if (!bearer) {
+        malformed = true;
+        continue;
+      }
+      presented = bearer[1]!;
     }
+    if (key === undefined) key = presented;
+    else if (key !== presented) differing = true;
   }
-  if (values.size > 1 || (malformed && values.size > 0)) return { problem: 'ambiguous' };
+  if (differing || (malformed && key !== undefined)) return { problem: 'ambiguous' };
   if (malformed) return { problem: 'malformed' };
-  const [key] = values;
   if (!key) return { problem: 'missing' };
   return key.length > MAX_KEY_LENGTH ? { problem: 'malformed' } : { key };
 }

@@ -4,7 +4,8 @@ import type { Config } from '../../lib/config.js';
 import type { Pool } from '../../lib/db.js';
 import { apiError, type ApiError } from '../../lib/errors.js';
 import { writeEntries } from '../../lib/pg-batch-write.js';
-import { checkEvent, clockCorrectionMs, parseSentAt, type FieldError, type ValidEvent } from '../../lib/event-schema.js';
+import { dataTexts } from '../../lib/data-text.js';
+import { checkEvent, clockCorrectionMs, dataTextLimits, parseSentAt, type FieldError, type ValidEvent } from '../../lib/event-schema.js';
 import type { Logger } from '../../lib/logger.js';
 import type { Enqueuer } from '../../lib/queue.js';
 import { entryRows, type StreamEntry } from '../../lib/stream-entry.js';
@@ -31,6 +32,10 @@ export interface IngestResult {
 
 function isPlainObject(value: unknown): value is Record<string, unknown> {
   return typeof value === 'object' && value !== null && !Array.isArray(value);
+}
+
+function hasData(event: unknown): boolean {
+  return isPlainObject(event) && event.data !== undefined;
 }
 
 /** Splits a parsed body into the raw events it carries and the batch's `sent_at` (ms), enforcing the batch shape (lib/event-schema.ts batchSchema). */
@@ -83,6 +88,7 @@ export function ingestEvents(deps: IngestDeps): Middleware<IngestState> {
   const { config, pool, metrics, redisBreaker, enqueuer } = deps;
   const ingestLog = deps.logger.child({ scope: 'ingest' });
   const limits = { retentionDays: config.retentionDays, maxEventDataBytes: config.maxEventDataBytes };
+  const textLimits = dataTextLimits(limits);
   let lastFallbackLog = 0;
 
   /**
@@ -111,7 +117,8 @@ export function ingestEvents(deps: IngestDeps): Middleware<IngestState> {
     if (headerKey.length > 255) throw apiError('invalid_header', 'Idempotency-Key must be at most 255 characters');
 
     const encoding = checkBodyHeaders(ctx.req, config);
-    const { events, batch, sentAt } = rawEvents(parseJson(await readBody(ctx.req, encoding, config)), config.maxBatchEvents);
+    const body = parseJson(await readBody(ctx.req, encoding, config));
+    const { events, batch, sentAt } = rawEvents(body.value, config.maxBatchEvents);
     // One key for many events cannot say which of them it identifies: each event of a batch carries its own.
     if (batch && headerKey) {
       throw apiError(
@@ -122,10 +129,13 @@ export function ingestEvents(deps: IngestDeps): Middleware<IngestState> {
 
     const receivedAt = Date.now();
     const correction = sentAt === null ? 0 : clockCorrectionMs(sentAt, receivedAt);
+    // Each event's `data` as sent, where it may be stored so: not serialised again (lib/data-text.ts). Without any
+    // `data` there is nothing to find, and the body is not scanned.
+    const texts = events.some(hasData) ? dataTexts(body.text, batch, events.length, textLimits) : undefined;
     const valid: ValidEvent[] = [];
     const rejected: Rejection[] = [];
     for (let i = 0; i < events.length; i++) {
-      const check = checkEvent(events[i], receivedAt, limits, headerKey || undefined, correction);
+      const check = checkEvent(events[i], receivedAt, limits, headerKey || undefined, correction, texts?.[i]);
       if (check.ok) valid.push(check.event);
       else rejected.push({ index: i, errors: check.errors });
     }

@@ -33,6 +33,18 @@ export const dashboard: DashboardSpec = {
             'the backlog is growing (see the stream row). No data while the worker commits nothing: check lag and flush errors then.',
         },
         {
+          title: 'Rollup freshness',
+          width: 24,
+          unit: 's',
+          min: 0,
+          queries: [q('floodgate:rollup_newest_minute_age_seconds:max', 'age of the newest rolled-up minute')],
+          thresholds: steps(180),
+          description:
+            'How old the newest minute in the rollups (rollup_minute, read by GET /v1/stats and the Business events dashboard) is: the start of the newest ' +
+            'minute a worker added events to, so a sawtooth between 0 and about 60 s with steady traffic. Minute rollups commit with their events, so a climb ' +
+            'means nothing new is being stored (or no events arrive). Above the dashed line for 5 minutes while events are accepted, FloodgateRollupsStale fires.',
+        },
+        {
           title: 'Accepted vs stored events per second',
           width: 24,
           unit: 'ops',
