@@ -74,7 +74,7 @@ describe('the early refusal', () => {
   let early: string;
   let koa: string;
   before(async () => {
-    const refuse = { decideEarly: () => 'controller' } as unknown as Shedder;
+    const refuse = { decideEarly: () => 'controller', refusalDelayMs: () => 0 } as unknown as Shedder;
     const shed = createEarlyShed(refuse, createApiMetrics(new Registry()), knownKeys, () => 0.5);
     early = await listen((req, res) => void shed(req, res));
     const app = new Koa();
