@@ -6,7 +6,7 @@ import type { ApiMetrics } from './metrics.js';
 import { authenticateFromCache } from './middleware/auth.js';
 import { recordAnswer } from './middleware/metrics.js';
 import { REQUEST_ID_HEADER, requestIdFrom } from './middleware/request-id.js';
-import type { Priority } from '../lib/event-schema.js';
+import { PRIORITIES, type Priority } from '../lib/event-schema.js';
 import { parsePriority, PRIORITY_HEADER } from './priority.js';
 import { jitteredRetryAfter } from './retry-after.js';
 import { INGEST_ROUTE } from './routes/events.js';
@@ -64,18 +64,13 @@ export function createEarlyShed(
 ): (req: IncomingMessage, res: ServerResponse) => boolean {
   // The 503 of each class, rendered once: under overload it is most of the answers, and only its request id and
   // its jittered Retry-After differ from one to the next.
-  const overloaded = new Map<Priority, Prerendered>();
-  const overloadedOf = (priority: Priority) => {
-    let rendered = overloaded.get(priority);
-    if (rendered === undefined) overloaded.set(priority, (rendered = prerender(overloadedAnswer(priority, () => 0))));
-    return rendered;
-  };
+  const overloaded = new Map<Priority, Prerendered>(PRIORITIES.map((p) => [p, prerender(overloadedAnswer(p, () => 0))]));
 
   /** Writes a 503 overloaded from its pre-rendered parts, as `answer` would write it. */
   function refuse(req: IncomingMessage, res: ServerResponse, priority: Priority, started: number): true {
-    if (!overloadedOf(priority).retryAfterOnly) return answer(req, res, overloadedAnswer(priority, random), priority, started);
+    const { head, tail, bytes, retryAfterOnly } = overloaded.get(priority)!;
+    if (!retryAfterOnly) return answer(req, res, overloadedAnswer(priority, random), priority, started);
     const requestId = requestIdFrom(req.headers[REQUEST_ID_HEADER_LOWER]);
-    const { head, tail, bytes } = overloadedOf(priority);
     const sentBytes = bytes + requestId.length;
     res.writeHead(OVERLOADED_STATUS, [
       'Retry-After',
