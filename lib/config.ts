@@ -494,6 +494,12 @@ export const CONFIG_VARIABLES = {
     defaultValue: '0',
     parse: integer(0, 60_000),
   },
+  statsIncremental: {
+    name: 'STATS_INCREMENTAL',
+    doc: 'Each API process keeps the rolled-up past of every recent `GET /v1/stats` question (below the roll-up watermark, while neither the watermark, a late event nor a roll-up changes it) and reads only the minutes past it per answer, exact either way. `false` reads every answer in full: exists to measure what keeping saves.',
+    defaultValue: 'true',
+    parse: boolean,
+  },
   rollupIntervalMs: {
     name: 'ROLLUP_INTERVAL_MS',
     doc: "How often the worker's maintenance loop rolls minute rollups up into the 5-minute, hour and day rollups and recomputes the buckets late events made stale.",

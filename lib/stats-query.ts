@@ -1,5 +1,6 @@
 import { prepared, type Pool, type Statement } from './db.js';
 import { apiError } from './errors.js';
+import { byteOrder, cellFields, parsePart, type StatsPart } from './stats-cells.js';
 import type { TypePattern } from './type-pattern.js';
 
 const MINUTE_MS = 60_000;
@@ -27,8 +28,10 @@ export interface StatsRequest {
 /** Which rollup level answers, and the step-aligned range [from, to) it reads. */
 export interface StatsPlan {
   readonly resolution: StatsResolution;
-  /** What the read names: rollup_minute, or the live view of a coarser level (db/migrations/010_rollup_watermark.sql). */
-  readonly table: 'rollup_minute' | 'rollup_5m_live' | 'rollup_hour_live' | 'rollup_day_live';
+  /** The stored level read below the roll-up watermark (db/migrations/010_rollup_watermark.sql). */
+  readonly table: 'rollup_minute' | 'rollup_5m' | 'rollup_hour' | 'rollup_day';
+  /** Its bucket width, as an SQL interval. */
+  readonly width: '1 minute' | '5 minutes' | '1 hour' | '1 day';
   readonly from: number;
   readonly to: number;
   readonly buckets: number;
@@ -39,10 +42,10 @@ export const STATS_RESOLUTIONS = ['minute', '5m', 'hour', 'day'] as const;
 export type StatsResolution = (typeof STATS_RESOLUTIONS)[number];
 
 const LEVELS = [
-  { resolution: 'day', table: 'rollup_day_live', width: DAY_MS },
-  { resolution: 'hour', table: 'rollup_hour_live', width: HOUR_MS },
-  { resolution: '5m', table: 'rollup_5m_live', width: 5 * MINUTE_MS },
-  { resolution: 'minute', table: 'rollup_minute', width: MINUTE_MS },
+  { resolution: 'day', table: 'rollup_day', interval: '1 day', width: DAY_MS },
+  { resolution: 'hour', table: 'rollup_hour', interval: '1 hour', width: HOUR_MS },
+  { resolution: '5m', table: 'rollup_5m', interval: '5 minutes', width: 5 * MINUTE_MS },
+  { resolution: 'minute', table: 'rollup_minute', interval: '1 minute', width: MINUTE_MS },
 ] as const;
 
 /**
@@ -55,33 +58,32 @@ export function planStats(request: Pick<StatsRequest, 'windowMs' | 'stepMs'>, no
   if (!level) throw new Error(`step ${request.stepMs} ms is not a whole number of minutes`);
   const from = Math.floor((now - request.windowMs) / request.stepMs) * request.stepMs;
   const to = (Math.floor(now / request.stepMs) + 1) * request.stepMs;
-  return { resolution: level.resolution, table: level.table, from, to, buckets: (to - from) / request.stepMs };
+  return { resolution: level.resolution, table: level.table, width: level.interval, from, to, buckets: (to - from) / request.stepMs };
 }
 
 /**
- * One row of a stats read, as node-postgres hands it over in array mode: the tenant's newest minute (epoch ms,
- * on every row), then one group and its cells — the buckets holding events, as one text of `,`-separated cells
- * of ` `-separated fields (see cellFields) — so that a series costs one field to decode, not a row per bucket.
+ * What identifies the rolled-up past of a range at one snapshot: the read version (bumped by every change to
+ * the coarse rows, db/migrations/012_rollup_read_version.sql), the roll-up watermark, and the stale minutes of
+ * the tenant in the range. While all three are unchanged, the base part of an answer (stored rows below the
+ * watermark of buckets that are not stale) is unchanged.
  */
-type StatsRow = [newest: number | null, g: string | null, cells: string | null, n: string | null];
-
-/** The fields of a cell, in order, for the aggregates asked: bucket index and count always, the rest as needed. */
-function cellFields(aggregates: readonly StatsAggregate[]) {
-  const has = (agg: StatsAggregate) => aggregates.includes(agg);
-  const fields: ('i' | 'count' | 'value_count' | 'sum' | 'min' | 'max')[] = ['i', 'count'];
-  if (has('avg')) fields.push('value_count');
-  if (has('sum') || has('avg')) fields.push('sum');
-  if (has('min')) fields.push('min');
-  if (has('max')) fields.push('max');
-  return fields;
+export interface StatsToken {
+  readonly version: string;
+  /** rollup_watermark.upto, epoch ms. */
+  readonly upto: number;
+  /** The stale minutes of the tenant in [from, to), epoch ms, `,`-separated in order. */
+  readonly stale: string;
 }
 
-/** The stored answer: the cells of each group (in byte order of the group), and the newest committed minute. */
-export interface StatsData {
+/** What one read returned, in one snapshot. */
+export interface StatsRead {
   /** Start (epoch ms) of the newest minute (not in the future) holding a committed event of the tenant; null if none. */
   readonly newestMinute: number | null;
-  /** Group value ('' without group_by) → its buckets holding events, as the read returned them. */
-  readonly groups: ReadonlyMap<string, string>;
+  readonly token: StatsToken;
+  /** The stored rows below the watermark of buckets that are not stale; null when the caller's token still holds. */
+  readonly base: StatsPart | null;
+  /** The minute rows at or after the watermark, and those of stale buckets. */
+  readonly live: StatsPart;
 }
 
 // starts_with rather than LIKE: type names may hold `_`, a LIKE wildcard. The filter is the last parameter.
@@ -101,70 +103,71 @@ export interface StatsReadOptions {
 }
 
 const COLUMNS = 'bucket, type, event_count, value_count, value_sum, value_min, value_max';
+const MINUTE_COLUMNS = 'm.bucket, m.type, m.event_count, m.value_count, m.value_sum, m.value_min, m.value_max';
 
 /**
- * The rows a coarse level answers from at one snapshot: the level's stored rows of the range but those of stale
- * buckets, the minute rows at or after the roll-up watermark, and the minute rows of the stale buckets below it
- * (the rule of the rollup_*_live views of db/migrations/010_rollup_watermark.sql, written out so that the
- * conditions reach every arm and the rows are aggregated once, straight into the answer's buckets).
+ * The one statement readStats runs (one snapshot: the freshness it reports is the freshness of the numbers, and
+ * the token names exactly the base it returns or skips). It splits the rows of the live view's rule
+ * (db/migrations/010_rollup_watermark.sql) in two parts, each aggregated straight into the answer's buckets:
+ *
+ * - base: the level's stored rows below the watermark, but those of stale buckets. Read only when the token of
+ *   this snapshot differs from the caller's ($8–$10): otherwise the one-time filter skips the scan.
+ * - live: the minute rows at or after the watermark, and the minute rows of stale buckets below it.
+ *
+ * For the minute level the stored rows are the minute rows themselves. Every row names its part (`b`/`l`), its
+ * group and its buckets holding events, by index from `from`, as one text (see parsePart); the token comes on
+ * every row. Both the rollup range and the freshness probe name their bucket range, so only the partitions in
+ * it are read.
  */
-function coarseRows(table: string, width: string, type: string): string {
-  return `
-    mark AS MATERIALIZED (SELECT upto FROM rollup_watermark),
-    stale AS MATERIALIZED (
-      SELECT DISTINCT date_bin('${width}', bucket, 'epoch') AS b FROM rollup_stale WHERE tenant = $1 AND bucket >= $2 AND bucket < $3
-    ),
-    src AS (
-      SELECT ${COLUMNS} FROM ${table}
-      WHERE tenant = $1 AND bucket >= $2 AND bucket < $3 ${type} AND bucket NOT IN (SELECT b FROM stale)
-      UNION ALL
-      SELECT ${COLUMNS} FROM rollup_minute
-      WHERE tenant = $1 AND bucket >= $2 AND bucket < $3 ${type} AND bucket >= (SELECT upto FROM mark)
-      UNION ALL
-      SELECT m.bucket, m.type, m.event_count, m.value_count, m.value_sum, m.value_min, m.value_max
-      FROM stale s JOIN rollup_minute m ON m.tenant = $1 AND m.bucket >= s.b AND m.bucket < s.b + interval '${width}'
-      WHERE m.bucket >= $2 AND m.bucket < $3 ${type.replace(/\btype\b/g, 'm.type')} AND m.bucket < (SELECT upto FROM mark)
-    ),`;
-}
-
-const COARSE = {
-  rollup_5m_live: { table: 'rollup_5m', width: '5 minutes' },
-  rollup_hour_live: { table: 'rollup_hour', width: '1 hour' },
-  rollup_day_live: { table: 'rollup_day', width: '1 day' },
-} as const;
-
-/**
- * The one statement readStats runs (one snapshot: the freshness it reports is the freshness of the numbers).
- * Both the rollup range and the freshness probe name their bucket range, so only the partitions in it are read.
- * Each row names its bucket by index from `from` (an int, not a timestamp to parse) and comes as an array; rows
- * come in no particular order (readStats orders the groups).
- */
-export function statsQuery(request: StatsRequest, plan: StatsPlan, options: StatsReadOptions): Statement & { rowMode: 'array' } {
-  const type = typeCondition(request.type, 8);
+export function statsQuery(
+  request: StatsRequest,
+  plan: StatsPlan,
+  options: StatsReadOptions,
+  known: StatsToken | null,
+): Statement & { rowMode: 'array' } {
+  const type = typeCondition(request.type, 11);
   const group = request.groupBy === 'type' ? 'type' : "''";
   // float8 as text is the shortest text that reads back as the same double; a missing minimum or maximum is `n`.
   const fields = cellFields(request.aggregates)
     .map((f) => (f === 'min' || f === 'max' ? `coalesce(${f}::text, 'n')` : f))
     .join(', ');
-  const source =
-    plan.table === 'rollup_minute'
-      ? `src AS (SELECT ${COLUMNS} FROM rollup_minute WHERE tenant = $1 AND bucket >= $2 AND bucket < $3 ${type.sql}),`
-      : coarseRows(COARSE[plan.table].table, COARSE[plan.table].width, type.sql);
+  const range = `tenant = $1 AND bucket >= $2 AND bucket < $3 ${type.sql}`;
   const text = `
     WITH newest AS (
       SELECT max(bucket) AS newest FROM rollup_minute WHERE tenant = $1 AND bucket >= $4 AND bucket <= $5
-    ),${source}
+    ),
+    stale_minutes AS MATERIALIZED (SELECT bucket FROM rollup_stale WHERE tenant = $1 AND bucket >= $2 AND bucket < $3),
+    token AS MATERIALIZED (
+      SELECT (SELECT version FROM rollup_read_version) AS version, (SELECT upto FROM rollup_watermark) AS upto,
+             (SELECT coalesce(string_agg((extract(epoch FROM bucket) * 1000)::bigint::text, ',' ORDER BY bucket), '') FROM stale_minutes) AS stale
+    ),
+    redo AS MATERIALIZED (
+      SELECT (t.version, t.upto, t.stale) IS DISTINCT FROM ($8::bigint, $9::timestamptz, $10::text) AS yes FROM token t
+    ),
+    stale AS MATERIALIZED (SELECT DISTINCT date_bin('${plan.width}', bucket, 'epoch') AS b FROM stale_minutes),
+    src AS (
+      SELECT 'b' AS k, ${COLUMNS} FROM ${plan.table}
+      WHERE ${range} AND bucket < (SELECT upto FROM token) AND bucket NOT IN (SELECT b FROM stale) AND (SELECT yes FROM redo)
+      UNION ALL
+      SELECT 'l', ${COLUMNS} FROM rollup_minute
+      WHERE ${range} AND bucket >= (SELECT upto FROM token)
+      UNION ALL
+      SELECT 'l', ${MINUTE_COLUMNS}
+      FROM stale s JOIN rollup_minute m ON m.tenant = $1 AND m.bucket >= s.b AND m.bucket < s.b + interval '${plan.width}'
+      WHERE m.bucket >= $2 AND m.bucket < $3 ${type.sql.replace(/\btype\b/g, 'm.type')} AND m.bucket < (SELECT upto FROM token)
+    ),
     points AS (
-      SELECT floor(extract(epoch FROM bucket - $2::timestamptz)::float8 / $6::float8)::int AS i, ${group} AS g, sum(event_count)::bigint AS count,
+      SELECT k, floor(extract(epoch FROM bucket - $2::timestamptz)::float8 / $6::float8)::int AS i, ${group} AS g, sum(event_count)::bigint AS count,
              sum(value_count)::bigint AS value_count, sum(value_sum) AS sum, min(value_min) AS min, max(value_max) AS max
       FROM src
-      GROUP BY 1, 2
+      GROUP BY 1, 2, 3
       LIMIT $7
     ),
     series AS (
-      SELECT g, string_agg(concat_ws(' ', ${fields}), ',') AS cells, count(*) AS n FROM points GROUP BY g
+      SELECT k, g, string_agg(concat_ws(' ', ${fields}), ',') AS cells FROM points GROUP BY k, g
     )
-    SELECT (extract(epoch FROM n.newest) * 1000)::float8, s.g, s.cells, s.n FROM newest n LEFT JOIN series s ON true`;
+    SELECT (extract(epoch FROM n.newest) * 1000)::float8, t.version, (extract(epoch FROM t.upto) * 1000)::float8, t.stale, r.yes, s.k, s.g, s.cells
+    FROM newest n CROSS JOIN token t CROSS JOIN redo r LEFT JOIN series s ON true`;
   const values = [
     request.tenant,
     new Date(plan.from),
@@ -172,27 +175,63 @@ export function statsQuery(request: StatsRequest, plan: StatsPlan, options: Stat
     new Date(options.now - (options.retentionDays + 1) * DAY_MS),
     new Date(options.now),
     request.stepMs / 1000,
-    options.maxPoints + 1,
+    // Each part alone holds distinct cells: more than maxPoints in either is more than maxPoints in the answer.
+    2 * (options.maxPoints + 1),
+    known?.version ?? null,
+    known ? new Date(known.upto) : null,
+    known?.stale ?? null,
     ...type.values,
   ];
   return { text, values, rowMode: 'array' };
 }
 
-/** Byte order of the UTF-8 encodings (what ORDER BY … COLLATE "C" gives), whatever the strings hold. */
-const byteOrder = (a: string, b: string): number => Buffer.compare(Buffer.from(a), Buffer.from(b));
+/** One row of a stats read, as node-postgres hands it over in array mode (see statsQuery). */
+type StatsRow = [
+  newest: number | null,
+  version: string,
+  upto: number,
+  stale: string,
+  redo: boolean,
+  part: 'b' | 'l' | null,
+  g: string | null,
+  cells: string | null,
+];
 
-/** Reads the points of a planned stats request; more groups × buckets than `maxPoints` is a 422. */
-export async function readStats(pool: Pool, request: StatsRequest, plan: StatsPlan, options: StatsReadOptions): Promise<StatsData> {
-  const { rows } = await pool.query<StatsRow>(prepared(statsQuery(request, plan, options)));
-  const cells = rows.reduce((n, r) => n + Number(r[3] ?? 0), 0);
-  if (cells > options.maxPoints) throw tooManyPoints(plan.buckets, null, options.maxPoints);
-  const byGroup: [string, string][] = [];
-  for (const r of rows) if (r[2] !== null) byGroup.push([r[1] ?? '', r[2]]);
-  const series = request.groupBy ? byGroup.length : 1;
-  if (series * plan.buckets > options.maxPoints) throw tooManyPoints(plan.buckets, series, options.maxPoints);
-  // Series in byte order of their type, whatever the database's collation.
-  const groups = new Map(byGroup.sort(([a], [b]) => byteOrder(a, b)));
-  return { newestMinute: rows[0]?.[0] ?? null, groups };
+/**
+ * Reads a planned stats request: the base part only when `known` (the token of a base the caller kept) no
+ * longer holds, the live part always. More cells than `maxPoints` in either part is a 422.
+ */
+export async function readStats(
+  pool: Pool,
+  request: StatsRequest,
+  plan: StatsPlan,
+  options: StatsReadOptions,
+  known: StatsToken | null = null,
+): Promise<StatsRead> {
+  const { rows } = await pool.query<StatsRow>(prepared(statsQuery(request, plan, options, known)));
+  const first = rows[0]!;
+  const fields = cellFields(request.aggregates);
+  const part = (k: 'b' | 'l') =>
+    parsePart(
+      rows.flatMap((r) => (r[5] === k && r[7] !== null ? [[r[6] ?? '', r[7]] as [string, string]] : [])),
+      fields,
+    );
+  const base = first[4] ? part('b') : null;
+  const live = part('l');
+  if ((base?.cells ?? 0) > options.maxPoints || live.cells > options.maxPoints) throw tooManyPoints(plan.buckets, null, options.maxPoints);
+  return { newestMinute: first[0], token: { version: first[1], upto: first[2], stale: first[3] }, base, live };
+}
+
+/** The groups of an answer: base and live together, in byte order (whatever the database's collation). */
+export function answerGroups(request: StatsRequest, base: StatsPart, live: StatsPart): string[] {
+  if (!request.groupBy) return [''];
+  const groups = new Set([...base.groups.keys(), ...live.groups.keys()]);
+  return [...groups].sort(byteOrder);
+}
+
+/** A 422 unless the answer's series × buckets fit in maxPoints. */
+export function checkPoints(plan: StatsPlan, series: number, maxPoints: number): void {
+  if (series * plan.buckets > maxPoints) throw tooManyPoints(plan.buckets, series, maxPoints);
 }
 
 function tooManyPoints(buckets: number, groups: number | null, maxPoints: number) {
@@ -200,66 +239,5 @@ function tooManyPoints(buckets: number, groups: number | null, maxPoints: number
     'too_many_points',
     `the answer would hold more than ${maxPoints} points (${buckets} buckets × ${groups ?? 'more than one'} groups): narrow the type filter, drop group_by or take a coarser step`,
     { buckets, groups, max_points: maxPoints },
-  );
-}
-
-/** A JSON number as JSON.stringify writes it (a non-finite one is null). */
-const num = (x: number): string => (Number.isFinite(x) ? String(x) : 'null');
-
-/** What renderStats writes besides the numbers. */
-export interface StatsHeader {
-  readonly window: string;
-  readonly step: string;
-}
-
-/**
- * The answer's JSON, written directly: each bucket's `{"t":"…"` prefix and its empty point are made once and
- * shared by every series, and a point with events is one string built from its row. Points hold the requested
- * aggregates only, in the order asked; a bucket without events has count 0, sum 0 and null avg, min and max.
- */
-export function renderStats(request: StatsRequest, plan: StatsPlan, data: StatsData, header: StatsHeader): string {
-  const { aggregates } = request;
-  const prefixes = new Array<string>(plan.buckets);
-  const empties = new Array<string>(plan.buckets);
-  let emptyTail = '';
-  for (const agg of aggregates) emptyTail += agg === 'count' || agg === 'sum' ? `,"${agg}":0` : `,"${agg}":null`;
-  emptyTail += '}';
-  for (let i = 0; i < plan.buckets; i++) {
-    prefixes[i] = `{"t":"${new Date(plan.from + i * request.stepMs).toISOString()}"`;
-    empties[i] = prefixes[i] + emptyTail;
-  }
-  const fields = cellFields(aggregates);
-  const at = (f: (typeof fields)[number]) => fields.indexOf(f);
-  const [count, valueCount, sum, min, max] = [at('count'), at('value_count'), at('sum'), at('min'), at('max')];
-  const value = (text: string | undefined) => (text === undefined || text === 'n' ? 'null' : num(Number(text)));
-  const point = (f: string[]): string => {
-    let out = prefixes[Number(f[0])]!;
-    for (const agg of aggregates) {
-      if (agg === 'count') out += `,"count":${f[count]}`;
-      else if (agg === 'sum') out += `,"sum":${num(Number(f[sum]))}`;
-      else if (agg === 'avg') out += Number(f[valueCount]) > 0 ? `,"avg":${num(Number(f[sum]) / Number(f[valueCount]))}` : ',"avg":null';
-      else out += `,"${agg}":${value(f[agg === 'min' ? min : max])}`;
-    }
-    return out + '}';
-  };
-  const groups = request.groupBy ? [...data.groups.keys()] : [''];
-  const series: string[] = [];
-  for (const g of groups) {
-    const cells = empties.slice();
-    const text = data.groups.get(g);
-    if (text) {
-      for (const cell of text.split(',')) {
-        const f = cell.split(' ');
-        cells[Number(f[0])] = point(f);
-      }
-    }
-    const points = `"points":[${cells.join(',')}]}`;
-    series.push(request.groupBy ? `{${JSON.stringify(request.groupBy)}:${JSON.stringify(g)},${points}` : `{${points}`);
-  }
-  return (
-    `{"window":${JSON.stringify(header.window)},"step":${JSON.stringify(header.step)},"resolution":"${plan.resolution}",` +
-    `"from":"${new Date(plan.from).toISOString()}","to":"${new Date(plan.to).toISOString()}",` +
-    `"newest_minute":${data.newestMinute === null ? 'null' : `"${new Date(data.newestMinute).toISOString()}"`},` +
-    `"group_by":${JSON.stringify(request.groupBy)},"aggregates":${JSON.stringify(aggregates)},"series":[${series.join(',')}]}`
   );
 }

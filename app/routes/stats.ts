@@ -3,7 +3,18 @@ import type { Config } from '../../lib/config.js';
 import type { Pool } from '../../lib/db.js';
 import { apiError } from '../../lib/errors.js';
 import type { AuthenticatedState } from '../state.js';
-import { STATS_AGGREGATES, planStats, readStats, renderStats, type StatsAggregate, type StatsRequest } from '../../lib/stats-query.js';
+import {
+  STATS_AGGREGATES,
+  answerGroups,
+  checkPoints,
+  planStats,
+  readStats,
+  type StatsAggregate,
+  type StatsRequest,
+} from '../../lib/stats-query.js';
+import { createBaseView, renderStats } from '../../lib/stats-render.js';
+import { COLUMNS_TYPE, createAnswer, type StatsAnswer } from '../stats-answer.js';
+import { createBaseCache } from '../stats-bases.js';
 import { createFlights } from '../stats-flights.js';
 import { formatDuration, invalidParameter, parseDuration, parseTypeFilter, queryParams, timedRead } from '../query-params.js';
 
@@ -17,7 +28,13 @@ const STEP_LADDER = [1, 5, 15, 60, 360, 1440].map((minutes) => minutes * MINUTE_
 const DEFAULT_STEP_BUCKETS = 300;
 
 /** What the stats route reads and how much it may answer. */
-export type StatsConfig = Pick<Config, 'retentionDays' | 'statsMaxBuckets' | 'statsMaxPoints' | 'queryTimeoutMs' | 'statsCacheMs'>;
+export type StatsConfig = Pick<
+  Config,
+  'retentionDays' | 'statsMaxBuckets' | 'statsMaxPoints' | 'queryTimeoutMs' | 'statsCacheMs' | 'statsIncremental'
+>;
+
+/** Most base parts an API process keeps (tenants × questions × ranges asked lately); each holds one answer's cells. */
+const MAX_BASES = 128;
 
 function parseAggregates(text: string | undefined): StatsAggregate[] {
   if (text === undefined) return ['count'];
@@ -80,21 +97,37 @@ function tooManyBuckets(buckets: number, maxBuckets: number) {
  * GET /v1/stats: counts and value aggregates of the key's tenant over a window, per step, from the coarsest
  * rollup that answers exactly. Every bucket of the range is present (zero count when nothing happened); the
  * answer names the newest minute holding a committed event, read in the same snapshot as the numbers.
- * Identical questions of one tenant asked at once share one read and one rendering (app/stats-flights.ts).
+ * Identical questions of one tenant asked at once share one read and one rendering (app/stats-flights.ts); each
+ * read returns the rolled-up past only when the one kept for the question no longer holds (app/stats-bases.ts),
+ * and the minutes past it always. The body is JSON, or the `columns` encoding when the client accepts
+ * COLUMNS_TYPE, gzipped when it accepts gzip.
  */
 export function statsRoute(deps: { config: StatsConfig; pool: Pool }): Middleware<AuthenticatedState> {
   const { config, pool } = deps;
-  const flights = createFlights<Buffer>({ reuseMs: config.statsCacheMs });
-  const answer = async (request: StatsRequest): Promise<Buffer> => {
+  const flights = createFlights<StatsAnswer>({ reuseMs: config.statsCacheMs });
+  const bases = createBaseCache(MAX_BASES);
+  const answer = async (request: StatsRequest): Promise<StatsAnswer> => {
     const now = Date.now();
     const plan = planStats(request, now);
     if (plan.buckets > config.statsMaxBuckets) throw tooManyBuckets(plan.buckets, config.statsMaxBuckets);
-    const data = await timedRead(
-      () => readStats(pool, request, plan, { now, retentionDays: config.retentionDays, maxPoints: config.statsMaxPoints }),
+    const key = `${statsKey(request)}@${plan.from}-${plan.to}`;
+    const kept = config.statsIncremental ? bases.get(key) : undefined;
+    const read = await timedRead(
+      () =>
+        readStats(pool, request, plan, { now, retentionDays: config.retentionDays, maxPoints: config.statsMaxPoints }, kept?.token ?? null),
       config.queryTimeoutMs,
     );
-    const header = { window: formatDuration(request.windowMs), step: formatDuration(request.stepMs) };
-    return Buffer.from(renderStats(request, plan, data, header));
+    let view = kept?.view;
+    if (read.base) {
+      view = createBaseView(request, plan, read.base);
+      if (config.statsIncremental) bases.set(key, { token: read.token, view });
+    }
+    // The database skips the base only when the token passed still holds, and one was passed only with a view.
+    if (!view) throw new Error('stats read returned no base part and none is kept');
+    const base = view;
+    checkPoints(plan, request.groupBy ? answerGroups(request, base.part, read.live).length : 1, config.statsMaxPoints);
+    const header = { window: formatDuration(request.windowMs), step: formatDuration(request.stepMs), newestMinute: read.newestMinute };
+    return createAnswer((format) => renderStats(request, plan, base, read.live, header, format));
   };
   return async (ctx) => {
     const { grant } = ctx.state;
@@ -102,8 +135,13 @@ export function statsRoute(deps: { config: StatsConfig; pool: Pool }): Middlewar
     // Decided before any read, and before joining one.
     const buckets = planStats(request, Date.now()).buckets;
     if (buckets > config.statsMaxBuckets) throw tooManyBuckets(buckets, config.statsMaxBuckets);
-    const body = await flights.get(statsKey(request), () => answer(request));
-    ctx.type = 'application/json';
+    const shared = await flights.get(statsKey(request), () => answer(request));
+    const format = ctx.accepts('application/json', COLUMNS_TYPE) === COLUMNS_TYPE ? 'columns' : 'json';
+    const { body, gzipped } = await shared.body(format, ctx.acceptsEncodings('gzip', 'identity') === 'gzip');
+    ctx.vary('Accept');
+    ctx.vary('Accept-Encoding');
+    ctx.type = format === 'columns' ? COLUMNS_TYPE : 'application/json';
+    if (gzipped) ctx.set('Content-Encoding', 'gzip');
     ctx.body = body;
   };
 }
