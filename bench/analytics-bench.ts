@@ -40,6 +40,8 @@ const { values: args } = parseArgs({
     'load-rate': { type: 'string', default: '1500' },
     'load-seconds': { type: 'string', default: '20' },
     'load-events-seconds': { type: 'string', default: '10' },
+    // The readers' variants take turns in rounds of load-seconds / load-rounds each.
+    'load-rounds': { type: 'string', default: '4' },
     keep: { type: 'boolean', default: false },
     // Reuse the databases of a run kept with --keep (its id, printed at the start): the 3 M events are not refilled.
     reuse: { type: 'string' },
@@ -147,22 +149,35 @@ try {
       rate: Number(args['load-rate']),
       seconds: Number(args['load-seconds']),
       eventsSeconds: Number(args['load-events-seconds']),
+      rounds: Number(args['load-rounds']),
     });
+    const avg = (xs: readonly number[]) => xs.map((x) => x.toFixed(1)).join(' ');
     console.log(
       `\n${concurrency} concurrent readers of tenant-3 (${f.windowEvents} events in the 24h window), 24h step 5m group_by=type, while ingest posts ${f.ingestRate} events/s ` +
-        `(${f.ingested} accepted, ${f.refused} refused); load average ${f.loadAverage.map((x) => x.toFixed(1)).join(' ')}:\n`,
-    );
-    console.log('| Reader | Requests | Failed | p50 ms | p99 ms |');
-    console.log('| --- | ---: | ---: | ---: | ---: |');
-    console.log(`| GET /v1/stats (rollups) | ${f.api.requests} | ${f.api.failed} | ${f.api.p50Ms} | ${f.api.p99Ms} |`);
-    console.log(
-      `| the same from events (pool of ${concurrency}) | ${f.events.requests} | ${f.events.failed} | ${f.events.p50Ms} | ${f.events.p99Ms} |`,
+        `(${f.ingested} accepted, ${f.refused} refused); variants taking turns, ${f.rounds} rounds of ${(Number(args['load-seconds']) / f.rounds).toFixed(1)} s each; ` +
+        `load average ${avg(f.loadAverage.before)} before, ${avg(f.loadAverage.after)} after:\n`,
     );
     console.log(
-      `\ncores while the API readers ran: API ${f.cores.api.toFixed(2)}, worker ${f.cores.worker.toFixed(2)}, ` +
-        `Postgres backends of the database ${f.cores.postgres.toFixed(2)}`,
+      '| Readers | Answers | Failed | Answers/s | Bytes/answer | p50 ms | p99 ms | p99 / floor p99 | events p50 / this p50 | events p99 / this p99 | CPU ms/answer: server | Postgres (API reads) | readers |',
     );
-    console.log(`\nevents / rollups: p50 ${(f.events.p50Ms / f.api.p50Ms).toFixed(1)}×, p99 ${(f.events.p99Ms / f.api.p99Ms).toFixed(1)}×`);
+    console.log('| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |');
+    const byName = new Map(f.variants.map((v) => [v.name, v]));
+    for (const v of f.variants) {
+      const floor = v.floor ? byName.get(v.floor) : undefined;
+      const ratio = (a: number, b: number) => `${(a / b).toFixed(1)}×`;
+      console.log(
+        `| ${v.name} | ${v.latency.requests} | ${v.latency.failed} | ${v.answersPerSecond} | ${v.bytes} | ${v.latency.p50Ms} | ${v.latency.p99Ms} | ` +
+          `${floor ? `${ratio(v.latency.p99Ms, floor.latency.p99Ms)} (${floor.latency.p99Ms})` : ''} | ` +
+          `${floor ? ratio(f.events.p50Ms, v.latency.p50Ms) : ''} | ${floor ? ratio(f.events.p99Ms, v.latency.p99Ms) : ''} | ` +
+          `${v.cpuMs.server} | ${floor ? v.cpuMs.postgres : ''} | ${v.cpuMs.readers} |`,
+      );
+    }
+    console.log(
+      `| the same question from events (${concurrency} connections) | ${f.events.requests} | ${f.events.failed} | | | ${f.events.p50Ms} | ${f.events.p99Ms} | | | | | | |`,
+    );
+    console.log(
+      `\nreaders' process: ingest alone ${f.ingestCpuMsPerSecond} ms CPU/s (subtracted); worker and its backends: ${f.workerCores} cores over the rounds`,
+    );
   }
   if (parts.has('indexes')) {
     const { figures: indexes, buildSeconds } = await measureIndexChoice(pool, loadConfig({}).retentionDays);

@@ -2,10 +2,10 @@
 // machine when the server does nothing but send a fixed body (no Floodgate, no database). Prints answers per
 // second, mean latency, and CPU per answer of the server process and of the readers' process.
 //   node --import tsx bench/http-floor.ts [--bytes 100000] [--concurrency 50] [--seconds 8]
-import { spawn } from 'node:child_process';
 import { loadavg } from 'node:os';
 import { parseArgs } from 'node:util';
 import { processCpuMicros } from './cpu.js';
+import { startFloorServer } from './floor-server.js';
 
 const { values: args } = parseArgs({
   options: {
@@ -15,20 +15,10 @@ const { values: args } = parseArgs({
   },
 });
 
-const SERVER = `
-const body = Buffer.alloc(Number(process.argv[1]), 'x');
-const server = require('node:http').createServer((req, res) => {
-  res.writeHead(200, { 'content-type': 'application/json', 'content-length': body.length });
-  res.end(body);
-});
-server.listen(0, '127.0.0.1', () => process.stdout.write(server.address().port + '\\n'));
-process.on('SIGTERM', () => server.close(() => process.exit(0)));`;
-
-const child = spawn(process.execPath, ['-e', SERVER, args.bytes], { stdio: ['ignore', 'pipe', 'inherit'] });
+const floor = await startFloorServer(Number(args.bytes));
 try {
-  const port = await new Promise<number>((resolve) => child.stdout.once('data', (d: Buffer) => resolve(Number(String(d).trim()))));
-  const url = `http://127.0.0.1:${port}/`;
-  const serverCpu = processCpuMicros(child.pid!) ?? 0;
+  const { url } = floor;
+  const serverCpu = processCpuMicros(floor.pid) ?? 0;
   const ownCpu = process.cpuUsage();
   const started = performance.now();
   const end = started + Number(args.seconds) * 1000;
@@ -42,7 +32,7 @@ try {
     }),
   );
   const seconds = (performance.now() - started) / 1000;
-  const server = ((processCpuMicros(child.pid!) ?? 0) - serverCpu) / 1000 / answers;
+  const server = ((processCpuMicros(floor.pid) ?? 0) - serverCpu) / 1000 / answers;
   const own = process.cpuUsage(ownCpu);
   const readers = (own.user + own.system) / 1000 / answers;
   console.log(
@@ -53,5 +43,5 @@ try {
         .join(' ')}`,
   );
 } finally {
-  child.kill('SIGTERM');
+  floor.stop();
 }

@@ -26,7 +26,9 @@ LANGUAGE plpgsql AS $$
 BEGIN
   -- `changed` is the statement's transition table (absent for TRUNCATE): a statement that changed no row keeps
   -- the version, so an idle roll-up pass leaves readers' kept parts valid.
-  IF TG_OP = 'TRUNCATE' OR EXISTS (SELECT 1 FROM changed) THEN
+  IF TG_OP = 'TRUNCATE' THEN
+    UPDATE rollup_read_version SET version = version + 1;
+  ELSIF EXISTS (SELECT 1 FROM changed) THEN
     UPDATE rollup_read_version SET version = version + 1;
   END IF;
   RETURN NULL;
