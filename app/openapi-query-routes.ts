@@ -1,4 +1,5 @@
 import { STATS_AGGREGATES, STATS_GROUP_BY, STATS_RESOLUTIONS } from '../lib/stats-query.js';
+import { COLUMNS_TYPE } from '../lib/stats-render.js';
 import type { OpenApiObject, RouteDoc } from './openapi.js';
 import { MAX_PAGE } from './routes/event-reads.js';
 
@@ -83,7 +84,8 @@ export function queryRouteDocs(): RouteDoc[] {
       description:
         'The coarsest rollup whose buckets tile the step answers (minute, 5 minutes, hour or day), over step-aligned buckets from the one holding now - window ' +
         'to the one holding now. More than STATS_MAX_BUCKETS buckets: 400 too_many_buckets; more than STATS_MAX_POINTS points (series × buckets): ' +
-        '422 too_many_points.',
+        `422 too_many_points. With \`Accept: ${COLUMNS_TYPE}\` each series holds one array per aggregate ` +
+        'instead of points (bucket i starts at from + i × step), about a tenth of the bytes; gzipped when the request accepts gzip.',
       scope: 'read',
       parameters: [
         query('window', 'How far back from now: whole minutes, hours or days, from 1m to RETENTION_DAYS. Default 24h.', DURATION),

@@ -4,9 +4,6 @@ import type { StatsFormat } from '../lib/stats-render.js';
 
 const gzip = promisify(gzipCallback);
 
-/** The media type of the `columns` encoding (docs/analytics.md). */
-export const COLUMNS_TYPE = 'application/vnd.floodgate.columns+json';
-
 /** Below this many bytes an answer is sent as is: gzip would save less than it costs. */
 const GZIP_MIN_BYTES = 1024;
 

@@ -12,9 +12,9 @@ import { startFloorServer, type FloorServer } from './floor-server.js';
 import { ingest } from './ingest-rate.js';
 import { statsFromEvents } from './stats-latency.js';
 import { planStats, type StatsRequest } from '../lib/stats-query.js';
+import { COLUMNS_TYPE } from '../lib/stats-render.js';
 
 const DAY = 86_400_000;
-const COLUMNS = 'application/vnd.floodgate.columns+json';
 
 /** Latency quantiles of one set of requests, and how many failed. */
 export interface LatencyFigure {
@@ -158,8 +158,8 @@ export async function measureStatsUnderLoad(
       reader('full read, JSON', full.url + path, { ...auth, ...identity }, full.apiPid),
       reader('rolled-up past kept, JSON', kept.url + path, { ...auth, ...identity }, kept.apiPid),
       reader('rolled-up past kept, JSON, gzip', kept.url + path, { ...auth, ...gzip }, kept.apiPid),
-      reader('rolled-up past kept, columns', kept.url + path, { ...auth, ...identity, accept: COLUMNS }, kept.apiPid),
-      reader('rolled-up past kept, columns, gzip', kept.url + path, { ...auth, ...gzip, accept: COLUMNS }, kept.apiPid),
+      reader('rolled-up past kept, columns', kept.url + path, { ...auth, ...identity, accept: COLUMNS_TYPE }, kept.apiPid),
+      reader('rolled-up past kept, columns, gzip', kept.url + path, { ...auth, ...gzip, accept: COLUMNS_TYPE }, kept.apiPid),
     ];
     // One round of every variant first: the API's pools hold their connections and each answer's size is known.
     for (const r of stats) {

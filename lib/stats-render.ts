@@ -8,6 +8,9 @@ import { answerGroups, type StatsPlan, type StatsRequest } from './stats-query.j
  */
 export type StatsFormat = 'json' | 'columns';
 
+/** The media type of the `columns` encoding. */
+export const COLUMNS_TYPE = 'application/vnd.floodgate.columns+json';
+
 /** What renderStats writes besides the numbers. */
 export interface StatsHeader {
   readonly window: string;

@@ -3,12 +3,12 @@ import { after, before, describe, it } from 'node:test';
 import { createApiKey } from '../lib/api-keys.js';
 import { rollUp, rollupWatermark } from '../lib/rollup-maintenance.js';
 import { planStats, readStats, type StatsRequest } from '../lib/stats-query.js';
+import { COLUMNS_TYPE } from '../lib/stats-render.js';
 import { writeEvents } from './rollup-support.js';
 import { createTestEnv, json, startTestApi, type TestApi, type TestEnv } from './support.js';
 
 const MINUTE = 60_000;
 const HOUR = 60 * MINUTE;
-const COLUMNS = 'application/vnd.floodgate.columns+json';
 
 interface Point {
   t: string;
@@ -138,8 +138,8 @@ describe('stats: the rolled-up past kept between reads', () => {
     assert.equal(packed.headers.get('content-encoding'), 'gzip');
     assert.match(packed.headers.get('vary') ?? '', /Accept-Encoding/);
     assert.deepEqual(await json(packed), body, 'fetch inflates it to the same answer');
-    const columns = await ask(q, { accept: COLUMNS, 'accept-encoding': 'identity' });
-    assert.equal(columns.headers.get('content-type'), COLUMNS);
+    const columns = await ask(q, { accept: COLUMNS_TYPE, 'accept-encoding': 'identity' });
+    assert.equal(columns.headers.get('content-type'), COLUMNS_TYPE);
     const table = await json(columns);
     assert.deepEqual(
       { ...table, series: undefined },

@@ -12,8 +12,8 @@ import {
   type StatsAggregate,
   type StatsRequest,
 } from '../../lib/stats-query.js';
-import { createBaseView, renderStats } from '../../lib/stats-render.js';
-import { COLUMNS_TYPE, createAnswer, type StatsAnswer } from '../stats-answer.js';
+import { COLUMNS_TYPE, createBaseView, renderStats } from '../../lib/stats-render.js';
+import { createAnswer, type StatsAnswer } from '../stats-answer.js';
 import { createBaseCache } from '../stats-bases.js';
 import { createFlights } from '../stats-flights.js';
 import { formatDuration, invalidParameter, parseDuration, parseTypeFilter, queryParams, timedRead } from '../query-params.js';
