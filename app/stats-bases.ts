@@ -1,10 +1,13 @@
 import type { StatsToken } from '../lib/stats-query.js';
 import type { StatsBaseView } from '../lib/stats-render.js';
+import type { StatsAnswer } from './stats-answer.js';
 
 /** A kept base part and the token of the snapshot it was read in (lib/stats-query.ts). */
 export interface KeptBase {
   readonly token: StatsToken;
   readonly view: StatsBaseView;
+  /** The latest answer built on it, and the live text it was built from (StatsRead.liveText). */
+  last?: { readonly liveText: string; readonly answer: StatsAnswer };
 }
 
 /**

@@ -84,6 +84,8 @@ export interface StatsRead {
   readonly base: StatsPart | null;
   /** The minute rows at or after the watermark, and those of stale buckets. */
   readonly live: StatsPart;
+  /** The live part as the read returned it, with the newest minute: equal texts over one base, equal answers. */
+  readonly liveText: string;
 }
 
 // starts_with rather than LIKE: type names may hold `_`, a LIKE wildcard. The filter is the last parameter.
@@ -218,8 +220,10 @@ export async function readStats(
     );
   const base = first[4] ? part('b') : null;
   const live = part('l');
+  let liveText = String(first[0]);
+  for (const r of rows) if (r[5] === 'l') liveText += `\n${r[6]}\n${r[7]}`;
   if ((base?.cells ?? 0) > options.maxPoints || live.cells > options.maxPoints) throw tooManyPoints(plan.buckets, null, options.maxPoints);
-  return { newestMinute: first[0], token: { version: first[1], upto: first[2], stale: first[3] }, base, live };
+  return { newestMinute: first[0], token: { version: first[1], upto: first[2], stale: first[3] }, base, live, liveText };
 }
 
 /** The groups of an answer: base and live together, in byte order (whatever the database's collation). */

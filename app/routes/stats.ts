@@ -117,17 +117,18 @@ export function statsRoute(deps: { config: StatsConfig; pool: Pool }): Middlewar
         readStats(pool, request, plan, { now, retentionDays: config.retentionDays, maxPoints: config.statsMaxPoints }, kept?.token ?? null),
       config.queryTimeoutMs,
     );
-    let view = kept?.view;
-    if (read.base) {
-      view = createBaseView(request, plan, read.base);
-      if (config.statsIncremental) bases.set(key, { token: read.token, view });
-    }
+    const entry = read.base ? { token: read.token, view: createBaseView(request, plan, read.base) } : kept;
     // The database skips the base only when the token passed still holds, and one was passed only with a view.
-    if (!view) throw new Error('stats read returned no base part and none is kept');
-    const base = view;
+    if (!entry) throw new Error('stats read returned no base part and none is kept');
+    if (read.base && config.statsIncremental) bases.set(key, entry);
+    // Nothing committed since the last answer on this base (same live rows, same newest minute): the same answer.
+    if (entry.last?.liveText === read.liveText) return entry.last.answer;
+    const base = entry.view;
     checkPoints(plan, request.groupBy ? answerGroups(request, base.part, read.live).length : 1, config.statsMaxPoints);
     const header = { window: formatDuration(request.windowMs), step: formatDuration(request.stepMs), newestMinute: read.newestMinute };
-    return createAnswer((format) => renderStats(request, plan, base, read.live, header, format));
+    const answer = createAnswer((format) => renderStats(request, plan, base, read.live, header, format));
+    entry.last = { liveText: read.liveText, answer };
+    return answer;
   };
   return async (ctx) => {
     const { grant } = ctx.state;
