@@ -42,6 +42,7 @@ export async function runApi(config: Config, logger: Logger): Promise<RunningApi
     max: config.queryPoolSize,
     applicationName: 'floodgate-api-read',
     statementTimeoutMs: config.queryTimeoutMs,
+    genericPlans: true,
   });
   // QUEUE=postgres: no Redis connection at all (key revocations then reach this process within a second, by
   // revalidation; see docs/scaling.md).

@@ -135,7 +135,10 @@ try {
           `(${filled.minuteRows} minute, ${filled.hourRows} hour, ${filled.dayRows} day rows)`,
       );
     }
-    const figures = await measureQueries(pool, { retentionDays: config.retentionDays, maxPoints: config.statsMaxPoints });
+    // The library reads run as the API runs them: on a pool whose connections keep generic plans.
+    const reads = createPool(urlOf(names[0]!), { max: 1, applicationName: 'floodgate-bench-analytics-reads', genericPlans: true });
+    pools.push(reads);
+    const figures = await measureQueries(pool, { retentionDays: config.retentionDays, maxPoints: config.statsMaxPoints }, reads);
     console.log(`\n${args['query-events']} events of 10 tenants over ${args['query-days']} days; queries of one tenant:\n`);
     console.log('| Query | Median ms | p90 ms | Runs | Partitions the plan may read |');
     console.log('| --- | ---: | ---: | ---: | --- |');

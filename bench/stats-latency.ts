@@ -100,8 +100,12 @@ export function statsFromEvents(request: StatsRequest, from: number, to: number)
   };
 }
 
-/** Times stats and event reads of one tenant of the filled database. */
-export async function measureQueries(pool: Pool, options: { retentionDays: number; maxPoints: number }): Promise<QueryFigure[]> {
+/** Times stats and event reads of one tenant of the filled database: the library reads on `reads` (a pool made as the API's read pool is), the rest on `pool`. */
+export async function measureQueries(
+  pool: Pool,
+  options: { retentionDays: number; maxPoints: number },
+  reads: Pool = pool,
+): Promise<QueryFigure[]> {
   const figures: QueryFigure[] = [];
   const tenant = 'tenant-3';
   const stats: [string, Omit<StatsRequest, 'tenant' | 'aggregates'>][] = [
@@ -119,17 +123,17 @@ export async function measureQueries(pool: Pool, options: { retentionDays: numbe
       await time(
         `${name} (rollup_${plan.resolution})`,
         20,
-        () => readStats(pool, request, plan, read),
+        () => readStats(reads, request, plan, read),
         await partitionsRead(pool, statsQuery(request, plan, read, null)),
       ),
     );
     // The same read when the API keeps the rolled-up past (STATS_INCREMENTAL): only the minutes past the watermark.
-    const { token } = await readStats(pool, request, plan, read);
+    const { token } = await readStats(reads, request, plan, read);
     figures.push(
       await time(
         `  the same, rolled-up past kept`,
         20,
-        () => readStats(pool, request, plan, read, token),
+        () => readStats(reads, request, plan, read, token),
         await partitionsRead(pool, statsQuery(request, plan, read, token)),
       ),
     );
@@ -150,7 +154,7 @@ export async function measureQueries(pool: Pool, options: { retentionDays: numbe
     await time(
       'events, first page of 100',
       20,
-      () => listEvents(pool, filter, first),
+      () => listEvents(reads, filter, first),
       await partitionsRead(pool, listEventsQuery(filter, first)),
     ),
   );
@@ -165,7 +169,7 @@ export async function measureQueries(pool: Pool, options: { retentionDays: numbe
     await time(
       'events, page of 100 three days deep (cursor)',
       20,
-      () => listEvents(pool, filter, deep),
+      () => listEvents(reads, filter, deep),
       await partitionsRead(pool, listEventsQuery(filter, deep)),
     ),
   );
@@ -174,7 +178,7 @@ export async function measureQueries(pool: Pool, options: { retentionDays: numbe
     await time(
       'events, one day, type=signup, page of 1000',
       20,
-      () => listEvents(pool, day, { ...first, limit: 1000 }),
+      () => listEvents(reads, day, { ...first, limit: 1000 }),
       await partitionsRead(pool, listEventsQuery(day, { ...first, limit: 1000 })),
     ),
   );
@@ -183,7 +187,7 @@ export async function measureQueries(pool: Pool, options: { retentionDays: numbe
     [tenant],
   );
   const id = some[0]!.id;
-  figures.push(await time('event by id', 20, () => getEvent(pool, tenant, id), 'events ×every partition (one primary-key probe each)'));
+  figures.push(await time('event by id', 20, () => getEvent(reads, tenant, id), 'events ×every partition (one primary-key probe each)'));
   return figures;
 }
 
