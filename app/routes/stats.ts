@@ -126,9 +126,9 @@ export function statsRoute(deps: { config: StatsConfig; pool: Pool }): Middlewar
     const base = entry.view;
     checkPoints(plan, request.groupBy ? answerGroups(request, base.part, read.live).length : 1, config.statsMaxPoints);
     const header = { window: formatDuration(request.windowMs), step: formatDuration(request.stepMs), newestMinute: read.newestMinute };
-    const answer = createAnswer((format) => renderStats(request, plan, base, read.live, header, format));
-    entry.last = { liveText: read.liveText, answer };
-    return answer;
+    const rendered = createAnswer((format) => renderStats(request, plan, base, read.live, header, format));
+    entry.last = { liveText: read.liveText, answer: rendered };
+    return rendered;
   };
   return async (ctx) => {
     const { grant } = ctx.state;
