@@ -86,6 +86,19 @@ async function backends(pool: Pool, applicationName: string): Promise<number[]> 
 
 const cpuOf = (pids: number[]) => pids.reduce((total, pid) => total + (processCpuMicros(pid) ?? 0), 0);
 
+/** CPU µs of each process now. */
+const cpuByPid = (pids: number[]) => new Map(pids.map((pid) => [pid, processCpuMicros(pid) ?? 0]));
+
+/**
+ * CPU µs the backends named `applicationName` used since `before` (a pool closes idle connections and opens new
+ * ones between rounds: a backend that appeared since counts whole, one that ended since is lost, a few ms at most).
+ */
+async function backendCpuSince(pool: Pool, applicationName: string, before: Map<number, number>): Promise<number> {
+  let used = 0;
+  for (const [pid, micros] of cpuByPid(await backends(pool, applicationName))) used += micros - (before.get(pid) ?? 0);
+  return used;
+}
+
 interface Reader {
   readonly name: string;
   readonly url: string;
@@ -188,7 +201,6 @@ export async function measureStatsUnderLoad(
       r.floor = floor.name;
     }
     const all = [...stats, ...floorReaders];
-    const readBackends = await backends(bench.pool, 'floodgate-api-read');
     const workerPids = [kept.workerPid!, ...(await backends(bench.pool, 'floodgate-worker'))];
     const workerStart = cpuOf(workerPids);
     const statsStart = performance.now();
@@ -196,7 +208,7 @@ export async function measureStatsUnderLoad(
     for (let round = 0; round < options.rounds; round++) {
       for (const r of all) {
         const server = processCpuMicros(r.pid) ?? 0;
-        const postgres = cpuOf(readBackends);
+        const postgres = cpuByPid(await backends(bench.pool, 'floodgate-api-read'));
         const own = process.cpuUsage();
         const started = performance.now();
         const end = started + roundMs;
@@ -214,7 +226,7 @@ export async function measureStatsUnderLoad(
         const used = process.cpuUsage(own);
         r.seconds += elapsed / 1000;
         r.serverMicros += (processCpuMicros(r.pid) ?? 0) - server;
-        r.postgresMicros += cpuOf(readBackends) - postgres;
+        r.postgresMicros += await backendCpuSince(bench.pool, 'floodgate-api-read', postgres);
         r.readersMicros += used.user + used.system - ingestMicrosPerMs * elapsed;
       }
     }
