@@ -21,12 +21,15 @@ CREATE TABLE rollup_read_version (
 );
 INSERT INTO rollup_read_version (version) VALUES (1);
 
+-- With the argument 'always' (deletions from the coarse and minute tables, which only a rebuild, a re-roll or a
+-- partition drop makes, possibly of millions of rows: no transition table to fill) and on TRUNCATE, every
+-- statement bumps the version. Otherwise `changed` is the statement's transition table, and a statement that
+-- changed no row keeps the version: the roll-up empties rollup_stale at every pass, usually of nothing, and
+-- upserts coarse rows only when minutes crossed the watermark.
 CREATE FUNCTION floodgate_bump_read_version() RETURNS trigger
 LANGUAGE plpgsql AS $$
 BEGIN
-  -- `changed` is the statement's transition table (absent for TRUNCATE): a statement that changed no row keeps
-  -- the version, so an idle roll-up pass leaves readers' kept parts valid.
-  IF TG_OP = 'TRUNCATE' THEN
+  IF TG_OP = 'TRUNCATE' OR TG_ARGV[0] = 'always' THEN
     UPDATE rollup_read_version SET version = version + 1;
   ELSIF EXISTS (SELECT 1 FROM changed) THEN
     UPDATE rollup_read_version SET version = version + 1;
@@ -42,8 +45,11 @@ BEGIN
     EXECUTE format('CREATE TRIGGER %I AFTER INSERT ON %I REFERENCING NEW TABLE AS changed FOR EACH STATEMENT EXECUTE FUNCTION floodgate_bump_read_version()', t || '_read_version_ins', t);
     EXECUTE format('CREATE TRIGGER %I AFTER UPDATE ON %I REFERENCING NEW TABLE AS changed FOR EACH STATEMENT EXECUTE FUNCTION floodgate_bump_read_version()', t || '_read_version_upd', t);
   END LOOP;
+  FOREACH t IN ARRAY ARRAY['rollup_5m', 'rollup_hour', 'rollup_day', 'rollup_minute'] LOOP
+    EXECUTE format('CREATE TRIGGER %I AFTER DELETE ON %I FOR EACH STATEMENT EXECUTE FUNCTION floodgate_bump_read_version(%L)', t || '_read_version_del', t, 'always');
+  END LOOP;
+  EXECUTE 'CREATE TRIGGER rollup_stale_read_version_del AFTER DELETE ON rollup_stale REFERENCING OLD TABLE AS changed FOR EACH STATEMENT EXECUTE FUNCTION floodgate_bump_read_version()';
   FOREACH t IN ARRAY ARRAY['rollup_5m', 'rollup_hour', 'rollup_day', 'rollup_minute', 'rollup_stale'] LOOP
-    EXECUTE format('CREATE TRIGGER %I AFTER DELETE ON %I REFERENCING OLD TABLE AS changed FOR EACH STATEMENT EXECUTE FUNCTION floodgate_bump_read_version()', t || '_read_version_del', t);
     EXECUTE format('CREATE TRIGGER %I AFTER TRUNCATE ON %I FOR EACH STATEMENT EXECUTE FUNCTION floodgate_bump_read_version()', t || '_read_version_trunc', t);
   END LOOP;
 END $$;
