@@ -5,6 +5,7 @@
 //   4. stats and events query latency over a few million events
 //   5. a page of events with the (tenant, occurred_at, id) index and with the (tenant, occurred_at) one it replaced
 //   6. (`--parts load`, with `queries`) concurrent GET /v1/stats against a running Floodgate while ingest runs
+//   7. (`--parts pending`) stats reads with a second of unfolded minute deltas pending, and once folded
 // Every figure is a ratio or a latency measured within this one run, on a private database it drops at the end.
 import { randomUUID } from 'node:crypto';
 import { loadavg } from 'node:os';
@@ -19,6 +20,7 @@ import { VARIANT_COUNT, measureRollupCost } from './rollup-cost.js';
 import { measureRollupOverhead } from './rollup-overhead.js';
 import type { Scenario } from './rollup-variants.js';
 import { measureViewRefresh } from './view-refresh.js';
+import { measurePendingReads } from './pending-reads.js';
 import { fillEvents, measureIndexChoice, measureQueries } from './stats-latency.js';
 import { measureStatsUnderLoad } from './stats-under-load.js';
 
@@ -120,6 +122,22 @@ try {
         `| ${r.scenario} | ${r.variant} | ${r.eventsPerSec} | ${r.relative.toFixed(3)} | ${r.msPerBatch} | ${r.backendCpuMsPerBatch} | ${folds} | ${rollUps} | ${r.groupsPerBatch} |`,
       );
     }
+  }
+  if (parts.has('pending')) {
+    const config = loadConfig({});
+    const batches = 14;
+    const f = await measurePendingReads(pool, SCENARIOS[1]!, {
+      batches,
+      runs: 30,
+      retentionDays: config.retentionDays,
+      maxPoints: config.statsMaxPoints,
+    });
+    console.log(
+      `\nStats reads of tenant-3 with ${batches} unfolded batches of the 20-tenant scenario pending (${f.pendingRows} rows, ${f.pendingDeltas} minute deltas), then folded; median ms of 30 runs:\n`,
+    );
+    console.log('| Query | Pending | Folded |');
+    console.log('| --- | ---: | ---: |');
+    for (const r of f.figures) console.log(`| ${r.name} | ${r.pendingMs} | ${r.foldedMs} |`);
   }
   if (parts.has('refresh')) {
     const f = await measureViewRefresh(pool, { tenants: 10, types: 8, days: Number(args['refresh-days']) });

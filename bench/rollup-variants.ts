@@ -68,7 +68,7 @@ ${rollupCtes(ALL_LEVELS)}
 SELECT coalesce(sum(event_count), 0)::int AS inserted FROM rollup_minute_delta`;
 
 /** The minute level upserted in the write's transaction, the coarser ones by the roll-up: the design before rollup_pending. */
-const MINUTE_UPSERT_MERGE = `WITH ${INSERT_EVENTS_CTES},
+export const MINUTE_UPSERT_MERGE = `WITH ${INSERT_EVENTS_CTES},
 ${rollupCtes()},
 ${STALE_CTE}
 SELECT coalesce(sum(event_count), 0)::int AS inserted FROM rollup_minute_delta`;
