@@ -11,6 +11,7 @@ import { foldRollups, rollUp } from '../lib/rollup-maintenance.js';
 import { ENTRY_FIELD, decodeEntry, encodeEntry, type StreamEntry } from '../lib/stream-entry.js';
 import { Registry } from 'prom-client';
 import { createFlusher } from '../workers/flusher.js';
+import { createMaintenance } from '../workers/maintenance.js';
 import { createWorkerMetrics } from '../workers/worker-metrics.js';
 import { assertRollupsMatchEvents, rolledUpAndStored } from './rollup-support.js';
 import { TEST_PG_ADMIN_URL, createTestEnv, enqueue, envVars, eventually, spawnFloodgate, type TestEnv } from './support.js';
@@ -176,6 +177,30 @@ describe('rollups', () => {
     assert.equal(await foldRollups(env.pool), 0, 'nothing left to fold');
     assert.deepEqual(await rolledUpAndStored(env.pool, 'pending'), { rolledUp: 60, stored: 60 });
     await assertRollupsMatchEvents(env.pool, 'after the fold');
+  });
+
+  it('the maintenance loop folds pending deltas on its own timer', async () => {
+    const pending = async () =>
+      Number((await env.pool.query<{ n: string }>("SELECT count(*) AS n FROM rollup_pending WHERE tenant = 'timer'")).rows[0]!.n);
+    // The roll-up, which folds too, runs once at start and then not for an hour: what is written after the start
+    // can only be folded by the fold timer.
+    const maintenance = createMaintenance({
+      config: env.config,
+      pool: env.pool,
+      logger: createLogger('silent', 'test'),
+      rollupIntervalMs: 3_600_000,
+      foldIntervalMs: 50,
+    });
+    try {
+      await maintenance.start();
+      await writeEntries(env.pool, [entry(env, 'timer', 30, { at: Date.now() - 10_000 })]);
+      await eventually(async () => (await pending()) === 0, 'folded by the timer');
+    } finally {
+      await maintenance.close();
+    }
+    const { rows } = await env.pool.query<{ n: string }>("SELECT sum(event_count) AS n FROM rollup_minute WHERE tenant = 'timer'");
+    assert.equal(Number(rows[0]!.n), 30);
+    await assertRollupsMatchEvents(env.pool);
   });
 
   it('puts a late event within retention into the minute, 5 minutes, hour and day it occurred in, before and after the roll-up', async () => {
