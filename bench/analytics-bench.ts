@@ -16,7 +16,7 @@ import { createPool, type Pool } from '../lib/db.js';
 import { migrate } from '../lib/migrate.js';
 import { ensurePartitions } from '../lib/partitions.js';
 import { machine } from '../loadtest/report.js';
-import { VARIANT_COUNT, measureRollupCost } from './rollup-cost.js';
+import { measureRollupCost } from './rollup-cost.js';
 import { measureRollupOverhead } from './rollup-overhead.js';
 import type { Scenario } from './rollup-variants.js';
 import { measureViewRefresh } from './view-refresh.js';
@@ -60,7 +60,9 @@ const SCENARIOS: Scenario[] = [
 
 const runId = args.reuse ?? randomUUID().slice(0, 8);
 const adminUrl = args['admin-url'];
-const names = Array.from({ length: VARIANT_COUNT }, (_, i) => `floodgate_bench_analytics_${runId}_${i}`);
+// One database per variant compared (the cost part), at least one (every other part uses the first).
+const databases = parts.has('cost') ? args.variants.split(',').length : 1;
+const names = Array.from({ length: databases }, (_, i) => `floodgate_bench_analytics_${runId}_${i}`);
 const urlOf = (name: string) => Object.assign(new URL(adminUrl), { pathname: `/${name}` }).href;
 
 async function admin(sql: string): Promise<void> {

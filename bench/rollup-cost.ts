@@ -55,9 +55,6 @@ export interface VariantDatabase {
   readonly pool: Pool;
 }
 
-/** How many databases measureRollupCost needs, one per variant. */
-export const VARIANT_COUNT = ALL_VARIANTS.length;
-
 /** CPU µs so far of every backend connected to the pool's database. */
 async function backendCpu(pool: Pool, pids: Set<number>): Promise<number> {
   const { rows } = await pool.query<{ pid: number }>(
