@@ -107,6 +107,11 @@ export interface StatsReadOptions {
 const COLUMNS = 'bucket, type, event_count, value_count, value_sum, value_min, value_max';
 const MINUTE_COLUMNS = 'm.bucket, m.type, m.event_count, m.value_count, m.value_sum, m.value_min, m.value_max';
 
+/** The pending minute deltas of rollup_pending (db/migrations/011_rollup_pending.sql), one row each, named `d`. */
+const PENDING = `rollup_pending p CROSS JOIN LATERAL
+      unnest(p.buckets, p.types, p.event_counts, p.value_counts, p.value_sums, p.value_mins, p.value_maxs)
+      AS d(${COLUMNS})`;
+
 /**
  * The one statement readStats runs (one snapshot: the freshness it reports is the freshness of the numbers, and
  * the token names exactly the base it returns or skips). It splits the rows of the live view's rule
@@ -114,7 +119,10 @@ const MINUTE_COLUMNS = 'm.bucket, m.type, m.event_count, m.value_count, m.value_
  *
  * - base: the level's stored rows below the watermark, but those of stale buckets. Read only when the token of
  *   this snapshot differs from the caller's ($8–$10): otherwise the one-time filter skips the scan.
- * - live: the minute rows at or after the watermark, and the minute rows of stale buckets below it.
+ * - live: the minute rows at or after the watermark, the minute rows of stale buckets below it, and every pending
+ *   delta of the range (rollup_pending, db/migrations/011_rollup_pending.sql: a pending delta below the
+ *   watermark was written with its minute marked stale, and a fold moves deltas into rollup_minute in one
+ *   transaction, so nothing is counted twice or left out, and a fold leaves the base as it was).
  *
  * For the minute level the stored rows are the minute rows themselves. Every row names its part (`b`/`l`), its
  * group and its buckets holding events, by index from `from`, as one text (see parsePart); the token comes on
@@ -136,7 +144,11 @@ export function statsQuery(
   const range = `tenant = $1 AND bucket >= $2 AND bucket < $3 ${type.sql}`;
   const text = `
     WITH newest AS (
-      SELECT max(bucket) AS newest FROM rollup_minute WHERE tenant = $1 AND bucket >= $4 AND bucket <= $5
+      SELECT greatest(
+        (SELECT max(bucket) FROM rollup_minute WHERE tenant = $1 AND bucket >= $4 AND bucket <= $5),
+        (SELECT max(d) FROM rollup_pending p CROSS JOIN LATERAL unnest(p.buckets) AS d
+         WHERE p.tenant = $1 AND p.hi >= $4 AND p.lo <= $5 AND d >= $4 AND d <= $5)
+      ) AS newest
     ),
     stale_minutes AS MATERIALIZED (SELECT bucket FROM rollup_stale WHERE tenant = $1 AND bucket >= $2 AND bucket < $3),
     token AS MATERIALIZED (
@@ -157,6 +169,10 @@ export function statsQuery(
       SELECT 'l', ${MINUTE_COLUMNS}
       FROM stale s JOIN rollup_minute m ON m.tenant = $1 AND m.bucket >= s.b AND m.bucket < s.b + interval '${plan.width}'
       WHERE m.bucket >= $2 AND m.bucket < $3 ${type.sql.replace(/\btype\b/g, 'm.type')} AND m.bucket < (SELECT upto FROM token)
+      UNION ALL
+      SELECT 'l', d.bucket, d.type, d.event_count, d.value_count, d.value_sum, d.value_min, d.value_max
+      FROM ${PENDING}
+      WHERE p.tenant = $1 AND p.hi >= $2 AND p.lo < $3 AND d.bucket >= $2 AND d.bucket < $3 ${type.sql.replace(/\btype\b/g, 'd.type')}
     ),
     points AS (
       SELECT k, floor(extract(epoch FROM bucket - $2::timestamptz)::float8 / $6::float8)::int AS i, ${group} AS g, sum(event_count)::bigint AS count,
