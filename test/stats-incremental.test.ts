@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
 import { createApiKey } from '../lib/api-keys.js';
-import { rollUp, rollupWatermark } from '../lib/rollup-maintenance.js';
+import { foldRollups, rollUp, rollupWatermark } from '../lib/rollup-maintenance.js';
 import { planStats, readStats, type StatsRequest } from '../lib/stats-query.js';
 import { COLUMNS_TYPE } from '../lib/stats-render.js';
 import { writeEvents } from './rollup-support.js';
@@ -89,18 +89,19 @@ describe('stats: the rolled-up past kept between reads', () => {
     for (const q of QUESTIONS) await assertExact(q, 'after the late event was rolled up');
   });
 
-  it('holds every event committed before each request through writes, late events and roll-ups in any order', async () => {
+  it('holds every event committed before each request through writes, late events, folds and roll-ups in any order', async () => {
     let seed = 7;
     const random = () => (seed = (seed * 48271) % 2147483647) / 2147483647;
     const types = ['k.one', 'k.two', 'k.three'];
     for (let step = 0; step < 40; step++) {
-      const action = Math.floor(random() * 5);
+      const action = Math.floor(random() * 6);
       const value = Math.floor(random() * 400) / 4 - 50;
       const type = types[Math.floor(random() * types.length)]!;
       if (action === 0) await writeEvents(env, tenant, [event(type, Date.now() - Math.floor(random() * 2 * MINUTE), value)]);
       else if (action === 1) await writeEvents(env, tenant, [event(type, Date.now() - Math.floor(random() * 20 * HOUR), value)]);
       else if (action === 2) await rollUp(env.pool, 0);
       else if (action === 3) await rollUp(env.pool, 2 * HOUR);
+      else if (action === 4) await foldRollups(env.pool);
       else await rollUp(env.pool, Math.floor(random() * 3) * MINUTE);
       // Not every question after every step: some keep their past across several changes.
       for (const q of QUESTIONS) if (random() < 0.6) await assertExact(q, `step ${step} (action ${action})`);
