@@ -67,11 +67,15 @@ export interface StartedFloodgate {
   stop(): Promise<void>;
 }
 
-/** Starts `floodgate api` (and `floodgate worker` unless `worker: false`) over the bench env, waits until ready. */
+/**
+ * Starts `floodgate api` (and `floodgate worker` unless `worker: false`) over the bench env, waits until ready.
+ * `bin`: another build's `bin/floodgate.js` (a baseline to compare with in the same run); this checkout's by default.
+ */
 export async function startFloodgate(
   bench: BenchEnv,
-  options: { env?: Record<string, string>; worker?: boolean } = {},
+  options: { env?: Record<string, string>; worker?: boolean; bin?: string } = {},
 ): Promise<StartedFloodgate> {
+  const bin = options.bin ?? FLOODGATE_BIN;
   const [port, metricsPort, workerMetricsPort] = [await freePort(), await freePort(), await freePort()];
   const env = {
     ...bench.env,
@@ -81,8 +85,8 @@ export async function startFloodgate(
     METRICS_PORT: String(metricsPort),
     WORKER_METRICS_PORT: String(workerMetricsPort),
   };
-  const children: Child[] = [startNode([FLOODGATE_BIN, 'api'], env)];
-  if (options.worker !== false) children.push(startNode([FLOODGATE_BIN, 'worker'], env));
+  const children: Child[] = [startNode([bin, 'api'], env)];
+  if (options.worker !== false) children.push(startNode([bin, 'worker'], env));
   const stop = async () => {
     for (const child of children) await child.stop();
   };
