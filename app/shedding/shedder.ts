@@ -482,7 +482,15 @@ export function createShedder(deps: ShedderDeps): Shedder {
         // in full waits for it: waiting then costs a socket and a body already in memory, no CPU. One whose body
         // is still arriving goes on and counts against the limit once it is read, so that slow uploads can
         // neither hold slots nor the queue.
-        const waits = ctx.req.complete;
+        let waits = ctx.req.complete;
+        if (!waits && workLimit.wouldWait(priority)) {
+          // A body sent with its headers is parsed only after the request's headers have been handled, and this
+          // middleware usually runs within that: `complete` is still false for nearly every request here, and the
+          // limit held nothing back (measured: hundreds of low requests in flight under a limit of 15). One turn
+          // of the event loop later such a body is in; a client still sending its body is not kept waiting.
+          await new Promise<void>((resolve) => setImmediate(resolve));
+          waits = ctx.req.complete;
+        }
         if (waits) {
           const slot = workLimit.acquire(priority);
           const granted = slot === true || (slot !== false && (await slot));
