@@ -207,19 +207,19 @@ interface FloodResult {
   timeouts: number;
 }
 
-/** The low-class flood in its own process. */
-function flood(url: string, key: string, connections: number, seconds: number): Promise<FloodResult> {
-  return new Promise((resolve, reject) => {
-    const child = spawn(
-      process.execPath,
-      ['--import', 'tsx', join(REPO_ROOT, 'bench/class-flood.ts'), url, key, 'low', String(connections), String(seconds)],
-      {
-        cwd: REPO_ROOT,
-        stdio: ['ignore', 'pipe', 'inherit'],
-      },
-    );
-    let out = '';
-    child.stdout.on('data', (c: Buffer) => (out += c.toString()));
+/**
+ * The low-class flood in its own process, started ahead: `start` sets it off once it is loaded, so that loading it
+ * (compiling TypeScript takes about a second of CPU) does not fall into the flood's first second.
+ */
+async function prepareFlood(url: string, key: string, connections: number, seconds: number): Promise<{ start(): Promise<FloodResult> }> {
+  const child = spawn(
+    process.execPath,
+    ['--import', 'tsx', join(REPO_ROOT, 'bench/class-flood.ts'), url, key, 'low', String(connections), String(seconds)],
+    { cwd: REPO_ROOT, stdio: ['pipe', 'pipe', 'inherit'] },
+  );
+  let out = '';
+  child.stdout.on('data', (c: Buffer) => (out += c.toString()));
+  const exited = new Promise<FloodResult>((resolve, reject) => {
     child.once('exit', (code) => {
       try {
         if (code !== 0) throw new Error(`class-flood exited ${code}`);
@@ -229,6 +229,26 @@ function flood(url: string, key: string, connections: number, seconds: number): 
       }
     });
   });
+  // Fails the wait as well when the child exits before it is ready.
+  await Promise.race([
+    new Promise<void>((resolve) => {
+      const ready = () => {
+        if (!out.includes('ready\n')) return;
+        child.stdout.off('data', ready);
+        resolve();
+      };
+      child.stdout.on('data', ready);
+    }),
+    exited.then(() => {
+      throw new Error('class-flood exited before it was ready');
+    }),
+  ]);
+  return {
+    start() {
+      child.stdin.end('go\n');
+      return exited;
+    },
+  };
 }
 
 /** The kernel's count of connections dropped because a listen queue was full (machine-wide), or null. */
@@ -274,6 +294,7 @@ async function phase(
   seconds: number,
   connections: number,
 ): Promise<Phase> {
+  const flooding = connections > 0 ? await prepareFlood(floodgate.url, keys.flood, connections, seconds) : null;
   const before = await scrape(floodgate.metricsUrl);
   const overflowsBefore = listenOverflows();
   const cpuBefore = processCpuMicros(floodgate.apiPid) ?? 0;
@@ -291,7 +312,7 @@ async function phase(
   }, 1000);
   const [probeResult, floodResult] = await Promise.all([
     probe(floodgate.url, keys.probe, Number(args['probe-rate']), seconds),
-    connections > 0 ? flood(floodgate.url, keys.flood, connections, seconds) : Promise.resolve(null),
+    flooding ? flooding.start() : Promise.resolve(null),
   ]);
   clearInterval(watcher);
   const timelineSeconds = await timeline.stop();
