@@ -213,7 +213,7 @@ export const CONFIG_VARIABLES = {
   },
   redisWriteCoalesceMs: {
     name: 'REDIS_WRITE_COALESCE_MS',
-    doc: 'While ingest requests arrive less than this many ms apart, the stream write of each waits up to this long, so that the writes of requests arriving together share one write to Redis (each is still its own entry, answered once it is in Redis): up to this much latency for less CPU under load. 0 writes each at once.',
+    doc: 'While ingest requests arrive less than this many ms apart, the stream write of each waits up to this long, so that the writes of requests arriving together share one write to Redis (each is still its own entry, answered once it is in Redis): up to this much latency for less CPU under load. The write of a critical request never waits (it takes the held ones along). 0 writes each at once.',
     defaultValue: '1',
     parse: integer(0, 50),
   },
