@@ -77,6 +77,12 @@ const MIB = 1024 * KIB;
 export const CONFIG_VARIABLES = {
   port: { name: 'PORT', doc: 'HTTP port of the API.', defaultValue: '8080', parse: integer(0, 65535) },
   host: { name: 'HOST', doc: 'Address the API listens on.', defaultValue: '0.0.0.0', parse: nonEmpty },
+  criticalPort: {
+    name: 'CRITICAL_PORT',
+    doc: 'A second HTTP port serving the same API, for the producers of critical traffic; 0 for none. Node takes one waiting connection per turn of its event loop, so a new connection waits behind every connection opened before it: when a flood opens hundreds at once, up to a second on `PORT`, while on a port of its own it is taken at once. Expose it to critical producers only (a flood sent to it would queue there too).',
+    defaultValue: '0',
+    parse: integer(0, 65535),
+  },
   databaseUrl: {
     name: 'DATABASE_URL',
     doc: 'PostgreSQL connection URL. The database is created by `floodgate migrate` if it does not exist.',
@@ -555,6 +561,9 @@ export function loadConfig(env: Readonly<Record<string, string | undefined>>, ov
     }
     if (c.workerMetricsPort > 0 && c.workerMetricsPort + c.workers - 1 > 65535) {
       problems.push('WORKER_METRICS_PORT + WORKERS - 1 must be at most 65535 (each worker takes the next port)');
+    }
+    if (c.criticalPort !== 0 && c.criticalPort === c.port) {
+      problems.push('CRITICAL_PORT must differ from PORT (it is a second port)');
     }
     if (c.shedTargetP99CriticalMs > c.shedTargetP99Ms) {
       problems.push('SHED_TARGET_P99_CRITICAL_MS must be at most SHED_TARGET_P99_MS (critical traffic gets the tighter target)');
