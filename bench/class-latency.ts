@@ -18,7 +18,7 @@ import { machine } from '../loadtest/report.js';
 import { createBenchEnv, startFloodgate, type StartedFloodgate } from './bench-env.js';
 import { processCpuMicros } from './cpu.js';
 import { timelineMarkdown, watchSeconds, type ProbeSample, type SecondReading } from './class-timeline.js';
-import { REPO_ROOT } from './processes.js';
+import { freePort, REPO_ROOT } from './processes.js';
 import { gauge, quantileBetween, scrape } from './scrape.js';
 
 /** Configurations the benchmark can compare, each an environment for Floodgate. */
@@ -33,6 +33,8 @@ const CONFIGS: Record<string, Record<string, string>> = {
   defaults: {},
   // The defaults with critical's target at 10 ms instead of 25: about twice its unloaded p99 on a quiet machine.
   'critical-10ms': { SHED_TARGET_P99_CRITICAL_MS: '10' },
+  // The defaults, the probe sending to CRITICAL_PORT (a free port picked at start) rather than PORT.
+  'critical-port': { CRITICAL_PORT: 'free' },
   // The defaults with refusals held 250 ms instead of a second.
   'refusal-delay-250ms': { SHED_REFUSAL_DELAY_MS: '250' },
   // The in-flight limit alone: targets no flood reaches, so the controller refuses nothing and the limit holds
@@ -290,6 +292,7 @@ interface Phase {
 
 async function phase(
   floodgate: StartedFloodgate,
+  probeUrl: string,
   keys: { probe: string; flood: string; admin: string },
   seconds: number,
   connections: number,
@@ -311,7 +314,7 @@ async function phase(
     );
   }, 1000);
   const [probeResult, floodResult] = await Promise.all([
-    probe(floodgate.url, keys.probe, Number(args['probe-rate']), seconds),
+    probe(probeUrl, keys.probe, Number(args['probe-rate']), seconds),
     flooding ? flooding.start() : Promise.resolve(null),
   ]);
   clearInterval(watcher);
@@ -369,14 +372,25 @@ const keys = {
 };
 const phases = configs.map((config) => ({ config, unloaded: [] as Phase[], flooded: [] as Phase[] }));
 const servers: StartedFloodgate[] = [];
+/** Where each configuration's probe sends: the API's PORT, or its CRITICAL_PORT. */
+const probeUrls: string[] = [];
 try {
-  for (const [i, config] of configs.entries())
-    servers.push(await startFloodgate(benches[i]!, { env: { SHED_MODE: 'enforce', ...configOf(config).env }, bin: configOf(config).bin }));
-  for (const server of servers) await probe(server.url, keys.probe, Number(args['probe-rate']), 3);
+  for (const [i, config] of configs.entries()) {
+    const { env, bin } = configOf(config);
+    // CRITICAL_PORT=free: the probe sends to a port of its own, picked now.
+    const criticalPort = env.CRITICAL_PORT === 'free' ? await freePort() : undefined;
+    const server = await startFloodgate(benches[i]!, {
+      env: { SHED_MODE: 'enforce', ...env, ...(criticalPort ? { CRITICAL_PORT: String(criticalPort) } : {}) },
+      bin,
+    });
+    servers.push(server);
+    probeUrls.push(criticalPort ? `http://127.0.0.1:${criticalPort}` : server.url);
+  }
+  for (const url of probeUrls) await probe(url, keys.probe, Number(args['probe-rate']), 3);
   for (let round = 1; round <= Number(args.rounds); round++) {
     for (const [i, config] of configs.entries()) {
-      const unloaded = await phase(servers[i]!, keys, Number(args.unloaded), 0);
-      const flooded = await phase(servers[i]!, keys, Number(args.duration), Number(args.connections));
+      const unloaded = await phase(servers[i]!, probeUrls[i]!, keys, Number(args.unloaded), 0);
+      const flooded = await phase(servers[i]!, probeUrls[i]!, keys, Number(args.duration), Number(args.connections));
       phases[i]!.unloaded.push(unloaded);
       phases[i]!.flooded.push(flooded);
       console.error(
