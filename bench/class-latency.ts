@@ -35,6 +35,8 @@ const CONFIGS: Record<string, Record<string, string>> = {
   'critical-10ms': { SHED_TARGET_P99_CRITICAL_MS: '10' },
   // The defaults, the probe sending to CRITICAL_PORT (a free port picked at start) rather than PORT.
   'critical-port': { CRITICAL_PORT: 'free' },
+  // Both: the 10 ms critical target, and the probe on CRITICAL_PORT.
+  'critical-10ms-port': { SHED_TARGET_P99_CRITICAL_MS: '10', CRITICAL_PORT: 'free' },
   // The defaults with refusals held 250 ms instead of a second.
   'refusal-delay-250ms': { SHED_REFUSAL_DELAY_MS: '250' },
   // The in-flight limit alone: targets no flood reaches, so the controller refuses nothing and the limit holds
