@@ -5,8 +5,9 @@
 // (Postgres queue, one Redis, a Redis Cluster with 3 and 6 shards) and worker count, in alternating rounds; see
 // bench/queue-topology-run.ts.
 //   npm run build && node --import tsx bench/queue-bench.ts --topology [requests=2000] [eventsPerRequest=10] [workers=1,2]
-//     [--rounds 6] [--lock FILE] [--hold 270] [--out FILE.json]
+//     [--rounds 6] [--lock FILE] [--hold 270] [--out FILE.json] [--compare-bin OTHER/bin/floodgate.js --compare-label NAME]
 // --lock FILE holds an flock on FILE while measuring, at most --hold seconds at a time (released between holds).
+// --compare-bin measures the sharded topologies with the workers of another build too (before/after in one run).
 import { Registry } from 'prom-client';
 import { createEnqueuer } from '../app/enqueue.js';
 import { createUninstrumentedApiMetrics } from '../app/metrics.js';
@@ -26,7 +27,7 @@ import { histogramQuantile } from './queue-topology.js';
 import { runTopologyBench } from './queue-topology-run.js';
 
 const TOPOLOGY = process.argv.includes('--topology');
-const VALUED = ['--rounds', '--lock', '--hold', '--out'];
+const VALUED = ['--rounds', '--lock', '--hold', '--out', '--compare-bin', '--compare-label'];
 const option = (name: string) => {
   const at = process.argv.indexOf(name);
   return at > 0 ? process.argv[at + 1] : undefined;
@@ -137,6 +138,8 @@ if (TOPOLOGY) {
     lockFile: option('--lock'),
     holdSeconds: Number(option('--hold') ?? 270),
     out: option('--out'),
+    compareBin: option('--compare-bin'),
+    compareLabel: option('--compare-label'),
   });
 } else {
   const bench = await createBenchEnv('queue-bench', 'postgres://postgres@127.0.0.1:5432/floodgate_queue_bench', {

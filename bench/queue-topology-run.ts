@@ -29,9 +29,15 @@ export interface TopologyRunOptions {
   readonly holdSeconds: number;
   /** Where to write every cell's figures as JSON. */
   readonly out?: string;
+  /**
+   * Another build's `bin/floodgate.js`: the sharded topologies are measured with its workers too, as extra cells
+   * of the same rounds, named with `compareLabel`.
+   */
+  readonly compareBin?: string;
+  readonly compareLabel?: string;
 }
 
-export const TOPOLOGIES: readonly Topology[] = [
+const BASE_TOPOLOGIES: readonly Topology[] = [
   { name: 'postgres queue', queue: 'postgres', shards: 1, cluster: false },
   { name: 'redis, 1 shard', queue: 'redis', shards: 1, cluster: false },
   // Sharding without a cluster: apart from the cluster's own cost, a worker runs one flusher per shard, so
@@ -40,6 +46,16 @@ export const TOPOLOGIES: readonly Topology[] = [
   { name: 'cluster, 3 shards', queue: 'redis', shards: 3, cluster: true },
   { name: 'cluster, 6 shards', queue: 'redis', shards: 6, cluster: true },
 ];
+
+/** The topologies of a run: the base ones, then the sharded ones again with the workers of `compareBin`. */
+function topologiesOf(options: TopologyRunOptions): Topology[] {
+  if (!options.compareBin) return [...BASE_TOPOLOGIES];
+  const label = options.compareLabel ?? 'compared';
+  return [
+    ...BASE_TOPOLOGIES,
+    ...BASE_TOPOLOGIES.filter((t) => t.shards > 1).map((t) => ({ ...t, name: `${t.name} [${label}]`, workerBin: options.compareBin })),
+  ];
+}
 
 const fmtLoad = () =>
   loadavg()
@@ -82,12 +98,12 @@ function sumCommands(cells: readonly CellFigures[], pick: (c: CellFigures) => Co
   return sum;
 }
 
-function report(results: Map<string, CellFigures[]>, workerCounts: readonly number[]): void {
+function report(results: Map<string, CellFigures[]>, workerCounts: readonly number[], topologies: readonly Topology[]): void {
   const key = (t: Topology, w: number) => `${t.name}/${w}`;
   console.log('\nevents/s durable and CPU µs per durable event (all roles): median (lowest–highest) over the rounds');
   console.log('topology             workers  rounds  events/s durable         CPU µs/event     durable p50 / p99 ≤ (worst)');
   for (const w of workerCounts) {
-    for (const t of TOPOLOGIES) {
+    for (const t of topologies) {
       const cells = results.get(key(t, w)) ?? [];
       if (cells.length === 0) continue;
       console.log(
@@ -101,7 +117,7 @@ function report(results: Map<string, CellFigures[]>, workerCounts: readonly numb
   console.log('\nCPU µs per durable event by role (median over the rounds), events per worker batch, Redis commands per entry');
   console.log(`topology             workers  ${PIPELINE_ROLES.map((r) => r.padStart(13)).join('')}  events/batch`);
   for (const w of workerCounts) {
-    for (const t of TOPOLOGIES) {
+    for (const t of topologies) {
       const cells = results.get(key(t, w)) ?? [];
       if (cells.length === 0) continue;
       const roles = PIPELINE_ROLES.map((r) =>
@@ -120,7 +136,7 @@ function report(results: Map<string, CellFigures[]>, workerCounts: readonly numb
     "\nEach redis-server's own execution time (INFO commandstats, all rounds): µs per entry [calls per entry], masters; replicas",
   );
   for (const w of workerCounts) {
-    for (const t of TOPOLOGIES.filter((t) => t.queue === 'redis')) {
+    for (const t of topologies.filter((t) => t.queue === 'redis')) {
       const cells = results.get(key(t, w)) ?? [];
       if (cells.length === 0) continue;
       const entries = cells.reduce((n, c) => n + c.entries, 0);
@@ -148,7 +164,8 @@ function report(results: Map<string, CellFigures[]>, workerCounts: readonly numb
       ['redis, 3 shards', 'redis, 1 shard'],
       ['cluster, 6 shards', 'redis, 1 shard'],
       ['postgres queue', 'redis, 1 shard'],
-    ] as const) {
+      ...topologies.filter((t) => t.workerBin).map((t) => [t.name.slice(0, t.name.indexOf(' [')), t.name] as const),
+    ]) {
       console.log(
         `${w} worker(s) ${a} ÷ ${b}: events/s ${spread(
           pairs(a, b, w, (c) => c.eventsPerSec),
@@ -191,7 +208,7 @@ export async function runTopologyBench(options: TopologyRunOptions): Promise<voi
       masterStats: nodeStats(masters),
       replicaStats: nodeStats(replicas),
     };
-    for (const t of TOPOLOGIES) setups.push(topologySetup(bench, t, t.cluster ? clusterRedis : singleRedis));
+    for (const t of topologiesOf(options)) setups.push(topologySetup(bench, t, t.cluster ? clusterRedis : singleRedis));
     const ctx = { bench, database: DATABASE, probe, probePid };
     const started = performance.now();
     const progress = (what: string) => process.stderr.write(`${((performance.now() - started) / 1000).toFixed(1)} s ${what}\n`);
@@ -225,7 +242,11 @@ export async function runTopologyBench(options: TopologyRunOptions): Promise<voi
       console.log(`round ${round + 1} (${(lastRoundMs / 1000).toFixed(0)} s, load average ${fmtLoad()}): ${line.join('; ')}`);
     }
     console.log(`hold ${hold} ends: load average ${fmtLoad()}`);
-    report(results, workerCounts);
+    report(
+      results,
+      workerCounts,
+      setups.map((s) => s.topology),
+    );
     if (options.out) {
       const plain = Object.fromEntries(
         [...results].map(([k, cs]) => [

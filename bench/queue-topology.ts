@@ -27,6 +27,8 @@ export interface Topology {
   readonly queue: 'redis' | 'postgres';
   readonly shards: number;
   readonly cluster: boolean;
+  /** Another build's `bin/floodgate.js` for the workers (a before/after comparison); this checkout's when omitted. */
+  readonly workerBin?: string;
 }
 
 /** How much load one cell gets. */
@@ -179,10 +181,10 @@ async function waitForRows(probe: pg.Client, n: number): Promise<number> {
 }
 
 /** `workers` separate `floodgate worker` processes over the topology (as deployed), started and serving metrics. */
-async function startWorkers(env: Record<string, string>, workers: number) {
+async function startWorkers(env: Record<string, string>, workers: number, bin = FLOODGATE_BIN) {
   const ports = await Promise.all(Array.from({ length: workers }, () => freePort()));
   const children: Child[] = ports.map((port) =>
-    startNode([FLOODGATE_BIN, 'worker'], { ...env, HOST: '127.0.0.1', WORKER_METRICS_PORT: String(port) }),
+    startNode([bin, 'worker'], { ...env, HOST: '127.0.0.1', WORKER_METRICS_PORT: String(port) }),
   );
   const close = async () => {
     await Promise.all(children.map((c) => c.stop()));
@@ -236,7 +238,7 @@ export async function measureCell(ctx: CellContext, setup: TopologySetup, worker
   const backlog = Array.from({ length: load.requests }, () => events(load.perRequest));
   const steady = Array.from({ length: load.steadyRate * load.steadySeconds }, () => events(load.perRequest));
 
-  const running = await startWorkers(setup.env, workers);
+  const running = await startWorkers(setup.env, workers, setup.topology.workerBin);
   try {
     // Let the processes finish starting (module loading, first reads, GC) before the window opens.
     await new Promise((r) => setTimeout(r, 300));
