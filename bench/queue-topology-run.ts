@@ -180,9 +180,31 @@ function report(results: Map<string, CellFigures[]>, workerCounts: readonly numb
   }
 }
 
+/** Writes every cell's figures as JSON. */
+function writeCells(file: string, header: object, results: Map<string, CellFigures[]>): void {
+  const plain = Object.fromEntries(
+    [...results].map(([k, cs]) => [
+      k,
+      cs.map((c) => ({
+        ...c,
+        masterCommands: Object.fromEntries(c.masterCommands),
+        replicaCommands: Object.fromEntries(c.replicaCommands),
+      })),
+    ]),
+  );
+  writeFileSync(file, JSON.stringify({ ...header, results: plain }, null, 1));
+}
+
+// SIGINT or SIGTERM ends the run after the round under way, with the report of the rounds measured.
+let stopRequested = false;
+
 /** Runs every topology with each worker count in alternating rounds and prints the figures. */
 export async function runTopologyBench(options: TopologyRunOptions): Promise<void> {
   const { load, workerCounts, rounds } = options;
+  const stop = () => {
+    stopRequested = true;
+  };
+  process.once('SIGINT', stop).once('SIGTERM', stop);
   let release = options.lockFile ? await holdLock(options.lockFile) : async () => {};
   let holdStart = performance.now();
   console.log(`hold 1: load average ${fmtLoad()}`);
@@ -240,6 +262,12 @@ export async function runTopologyBench(options: TopologyRunOptions): Promise<voi
       }
       lastRoundMs = performance.now() - roundStart;
       console.log(`round ${round + 1} (${(lastRoundMs / 1000).toFixed(0)} s, load average ${fmtLoad()}): ${line.join('; ')}`);
+      // After every round, so that a run stopped early keeps what it measured.
+      if (options.out) writeCells(options.out, { load, workerCounts, rounds: round + 1 }, results);
+      if (stopRequested) {
+        console.log(`stopped after round ${round + 1} of ${rounds}`);
+        break;
+      }
     }
     console.log(`hold ${hold} ends: load average ${fmtLoad()}`);
     report(
@@ -247,20 +275,7 @@ export async function runTopologyBench(options: TopologyRunOptions): Promise<voi
       workerCounts,
       setups.map((s) => s.topology),
     );
-    if (options.out) {
-      const plain = Object.fromEntries(
-        [...results].map(([k, cs]) => [
-          k,
-          cs.map((c) => ({
-            ...c,
-            masterCommands: Object.fromEntries(c.masterCommands),
-            replicaCommands: Object.fromEntries(c.replicaCommands),
-          })),
-        ]),
-      );
-      writeFileSync(options.out, JSON.stringify({ load, workerCounts, rounds, results: plain }, null, 1));
-      console.log(`cells written to ${options.out}`);
-    }
+    if (options.out) console.log(`cells written to ${options.out}`);
   } finally {
     for (const s of setups) s.redis?.disconnect();
     for (const s of new Set(setups.flatMap((s) => [s.masterStats, s.replicaStats]))) s?.close();
