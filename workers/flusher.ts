@@ -59,6 +59,8 @@ interface ShardReader {
   readonly shard: StreamShard;
   readonly reader: Redis;
   readonly log: Logger;
+  /** Its last read got fewer entries than it asked for: nothing more was waiting on this shard then. */
+  caughtUp: boolean;
 }
 
 interface Held {
@@ -78,6 +80,8 @@ type Doomed = { readonly id: string; readonly payload: string; readonly reason: 
 const IDLE_BLOCK_MS = 500;
 const MAX_ENTRIES_PER_READ = 500;
 const MAX_BACKOFF_MS = 5000;
+// The longest a caught-up shard waits before its next read while a batch is held (see readNew).
+const PACED_READ_MS = 100;
 
 const sleep = (ms: number) => new Promise<void>((resolve) => setTimeout(resolve, ms));
 
@@ -130,7 +134,7 @@ export function createFlusher(deps: FlusherDeps): Flusher {
   ).map((shard) => {
     const reader = redis.duplicate();
     reader.on('error', () => {});
-    return { shard, reader, log: log.child({ stream: shard.streamKey }) };
+    return { shard, reader, log: log.child({ stream: shard.streamKey }), caughtUp: false };
   });
   // Reads in flight, one at most per shard; a failed read's error waits here for the loop to rethrow it.
   const reading = new Map<ShardReader, Promise<void>>();
@@ -406,6 +410,14 @@ export function createFlusher(deps: FlusherDeps): Flusher {
   }
 
   async function readNew(from: ShardReader): Promise<void> {
+    // Caught up with this shard and holding a batch that is not due yet: read again when it is due (or after
+    // PACED_READ_MS, whichever is sooner) rather than as each entry arrives. That one read takes whatever arrived
+    // meanwhile, and the batch is written when it would have been anyway; reading every few entries as they come
+    // costs a round trip (and Redis a call) each.
+    if (from.caughtUp && buffer.length > 0) {
+      const wait = Math.min(PACED_READ_MS, oldestAt + config.flushIntervalMs - Date.now());
+      if (wait > 0) await sleep(wait);
+    }
     // The room left is shared by the shards read at once, so that together they fill about one batch.
     const room = Math.ceil((config.flushBatchEvents - bufferedEvents) / shards.length);
     const need = Math.max(1, Math.min(MAX_ENTRIES_PER_READ, room));
@@ -432,7 +444,9 @@ export function createFlusher(deps: FlusherDeps): Flusher {
       }
       throw err;
     }
-    if (reply && reply[0]) await hold(from, reply[0][1], () => 0, false);
+    const got = reply?.[0]?.[1] ?? [];
+    from.caughtUp = got.length < need;
+    if (got.length > 0) await hold(from, got, () => 0, false);
   }
 
   /** Starts a read on every shard that has none in flight, while the buffer has room. */
