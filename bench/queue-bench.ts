@@ -5,9 +5,10 @@
 // (Postgres queue, one Redis, a Redis Cluster with 3 and 6 shards) and worker count, in alternating rounds; see
 // bench/queue-topology-run.ts.
 //   npm run build && node --import tsx bench/queue-bench.ts --topology [requests=2000] [eventsPerRequest=10] [workers=1,2]
-//     [--rounds 6] [--lock FILE] [--hold 270] [--out FILE.json] [--compare-bin OTHER/bin/floodgate.js --compare-label NAME]
+//     [--rounds 6] [--lock FILE] [--hold 270] [--out FILE.json] [--compare-bin OTHER/bin/floodgate.js --compare-label NAME] [--only r1,c3]
 // --lock FILE holds an flock on FILE while measuring, at most --hold seconds at a time (released between holds).
-// --compare-bin measures the sharded topologies with the workers of another build too (before/after in one run).
+// --compare-bin measures the Redis topologies with the workers of another build too (before/after in one run);
+// --only pg,r1,r3,c3,c6 picks topologies.
 import { Registry } from 'prom-client';
 import { createEnqueuer } from '../app/enqueue.js';
 import { createUninstrumentedApiMetrics } from '../app/metrics.js';
@@ -27,7 +28,7 @@ import { histogramQuantile } from './queue-topology.js';
 import { runTopologyBench } from './queue-topology-run.js';
 
 const TOPOLOGY = process.argv.includes('--topology');
-const VALUED = ['--rounds', '--lock', '--hold', '--out', '--compare-bin', '--compare-label'];
+const VALUED = ['--rounds', '--lock', '--hold', '--out', '--compare-bin', '--compare-label', '--only'];
 const option = (name: string) => {
   const at = process.argv.indexOf(name);
   return at > 0 ? process.argv[at + 1] : undefined;
@@ -140,6 +141,7 @@ if (TOPOLOGY) {
     out: option('--out'),
     compareBin: option('--compare-bin'),
     compareLabel: option('--compare-label'),
+    only: option('--only')?.split(','),
   });
 } else {
   const bench = await createBenchEnv('queue-bench', 'postgres://postgres@127.0.0.1:5432/floodgate_queue_bench', {

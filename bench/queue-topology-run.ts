@@ -30,30 +30,33 @@ export interface TopologyRunOptions {
   /** Where to write every cell's figures as JSON. */
   readonly out?: string;
   /**
-   * Another build's `bin/floodgate.js`: the sharded topologies are measured with its workers too, as extra cells
+   * Another build's `bin/floodgate.js`: the Redis topologies are measured with its workers too, as extra cells
    * of the same rounds, named with `compareLabel`.
    */
   readonly compareBin?: string;
   readonly compareLabel?: string;
+  /** Only these topologies (keys: pg, r1, r3, c3, c6); all when omitted. */
+  readonly only?: readonly string[];
 }
 
 const BASE_TOPOLOGIES: readonly Topology[] = [
-  { name: 'postgres queue', queue: 'postgres', shards: 1, cluster: false },
-  { name: 'redis, 1 shard', queue: 'redis', shards: 1, cluster: false },
+  { key: 'pg', name: 'postgres queue', queue: 'postgres', shards: 1, cluster: false },
+  { key: 'r1', name: 'redis, 1 shard', queue: 'redis', shards: 1, cluster: false },
   // Sharding without a cluster: apart from the cluster's own cost, a worker runs one flusher per shard, so
   // more shards mean more, smaller batches. This row separates the two.
-  { name: 'redis, 3 shards', queue: 'redis', shards: 3, cluster: false },
-  { name: 'cluster, 3 shards', queue: 'redis', shards: 3, cluster: true },
-  { name: 'cluster, 6 shards', queue: 'redis', shards: 6, cluster: true },
+  { key: 'r3', name: 'redis, 3 shards', queue: 'redis', shards: 3, cluster: false },
+  { key: 'c3', name: 'cluster, 3 shards', queue: 'redis', shards: 3, cluster: true },
+  { key: 'c6', name: 'cluster, 6 shards', queue: 'redis', shards: 6, cluster: true },
 ];
 
-/** The topologies of a run: the base ones, then the sharded ones again with the workers of `compareBin`. */
+/** The topologies of a run: the chosen ones, then their Redis ones again with the workers of `compareBin`. */
 function topologiesOf(options: TopologyRunOptions): Topology[] {
-  if (!options.compareBin) return [...BASE_TOPOLOGIES];
+  const chosen = BASE_TOPOLOGIES.filter((t) => !options.only || options.only.includes(t.key));
+  if (!options.compareBin) return chosen;
   const label = options.compareLabel ?? 'compared';
   return [
-    ...BASE_TOPOLOGIES,
-    ...BASE_TOPOLOGIES.filter((t) => t.shards > 1).map((t) => ({ ...t, name: `${t.name} [${label}]`, workerBin: options.compareBin })),
+    ...chosen,
+    ...chosen.filter((t) => t.queue === 'redis').map((t) => ({ ...t, name: `${t.name} [${label}]`, workerBin: options.compareBin })),
   ];
 }
 
@@ -158,6 +161,7 @@ function report(results: Map<string, CellFigures[]>, workerCounts: readonly numb
   };
   console.log('\nPaired ratios (cell ÷ cell of the same round): median (lowest–highest)');
   for (const w of workerCounts) {
+    const names = new Set(topologies.map((t) => t.name));
     for (const [a, b] of [
       ['cluster, 3 shards', 'redis, 1 shard'],
       ['cluster, 3 shards', 'redis, 3 shards'],
@@ -165,7 +169,7 @@ function report(results: Map<string, CellFigures[]>, workerCounts: readonly numb
       ['cluster, 6 shards', 'redis, 1 shard'],
       ['postgres queue', 'redis, 1 shard'],
       ...topologies.filter((t) => t.workerBin).map((t) => [t.name.slice(0, t.name.indexOf(' [')), t.name] as const),
-    ]) {
+    ].filter(([a, b]) => names.has(a) && names.has(b))) {
       console.log(
         `${w} worker(s) ${a} ÷ ${b}: events/s ${spread(
           pairs(a, b, w, (c) => c.eventsPerSec),

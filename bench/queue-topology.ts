@@ -23,6 +23,8 @@ import type { CommandStats, NodeStats } from './redis-commandstats.js';
 
 /** One queue layout under test. */
 export interface Topology {
+  /** Short name for --only. */
+  readonly key: string;
   readonly name: string;
   readonly queue: 'redis' | 'postgres';
   readonly shards: number;
