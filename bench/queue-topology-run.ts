@@ -67,16 +67,24 @@ const fmtLoad = () =>
 
 /** Holds an flock on `file` until the returned function is called (a child `flock` waiting on its stdin). */
 async function holdLock(file: string): Promise<() => Promise<void>> {
-  const child = spawn('flock', [file, '-c', 'echo held; exec cat > /dev/null'], { stdio: ['pipe', 'pipe', 'inherit'] });
-  await new Promise<void>((resolve, reject) => {
-    child.stdout.once('data', () => resolve());
-    child.once('exit', (code) => reject(new Error(`flock ${file} exited ${code}`)));
-  });
-  return async () => {
-    const exited = new Promise((r) => child.once('exit', r));
-    child.stdin.end();
-    await exited;
-  };
+  for (let attempt = 1; ; attempt++) {
+    const child = spawn('flock', [file, '-c', 'echo held; exec cat > /dev/null'], { stdio: ['pipe', 'pipe', 'inherit'] });
+    const held = await new Promise<boolean>((resolve) => {
+      child.stdout.once('data', () => resolve(true));
+      child.once('exit', () => resolve(false));
+    });
+    if (held) {
+      return async () => {
+        const exited = new Promise((r) => child.once('exit', r));
+        child.stdin.end();
+        await exited;
+      };
+    }
+    // A waiting flock killed from outside: wait in line again rather than lose the run.
+    if (attempt >= 5) throw new Error(`could not hold ${file}`);
+    console.log(`flock ${file} ended before holding it; waiting again`);
+    await new Promise((r) => setTimeout(r, 1000));
+  }
 }
 
 const median = (xs: readonly number[]) => {
