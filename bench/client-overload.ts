@@ -16,6 +16,7 @@ import { machine } from '../loadtest/report.js';
 import { runClientsScenario, type ClientsScenarioOptions } from '../loadtest/run-clients.js';
 import { createBenchEnv, startFloodgate, type BenchEnv } from './bench-env.js';
 import { cpuShares, createCpuMeter, type CpuSecond } from './cpu.js';
+import { PHASE_LOAD_HEADER, renderPhaseLoads, watchLoad, type PhaseLoad } from './load-watch.js';
 import { REPO_ROOT } from './processes.js';
 import { streamShards } from '../lib/shards.js';
 
@@ -37,12 +38,18 @@ const { values: args } = parseArgs({
   },
 });
 
-/** Runs the scenario against a Floodgate started in `mode`, reading every role's CPU each second. */
-async function runWith(bench: BenchEnv, mode: string, options: Omit<ClientsScenarioOptions, 'url'>) {
+/**
+ * Runs the scenario against a Floodgate started in `mode`, reading every role's CPU each second and what drove
+ * the shedder (GET /v1/admin/load and the refusals by reason) every 250 ms.
+ */
+async function runWith(bench: BenchEnv, mode: string, options: Omit<ClientsScenarioOptions, 'url'>, adminKey: string) {
   const redisPid = Number(/^process_id:(\d+)/m.exec(await bench.redis.info('server'))?.[1]) || undefined;
   const target: Record<string, string> = args['target-p99'] ? { SHED_TARGET_P99_MS: args['target-p99'] } : {};
   const floodgate = await startFloodgate(bench, { env: { SHED_MODE: mode, ...target } });
   const seconds: CpuSecond[] = [];
+  let phase = 'start';
+  const watch = watchLoad({ url: floodgate.url, metricsUrl: floodgate.metricsUrl, adminKey, phase: () => phase });
+  let loads: PhaseLoad[] = [];
   try {
     const meter = createCpuMeter({
       api: floodgate.apiPid,
@@ -58,16 +65,20 @@ async function runWith(bench: BenchEnv, mode: string, options: Omit<ClientsScena
         const lengths = await Promise.all(streamShards(bench.config).map((s) => bench.redis.xlen(s.streamKey)));
         return lengths.reduce((a, b) => a + b, 0);
       },
+      onPhase: (label) => (phase = label),
       onSecond: (s) => seconds.push({ segment: s.phase, admitted: s.accepted, refused: s.requests - s.accepted, ...meter.tick() }),
     });
-    return { report, seconds };
+    loads = await watch.stop();
+    return { report, seconds, loads };
   } finally {
+    if (loads.length === 0) await watch.stop();
     await floodgate.stop();
   }
 }
 
 const bench = await createBenchEnv('clientbench', args['database-url'], { API_PROCESSES: args['api-processes'] });
 const { key } = await createApiKey(bench.pool, { tenant: 'clientbench' });
+const { key: adminKey } = await createApiKey(bench.pool, { tenant: 'clientbench', scopes: ['admin'] });
 const common = {
   key,
   databaseUrl: bench.databaseUrl,
@@ -87,7 +98,7 @@ try {
   let capacity = args.capacity ? Number(args.capacity) : undefined;
   if (!capacity) {
     console.error('\n== C: ramp with SHED_MODE=off');
-    ramp = await runWith(bench, 'off', { ...common, rampOnly: true });
+    ramp = await runWith(bench, 'off', { ...common, rampOnly: true }, adminKey);
     capacity = ramp.report.capacity?.capacity ?? undefined;
     if (!capacity) {
       console.log(renderClientsMarkdown(ramp.report));
@@ -98,7 +109,7 @@ try {
     console.error(`C = ${capacity} events/s`);
   }
   console.error(`\n== overload with SHED_MODE=${args['shed-mode']}`);
-  overload = await runWith(bench, args['shed-mode'], { ...common, capacity });
+  overload = await runWith(bench, args['shed-mode'], { ...common, capacity }, adminKey);
 } finally {
   await bench.close();
 }
@@ -138,6 +149,15 @@ the simulated clients; "Postgres" is every postgres process on the machine, othe
 | SHED_MODE | Phase | API | Generator (clients) | Worker | Redis | Postgres | All |
 | --- | --- | --- | --- | --- | --- | --- | --- |
 ${cpuRows.join('\n')}
+
+What drove the shedder (GET /v1/admin/load and the refusal counters, read every 250 ms): refusals by reason;
+the share of readings with a shed level above 0 (and the mean level); of those, which signal set the level (the
+highest of each class's p99 over its target and the event-loop delay over its target, or the stream backlog's
+floor); each signal's mean and highest pressure (1 = at target); the highest p99 per class; the stream
+backlog; the non-critical in-flight limit's lowest value and the most requests waiting for it:
+
+${PHASE_LOAD_HEADER}
+${renderPhaseLoads(args['shed-mode'], overload.loads).join('\n')}
 `;
 console.log(`\n${markdown}`);
 await mkdir(args.out, { recursive: true });
@@ -145,7 +165,11 @@ const file = join(args.out, `client-overload-${new Date().toISOString().replace(
 await writeFile(`${file}.md`, markdown);
 await writeFile(
   `${file}.json`,
-  JSON.stringify({ machine: m, args, ramp: ramp?.report ?? null, overload: overload.report, cpu: overload.seconds }, null, 2),
+  JSON.stringify(
+    { machine: m, args, ramp: ramp?.report ?? null, overload: overload.report, cpu: overload.seconds, shedder: overload.loads },
+    null,
+    2,
+  ),
 );
 console.log(`report: ${file}.md`);
 process.exit(overload.report.problems.length > 0 ? 1 : 0);
