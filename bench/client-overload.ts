@@ -10,7 +10,9 @@
 import { mkdir, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
+import { dedupMarkerKey } from '../app/enqueue.js';
 import { createApiKey } from '../lib/api-keys.js';
+import { dedupHorizonMs } from '../lib/idempotency-keys.js';
 import { renderClientsMarkdown } from '../loadtest/client-report.js';
 import { machine } from '../loadtest/report.js';
 import { runClientsScenario, type ClientsScenarioOptions } from '../loadtest/run-clients.js';
@@ -32,7 +34,15 @@ const { values: args } = parseArgs({
     // SHED_TARGET_P99_MS of the overloaded Floodgate (critical's target is half of it): on a machine whose idle
     // p99 is already past the default 50 ms, the default target sheds at every level, ½C included.
     'target-p99': { type: 'string' },
+    // SHED_BUSY_LOOP_PERCENT of the overloaded Floodgate (0: latency counts whatever the API's loop does).
+    'busy-loop': { type: 'string' },
     'api-processes': { type: 'string', default: '1' },
+    // `aged`: Redis has remembered idempotency keys for longer than the dedup horizon, as in a deployment up for more
+    // than DEDUP_WINDOW_HOURS: the API answers keyed events from Redis alone. `fresh` (the default): a new Redis,
+    // whose marker is younger than the horizon, so every keyed request also looks its keys up in Postgres.
+    'dedup-marker': { type: 'string', default: 'fresh' },
+    // The SDK's flushJitter (its default when not given): 0 sends every batch after exactly flushIntervalMs.
+    'flush-jitter': { type: 'string' },
     'database-url': { type: 'string', default: 'postgres://postgres@127.0.0.1:5432/floodgate_clientbench' },
     out: { type: 'string', default: `${REPO_ROOT}bench/reports` },
   },
@@ -44,7 +54,14 @@ const { values: args } = parseArgs({
  */
 async function runWith(bench: BenchEnv, mode: string, options: Omit<ClientsScenarioOptions, 'url'>, adminKey: string) {
   const redisPid = Number(/^process_id:(\d+)/m.exec(await bench.redis.info('server'))?.[1]) || undefined;
-  const target: Record<string, string> = args['target-p99'] ? { SHED_TARGET_P99_MS: args['target-p99'] } : {};
+  const target: Record<string, string> = {
+    ...(args['target-p99'] ? { SHED_TARGET_P99_MS: args['target-p99'] } : {}),
+    ...(args['busy-loop'] !== undefined ? { SHED_BUSY_LOOP_PERCENT: args['busy-loop'] } : {}),
+  };
+  if (args['dedup-marker'] === 'aged') {
+    const aged = String(Date.now() - dedupHorizonMs(bench.config.dedupWindowHours) - 60_000);
+    for (const s of streamShards(bench.config)) await bench.redis.set(dedupMarkerKey(s.streamKey), aged);
+  }
   const floodgate = await startFloodgate(bench, { env: { SHED_MODE: mode, ...target } });
   const seconds: CpuSecond[] = [];
   let phase = 'start';
@@ -91,6 +108,7 @@ const common = {
   drainTimeoutMs: 180_000,
   closeTimeoutMs: 30_000,
   progress: true,
+  sdk: args['flush-jitter'] === undefined ? {} : { flushJitter: Number(args['flush-jitter']) },
 };
 let ramp: Awaited<ReturnType<typeof runWith>> | null = null;
 let overload: Awaited<ReturnType<typeof runWith>>;
@@ -140,7 +158,7 @@ ${steps.map((s) => `| ${s.label} | ${s.offered} | ${s.tracked} | ${s.delivered} 
     : `C = ${args.capacity} events/s given with --capacity.`
 }
 Command: \`npm run bench:clients -- ${process.argv.slice(2).join(' ')}\` on ${new Date().toISOString().slice(0, 16).replace('T', ' ')} UTC; ${m.cpus} × ${m.model}, ${m.memGiB} GiB, node ${m.node};
-overload with SHED_MODE=${args['shed-mode']}${args['target-p99'] ? ` and SHED_TARGET_P99_MS=${args['target-p99']}` : ''}, API_PROCESSES=${args['api-processes']}; ${args.clients} simulated SDK clients in the benchmark's process (default SDK options:
+overload with SHED_MODE=${args['shed-mode']}${args['target-p99'] ? ` and SHED_TARGET_P99_MS=${args['target-p99']}` : ''}${args['busy-loop'] !== undefined ? ` and SHED_BUSY_LOOP_PERCENT=${args['busy-loop']}` : ''}, API_PROCESSES=${args['api-processes']}; ${args.clients} simulated SDK clients in the benchmark's process (default SDK options:
 batches of up to 100 events or 1 s, one lane per class, full-jitter backoff, adaptive throttling), 20/30/50 critical/normal/low.
 
 Where the CPU went (share of one core, mean over the phase, from /proc; "generator" is the benchmark process, i.e.

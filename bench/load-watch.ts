@@ -3,7 +3,7 @@
 // figure such as "delivered 0.6 × 0.9 C" comes with the signal that made the shedder refuse.
 import type { LoadSnapshot } from '../app/shedding/shedder.js';
 import { PRIORITIES, type Priority } from '../lib/event-schema.js';
-import { scrape } from './scrape.js';
+import { quantileBetween, scrape } from './scrape.js';
 
 /** The signals the controller compares with their targets, plus what refuses outside its level. */
 export const SHED_SIGNALS = ['critical p99', 'normal p99', 'low p99', 'event-loop delay', 'backlog'] as const;
@@ -19,6 +19,10 @@ export interface PhaseLoad {
   readonly drivenBy: Record<ShedSignal, number>;
   /** Samples with a shed level > 0, over all samples. */
   readonly sheddingShare: number;
+  /** The API's event-loop utilisation over the latency window: mean and highest (0–1). */
+  readonly loopUtilization: { mean: number; max: number };
+  /** Samples in which latency over target did not count (the loop was not busy enough), over all samples. */
+  readonly latencyIgnoredShare: number;
   readonly meanLevel: number;
   /** Mean and highest of each signal over its target (1 = at target). */
   readonly pressure: Record<ShedSignal, { mean: number; max: number }>;
@@ -28,12 +32,44 @@ export interface PhaseLoad {
   /** Lowest non-critical in-flight limit, and most requests waiting for it. */
   readonly minWorkLimit: number;
   readonly maxQueued: number;
+  /** p99 of the stream write (the enqueue script or XADD, Redis's round trip) over the phase, ms; null without writes. */
+  readonly redisWriteP99Ms: number | null;
+  /** Mean events per accepted request. */
+  readonly eventsPerRequest: number | null;
 }
 
 interface Sample {
   readonly phase: string;
   readonly load: LoadSnapshot;
   readonly shed: Map<string, number>;
+  readonly redisWrite: Map<number, number>;
+  /** floodgate_request_events: sum and count. */
+  readonly batch: { sum: number; count: number };
+}
+
+/** Cumulative bucket counts of a histogram, summed over every series whose labels include `match`. */
+function bucketsWith(text: string, name: string, match = ''): Map<number, number> {
+  const out = new Map<number, number>();
+  const re = new RegExp(`^${name}_bucket\\{([^}]*)\\} (\\S+)$`, 'gm');
+  for (let m = re.exec(text); m; m = re.exec(text)) {
+    if (!m[1]!.includes(match)) continue;
+    const le = /le="([^"]+)"/.exec(m[1]!)?.[1];
+    if (le === undefined) continue;
+    const bound = le === '+Inf' ? Infinity : Number(le);
+    out.set(bound, (out.get(bound) ?? 0) + Number(m[2]));
+  }
+  return out;
+}
+
+/** A histogram's _sum and _count (every series). */
+function sumCount(text: string, name: string): { sum: number; count: number } {
+  const total = (suffix: string) => {
+    let n = 0;
+    const re = new RegExp(`^${name}_${suffix}(?:\\{[^}]*\\})? (\\S+)$`, 'gm');
+    for (let m = re.exec(text); m; m = re.exec(text)) n += Number(m[1]);
+    return n;
+  };
+  return { sum: total('sum'), count: total('count') };
 }
 
 const SHED_COUNTER = /^floodgate_shed_requests_total\{([^}]*)\} (\S+)$/gm;
@@ -74,8 +110,12 @@ export function summarisePhases(samples: readonly Sample[]): PhaseLoad[] {
   return phases.map((phase) => {
     const own = samples.filter((s) => s.phase === phase);
     // The counters are cumulative: a phase's refusals are its last reading less the last reading before it.
-    const before = samples[samples.indexOf(own[0]!) - 1]?.shed ?? new Map<string, number>();
+    const previous = samples[samples.indexOf(own[0]!) - 1];
+    const before = previous?.shed ?? new Map<string, number>();
     const after = own.at(-1)!.shed;
+    const last = own.at(-1)!;
+    const writeP99 = quantileBetween(previous?.redisWrite ?? new Map(), last.redisWrite, 0.99);
+    const requests = last.batch.count - (previous?.batch.count ?? 0);
     const refusedByReason = Object.fromEntries([...after].map(([r, v]) => [r, Math.round(v - (before.get(r) ?? 0))]));
     const shedding = own.filter((s) => s.load.controller.level > 0);
     const drivenBy = Object.fromEntries(SHED_SIGNALS.map((s) => [s, 0])) as Record<ShedSignal, number>;
@@ -93,6 +133,11 @@ export function summarisePhases(samples: readonly Sample[]): PhaseLoad[] {
       refusedByReason,
       drivenBy,
       sheddingShare: shedding.length / own.length,
+      loopUtilization: {
+        mean: own.reduce((n, s) => n + (s.load.signals.loopUtilization ?? 0), 0) / own.length,
+        max: Math.max(...own.map((s) => s.load.signals.loopUtilization ?? 0)),
+      },
+      latencyIgnoredShare: own.filter((s) => s.load.controller.latencyCounted === false).length / own.length,
       meanLevel: own.reduce((n, s) => n + s.load.controller.level, 0) / own.length,
       pressure,
       maxClassP99Ms: Object.fromEntries(PRIORITIES.map((p) => [p, Math.max(...own.map((s) => s.load.signals.classes[p].p99Ms))])) as Record<
@@ -102,6 +147,8 @@ export function summarisePhases(samples: readonly Sample[]): PhaseLoad[] {
       maxBacklog: Math.max(...own.map((s) => s.load.signals.backlogEntries)),
       minWorkLimit: Math.min(...own.map((s) => (s.load.workLimit.enabled ? s.load.workLimit.limit : Infinity))),
       maxQueued: Math.max(...own.map((s) => s.load.workLimit.queued.normal + s.load.workLimit.queued.low)),
+      redisWriteP99Ms: writeP99 === null ? null : writeP99 * 1000,
+      eventsPerRequest: requests > 0 ? (last.batch.sum - (previous?.batch.sum ?? 0)) / requests : null,
     };
   });
 }
@@ -136,7 +183,14 @@ export function watchLoad(options: {
         }).then((r) => (r.ok ? (r.json() as Promise<LoadSnapshot>) : null)),
         scrape(options.metricsUrl),
       ]);
-      if (load && load.controller) samples.push({ phase, load, shed: shedByReason(text) });
+      if (load && load.controller)
+        samples.push({
+          phase,
+          load,
+          shed: shedByReason(text),
+          redisWrite: bucketsWith(text, 'floodgate_redis_write_duration_seconds', 'outcome="ok"'),
+          batch: sumCount(text, 'floodgate_request_events'),
+        });
     } catch {
       // Skipped: the next reading covers it (the counters are cumulative).
     } finally {
@@ -169,10 +223,10 @@ export function renderPhaseLoads(run: string, phases: readonly PhaseLoad[]): str
       .map((s) => `${x(p.pressure[s].mean)}/${x(p.pressure[s].max)}`)
       .join(' · ');
     const limit = Number.isFinite(p.minWorkLimit) ? String(p.minWorkLimit) : 'off';
-    return `| ${run} | ${p.phase} | ${refused || 'none'} | ${pct(p.sheddingShare)} (${x(p.meanLevel)}) | ${drivers || '-'} | ${press} | ${PRIORITIES.map((c) => Math.round(p.maxClassP99Ms[c])).join(' / ')} ms | ${p.maxBacklog} | ${limit} / ${p.maxQueued} |`;
+    return `| ${run} | ${p.phase} | ${refused || 'none'} | ${pct(p.sheddingShare)} (${x(p.meanLevel)}) | ${drivers || '-'} | ${x(p.loopUtilization.mean)}/${x(p.loopUtilization.max)} (${pct(p.latencyIgnoredShare)}) | ${press} | ${PRIORITIES.map((c) => Math.round(p.maxClassP99Ms[c])).join(' / ')} ms | ${p.maxBacklog} | ${limit} / ${p.maxQueued} | ${p.redisWriteP99Ms === null ? '-' : `${p.redisWriteP99Ms.toFixed(1)} ms`} | ${p.eventsPerRequest === null ? '-' : Math.round(p.eventsPerRequest)} |`;
   });
 }
 
 /** Header of the table renderPhaseLoads fills. */
-export const PHASE_LOAD_HEADER = `| SHED_MODE | Phase | Refused by reason | Shedding (mean level) | Level set by | Pressure mean/max: critical · normal · low · event-loop delay | Highest p99 crit / norm / low | Highest stream backlog | Work limit lowest / most queued |
-| --- | --- | --- | --- | --- | --- | --- | --- | --- |`;
+export const PHASE_LOAD_HEADER = `| SHED_MODE | Phase | Refused by reason | Shedding (mean level) | Level set by | Loop utilisation mean/max (latency ignored) | Pressure mean/max: critical · normal · low · event-loop delay | Highest p99 crit / norm / low | Highest stream backlog | Work limit lowest / most queued | Stream write p99 | Events per request |
+| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |`;
