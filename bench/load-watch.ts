@@ -114,7 +114,7 @@ export function summarisePhases(samples: readonly Sample[]): PhaseLoad[] {
     const before = previous?.shed ?? new Map<string, number>();
     const after = own.at(-1)!.shed;
     const last = own.at(-1)!;
-    const writeP99 = quantileBetween(previous?.redisWrite ?? new Map(), last.redisWrite, 0.99);
+    const writeP99 = quantileBetween(previous?.redisWrite ?? new Map<number, number>(), last.redisWrite, 0.99);
     const requests = last.batch.count - (previous?.batch.count ?? 0);
     const refusedByReason = Object.fromEntries([...after].map(([r, v]) => [r, Math.round(v - (before.get(r) ?? 0))]));
     const shedding = own.filter((s) => s.load.controller.level > 0);
