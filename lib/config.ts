@@ -335,7 +335,7 @@ export const CONFIG_VARIABLES = {
   shedBusyLoopPercent: {
     name: 'SHED_BUSY_LOOP_PERCENT',
     doc: "Latency over its target counts as this process's overload only while its event loop was busy (event-loop utilisation) at least this share of the latency window, in %. Below it the requests are slow for a reason refusing them does not remove (waits on Redis or Postgres, CPU taken by other processes, bursts from clients sending in step), and refusing would only throw deliveries away; the event-loop delay, the backlog, the in-flight limit and the hard limits still act. 0 counts latency whatever the loop does.",
-    defaultValue: '50',
+    defaultValue: '80',
     parse: integer(0, 100),
   },
   shedBacklogLowEntries: {
