@@ -506,6 +506,12 @@ export const CONFIG_VARIABLES = {
     defaultValue: '15000',
     parse: integer(100, 3_600_000),
   },
+  rollupFoldIntervalMs: {
+    name: 'ROLLUP_FOLD_INTERVAL_MS',
+    doc: "How often the worker's maintenance loop folds the minute deltas that batch writes append to rollup_pending into rollup_minute. Readers add the pending deltas, so answers are exact either way; a shorter interval keeps the pending rows a read adds up fewer, a longer one updates each minute row less often.",
+    defaultValue: '1000',
+    parse: integer(50, 60_000),
+  },
   rollupLagMs: {
     name: 'ROLLUP_LAG_MS',
     doc: 'How far behind now the roll-up watermark stays: minutes older than this are rolled up, younger ones are read from the minute rollups. Events arriving for a minute below the watermark are late: each marks its bucket stale until the next roll-up.',
