@@ -184,12 +184,15 @@ describe('rollups', () => {
       Number((await env.pool.query<{ n: string }>("SELECT count(*) AS n FROM rollup_pending WHERE tenant = 'timer'")).rows[0]!.n);
     // The roll-up, which folds too, runs once at start and then not for an hour: what is written after the start
     // can only be folded by the fold timer.
+    const registry = new Registry();
+    const metrics = createWorkerMetrics(registry);
     const maintenance = createMaintenance({
       config: env.config,
       pool: env.pool,
       logger: createLogger('silent', 'test'),
       rollupIntervalMs: 3_600_000,
       foldIntervalMs: 50,
+      metrics,
     });
     try {
       await maintenance.start();
@@ -201,6 +204,38 @@ describe('rollups', () => {
     const { rows } = await env.pool.query<{ n: string }>("SELECT sum(event_count) AS n FROM rollup_minute WHERE tenant = 'timer'");
     assert.equal(Number(rows[0]!.n), 30);
     await assertRollupsMatchEvents(env.pool);
+    // What an operator sees: folds and the start's roll-up succeeded, at least the one pending row was folded,
+    // and the watermark is the one the roll-up left.
+    const runs = await metricValues(registry, 'floodgate_rollup_maintenance_runs_total');
+    assert.ok(runs['task=fold,outcome=ok']! >= 1, 'folds recorded');
+    assert.equal(runs['task=fold,outcome=error'], 0);
+    assert.equal(runs['task=rollup,outcome=ok'], 1);
+    assert.ok((await metricValues(registry, 'floodgate_rollup_pending_rows_folded_total'))['']! >= 1);
+    const { rows: mark } = await env.pool.query<{ upto: Date }>('SELECT upto FROM rollup_watermark');
+    assert.equal((await metricValues(registry, 'floodgate_rollup_watermark_timestamp_seconds'))[''], mark[0]!.upto.getTime() / 1000);
+  });
+
+  it('the maintenance loop records a failed fold and roll-up as errors, and raises no success time for them', async () => {
+    const registry = new Registry();
+    const metrics = createWorkerMetrics(registry);
+    // A pool whose every query fails, as with Postgres down.
+    const broken = createPool('postgres://postgres@127.0.0.1:1/none', { max: 1, applicationName: 'floodgate-test' });
+    const maintenance = createMaintenance({ config: env.config, pool: broken, logger: createLogger('silent', 'test'), metrics });
+    try {
+      await assert.rejects(maintenance.foldOnce());
+      await assert.rejects(maintenance.rollUpOnce());
+    } finally {
+      await maintenance.close();
+      await broken.end();
+    }
+    const runs = await metricValues(registry, 'floodgate_rollup_maintenance_runs_total');
+    assert.deepEqual(runs, {
+      'task=fold,outcome=ok': 0,
+      'task=fold,outcome=error': 1,
+      'task=rollup,outcome=ok': 0,
+      'task=rollup,outcome=error': 1,
+    });
+    assert.deepEqual(await metricValues(registry, 'floodgate_rollup_maintenance_last_success_timestamp_seconds'), {});
   });
 
   it('puts a late event within retention into the minute, 5 minutes, hour and day it occurred in, before and after the roll-up', async () => {
@@ -469,3 +504,16 @@ describe('rollups migration', () => {
     }
   });
 });
+
+/** A metric's values by their labels written `name=value,…` (`''` for none). */
+async function metricValues(registry: Registry, name: string): Promise<Record<string, number>> {
+  const metric = await registry.getSingleMetric(name)!.get();
+  return Object.fromEntries(
+    metric.values.map((v) => [
+      Object.entries(v.labels)
+        .map(([k, l]) => `${k}=${String(l)}`)
+        .join(','),
+      v.value,
+    ]),
+  );
+}

@@ -4,6 +4,7 @@ import type { Logger } from '../lib/logger.js';
 import { MAINTENANCE_INTERVAL_MS, pruneIdempotencyKeys } from '../lib/idempotency-keys.js';
 import { dropExpiredPartitions, ensurePartitions } from '../lib/partitions.js';
 import { foldRollups, rollUp, type RollUpResult } from '../lib/rollup-maintenance.js';
+import type { RollupTask, WorkerMetrics } from './worker-metrics.js';
 
 /**
  * Periodic housekeeping: partitions ahead, expired partitions dropped, old idempotency keys forgotten; and, on
@@ -60,6 +61,8 @@ export function createMaintenance(deps: {
   intervalMs?: number;
   rollupIntervalMs?: number;
   foldIntervalMs?: number;
+  /** Where the fold and the roll-up record their outcomes (absent in tests that do not read them). */
+  metrics?: Pick<WorkerMetrics, 'noteRollupTask'>;
 }): Maintenance {
   const { config, pool } = deps;
   const log = deps.logger.child({ scope: 'maintenance' });
@@ -76,13 +79,34 @@ export function createMaintenance(deps: {
     return { created, dropped, keysPruned };
   }
 
+  /** Runs one fold or roll-up and records its outcome, failures included (then rethrown to the caller). */
+  async function recorded<T>(task: RollupTask, run: () => Promise<T>, detail: (result: T) => { watermark?: Date; folded?: number }) {
+    try {
+      const result = await run();
+      deps.metrics?.noteRollupTask(task, { ok: true, ...detail(result) });
+      return result;
+    } catch (err) {
+      deps.metrics?.noteRollupTask(task, { ok: false });
+      throw err;
+    }
+  }
+
   async function rollUpOnce() {
-    const result = await rollUp(pool, config.rollupLagMs);
+    const result = await recorded(
+      'rollup',
+      () => rollUp(pool, config.rollupLagMs),
+      (r) => ({ watermark: r.watermark }),
+    );
     if (result.staleMinutes) log.debug({ staleMinutes: result.staleMinutes }, 'rolled up late events');
     return result;
   }
 
-  const foldOnce = () => foldRollups(pool);
+  const foldOnce = () =>
+    recorded(
+      'fold',
+      () => foldRollups(pool),
+      (folded) => ({ folded }),
+    );
 
   const housekeeping = periodic(runOnce, (err) => log.error({ err }, 'maintenance pass failed'));
   const rollups = periodic(rollUpOnce, (err) => log.error({ err }, 'roll-up pass failed'));
