@@ -338,6 +338,12 @@ export const CONFIG_VARIABLES = {
     defaultValue: '100',
     parse: integer(1, 60_000),
   },
+  shedBusyLoopPercent: {
+    name: 'SHED_BUSY_LOOP_PERCENT',
+    doc: "Latency over its target counts as this process's overload only while its event loop was busy (event-loop utilisation) at least this share of the latency window, in %. Below it the requests are slow for a reason refusing them does not remove (waits on Redis or Postgres, CPU taken by other processes, bursts from clients sending in step), and refusing would only throw deliveries away; the event-loop delay, the backlog, the in-flight limit and the hard limits still act. 0 counts latency whatever the loop does.",
+    defaultValue: '80',
+    parse: integer(0, 100),
+  },
   shedBacklogLowEntries: {
     name: 'SHED_BACKLOG_LOW_ENTRIES',
     doc: 'Stream backlog (entries not yet written) where shedding of non-critical traffic starts…',
