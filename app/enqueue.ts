@@ -215,7 +215,8 @@ export function createEnqueuer(deps: EnqueueDeps): Enqueuer {
         // The common case: nothing to deduplicate, one plain XADD (auto-pipelined with its neighbours).
         const entry = encodeEntry(tenant, priority, receivedAt, events);
         // Held before the breaker, not inside it: the breaker and the write latency see Redis's time alone.
-        await coalescer.run(() => guarded(() => redis.xadd(config.streamKey, '*', ENTRY_FIELD, entry)));
+        // Critical's write never waits for a batch: it is issued at once and takes the held ones along.
+        await coalescer.run(() => guarded(() => redis.xadd(config.streamKey, '*', ENTRY_FIELD, entry)), priority === 'critical');
         return events.map((e) => e.id);
       }
       // The marker changed under a first attempt that relied on it (Redis wiped, or another process reset it):

@@ -103,31 +103,41 @@ export async function runApi(config: Config, logger: Logger): Promise<RunningApi
 
   const handle = app.callback();
   const shedEarly = createEarlyShed(shedder, metrics, keys);
-  const server = createServer((req, res) => {
-    if (!shedEarly(req, res)) void handle(req, res);
-  });
-  // Longer than typical load balancer idle timeouts so the proxy, not us, closes idle keep-alive sockets.
-  server.keepAliveTimeout = 65_000;
-  server.headersTimeout = 66_000;
-  server.requestTimeout = 30_000;
-  if (live) routeUpgrades(server, (req, res) => void handle(req, res));
-  await new Promise<void>((resolve, reject) => {
-    server.once('error', reject);
-    server.listen(config.port, config.host, () => resolve());
-  });
+  /** An HTTP server answering the whole API, listening on `port`. */
+  const listen = async (listenPort: number) => {
+    const server = createServer((req, res) => {
+      if (!shedEarly(req, res)) void handle(req, res);
+    });
+    // Longer than typical load balancer idle timeouts so the proxy, not us, closes idle keep-alive sockets.
+    server.keepAliveTimeout = 65_000;
+    server.headersTimeout = 66_000;
+    server.requestTimeout = 30_000;
+    if (live) routeUpgrades(server, (req, res) => void handle(req, res));
+    await new Promise<void>((resolve, reject) => {
+      server.once('error', reject);
+      server.listen(listenPort, config.host, () => resolve());
+    });
+    return server;
+  };
+  const server = await listen(config.port);
   const port = (server.address() as AddressInfo).port;
-  logger.info({ port, host: config.host }, 'api listening');
+  // Node takes one waiting connection from a listening socket per turn of its event loop: behind a flood's
+  // hundreds of new connections, a critical client's new connection waits its turn on PORT (measured: up to a
+  // second). On a port of its own it is taken at the next turn.
+  const criticalServer = config.criticalPort > 0 ? await listen(config.criticalPort) : undefined;
+  const servers = criticalServer ? [server, criticalServer] : [server];
+  logger.info({ port, criticalPort: config.criticalPort || undefined, host: config.host }, 'api listening');
 
   let closing: Promise<void> | undefined;
   const close = () => {
     closing ??= (async () => {
       const errors: unknown[] = [];
-      const closed = new Promise<void>((resolve) => server.close(() => resolve()));
-      server.closeIdleConnections();
-      const deadline = setTimeout(() => server.closeAllConnections(), config.shutdownTimeoutMs);
+      const closed = Promise.all(servers.map((s) => new Promise<void>((resolve) => s.close(() => resolve()))));
+      for (const s of servers) s.closeIdleConnections();
+      const deadline = setTimeout(() => servers.forEach((s) => s.closeAllConnections()), config.shutdownTimeoutMs);
       // Live connections never finish by themselves: they are told to reconnect elsewhere and ended.
       await live?.close().catch((err: unknown) => errors.push(err));
-      server.closeIdleConnections();
+      for (const s of servers) s.closeIdleConnections();
       await closed;
       clearTimeout(deadline);
       await shedder.close();

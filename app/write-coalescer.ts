@@ -11,8 +11,12 @@
  * once, so coalescing costs latency only under load, where it saves CPU.
  */
 export interface WriteCoalescer {
-  /** Runs `command` now or with the next batch; resolves or rejects as `command` does. */
-  run<T>(command: () => Promise<T>): Promise<T>;
+  /**
+   * Runs `command` now or with the next batch; resolves or rejects as `command` does. An `urgent` command (a
+   * critical request's) never waits: it is issued at once, and the commands held so far go with it in the same
+   * write, which they would otherwise have waited for.
+   */
+  run<T>(command: () => Promise<T>, urgent?: boolean): Promise<T>;
 }
 
 interface Held {
@@ -44,10 +48,15 @@ export function createWriteCoalescer(windowMs: number, maxBatch = 64): WriteCoal
   }
 
   return {
-    run<T>(command: () => Promise<T>): Promise<T> {
+    run<T>(command: () => Promise<T>, urgent = false): Promise<T> {
       const now = performance.now();
       const quiet = now - lastArrival >= windowMs;
       lastArrival = now;
+      if (urgent) {
+        const issued = command();
+        if (held.length > 0) flush();
+        return issued;
+      }
       if (quiet && held.length === 0) return command();
       return new Promise<T>((resolve, reject) => {
         held.push({ command, resolve: resolve as (value: unknown) => void, reject });

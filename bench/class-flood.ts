@@ -1,12 +1,16 @@
 // A closed-loop flood of one class, in its own process so that the benchmark's probe is not delayed by the
 // flood's own event loop: `node --import tsx bench/class-flood.ts <url> <key> <class> <connections> <seconds>`.
-// Prints autocannon's totals as one JSON line on stdout.
+// Prints `ready` once loaded, floods once a line arrives on stdin, then prints autocannon's totals as one JSON line.
 import autocannon from 'autocannon';
 
 const [url, key, priority, connections, seconds] = process.argv.slice(2);
 if (!url || !key || !priority || !connections || !seconds)
   throw new Error('usage: class-flood <url> <key> <class> <connections> <seconds>');
 const body = JSON.stringify({ type: 'flood', source: 'bench', data: { class: priority } });
+// Loaded: say so, and flood once told to (a line on stdin), so that loading is not part of the flood's onset.
+process.stdout.write('ready\n');
+await new Promise<void>((resolve) => process.stdin.once('data', () => resolve()));
+process.stdin.pause();
 const result = await autocannon({
   url: `${url}/v1/events`,
   method: 'POST',

@@ -11,13 +11,14 @@ import { spawn } from 'node:child_process';
 import { readFileSync } from 'node:fs';
 import { Agent, request } from 'node:http';
 import { mkdir, writeFile } from 'node:fs/promises';
-import { join } from 'node:path';
+import { join, resolve } from 'node:path';
 import { parseArgs } from 'node:util';
 import { createApiKey } from '../lib/api-keys.js';
 import { machine } from '../loadtest/report.js';
 import { createBenchEnv, startFloodgate, type StartedFloodgate } from './bench-env.js';
 import { processCpuMicros } from './cpu.js';
-import { REPO_ROOT } from './processes.js';
+import { timelineMarkdown, watchSeconds, type ProbeSample, type SecondReading } from './class-timeline.js';
+import { freePort, REPO_ROOT } from './processes.js';
 import { gauge, quantileBetween, scrape } from './scrape.js';
 
 /** Configurations the benchmark can compare, each an environment for Floodgate. */
@@ -32,6 +33,10 @@ const CONFIGS: Record<string, Record<string, string>> = {
   defaults: {},
   // The defaults with critical's target at 10 ms instead of 25: about twice its unloaded p99 on a quiet machine.
   'critical-10ms': { SHED_TARGET_P99_CRITICAL_MS: '10' },
+  // The defaults, the probe sending to CRITICAL_PORT (a free port picked at start) rather than PORT.
+  'critical-port': { CRITICAL_PORT: 'free' },
+  // Both: the 10 ms critical target, and the probe on CRITICAL_PORT.
+  'critical-10ms-port': { SHED_TARGET_P99_CRITICAL_MS: '10', CRITICAL_PORT: 'free' },
   // The defaults with refusals held 250 ms instead of a second.
   'refusal-delay-250ms': { SHED_REFUSAL_DELAY_MS: '250' },
   // The in-flight limit alone: targets no flood reaches, so the controller refuses nothing and the limit holds
@@ -47,12 +52,24 @@ const { values: args } = parseArgs({
     connections: { type: 'string', default: '400' },
     'probe-rate': { type: 'string', default: '50' },
     configs: { type: 'string', default: 'one-target,no-refusal-delay,defaults' },
+    // Another checkout of Floodgate, built (`npm run build`): configurations named `baseline:<config>` run it, so
+    // that a change of code is compared with the code before it in the same run.
+    baseline: { type: 'string' },
     'database-url': { type: 'string', default: 'postgres://postgres@127.0.0.1:5432/floodgate_classbench' },
     out: { type: 'string', default: `${REPO_ROOT}bench/reports` },
   },
 });
 const configs = args.configs.split(',').map((c) => c.trim());
-for (const c of configs) if (!(c in CONFIGS)) throw new Error(`--configs: unknown "${c}" (known: ${Object.keys(CONFIGS).join(', ')})`);
+const BASELINE = 'baseline:';
+/** The configuration's environment, and the build it runs (undefined: this checkout's). */
+function configOf(name: string): { env: Record<string, string>; bin: string | undefined } {
+  const baseline = name.startsWith(BASELINE);
+  const env = CONFIGS[baseline ? name.slice(BASELINE.length) : name];
+  if (!env) throw new Error(`--configs: unknown "${name}" (known: ${Object.keys(CONFIGS).join(', ')}, each also as ${BASELINE}<name>)`);
+  if (baseline && !args.baseline) throw new Error(`--configs: "${name}" needs --baseline DIR (another checkout of Floodgate, built)`);
+  return { env, bin: baseline ? join(resolve(args.baseline!), 'bin/floodgate.js') : undefined };
+}
+for (const c of configs) configOf(c);
 
 /** Cumulative buckets of histogram `name`, summed over the series whose labels include every `match`. */
 function buckets(text: string, name: string, match: Record<string, string>): Map<number, number> {
@@ -74,6 +91,8 @@ const quantile = (sorted: readonly number[], q: number) =>
   sorted.length === 0 ? NaN : sorted[Math.min(sorted.length - 1, Math.max(0, Math.ceil(q * sorted.length) - 1))]!;
 
 interface ProbeResult {
+  /** Every request: when it was sent, its latency, its connection set-up (the timeline's raw material). */
+  samples: ProbeSample[];
   /** Latencies of the 2xx answers, ms. */
   latencies: number[];
   /** Latencies of the 2xx answers to requests sent once the phase had run ONSET_SECONDS (the steady state), ms. */
@@ -100,12 +119,16 @@ async function probe(url: string, key: string, rate: number, seconds: number): P
   let refused = 0;
   let failed = 0;
   let newConnections = 0;
+  const samples: ProbeSample[] = [];
   const pending = new Set<Promise<void>>();
   const startedAt = performance.now();
   const one = () =>
     new Promise<void>((resolve) => {
       const started = performance.now();
-      const settled = started - startedAt >= ONSET_SECONDS * 1000;
+      const at = started - startedAt;
+      const settled = at >= ONSET_SECONDS * 1000;
+      let connectMs: number | null = null;
+      let headersMs = NaN;
       const req = request(
         `${url}/v1/events`,
         {
@@ -120,20 +143,28 @@ async function probe(url: string, key: string, rate: number, seconds: number): P
           },
         },
         (res) => {
+          headersMs = performance.now() - started;
           if (!req.reusedSocket) newConnections++;
           res.resume();
           res.on('end', () => {
-            if (res.statusCode! < 300) {
-              latencies.push(performance.now() - started);
-              if (settled) steady.push(performance.now() - started);
+            const ms = performance.now() - started;
+            const ok = res.statusCode! < 300;
+            samples.push({ at, ms, headersMs, connectMs, outcome: ok ? 'ok' : 'refused' });
+            if (ok) {
+              latencies.push(ms);
+              if (settled) steady.push(ms);
             } else refused++;
             resolve();
           });
         },
       );
+      req.on('socket', (socket) => {
+        if (socket.connecting) socket.once('connect', () => (connectMs = performance.now() - started));
+      });
       req.on('timeout', () => req.destroy(new Error('timeout')));
       req.on('error', () => {
         failed++;
+        samples.push({ at, ms: NaN, headersMs: NaN, connectMs, outcome: 'failed' });
         resolve();
       });
       req.end(body);
@@ -158,6 +189,7 @@ async function probe(url: string, key: string, rate: number, seconds: number): P
   agent.destroy();
   const sorted = latencies.sort((a, b) => a - b);
   return {
+    samples: samples.sort((a, b) => a.at - b.at),
     latencies: sorted,
     steady: steady.sort((a, b) => a - b),
     newConnections,
@@ -179,19 +211,19 @@ interface FloodResult {
   timeouts: number;
 }
 
-/** The low-class flood in its own process. */
-function flood(url: string, key: string, connections: number, seconds: number): Promise<FloodResult> {
-  return new Promise((resolve, reject) => {
-    const child = spawn(
-      process.execPath,
-      ['--import', 'tsx', join(REPO_ROOT, 'bench/class-flood.ts'), url, key, 'low', String(connections), String(seconds)],
-      {
-        cwd: REPO_ROOT,
-        stdio: ['ignore', 'pipe', 'inherit'],
-      },
-    );
-    let out = '';
-    child.stdout.on('data', (c: Buffer) => (out += c.toString()));
+/**
+ * The low-class flood in its own process, started ahead: `start` sets it off once it is loaded, so that loading it
+ * (compiling TypeScript takes about a second of CPU) does not fall into the flood's first second.
+ */
+async function prepareFlood(url: string, key: string, connections: number, seconds: number): Promise<{ start(): Promise<FloodResult> }> {
+  const child = spawn(
+    process.execPath,
+    ['--import', 'tsx', join(REPO_ROOT, 'bench/class-flood.ts'), url, key, 'low', String(connections), String(seconds)],
+    { cwd: REPO_ROOT, stdio: ['pipe', 'pipe', 'inherit'] },
+  );
+  let out = '';
+  child.stdout.on('data', (c: Buffer) => (out += c.toString()));
+  const exited = new Promise<FloodResult>((resolve, reject) => {
     child.once('exit', (code) => {
       try {
         if (code !== 0) throw new Error(`class-flood exited ${code}`);
@@ -201,6 +233,26 @@ function flood(url: string, key: string, connections: number, seconds: number): 
       }
     });
   });
+  // Fails the wait as well when the child exits before it is ready.
+  await Promise.race([
+    new Promise<void>((resolve) => {
+      const ready = () => {
+        if (!out.includes('ready\n')) return;
+        child.stdout.off('data', ready);
+        resolve();
+      };
+      child.stdout.on('data', ready);
+    }),
+    exited.then(() => {
+      throw new Error('class-flood exited before it was ready');
+    }),
+  ]);
+  return {
+    start() {
+      child.stdin.end('go\n');
+      return exited;
+    },
+  };
 }
 
 /** The kernel's count of connections dropped because a listen queue was full (machine-wide), or null. */
@@ -236,18 +288,23 @@ interface Phase {
   flood: FloodResult | null;
   /** GET /v1/admin/load at the end of the phase. */
   load: unknown;
+  /** The API, the probe's process and the machine, second by second. */
+  seconds: SecondReading[];
 }
 
 async function phase(
   floodgate: StartedFloodgate,
+  probeUrl: string,
   keys: { probe: string; flood: string; admin: string },
   seconds: number,
   connections: number,
 ): Promise<Phase> {
+  const flooding = connections > 0 ? await prepareFlood(floodgate.url, keys.flood, connections, seconds) : null;
   const before = await scrape(floodgate.metricsUrl);
   const overflowsBefore = listenOverflows();
   const cpuBefore = processCpuMicros(floodgate.apiPid) ?? 0;
   const wallBefore = performance.now();
+  const timeline = watchSeconds(floodgate.metricsUrl, floodgate.apiPid);
   const lags: number[] = [];
   const watcher = setInterval(() => {
     void scrape(floodgate.metricsUrl).then(
@@ -259,10 +316,11 @@ async function phase(
     );
   }, 1000);
   const [probeResult, floodResult] = await Promise.all([
-    probe(floodgate.url, keys.probe, Number(args['probe-rate']), seconds),
-    connections > 0 ? flood(floodgate.url, keys.flood, connections, seconds) : Promise.resolve(null),
+    probe(probeUrl, keys.probe, Number(args['probe-rate']), seconds),
+    flooding ? flooding.start() : Promise.resolve(null),
   ]);
   clearInterval(watcher);
+  const timelineSeconds = await timeline.stop();
   const apiCpu = ((processCpuMicros(floodgate.apiPid) ?? 0) - cpuBefore) / ((performance.now() - wallBefore) * 1000);
   const after = await scrape(floodgate.metricsUrl);
   const server = (q: number) => {
@@ -299,6 +357,7 @@ async function phase(
     apiCpu,
     flood: floodResult,
     load,
+    seconds: timelineSeconds,
   };
 }
 
@@ -315,14 +374,25 @@ const keys = {
 };
 const phases = configs.map((config) => ({ config, unloaded: [] as Phase[], flooded: [] as Phase[] }));
 const servers: StartedFloodgate[] = [];
+/** Where each configuration's probe sends: the API's PORT, or its CRITICAL_PORT. */
+const probeUrls: string[] = [];
 try {
-  for (const [i, config] of configs.entries())
-    servers.push(await startFloodgate(benches[i]!, { env: { SHED_MODE: 'enforce', ...CONFIGS[config] } }));
-  for (const server of servers) await probe(server.url, keys.probe, Number(args['probe-rate']), 3);
+  for (const [i, config] of configs.entries()) {
+    const { env, bin } = configOf(config);
+    // CRITICAL_PORT=free: the probe sends to a port of its own, picked now.
+    const criticalPort = env.CRITICAL_PORT === 'free' ? await freePort() : undefined;
+    const server = await startFloodgate(benches[i]!, {
+      env: { SHED_MODE: 'enforce', ...env, ...(criticalPort ? { CRITICAL_PORT: String(criticalPort) } : {}) },
+      bin,
+    });
+    servers.push(server);
+    probeUrls.push(criticalPort ? `http://127.0.0.1:${criticalPort}` : server.url);
+  }
+  for (const url of probeUrls) await probe(url, keys.probe, Number(args['probe-rate']), 3);
   for (let round = 1; round <= Number(args.rounds); round++) {
     for (const [i, config] of configs.entries()) {
-      const unloaded = await phase(servers[i]!, keys, Number(args.unloaded), 0);
-      const flooded = await phase(servers[i]!, keys, Number(args.duration), Number(args.connections));
+      const unloaded = await phase(servers[i]!, probeUrls[i]!, keys, Number(args.unloaded), 0);
+      const flooded = await phase(servers[i]!, probeUrls[i]!, keys, Number(args.duration), Number(args.connections));
       phases[i]!.unloaded.push(unloaded);
       phases[i]!.flooded.push(flooded);
       console.error(
@@ -372,7 +442,11 @@ function combine(list: Phase[]) {
 }
 const results = phases.map((p) => ({ config: p.config, unloaded: combine(p.unloaded), flooded: combine(p.flooded), rounds: p }));
 
-const withoutLatencies = (p: Phase) => ({ ...p, probe: { ...p.probe, latencies: undefined, steady: undefined } });
+const withoutLatencies = (p: Phase) => ({
+  ...p,
+  probe: { ...p.probe, latencies: undefined, steady: undefined, samples: undefined },
+  seconds: undefined,
+});
 const ms = (v: number | null) => (v === null || Number.isNaN(v) ? '-' : `${v.toFixed(1)} ms`);
 const rows = results.flatMap(({ config, unloaded, flooded }) =>
   (
@@ -413,7 +487,19 @@ another key) from another process; ${args.rounds} rounds, the configurations int
 latencies are pooled over the rounds; the API's figures (its own time for critical requests, the XADD, the event-loop delay p99
 and API CPU) are the median of the rounds.
 Aim: critical p99 under the flood ≤ 2× unloaded. ${m.cpus} × ${m.model}, ${m.memGiB} GiB, node ${m.node}.
-`;
+
+### Timeline of the flooded phases
+
+Per second of the phase (second n covers [n - 1, n) s): the critical requests sent in it (pooled over the rounds)
+and, as the median of the rounds, the API's event-loop delay (highest over the second), the probe process's own
+(a late probe shows as a slow API), the API's GC time, low requests shed and low events accepted, the shed level,
+the non-critical in-flight limit (limit / slots held / low requests waiting), the API's CPU and the machine's
+(all cores), and machine-wide SYN retransmits and listen-queue drops (summed over the rounds).
+
+${timelineMarkdown(
+  results.map((r) => ({ config: r.config, rounds: r.rounds.flooded.map((p) => ({ samples: p.probe.samples, seconds: p.seconds })) })),
+  Math.max(50, 2 * Math.max(...results.map((r) => r.unloaded.p99))),
+)}`;
 console.log(`\n${markdown}`);
 await mkdir(args.out, { recursive: true });
 const file = join(args.out, `class-latency-${new Date().toISOString().replace(/[:.]/g, '-')}`);
@@ -431,6 +517,16 @@ await writeFile(
     },
     null,
     2,
+  ),
+);
+await writeFile(
+  `${file}-timeline.json`,
+  JSON.stringify(
+    results.map((r) => ({
+      config: r.config,
+      unloaded: r.rounds.unloaded.map((p) => ({ samples: p.probe.samples, seconds: p.seconds })),
+      flooded: r.rounds.flooded.map((p) => ({ samples: p.probe.samples, seconds: p.seconds })),
+    })),
   ),
 );
 console.log(`report: ${file}.md`);

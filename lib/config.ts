@@ -77,6 +77,12 @@ const MIB = 1024 * KIB;
 export const CONFIG_VARIABLES = {
   port: { name: 'PORT', doc: 'HTTP port of the API.', defaultValue: '8080', parse: integer(0, 65535) },
   host: { name: 'HOST', doc: 'Address the API listens on.', defaultValue: '0.0.0.0', parse: nonEmpty },
+  criticalPort: {
+    name: 'CRITICAL_PORT',
+    doc: 'A second HTTP port serving the same API, for the producers of critical traffic; 0 for none. Node takes one waiting connection per turn of its event loop, so a new connection waits behind every connection opened before it: when a flood opens hundreds at once, up to a second on `PORT`, while on a port of its own it is taken at once. Expose it to critical producers only (a flood sent to it would queue there too).',
+    defaultValue: '0',
+    parse: integer(0, 65535),
+  },
   databaseUrl: {
     name: 'DATABASE_URL',
     doc: 'PostgreSQL connection URL. The database is created by `floodgate migrate` if it does not exist.',
@@ -213,7 +219,7 @@ export const CONFIG_VARIABLES = {
   },
   redisWriteCoalesceMs: {
     name: 'REDIS_WRITE_COALESCE_MS',
-    doc: 'While ingest requests arrive less than this many ms apart, the stream write of each waits up to this long, so that the writes of requests arriving together share one write to Redis (each is still its own entry, answered once it is in Redis): up to this much latency for less CPU under load. 0 writes each at once.',
+    doc: 'While ingest requests arrive less than this many ms apart, the stream write of each waits up to this long, so that the writes of requests arriving together share one write to Redis (each is still its own entry, answered once it is in Redis): up to this much latency for less CPU under load. The write of a critical request never waits (it takes the held ones along). 0 writes each at once.',
     defaultValue: '1',
     parse: integer(0, 50),
   },
@@ -331,6 +337,12 @@ export const CONFIG_VARIABLES = {
     doc: 'Event-loop delay the shedder holds, in ms: the longest timer lateness in each 250 ms tick. A backstop for stalls the latency window cannot see (admitted requests already carry the delay in their latency), so it sits above the latency target: measured, a 40 ms target tripped on scheduler noise and shed normal traffic the latency target did not ask to shed.',
     defaultValue: '100',
     parse: integer(1, 60_000),
+  },
+  shedBusyLoopPercent: {
+    name: 'SHED_BUSY_LOOP_PERCENT',
+    doc: "Latency over its target counts as this process's overload only while its event loop was busy (event-loop utilisation) at least this share of the latency window, in %. Below it the requests are slow for a reason refusing them does not remove (waits on Redis or Postgres, CPU taken by other processes, bursts from clients sending in step), and refusing would only throw deliveries away; the event-loop delay, the backlog, the in-flight limit and the hard limits still act. 0 counts latency whatever the loop does.",
+    defaultValue: '80',
+    parse: integer(0, 100),
   },
   shedBacklogLowEntries: {
     name: 'SHED_BACKLOG_LOW_ENTRIES',
@@ -567,6 +579,9 @@ export function loadConfig(env: Readonly<Record<string, string | undefined>>, ov
     }
     if (c.workerMetricsPort > 0 && c.workerMetricsPort + c.workers - 1 > 65535) {
       problems.push('WORKER_METRICS_PORT + WORKERS - 1 must be at most 65535 (each worker takes the next port)');
+    }
+    if (c.criticalPort !== 0 && c.criticalPort === c.port) {
+      problems.push('CRITICAL_PORT must differ from PORT (it is a second port)');
     }
     if (c.shedTargetP99CriticalMs > c.shedTargetP99Ms) {
       problems.push('SHED_TARGET_P99_CRITICAL_MS must be at most SHED_TARGET_P99_MS (critical traffic gets the tighter target)');

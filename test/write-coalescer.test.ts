@@ -40,6 +40,26 @@ describe('the write coalescer', () => {
     }
   });
 
+  it('never holds an urgent (critical) command, and sends the held ones with it', async () => {
+    const coalescer = createWriteCoalescer(60_000);
+    const r = recorder();
+    try {
+      const first = coalescer.run(r.command('a'));
+      const held = [coalescer.run(r.command('b')), coalescer.run(r.command('c'))];
+      assert.equal(r.issued.length, 1, 'b and c wait for the window');
+      const urgent = coalescer.run(r.command('critical'), true);
+      assert.equal(r.issued.length, 4, 'the urgent command is issued at once, and the held ones with it');
+      assert.equal(new Set(r.issued.slice(1)).size, 1, `in one tick: ${r.issued.join(',')}`);
+      // Another urgent command takes along what was held since.
+      void coalescer.run(r.command('held'));
+      const alone = coalescer.run(r.command('critical alone'), true);
+      assert.equal(r.issued.length, 6);
+      assert.deepEqual(await Promise.all([first, ...held, urgent, alone]), ['a', 'b', 'c', 'critical', 'critical alone']);
+    } finally {
+      r.stop();
+    }
+  });
+
   it('answers each command with its own outcome: one failing fails no other', async () => {
     const coalescer = createWriteCoalescer(5);
     const r = recorder();

@@ -57,6 +57,8 @@ interface WaitQueue {
 export interface WorkLimit {
   /** A slot for a request of this class: true at once, a promise when it has to wait (false: refused). */
   acquire(priority: Priority): boolean | Promise<boolean>;
+  /** Whether a request of this class would have to wait for a slot now (false when the limit is off, or for critical). */
+  wouldWait(priority: Priority): boolean;
   /** Counts a non-critical request against the limit without making it wait (one whose body arrived late). */
   enter(priority: Priority): void;
   /** Gives back the slot a granted (or entered) non-critical request held. */
@@ -122,12 +124,19 @@ export function createWorkLimit(options: { maxLimit: number; queueTimeoutMs: num
   const sweeper = enabled ? setInterval(sweep, SWEEP_MS) : undefined;
   sweeper?.unref();
 
+  /** Whether a slot is free for this class now: normal waits behind waiting normal requests only, low behind every waiter. */
+  function free(priority: 'normal' | 'low'): boolean {
+    const ahead = priority === 'normal' ? queues.normal.items.length - queues.normal.head : queuedCount;
+    return inFlight < Math.floor(limit) && ahead === 0;
+  }
+
   return {
+    wouldWait(priority) {
+      return enabled && priority !== 'critical' && !free(priority);
+    },
     acquire(priority) {
       if (!enabled || priority === 'critical') return true;
-      // Normal waits behind waiting normal requests only; low behind every waiter.
-      const ahead = priority === 'normal' ? queues.normal.items.length - queues.normal.head : queuedCount;
-      if (inFlight < Math.floor(limit) && ahead === 0) {
+      if (free(priority)) {
         inFlight++;
         return true;
       }
