@@ -57,7 +57,7 @@ const { values: args } = parseArgs({
   },
 });
 const instructions = args.instructions;
-if (instructions && !(await callgrindAvailable())) throw new Error('--instructions needs valgrind (with callgrind_control) installed');
+if (instructions && !(await callgrindAvailable())) throw new Error('--instructions needs valgrind installed');
 const rounds = Number(args.rounds);
 const profile = !args['no-profile'] && !instructions;
 const selected = new Set(args.phases.split(','));
@@ -208,7 +208,8 @@ function summarise(
     ...(idlePerSecond === undefined ? {} : { idlePerSecond: Math.round(idlePerSecond) }),
     loadAverage: loadavg().map((l) => Math.round(l * 100) / 100),
   };
-  const spread = perWindow.length > 1 ? `  windows: median ${median(perWindow)}, ${Math.min(...perWindow)}–${Math.max(...perWindow)}` : '';
+  const spread =
+    perWindow.length > 1 ? `  windows: median ${median(perWindow).toFixed(1)}, ${Math.min(...perWindow)}–${Math.max(...perWindow)}` : '';
   const idle = m.idlePerSecond === undefined ? '' : `  idle ${(m.idlePerSecond / 1e6).toFixed(2)} M/s`;
   console.log(
     `${phase.name.padEnd(22)} ${target.padEnd(9)} ${m.requests} req  ${JSON.stringify(m.status)}  ${m.perRequest} ${unit}/req  ${m.perEvent} ${unit}/event${spread}${idle}  load ${m.loadAverage.join(' ')}`,
@@ -261,28 +262,24 @@ try {
     try {
       const barePort = await freePort();
       const bareArgs = ['--import', 'tsx', 'bench/bare-server.ts', String(barePort)];
-      children.push(await profiled(join(out, `bare-${slug}`), bareArgs, {}, `http://127.0.0.1:${barePort}/`));
-      targets.push({
-        name: 'bare',
-        pid: children.at(-1)!.process.pid!,
-        url: `http://127.0.0.1:${barePort}`,
-        counted: children.at(-1)!.counted,
-      });
-      // Rounds of one target each would only repeat its measurement: with one round, each runs alone, in turn.
-      if (rounds === 1) results.push(...(await measure(targets.splice(0), key, phase)));
+      const specs: { name: string; dir: string; script: string[]; env: Record<string, string>; url: string; ready: string }[] = [
+        { name: 'bare', dir: `bare-${slug}`, script: bareArgs, env: {}, url: `http://127.0.0.1:${barePort}`, ready: '/' },
+      ];
       for (const [name, bin] of [['floodgate', FLOODGATE_BIN], ...(args['baseline-bin'] ? [['baseline', args['baseline-bin']]] : [])]) {
         const port = await freePort();
         const env = { ...bench.env, SHED_MODE: 'enforce', ...phase.env, HOST: '127.0.0.1', PORT: String(port) };
-        const dir = join(out, `${name === 'floodgate' ? 'api' : name}-${slug}`);
-        children.push(await profiled(dir, [bin!, 'api'], env, `http://127.0.0.1:${port}/readyz`));
-        targets.push({
-          name: name!,
-          pid: children.at(-1)!.process.pid!,
-          url: `http://127.0.0.1:${port}`,
-          counted: children.at(-1)!.counted,
-        });
-        if (rounds === 1) results.push(...(await measure(targets.splice(0), key, phase)));
+        const dir = `${name === 'floodgate' ? 'api' : name}-${slug}`;
+        specs.push({ name: name!, dir, script: [bin!, 'api'], env, url: `http://127.0.0.1:${port}`, ready: '/readyz' });
       }
+      const start = async (spec: (typeof specs)[number]): Promise<Target> => {
+        const child = await profiled(join(out, spec.dir), spec.script, spec.env, spec.url + spec.ready);
+        children.push(child);
+        return { name: spec.name, pid: child.process.pid!, url: spec.url, counted: child.counted };
+      };
+      // Rounds of one target each would only repeat its measurement: with one round, each runs alone, in turn.
+      // In rounds, all run at once, started together (under callgrind, starting takes a minute each).
+      if (rounds === 1) for (const spec of specs) results.push(...(await measure([await start(spec)], key, phase)));
+      else targets.push(...(await Promise.all(specs.map(start))));
       if (targets.length > 0) results.push(...(await measure(targets, key, phase)));
     } finally {
       for (const child of children) await child.stop();

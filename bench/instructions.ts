@@ -1,9 +1,13 @@
 // Instructions counted by valgrind's callgrind, for `npm run bench:profile -- --instructions`. The CPU time of a
 // process on a shared machine moves by tens of percent between runs (and doubled once); the number of instructions
 // it executes for the same requests does not depend on what else runs. A target runs under callgrind; its counters
-// are zeroed before a measured window and dumped after it (`callgrind_control`), and the dump's total is the
+// are zeroed before a measured window and dumped after it, and the dump's total is the
 // instructions of every thread of the process in that window. Only user-space instructions count: the kernel's
 // share of a socket read or write does not (see docs/benchmarks.md for how the ratios compare with CPU time).
+// The dumps are triggered by SIGUSR2, not by callgrind_control: vgdb, which callgrind_control talks through,
+// answered but never got the API process to dump while it waited in epoll. A module preloaded into the target
+// calls a libuv function no Floodgate code calls (uv_os_getpriority, through os.getPriority) on SIGUSR2, and
+// callgrind dumps before entering it (--dump-before); each dump holds what ran since the previous one.
 import { execFile, spawn } from 'node:child_process';
 import { mkdir, readdir, readFile, rm, stat } from 'node:fs/promises';
 import { join } from 'node:path';
@@ -11,6 +15,10 @@ import { promisify } from 'node:util';
 import { REPO_ROOT, type Child } from './processes.js';
 
 const run = promisify(execFile);
+
+/** The function whose entry triggers a dump, and the preload that enters it on SIGUSR2. */
+const DUMP_FUNCTION = 'uv_os_getpriority';
+const DUMP_ON_SIGNAL = 'data:text/javascript,import os from "node:os"; process.on("SIGUSR2", () => os.getPriority());';
 
 /** A node process under callgrind whose instructions can be counted over windows. */
 export interface CountedChild extends Child {
@@ -20,11 +28,10 @@ export interface CountedChild extends Child {
   count(): Promise<number>;
 }
 
-/** Whether valgrind (with callgrind_control) is installed; the mode needs both. */
+/** Whether valgrind is installed. */
 export async function callgrindAvailable(): Promise<boolean> {
   try {
     await run('valgrind', ['--version']);
-    await run('callgrind_control', ['--version']);
     return true;
   } catch {
     return false;
@@ -39,9 +46,12 @@ export async function startCounted(dir: string, args: string[], env: Record<stri
     [
       '--tool=callgrind',
       `--callgrind-out-file=${join(dir, 'callgrind.out.%p')}`,
+      `--dump-before=${DUMP_FUNCTION}`,
       '--dump-instr=no',
       '--dump-line=no',
       process.execPath,
+      '--import',
+      DUMP_ON_SIGNAL,
       ...args,
     ],
     { cwd: REPO_ROOT, env: { ...process.env, ...env }, stdio: ['ignore', 'ignore', 'pipe'] },
@@ -54,7 +64,26 @@ export async function startCounted(dir: string, args: string[], env: Record<stri
     if (code !== 0 && code !== null && signal === null) process.stderr.write(`valgrind node ${args.join(' ')} exited ${code}\n${stderr}\n`);
   });
   const pid = String(child.pid);
-  const control = (command: string) => run('callgrind_control', [command, pid], { timeout: 60_000 });
+  /** Has the target dump what ran since its last dump, and returns that dump's total. */
+  async function dump(): Promise<number> {
+    child.kill('SIGUSR2');
+    // The dump goes to callgrind.out.<pid>.<n>, and may still be being written when found: its totals line is
+    // written last. Each dump is deleted once read, so the one non-empty file left is the dump just written.
+    const deadline = Date.now() + 120_000;
+    for (;;) {
+      const names = (await readdir(dir)).filter((f) => f.startsWith(`callgrind.out.${pid}.`));
+      for (const name of names) {
+        if ((await stat(join(dir, name))).size === 0) continue;
+        const text = await readFile(join(dir, name), 'utf8');
+        const total = /^totals:\s+(\d+)/m.exec(text);
+        if (!total) continue;
+        await rm(join(dir, name));
+        return Number(total[1]);
+      }
+      if (Date.now() > deadline) throw new Error(`no callgrind dump of ${pid} within 120 s`);
+      await new Promise((resolve) => setTimeout(resolve, 100));
+    }
+  }
   return {
     process: child,
     stop: () =>
@@ -68,27 +97,8 @@ export async function startCounted(dir: string, args: string[], env: Record<stri
         child.kill('SIGTERM');
       }),
     async zero() {
-      await control('-z');
+      await dump();
     },
-    async count() {
-      const { stdout } = await control('-d');
-      // The dump goes to callgrind.out.<pid> or callgrind.out.<pid>.<n> (callgrind numbers some dumps, not all),
-      // and may still be being written when callgrind_control returns: wait for its totals line, written last.
-      // Each dump is deleted once read, so the one non-empty file left is the dump just written.
-      const deadline = Date.now() + 120_000;
-      for (;;) {
-        const names = (await readdir(dir)).filter((f) => f === `callgrind.out.${pid}` || f.startsWith(`callgrind.out.${pid}.`));
-        for (const name of names) {
-          if ((await stat(join(dir, name))).size === 0) continue;
-          const text = await readFile(join(dir, name), 'utf8');
-          const total = /^totals:\s+(\d+)/m.exec(text);
-          if (!total) continue;
-          await rm(join(dir, name));
-          return Number(total[1]);
-        }
-        if (Date.now() > deadline) throw new Error(`no callgrind dump of ${pid} within 120 s: ${stdout}`);
-        await new Promise((resolve) => setTimeout(resolve, 200));
-      }
-    },
+    count: dump,
   };
 }
