@@ -252,6 +252,23 @@ const results: Measured[] = [];
 const out = join(args.out, runId);
 const workerPort = await freePort();
 const worker = startNode([FLOODGATE_BIN, 'worker'], { ...bench.env, WORKER_METRICS_PORT: String(workerPort) });
+/** Targets running now: stopped by cleanUp should the run be interrupted. */
+const running = new Set<Child>();
+let cleaning: Promise<void> | undefined;
+/** Stops every process this run started, deletes its stream keys and drops its database; once. */
+function cleanUp(): Promise<void> {
+  return (cleaning ??= (async () => {
+    for (const child of running) await child.stop();
+    await worker.stop();
+    await bench.close();
+    const admin = new pg.Client({ connectionString: 'postgres://postgres@127.0.0.1:5432/postgres' });
+    await admin.connect();
+    await admin.query(`DROP DATABASE IF EXISTS ${databaseName} WITH (FORCE)`);
+    await admin.end();
+  })());
+}
+// A run cut short (a timeout, Ctrl-C) still stops its targets (under callgrind, they would outlive it) and cleans up.
+for (const signal of ['SIGTERM', 'SIGINT'] as const) process.once(signal, () => void cleanUp().finally(() => process.exit(1)));
 try {
   await waitForOk(`http://127.0.0.1:${workerPort}/metrics`);
   for (const [i, phase] of phases.entries()) {
@@ -274,6 +291,7 @@ try {
       const start = async (spec: (typeof specs)[number]): Promise<Target> => {
         const child = await profiled(join(out, spec.dir), spec.script, spec.env, spec.url + spec.ready);
         children.push(child);
+        running.add(child);
         return { name: spec.name, pid: child.process.pid!, url: spec.url, counted: child.counted };
       };
       // Rounds of one target each would only repeat its measurement: with one round, each runs alone, in turn.
@@ -282,16 +300,14 @@ try {
       else targets.push(...(await Promise.all(specs.map(start))));
       if (targets.length > 0) results.push(...(await measure(targets, key, phase)));
     } finally {
-      for (const child of children) await child.stop();
+      for (const child of children) {
+        await child.stop();
+        running.delete(child);
+      }
     }
   }
 } finally {
-  await worker.stop();
-  await bench.close();
-  const admin = new pg.Client({ connectionString: 'postgres://postgres@127.0.0.1:5432/postgres' });
-  await admin.connect();
-  await admin.query(`DROP DATABASE IF EXISTS ${databaseName} WITH (FORCE)`);
-  await admin.end();
+  await cleanUp();
 }
 
 await writeFile(join(out, 'results.json'), JSON.stringify({ machine: m, results }, null, 2));
