@@ -218,18 +218,6 @@ function keyBit(s: string, start: number, end: number): number {
   }
 }
 
-/** The property name of each key bit. */
-const KEY_NAMES: Record<number, string> = {
-  [TYPE]: 'type',
-  [TIMESTAMP]: 'timestamp',
-  [SOURCE]: 'source',
-  [IDEMPOTENCY_KEY]: 'idempotency_key',
-  [VALUE]: 'value',
-  [DATA]: 'data',
-  [EVENTS]: 'events',
-  [SENT_AT]: 'sent_at',
-};
-
 // Set by readKey: the index of the key's value. Set by readMember: the `data` text of the member read, if any.
 let valueAt = 0;
 let dataText: string | undefined;
@@ -255,7 +243,12 @@ function readMember(s: string, bit: number, at: number, event: Record<string, un
     escaped = false;
     const end = endOfString(s, at);
     // A string with escapes is valid JSON by now: JSON.parse decodes it exactly.
-    event[KEY_NAMES[bit]!] = escaped ? (JSON.parse(s.slice(at, end)) as string) : s.slice(at + 1, end - 1);
+    const value = escaped ? (JSON.parse(s.slice(at, end)) as string) : s.slice(at + 1, end - 1);
+    // Named stores, not event[name]: each site then sees one property name (measured: a tenth of the parse).
+    if (bit === TYPE) event.type = value;
+    else if (bit === SOURCE) event.source = value;
+    else if (bit === TIMESTAMP) event.timestamp = value;
+    else event.idempotency_key = value;
     return end;
   }
   if (bit === VALUE) {
