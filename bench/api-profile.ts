@@ -246,7 +246,13 @@ const { key } = await createApiKey(bench.pool, { tenant: 'profile' });
 const phases: Phase[] = [
   { name: 'single event', batchSize: 1, rate: Number(args.rate), priority: 'normal', env: { SHED_TARGET_P99_MS: '60000' } },
   { name: 'batch of 100', batchSize: 100, rate: Number(args['batch-rate']), priority: 'normal', env: { SHED_TARGET_P99_MS: '60000' } },
-  { name: 'refusal (503)', batchSize: 1, rate: Number(args.rate), priority: 'low', env: { SHED_MODE: 'enforce', SHED_TARGET_P99_MS: '1' } },
+  {
+    name: 'refusal (503)',
+    batchSize: 1,
+    rate: Number(args.rate),
+    priority: 'low',
+    env: { SHED_MODE: 'enforce', SHED_TARGET_P99_MS: '1', SHED_REFUSAL_DELAY_MS: '0' },
+  },
 ];
 const results: Measured[] = [];
 const out = join(args.out, runId);
