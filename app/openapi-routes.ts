@@ -161,7 +161,8 @@ export function routeDocs(config: Pick<Config, 'maxBatchEvents'>): RouteDoc[] {
             signals: {
               type: 'object',
               additionalProperties: { type: 'number' },
-              description: "p99Ms, samples, eventLoopDelayP99Ms, backlogEntries, inFlight, and each class's own window (classes).",
+              description:
+                "p99Ms, samples, eventLoopDelayP99Ms, loopUtilization (event-loop utilisation over the latency window, 0–1), backlogEntries, inFlight, and each class's own window (classes).",
               properties: {
                 classes: {
                   type: 'object',

@@ -5,6 +5,7 @@
 //   4. stats and events query latency over a few million events
 //   5. a page of events with the (tenant, occurred_at, id) index and with the (tenant, occurred_at) one it replaced
 //   6. (`--parts load`, with `queries`) concurrent GET /v1/stats against a running Floodgate while ingest runs
+//   7. (`--parts pending`) stats reads with a second of unfolded minute deltas pending, and once folded
 // Every figure is a ratio or a latency measured within this one run, on a private database it drops at the end.
 import { randomUUID } from 'node:crypto';
 import { loadavg } from 'node:os';
@@ -15,10 +16,11 @@ import { createPool, type Pool } from '../lib/db.js';
 import { migrate } from '../lib/migrate.js';
 import { ensurePartitions } from '../lib/partitions.js';
 import { machine } from '../loadtest/report.js';
-import { VARIANT_COUNT, measureRollupCost } from './rollup-cost.js';
+import { measureRollupCost } from './rollup-cost.js';
 import { measureRollupOverhead } from './rollup-overhead.js';
 import type { Scenario } from './rollup-variants.js';
 import { measureViewRefresh } from './view-refresh.js';
+import { measurePendingReads } from './pending-reads.js';
 import { fillEvents, measureIndexChoice, measureQueries } from './stats-latency.js';
 import { measureStatsUnderLoad } from './stats-under-load.js';
 
@@ -33,7 +35,7 @@ const { values: args } = parseArgs({
     parts: { type: 'string', default: 'overhead,cost,refresh,queries,indexes' },
     // Which rollup variants to compare (indexes into bench/rollup-cost.ts's list; the first is the baseline).
     variants: { type: 'string', default: '0,1,2,3,4' },
-    scenarios: { type: 'string', default: '0,1,2,3' },
+    scenarios: { type: 'string', default: '0,1,2,3,4' },
     // The `load` part (not in the default parts; it reads the database `queries` filled, so run them together, or
     // --reuse a kept run without the parts that truncate: overhead, cost, refresh): concurrent GET /v1/stats against a running Floodgate under ingest.
     'load-concurrency': { type: 'string', default: '50' },
@@ -52,11 +54,15 @@ const SCENARIOS: Scenario[] = [
   { name: '20 tenants, events of the last 10 minutes, one writer', tenants: 20, spreadMinutes: 10, writers: 1 },
   { name: 'one tenant, events of the last minute, two writers at once', tenants: 1, spreadMinutes: 1, writers: 2 },
   { name: '20 tenants, last 10 minutes, 2 KB of data per event', tenants: 20, spreadMinutes: 10, writers: 1, dataBytes: 2048 },
+  // Live ingest: the SDK sends what it tracked within its flush interval (1 s), so a batch holds the last minute or two.
+  { name: '20 tenants, events of the last minute, one writer', tenants: 20, spreadMinutes: 1, writers: 1 },
 ];
 
 const runId = args.reuse ?? randomUUID().slice(0, 8);
 const adminUrl = args['admin-url'];
-const names = Array.from({ length: VARIANT_COUNT }, (_, i) => `floodgate_bench_analytics_${runId}_${i}`);
+// One database per variant compared (the cost part), at least one (every other part uses the first).
+const databases = parts.has('cost') ? args.variants.split(',').length : 1;
+const names = Array.from({ length: databases }, (_, i) => `floodgate_bench_analytics_${runId}_${i}`);
 const urlOf = (name: string) => Object.assign(new URL(adminUrl), { pathname: `/${name}` }).href;
 
 async function admin(sql: string): Promise<void> {
@@ -108,15 +114,32 @@ try {
       variants,
     );
     console.log(
-      '\n| Scenario | Variant | Events/s | vs no rollups | Median ms per step | Backend CPU ms per batch | Roll-up CPU ms per batch (passes, stale minutes) | Minute rows per batch |',
+      '\n| Scenario | Variant | Events/s | vs no rollups | Median ms per step | Backend CPU ms per batch | Fold CPU ms per batch (folds) | Roll-up CPU ms per batch (passes, stale minutes) | Minute rows per batch |',
     );
-    console.log('| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: |');
+    console.log('| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |');
     for (const r of rows) {
       const rollUps = r.rollUps ? `${r.rollUpCpuMsPerBatch} (${r.rollUps.passes}, ${r.rollUps.staleMinutes})` : '';
+      const folds = r.folds !== null ? `${r.foldCpuMsPerBatch} (${r.folds})` : '';
       console.log(
-        `| ${r.scenario} | ${r.variant} | ${r.eventsPerSec} | ${r.relative.toFixed(3)} | ${r.msPerBatch} | ${r.backendCpuMsPerBatch} | ${rollUps} | ${r.groupsPerBatch} |`,
+        `| ${r.scenario} | ${r.variant} | ${r.eventsPerSec} | ${r.relative.toFixed(3)} | ${r.msPerBatch} | ${r.backendCpuMsPerBatch} | ${folds} | ${rollUps} | ${r.groupsPerBatch} |`,
       );
     }
+  }
+  if (parts.has('pending')) {
+    const config = loadConfig({});
+    const batches = 14;
+    const f = await measurePendingReads(pool, SCENARIOS[1]!, {
+      batches,
+      runs: 30,
+      retentionDays: config.retentionDays,
+      maxPoints: config.statsMaxPoints,
+    });
+    console.log(
+      `\nStats reads of tenant-3 with ${batches} unfolded batches of the 20-tenant scenario pending (${f.pendingRows} rows, ${f.pendingDeltas} minute deltas), then folded; median ms of 30 runs:\n`,
+    );
+    console.log('| Query | Pending | Folded |');
+    console.log('| --- | ---: | ---: |');
+    for (const r of f.figures) console.log(`| ${r.name} | ${r.pendingMs} | ${r.foldedMs} |`);
   }
   if (parts.has('refresh')) {
     const f = await measureViewRefresh(pool, { tenants: 10, types: 8, days: Number(args['refresh-days']) });

@@ -16,19 +16,22 @@ export interface BenchEnv {
   readonly config: Config;
   readonly pool: Pool;
   readonly redis: Redis;
-  /** Deletes the stream keys and closes the connections (the database is kept for inspection). */
+  /** Every Redis key of this run starts with it: its streams and, under them, the idempotency keys and marker. */
+  readonly keyPrefix: string;
+  /** Deletes every key under `keyPrefix` and closes the connections (the database is kept for inspection). */
   close(): Promise<void>;
 }
 
 /** Creates (or reuses) `databaseUrl`, migrates it, and picks stream keys no one else uses. */
 export async function createBenchEnv(name: string, databaseUrl: string, extra: Record<string, string> = {}): Promise<BenchEnv> {
   const runId = Date.now().toString(36);
+  const keyPrefix = `${name}:${runId}:`;
   const base = loadConfig({});
   const env = {
     DATABASE_URL: databaseUrl,
     REDIS_URL: base.redisUrl,
-    STREAM_KEY: `${name}:${runId}:events`,
-    DEAD_LETTER_STREAM_KEY: `${name}:${runId}:dead-letter`,
+    STREAM_KEY: `${keyPrefix}events`,
+    DEAD_LETTER_STREAM_KEY: `${keyPrefix}dead-letter`,
     CONSUMER_GROUP: `${name}-${runId}`,
     LOG_LEVEL: 'warn',
     ...extra,
@@ -46,12 +49,28 @@ export async function createBenchEnv(name: string, databaseUrl: string, extra: R
     config,
     pool,
     redis,
+    keyPrefix,
     async close() {
-      await redis.del(config.streamKey, config.deadLetterStreamKey).catch(() => {});
+      // The streams, their shards and the idempotency keys claimed under them (each lives for the dedup window).
+      await deleteKeysUnder(redis, keyPrefix).catch((err: unknown) => console.error(`could not delete ${keyPrefix}*: ${String(err)}`));
       redis.disconnect();
       await pool.end();
     },
   };
+}
+
+/** Deletes every key starting with `prefix` (SCAN, then UNLINK in batches); returns how many were deleted. */
+export async function deleteKeysUnder(redis: Redis, prefix: string): Promise<number> {
+  // SCAN's pattern is a glob: escape its special characters so that the prefix matches only itself.
+  const pattern = `${prefix.replace(/[*?[\]\\]/g, '\\$&')}*`;
+  let deleted = 0;
+  let cursor = '0';
+  do {
+    const [next, keys] = await redis.scan(cursor, 'MATCH', pattern, 'COUNT', 1000);
+    cursor = next;
+    if (keys.length > 0) deleted += await redis.unlink(...keys);
+  } while (cursor !== '0');
+  return deleted;
 }
 
 /** A Floodgate the benchmark started: API and (optionally) a worker, with their metrics endpoints. */

@@ -10,12 +10,15 @@
 import { mkdir, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
+import { dedupMarkerKey } from '../app/enqueue.js';
 import { createApiKey } from '../lib/api-keys.js';
+import { dedupHorizonMs } from '../lib/idempotency-keys.js';
 import { renderClientsMarkdown } from '../loadtest/client-report.js';
 import { machine } from '../loadtest/report.js';
 import { runClientsScenario, type ClientsScenarioOptions } from '../loadtest/run-clients.js';
 import { createBenchEnv, startFloodgate, type BenchEnv } from './bench-env.js';
 import { cpuShares, createCpuMeter, type CpuSecond } from './cpu.js';
+import { PHASE_LOAD_HEADER, renderPhaseLoads, watchLoad, type PhaseLoad } from './load-watch.js';
 import { REPO_ROOT } from './processes.js';
 import { streamShards } from '../lib/shards.js';
 
@@ -31,18 +34,39 @@ const { values: args } = parseArgs({
     // SHED_TARGET_P99_MS of the overloaded Floodgate (critical's target is half of it): on a machine whose idle
     // p99 is already past the default 50 ms, the default target sheds at every level, ½C included.
     'target-p99': { type: 'string' },
+    // SHED_BUSY_LOOP_PERCENT of the overloaded Floodgate (0: latency counts whatever the API's loop does).
+    'busy-loop': { type: 'string' },
     'api-processes': { type: 'string', default: '1' },
+    // `aged`: Redis has remembered idempotency keys for longer than the dedup horizon, as in a deployment up for more
+    // than DEDUP_WINDOW_HOURS: the API answers keyed events from Redis alone. `fresh` (the default): a new Redis,
+    // whose marker is younger than the horizon, so every keyed request also looks its keys up in Postgres.
+    'dedup-marker': { type: 'string', default: 'fresh' },
+    // The SDK's flushJitter (its default when not given): 0 sends every batch after exactly flushIntervalMs.
+    'flush-jitter': { type: 'string' },
     'database-url': { type: 'string', default: 'postgres://postgres@127.0.0.1:5432/floodgate_clientbench' },
     out: { type: 'string', default: `${REPO_ROOT}bench/reports` },
   },
 });
 
-/** Runs the scenario against a Floodgate started in `mode`, reading every role's CPU each second. */
-async function runWith(bench: BenchEnv, mode: string, options: Omit<ClientsScenarioOptions, 'url'>) {
+/**
+ * Runs the scenario against a Floodgate started in `mode`, reading every role's CPU each second and what drove
+ * the shedder (GET /v1/admin/load and the refusals by reason) every 250 ms.
+ */
+async function runWith(bench: BenchEnv, mode: string, options: Omit<ClientsScenarioOptions, 'url'>, adminKey: string) {
   const redisPid = Number(/^process_id:(\d+)/m.exec(await bench.redis.info('server'))?.[1]) || undefined;
-  const target: Record<string, string> = args['target-p99'] ? { SHED_TARGET_P99_MS: args['target-p99'] } : {};
+  const target: Record<string, string> = {
+    ...(args['target-p99'] ? { SHED_TARGET_P99_MS: args['target-p99'] } : {}),
+    ...(args['busy-loop'] !== undefined ? { SHED_BUSY_LOOP_PERCENT: args['busy-loop'] } : {}),
+  };
+  if (args['dedup-marker'] === 'aged') {
+    const aged = String(Date.now() - dedupHorizonMs(bench.config.dedupWindowHours) - 60_000);
+    for (const s of streamShards(bench.config)) await bench.redis.set(dedupMarkerKey(s.streamKey), aged);
+  }
   const floodgate = await startFloodgate(bench, { env: { SHED_MODE: mode, ...target } });
   const seconds: CpuSecond[] = [];
+  let phase = 'start';
+  const watch = watchLoad({ url: floodgate.url, metricsUrl: floodgate.metricsUrl, adminKey, phase: () => phase });
+  let loads: PhaseLoad[] = [];
   try {
     const meter = createCpuMeter({
       api: floodgate.apiPid,
@@ -58,16 +82,20 @@ async function runWith(bench: BenchEnv, mode: string, options: Omit<ClientsScena
         const lengths = await Promise.all(streamShards(bench.config).map((s) => bench.redis.xlen(s.streamKey)));
         return lengths.reduce((a, b) => a + b, 0);
       },
+      onPhase: (label) => (phase = label),
       onSecond: (s) => seconds.push({ segment: s.phase, admitted: s.accepted, refused: s.requests - s.accepted, ...meter.tick() }),
     });
-    return { report, seconds };
+    loads = await watch.stop();
+    return { report, seconds, loads };
   } finally {
+    if (loads.length === 0) await watch.stop();
     await floodgate.stop();
   }
 }
 
 const bench = await createBenchEnv('clientbench', args['database-url'], { API_PROCESSES: args['api-processes'] });
 const { key } = await createApiKey(bench.pool, { tenant: 'clientbench' });
+const { key: adminKey } = await createApiKey(bench.pool, { tenant: 'clientbench', scopes: ['admin'] });
 const common = {
   key,
   databaseUrl: bench.databaseUrl,
@@ -80,6 +108,7 @@ const common = {
   drainTimeoutMs: 180_000,
   closeTimeoutMs: 30_000,
   progress: true,
+  sdk: args['flush-jitter'] === undefined ? {} : { flushJitter: Number(args['flush-jitter']) },
 };
 let ramp: Awaited<ReturnType<typeof runWith>> | null = null;
 let overload: Awaited<ReturnType<typeof runWith>>;
@@ -87,7 +116,7 @@ try {
   let capacity = args.capacity ? Number(args.capacity) : undefined;
   if (!capacity) {
     console.error('\n== C: ramp with SHED_MODE=off');
-    ramp = await runWith(bench, 'off', { ...common, rampOnly: true });
+    ramp = await runWith(bench, 'off', { ...common, rampOnly: true }, adminKey);
     capacity = ramp.report.capacity?.capacity ?? undefined;
     if (!capacity) {
       console.log(renderClientsMarkdown(ramp.report));
@@ -98,7 +127,7 @@ try {
     console.error(`C = ${capacity} events/s`);
   }
   console.error(`\n== overload with SHED_MODE=${args['shed-mode']}`);
-  overload = await runWith(bench, args['shed-mode'], { ...common, capacity });
+  overload = await runWith(bench, args['shed-mode'], { ...common, capacity }, adminKey);
 } finally {
   await bench.close();
 }
@@ -129,7 +158,7 @@ ${steps.map((s) => `| ${s.label} | ${s.offered} | ${s.tracked} | ${s.delivered} 
     : `C = ${args.capacity} events/s given with --capacity.`
 }
 Command: \`npm run bench:clients -- ${process.argv.slice(2).join(' ')}\` on ${new Date().toISOString().slice(0, 16).replace('T', ' ')} UTC; ${m.cpus} × ${m.model}, ${m.memGiB} GiB, node ${m.node};
-overload with SHED_MODE=${args['shed-mode']}${args['target-p99'] ? ` and SHED_TARGET_P99_MS=${args['target-p99']}` : ''}, API_PROCESSES=${args['api-processes']}; ${args.clients} simulated SDK clients in the benchmark's process (default SDK options:
+overload with SHED_MODE=${args['shed-mode']}${args['target-p99'] ? ` and SHED_TARGET_P99_MS=${args['target-p99']}` : ''}${args['busy-loop'] !== undefined ? ` and SHED_BUSY_LOOP_PERCENT=${args['busy-loop']}` : ''}, API_PROCESSES=${args['api-processes']}; ${args.clients} simulated SDK clients in the benchmark's process (default SDK options:
 batches of up to 100 events or 1 s, one lane per class, full-jitter backoff, adaptive throttling), 20/30/50 critical/normal/low.
 
 Where the CPU went (share of one core, mean over the phase, from /proc; "generator" is the benchmark process, i.e.
@@ -138,6 +167,15 @@ the simulated clients; "Postgres" is every postgres process on the machine, othe
 | SHED_MODE | Phase | API | Generator (clients) | Worker | Redis | Postgres | All |
 | --- | --- | --- | --- | --- | --- | --- | --- |
 ${cpuRows.join('\n')}
+
+What drove the shedder (GET /v1/admin/load and the refusal counters, read every 250 ms): refusals by reason;
+the share of readings with a shed level above 0 (and the mean level); of those, which signal set the level (the
+highest of each class's p99 over its target and the event-loop delay over its target, or the stream backlog's
+floor); each signal's mean and highest pressure (1 = at target); the highest p99 per class; the stream
+backlog; the non-critical in-flight limit's lowest value and the most requests waiting for it:
+
+${PHASE_LOAD_HEADER}
+${renderPhaseLoads(args['shed-mode'], overload.loads).join('\n')}
 `;
 console.log(`\n${markdown}`);
 await mkdir(args.out, { recursive: true });
@@ -145,7 +183,11 @@ const file = join(args.out, `client-overload-${new Date().toISOString().replace(
 await writeFile(`${file}.md`, markdown);
 await writeFile(
   `${file}.json`,
-  JSON.stringify({ machine: m, args, ramp: ramp?.report ?? null, overload: overload.report, cpu: overload.seconds }, null, 2),
+  JSON.stringify(
+    { machine: m, args, ramp: ramp?.report ?? null, overload: overload.report, cpu: overload.seconds, shedder: overload.loads },
+    null,
+    2,
+  ),
 );
 console.log(`report: ${file}.md`);
 process.exit(overload.report.problems.length > 0 ? 1 : 0);

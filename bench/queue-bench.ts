@@ -1,9 +1,14 @@
 // Postgres queue vs Redis stream, in one run on one machine: what one enqueue costs (Redis XADD, Postgres logged
 // and unlogged insert), how fast a worker drains a backlog, and time-to-durable under a steady load.
 // Usage: node --import tsx bench/queue-bench.ts [requests=3000] [eventsPerRequest=10]
-// With --topology: events/s durable and time-to-durable per queue topology (Postgres queue, one Redis, a Redis
-// Cluster with 3 and 6 shards) and worker count; see bench/queue-topology.ts.
-//   npm run build && node --import tsx bench/queue-bench.ts --topology [requests=600] [eventsPerRequest=10] [workers=1,2]
+// With --topology: events/s durable, CPU per durable event of every process and time-to-durable per queue topology
+// (Postgres queue, one Redis, a Redis Cluster with 3 and 6 shards) and worker count, in alternating rounds; see
+// bench/queue-topology-run.ts.
+//   npm run build && node --import tsx bench/queue-bench.ts --topology [requests=2000] [eventsPerRequest=10] [workers=1,2]
+//     [--rounds 6] [--lock FILE] [--hold 270] [--out FILE.json] [--compare-bin OTHER/bin/floodgate.js --compare-label NAME] [--only r1,c3]
+// --lock FILE holds an flock on FILE while measuring, at most --hold seconds at a time (released between holds).
+// --compare-bin measures the Redis topologies with the workers of another build too (before/after in one run);
+// --only pg,r1,r3,c3,c6 picks topologies.
 import { Registry } from 'prom-client';
 import { createEnqueuer } from '../app/enqueue.js';
 import { createUninstrumentedApiMetrics } from '../app/metrics.js';
@@ -23,8 +28,13 @@ import { histogramQuantile } from './queue-topology.js';
 import { runTopologyBench } from './queue-topology-run.js';
 
 const TOPOLOGY = process.argv.includes('--topology');
-const ARGS = process.argv.slice(2).filter((a) => a !== '--topology');
-const REQUESTS = Number(ARGS[0] ?? (TOPOLOGY ? 600 : 3000));
+const VALUED = ['--rounds', '--lock', '--hold', '--out', '--compare-bin', '--compare-label', '--only'];
+const option = (name: string) => {
+  const at = process.argv.indexOf(name);
+  return at > 0 ? process.argv[at + 1] : undefined;
+};
+const ARGS = process.argv.slice(2).filter((a, i, all) => a !== '--topology' && !VALUED.includes(a) && !VALUED.includes(all[i - 1] ?? ''));
+const REQUESTS = Number(ARGS[0] ?? (TOPOLOGY ? 2000 : 3000));
 const PER_REQUEST = Number(ARGS[1] ?? 10);
 const CONCURRENCY = 16;
 const STEADY_RATE = 200; // requests per second during the time-to-durable phase
@@ -122,10 +132,17 @@ async function runMode(mode: Mode, bench: BenchEnv): Promise<Record<string, numb
 }
 
 if (TOPOLOGY) {
-  await runTopologyBench(
-    { requests: REQUESTS, perRequest: PER_REQUEST, steadyRate: 100, steadySeconds: 3 },
-    (ARGS[2] ?? '1,2').split(',').map(Number),
-  );
+  await runTopologyBench({
+    load: { requests: REQUESTS, perRequest: PER_REQUEST, steadyRate: 100, steadySeconds: 2 },
+    workerCounts: (ARGS[2] ?? '1,2').split(',').map(Number),
+    rounds: Number(option('--rounds') ?? 6),
+    lockFile: option('--lock'),
+    holdSeconds: Number(option('--hold') ?? 270),
+    out: option('--out'),
+    compareBin: option('--compare-bin'),
+    compareLabel: option('--compare-label'),
+    only: option('--only')?.split(','),
+  });
 } else {
   const bench = await createBenchEnv('queue-bench', 'postgres://postgres@127.0.0.1:5432/floodgate_queue_bench', {
     FLUSH_INTERVAL_MS: '100',

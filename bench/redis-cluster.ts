@@ -12,6 +12,8 @@ export interface TestRedisCluster {
   /** `host:port` of every node, the REDIS_CLUSTER_NODES value. */
   readonly seeds: string;
   readonly ports: readonly number[];
+  /** The pid of the node on `port` (for CPU accounting), undefined when it is not running. */
+  pidOf(port: number): number | undefined;
   /** The node currently master of the slot of `key`, by port. */
   masterOf(key: string): Promise<number>;
   /** SIGKILLs the node on `port` (it stays dead until `restart`). */
@@ -130,6 +132,7 @@ export async function startRedisCluster(masters = 3): Promise<TestRedisCluster> 
   return {
     seeds: ports.map((p) => `127.0.0.1:${p}`).join(','),
     ports,
+    pidOf: (port) => nodes.get(port)?.pid,
     slotOf,
     masters: masterPorts,
     async migrateSlot(slot, from, to, { batch = 10, pauseMs = 0 } = {}) {

@@ -22,11 +22,23 @@ export interface RollupCostRow {
   readonly rollUpCpuMsPerBatch: number | null;
   /** How many roll-up passes ran, and the stale minutes they recomputed. */
   readonly rollUps: { passes: number; staleMinutes: number } | null;
+  /** For a variant whose minute deltas the maintenance loop folds: backend CPU of its folds (one per
+   * ROLLUP_FOLD_INTERVAL_MS of the variant's own write time), per batch written, and how many ran; null otherwise. */
+  readonly foldCpuMsPerBatch: number | null;
+  readonly folds: number | null;
 }
 
-/** The default ROLLUP_INTERVAL_MS and ROLLUP_LAG_MS (lib/config.ts). */
+/** The default ROLLUP_INTERVAL_MS, ROLLUP_LAG_MS and ROLLUP_FOLD_INTERVAL_MS (lib/config.ts). */
 const ROLLUP_PASS_MS = 15_000;
 const ROLLUP_LAG_MS = 120_000;
+const FOLD_MS = 1_000;
+
+/** One fold as the maintenance loop runs it; its backend CPU µs. */
+async function foldPass(pool: Pool, pids: Set<number>): Promise<number> {
+  const before = await backendCpu(pool, pids);
+  await pool.query('SELECT floodgate_fold_rollups()');
+  return (await backendCpu(pool, pids)) - before;
+}
 
 /** One roll-up pass as the maintenance loop runs it; its backend CPU µs and the stale minutes it recomputed. */
 async function rollUpPass(pool: Pool, pids: Set<number>): Promise<{ cpu: number; stale: number }> {
@@ -42,9 +54,6 @@ async function rollUpPass(pool: Pool, pids: Set<number>): Promise<{ cpu: number;
 export interface VariantDatabase {
   readonly pool: Pool;
 }
-
-/** How many databases measureRollupCost needs, one per variant. */
-export const VARIANT_COUNT = ALL_VARIANTS.length;
 
 /** CPU µs so far of every backend connected to the pool's database. */
 async function backendCpu(pool: Pool, pids: Set<number>): Promise<number> {
@@ -84,6 +93,9 @@ export async function measureRollupCost(
     const pids = variants.map(() => new Set<number>());
     let measuredEvents = 0;
     const rollUps = variants.map(() => ({ passes: 0, staleMinutes: 0, cpu: 0, last: performance.now() }));
+    // Folds run once per FOLD_MS of the variant's own write time: as often, per batch, as a worker writing alone
+    // at this rate would run them (the variants take turns, so wall time would fold each one too often).
+    const folds = variants.map(() => ({ count: 0, cpu: 0, writtenMs: 0 }));
     for (const [i, variant] of variants.entries()) {
       await databases[i]!.pool.query(variant.tables ? `${TRUNCATE}, ${variant.tables}` : TRUNCATE);
       // The watermark where the maintenance loop keeps it: ROLLUP_LAG_MS behind now.
@@ -103,6 +115,16 @@ export async function measureRollupCost(
           cpuMicros[v]! += cpu;
           seconds[v]! += elapsed;
           perBatch[v]!.push(elapsed * 1000);
+        }
+        const f = folds[v]!;
+        f.writtenMs += elapsed * 1000;
+        if (variants[v]!.fold && (f.writtenMs >= FOLD_MS || step === steps - 1)) {
+          const cpuFold = await foldPass(pool, pids[v]!);
+          f.writtenMs = 0;
+          if (step >= WARM_UP_STEPS) {
+            f.count++;
+            f.cpu += cpuFold;
+          }
         }
         const r = rollUps[v]!;
         if (variants[v]!.rollUp && (performance.now() - r.last >= ROLLUP_PASS_MS || step === steps - 1)) {
@@ -139,6 +161,10 @@ export async function measureRollupCost(
           ? Math.round((rollUps[i]!.cpu / 1000 / ((steps - WARM_UP_STEPS) * scenario.writers)) * 10) / 10
           : null,
         rollUps: variant.rollUp ? { passes: rollUps[i]!.passes, staleMinutes: rollUps[i]!.staleMinutes } : null,
+        foldCpuMsPerBatch: variant.fold
+          ? Math.round((folds[i]!.cpu / 1000 / ((steps - WARM_UP_STEPS) * scenario.writers)) * 10) / 10
+          : null,
+        folds: variant.fold ? folds[i]!.count : null,
       });
     }
     console.error(`rollup cost: ${scenario.name} done`);

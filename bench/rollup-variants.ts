@@ -2,7 +2,7 @@
 // events (the worker's FLUSH_BATCH_EVENTS) generated like `floodgate loadtest` traffic.
 import { parseCopyRows } from '../lib/copy-text.js';
 import { checkEvent, type ValidEvent } from '../lib/event-schema.js';
-import { INSERT_EVENTS_CTES, MERGE_STAGING, rollupCtes } from '../lib/pg-batch-write.js';
+import { INSERT_EVENTS_CTES, MERGE_STAGING, STALE_CTE, rollupCtes, rollupDeltaCtes } from '../lib/pg-batch-write.js';
 import { decodeEntry, encodeEntry, type StreamEntry } from '../lib/stream-entry.js';
 import { generateEvent, seededRandom } from '../loadtest/events.js';
 
@@ -21,6 +21,8 @@ export interface Variant {
   readonly check?: string;
   /** Its coarser levels are rolled up by the maintenance loop: the watermark is put where it would be, and a pass timed. */
   readonly rollUp?: boolean;
+  /** Its minute deltas are folded into rollup_minute by the maintenance loop: a fold is run and timed as it would be. */
+  readonly fold?: boolean;
 }
 
 /** The merge statement without rollups: the baseline, and the statement the trigger variant runs. */
@@ -65,10 +67,33 @@ const ALL_LEVELS_MERGE = `WITH ${INSERT_EVENTS_CTES},
 ${rollupCtes(ALL_LEVELS)}
 SELECT coalesce(sum(event_count), 0)::int AS inserted FROM rollup_minute_delta`;
 
+/** The minute level upserted in the write's transaction, the coarser ones by the roll-up: the design before rollup_pending. */
+export const MINUTE_UPSERT_MERGE = `WITH ${INSERT_EVENTS_CTES},
+${rollupCtes()},
+${STALE_CTE}
+SELECT coalesce(sum(event_count), 0)::int AS inserted FROM rollup_minute_delta`;
+
+// Pending deltas one row per tenant × type × minute (rather than one row of arrays per tenant), with the index a
+// reader of one tenant's range needs: the alternative to rollup_pending's shape. Written only (never folded).
+const PENDING_ROWS_SETUP = `CREATE TABLE IF NOT EXISTS bench_pending (tenant text NOT NULL, bucket timestamptz NOT NULL, type text NOT NULL,
+  event_count bigint NOT NULL, value_count bigint NOT NULL, value_sum float8 NOT NULL, value_min float8, value_max float8);
+CREATE INDEX IF NOT EXISTS bench_pending_tb ON bench_pending (tenant, bucket)`;
+const PENDING_ROWS_MERGE = `WITH ${INSERT_EVENTS_CTES},
+${rollupDeltaCtes()},
+p AS (INSERT INTO bench_pending SELECT tenant, bucket, type, event_count, value_count, value_sum, value_min, value_max FROM rollup_minute_delta),
+${STALE_CTE}
+SELECT coalesce(sum(event_count), 0)::int AS inserted FROM rollup_minute_delta`;
+
 /** Every variant, the baseline first. */
 export const ALL_VARIANTS: readonly Variant[] = [
   { name: 'no rollups', merge: PLAIN_MERGE },
-  { name: 'minute in the transaction, coarser levels by roll-up', merge: MERGE_STAGING, check: 'rollup_minute', rollUp: true },
+  {
+    name: 'minute deltas appended to rollup_pending, folded every second, coarser levels by roll-up',
+    merge: MERGE_STAGING,
+    check: 'rollup_minute_live',
+    rollUp: true,
+    fold: true,
+  },
   { name: 'every level (minute, 5 min, hour, day) in the transaction', merge: ALL_LEVELS_MERGE, check: 'rollup_minute' },
   { name: 'trigger (every level)', merge: PLAIN_MERGE, setup: TRIGGER_SETUP, check: 'rollup_minute' },
   {
@@ -77,6 +102,18 @@ export const ALL_VARIANTS: readonly Variant[] = [
     setup: SOURCE_TABLES,
     tables: 'bench_src_minute',
     check: 'bench_src_minute',
+  },
+  {
+    name: 'minute upserted in the transaction (before rollup_pending), coarser levels by roll-up',
+    merge: MINUTE_UPSERT_MERGE,
+    check: 'rollup_minute',
+    rollUp: true,
+  },
+  {
+    name: 'pending deltas one row per tenant × type × minute, indexed (written only)',
+    merge: PENDING_ROWS_MERGE,
+    setup: PENDING_ROWS_SETUP,
+    tables: 'bench_pending',
   },
 ];
 
@@ -124,7 +161,8 @@ export function batchesFor(scenario: Scenario, events: number, seed: number): St
 }
 
 /** Empties every table a variant writes to (the product's; a variant's own tables are named in `tables`). */
-export const TRUNCATE = 'TRUNCATE events, idempotency_keys, rollup_minute, rollup_5m, rollup_hour, rollup_day, rollup_stale';
+export const TRUNCATE =
+  'TRUNCATE events, idempotency_keys, rollup_minute, rollup_pending, rollup_5m, rollup_hour, rollup_day, rollup_stale';
 
 /** The median of a list (the upper one of an even count). */
 export const median = (xs: number[]): number => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)]!;

@@ -30,6 +30,8 @@ const { values: args } = parseArgs({
     'api-processes': { type: 'string', default: '1' },
     // `enforce` alone (with --capacity) is for trying a change quickly; the benchmark's table needs both.
     modes: { type: 'string', default: 'off,enforce' },
+    // SHED_BUSY_LOOP_PERCENT of the Floodgate under test (its default when not given; 0 counts latency always).
+    'busy-loop': { type: 'string' },
     'database-url': { type: 'string', default: 'postgres://postgres@127.0.0.1:5432/floodgate_shedbench' },
     out: { type: 'string', default: `${REPO_ROOT}bench/reports` },
   },
@@ -67,7 +69,8 @@ const common: Omit<LoadtestOptions, 'scenario' | 'url'> = {
 
 async function runMode(mode: 'off' | 'enforce', knownCapacity: number | undefined): Promise<ModeResult> {
   console.error(`\n== SHED_MODE=${mode}`);
-  const floodgate = await startFloodgate(bench, { env: { SHED_MODE: mode } });
+  const busy: Record<string, string> = args['busy-loop'] !== undefined ? { SHED_BUSY_LOOP_PERCENT: args['busy-loop'] } : {};
+  const floodgate = await startFloodgate(bench, { env: { SHED_MODE: mode, ...busy } });
   try {
     let capacity = knownCapacity;
     if (!capacity) {

@@ -33,7 +33,7 @@ export async function fillEvents(
   options: { events: number; tenants: number; days: number },
 ): Promise<{ rebuildSeconds: number; minuteRows: number; hourRows: number; dayRows: number }> {
   const { events, tenants, days } = options;
-  await pool.query('TRUNCATE events, idempotency_keys, rollup_minute, rollup_5m, rollup_hour, rollup_day, rollup_stale');
+  await pool.query('TRUNCATE events, idempotency_keys, rollup_minute, rollup_pending, rollup_5m, rollup_hour, rollup_day, rollup_stale');
   const chunk = 250_000;
   for (let start = 0; start < events; start += chunk) {
     await pool.query(

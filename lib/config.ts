@@ -332,6 +332,12 @@ export const CONFIG_VARIABLES = {
     defaultValue: '100',
     parse: integer(1, 60_000),
   },
+  shedBusyLoopPercent: {
+    name: 'SHED_BUSY_LOOP_PERCENT',
+    doc: "Latency over its target counts as this process's overload only while its event loop was busy (event-loop utilisation) at least this share of the latency window, in %. Below it the requests are slow for a reason refusing them does not remove (waits on Redis or Postgres, CPU taken by other processes, bursts from clients sending in step), and refusing would only throw deliveries away; the event-loop delay, the backlog, the in-flight limit and the hard limits still act. 0 counts latency whatever the loop does.",
+    defaultValue: '80',
+    parse: integer(0, 100),
+  },
   shedBacklogLowEntries: {
     name: 'SHED_BACKLOG_LOW_ENTRIES',
     doc: 'Stream backlog (entries not yet written) where shedding of non-critical traffic starts…',
@@ -499,6 +505,12 @@ export const CONFIG_VARIABLES = {
     doc: "How often the worker's maintenance loop rolls minute rollups up into the 5-minute, hour and day rollups and recomputes the buckets late events made stale.",
     defaultValue: '15000',
     parse: integer(100, 3_600_000),
+  },
+  rollupFoldIntervalMs: {
+    name: 'ROLLUP_FOLD_INTERVAL_MS',
+    doc: "How often the worker's maintenance loop folds the minute deltas that batch writes append to rollup_pending into rollup_minute. Readers add the pending deltas, so answers are exact either way; a shorter interval keeps the pending rows a read adds up fewer, a longer one updates each minute row less often.",
+    defaultValue: '1000',
+    parse: integer(50, 60_000),
   },
   rollupLagMs: {
     name: 'ROLLUP_LAG_MS',

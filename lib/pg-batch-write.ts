@@ -66,7 +66,8 @@ const ROLLUP_SET = `event_count = r.event_count + EXCLUDED.event_count,
 
 /**
  * The rollup tables (db/migrations/006_rollups.sql, 010_rollup_watermark.sql) and the bucket width of each. The
- * batch write keeps the first; the maintenance loop rolls it up into the others (lib/rollup-maintenance.ts).
+ * batch write adds to the first through rollup_pending (011_rollup_pending.sql); the maintenance loop folds that
+ * into it and rolls it up into the others (lib/rollup-maintenance.ts).
  */
 export const ROLLUP_LEVELS = [
   { table: 'rollup_minute', width: '1 minute' },
@@ -85,46 +86,70 @@ export interface RollupShape {
 
 const PRODUCT_SHAPE: RollupShape = { dimensions: ['type'], tablePrefix: 'rollup', levels: 1 };
 
-/**
- * The common table expressions that add the rows of a CTE named `inserted` to the rollups: each level
- * aggregates the level below (minute from `inserted`), then is added onto the stored rows in primary-key order,
- * so concurrent writers touching the same buckets queue on them instead of deadlocking, and read-committed
- * upserts re-read the latest committed row, so no increment is lost. The last CTE is `<prefix>_minute_delta`.
- */
-export function rollupCtes(shape: RollupShape = PRODUCT_SHAPE): string {
-  const dims = shape.dimensions.join(', ');
-  const groupBy = shape.dimensions.map((_, i) => i + 3).join(', ');
-  const levels = ROLLUP_LEVELS.slice(0, shape.levels).map(({ table, width }) => ({
+function rollupLevels(shape: RollupShape) {
+  return ROLLUP_LEVELS.slice(0, shape.levels).map(({ table, width }) => ({
     table: table.replace(/^rollup/, shape.tablePrefix),
     width,
   }));
-  const parts: string[] = [];
-  levels.forEach(({ table, width }, i) => {
-    const from = i === 0 ? 'inserted' : `${levels[i - 1]!.table}_delta`;
-    const aggregates =
-      i === 0
-        ? `count(*) AS event_count, count(value) AS value_count, coalesce(sum(value), 0) AS value_sum, min(value) AS value_min, max(value) AS value_max`
-        : `sum(event_count)::bigint AS event_count, sum(value_count)::bigint AS value_count, sum(value_sum) AS value_sum, min(value_min) AS value_min, max(value_max) AS value_max`;
-    parts.push(`${table}_delta AS (
+}
+
+/**
+ * The common table expressions that aggregate the rows of a CTE named `inserted` into the deltas of each level
+ * (`<prefix>_minute_delta` from `inserted`, each next level from the one below): what the write adds to the rollups.
+ */
+export function rollupDeltaCtes(shape: RollupShape = PRODUCT_SHAPE): string {
+  const dims = shape.dimensions.join(', ');
+  const groupBy = shape.dimensions.map((_, i) => i + 3).join(', ');
+  const levels = rollupLevels(shape);
+  return levels
+    .map(({ table, width }, i) => {
+      const from = i === 0 ? 'inserted' : `${levels[i - 1]!.table}_delta`;
+      const aggregates =
+        i === 0
+          ? `count(*) AS event_count, count(value) AS value_count, coalesce(sum(value), 0) AS value_sum, min(value) AS value_min, max(value) AS value_max`
+          : `sum(event_count)::bigint AS event_count, sum(value_count)::bigint AS value_count, sum(value_sum) AS value_sum, min(value_min) AS value_min, max(value_max) AS value_max`;
+      return `${table}_delta AS (
   SELECT tenant, date_bin('${width}', ${i === 0 ? 'occurred_at' : 'bucket'}, 'epoch') AS bucket, ${dims}, ${aggregates}
   FROM ${from} GROUP BY 1, 2, ${groupBy}
-)`);
-  });
-  for (const { table } of levels) {
-    parts.push(`${table}_upsert AS (
+)`;
+    })
+    .join(',\n');
+}
+
+/**
+ * The deltas of rollupDeltaCtes added onto the stored rows of every level in the write's own transaction, in
+ * primary-key order, so concurrent writers touching the same buckets queue on them instead of deadlocking, and
+ * read-committed upserts re-read the latest committed row, so no increment is lost. What the write did before
+ * migration 011 (the minute level) and before migration 010 (every level); bench/rollup-variants.ts compares them.
+ */
+export function rollupCtes(shape: RollupShape = PRODUCT_SHAPE): string {
+  const dims = shape.dimensions.join(', ');
+  const upserts = rollupLevels(shape).map(
+    ({ table }) => `${table}_upsert AS (
   INSERT INTO ${table} AS r (tenant, bucket, ${dims}, event_count, value_count, value_sum, value_min, value_max)
   SELECT * FROM ${table}_delta ORDER BY tenant, bucket, ${dims}
   ON CONFLICT (tenant, bucket, ${dims}) DO UPDATE SET
     ${ROLLUP_SET}
-)`);
-  }
-  return parts.join(',\n');
+)`,
+  );
+  return [rollupDeltaCtes(shape), ...upserts].join(',\n');
 }
 
 /**
+ * The minute deltas of this write appended to rollup_pending, one row per tenant holding its deltas as arrays
+ * (db/migrations/011_rollup_pending.sql): plain inserts that lock nothing another write touches. The maintenance
+ * loop folds them into rollup_minute; readers add the pending rows to the minute rows meanwhile.
+ */
+export const PENDING_CTE = `rollup_pending_insert AS (
+  INSERT INTO rollup_pending (tenant, lo, hi, buckets, types, event_counts, value_counts, value_sums, value_mins, value_maxs)
+  SELECT tenant, min(bucket), max(bucket), array_agg(bucket), array_agg(type), array_agg(event_count), array_agg(value_count),
+         array_agg(value_sum), array_agg(value_min), array_agg(value_max)
+  FROM rollup_minute_delta GROUP BY tenant
+)`;
+
+/**
  * The minutes of this write that lie before the roll-up watermark (late events): recorded in rollup_stale, so that
- * readers ignore the coarse rows of their buckets and the next roll-up recomputes them. Runs after the minute
- * upsert, in key order. The watermark cannot move before this write commits: the write holds the roll-up lock
+ * readers ignore the coarse rows of their buckets and the next roll-up recomputes them, in key order. The watermark cannot move before this write commits: the write holds the roll-up lock
  * in shared mode (ROLLUP_SHARED_LOCK), which every roll-up takes in exclusive mode.
  */
 export const STALE_CTE = `rollup_stale_insert AS (
@@ -138,10 +163,11 @@ export const STALE_CTE = `rollup_stale_insert AS (
 /** Taken by every batch write right before its merge statement, in its own statement (whose snapshot then follows it). */
 export const ROLLUP_SHARED_LOCK = 'SELECT pg_advisory_xact_lock_shared(floodgate_rollup_key())';
 
-// One statement stores the new events and adds exactly them to the minute rollups, in the transaction of the
-// write; minutes before the watermark are marked stale for the roll-up.
+// One statement stores the new events and appends exactly their minute deltas to rollup_pending, in the
+// transaction of the write; minutes before the watermark are marked stale for the roll-up.
 export const MERGE_STAGING = `WITH ${INSERT_EVENTS_CTES},
-${rollupCtes()},
+${rollupDeltaCtes()},
+${PENDING_CTE},
 ${STALE_CTE}
 SELECT coalesce(sum(event_count), 0)::int AS inserted,
        (extract(epoch FROM max(bucket) FILTER (WHERE bucket <= now())) * 1000)::float8 AS newest_minute
@@ -181,8 +207,8 @@ export interface WriteOptions {
 
 /**
  * Stores the events of `entries` in one transaction: COPY into a temporary staging table, then one
- * INSERT … ON CONFLICT DO NOTHING that keeps each event and each (tenant, idempotency key) once and adds the
- * events it stored to the minute rollups (and marks the minutes before the roll-up watermark stale).
+ * INSERT … ON CONFLICT DO NOTHING that keeps each event and each (tenant, idempotency key) once and appends the
+ * minute deltas of the events it stored to rollup_pending (and marks the minutes before the roll-up watermark stale).
  */
 export async function writeEntries(pool: Pool, entries: readonly StreamEntry[], options: WriteOptions = {}): Promise<WriteResult> {
   const events = entries.reduce((n, e) => n + e.count, 0);

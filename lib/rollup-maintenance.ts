@@ -22,6 +22,16 @@ export async function rollUp(pool: Pool, lagMs: number): Promise<RollUpResult> {
   return { staleMinutes: rows[0]!.stale_minutes, watermark: rows[0]!.watermark };
 }
 
+/**
+ * Folds the minute deltas that batch writes appended to rollup_pending into rollup_minute and deletes them, in one
+ * transaction (floodgate_fold_rollups, db/migrations/011_rollup_pending.sql); returns how many pending rows it
+ * folded. Readers are exact before, during and after (they add the pending rows to the minute rows).
+ */
+export async function foldRollups(pool: Pool): Promise<number> {
+  const { rows } = await pool.query<{ folded: number }>('SELECT floodgate_fold_rollups() AS folded');
+  return rows[0]!.folded;
+}
+
 /** The current roll-up watermark. */
 export async function rollupWatermark(pool: Pool): Promise<Date> {
   const { rows } = await pool.query<{ upto: Date }>('SELECT upto FROM rollup_watermark');

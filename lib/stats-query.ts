@@ -27,7 +27,10 @@ export interface StatsRequest {
 /** Which rollup level answers, and the step-aligned range [from, to) it reads. */
 export interface StatsPlan {
   readonly resolution: StatsResolution;
-  /** What the read names: rollup_minute, or the live view of a coarser level (db/migrations/010_rollup_watermark.sql). */
+  /**
+   * What the read names: rollup_minute (with the pending deltas of rollup_pending), or the live view of a coarser
+   * level (db/migrations/010_rollup_watermark.sql, 011_rollup_pending.sql).
+   */
   readonly table: 'rollup_minute' | 'rollup_5m_live' | 'rollup_hour_live' | 'rollup_day_live';
   readonly from: number;
   readonly to: number;
@@ -102,11 +105,34 @@ export interface StatsReadOptions {
 
 const COLUMNS = 'bucket, type, event_count, value_count, value_sum, value_min, value_max';
 
+/** The pending minute deltas of rollup_pending (db/migrations/011_rollup_pending.sql), one row each, named `d`. */
+const PENDING = `rollup_pending p CROSS JOIN LATERAL
+      unnest(p.buckets, p.types, p.event_counts, p.value_counts, p.value_sums, p.value_mins, p.value_maxs)
+      AS d(${COLUMNS})`;
+
+/** The pending deltas of the tenant in [$2, $3): added to the minute rows by every read, whatever the level. */
+function pendingRows(type: string): string {
+  return `SELECT d.bucket, d.type, d.event_count, d.value_count, d.value_sum, d.value_min, d.value_max
+      FROM ${PENDING}
+      WHERE p.tenant = $1 AND p.hi >= $2 AND p.lo < $3 AND d.bucket >= $2 AND d.bucket < $3 ${type.replace(/\btype\b/g, 'd.type')}`;
+}
+
+/** The minute rows a minute-level read answers from: rollup_minute plus the pending deltas (rollup_minute_live). */
+function minuteRows(type: string): string {
+  return `
+    src AS (
+      SELECT ${COLUMNS} FROM rollup_minute WHERE tenant = $1 AND bucket >= $2 AND bucket < $3 ${type}
+      UNION ALL
+      ${pendingRows(type)}
+    ),`;
+}
+
 /**
  * The rows a coarse level answers from at one snapshot: the level's stored rows of the range but those of stale
- * buckets, the minute rows at or after the roll-up watermark, and the minute rows of the stale buckets below it
- * (the rule of the rollup_*_live views of db/migrations/010_rollup_watermark.sql, written out so that the
- * conditions reach every arm and the rows are aggregated once, straight into the answer's buckets).
+ * buckets, the minute rows at or after the roll-up watermark, the minute rows of the stale buckets below it, and
+ * every pending delta (the rule of the rollup_*_live views of db/migrations/010_rollup_watermark.sql and
+ * 011_rollup_pending.sql, written out so that the conditions reach every arm and the rows are aggregated once,
+ * straight into the answer's buckets).
  */
 function coarseRows(table: string, width: string, type: string): string {
   return `
@@ -124,6 +150,8 @@ function coarseRows(table: string, width: string, type: string): string {
       SELECT m.bucket, m.type, m.event_count, m.value_count, m.value_sum, m.value_min, m.value_max
       FROM stale s JOIN rollup_minute m ON m.tenant = $1 AND m.bucket >= s.b AND m.bucket < s.b + interval '${width}'
       WHERE m.bucket >= $2 AND m.bucket < $3 ${type.replace(/\btype\b/g, 'm.type')} AND m.bucket < (SELECT upto FROM mark)
+      UNION ALL
+      ${pendingRows(type)}
     ),`;
 }
 
@@ -147,12 +175,14 @@ export function statsQuery(request: StatsRequest, plan: StatsPlan, options: Stat
     .map((f) => (f === 'min' || f === 'max' ? `coalesce(${f}::text, 'n')` : f))
     .join(', ');
   const source =
-    plan.table === 'rollup_minute'
-      ? `src AS (SELECT ${COLUMNS} FROM rollup_minute WHERE tenant = $1 AND bucket >= $2 AND bucket < $3 ${type.sql}),`
-      : coarseRows(COARSE[plan.table].table, COARSE[plan.table].width, type.sql);
+    plan.table === 'rollup_minute' ? minuteRows(type.sql) : coarseRows(COARSE[plan.table].table, COARSE[plan.table].width, type.sql);
   const text = `
     WITH newest AS (
-      SELECT max(bucket) AS newest FROM rollup_minute WHERE tenant = $1 AND bucket >= $4 AND bucket <= $5
+      SELECT greatest(
+        (SELECT max(bucket) FROM rollup_minute WHERE tenant = $1 AND bucket >= $4 AND bucket <= $5),
+        (SELECT max(d) FROM rollup_pending p CROSS JOIN LATERAL unnest(p.buckets) AS d
+         WHERE p.tenant = $1 AND p.hi >= $4 AND p.lo <= $5 AND d >= $4 AND d <= $5)
+      ) AS newest
     ),${source}
     points AS (
       SELECT floor(extract(epoch FROM bucket - $2::timestamptz)::float8 / $6::float8)::int AS i, ${group} AS g, sum(event_count)::bigint AS count,

@@ -54,6 +54,8 @@ export interface ClientModelOptions {
   /** How long the clients may take to deliver what they hold once the phases are over. */
   readonly closeTimeoutMs: number;
   readonly onSecond?: (s: ClientSecond) => void;
+  /** Called as each phase begins, with its label (and with 'close' once the phases are over). */
+  readonly onPhase?: (label: string) => void;
 }
 
 export interface ClientModelResult {
@@ -224,6 +226,7 @@ export async function runClientModel(o: ClientModelOptions): Promise<ClientModel
       if (plannedSeconds > HARD_LIMITS.maxSeconds) throw new Error(`a run lasts at most ${HARD_LIMITS.maxSeconds} s`);
       if (phase.eventsPerSec > HARD_LIMITS.maxRate * 100)
         throw new Error(`phase ${phase.label}: ${phase.eventsPerSec} events/s is above the hard limit`);
+      o.onPhase?.(phase.label);
       phaseIndex = fates.length;
       if (phaseIndex > 255) throw new Error('at most 256 phases');
       fates.push(fateTallies());
@@ -261,6 +264,7 @@ export async function runClientModel(o: ClientModelOptions): Promise<ClientModel
       });
     }
     phase = null;
+    o.onPhase?.('close');
     await Promise.all(clients.map((c) => c.close({ timeoutMs: o.closeTimeoutMs })));
   } finally {
     clearInterval(ticker);

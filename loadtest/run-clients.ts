@@ -51,6 +51,8 @@ export interface ClientsScenarioOptions {
   readonly progress: boolean;
   readonly out?: string;
   readonly onSecond?: (s: ClientSecond) => void;
+  /** Called as each phase begins, with its label ('close' once the phases are over). */
+  readonly onPhase?: (label: string) => void;
   /**
    * Entries waiting in the target's queue (its stream backlog), when the caller can read it: a ramp step then
    * keeps up only if the worker kept up with what was delivered (the backlog grew by at most a tenth of it).
@@ -182,6 +184,7 @@ export async function runClientsScenario(
       sdk: options.sdk,
       maxRequests: options.maxRequests,
       closeTimeoutMs: options.closeTimeoutMs,
+      onPhase: options.onPhase,
       onSecond: (s) => {
         if (options.progress) process.stderr.write(`${clientProgressLine(s)}\n`);
         options.onSecond?.(s);

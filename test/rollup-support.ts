@@ -8,14 +8,15 @@ import type { TestEnv } from './support.js';
 const COLUMNS = 'tenant, type, bucket, event_count, value_count, value_sum, value_min, value_max';
 
 /**
- * Asserts that every rollup level as readers see it (rollup_minute, and the live views of the coarser levels:
- * coarse rows below the roll-up watermark, minutes above it, stale buckets from minutes) equals the same
+ * Asserts that every rollup level as readers see it (the live views: rollup_minute_live, minute rows plus pending
+ * deltas; the coarser levels' coarse rows below the roll-up watermark, minutes above it, stale buckets from
+ * minutes, pending deltas) equals the same
  * aggregate computed from `events` right now: same buckets, same counts, sums, minima and maxima (tests use
  * values that add up exactly in floating point).
  */
 export async function assertRollupsMatchEvents(pool: Pool, what = 'rollups'): Promise<void> {
   for (const { table: stored, width } of ROLLUP_LEVELS) {
-    const table = stored === 'rollup_minute' ? stored : `${stored}_live`;
+    const table = `${stored}_live`;
     const { rows } = await pool.query<{ side: string; tenant: string; type: string; bucket: Date; event_count: string }>(
       `WITH truth AS (
          SELECT tenant, type, date_bin($1::interval, occurred_at, 'epoch') AS bucket, count(*) AS event_count, count(value) AS value_count,
@@ -33,11 +34,11 @@ export async function assertRollupsMatchEvents(pool: Pool, what = 'rollups'): Pr
   }
 }
 
-/** Total event_count of rollup_minute, and rows in events (optionally for one tenant). */
+/** Total event_count of rollup_minute_live (minute rows and pending deltas), and rows in events (optionally for one tenant). */
 export async function rolledUpAndStored(pool: Pool, tenant?: string): Promise<{ rolledUp: number; stored: number }> {
   const where = tenant ? 'WHERE tenant = $1' : '';
   const { rows } = await pool.query<{ rolled_up: string | null; stored: string }>(
-    `SELECT (SELECT sum(event_count) FROM rollup_minute ${where}) AS rolled_up, (SELECT count(*) FROM events ${where}) AS stored`,
+    `SELECT (SELECT sum(event_count) FROM rollup_minute_live ${where}) AS rolled_up, (SELECT count(*) FROM events ${where}) AS stored`,
     tenant ? [tenant] : [],
   );
   return { rolledUp: Number(rows[0]!.rolled_up ?? 0), stored: Number(rows[0]!.stored) };

@@ -7,10 +7,11 @@ import { createLogger } from '../lib/logger.js';
 import { migrate, readMigrations } from '../lib/migrate.js';
 import { dropExpiredPartitions, ensurePartitions } from '../lib/partitions.js';
 import { writeEntries } from '../lib/pg-batch-write.js';
-import { rollUp } from '../lib/rollup-maintenance.js';
+import { foldRollups, rollUp } from '../lib/rollup-maintenance.js';
 import { ENTRY_FIELD, decodeEntry, encodeEntry, type StreamEntry } from '../lib/stream-entry.js';
 import { Registry } from 'prom-client';
 import { createFlusher } from '../workers/flusher.js';
+import { createMaintenance } from '../workers/maintenance.js';
 import { createWorkerMetrics } from '../workers/worker-metrics.js';
 import { assertRollupsMatchEvents, rolledUpAndStored } from './rollup-support.js';
 import { TEST_PG_ADMIN_URL, createTestEnv, enqueue, envVars, eventually, spawnFloodgate, type TestEnv } from './support.js';
@@ -89,7 +90,7 @@ describe('rollups', () => {
     await assertRollupsMatchEvents(env.pool);
   });
 
-  it('stays exact with writers upserting the same buckets and the same events at once, and roll-ups between them: no deadlock, no lost update', async () => {
+  it('stays exact with writers adding to the same buckets and the same events at once, and folds and roll-ups between them: no deadlock, no lost update', async () => {
     const pools = Array.from({ length: 4 }, () => createPool(env.databaseUrl, { max: 2, applicationName: 'floodgate-test' }));
     try {
       // Every batch hits the same tenant × type × minute rows; half the batches are written by two writers at once.
@@ -105,21 +106,29 @@ describe('rollups', () => {
         }
         return inserted;
       });
-      // Roll-ups run all the while (the events are five minutes old: below the watermark, so every write also
-      // marks its minutes stale and every pass recomputes them).
+      // Roll-ups (each folding first) and folds of their own run all the while (the events are five minutes old:
+      // below the watermark, so every write also marks its minutes stale and every pass recomputes them).
       let writing = true;
       let passes = 0;
+      let folds = 0;
       const rolling = (async () => {
         while (writing) {
           await rollUp(env.pool, 0);
           passes++;
         }
       })();
+      const folding = (async () => {
+        while (writing) {
+          await foldRollups(env.pool);
+          folds++;
+        }
+      })();
       const results = await Promise.all(work).finally(() => {
         writing = false;
       });
-      await rolling;
+      await Promise.all([rolling, folding]);
       assert.ok(passes > 1, 'roll-ups ran during the writes');
+      assert.ok(folds > 1, 'folds ran during the writes');
       const distinctKeyed = 6 * 40;
       const expected = 24 * 120 + distinctKeyed;
       assert.equal(
@@ -132,6 +141,101 @@ describe('rollups', () => {
     } finally {
       await Promise.all(pools.map((p) => p.end()));
     }
+  });
+
+  it('keeps the minute deltas of a write pending until a fold adds them to rollup_minute: exact before, after, and when a fold fails', async () => {
+    await foldRollups(env.pool);
+    const at = Date.now() - 30_000;
+    await writeEntries(env.pool, [entry(env, 'pending', 40, { at }), entry(env, 'other', 10, { at, seed: 3 })]);
+    await writeEntries(env.pool, [entry(env, 'pending', 20, { at, seed: 1 })]);
+    const counts = async () => {
+      const { rows } = await env.pool.query<{ pending: string; minute: string | null }>(
+        `SELECT (SELECT count(*) FROM rollup_pending WHERE tenant = 'pending') AS pending,
+                (SELECT sum(event_count) FROM rollup_minute WHERE tenant = 'pending') AS minute`,
+      );
+      return { pending: Number(rows[0]!.pending), minute: Number(rows[0]!.minute ?? 0) };
+    };
+    assert.deepEqual(await counts(), { pending: 2, minute: 0 }, 'one pending row per tenant and write; rollup_minute untouched');
+    assert.deepEqual(await rolledUpAndStored(env.pool, 'pending'), { rolledUp: 60, stored: 60 });
+    await assertRollupsMatchEvents(env.pool, 'deltas pending');
+    // A fold that fails (here: its statement times out behind a lock on rollup_minute) leaves the deltas pending.
+    const lock = await env.pool.connect();
+    const impatient = createPool(env.databaseUrl, { max: 1, applicationName: 'floodgate-test', statementTimeoutMs: 300 });
+    try {
+      await lock.query('BEGIN');
+      await lock.query('LOCK TABLE rollup_minute IN EXCLUSIVE MODE');
+      await assert.rejects(foldRollups(impatient), { code: '57014' });
+    } finally {
+      await lock.query('ROLLBACK');
+      lock.release();
+      await impatient.end();
+    }
+    assert.deepEqual(await counts(), { pending: 2, minute: 0 }, 'the failed fold changed nothing');
+    await assertRollupsMatchEvents(env.pool, 'after a failed fold');
+    assert.ok((await foldRollups(env.pool)) >= 3, 'the fold takes every pending row, of every tenant');
+    assert.deepEqual(await counts(), { pending: 0, minute: 60 });
+    assert.equal(await foldRollups(env.pool), 0, 'nothing left to fold');
+    assert.deepEqual(await rolledUpAndStored(env.pool, 'pending'), { rolledUp: 60, stored: 60 });
+    await assertRollupsMatchEvents(env.pool, 'after the fold');
+  });
+
+  it('the maintenance loop folds pending deltas on its own timer', async () => {
+    const pending = async () =>
+      Number((await env.pool.query<{ n: string }>("SELECT count(*) AS n FROM rollup_pending WHERE tenant = 'timer'")).rows[0]!.n);
+    // The roll-up, which folds too, runs once at start and then not for an hour: what is written after the start
+    // can only be folded by the fold timer.
+    const registry = new Registry();
+    const metrics = createWorkerMetrics(registry);
+    const maintenance = createMaintenance({
+      config: env.config,
+      pool: env.pool,
+      logger: createLogger('silent', 'test'),
+      rollupIntervalMs: 3_600_000,
+      foldIntervalMs: 50,
+      metrics,
+    });
+    try {
+      await maintenance.start();
+      await writeEntries(env.pool, [entry(env, 'timer', 30, { at: Date.now() - 10_000 })]);
+      await eventually(async () => (await pending()) === 0, 'folded by the timer');
+    } finally {
+      await maintenance.close();
+    }
+    const { rows } = await env.pool.query<{ n: string }>("SELECT sum(event_count) AS n FROM rollup_minute WHERE tenant = 'timer'");
+    assert.equal(Number(rows[0]!.n), 30);
+    await assertRollupsMatchEvents(env.pool);
+    // What an operator sees: folds and the start's roll-up succeeded, at least the one pending row was folded,
+    // and the watermark is the one the roll-up left.
+    const runs = await metricValues(registry, 'floodgate_rollup_maintenance_runs_total');
+    assert.ok(runs['task=fold,outcome=ok']! >= 1, 'folds recorded');
+    assert.equal(runs['task=fold,outcome=error'], 0);
+    assert.equal(runs['task=rollup,outcome=ok'], 1);
+    assert.ok((await metricValues(registry, 'floodgate_rollup_pending_rows_folded_total'))['']! >= 1);
+    const { rows: mark } = await env.pool.query<{ upto: Date }>('SELECT upto FROM rollup_watermark');
+    assert.equal((await metricValues(registry, 'floodgate_rollup_watermark_timestamp_seconds'))[''], mark[0]!.upto.getTime() / 1000);
+  });
+
+  it('the maintenance loop records a failed fold and roll-up as errors, and raises no success time for them', async () => {
+    const registry = new Registry();
+    const metrics = createWorkerMetrics(registry);
+    // A pool whose every query fails, as with Postgres down.
+    const broken = createPool('postgres://postgres@127.0.0.1:1/none', { max: 1, applicationName: 'floodgate-test' });
+    const maintenance = createMaintenance({ config: env.config, pool: broken, logger: createLogger('silent', 'test'), metrics });
+    try {
+      await assert.rejects(maintenance.foldOnce());
+      await assert.rejects(maintenance.rollUpOnce());
+    } finally {
+      await maintenance.close();
+      await broken.end();
+    }
+    const runs = await metricValues(registry, 'floodgate_rollup_maintenance_runs_total');
+    assert.deepEqual(runs, {
+      'task=fold,outcome=ok': 0,
+      'task=fold,outcome=error': 1,
+      'task=rollup,outcome=ok': 0,
+      'task=rollup,outcome=error': 1,
+    });
+    assert.deepEqual(await metricValues(registry, 'floodgate_rollup_maintenance_last_success_timestamp_seconds'), {});
   });
 
   it('puts a late event within retention into the minute, 5 minutes, hour and day it occurred in, before and after the roll-up', async () => {
@@ -159,7 +263,7 @@ describe('rollups', () => {
       [minute.toISOString()],
     );
     for (const [table, bucket] of Object.entries(expected)) {
-      const view = table === 'rollup_minute' ? table : `${table}_live`;
+      const view = `${table}_live`;
       assert.deepEqual(await read(view), [[bucket.toISOString(), 1]], view);
     }
     await assertRollupsMatchEvents(env.pool, 'late event, before the roll-up');
@@ -232,6 +336,7 @@ describe('rollups', () => {
     const cutoff = Math.floor((now - 16 * DAY) / DAY) * DAY;
     for (const table of [
       'rollup_minute',
+      'rollup_minute_live',
       'rollup_5m',
       'rollup_hour',
       'rollup_day',
@@ -256,7 +361,7 @@ describe('rollups', () => {
     await writeEntries(env.pool, [entry(env, 'rebuild', 20, { seed: 4, at: Date.now() - 2 * DAY })]);
     const snapshot = async () =>
       Promise.all(
-        ['rollup_minute', 'rollup_5m_live', 'rollup_hour_live', 'rollup_day_live'].map(
+        ['rollup_minute_live', 'rollup_5m_live', 'rollup_hour_live', 'rollup_day_live'].map(
           async (table) => (await env.pool.query(`SELECT * FROM ${table} ORDER BY tenant, bucket, type`)).rows,
         ),
       );
@@ -294,7 +399,9 @@ describe('rollups', () => {
       assert.equal(stored, 12 * 50 - 4 * 25);
       assert.equal(rolledUp, stored);
       await assertRollupsMatchEvents(env.pool);
-      const { rows } = await env.pool.query<{ newest: Date }>("SELECT max(bucket) AS newest FROM rollup_minute WHERE tenant = 'stream'");
+      const { rows } = await env.pool.query<{ newest: Date }>(
+        "SELECT max(bucket) AS newest FROM rollup_minute_live WHERE tenant = 'stream'",
+      );
       const gauge = await registry.getSingleMetric('floodgate_rollup_newest_minute_timestamp_seconds')!.get();
       assert.equal(gauge.values[0]!.value, rows[0]!.newest.getTime() / 1000);
     } finally {
@@ -397,3 +504,16 @@ describe('rollups migration', () => {
     }
   });
 });
+
+/** A metric's values by their labels written `name=value,…` (`''` for none). */
+async function metricValues(registry: Registry, name: string): Promise<Record<string, number>> {
+  const metric = await registry.getSingleMetric(name)!.get();
+  return Object.fromEntries(
+    metric.values.map((v) => [
+      Object.entries(v.labels)
+        .map(([k, l]) => `${k}=${String(l)}`)
+        .join(','),
+      v.value,
+    ]),
+  );
+}

@@ -71,6 +71,40 @@ describe('client SDK: retry schedule, throttling and the bounded queue', () => {
     assert.equal(parseRetryAfter(null, 0), null);
   });
 
+  it('spreads its batches over the flush interval, one draw per batch, so that clients started together do not send in step', async () => {
+    const key = await fg.key('sdk-fill');
+    const sendsAfter = async (flushJitter: number | undefined, draws: number[]) => {
+      const clock = virtualTime();
+      const sequence = [...draws];
+      const client = createClient({
+        url: fg.api.url,
+        key,
+        throttle: false,
+        ...(flushJitter === undefined ? {} : { flushJitter }),
+        now: clock.now,
+        timers: clock.timers,
+        random: () => sequence.shift() ?? 0,
+      });
+      const keys: string[] = [];
+      // One event at a time: each is the head of its own batch, which leaves when its fill wait is over.
+      for (let i = 0; i < draws.length; i++) {
+        keys.push(client.track({ type: 'sdk.fill', data: { i } }));
+        await client.flush();
+      }
+      await client.close();
+      return { waits: clock.delays, keys };
+    };
+    // Default flushJitter 0.5 of the default 1000 ms interval: a draw u waits (1 − 0.5 u) × 1000 ms.
+    const jittered = await sendsAfter(undefined, [0, 0.5, 1]);
+    // flush() sends at once; the wait was already set when the event was tracked.
+    assert.deepEqual(jittered.waits, [1000, 750, 500]);
+    const exact = await sendsAfter(0, [0.5, 0.9]);
+    assert.deepEqual(exact.waits, [1000, 1000], 'flushJitter 0 waits exactly flushIntervalMs');
+    const all = [...jittered.keys, ...exact.keys];
+    const stored = await fg.stored('sdk-fill', all.length);
+    assert.deepEqual([...stored.keys()].sort(), all.sort(), 'every event delivered once');
+  });
+
   it('follows the schedule exactly against Floodgate behind injected failures (virtual clock, fixed random)', async () => {
     const key = await fg.key('sdk-schedule');
     const faults: Fault[] = [{ status: 503, retryAfter: '2' }, { status: 500 }, 'reset', { status: 429, retryAfter: '1', forwarded: true }];

@@ -1,7 +1,12 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
+import { Registry } from 'prom-client';
+import { createUninstrumentedApiMetrics } from '../app/metrics.js';
+import { createQueueWriteBreaker } from '../app/redis-breaker.js';
+import { createShardedEnqueuer } from '../app/sharded-enqueue.js';
 import { createApiKey } from '../lib/api-keys.js';
 import { defaultConfig, loadConfig } from '../lib/config.js';
+import { checkEvent } from '../lib/event-schema.js';
 import { createLogger } from '../lib/logger.js';
 import { shardIndexOf, streamShards } from '../lib/shards.js';
 import { createShardedFlusher } from '../workers/sharded-flusher.js';
@@ -86,5 +91,59 @@ describe('STREAM_SHARDS=3 on a single Redis', () => {
       'every shard drained',
     );
     assert.equal(flusher.stats.eventsWritten, tenants.length * 3);
+  });
+});
+
+describe('a worker over several shards', () => {
+  let env: TestEnv;
+  let flusher: Flusher | undefined;
+  before(async () => {
+    // A long interval and a large batch: what one flush holds is whatever the reads gathered until it was due.
+    env = await createTestEnv({ STREAM_SHARDS: '3', FLUSH_INTERVAL_MS: '1000', FLUSH_BATCH_EVENTS: '5000' });
+  });
+  after(async () => {
+    await flusher?.close();
+    await env?.cleanup();
+  });
+
+  it('writes the entries of every shard in one batch, then acknowledges each on its own shard', async () => {
+    const shards = streamShards(env.config);
+    const tenants = ['t1', 't2', 't3', 't4', 't5', 't6'];
+    assert.equal(new Set(tenants.map((t) => shardIndexOf(t, 3))).size, 3, 'the tenants cover the three shards');
+    const enqueuer = createShardedEnqueuer({
+      config: env.config,
+      pool: env.pool,
+      redis: env.redis,
+      redisBreaker: createQueueWriteBreaker(env.config, new Registry(), createLogger('silent', 'test')),
+      metrics: createUninstrumentedApiMetrics(),
+      logger: createLogger('silent', 'test'),
+    });
+    const now = Date.now();
+    for (const tenant of tenants) {
+      for (let i = 0; i < 4; i++) {
+        const check = checkEvent({ type: 'batched' }, now, { retentionDays: 30, maxEventDataBytes: 1024 });
+        assert.ok(check.ok);
+        await enqueuer.enqueue(tenant, 'normal', now, [check.event]);
+      }
+    }
+    flusher = createShardedFlusher({
+      config: env.config,
+      pool: env.pool,
+      redis: env.redis,
+      logger: createLogger('silent', 'test'),
+      consumerName: 'one-batch',
+    });
+    await flusher.start();
+    await eventually(async () => (await countEvents(env)) === tenants.length * 4, 'every event stored');
+    assert.equal(flusher.stats.flushes, 1, 'one write for the entries of all three shards');
+    assert.equal(flusher.stats.eventsWritten, tenants.length * 4);
+    await eventually(
+      async () => (await Promise.all(shards.map((s) => env.redis.xlen(s.streamKey)))).every((n) => n === 0),
+      'every shard acknowledged and deleted',
+    );
+    for (const s of shards) {
+      const [pending] = (await env.redis.xpending(s.streamKey, env.config.consumerGroup)) as [number];
+      assert.equal(pending, 0, `nothing left pending on ${s.streamKey}`);
+    }
   });
 });

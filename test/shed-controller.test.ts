@@ -261,6 +261,45 @@ describe('shedding controller (deterministic simulation)', () => {
         `${param} is ${name}'s default`,
       );
     }
+    assert.equal(
+      DEFAULT_CONTROLLER_PARAMS.busyLoopUtilization * 100,
+      Number(Object.values(CONFIG_VARIABLES).find((v) => v.name === 'SHED_BUSY_LOOP_PERCENT')?.defaultValue),
+      "busyLoopUtilization is SHED_BUSY_LOOP_PERCENT's default",
+    );
+  });
+
+  it('counts latency over target only while the event loop is busy: slow answers of an idle process shed nothing', () => {
+    const busy = DEFAULT_CONTROLLER_PARAMS.busyLoopUtilization;
+    const slow = (loopUtilization: number | undefined) => ({
+      p99Ms: 400,
+      samples: 1000,
+      classes: { critical: { p99Ms: 400, samples: 200 }, normal: { p99Ms: 400, samples: 300 }, low: { p99Ms: 400, samples: 500 } },
+      eventLoopDelayP99Ms: 5,
+      backlog: 0,
+      ...(loopUtilization === undefined ? {} : { loopUtilization }),
+    });
+    // Every class 8–16× over its target, the loop busy a third of the time: waits, not this process's work.
+    const idle = createShedController();
+    let state = idle.tick(slow(busy / 3), 0.25);
+    for (let i = 0; i < 40; i++) state = idle.tick(slow(busy / 3), 0.25);
+    assert.equal(state.level, 0, 'nothing shed');
+    assert.equal(state.latencyCounted, false);
+    assert.ok(state.classPressure.critical > 1, 'each class pressure is still shown');
+    // The same latencies with the loop busy: the process is the bottleneck, and it sheds low, then normal.
+    const loaded = createShedController();
+    for (let i = 0; i < 40; i++) state = loaded.tick(slow(Math.min(1, busy + 0.2)), 0.25);
+    assert.equal(state.latencyCounted, true);
+    assert.equal(loaded.probability('low'), 1);
+    // Once the loop is no longer busy, the level is released although latency stays over target.
+    for (let i = 0; i < 40; i++) state = loaded.tick(slow(busy / 3), 0.25);
+    assert.equal(state.level, 0, 'released');
+    // Unmeasured utilisation (a caller without it) counts latency as before, and SHED_BUSY_LOOP_PERCENT=0 always does.
+    const unmeasured = createShedController();
+    for (let i = 0; i < 40; i++) unmeasured.tick(slow(undefined), 0.25);
+    assert.equal(unmeasured.probability('low'), 1);
+    const always = createShedController({ ...DEFAULT_CONTROLLER_PARAMS, busyLoopUtilization: 0 });
+    for (let i = 0; i < 40; i++) always.tick(slow(0), 0.25);
+    assert.equal(always.probability('low'), 1);
   });
 
   it('holds critical traffic to its own, tighter target: sheds low, then normal, while the other classes are within theirs', () => {

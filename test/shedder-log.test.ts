@@ -28,6 +28,7 @@ describe('shedder logs', () => {
       backlogFloor: 0,
       normalHeldOffSeconds: 0,
       shedProbability: { critical: 0, normal: 0.5, low: 1 },
+      latencyCounted: true,
     };
     const controller: ShedController = { tick: () => state, probability: () => 0, overHardLimit: () => false, state: () => state };
     const redis = createRedis(TEST_REDIS_URL);

@@ -27,10 +27,11 @@ export interface FlusherDeps {
    * entries pending, and whoever takes them over writes them again (a no-op) and calls this hook for them again.
    */
   readonly onCommitted?: (entries: readonly QueuedEntry[], result: WriteResult) => Promise<void> | void;
-  /** The stream shard to read (its stream and dead-letter keys); STREAM_KEY and DEAD_LETTER_STREAM_KEY when omitted. */
-  readonly shard?: StreamShard;
-  /** Told the events held after every change; sets the buffered-events gauge when omitted. */
-  readonly reportBuffered?: (events: number) => void;
+  /**
+   * The stream shards to read (each its stream and dead-letter keys); the one STREAM_KEY and DEAD_LETTER_STREAM_KEY
+   * when omitted. Entries of every shard share one buffer and are written in one batch.
+   */
+  readonly shards?: readonly StreamShard[];
 }
 
 /** Counters a caller (or a test) can read. */
@@ -53,7 +54,17 @@ export interface Flusher {
   buffered(): number;
 }
 
+/** One shard as the flusher reads it: its keys and its own connection for blocking reads. */
+interface ShardReader {
+  readonly shard: StreamShard;
+  readonly reader: Redis;
+  readonly log: Logger;
+  /** Its last read got fewer entries than it asked for: nothing more was waiting on this shard then. */
+  caughtUp: boolean;
+}
+
 interface Held {
+  readonly from: ShardReader;
   readonly id: string;
   readonly payload: string;
   readonly entry: StreamEntry;
@@ -63,10 +74,14 @@ interface Held {
 }
 
 type RawEntry = [id: string, fields: string[]];
+/** An entry to move to the dead-letter stream, and why. */
+type Doomed = { readonly id: string; readonly payload: string; readonly reason: string };
 
 const IDLE_BLOCK_MS = 500;
 const MAX_ENTRIES_PER_READ = 500;
 const MAX_BACKOFF_MS = 5000;
+// The longest a caught-up shard waits before its next read while a batch is held (see readNew).
+const PACED_READ_MS = 100;
 
 const sleep = (ms: number) => new Promise<void>((resolve) => setTimeout(resolve, ms));
 
@@ -96,23 +111,34 @@ function refused(err: unknown): boolean {
 }
 
 /**
- * The flush worker's core: reads the stream with a consumer group, buffers by count and age, writes batches
- * with COPY, then XACKs and XDELs them (so the stream stays bounded and never loses an unwritten entry).
+ * The flush worker's core: reads the stream (or every stream shard) with a consumer group, buffers by count and
+ * age, writes batches with COPY, then XACKs and XDELs them (so the stream stays bounded and never loses an
+ * unwritten entry).
  * Transient database errors keep the batch and retry with backoff, reading nothing new meanwhile; an entry
  * that fails on its own is retried, then moved to the dead-letter stream while the rest of its batch lands.
  * Every write goes through the postgres_write breaker: while it is open the retries cost nothing (no
  * connection is tried), entries stay pending in Redis, and its half-open trial is the next retry.
+ *
+ * With several shards, each has its own blocking reader (one XREADGROUP cannot span slots on a cluster), its own
+ * reclaim and dead-letter stream, but their entries share one buffer: a batch holds entries of every shard and is
+ * one Postgres write, then each shard's entries are acknowledged on that shard. So sharding does not shrink the
+ * batches (each write, a commit, costs Postgres and the worker about as much whatever its size).
  */
 export function createFlusher(deps: FlusherDeps): Flusher {
   const { config, pool, redis, logger, consumerName, metrics } = deps;
   const breaker = deps.breaker ?? createPostgresWriteBreaker(config, new Registry(), logger);
-  const key = deps.shard?.streamKey ?? config.streamKey;
-  const deadLetterKey = deps.shard?.deadLetterStreamKey ?? config.deadLetterStreamKey;
-  const shardIndex = deps.shard?.index ?? 0;
-  const log = logger.child({ stream: key, consumer: consumerName });
+  const log = logger.child({ consumer: consumerName });
   const group = config.consumerGroup;
-  const reader = redis.duplicate();
-  reader.on('error', () => {});
+  const shards: ShardReader[] = (
+    deps.shards ?? [{ index: 0, streamKey: config.streamKey, deadLetterStreamKey: config.deadLetterStreamKey }]
+  ).map((shard) => {
+    const reader = redis.duplicate();
+    reader.on('error', () => {});
+    return { shard, reader, log: log.child({ stream: shard.streamKey }), caughtUp: false };
+  });
+  // Reads in flight, one at most per shard; a failed read's error waits here for the loop to rethrow it.
+  const reading = new Map<ShardReader, Promise<void>>();
+  let readError: Error | undefined;
   const stats: FlusherStats = {
     entriesRead: 0,
     entriesReclaimed: 0,
@@ -138,7 +164,7 @@ export function createFlusher(deps: FlusherDeps): Flusher {
 
   const reclaimEveryMs = Math.max(100, Math.min(config.claimIdleMs / 2, 10_000));
 
-  async function ensureGroup(): Promise<void> {
+  async function ensureGroup(key: string): Promise<void> {
     try {
       await redis.xgroup('CREATE', key, group, '0', 'MKSTREAM');
     } catch (err) {
@@ -147,12 +173,11 @@ export function createFlusher(deps: FlusherDeps): Flusher {
   }
 
   function setBuffered(): void {
-    if (deps.reportBuffered) deps.reportBuffered(bufferedEvents);
-    else metrics?.bufferedEvents.set(bufferedEvents);
+    metrics?.bufferedEvents.set(bufferedEvents);
   }
 
-  function hold(raw: RawEntry[], priorDeliveries: (id: string) => number, reclaimed: boolean): Promise<void> {
-    const bad: { id: string; payload: string; reason: string }[] = [];
+  function hold(from: ShardReader, raw: RawEntry[], priorDeliveries: (id: string) => number, reclaimed: boolean): Promise<void> {
+    const bad: Doomed[] = [];
     for (const [id, fields] of raw) {
       const at = fields.indexOf(ENTRY_FIELD);
       const payload = at >= 0 && at % 2 === 0 ? (fields[at + 1] ?? '') : '';
@@ -164,7 +189,7 @@ export function createFlusher(deps: FlusherDeps): Flusher {
         continue;
       }
       if (buffer.length === 0) oldestAt = Date.now();
-      buffer.push({ id, payload, entry, priorDeliveries: priorDeliveries(id), attempts: 0 });
+      buffer.push({ from, id, payload, entry, priorDeliveries: priorDeliveries(id), attempts: 0 });
       bufferedEvents += entry.count;
     }
     stats.entriesRead += raw.length;
@@ -174,10 +199,19 @@ export function createFlusher(deps: FlusherDeps): Flusher {
       metrics?.entriesReclaimed.inc(raw.length);
     }
     setBuffered();
-    return bad.length > 0 ? deadLetter(bad) : Promise.resolve();
+    return bad.length > 0 ? deadLetter(from, bad) : Promise.resolve();
   }
 
-  async function deadLetter(items: { id: string; payload: string; reason: string }[]): Promise<void> {
+  /** The entries of `held` by the shard they came from. */
+  function byShard<T extends { from: ShardReader }>(held: readonly T[]): Map<ShardReader, T[]> {
+    const groups = new Map<ShardReader, T[]>();
+    for (const h of held) groups.set(h.from, [...(groups.get(h.from) ?? []), h]);
+    return groups;
+  }
+
+  /** Moves entries of one shard to its dead-letter stream: one MULTI in the shard's slot. */
+  async function deadLetter(from: ShardReader, items: Doomed[]): Promise<void> {
+    const { streamKey: key, deadLetterStreamKey: deadLetterKey } = from.shard;
     const tx = redis.multi();
     for (const { id, payload, reason } of items) {
       tx.xadd(
@@ -202,21 +236,27 @@ export function createFlusher(deps: FlusherDeps): Flusher {
       metrics?.deadLettered.inc({
         reason: reason.startsWith('undecodable') ? 'undecodable' : reason.startsWith('delivered') ? 'redelivered' : 'write_failed',
       });
-      log.error({ entryId: id, reason }, 'entry moved to the dead-letter stream');
+      from.log.error({ entryId: id, reason }, 'entry moved to the dead-letter stream');
     }
   }
 
-  async function acknowledge(ids: string[]): Promise<void> {
-    try {
-      await redis
-        .multi()
-        .xack(key, group, ...ids)
-        .xdel(key, ...ids)
-        .exec();
-    } catch (err) {
-      // Rows are committed; the entries stay pending and a later delivery is a no-op thanks to the keys.
-      log.error({ err, entries: ids.length }, 'could not acknowledge written entries');
-    }
+  /** XACK + XDEL of written entries, one MULTI per shard (each in its shard's slot), the shards at once. */
+  async function acknowledge(batch: readonly Held[]): Promise<void> {
+    await Promise.all(
+      [...byShard(batch)].map(async ([from, held]) => {
+        const ids = held.map((h) => h.id);
+        try {
+          await redis
+            .multi()
+            .xack(from.shard.streamKey, group, ...ids)
+            .xdel(from.shard.streamKey, ...ids)
+            .exec();
+        } catch (err) {
+          // Rows are committed; the entries stay pending and a later delivery is a no-op thanks to the keys.
+          from.log.error({ err, entries: ids.length }, 'could not acknowledge written entries');
+        }
+      }),
+    );
   }
 
   function observeDurable(batch: Held[], committedAt: number): void {
@@ -242,15 +282,14 @@ export function createFlusher(deps: FlusherDeps): Flusher {
     stats.eventsWritten += result.inserted;
     stats.duplicatesDropped += result.duplicates;
     observeDurable(batch, committedAt);
-    const ids = batch.map((h) => h.id);
     const hooked = deps.onCommitted?.(
-      batch.map((h) => ({ queueId: `${shardIndex}:${h.id}`, entry: h.entry })),
+      batch.map((h) => ({ queueId: `${h.from.shard.index}:${h.id}`, entry: h.entry })),
       result,
     );
-    if (!hooked) return acknowledge(ids);
+    if (!hooked) return acknowledge(batch);
     const ack: Promise<void> = hooked.then(
-      () => acknowledge(ids),
-      () => acknowledge(ids),
+      () => acknowledge(batch),
+      () => acknowledge(batch),
     );
     acks.add(ack);
     void ack.finally(() => acks.delete(ack));
@@ -292,9 +331,14 @@ export function createFlusher(deps: FlusherDeps): Flusher {
     oldestAt = Math.min(oldestAt || Date.now(), Date.now());
   }
 
+  /** Dead-letters `doomed`, one MULTI per shard. */
+  async function deadLetterAll(doomed: (Doomed & { from: ShardReader })[]): Promise<void> {
+    for (const [from, items] of byShard(doomed)) await deadLetter(from, items);
+  }
+
   async function writeOneByOne(batch: Held[]): Promise<void> {
     const retry: Held[] = [];
-    const doomed: { id: string; payload: string; reason: string }[] = [];
+    const doomed: (Doomed & { from: ShardReader })[] = [];
     for (let i = 0; i < batch.length; i++) {
       const held = batch[i]!;
       try {
@@ -303,12 +347,13 @@ export function createFlusher(deps: FlusherDeps): Flusher {
         if (retryLater(err)) {
           keep([...retry, ...batch.slice(i)]);
           backoffMs = Math.min(MAX_BACKOFF_MS, Math.max(100, backoffMs * 2));
-          if (doomed.length > 0) await deadLetter(doomed);
+          if (doomed.length > 0) await deadLetterAll(doomed);
           return;
         }
         held.attempts++;
         if (held.attempts + held.priorDeliveries >= config.maxDeliveryAttempts) {
           doomed.push({
+            from: held.from,
             id: held.id,
             payload: held.payload,
             reason: `write failed ${held.attempts + held.priorDeliveries} times: ${(err as Error).message}`,
@@ -318,12 +363,13 @@ export function createFlusher(deps: FlusherDeps): Flusher {
         }
       }
     }
-    if (doomed.length > 0) await deadLetter(doomed);
+    if (doomed.length > 0) await deadLetterAll(doomed);
     keep(retry);
   }
 
   /** Takes over entries another consumer left pending longer than claimIdleMs (e.g. it crashed mid-flush). */
-  async function reclaim(): Promise<void> {
+  async function reclaim(from: ShardReader): Promise<void> {
+    const key = from.shard.streamKey;
     const pending = (await redis.xpending(key, group, 'IDLE', config.claimIdleMs, '-', '+', MAX_ENTRIES_PER_READ)) as [
       string,
       string,
@@ -348,6 +394,7 @@ export function createFlusher(deps: FlusherDeps): Flusher {
     const poisoned = live.filter(([id]) => tooMany.includes(id));
     if (poisoned.length > 0) {
       await deadLetter(
+        from,
         poisoned.map(([id, fields]) => ({
           id,
           payload: fields[fields.indexOf(ENTRY_FIELD) + 1] ?? '',
@@ -357,27 +404,73 @@ export function createFlusher(deps: FlusherDeps): Flusher {
     }
     const rest = live.filter(([id]) => !tooMany.includes(id));
     if (rest.length > 0) {
-      log.warn({ entries: rest.length }, 'reclaimed entries left pending by another consumer');
-      await hold(rest, (id) => deliveries.get(id) ?? 0, true);
+      from.log.warn({ entries: rest.length }, 'reclaimed entries left pending by another consumer');
+      await hold(from, rest, (id) => deliveries.get(id) ?? 0, true);
     }
   }
 
-  async function readNew(): Promise<void> {
-    const need = Math.max(1, Math.min(MAX_ENTRIES_PER_READ, config.flushBatchEvents - bufferedEvents));
+  async function readNew(from: ShardReader): Promise<void> {
+    // Caught up with this shard and holding a batch that is not due yet: read again when it is due (or after
+    // PACED_READ_MS, whichever is sooner) rather than as each entry arrives. That one read takes whatever arrived
+    // meanwhile, and the batch is written when it would have been anyway; reading every few entries as they come
+    // costs a round trip (and Redis a call) each.
+    if (from.caughtUp && buffer.length > 0) {
+      const wait = Math.min(PACED_READ_MS, oldestAt + config.flushIntervalMs - Date.now());
+      if (wait > 0) await sleep(wait);
+    }
+    // The room left is shared by the shards read at once, so that together they fill about one batch.
+    const room = Math.ceil((config.flushBatchEvents - bufferedEvents) / shards.length);
+    const need = Math.max(1, Math.min(MAX_ENTRIES_PER_READ, room));
     const block = buffer.length === 0 ? IDLE_BLOCK_MS : Math.max(1, config.flushIntervalMs - (Date.now() - oldestAt));
     let reply: [string, RawEntry[]][] | null;
     try {
-      reply = (await reader.xreadgroup('GROUP', group, consumerName, 'COUNT', need, 'BLOCK', block, 'STREAMS', key, '>')) as
-        [string, RawEntry[]][] | null;
+      reply = (await from.reader.xreadgroup(
+        'GROUP',
+        group,
+        consumerName,
+        'COUNT',
+        need,
+        'BLOCK',
+        block,
+        'STREAMS',
+        from.shard.streamKey,
+        '>',
+      )) as [string, RawEntry[]][] | null;
     } catch (err) {
       if (String((err as Error).message).startsWith(REDIS_REPLY.noGroup)) {
-        log.warn('consumer group missing (stream deleted?); recreating it');
-        await ensureGroup();
+        from.log.warn('consumer group missing (stream deleted?); recreating it');
+        await ensureGroup(from.shard.streamKey);
         return;
       }
       throw err;
     }
-    if (reply && reply[0]) await hold(reply[0][1], () => 0, false);
+    const got = reply?.[0]?.[1] ?? [];
+    from.caughtUp = got.length < need;
+    if (got.length > 0) await hold(from, got, () => 0, false);
+  }
+
+  /** Starts a read on every shard that has none in flight, while the buffer has room. */
+  function readShards(): void {
+    if (bufferedEvents >= config.flushBatchEvents) return;
+    for (const from of shards) {
+      if (reading.has(from)) continue;
+      const read = readNew(from)
+        .catch((err: unknown) => {
+          readError ??= err instanceof Error ? err : new Error(String(err));
+        })
+        .finally(() => reading.delete(from));
+      reading.set(from, read);
+    }
+  }
+
+  /** Waits for the first read in flight to finish (one at most per shard, each blocking at most IDLE_BLOCK_MS). */
+  async function someRead(): Promise<void> {
+    if (reading.size > 0) await Promise.race(reading.values());
+    if (readError !== undefined) {
+      const err = readError;
+      readError = undefined;
+      throw err;
+    }
   }
 
   async function run(): Promise<void> {
@@ -391,9 +484,12 @@ export function createFlusher(deps: FlusherDeps): Flusher {
         }
         if (Date.now() >= nextReclaimAt) {
           nextReclaimAt = Date.now() + reclaimEveryMs;
-          await reclaim();
+          for (const from of shards) await reclaim(from);
         }
-        await readNew();
+        readShards();
+        // A full buffer starts no read: the write in flight is what it waits for.
+        if (reading.size === 0) await writing;
+        await someRead();
         if (bufferedEvents >= config.flushBatchEvents || (buffer.length > 0 && Date.now() - oldestAt >= config.flushIntervalMs)) {
           await writing;
           writing = flush().catch((err: unknown) => log.error({ err }, 'flush failed'));
@@ -403,6 +499,8 @@ export function createFlusher(deps: FlusherDeps): Flusher {
         await sleep(Math.min(MAX_BACKOFF_MS, Math.max(200, backoffMs)));
       }
     }
+    // What the reads still in flight deliver is held, and written by the drain.
+    await Promise.all(reading.values());
   }
 
   async function drain(): Promise<void> {
@@ -429,7 +527,7 @@ export function createFlusher(deps: FlusherDeps): Flusher {
     stats,
     buffered: () => bufferedEvents,
     async start() {
-      await ensureGroup();
+      for (const from of shards) await ensureGroup(from.shard.streamKey);
       loop = run();
       log.info({ group }, 'flush worker started');
     },
@@ -438,7 +536,7 @@ export function createFlusher(deps: FlusherDeps): Flusher {
         stopping = true;
         await loop?.catch(() => {});
         await drain();
-        await reader.quit().catch(() => reader.disconnect());
+        await Promise.all(shards.map(({ reader }) => reader.quit().catch(() => reader.disconnect())));
         if (!deps.breaker) breaker.shutdown();
       })();
       return closing;

@@ -75,7 +75,7 @@ export async function runWorker(config: Config, logger: Logger): Promise<Running
         onCommitted: live?.onCommitted,
       })
     : createPgFlusher({ config, pool, logger, metrics, breaker });
-  const maintenance = createMaintenance({ config, pool, logger });
+  const maintenance = createMaintenance({ config, pool, logger, metrics });
   await maintenance.start();
   await flusher.start();
   const metricsServer =

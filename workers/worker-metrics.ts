@@ -1,6 +1,9 @@
 import { Counter, Gauge, Histogram, type Registry } from 'prom-client';
 import { LATENCY_BUCKETS } from '../lib/metrics.js';
 
+/** The maintenance loop's rollup tasks: the fold of pending minute deltas, and the roll-up into coarser levels. */
+export type RollupTask = 'fold' | 'rollup';
+
 /** What the flush worker measures; one instance per worker process. */
 export interface WorkerMetrics {
   readonly flushDuration: Histogram<'outcome'>;
@@ -18,6 +21,11 @@ export interface WorkerMetrics {
   readonly pgQueueClaimDuration: Histogram;
   /** Raises floodgate_rollup_newest_minute_timestamp_seconds to a minute (epoch ms) this worker just committed. */
   noteRollupMinute(minuteMs: number): void;
+  /**
+   * Records one fold or roll-up: its outcome, and on success when it ended, the pending rows a fold folded and the
+   * watermark a roll-up left.
+   */
+  noteRollupTask(task: RollupTask, outcome: { ok: boolean; folded?: number; watermark?: Date }): void;
 }
 
 /** Creates the worker's metrics in `registry`. */
@@ -29,6 +37,28 @@ export function createWorkerMetrics(registry: Registry): WorkerMetrics {
     registers,
   });
   let newestMinuteMs = 0;
+  const rollupRuns = new Counter({
+    name: 'floodgate_rollup_maintenance_runs_total',
+    help: 'Folds of pending minute deltas (task="fold") and roll-ups into the coarser levels (task="rollup") this worker ran, by outcome.',
+    labelNames: ['task', 'outcome'],
+    registers,
+  });
+  const rollupLastSuccess = new Gauge({
+    name: 'floodgate_rollup_maintenance_last_success_timestamp_seconds',
+    help: 'When this worker last finished a fold (task="fold") or a roll-up (task="rollup") without error.',
+    labelNames: ['task'],
+    registers,
+  });
+  const rollupFolded = new Counter({
+    name: 'floodgate_rollup_pending_rows_folded_total',
+    help: 'Rows of rollup_pending (one per tenant per written batch) this worker folded into the minute rollups.',
+    registers,
+  });
+  const rollupWatermark = new Gauge({
+    name: 'floodgate_rollup_watermark_timestamp_seconds',
+    help: 'The roll-up watermark this worker last left: the coarse levels hold every minute before it.',
+    registers,
+  });
   const metrics: WorkerMetrics = {
     flushDuration: new Histogram({
       name: 'floodgate_worker_flush_duration_seconds',
@@ -86,10 +116,18 @@ export function createWorkerMetrics(registry: Registry): WorkerMetrics {
       newestMinuteMs = minuteMs;
       rollupNewestMinute.set(minuteMs / 1000);
     },
+    noteRollupTask(task, { ok, folded, watermark }) {
+      rollupRuns.inc({ task, outcome: ok ? 'ok' : 'error' });
+      if (!ok) return;
+      rollupLastSuccess.set({ task }, Date.now() / 1000);
+      if (folded) rollupFolded.inc(folded);
+      if (watermark) rollupWatermark.set(watermark.getTime() / 1000);
+    },
   };
   // Series exist from the start, so the first failure after a restart is visible to increase() and rate().
   for (const kind of ['transient', 'permanent']) metrics.flushErrors.inc({ kind }, 0);
   for (const reason of ['undecodable', 'redelivered', 'write_failed']) metrics.deadLettered.inc({ reason }, 0);
   metrics.flushDuration.zero({ outcome: 'ok' });
+  for (const task of ['fold', 'rollup']) for (const outcome of ['ok', 'error']) rollupRuns.inc({ task, outcome }, 0);
   return metrics;
 }

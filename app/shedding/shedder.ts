@@ -1,5 +1,5 @@
 import type { IncomingMessage } from 'node:http';
-import { monitorEventLoopDelay, type IntervalHistogram } from 'node:perf_hooks';
+import { monitorEventLoopDelay, performance as perf, type EventLoopUtilization, type IntervalHistogram } from 'node:perf_hooks';
 import type { Middleware } from 'koa';
 import { Gauge, Histogram, type Registry } from 'prom-client';
 import { FastCounter } from '../../lib/fast-metrics.js';
@@ -51,6 +51,8 @@ export interface LoadSnapshot {
     p99Ms: number;
     samples: number;
     eventLoopDelayP99Ms: number;
+    /** Event-loop utilisation over the latency window, 0–1: latency counts only while it is at least the busy share. */
+    loopUtilization: number;
     backlogEntries: number;
     inFlight: number;
     /** Each class's own latency window: p99 (ms) and samples over the controller's window. */
@@ -66,6 +68,7 @@ export interface LoadSnapshot {
     queueTimeoutMs: number;
     refusalDelayMs: number;
     eventLoopDelayMs: number;
+    busyLoopPercent: number;
     backlogLowEntries: number;
     backlogHighEntries: number;
     hardMaxInFlight: number;
@@ -296,6 +299,9 @@ export function createShedder(deps: ShedderDeps): Shedder {
   let tenantsInFlight = 0;
   let backlog = 0;
   let eventLoopDelayMs = 0;
+  // Event-loop utilisation readings of the last WINDOW_SECONDS of ticks: busy time over the latency window.
+  const eluReadings: EventLoopUtilization[] = [perf.eventLoopUtilization()];
+  let loopUtilization = 0;
   const signalOf = (w: WindowSnapshot): WindowSignal => ({ p99Ms: w.p99, samples: w.count });
   let lastSignals = { p99Ms: 0, samples: 0, classes: { critical: signalOf(EMPTY), normal: signalOf(EMPTY), low: signalOf(EMPTY) } };
   let lastTick = performance.now();
@@ -313,6 +319,10 @@ export function createShedder(deps: ShedderDeps): Shedder {
     // max rather than p99: with 10 ms resolution a 250 ms tick holds few samples, and one stall is the signal.
     eventLoopDelayMs = Number.isFinite(loopDelay.max) ? loopDelay.max / 1e6 : 0;
     loopDelay.reset();
+    const elu = perf.eventLoopUtilization();
+    loopUtilization = perf.eventLoopUtilization(elu, eluReadings[0]).utilization;
+    eluReadings.push(elu);
+    if (eluReadings.length > (WINDOW_SECONDS * 1000) / TICK_MS) eluReadings.shift();
     const classes = {
       critical: signalOf(classWindows.critical.snapshot(WINDOW_SECONDS)),
       normal: signalOf(classWindows.normal.snapshot(WINDOW_SECONDS)),
@@ -320,7 +330,7 @@ export function createShedder(deps: ShedderDeps): Shedder {
     };
     lastSignals = { p99Ms: window.p99, samples: window.count, classes };
     const state = controller.tick(
-      { p99Ms: window.p99, samples: window.count, classes, eventLoopDelayP99Ms: eventLoopDelayMs, backlog },
+      { p99Ms: window.p99, samples: window.count, classes, eventLoopDelayP99Ms: eventLoopDelayMs, backlog, loopUtilization },
       dt,
     );
     workLimit.update(state.classPressure.critical);
@@ -507,7 +517,7 @@ export function createShedder(deps: ShedderDeps): Shedder {
       return {
         mode: config.shedMode,
         controller: controller.state(),
-        signals: { ...lastSignals, eventLoopDelayP99Ms: eventLoopDelayMs, backlogEntries: backlog, inFlight },
+        signals: { ...lastSignals, eventLoopDelayP99Ms: eventLoopDelayMs, loopUtilization, backlogEntries: backlog, inFlight },
         fairness: { tenants: counts.tenants, shedTenants: counts.shed, top: fair.top(TOP_TENANTS) },
         targets: {
           p99Ms: config.shedTargetP99Ms,
@@ -516,6 +526,7 @@ export function createShedder(deps: ShedderDeps): Shedder {
           refusalDelayMs: config.shedRefusalDelayMs,
           queueTimeoutMs: config.shedQueueTimeoutMs,
           eventLoopDelayMs: config.shedTargetEventLoopDelayMs,
+          busyLoopPercent: config.shedBusyLoopPercent,
           backlogLowEntries: config.shedBacklogLowEntries,
           backlogHighEntries: config.shedBacklogHighEntries,
           hardMaxInFlight: config.shedHardMaxInFlight,

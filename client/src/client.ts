@@ -77,6 +77,8 @@ interface Lane {
   urgentThrough: number;
   /** The throttle refused the lane's current attempt: asking again does not count as a new request. */
   heldBack: boolean;
+  /** How long the batch starting with event `seq` waits to fill, drawn once for it (see `flushJitter`). */
+  fill: { seq: number; ms: number };
 }
 
 /** Creates a client; throws a TypeError listing every invalid option. */
@@ -109,6 +111,7 @@ export function createClient(options: ClientOptions): FloodgateClient {
         level: 0,
         urgentThrough: -1,
         heldBack: false,
+        fill: { seq: -1, ms: o.flushIntervalMs },
         throttle: o.throttle ? createThrottle({ ...o.throttle, now: o.now, random: o.random }) : null,
       },
     ]),
@@ -170,6 +173,19 @@ export function createClient(options: ClientOptions): FloodgateClient {
     if (lane.state === 'waiting' || lane.state === 'backoff') lane.state = 'idle';
   };
 
+  /**
+   * The wait of the batch whose first event is `seq`: a part of flushIntervalMs drawn once per batch. Lanes of
+   * clients started together would otherwise send in step, each second, for as long as they run: a burst the
+   * server has to queue whatever its capacity, which its latency target reads as overload.
+   */
+  function fillWait(lane: Lane, seq: number): number {
+    if (lane.fill.seq !== seq) {
+      const jitter = o.flushIntervalMs > 0 && o.flushJitter > 0 ? o.flushJitter * o.random() : 0;
+      lane.fill = { seq, ms: o.flushIntervalMs * (1 - jitter) };
+    }
+    return lane.fill.ms;
+  }
+
   /** Starts the lane's next step if it is free: wait for a batch to fill, form one, ask the throttle, send. */
   function pump(lane: Lane): void {
     if (hardClosed || lane.state === 'sending' || lane.state === 'backoff') return;
@@ -178,14 +194,15 @@ export function createClient(options: ClientOptions): FloodgateClient {
       const head = queue.peek(p);
       if (!head) return clearTimer(lane);
       const waiting = queue.waiting(p);
+      const fillMs = fillWait(lane, head.seq);
       const due =
         closing ||
         head.seq <= lane.urgentThrough ||
         waiting.events >= o.flushAt ||
         waiting.bytes >= o.flushBytes ||
-        o.now() - head.trackedAt >= o.flushIntervalMs;
+        o.now() - head.trackedAt >= fillMs;
       if (!due) {
-        if (lane.state !== 'waiting') setTimer(lane, Math.max(0, head.trackedAt + o.flushIntervalMs - o.now()), 'waiting');
+        if (lane.state !== 'waiting') setTimer(lane, Math.max(0, head.trackedAt + fillMs - o.now()), 'waiting');
         return;
       }
       clearTimer(lane);

@@ -84,6 +84,11 @@ export interface ClientOptions {
   readonly flushBytes?: number;
   /** The longest an event waits for its batch to fill, ms. Default 1000. */
   readonly flushIntervalMs?: number;
+  /**
+   * Each batch waits a random part of `flushIntervalMs`, uniformly from (1 − flushJitter) × flushIntervalMs to
+   * all of it, so that clients started together do not send in step. Default 0.5; 0 waits exactly the interval.
+   */
+  readonly flushJitter?: number;
   /** Bodies larger than this are gzipped. Default 16 KiB; `Infinity` never compresses. */
   readonly gzipAboveBytes?: number;
   /** Most events held (waiting and in flight). Default 10 000. */
@@ -124,6 +129,7 @@ export const DEFAULTS = {
   flushAt: 100,
   flushBytes: 512 * 1024,
   flushIntervalMs: 1000,
+  flushJitter: 0.5,
   gzipAboveBytes: 16 * 1024,
   maxQueueEvents: 10_000,
   maxQueueBytes: 16 * 1024 * 1024,
@@ -139,6 +145,7 @@ type NumberOption =
   | 'flushAt'
   | 'flushBytes'
   | 'flushIntervalMs'
+  | 'flushJitter'
   | 'gzipAboveBytes'
   | 'maxQueueEvents'
   | 'maxQueueBytes'
@@ -151,6 +158,7 @@ const NUMBER_RULES: Array<[NumberOption, number, number]> = [
   ['flushAt', 1, 100_000],
   ['flushBytes', 1024, 64 * 1024 * 1024],
   ['flushIntervalMs', 0, 3_600_000],
+  ['flushJitter', 0, 1],
   ['gzipAboveBytes', 0, Infinity],
   ['maxQueueEvents', 1, 100_000_000],
   ['maxQueueBytes', 1024, 16 * 1024 ** 3],

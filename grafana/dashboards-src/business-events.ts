@@ -1,7 +1,7 @@
 /**
  * The "Floodgate / Business events" dashboard (grafana/dashboards/business-events.json): what the tenants' events
- * say, read from the rollups in PostgreSQL (rollup_minute and the live views of the coarser levels,
- * rollup_hour_live and rollup_day_live: per tenant, type and bucket, the event count and the count, sum, min and
+ * say, read from the rollups in PostgreSQL (the live views rollup_minute_live, rollup_hour_live and
+ * rollup_day_live: per tenant, type and bucket, the event count and the count, sum, min and
  * max of `value`, exact at every moment), never from the events table.
  */
 import { GREEN, ORANGE, RED, type SqlDashboardSpec } from '../builder.js';
@@ -11,7 +11,7 @@ import { sql } from '../sql.js';
 // thousand buckets per type: minutes up to 2 days, hours up to 62 days, days beyond. Each branch's range test is
 // a constant, so PostgreSQL skips the other two tables.
 const LEVELS = [
-  { table: 'rollup_minute', seconds: 60, when: `<= interval '2 days'` },
+  { table: 'rollup_minute_live', seconds: 60, when: `<= interval '2 days'` },
   {
     table: 'rollup_hour_live',
     seconds: 3600,
@@ -30,8 +30,11 @@ ${LEVELS.map(
 ).join('\n  UNION ALL\n')}
 )`;
 
-// The newest minute bucket of the selected tenants; a backward probe of the primary key (tenant, bucket, type).
-const NEWEST_MINUTE = `SELECT max(bucket) FROM rollup_minute WHERE tenant IN ($tenant) AND bucket > now() - interval '1 day'`;
+// The newest minute bucket of the selected tenants: a backward probe of rollup_minute's primary key (tenant, bucket,
+// type), and the minute deltas not yet folded into it (rollup_pending).
+const NEWEST_MINUTE = `SELECT greatest(
+  (SELECT max(bucket) FROM rollup_minute WHERE tenant IN ($tenant) AND bucket > now() - interval '1 day'),
+  (SELECT max(d) FROM rollup_pending p CROSS JOIN LATERAL unnest(p.buckets) AS d WHERE p.tenant IN ($tenant) AND d > now() - interval '1 day'))`;
 
 export const dashboard: SqlDashboardSpec = {
   datasource: 'postgres',

@@ -37,12 +37,18 @@ export const dashboard: DashboardSpec = {
           width: 24,
           unit: 's',
           min: 0,
-          queries: [q('floodgate:rollup_newest_minute_age_seconds:max', 'age of the newest rolled-up minute')],
+          queries: [
+            q('floodgate:rollup_newest_minute_age_seconds:max', 'age of the newest rolled-up minute'),
+            q('time() - max by (job) (floodgate_rollup_maintenance_last_success_timestamp_seconds{task="fold"})', 'since the last fold'),
+            q('time() - max by (job) (floodgate_rollup_watermark_timestamp_seconds)', 'roll-up watermark behind now'),
+          ],
           thresholds: steps(180),
           description:
-            'How old the newest minute in the rollups (rollup_minute, read by GET /v1/stats and the Business events dashboard) is: the start of the newest ' +
-            'minute a worker added events to, so a sawtooth between 0 and about 60 s with steady traffic. Minute rollups commit with their events, so a climb ' +
-            'means nothing new is being stored (or no events arrive). Above the dashed line for 5 minutes while events are accepted, FloodgateRollupsStale fires.',
+            'How old the newest minute in the rollups (read by GET /v1/stats and the Business events dashboard) is: the start of the newest ' +
+            'minute a worker added events to, so a sawtooth between 0 and about 60 s with steady traffic. Minute deltas commit with their events, so a climb ' +
+            'means nothing new is being stored (or no events arrive). Above the dashed line for 5 minutes while events are accepted, FloodgateRollupsStale fires. ' +
+            'Also: the time since any worker last folded pending minute deltas (normally about ROLLUP_FOLD_INTERVAL_MS) and how far the roll-up watermark is ' +
+            'behind now (normally ROLLUP_LAG_MS plus up to ROLLUP_INTERVAL_MS); either climbing means the maintenance fails: FloodgateRollupMaintenanceFailing.',
         },
         {
           title: 'Accepted vs stored events per second',
