@@ -251,7 +251,7 @@ const phases: Phase[] = [
     batchSize: 1,
     rate: Number(args.rate),
     priority: 'low',
-    env: { SHED_MODE: 'enforce', SHED_TARGET_P99_MS: '1', SHED_REFUSAL_DELAY_MS: '0' },
+    env: { SHED_MODE: 'enforce', SHED_TARGET_P99_MS: '1', SHED_REFUSAL_DELAY_MS: '0', SHED_BUSY_LOOP_PERCENT: '0' },
   },
 ];
 const results: Measured[] = [];
