@@ -3,6 +3,8 @@ import { isUtf8 } from 'node:buffer';
 import { gunzip } from 'node:zlib';
 import { promisify } from 'node:util';
 import { apiError } from '../lib/errors.js';
+import type { DataTextLimits } from '../lib/data-text.js';
+import { parseEventBody } from '../lib/event-body.js';
 
 const gunzipAsync = promisify(gunzip);
 
@@ -128,12 +130,23 @@ function collect(req: IncomingMessage, limit: number, timeoutMs: number): Promis
 export interface ParsedBody {
   readonly value: unknown;
   readonly text: string;
+  /**
+   * Given `dataLimits`, when lib/event-body.ts parsed the body: each event's `data` text, in order (its `data`
+   * in `value` is then DATA_AS_TEXT, not the parsed object).
+   */
+  readonly texts?: (string | undefined)[];
 }
 
-/** Parses JSON, turning syntax errors into a 400 that says where; the text is kept for lib/data-text.ts. */
-export function parseJson(body: Buffer): ParsedBody {
+/**
+ * Parses JSON, turning syntax errors into a 400 that says where; the text is kept for lib/data-text.ts. With
+ * `dataLimits`, an ingest body of the common shape is parsed without building its events' `data`
+ * (lib/event-body.ts); anything else, and every body it refuses, goes to JSON.parse.
+ */
+export function parseJson(body: Buffer, dataLimits?: DataTextLimits): ParsedBody {
   if (body.length === 0) throw apiError('malformed_json', 'the body is empty');
   const text = body.toString('utf8');
+  const events = dataLimits && parseEventBody(text, dataLimits);
+  if (events) return { value: events.value, text, texts: events.texts };
   try {
     return { value: JSON.parse(text), text };
   } catch (err) {

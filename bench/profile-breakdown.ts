@@ -30,7 +30,7 @@ const AREAS: ReadonlyArray<readonly [string, RegExp]> = [
   // Finding each event's `data` text (lib/data-text.ts) is what replaced serialising `data` again: same area.
   [
     'JSON parse/encode',
-    /^JSON\.(parse|stringify)$|^(parse|stringify)$|\/app\/body\.[jt]s#parseJson$|\/lib\/event-schema\.[jt]s#stringifyBounded$|\/lib\/data-text\./,
+    /^JSON\.(parse|stringify)$|^(parse|stringify)$|\/app\/body\.[jt]s#parseJson$|\/lib\/event-schema\.[jt]s#stringifyBounded$|\/lib\/(data-text|event-body)\./,
   ],
   ['validation (event schema, ajv)', /node_modules\/ajv|\/lib\/event-schema\.|^ajv:/],
   ['auth', /\/app\/middleware\/auth\.|\/app\/key-resolver\.|\/app\/auth-failures\.|\/lib\/api-keys\./],
@@ -137,10 +137,27 @@ interface RunResult {
   readonly target: 'bare' | 'floodgate' | 'baseline';
   readonly requests: number;
   readonly status: Record<string, number>;
-  readonly cpuMicros: number;
-  readonly perRequestMicros: number;
-  readonly perEventMicros: number;
+  /** CPU time (µs) or, with --instructions, instructions. */
+  readonly unit: 'µs' | 'instructions';
+  readonly cost: number;
+  readonly perRequest: number;
+  readonly perEvent: number;
+  /** Per request, each measured window in turn (window r of every target is from the same round). */
+  readonly perWindow: number[];
   readonly window: Window;
+}
+
+function median(values: number[]): number {
+  const sorted = [...values].sort((a, b) => a - b);
+  const mid = sorted.length >> 1;
+  return sorted.length % 2 ? sorted[mid]! : (sorted[mid - 1]! + sorted[mid]!) / 2;
+}
+
+/** Ratio of each of `api`'s windows to the bare server's window of the same round: median and range. */
+function roundRatios(api: RunResult, bare: RunResult): string {
+  const ratios = api.perWindow.map((v, r) => v / bare.perWindow[r]!).filter(Number.isFinite);
+  if (ratios.length < 2) return '';
+  return `; per round: median ${median(ratios).toFixed(2)}, ${Math.min(...ratios).toFixed(2)}–${Math.max(...ratios).toFixed(2)} over ${ratios.length}`;
 }
 
 const SLUGS: Record<string, string> = { 'single event': 'single', 'batch of 100': 'batch', 'refusal (503)': 'refusal' };
@@ -157,14 +174,14 @@ export async function reportRun(dir: string, profiled = true): Promise<string> {
     const bare = results.find((r) => r.target === 'bare' && r.name === api.name)!;
     const label = api.target === 'floodgate' ? '' : ` (${api.target})`;
     report.push(
-      `\n## ${api.name}${label}: ${api.perRequestMicros} µs/req (${api.perEventMicros} µs/event), bare ${bare.perRequestMicros} µs/req, ratio ${(api.perRequestMicros / bare.perRequestMicros).toFixed(2)}; ${JSON.stringify(api.status)}`,
+      `\n## ${api.name}${label}: ${api.perRequest} ${api.unit}/req (${api.perEvent} ${api.unit}/event), bare ${bare.perRequest} ${api.unit}/req (${bare.perEvent}/event), ratio ${(api.perRequest / bare.perRequest).toFixed(2)}${roundRatios(api, bare)}; ${JSON.stringify(api.status)}`,
     );
     const refused = api.status['503'] ?? 0;
     if (refused > 0 && single) {
       // What the refusals cost once the admitted requests among them are charged at the single-event cost.
-      const perRefusal = (api.cpuMicros - (api.requests - refused) * single.perRequestMicros) / refused;
+      const perRefusal = (api.cost - (api.requests - refused) * single.perRequest) / refused;
       report.push(
-        `refused ${refused} of ${api.requests}; per refusal, admitted ones charged at ${single.perRequestMicros} µs: ${perRefusal.toFixed(1)} µs`,
+        `refused ${refused} of ${api.requests}; per refusal, admitted ones charged at ${single.perRequest} ${api.unit}: ${perRefusal.toFixed(1)} ${api.unit} (${(perRefusal / bare.perRequest).toFixed(2)}× bare)`,
       );
     }
     for (const [target, measured] of profiled
@@ -177,7 +194,7 @@ export async function reportRun(dir: string, profiled = true): Promise<string> {
       // Every thread writes a profile (tsx's loader thread too): the main thread's is the one numbered .0.
       for (const file of (await readdir(sub)).filter((f) => /\.0\.\d+\.cpuprofile$/.test(f))) {
         const areas = await breakdownOfFile(join(sub, file), measured.window);
-        const seen = ((areas.total / measured.cpuMicros) * 100).toFixed(0);
+        const seen = ((areas.total / measured.cost) * 100).toFixed(0);
         report.push(
           `\n${target}: profile busy ${(areas.total / 1e6).toFixed(2)} s = ${seen} % of the /proc CPU\n${formatBreakdown(areas)}`,
         );

@@ -166,14 +166,29 @@ function scanEvent(s: string, i: number, limits: DataTextLimits): { readonly tex
   }
 }
 
-/** The value at [start, end) when the scan just made of it allows storing it as sent. */
-function storable(s: string, start: number, end: number, limits: DataTextLimits): string | undefined {
-  if (s.charCodeAt(start) !== 123 || !plainNumbers || maxDepth > limits.maxDepth) return undefined;
-  const value = s.slice(start, end);
+/** What a scan of a `data` text found, as `storableText` needs it. */
+export interface DataTextScan {
+  /** Every number is written as JSON.stringify writes it (see above). */
+  readonly plainNumbers: boolean;
+  /** Deepest nesting of objects and arrays, the text's own braces counted. */
+  readonly maxDepth: number;
+  /** Whether a string may hold a `\u` escape (when true, the escapes are checked). */
+  readonly escapedUnicode: boolean;
+}
+
+/** `value` (a JSON object's text, scanned) when it may be stored as sent, else undefined. */
+export function storableText(value: string, scan: DataTextScan, limits: DataTextLimits): string | undefined {
+  if (value.charCodeAt(0) !== 123 || !scan.plainNumbers || scan.maxDepth > limits.maxDepth) return undefined;
   // A UTF-16 unit is at most 3 bytes of UTF-8 (a pair of them 4): count the bytes only when it could matter.
   if (value.length * 3 > limits.maxBytes && Buffer.byteLength(value) > limits.maxBytes) return undefined;
-  if (escapedUnicode && !storableEscapes(value)) return undefined;
+  if (scan.escapedUnicode && !storableEscapes(value)) return undefined;
   return value;
+}
+
+/** The value at [start, end) when the scan just made of it allows storing it as sent. */
+function storable(s: string, start: number, end: number, limits: DataTextLimits): string | undefined {
+  if (s.charCodeAt(start) !== 123) return undefined;
+  return storableText(s.slice(start, end), { plainNumbers, maxDepth, escapedUnicode }, limits);
 }
 
 /**

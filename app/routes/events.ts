@@ -117,7 +117,7 @@ export function ingestEvents(deps: IngestDeps): Middleware<IngestState> {
     if (headerKey.length > 255) throw apiError('invalid_header', 'Idempotency-Key must be at most 255 characters');
 
     const encoding = checkBodyHeaders(ctx.req, config);
-    const body = parseJson(await readBody(ctx.req, encoding, config));
+    const body = parseJson(await readBody(ctx.req, encoding, config), textLimits);
     const { events, batch, sentAt } = rawEvents(body.value, config.maxBatchEvents);
     // One key for many events cannot say which of them it identifies: each event of a batch carries its own.
     if (batch && headerKey) {
@@ -129,9 +129,9 @@ export function ingestEvents(deps: IngestDeps): Middleware<IngestState> {
 
     const receivedAt = Date.now();
     const correction = sentAt === null ? 0 : clockCorrectionMs(sentAt, receivedAt);
-    // Each event's `data` as sent, where it may be stored so: not serialised again (lib/data-text.ts). Without any
-    // `data` there is nothing to find, and the body is not scanned.
-    const texts = events.some(hasData) ? dataTexts(body.text, batch, events.length, textLimits) : undefined;
+    // Each event's `data` as sent, where it may be stored so: not serialised again (lib/data-text.ts). Given by the
+    // parser when it did not build `data` (lib/event-body.ts); otherwise found by a scan, unless there is no `data`.
+    const texts = body.texts ?? (events.some(hasData) ? dataTexts(body.text, batch, events.length, textLimits) : undefined);
     const valid: ValidEvent[] = [];
     const rejected: Rejection[] = [];
     for (let i = 0; i < events.length; i++) {

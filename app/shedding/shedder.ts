@@ -1,7 +1,8 @@
 import type { IncomingMessage } from 'node:http';
 import { monitorEventLoopDelay, performance as perf, type EventLoopUtilization, type IntervalHistogram } from 'node:perf_hooks';
 import type { Middleware } from 'koa';
-import { Counter, Gauge, Histogram, type Registry } from 'prom-client';
+import { Gauge, Histogram, type Registry } from 'prom-client';
+import { FastCounter } from '../../lib/fast-metrics.js';
 import type { Breaker, BreakerState } from '../../lib/breaker.js';
 import type { Config } from '../../lib/config.js';
 import { apiError, type ErrorAnswer } from '../../lib/errors.js';
@@ -139,7 +140,8 @@ export interface ShedderDeps {
 function shedMetrics(registry: Registry, config: Config) {
   const registers = [registry];
   const metrics = {
-    shed: new Counter({
+    // Counted on every refusal, most of the answers under overload: a FastCounter, not prom-client's label hashing.
+    shed: new FastCounter<'priority' | 'reason'>({
       name: 'floodgate_shed_requests_total',
       help: 'Requests refused (or, in shadow mode, that would have been) by priority and reason.',
       labelNames: ['priority', 'reason'],
