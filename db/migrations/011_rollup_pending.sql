@@ -85,78 +85,39 @@ FROM (
 ) u
 GROUP BY tenant, type, bucket;
 
--- The coarse live views of migration 010, plus every pending delta (see above).
-CREATE OR REPLACE VIEW rollup_5m_live AS
+-- The coarse live views of migration 010, plus every pending delta (see above): one text, written for each level.
+DO $$
+DECLARE
+  level record;
+BEGIN
+  FOR level IN SELECT * FROM (VALUES ('rollup_5m', '5 minutes'), ('rollup_hour', '1 hour'), ('rollup_day', '1 day')) AS l(stored, width) LOOP
+    EXECUTE format($view$
+CREATE OR REPLACE VIEW %1$I AS
 SELECT tenant, type, bucket, sum(event_count)::bigint AS event_count, sum(value_count)::bigint AS value_count,
        sum(value_sum) AS value_sum, min(value_min) AS value_min, max(value_max) AS value_max
 FROM (
   SELECT c.tenant, c.type, c.bucket, c.event_count, c.value_count, c.value_sum, c.value_min, c.value_max
-  FROM rollup_5m c
-  WHERE NOT EXISTS (SELECT 1 FROM rollup_stale s WHERE s.tenant = c.tenant AND s.bucket >= c.bucket AND s.bucket < c.bucket + interval '5 minutes')
+  FROM %2$I c
+  WHERE NOT EXISTS (SELECT 1 FROM rollup_stale s WHERE s.tenant = c.tenant AND s.bucket >= c.bucket AND s.bucket < c.bucket + %3$L::interval)
   UNION ALL
-  SELECT m.tenant, m.type, date_bin('5 minutes', m.bucket, 'epoch'), m.event_count, m.value_count, m.value_sum, m.value_min, m.value_max
+  SELECT m.tenant, m.type, date_bin(%3$L, m.bucket, 'epoch'), m.event_count, m.value_count, m.value_sum, m.value_min, m.value_max
   FROM rollup_minute m
   WHERE m.bucket >= (SELECT upto FROM rollup_watermark)
   UNION ALL
   SELECT m.tenant, m.type, s.b, m.event_count, m.value_count, m.value_sum, m.value_min, m.value_max
-  FROM (SELECT DISTINCT tenant, date_bin('5 minutes', bucket, 'epoch') AS b FROM rollup_stale) s
-  JOIN rollup_minute m ON m.tenant = s.tenant AND m.bucket >= s.b AND m.bucket < s.b + interval '5 minutes'
+  FROM (SELECT DISTINCT tenant, date_bin(%3$L, bucket, 'epoch') AS b FROM rollup_stale) s
+  JOIN rollup_minute m ON m.tenant = s.tenant AND m.bucket >= s.b AND m.bucket < s.b + %3$L::interval
   WHERE m.bucket < (SELECT upto FROM rollup_watermark)
   UNION ALL
-  SELECT p.tenant, d.type, date_bin('5 minutes', d.bucket, 'epoch'), d.event_count, d.value_count, d.value_sum, d.value_min, d.value_max
+  SELECT p.tenant, d.type, date_bin(%3$L, d.bucket, 'epoch'), d.event_count, d.value_count, d.value_sum, d.value_min, d.value_max
   FROM rollup_pending p
   CROSS JOIN LATERAL unnest(p.buckets, p.types, p.event_counts, p.value_counts, p.value_sums, p.value_mins, p.value_maxs)
     AS d(bucket, type, event_count, value_count, value_sum, value_min, value_max)
 ) u
 GROUP BY tenant, type, bucket;
-
-CREATE OR REPLACE VIEW rollup_hour_live AS
-SELECT tenant, type, bucket, sum(event_count)::bigint AS event_count, sum(value_count)::bigint AS value_count,
-       sum(value_sum) AS value_sum, min(value_min) AS value_min, max(value_max) AS value_max
-FROM (
-  SELECT c.tenant, c.type, c.bucket, c.event_count, c.value_count, c.value_sum, c.value_min, c.value_max
-  FROM rollup_hour c
-  WHERE NOT EXISTS (SELECT 1 FROM rollup_stale s WHERE s.tenant = c.tenant AND s.bucket >= c.bucket AND s.bucket < c.bucket + interval '1 hour')
-  UNION ALL
-  SELECT m.tenant, m.type, date_bin('1 hour', m.bucket, 'epoch'), m.event_count, m.value_count, m.value_sum, m.value_min, m.value_max
-  FROM rollup_minute m
-  WHERE m.bucket >= (SELECT upto FROM rollup_watermark)
-  UNION ALL
-  SELECT m.tenant, m.type, s.b, m.event_count, m.value_count, m.value_sum, m.value_min, m.value_max
-  FROM (SELECT DISTINCT tenant, date_bin('1 hour', bucket, 'epoch') AS b FROM rollup_stale) s
-  JOIN rollup_minute m ON m.tenant = s.tenant AND m.bucket >= s.b AND m.bucket < s.b + interval '1 hour'
-  WHERE m.bucket < (SELECT upto FROM rollup_watermark)
-  UNION ALL
-  SELECT p.tenant, d.type, date_bin('1 hour', d.bucket, 'epoch'), d.event_count, d.value_count, d.value_sum, d.value_min, d.value_max
-  FROM rollup_pending p
-  CROSS JOIN LATERAL unnest(p.buckets, p.types, p.event_counts, p.value_counts, p.value_sums, p.value_mins, p.value_maxs)
-    AS d(bucket, type, event_count, value_count, value_sum, value_min, value_max)
-) u
-GROUP BY tenant, type, bucket;
-
-CREATE OR REPLACE VIEW rollup_day_live AS
-SELECT tenant, type, bucket, sum(event_count)::bigint AS event_count, sum(value_count)::bigint AS value_count,
-       sum(value_sum) AS value_sum, min(value_min) AS value_min, max(value_max) AS value_max
-FROM (
-  SELECT c.tenant, c.type, c.bucket, c.event_count, c.value_count, c.value_sum, c.value_min, c.value_max
-  FROM rollup_day c
-  WHERE NOT EXISTS (SELECT 1 FROM rollup_stale s WHERE s.tenant = c.tenant AND s.bucket >= c.bucket AND s.bucket < c.bucket + interval '1 day')
-  UNION ALL
-  SELECT m.tenant, m.type, date_bin('1 day', m.bucket, 'epoch'), m.event_count, m.value_count, m.value_sum, m.value_min, m.value_max
-  FROM rollup_minute m
-  WHERE m.bucket >= (SELECT upto FROM rollup_watermark)
-  UNION ALL
-  SELECT m.tenant, m.type, s.b, m.event_count, m.value_count, m.value_sum, m.value_min, m.value_max
-  FROM (SELECT DISTINCT tenant, date_bin('1 day', bucket, 'epoch') AS b FROM rollup_stale) s
-  JOIN rollup_minute m ON m.tenant = s.tenant AND m.bucket >= s.b AND m.bucket < s.b + interval '1 day'
-  WHERE m.bucket < (SELECT upto FROM rollup_watermark)
-  UNION ALL
-  SELECT p.tenant, d.type, date_bin('1 day', d.bucket, 'epoch'), d.event_count, d.value_count, d.value_sum, d.value_min, d.value_max
-  FROM rollup_pending p
-  CROSS JOIN LATERAL unnest(p.buckets, p.types, p.event_counts, p.value_counts, p.value_sums, p.value_mins, p.value_maxs)
-    AS d(bucket, type, event_count, value_count, value_sum, value_min, value_max)
-) u
-GROUP BY tenant, type, bucket;
+$view$, level.stored || '_live', level.stored, level.width);
+  END LOOP;
+END $$;
 
 -- The roll-up of migration 010, folding first.
 CREATE OR REPLACE FUNCTION floodgate_roll_up(target timestamptz, OUT stale_minutes integer, OUT watermark timestamptz)
