@@ -1,7 +1,8 @@
 // `npm run bench:profile`: where one API process spends its CPU. Runs `floodgate api` (one process, built, under
 // `node --cpu-prof`) with a worker, and a bare node:http server under the same profiler, each at the same fixed
 // request rate (autocannon, open loop), in three phases: single events, batches of 100, and refusals (low-class
-// requests refused 503 overloaded by SHED_MODE=enforce with a 1 ms latency target, from a key already cached).
+// requests refused 503 overloaded, every one of them, by a backlog past the high watermark and then the open low
+// gate, from a key already cached).
 // Each phase gets a fresh API process and so its own .cpuprofile; CPU per request is read from /proc around the
 // measured window, as bench/cpu.ts does. `bench/profile-breakdown.ts` turns the profiles into areas.
 // The profiler's own CPU counts in the process's, more in the API's than in the bare server's: CPU figures are
@@ -243,6 +244,10 @@ const m = machine();
 console.log(`floodgate API profile — ${m.cpus} × ${m.model}, node ${m.node}, ${new Date().toISOString()}`);
 const bench = await createBenchEnv('profile', databaseUrl, { API_PROCESSES: '1', METRICS_PORT: '0' });
 const { key } = await createApiKey(bench.pool, { tenant: 'profile' });
+// The refusal phase's stream: no worker reads it, so its backlog stays at what is put in it here.
+const refusalStream = `${bench.keyPrefix}refusal-events`;
+const REFUSAL_BACKLOG = 2;
+for (let i = 0; i < REFUSAL_BACKLOG; i++) await bench.redis.xadd(refusalStream, '*', 'backlog', String(i));
 const phases: Phase[] = [
   { name: 'single event', batchSize: 1, rate: Number(args.rate), priority: 'normal', env: { SHED_TARGET_P99_MS: '60000' } },
   { name: 'batch of 100', batchSize: 100, rate: Number(args['batch-rate']), priority: 'normal', env: { SHED_TARGET_P99_MS: '60000' } },
@@ -251,7 +256,20 @@ const phases: Phase[] = [
     batchSize: 1,
     rate: Number(args.rate),
     priority: 'low',
-    env: { SHED_MODE: 'enforce', SHED_TARGET_P99_MS: '1', SHED_REFUSAL_DELAY_MS: '0', SHED_BUSY_LOOP_PERCENT: '0' },
+    // Every low request refused early, none admitted: the API polls the backlog of a stream no worker reads, which
+    // holds REFUSAL_BACKLOG entries, past the high watermark, so low traffic is shed entirely (reason `backlog`);
+    // the low gate then opens at the next tick (GATE_OPEN_AFTER_MS=0) and stays open for the run (reason
+    // `breaker`, no half-open trial through Koa). Refusals are answered at once (SHED_REFUSAL_DELAY_MS=0): a
+    // held refusal holds its connection, and the fixed rate would then measure a trickle.
+    env: {
+      SHED_MODE: 'enforce',
+      STREAM_KEY: refusalStream,
+      SHED_BACKLOG_LOW_ENTRIES: '1',
+      SHED_BACKLOG_HIGH_ENTRIES: String(REFUSAL_BACKLOG),
+      GATE_OPEN_AFTER_MS: '0',
+      GATE_RESET_TIMEOUT_MS: '3600000',
+      SHED_REFUSAL_DELAY_MS: '0',
+    },
   },
 ];
 const results: Measured[] = [];

@@ -181,7 +181,7 @@ export async function reportRun(dir: string, profiled = true): Promise<string> {
       // What the refusals cost once the admitted requests among them are charged at the single-event cost.
       const perRefusal = (api.cost - (api.requests - refused) * single.perRequest) / refused;
       report.push(
-        `refused ${refused} of ${api.requests}; per refusal, admitted ones charged at ${single.perRequest} ${api.unit}: ${perRefusal.toFixed(1)} ${api.unit} (${(perRefusal / bare.perRequest).toFixed(2)}× bare)`,
+        `refused ${refused} of ${api.requests} (${((refused / api.requests) * 100).toFixed(2)} %); per refusal, admitted ones charged at ${single.perRequest} ${api.unit}: ${perRefusal.toFixed(1)} ${api.unit} (${(perRefusal / bare.perRequest).toFixed(2)}× bare)`,
       );
     }
     for (const [target, measured] of profiled
