@@ -4,8 +4,9 @@
  * 1. Fan-out: one API process (API_PROCESSES=1) and a worker; events ingested at a steady rate, first with no live
  *    connection, then with N SSE connections of the tenant (no filter). Reports events delivered per second
  *    against what was due, the API's and the worker's CPU in both windows (the difference is the fan-out's cost),
- *    the API's RSS, and accept → live delivery latency seen by one probe connection. `--background-rate` adds the
- *    ingest of a second tenant nobody watches to both windows.
+ *    the API's RSS, accept → live delivery latency seen by one probe connection, and commit → send (the worker's
+ *    commit to the batch written to every connection) from the API's floodgate_live_commit_to_send_seconds.
+ *    `--background-rate` adds the ingest of a second tenant nobody watches to both windows.
  * 2. The worker's cost: the same ingest (a higher rate) with LIVE_ENABLED=false, with the live view on but nobody
  *    listening, and with one listener of the tenant; worker CPU per 1,000 events stored, and the bytes it sent
  *    Redis for the live view.
@@ -177,12 +178,16 @@ async function fanOut(bench: BenchEnv): Promise<Record<string, number>> {
     const rssBefore = rssMiB(floodgate.apiPid);
     const heapBefore = await metric(floodgate.metricsUrl, 'nodejs_heap_size_used_bytes');
     const before = audience.delivered();
+    const commitBefore = histogramBuckets(await scrape(floodgate.metricsUrl), 'floodgate_live_commit_to_send_seconds');
     const loud = await window('loud');
     const inWindow = audience.delivered() - before;
     // Let the last batches arrive, then check that every connection got every event.
     const due = loud.sent * CONNECTIONS;
     const deadline = Date.now() + 15_000;
     while (audience.delivered() - before < due && Date.now() < deadline) await sleep(200);
+    // Every batch of the window, the last ones included (they arrive after it).
+    const commitAfter = histogramBuckets(await scrape(floodgate.metricsUrl), 'floodgate_live_commit_to_send_seconds');
+    const commitToSend = (q: number) => (quantileBetween(commitBefore, commitAfter, q) ?? NaN) * 1000;
     const rssAfter = rssMiB(floodgate.apiPid);
     const heapAfter = await metric(floodgate.metricsUrl, 'nodejs_heap_size_used_bytes');
     const latencies = audience.latenciesMs.sort((a, b) => a - b);
@@ -217,8 +222,14 @@ async function fanOut(bench: BenchEnv): Promise<Record<string, number>> {
       apiHeapUsedMiBConnectedIdle: heapBefore / 2 ** 20,
       apiHeapUsedMiBAfterStreaming: heapAfter / 2 ** 20,
       apiRssKiBPerIdleConnection: ((rssBefore - rssIdle) * 1024) / CONNECTIONS,
+      // Acceptance → delivery, seen by the probe connection (time to durable included).
       latencyP50Ms: quantile(latencies, 0.5),
       latencyP99Ms: quantile(latencies, 0.99),
+      // The worker's commit → the batch written to every connection, per batch (API histogram, interpolated
+      // within its buckets: 0.1, 0.25, 0.5 s…).
+      commitToSendBatches: (commitAfter.get(Infinity) ?? 0) - (commitBefore.get(Infinity) ?? 0),
+      commitToSendP50Ms: commitToSend(0.5),
+      commitToSendP99Ms: commitToSend(0.99),
       serverCloses: closes,
     };
   } finally {

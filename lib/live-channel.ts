@@ -6,7 +6,10 @@
  * A published batch is a tenant's durable events from one commit, at most CHUNK_MAX_EVENTS of them. Its body is
  * one line per event, `<type>\t<event JSON>\n` (a type has no tab or newline, and JSON.stringify escapes both),
  * so the API filters and forwards events without parsing JSON. The resume log (a capped Redis stream per
- * tenant) holds the body under the entry id Redis assigned; the channel message is `<entry id>\n<body>`.
+ * tenant) holds the body under the entry id Redis assigned; the channel message is
+ * `<entry id>\n@<commit ms>\n<body>`: the commit line carries when the worker committed the batch (epoch ms), so
+ * the API can measure commit → send. It has no tab, so a reader that does not know it skips it as no event, and
+ * a message without it (`<entry id>\n<body>`, from a worker that does not send it) reads the same minus the time.
  */
 
 /** Redis names of one tenant's live view, under the configured stream key (tests get private ones). */
@@ -64,6 +67,8 @@ export interface LiveBatch {
   /** Id of the batch's resume log entry (`<ms>-<seq>`, Redis stream id). */
   readonly id: string;
   readonly events: readonly LiveEvent[];
+  /** When the worker committed it (epoch ms, the worker's clock); only on channel messages that carry it. */
+  readonly committedAtMs?: number;
 }
 
 /** A position in a tenant's live order: log entry id and the event's index in that entry. */
@@ -116,20 +121,26 @@ export function parseBody(id: string, body: string): LiveBatch {
   return { id, events };
 }
 
-/** Reads a channel message (`<entry id>\n<body>`); null when it is not one. */
+const COMMIT_LINE = /^@(\d{1,15})\n/;
+
+/** Reads a channel message (`<entry id>\n[@<commit ms>\n]<body>`); null when it is not one. */
 export function parseMessage(message: string): LiveBatch | null {
   const newline = message.indexOf('\n');
   if (newline < 0) return null;
   const id = message.slice(0, newline);
   if (!ENTRY_ID.test(id)) return null;
-  return parseBody(id, message.slice(newline + 1));
+  const rest = message.slice(newline + 1);
+  const commit = COMMIT_LINE.exec(rest);
+  if (!commit) return parseBody(id, rest);
+  return { ...parseBody(id, rest.slice(commit[0].length)), committedAtMs: Number(commit[1]) };
 }
 
 /**
  * Appends the parts of one batch that were not published before to a tenant's resume log and publishes them,
  * atomically, with the entry id Redis assigned. Returns that id ('' when every part had been published before)
  * and one flag per part, '1' published now or '0' published before.
- * KEYS: log, published set; ARGV: channel, window ms, max entries, dedup ms, then pairs of (part tag, part body).
+ * KEYS: log, published set; ARGV: channel, window ms, max entries, dedup ms, commit ms (epoch, the worker's
+ * clock; only the channel message carries it, not the log), then pairs of (part tag, part body).
  *
  * A part is the stored events of one queue entry (or a slice of a large one) and its tag names that entry in its
  * queue, the same on every delivery. `ZADD NX` of the tag tells whether the part was published before (its
@@ -145,7 +156,7 @@ local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 local parts = {}
 local flags = {}
-for i = 5, #ARGV, 2 do
+for i = 6, #ARGV, 2 do
   if redis.call('ZADD', KEYS[2], 'NX', now, ARGV[i]) == 1 then
     parts[#parts + 1] = ARGV[i + 1]
     flags[#flags + 1] = '1'
@@ -160,5 +171,5 @@ local body = table.concat(parts)
 local id = redis.call('XADD', KEYS[1], 'MAXLEN', '~', ARGV[3], '*', '${LOG_FIELD}', body)
 redis.call('XTRIM', KEYS[1], 'MINID', '~', string.format('%d', now - tonumber(ARGV[2])))
 redis.call('PEXPIRE', KEYS[1], ARGV[2])
-redis.call('PUBLISH', ARGV[1], id .. '\\n' .. body)
+redis.call('PUBLISH', ARGV[1], id .. '\\n@' .. ARGV[5] .. '\\n' .. body)
 return {id, table.concat(flags)}`;

@@ -32,9 +32,10 @@ export interface LivePublisher {
    * The flusher's commit hook: queues the batch and returns at once. The promise resolves (never rejects) once
    * the batch is published, or given up (Redis failed, the backlog is full, the publisher closed): the flusher
    * acknowledges the entries only then, so a worker that dies before publishing leaves them pending and the
-   * worker that takes them over publishes them.
+   * worker that takes them over publishes them. `committedAtMs` (epoch ms, now when omitted) travels with the
+   * batch to the API, which measures commit → send from it.
    */
-  readonly onCommitted: (entries: readonly QueuedEntry[], result: WriteResult) => Promise<void>;
+  readonly onCommitted: (entries: readonly QueuedEntry[], result: WriteResult, committedAtMs?: number) => Promise<void>;
   /** Batches queued or being published. */
   pending(): number;
   /** Publishes what is queued (within `timeoutMs`), then stops taking batches; idempotent. */
@@ -174,6 +175,7 @@ async function keyOwners(pool: Pool, tenant: string, events: readonly Outgoing[]
 interface Job {
   readonly entries: readonly QueuedEntry[];
   readonly result: WriteResult;
+  readonly committedAtMs: number;
   readonly done: () => void;
 }
 
@@ -238,9 +240,9 @@ export function createLivePublisher(deps: LivePublisherDeps): LivePublisher {
   };
 
   /** Runs the publish script for one group of parts; returns which parts it published ('1') or skipped ('0'). */
-  async function runScript(tenant: string, group: readonly Part[]): Promise<string> {
+  async function runScript(tenant: string, group: readonly Part[], committedAtMs: number): Promise<string> {
     const args: (string | number)[] = [keys.log(tenant), keys.published(tenant), keys.channel(tenant), resumeWindowMs, LOG_MAX_ENTRIES];
-    args.push(dedupWindowMs);
+    args.push(dedupWindowMs, Math.round(committedAtMs));
     for (const part of group) args.push(part.tag, part.body);
     let reply: unknown;
     try {
@@ -253,7 +255,12 @@ export function createLivePublisher(deps: LivePublisherDeps): LivePublisher {
     return String((reply as [unknown, string])[1] ?? '');
   }
 
-  async function publishTenant(tenant: string, entries: readonly QueuedEntry[], hadDuplicates: boolean): Promise<void> {
+  async function publishTenant(
+    tenant: string,
+    entries: readonly QueuedEntry[],
+    hadDuplicates: boolean,
+    committedAtMs: number,
+  ): Promise<void> {
     const iso = createIsoCache();
     const mine = entries
       .filter((q) => q.entry.tenant === tenant)
@@ -282,7 +289,7 @@ export function createLivePublisher(deps: LivePublisherDeps): LivePublisher {
     for (const part of parts) publishedBytes.inc(Buffer.byteLength(part.body));
     // Sent back to back on one connection (one slot on a cluster): Redis runs them, and subscribers see them, in
     // this order.
-    const outcomes = await Promise.all(groups.map((group) => runScript(tenant, group)));
+    const outcomes = await Promise.all(groups.map((group) => runScript(tenant, group, committedAtMs)));
     groups.forEach((group, g) => group.forEach((part, i) => (outcomes[g]![i] === '0' ? repeats : published).inc(part.events)));
   }
 
@@ -293,14 +300,14 @@ export function createLivePublisher(deps: LivePublisherDeps): LivePublisher {
     return tenants.filter((_, i) => markers[i] !== null);
   }
 
-  async function publish(entries: readonly QueuedEntry[], result: WriteResult): Promise<void> {
+  async function publish(entries: readonly QueuedEntry[], result: WriteResult, committedAtMs: number): Promise<void> {
     const started = performance.now();
     const tenants = [...new Set(entries.map((q) => q.entry.tenant))];
     let listened: string[] = [];
     for (let attempt = 1; ; attempt++) {
       try {
         listened = await listenedOf(tenants);
-        for (const tenant of listened) await publishTenant(tenant, entries, result.duplicates > 0);
+        for (const tenant of listened) await publishTenant(tenant, entries, result.duplicates > 0, committedAtMs);
         break;
       } catch (err) {
         // Publishing again is harmless (the script skips what it published before), so a failover of a tenant's
@@ -320,7 +327,7 @@ export function createLivePublisher(deps: LivePublisherDeps): LivePublisher {
 
   async function drain(): Promise<void> {
     for (let job = queue.shift(); job; job = queue.shift()) {
-      await publish(job.entries, job.result).catch((err: unknown) => logRarely({ err }, 'live publishing failed'));
+      await publish(job.entries, job.result, job.committedAtMs).catch((err: unknown) => logRarely({ err }, 'live publishing failed'));
       job.done();
     }
     running = undefined;
@@ -328,7 +335,7 @@ export function createLivePublisher(deps: LivePublisherDeps): LivePublisher {
 
   let closing: Promise<void> | undefined;
   return {
-    onCommitted(entries, result) {
+    onCommitted(entries, result, committedAtMs = Date.now()) {
       if (closed || entries.length === 0) return Promise.resolve();
       if (queue.length >= MAX_PENDING_BATCHES) {
         // Whether anyone listens is unknown without asking Redis: count every event of the batch.
@@ -337,7 +344,7 @@ export function createLivePublisher(deps: LivePublisherDeps): LivePublisher {
         return Promise.resolve();
       }
       return new Promise<void>((done) => {
-        queue.push({ entries, result, done });
+        queue.push({ entries, result, committedAtMs, done });
         running ??= drain();
       });
     },

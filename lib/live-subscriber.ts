@@ -1,6 +1,7 @@
-import { Counter, Gauge, Registry } from 'prom-client';
+import { Counter, Gauge, Histogram, Registry } from 'prom-client';
 import { LISTENING_TTL_MS, LOG_FIELD, compareEntryIds, liveKeys, parseBody, parseMessage, type LiveBatch } from './live-channel.js';
 import type { Logger } from './logger.js';
+import { LATENCY_BUCKETS } from './metrics.js';
 import type { Redis } from './redis.js';
 import type { Config } from './config.js';
 import { createRedisSubscriber, type RedisNode } from './redis-subscriber.js';
@@ -87,6 +88,12 @@ export function createLiveSubscriber(deps: LiveSubscriberDeps): LiveSubscriber {
     help: 'Live batches received from Redis (one per tenant per published chunk).',
     registers,
   });
+  const commitToSend = new Histogram({
+    name: 'floodgate_live_commit_to_send_seconds',
+    help: "Worker's commit of a live batch → the batch written to this process's connections, per batch received (worker and API clocks).",
+    buckets: LATENCY_BUCKETS,
+    registers,
+  });
   let closing: Promise<void> | undefined;
 
   function dispatch(state: TenantState, batch: LiveBatch): void {
@@ -99,6 +106,9 @@ export function createLiveSubscriber(deps: LiveSubscriberDeps): LiveSubscriber {
         log.error({ err }, 'live listener failed');
       }
     }
+    // Listeners write synchronously, so the batch is on every connection's socket now. The two clocks may
+    // disagree by a little: a batch "sent before its commit" counts as 0.
+    if (batch.committedAtMs !== undefined) commitToSend.observe(Math.max(0, Date.now() - batch.committedAtMs) / 1000);
   }
 
   async function readLog(tenant: string, startId: string, inclusive: boolean, count: number): Promise<LiveBatch[]> {

@@ -3,7 +3,7 @@ import { connect } from 'node:net';
 import { after, before, describe, it } from 'node:test';
 import { Registry } from 'prom-client';
 import { createApiKey } from '../lib/api-keys.js';
-import { CHUNK_MAX_CHARS, liveKeys } from '../lib/live-channel.js';
+import { CHUNK_MAX_CHARS, liveKeys, parseMessage } from '../lib/live-channel.js';
 import { createLivePublisher, type LivePublisher } from '../lib/live-publisher.js';
 import { createLogger } from '../lib/logger.js';
 import { createFlusher, type Flusher } from '../workers/flusher.js';
@@ -115,6 +115,28 @@ describe('live view: GET /v1/events/live over SSE and WebSocket', () => {
     assert.ok(!Number.isNaN(Date.parse(first.timestamp)) && !Number.isNaN(Date.parse(first.received_at)));
     assert.equal(received[1]!.event.source, 'web');
     assert.notEqual(received[0]!.id, received[1]!.id, 'every event has its own resume id');
+  });
+
+  it("measures each delivered batch from the worker's commit to its write to the connections", async () => {
+    await ensureWorker();
+    const sse = track(await openSse(api.url, readKey));
+    const before = await api.metrics();
+    const countBefore = sample(before, 'floodgate_live_commit_to_send_seconds_count');
+    const sumBefore = sample(before, 'floodgate_live_commit_to_send_seconds_sum');
+    const posted = Date.now();
+    const [id] = await post([{ type: 'commit.timed' }]);
+    const received = await sse.waitForEvents(1);
+    const elapsed = (Date.now() - posted) / 1000;
+    assert.equal(received[0]!.event.id, id);
+    await eventually(
+      async () => sample(await api.metrics(), 'floodgate_live_commit_to_send_seconds_count') > countBefore,
+      'commit → send observed',
+    );
+    const after = await api.metrics();
+    const batches = sample(after, 'floodgate_live_commit_to_send_seconds_count') - countBefore;
+    const seconds = sample(after, 'floodgate_live_commit_to_send_seconds_sum') - sumBefore;
+    assert.equal(batches, 1, 'one batch delivered, one observation');
+    assert.ok(seconds >= 0 && seconds <= elapsed, `commit → send ${seconds}s lies within accept → receipt ${elapsed}s`);
   });
 
   it('forwards every field as stored, escapes and all', async () => {
@@ -424,5 +446,23 @@ describe('live view: GET /v1/events/live over SSE and WebSocket', () => {
     assert.equal(sse.closeReason, 'server_shutdown');
     assert.equal(ws.closeReason, 'server_shutdown');
     assert.equal(ws.closeCode, 1001);
+  });
+});
+
+describe('live channel messages', () => {
+  it('read with and without the commit time', () => {
+    const body = 'a\t{"n":1}\nb\t{"n":2}\n';
+    const timed = parseMessage(`5-0\n@1700000000123\n${body}`)!;
+    const plain = parseMessage(`5-0\n${body}`)!;
+    assert.equal(timed.committedAtMs, 1700000000123);
+    assert.equal(plain.committedAtMs, undefined);
+    assert.deepEqual(timed.events, plain.events);
+    assert.deepEqual(
+      plain.events.map((e) => [e.type, e.json, e.cursor]),
+      [
+        ['a', '{"n":1}', '5-0-0'],
+        ['b', '{"n":2}', '5-0-1'],
+      ],
+    );
   });
 });

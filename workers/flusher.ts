@@ -26,7 +26,7 @@ export interface FlusherDeps {
    * the promise it returns settles, without holding up the next write: a worker that dies before then leaves the
    * entries pending, and whoever takes them over writes them again (a no-op) and calls this hook for them again.
    */
-  readonly onCommitted?: (entries: readonly QueuedEntry[], result: WriteResult) => Promise<void> | void;
+  readonly onCommitted?: (entries: readonly QueuedEntry[], result: WriteResult, committedAtMs: number) => Promise<void> | void;
   /**
    * The stream shards to read (each its stream and dead-letter keys); the one STREAM_KEY and DEAD_LETTER_STREAM_KEY
    * when omitted. Entries of every shard share one buffer and are written in one batch.
@@ -285,6 +285,7 @@ export function createFlusher(deps: FlusherDeps): Flusher {
     const hooked = deps.onCommitted?.(
       batch.map((h) => ({ queueId: `${h.from.shard.index}:${h.id}`, entry: h.entry })),
       result,
+      committedAt,
     );
     if (!hooked) return acknowledge(batch);
     const ack: Promise<void> = hooked.then(
