@@ -60,8 +60,22 @@ export const dashboard: DashboardSpec = {
             'server_shutdown: deploys; error: the resume log could not be read.',
         },
         {
+          title: 'Commit to send, per batch',
+          width: 12,
+          unit: 's',
+          min: 0,
+          thresholds: steps(0.25),
+          queries: [
+            q('job:floodgate_live_commit_to_send_seconds:p50_1m', 'p50'),
+            q('job:floodgate_live_commit_to_send_seconds:p99_1m', 'p99'),
+          ],
+          description:
+            "From the worker's commit of a batch to its events written to the API's live connections (the publish, Redis pub/sub and the fan-out), per batch received. " +
+            "Spans the worker's and the API's clocks: across hosts their skew is included. No data while no watched tenant sends.",
+        },
+        {
           title: 'Resumes per second, by outcome',
-          width: 24,
+          width: 12,
           unit: 'ops',
           min: 0,
           queries: [q('outcome:floodgate_live_resumes:rate5m', '{{outcome}}')],
