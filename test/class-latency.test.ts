@@ -133,6 +133,7 @@ describe('per-class targets on a real listening server', () => {
     assert.match(metrics, /floodgate_shed_class_window_p99_seconds\{priority="normal"[^}]*\} \d/);
     assert.match(metrics, /floodgate_shed_class_pressure\{priority="critical"[^}]*\} \d/);
     assert.match(metrics, /floodgate_shed_noncritical_limit(\{[^}]*\})? \d+/);
+    assert.match(metrics, /^floodgate_shed_loop_utilization(\{[^}]*\})? (0|1|0\.\d+(e-\d+)?|\d\.\d+e-\d+)$/m);
     assert.match(metrics, /floodgate_shed_queued_requests\{priority="low"[^}]*\} 0/);
     assert.match(metrics, /floodgate_shed_requests_total\{priority="low",reason="queue"[^}]*\} 0/);
   });

@@ -224,6 +224,12 @@ function shedMetrics(registry: Registry, config: Config) {
       registers,
       aggregator: 'max',
     }),
+    loopUtilization: new Gauge({
+      name: 'floodgate_shed_loop_utilization',
+      help: 'Share of the latency window the event loop was busy (0–1). Latency over its target counts as overload only at SHED_BUSY_LOOP_PERCENT or more.',
+      registers,
+      aggregator: 'max',
+    }),
     backlog: new Gauge({
       name: 'floodgate_shed_backlog_entries',
       help: 'Stream entries not yet written, as last polled by the API.',
@@ -347,6 +353,7 @@ export function createShedder(deps: ShedderDeps): Shedder {
     metrics.pressure.set(state.pressure);
     metrics.windowP99.set(window.p99 / 1000);
     metrics.eventLoopDelay.set(eventLoopDelayMs / 1000);
+    metrics.loopUtilization.set(loopUtilization);
     metrics.shedTenants.set(fair.counts().shed);
     for (const p of PRIORITIES) metrics.probability.set({ priority: p }, state.shedProbability[p]);
     drawReason = state.backlogFloor > 0 && state.backlogFloor >= state.level ? 'backlog' : 'controller';

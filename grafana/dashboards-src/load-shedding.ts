@@ -79,10 +79,11 @@ export const dashboard: DashboardSpec = {
           title: 'Pressure',
           unit: 'short',
           min: 0,
-          queries: [q('max(floodgate_shed_pressure)', 'pressure')],
+          queries: [q('max(floodgate_shed_pressure)', 'pressure'), q('max(floodgate_shed_loop_utilization)', 'event loop busy (share)')],
           thresholds: steps(1.1, 1),
           description:
-            'max(p99 / target p99, event-loop delay / its target): 1 means exactly at target. Above 1 the level climbs; below 1 minus the deadband it falls (more slowly).',
+            'max(p99 / target p99, event-loop delay / its target): 1 means exactly at target. Above 1 the level climbs; below 1 minus the deadband it falls (more slowly). ' +
+            'Latency counts only while the event loop was busy at least SHED_BUSY_LOOP_PERCENT of the window (the busy share drawn here): slow requests on an idle loop are not refused.',
         },
         {
           title: 'Shed probability by class',
