@@ -149,8 +149,9 @@ export const PENDING_CTE = `rollup_pending_insert AS (
 
 /**
  * The minutes of this write that lie before the roll-up watermark (late events): recorded in rollup_stale, so that
- * readers ignore the coarse rows of their buckets and the next roll-up recomputes them, in key order. The watermark cannot move before this write commits: the write holds the roll-up lock
- * in shared mode (ROLLUP_SHARED_LOCK), which every roll-up takes in exclusive mode.
+ * readers ignore the coarse rows of their buckets and the next roll-up recomputes them, in key order. The
+ * watermark cannot move before this write commits: the write holds the roll-up lock in shared mode
+ * (ROLLUP_SHARED_LOCK), which every roll-up takes in exclusive mode.
  */
 export const STALE_CTE = `rollup_stale_insert AS (
   INSERT INTO rollup_stale (tenant, bucket)

@@ -205,7 +205,11 @@ export function createFlusher(deps: FlusherDeps): Flusher {
   /** The entries of `held` by the shard they came from. */
   function byShard<T extends { from: ShardReader }>(held: readonly T[]): Map<ShardReader, T[]> {
     const groups = new Map<ShardReader, T[]>();
-    for (const h of held) groups.set(h.from, [...(groups.get(h.from) ?? []), h]);
+    for (const h of held) {
+      const list = groups.get(h.from);
+      if (list) list.push(h);
+      else groups.set(h.from, [h]);
+    }
     return groups;
   }
 
